@@ -1,0 +1,95 @@
+# Gateway build. `make` builds build/gateway; `make run` and `make test`
+# first install any missing Debian packages (scripts/ensure-deps.sh).
+
+PKGS     := lua5.4 libwebsockets libuv libpcre2-8 hiredis lua5.4-cjson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CC      ?= cc
+OPT     ?= -O2 -g
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS  ?= $(OPT)
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP
+LDLIBS  = $(PKG_LIBS) -lm
+
+BUILD   ?= build
+LUA_DIR := $(CURDIR)/lua
+
+# Everything but main.c goes into a static library shared by the binary,
+# the unit tests and the Lua module used by busted.
+CORE_SRC := $(filter-out core/main.c core/gw_luamod.c,$(wildcard core/*.c))
+CORE_OBJ := $(CORE_SRC:core/%.c=$(BUILD)/obj/%.o)
+PIC_SRC  := core/gw_luamod.c core/gw_lib_core.c core/gw_lib_regex.c core/gw_regex.c \
+            core/gw_query.c core/gw_log.c
+PIC_OBJ  := $(PIC_SRC:core/%.c=$(BUILD)/pic/%.o)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all run test test-unit test-lua test-integration test-asan asan clean deps bench
+
+all: $(BUILD)/gateway $(BUILD)/lua/gateway/core.so
+
+$(BUILD)/obj/%.o: core/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DGW_LUA_DIR='"$(LUA_DIR)"' -c $< -o $@
+
+$(BUILD)/pic/%.o: core/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
+
+$(BUILD)/libgw.a: $(CORE_OBJ)
+	$(AR) rcs $@ $^
+
+$(BUILD)/gateway: $(BUILD)/obj/main.o $(BUILD)/libgw.a
+	$(CC) $(CFLAGS) -rdynamic -o $@ $^ $(LDLIBS)
+
+# The pure bindings as a Lua C module, so busted specs build `api` with the
+# same C code as the gateway.
+$(BUILD)/lua/gateway/core.so: $(PIC_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libpcre2-8)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libgw.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Icore -o $@ $< $(BUILD)/libgw.a $(LDLIBS) -lcmocka
+
+deps:
+	@scripts/ensure-deps.sh build
+
+# Runs gateway.lua, or the example config when there is none, with a
+# private redis-server when no Redis URL is given.
+run:
+	@scripts/ensure-deps.sh run
+	@$(MAKE) --no-print-directory all
+	@scripts/run.sh
+
+test:
+	@scripts/ensure-deps.sh test
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory test-unit test-lua test-integration test-asan
+
+test-unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+test-lua: $(BUILD)/lua/gateway/core.so
+	busted --lua=lua5.4 tests/lua
+
+test-integration: $(BUILD)/gateway
+	/usr/bin/python3 -m pytest -q tests/integration
+
+# The abuse tests again, against the sanitizer build.
+test-asan: asan
+	GATEWAY_BIN=$(CURDIR)/$(BUILD)/asan/gateway /usr/bin/python3 -m pytest -q -m asan tests/integration
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan \
+	  OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  $(BUILD)/asan/gateway
+
+bench:
+	bench/http.sh
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/pic/*.d)

@@ -1,0 +1,384 @@
+/* HTTP/1.1 on libwebsockets. lws parses requests and owns the socket; this
+ * file collects method, path, query, headers and body, hands them to the
+ * runtime through gw_call, and writes the answer when lws says the socket
+ * is writable. A request whose client goes away cancels its call. */
+#include "gw_http.h"
+#include "gw.h"
+#include "gw_call.h"
+#include "gw_log.h"
+#include "gw_query.h"
+
+#include <arpa/inet.h>
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define CHUNK 16384
+
+struct header {
+    char *name; /* "name:" as lws wants it */
+    char *value;
+};
+
+struct http_req {
+    struct lws *wsi;
+    struct gw_call *call;
+    char method[8];
+    char *path;           /* kept while the body arrives */
+    int head_only;
+    int close_after;      /* answered early (413): do not read on */
+    char *body;
+    size_t body_len, body_cap;
+    /* the answer */
+    int answered;
+    int status;
+    struct header *headers;
+    int nheaders;
+    char *content_type;
+    unsigned char *out;   /* LWS_PRE bytes, then the body */
+    size_t out_len, out_sent;
+    int headers_sent;
+};
+
+struct gw_http_session {
+    struct http_req *req;
+};
+
+static struct gw_lua *lua_rt;
+
+void gw_http_init(struct gw_lua *g) { lua_rt = g; }
+size_t gw_http_session_size(void) { return sizeof(struct gw_http_session); }
+
+static void req_free(struct http_req *r) {
+    if (!r) return;
+    for (int i = 0; i < r->nheaders; i++) {
+        free(r->headers[i].name);
+        free(r->headers[i].value);
+    }
+    free(r->headers);
+    free(r->path);
+    free(r->content_type);
+    free(r->out);
+    free(r->body);
+    free(r);
+}
+
+/* Methods lws recognises, by the token its URI is stored under. */
+static const struct {
+    enum lws_token_indexes tok;
+    const char *name;
+} methods[] = {
+    {WSI_TOKEN_GET_URI, "GET"},       {WSI_TOKEN_POST_URI, "POST"},
+    {WSI_TOKEN_PUT_URI, "PUT"},       {WSI_TOKEN_PATCH_URI, "PATCH"},
+    {WSI_TOKEN_DELETE_URI, "DELETE"}, {WSI_TOKEN_OPTIONS_URI, "OPTIONS"},
+    {WSI_TOKEN_HEAD_URI, "HEAD"},
+};
+
+static const char *request_method(struct lws *wsi) {
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (lws_hdr_total_length(wsi, methods[i].tok) > 0) return methods[i].name;
+    return NULL;
+}
+
+/* Headers lws does not parse itself but users commonly read. */
+static const char *custom_headers[] = {
+    "x-forwarded-for:", "x-forwarded-proto:", "x-real-ip:", "x-request-id:", "x-api-key:",
+    "x-requested-with:", "x-csrf-token:", NULL};
+
+static int is_uri_token(int tok) {
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if ((int)methods[i].tok == tok) return 1;
+    return tok == WSI_TOKEN_HTTP_URI_ARGS;
+}
+
+/* [-0, +1, m] Push a table of the request headers, names lower-case. */
+static void push_headers(lua_State *L, struct lws *wsi) {
+    char small[1024];
+    lua_newtable(L);
+    for (int tok = 0; tok < WSI_TOKEN_COUNT; tok++) {
+        if (is_uri_token(tok)) continue;
+        int len = lws_hdr_total_length(wsi, (enum lws_token_indexes)tok);
+        if (len <= 0) continue;
+        const char *name = (const char *)lws_token_to_string((enum lws_token_indexes)tok);
+        if (!name || !*name || name[0] == ':') continue;
+        char *buf = len < (int)sizeof small ? small : malloc((size_t)len + 1);
+        if (!buf) continue;
+        int n = lws_hdr_copy(wsi, buf, len + 1, (enum lws_token_indexes)tok);
+        if (n >= 0) {
+            size_t nl = strlen(name);
+            lua_pushlstring(L, name, nl && name[nl - 1] == ':' ? nl - 1 : nl);
+            lua_pushlstring(L, buf, (size_t)n);
+            lua_rawset(L, -3);
+        }
+        if (buf != small) free(buf);
+    }
+    for (const char **h = custom_headers; *h; h++) {
+        int hl = (int)strlen(*h);
+        int len = lws_hdr_custom_length(wsi, *h, hl);
+        if (len < 0 || len >= (int)sizeof small) continue;
+        if (lws_hdr_custom_copy(wsi, small, (int)sizeof small, *h, hl) < 0) continue;
+        lua_pushlstring(L, *h, (size_t)hl - 1);
+        lua_pushstring(L, small);
+        lua_rawset(L, -3);
+    }
+}
+
+/* [-0, +1, m] Push the query arguments as lws split and decoded them:
+ * a list of "key=value" strings. */
+static void push_args(lua_State *L, struct lws *wsi) {
+    char small[2048];
+    int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+    lua_newtable(L);
+    if (total <= 0) return;
+    char *buf = total < (int)sizeof small ? small : malloc((size_t)total + 1);
+    if (!buf) return;
+    for (int i = 0;; i++) {
+        int n = lws_hdr_copy_fragment(wsi, buf, total + 1, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n < 0) break;
+        lua_pushlstring(L, buf, (size_t)n);
+        lua_rawseti(L, -2, i + 1);
+    }
+    if (buf != small) free(buf);
+}
+
+static void push_peer(lua_State *L, struct lws *wsi) {
+    char ip[64] = "";
+    int port = 0;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = lws_get_socket_fd(wsi);
+    if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+            port = ntohs(a->sin6_port);
+        }
+    }
+    lua_pushstring(L, ip);
+    lua_setfield(L, -2, "remoteIP");
+    lua_pushinteger(L, port);
+    lua_setfield(L, -2, "remotePort");
+}
+
+/* Copy the runtime's answer (status, headers, body) into the request. */
+static void http_reply(void *ud, lua_State *L, int base, int n) {
+    struct http_req *r = ud;
+    size_t blen = 0;
+    const char *body = n >= 3 ? lua_tolstring(L, base + 2, &blen) : NULL;
+    r->call = NULL;
+    r->answered = 1;
+    r->status = n >= 1 && lua_isinteger(L, base) ? (int)lua_tointeger(L, base) : 500;
+    if (n >= 2 && lua_istable(L, base + 1)) {
+        lua_pushnil(L);
+        while (lua_next(L, base + 1)) {
+            if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) {
+                const char *name = lua_tostring(L, -2);
+                const char *value = lua_tostring(L, -1);
+                if (strcasecmp(name, "content-type") == 0) {
+                    free(r->content_type);
+                    r->content_type = strdup(value);
+                } else if (strcasecmp(name, "content-length") != 0) {
+                    struct header *h = realloc(r->headers, sizeof *h * (size_t)(r->nheaders + 1));
+                    if (h) {
+                        r->headers = h;
+                        size_t nl = strlen(name);
+                        h[r->nheaders].name = malloc(nl + 2);
+                        memcpy(h[r->nheaders].name, name, nl);
+                        memcpy(h[r->nheaders].name + nl, ":", 2);
+                        h[r->nheaders].value = strdup(value);
+                        r->nheaders++;
+                    }
+                }
+            }
+            lua_pop(L, 1);
+        }
+    }
+    r->out = malloc(LWS_PRE + blen + 1);
+    if (!r->out) gw_panic("out of memory");
+    if (blen) memcpy(r->out + LWS_PRE, body, blen);
+    r->out_len = blen;
+    if (r->wsi) lws_callback_on_writable(r->wsi);
+}
+
+/* Answer without the runtime (413 before the body is read). */
+static void answer_now(struct http_req *r, int status, const char *json) {
+    size_t n = strlen(json);
+    r->answered = 1;
+    r->status = status;
+    r->content_type = strdup("application/json; charset=utf-8");
+    r->headers = calloc(1, sizeof *r->headers);
+    r->headers[0].name = strdup("access-control-allow-origin:");
+    r->headers[0].value = strdup("*");
+    r->nheaders = 1;
+    r->out = malloc(LWS_PRE + n + 1);
+    memcpy(r->out + LWS_PRE, json, n);
+    r->out_len = n;
+    lws_callback_on_writable(r->wsi);
+}
+
+static void dispatch(struct http_req *r, const char *path) {
+    lua_State *L = gw_lua_state(lua_rt);
+    lua_createtable(L, 0, 10);
+    lua_pushstring(L, r->method);
+    lua_setfield(L, -2, "method");
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+    push_args(L, r->wsi);
+    lua_setfield(L, -2, "args");
+    push_headers(L, r->wsi);
+    lua_setfield(L, -2, "headers");
+    if (r->body) {
+        lua_pushlstring(L, r->body, r->body_len);
+        lua_setfield(L, -2, "body");
+        free(r->body);
+        r->body = NULL;
+    }
+    push_peer(L, r->wsi);
+    r->call = gw_call_new(lua_rt, "web", http_reply, r);
+    gw_call_run(r->call);
+}
+
+static int write_answer(struct http_req *r) {
+    struct lws *wsi = r->wsi;
+    if (!r->headers_sent) {
+        unsigned char buf[LWS_PRE + 8192];
+        unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+        lws_filepos_t clen = r->out_len;
+        if (lws_add_http_common_headers(wsi, (unsigned int)r->status,
+                                        r->content_type ? r->content_type : "application/json; charset=utf-8",
+                                        clen, &p, end))
+            return -1;
+        for (int i = 0; i < r->nheaders; i++) {
+            if (lws_add_http_header_by_name(wsi, (const unsigned char *)r->headers[i].name,
+                                            (const unsigned char *)r->headers[i].value,
+                                            (int)strlen(r->headers[i].value), &p, end))
+                return -1;
+        }
+        if (r->close_after &&
+            lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5, &p, end))
+            return -1;
+        if (lws_finalize_write_http_header(wsi, start, &p, end)) return -1;
+        r->headers_sent = 1;
+        if (r->head_only || r->out_len == 0 || r->status == 204 || r->status == 304) {
+            r->out_sent = r->out_len;
+            goto done;
+        }
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    size_t n = r->out_len - r->out_sent;
+    if (n > CHUNK) n = CHUNK;
+    int final = r->out_sent + n == r->out_len;
+    /* lws_write needs LWS_PRE writable bytes before the data. */
+    unsigned char *chunk = r->out + LWS_PRE + r->out_sent;
+    unsigned char save[LWS_PRE] = {0};
+    if (r->out_sent) memcpy(save, chunk - LWS_PRE, LWS_PRE);
+    int w = lws_write(wsi, chunk, n, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+    if (r->out_sent) memcpy(chunk - LWS_PRE, save, LWS_PRE);
+    if (w < (int)n) return -1;
+    r->out_sent += n;
+    if (!final) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+done:
+    if (r->close_after) return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static void session_end(struct gw_http_session *s) {
+    struct http_req *r = s->req;
+    if (!r) return;
+    s->req = NULL;
+    r->wsi = NULL;
+    if (r->call) {
+        struct gw_call *c = r->call;
+        r->call = NULL;
+        gw_call_cancel(c);
+    }
+    req_free(r);
+}
+
+int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len) {
+    struct gw_http_session *s = user;
+    const struct gw_config *cfg = gw_lua_config(lua_rt);
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP: {
+        session_end(s); /* a previous request on this keep-alive connection */
+        struct http_req *r = calloc(1, sizeof *r);
+        if (!r) return -1;
+        s->req = r;
+        r->wsi = wsi;
+        const char *m = request_method(wsi);
+        if (!m) return -1;
+        snprintf(r->method, sizeof r->method, "%s", m);
+        r->head_only = strcmp(m, "HEAD") == 0;
+        int has_body = 0;
+        char cl[32];
+        if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
+            long long n = atoll(cl);
+            if (n > cfg->max_body_size) {
+                r->close_after = 1;
+                answer_now(r, 413, "{\"error\":\"request body is larger than maxBodySize\","
+                                   "\"errors\":[\"request body is larger than maxBodySize\"]}");
+                return 0;
+            }
+            has_body = n > 0;
+        } else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+            has_body = 1;
+        }
+        if (has_body && strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0 && strcmp(m, "OPTIONS") != 0) {
+            r->path = strdup(in ? (const char *)in : "/");
+            return r->path ? 0 : -1;
+        }
+        dispatch(r, in ? (const char *)in : "/");
+        return 0;
+    }
+    case LWS_CALLBACK_HTTP_BODY: {
+        struct http_req *r = s->req;
+        if (!r || r->answered) return 0;
+        if (r->body_len + len > (size_t)cfg->max_body_size) {
+            free(r->body);
+            r->body = NULL;
+            r->close_after = 1;
+            answer_now(r, 413, "{\"error\":\"request body is larger than maxBodySize\","
+                               "\"errors\":[\"request body is larger than maxBodySize\"]}");
+            return 0;
+        }
+        if (r->body_len + len + 1 > r->body_cap) {
+            size_t cap = r->body_cap * 2 + len + 1024;
+            char *b = realloc(r->body, cap);
+            if (!b) return -1;
+            r->body = b;
+            r->body_cap = cap;
+        }
+        memcpy(r->body + r->body_len, in, len);
+        r->body_len += len;
+        return 0;
+    }
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
+        struct http_req *r = s->req;
+        if (!r || r->answered) return 0;
+        if (!r->body && !(r->body = calloc(1, 1))) return -1;
+        dispatch(r, r->path ? r->path : "/");
+        return 0;
+    }
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (!s->req || !s->req->answered) return 0;
+        return write_answer(s->req);
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        session_end(s);
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}

@@ -1,0 +1,314 @@
+/* The Lua state and its tasks. Each task is a coroutine anchored in the
+ * registry; the thread's extra space points back at its task so bindings
+ * can find who is calling. Resuming goes through task_run, which handles
+ * yields, returns, errors and the cpuTimeout hook in one place. */
+#include "gw_lua.h"
+#include "gw.h"
+#include "gw_lib.h"
+#include "gw_log.h"
+#include "gw_regex.h"
+
+#include <lauxlib.h>
+#include <lua-cjson.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef GW_LUA_DIR
+#define GW_LUA_DIR "lua"
+#endif
+
+#define HOOK_EVERY 10000 /* instructions between cpuTimeout checks */
+
+struct gw_task {
+    struct gw_lua *g;
+    lua_State *co;
+    int ref;                /* anchors 'co' */
+    gw_task_done_fn done;
+    void *ud;
+    struct gw_wait waits;   /* list head of what it waits on */
+    int running;            /* inside lua_resume right now */
+    int aborted;            /* abort requested while running */
+    int waiting;            /* suspended in loop.wait() */
+    int cpu_exceeded;
+};
+
+struct gw_lua {
+    lua_State *L;
+    uv_loop_t *loop;
+    struct gw_config cfg;
+    int runtime_ref;
+    struct gw_task *current;
+    double slice_start;
+};
+
+/* The hook has only a lua_State; there is one state per process. */
+static struct gw_lua *hook_owner;
+
+static struct gw_task **task_slot(lua_State *L) {
+    return (struct gw_task **)lua_getextraspace(L);
+}
+
+struct gw_task *gw_task_of(lua_State *L) { return *task_slot(L); }
+lua_State *gw_lua_state(struct gw_lua *g) { return g->L; }
+uv_loop_t *gw_lua_loop(struct gw_lua *g) { return g->loop; }
+const struct gw_config *gw_lua_config(struct gw_lua *g) { return &g->cfg; }
+lua_State *gw_task_thread(struct gw_task *t) { return t->co; }
+struct gw_task *gw_task_current(struct gw_lua *g) { return g->current; }
+void gw_task_set_waiting(struct gw_task *t, int waiting) { t->waiting = waiting; }
+int gw_task_is_waiting(struct gw_task *t) { return t->waiting; }
+void gw_lua_reset_slice(struct gw_lua *g) { g->slice_start = gw_now_ms(); }
+
+/* Stop code that runs too long without yielding: inside a task, yield out
+ * of it (a pcall in the action cannot catch that); elsewhere, raise. The
+ * check repeats every HOOK_EVERY instructions, so even code that catches
+ * the error is stopped again at once. */
+static void cpu_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    struct gw_lua *g = hook_owner;
+    if (!g || g->cfg.cpu_timeout <= 0) return;
+    if (gw_now_ms() - g->slice_start <= (double)g->cfg.cpu_timeout) return;
+    struct gw_task *t = gw_task_of(L);
+    if (t && t == g->current && lua_isyieldable(L)) {
+        t->cpu_exceeded = 1;
+        lua_yield(L, 0);
+        return;
+    }
+    if (t) t->cpu_exceeded = 1;
+    luaL_error(L, "code ran for more than general.cpuTimeout (%d ms) without yielding",
+               (int)g->cfg.cpu_timeout);
+}
+
+void gw_task_attach(struct gw_task *t, struct gw_wait *w) {
+    w->owner = t;
+    w->next = t->waits.next;
+    w->prev = &t->waits;
+    t->waits.next->prev = w;
+    t->waits.next = w;
+}
+
+void gw_task_detach(struct gw_wait *w) {
+    if (!w->owner) return;
+    w->prev->next = w->next;
+    w->next->prev = w->prev;
+    w->owner = NULL;
+    w->prev = w->next = NULL;
+}
+
+static void task_free(struct gw_task *t) {
+    /* Whatever it still owns (timer.after callbacks) outlives it. */
+    while (t->waits.next != &t->waits) gw_task_detach(t->waits.next);
+    *task_slot(t->co) = NULL;
+    luaL_unref(t->g->L, LUA_REGISTRYINDEX, t->ref);
+    free(t);
+}
+
+static void task_cancel_waits(struct gw_task *t) {
+    while (t->waits.next != &t->waits) {
+        struct gw_wait *w = t->waits.next;
+        gw_task_detach(w);
+        w->cancel(w);
+    }
+}
+
+void gw_task_abort(struct gw_task *t) {
+    if (t->running) {
+        t->aborted = 1; /* task_run finishes the job when the resume returns */
+        return;
+    }
+    task_cancel_waits(t);
+    lua_resetthread(t->co); /* close pending to-be-closed variables */
+    task_free(t);
+}
+
+/* Resume 't' with 'nargs' values on its stack. Returns 1 if the task
+ * ended (and was freed), 0 if it is suspended. */
+static int task_run(struct gw_task *t, int nargs) {
+    struct gw_lua *g = t->g;
+    struct gw_task *prev = g->current;
+    double prev_start = g->slice_start;
+    int nres = 0;
+
+    g->current = t;
+    g->slice_start = gw_now_ms();
+    t->running = 1;
+    t->waiting = 0;
+    int rc = lua_resume(t->co, prev ? prev->co : g->L, nargs, &nres);
+    t->running = 0;
+    g->current = prev;
+    g->slice_start = prev_start;
+
+    if (t->aborted) {
+        lua_settop(t->co, 0);
+        t->aborted = 0;
+        gw_task_abort(t);
+        return 1;
+    }
+    if (rc == LUA_YIELD && !t->cpu_exceeded) {
+        lua_pop(t->co, nres); /* whoever suspended it resumes it */
+        return 0;
+    }
+    enum gw_task_status status = GW_TASK_OK;
+    if (t->cpu_exceeded) {
+        status = GW_TASK_CPU;
+        lua_settop(t->co, 0);
+        gw_log(GW_LOG_ERROR, "stopped Lua code that ran for more than general.cpuTimeout (%ld ms)",
+               g->cfg.cpu_timeout);
+        task_cancel_waits(t);
+    } else if (rc != LUA_OK) {
+        status = GW_TASK_ERROR;
+        const char *msg = lua_tostring(t->co, -1);
+        luaL_traceback(t->co, t->co, msg ? msg : "(error object is not a string)", 0);
+        lua_remove(t->co, -2);
+        nres = 1;
+        task_cancel_waits(t);
+    }
+    if (t->done) t->done(t->ud, status, t->co, status == GW_TASK_CPU ? 0 : nres);
+    task_free(t);
+    return 1;
+}
+
+struct gw_task *gw_task_spawn(struct gw_lua *g, int nargs, gw_task_done_fn done, void *ud) {
+    lua_State *L = g->L;
+    struct gw_task *t = calloc(1, sizeof *t);
+    if (!t) gw_panic("out of memory");
+    t->g = g;
+    t->done = done;
+    t->ud = ud;
+    t->waits.next = t->waits.prev = &t->waits;
+    t->co = lua_newthread(L);
+    t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    *task_slot(t->co) = t;
+    lua_xmove(L, t->co, nargs + 1);
+    return task_run(t, nargs) ? NULL : t;
+}
+
+void gw_task_resume(struct gw_task *t, int nargs) { task_run(t, nargs); }
+
+/* --- state setup ------------------------------------------------------- */
+
+static int msghandler(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Protected call on the main thread; on error the message is in 'err'. */
+static int pcall_main(struct gw_lua *g, int nargs, int nres, char *err, size_t errlen) {
+    lua_State *L = g->L;
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, msghandler);
+    lua_insert(L, base);
+    g->slice_start = gw_now_ms();
+    int rc = lua_pcall(L, nargs, nres, base);
+    lua_remove(L, base);
+    if (rc != LUA_OK) {
+        /* Only the first line: the file, line and reason. The traceback
+         * goes to the log at debug level. */
+        const char *msg = lua_tostring(L, -1);
+        const char *nl = msg ? strchr(msg, '\n') : NULL;
+        gw_log(GW_LOG_DEBUG, "%s", msg ? msg : "?");
+        gw_fmt(err, errlen, "%.*s", nl ? (int)(nl - msg) : (int)strlen(msg ? msg : "?"), msg ? msg : "?");
+        lua_pop(L, 1);
+        return GW_ERR;
+    }
+    return GW_OK;
+}
+
+static void preload(lua_State *L, const char *name, lua_CFunction f) {
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, f);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
+static int open_loop_with_owner(lua_State *L) {
+    return gw_open_loop(L);
+}
+
+struct gw_lua *gw_lua_new(uv_loop_t *loop, const char *config_path,
+                          const struct gw_config_overrides *ov, struct gw_config *cfg,
+                          char *err, size_t errlen) {
+    struct gw_lua *g = calloc(1, sizeof *g);
+    if (!g) gw_panic("out of memory");
+    g->loop = loop;
+    g->runtime_ref = LUA_NOREF;
+    g->L = luaL_newstate();
+    if (!g->L) gw_panic("cannot create the Lua state");
+    lua_State *L = g->L;
+    *task_slot(L) = NULL;
+    luaL_openlibs(L);
+    hook_owner = g;
+
+    const char *dir = getenv("GATEWAY_LUA_DIR");
+    if (!dir || !*dir) dir = GW_LUA_DIR;
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
+    lua_getfield(L, -2, "path");
+    lua_concat(L, 2);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+    preload(L, "gateway.core", gw_open_core);
+    preload(L, "gateway.loop", open_loop_with_owner);
+    preload(L, "cjson", luaopen_cjson);
+    lua_pushlightuserdata(L, g);
+    lua_setfield(L, LUA_REGISTRYINDEX, "gateway.lua");
+
+    if (gw_config_load(L, config_path, ov, &g->cfg, err, errlen) != GW_OK) goto fail;
+    gw_log_set_level(g->cfg.log_level);
+    gw_log_set_json(g->cfg.log_json);
+    /* Threads copy the main thread's hook, so every task is covered. */
+    lua_sethook(L, cpu_hook, LUA_MASKCOUNT, HOOK_EVERY);
+
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "gateway.runtime");
+    if (pcall_main(g, 1, 1, err, errlen) != GW_OK) goto fail;
+    g->runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    /* runtime.init(config) loads actions, middleware and routes. */
+    gw_lua_push_runtime(g, "init");
+    lua_insert(L, -2);
+    if (pcall_main(g, 1, 0, err, errlen) != GW_OK) goto fail;
+    *cfg = g->cfg;
+    return g;
+fail:
+    gw_lua_free(g);
+    return NULL;
+}
+
+void gw_lua_free(struct gw_lua *g) {
+    if (!g) return;
+    if (hook_owner == g) hook_owner = NULL;
+    lua_close(g->L);
+    gw_regex_cache_clear();
+    free(g);
+}
+
+void gw_lua_push_runtime(struct gw_lua *g, const char *name) {
+    lua_rawgeti(g->L, LUA_REGISTRYINDEX, g->runtime_ref);
+    lua_getfield(g->L, -1, name);
+    lua_remove(g->L, -2);
+}
+
+int gw_lua_reload(struct gw_lua *g) {
+    char err[1024];
+    gw_lua_push_runtime(g, "reload");
+    if (pcall_main(g, 0, 0, err, sizeof err) != GW_OK) {
+        gw_log(GW_LOG_ERROR, "reload failed, keeping the loaded actions: %s", err);
+        return GW_ERR;
+    }
+    return GW_OK;
+}
+
+void gw_lua_print_summary(struct gw_lua *g) {
+    char err[1024];
+    gw_lua_push_runtime(g, "summary");
+    if (pcall_main(g, 0, 1, err, sizeof err) != GW_OK) {
+        fprintf(stderr, "%s\n", err);
+        return;
+    }
+    fputs(lua_tostring(g->L, -1) ? lua_tostring(g->L, -1) : "", stdout);
+    lua_pop(g->L, 1);
+}

@@ -1,0 +1,32 @@
+/* pcre2 patterns compiled once (with JIT where available) and cached by
+ * pattern and flags. No Lua here: the binding lives in gw_lib_regex.c. */
+#ifndef GW_REGEX_H
+#define GW_REGEX_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stddef.h>
+
+struct gw_regex {
+    pcre2_code *code;
+    pcre2_match_data *md;   /* shared: copy the ovector out before re-entering */
+    uint32_t ncaptures;     /* capture groups, not counting group 0 */
+};
+
+/* The compiled pattern for (pattern, flags), compiling it on first use.
+ * 'flags' is a string of i (caseless), m (multiline), s (dotall),
+ * x (extended), A (anchored), or NULL. Patterns are UTF-8 and tolerate
+ * invalid UTF-8 subjects. The cache owns the result; it stays valid until
+ * gw_regex_cache_clear(). On error returns NULL with a message naming the
+ * pattern and the offset in 'err'. */
+const struct gw_regex *gw_regex_get(const char *pattern, size_t len, const char *flags,
+                                    char *err, size_t errlen);
+
+/* Match from 'offset'. Returns the number of captured pairs (>= 1) and
+ * sets *ov to the ovector, 0 for no match, or a negative pcre2 error. */
+int gw_regex_exec(const struct gw_regex *re, const char *subject, size_t len, size_t offset,
+                  PCRE2_SIZE **ov);
+
+void gw_regex_cache_clear(void);
+
+#endif

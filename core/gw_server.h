@@ -1,0 +1,23 @@
+/* The process's event loop and listeners: one libuv loop drives lws (as a
+ * foreign loop), timers and signals. SIGTERM/SIGINT drain in-flight
+ * actions then exit; SIGHUP reloads actions, middleware and routes. */
+#ifndef GW_SERVER_H
+#define GW_SERVER_H
+
+#include <stddef.h>
+
+#include "gw_lua.h"
+
+struct gw_server;
+
+/* Listen as the config says. 'print_listening' makes this process print
+ * the "listening ..." lines (one worker of several prints them). On error
+ * returns NULL with a one-line reason in 'err'. */
+struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int share_port,
+                                int print_listening, char *err, size_t errlen);
+
+/* Run until shut down; returns the exit status (0 after a clean stop).
+ * Frees the server. */
+int gw_server_run(struct gw_server *s);
+
+#endif

@@ -1,0 +1,78 @@
+-- Builds the `api` object every action, middleware and route file sees (SPEC §3.5).
+-- The parts that wait (sleep, timers) come from gateway.loop, which exists only inside
+-- the gateway; elsewhere (busted specs) they raise a clear error when called.
+
+local core = require("gateway.core")
+local cjson = require("cjson")
+
+local M = {}
+
+local function readonly(t, path)
+  local proxies = {}
+  return setmetatable({}, {
+    __index = function(_, k)
+      local v = t[k]
+      if type(v) == "table" then
+        proxies[k] = proxies[k] or readonly(v, path .. "." .. tostring(k))
+        return proxies[k]
+      end
+      return v
+    end,
+    __newindex = function(_, k)
+      error(path .. " is read-only (tried to set " .. tostring(k) .. ")", 2)
+    end,
+    __pairs = function() return next, t, nil end,
+    __len = function() return #t end,
+  })
+end
+M.readonly = readonly
+
+-- One cjson instance of our own, so users' settings cannot change what the gateway emits.
+local function newJson()
+  local json = cjson.new()
+  json.encode_sparse_array(true)
+  json.encode_invalid_numbers("null")
+  json.decode_invalid_numbers(false)
+  return json
+end
+M.newJson = newJson
+
+local function unavailable(name)
+  return function() error(name .. " is only available inside the gateway", 2) end
+end
+
+function M.new(config)
+  local okLoop, loop = pcall(require, "gateway.loop")
+  if not okLoop then loop = nil end
+  local json = newJson()
+
+  local api = {
+    config = readonly(config, "api.config"),
+    json = { encode = json.encode, decode = json.decode, null = json.null },
+    regex = core.regex,
+    validators = require("gateway.validators"),
+    formatters = require("gateway.formatters"),
+    actions = { actions = {}, versions = {} },
+    documentation = { documentation = {} },
+    connections = { connections = {} },
+  }
+
+  -- api.log(message, level, fields)
+  function api.log(message, level, fields)
+    if type(message) ~= "string" then message = json.encode(message) end
+    core.log(level or "info", message, fields)
+  end
+
+  api.sleep = loop and loop.sleep or unavailable("api.sleep")
+  api.timer = { after = loop and loop.after or unavailable("api.timer.after") }
+
+  function api.connections.count()
+    local n = 0
+    for _ in pairs(api.connections.connections) do n = n + 1 end
+    return n
+  end
+
+  return api
+end
+
+return M

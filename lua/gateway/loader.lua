@@ -1,0 +1,224 @@
+-- Loads action and middleware files (SPEC §3, §4) into a fresh registry, checking
+-- everything a broken definition could get wrong at load time, so a bad file stops
+-- startup (or is refused on reload) with one line naming the file and the reason.
+
+local core = require("gateway.core")
+local inputs = require("gateway.inputs")
+
+local M = {}
+
+local RESERVED = { action = true, apiVersion = true, callback = true, file = true }
+local CONNECTION_TYPES = { web = true, websocket = true, socket = true }
+local LEVELS = { debug = true, info = true, notice = true, warning = true, error = true, crit = true }
+
+-- Every *.lua file under 'dir', depth first, in name order.
+local function luaFiles(dir, out)
+  local entries = core.readdir(dir)
+  if not entries then return out end
+  for _, e in ipairs(entries) do
+    local path = dir .. "/" .. e.name
+    if e.dir then luaFiles(path, out)
+    elseif e.name:match("%.lua$") then out[#out + 1] = path end
+  end
+  return out
+end
+M.luaFiles = luaFiles
+
+local function loadFile(path, env)
+  local chunk, err = loadfile(path, "t", env or _G)
+  if not chunk then error(err, 0) end
+  local okSlice, loop = pcall(require, "gateway.loop")
+  if okSlice then loop.reset_slice() end
+  local ok, result = xpcall(chunk, function(e)
+    return type(e) == "string" and e or tostring(e)
+  end)
+  if not ok then error(result, 0) end
+  return result
+end
+M.loadFile = loadFile
+
+local function fileError(path, msg)
+  error(path .. ": " .. msg, 0)
+end
+
+-- The line where `name = "<name>"` appears, to point the reader at the action.
+local function lineOf(path, name)
+  local f = io.open(path, "r")
+  if not f or not name then return nil end
+  local n = 0
+  for line in f:lines() do
+    n = n + 1
+    if line:find('name%s*=%s*["\']' .. name:gsub("%p", "%%%0") .. '["\']') then
+      f:close()
+      return n
+    end
+  end
+  f:close()
+  return nil
+end
+
+local function isAction(t)
+  return type(t) == "table" and (t.run ~= nil or t.name ~= nil or t.description ~= nil)
+end
+
+local function validateAction(a, path, api)
+  if type(a.name) ~= "string" or a.name == "" then
+    fileError(path, "an action is missing 'action.name'")
+  end
+  local where = path
+  local line = lineOf(path, a.name)
+  if line then where = path .. ":" .. line end
+  local function bad(msg) error(where .. ": " .. msg, 0) end
+  if type(a.description) ~= "string" or a.description == "" then
+    bad("Action " .. a.name .. " is missing 'action.description'")
+  end
+  if type(a.run) ~= "function" then bad("Action " .. a.name .. " has no run method") end
+  if a.version == nil then a.version = 1 end
+  if type(a.version) ~= "number" then bad("Action " .. a.name .. ": 'version' must be a number") end
+  if a.inputs ~= nil and type(a.inputs) ~= "table" then
+    bad("Action " .. a.name .. ": 'inputs' must be a table")
+  end
+  for key in pairs(a.inputs or {}) do
+    if RESERVED[key] then
+      bad("Action " .. a.name .. ': input "' .. tostring(key) .. '" is a reserved param name')
+    end
+  end
+  a.inputs = a.inputs or {}
+  for _, t in ipairs(a.blockedConnectionTypes or {}) do
+    if not CONNECTION_TYPES[t] then
+      bad("Action " .. a.name .. ': unknown connection type "' .. tostring(t) .. '" in blockedConnectionTypes')
+    end
+  end
+  if a.logLevel ~= nil and not LEVELS[a.logLevel] then
+    bad("Action " .. a.name .. ': unknown logLevel "' .. tostring(a.logLevel) .. '"')
+  end
+  if a.middleware ~= nil and type(a.middleware) ~= "table" then
+    bad("Action " .. a.name .. ": 'middleware' must be a list of names")
+  end
+  a.middleware = a.middleware or {}
+  if a.toDocument == nil then a.toDocument = true end
+  local ok, err = pcall(inputs.compile, a, api)
+  if not ok then bad(tostring(err)) end
+  a._file = path
+end
+
+local function addAction(reg, a, path)
+  reg.actions[a.name] = reg.actions[a.name] or {}
+  local existing = reg.actions[a.name][a.version]
+  if existing then
+    fileError(path, string.format("Action %s version %s is defined twice (also in %s)",
+      a.name, tostring(a.version), existing._file))
+  end
+  reg.actions[a.name][a.version] = a
+end
+
+-- Sort every action's versions numerically: 1, 2, 10.
+local function sortVersions(reg)
+  for name, byVersion in pairs(reg.actions) do
+    local list = {}
+    for v in pairs(byVersion) do list[#list + 1] = v end
+    table.sort(list)
+    reg.versions[name] = list
+  end
+end
+
+local function validateMiddleware(m, path, reg, defaultPriority)
+  if type(m.name) ~= "string" or m.name == "" then fileError(path, "a middleware is missing 'name'") end
+  if m.priority == nil then m.priority = defaultPriority end
+  if type(m.priority) ~= "number" then fileError(path, "middleware " .. m.name .. ": 'priority' must be a number") end
+  local isConnection = m.create ~= nil or m.destroy ~= nil
+  for _, f in ipairs({ "preProcessor", "postProcessor", "create", "destroy" }) do
+    if m[f] ~= nil and type(m[f]) ~= "function" then
+      fileError(path, "middleware " .. m.name .. ": '" .. f .. "' must be a function")
+    end
+  end
+  local bucket = isConnection and reg.connectionMiddleware or reg.middleware
+  if bucket[m.name] then
+    fileError(path, "middleware " .. m.name .. " is defined twice (also in " .. bucket[m.name]._file .. ")")
+  end
+  m._file = path
+  m._order = reg.middlewareCount
+  reg.middlewareCount = reg.middlewareCount + 1
+  bucket[m.name] = m
+end
+
+local function byPriority(list)
+  table.sort(list, function(a, b)
+    if a.priority ~= b.priority then return a.priority < b.priority end
+    return a._order < b._order
+  end)
+  return list
+end
+
+-- Load everything into a new registry; raises "file[:line]: reason" on the first problem.
+function M.load(config, api, env)
+  local reg = {
+    actions = {}, versions = {}, handlers = {},
+    middleware = {}, connectionMiddleware = {}, middlewareCount = 0,
+    globalMiddleware = {}, connectionMiddlewareList = {},
+  }
+  local defaultPriority = config.general.defaultMiddlewarePriority
+
+  for _, dir in ipairs(config.paths.middleware) do
+    for _, path in ipairs(luaFiles(dir, {})) do
+      local result = loadFile(path, env)
+      if type(result) ~= "table" then fileError(path, "a middleware file must return a table") end
+      local list = result.name and { result } or result
+      local names = {}
+      for k in pairs(list) do names[#names + 1] = k end
+      table.sort(names, function(a, b) return tostring(a) < tostring(b) end)
+      for _, k in ipairs(names) do
+        if type(list[k]) == "table" then validateMiddleware(list[k], path, reg, defaultPriority) end
+      end
+    end
+  end
+  for _, m in pairs(reg.middleware) do
+    if m.global then reg.globalMiddleware[#reg.globalMiddleware + 1] = m end
+  end
+  byPriority(reg.globalMiddleware)
+  for _, m in pairs(reg.connectionMiddleware) do
+    reg.connectionMiddlewareList[#reg.connectionMiddlewareList + 1] = m
+  end
+  byPriority(reg.connectionMiddlewareList)
+
+  for _, dir in ipairs(config.paths.actions) do
+    for _, path in ipairs(luaFiles(dir, {})) do
+      local result = loadFile(path, env)
+      if type(result) ~= "table" then
+        fileError(path, "an action file must return a table, got " .. type(result))
+      end
+      if result.routes ~= nil and result.run == nil then
+        reg.handlers[#reg.handlers + 1] = { file = path, handler = result }
+      elseif isAction(result) then
+        validateAction(result, path, api)
+        addAction(reg, result, path)
+      else
+        local keys = {}
+        for k, v in pairs(result) do if isAction(v) then keys[#keys + 1] = k end end
+        table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+        if #keys == 0 then fileError(path, "the file returns no action (a table with name, description and run)") end
+        for _, k in ipairs(keys) do
+          validateAction(result[k], path, api)
+          addAction(reg, result[k], path)
+        end
+      end
+    end
+  end
+
+  -- Per-action middleware must exist and must not be connection middleware.
+  for _, byVersion in pairs(reg.actions) do
+    for _, a in pairs(byVersion) do
+      for _, name in ipairs(a.middleware) do
+        local m = reg.middleware[name]
+        if not m then
+          fileError(a._file, "Action " .. a.name .. ': unknown middleware "' .. tostring(name) .. '"')
+        end
+      end
+    end
+  end
+
+  sortVersions(reg)
+  return reg
+end
+
+return M

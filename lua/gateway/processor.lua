@@ -1,0 +1,285 @@
+-- The action processor (SPEC §3.2-§3.4, §4): for one request on one connection, choose
+-- the version, check limits, run middleware, scrub params, run the inputs pipeline, run
+-- the action and the postProcessors, and leave the outcome on `data`. Rendering it for a
+-- transport is left to the transports; waiting on next() uses gateway.loop.
+
+local core = require("gateway.core")
+local inputs = require("gateway.inputs")
+
+local P = {}
+
+local INTERNAL = "The server experienced an internal error"
+P.INTERNAL = INTERNAL
+local RESERVED = { action = true, apiVersion = true, callback = true, file = true }
+
+local okLoop, loop = pcall(require, "gateway.loop")
+if not okLoop then loop = nil end
+
+-- Keep the raised value as it is (tables carry a status) and remember where it came from.
+local function captureRaise(e)
+  return { raised = e, traceback = debug.traceback(type(e) == "string" and e or tostring(e), 2) }
+end
+
+-- Does fn take a `next` argument at position `pos`? A function without one completes
+-- when it returns, so `preProcessor = function(data) ... end` needs no next().
+local function takesNext(fn, pos)
+  local info = debug.getinfo(fn, "u")
+  return info.isvararg or info.nparams >= pos
+end
+
+-- Run fn(..., next) until it completes: next(err) now or later, `return value`,
+-- `return nil, err`, or a raised error. Returns kind ("ok" | "error" | "raised"), and
+-- the error, the raised capture, or the returned value.
+local function callWithNext(fn, nextPos, ...)
+  local state = { done = false, waiting = false, co = coroutine.running() }
+  local function nextFn(err)
+    if state.done then return end
+    state.done, state.err = true, err
+    if state.waiting then
+      state.waiting = false
+      loop.wake(state.co)
+    end
+  end
+  local args = table.pack(...)
+  args[nextPos] = nextFn
+  local ok, r1, r2 = xpcall(fn, captureRaise, table.unpack(args, 1, nextPos))
+  if not ok then
+    state.done = true
+    return "raised", r1
+  end
+  if not state.done and (r1 ~= nil or r2 ~= nil or not takesNext(fn, nextPos)) then
+    state.done = true
+    if r1 == nil and r2 ~= nil then return "error", r2 end
+    return "ok", r1
+  end
+  if not state.done then
+    if not loop then error("next() was not called and there is no event loop to wait on", 0) end
+    state.waiting = true
+    loop.wait()
+  end
+  if state.err ~= nil then return "error", state.err end
+  return "ok", nil
+end
+P.callWithNext = callWithNext
+
+-- An error value as { message, status, fields }: fields are a table error's own keys.
+local function normalize(err, status)
+  if type(err) == "table" then
+    local fields = {}
+    for k, v in pairs(err) do
+      if k ~= "status" then fields[k] = v end
+    end
+    local message = err.message ~= nil and tostring(err.message) or "error"
+    fields.message = message
+    return { message = message, status = math.tointeger(tonumber(err.status)), fields = fields }
+  end
+  return { message = tostring(err), status = status }
+end
+P.normalize = normalize
+
+local function setError(data, err, status)
+  data.error = normalize(err, status)
+  data.errors = { data.error.message }
+end
+
+-- A raised error: a table with a status is an error like next(t); anything else is a
+-- bug, logged with its traceback and answered with 500 and nothing of the message.
+local function setRaised(data, capture, where)
+  local e = capture.raised
+  if type(e) == "table" and e.status ~= nil then
+    setError(data, e)
+    return
+  end
+  core.log("error", "Lua error in " .. where, { "action", tostring(data.action), "error", capture.traceback })
+  setError(data, INTERNAL, 500)
+  data.internalError = true
+end
+
+-- The middleware a request runs through: global ones by priority, then the action's
+-- own, in the order listed (a global one listed again runs once).
+local function middlewareFor(reg, action)
+  local list, seen = {}, {}
+  for _, m in ipairs(reg.globalMiddleware) do
+    list[#list + 1] = m
+    seen[m.name] = true
+  end
+  for _, name in ipairs(action.middleware) do
+    local m = reg.middleware[name]
+    if m and not seen[name] then
+      list[#list + 1] = m
+      seen[name] = true
+    end
+  end
+  return list
+end
+
+local function scrub(action, params, keep)
+  for k in pairs(params) do
+    if action.inputs[k] == nil and not RESERVED[k] and not (keep and keep[k] ~= nil) then
+      params[k] = nil
+    end
+  end
+end
+
+-- Choose the action and version: nil and the data error when there is none.
+local function chooseAction(reg, data)
+  local name, params = data.action, data.params
+  local versions = type(name) == "string" and reg.versions[name]
+  if not versions then return nil end
+  local requested = params.apiVersion
+  local version
+  if requested == nil or requested == "" then
+    version = versions[#versions]
+  else
+    version = tonumber(requested)
+    version = version and (math.tointeger(version) or version)
+  end
+  local action = version and reg.actions[name][version]
+  if not action then return nil end
+  params.apiVersion = version
+  return action
+end
+
+function P.missingChecks(config)
+  local set = {}
+  for _, c in ipairs(config.general.missingParamChecks) do set[c] = true end
+  return set
+end
+
+-- Runs the whole pipeline; the outcome is on the returned data (`error`, `errors`,
+-- `status`, `response`). `rt` holds config, api, reg, shuttingDown and inputOpts.
+function P.run(rt, connection, actionName, params, extra)
+  extra = extra or {}
+  connection.totalActions = connection.totalActions + 1
+  connection.pendingActions = connection.pendingActions + 1
+  local data = {
+    connection = connection, action = actionName, params = params, response = {},
+    toProcess = true, toRender = true, messageCount = connection.messageCount,
+    actionStartTime = core.wall_ms(), headers = {}, route = extra.route,
+    matchedRoute = extra.matchedRoute, _started = core.now_ms(),
+  }
+  if extra.onData then extra.onData(data) end
+  local reg, config = rt.reg, rt.config
+
+  if rt.shuttingDown then
+    setError(data, "the server is shutting down", 503)
+    return P.finish(data)
+  end
+  if connection.pendingActions > config.general.simultaneousActions then
+    setError(data, "you have too many pending requests", 429)
+    return P.finish(data)
+  end
+  local action = chooseAction(reg, data)
+  if not action then
+    setError(data, "unknown action or invalid apiVersion", 404)
+    return P.finish(data)
+  end
+  data.actionTemplate = action
+  for _, t in ipairs(action.blockedConnectionTypes or {}) do
+    if t == connection.type then
+      setError(data, "this action does not support the " .. connection.type .. " connection type", 400)
+      return P.finish(data)
+    end
+  end
+
+  local middleware = middlewareFor(reg, action)
+  for _, m in ipairs(middleware) do
+    if m.preProcessor then
+      local kind, e = callWithNext(m.preProcessor, 2, data)
+      if kind == "raised" then setRaised(data, e, "middleware " .. m.name) end
+      if kind == "error" then setError(data, e) end
+      if data.error then return P.finish(data) end
+    end
+  end
+
+  if not config.general.disableParamScrubbing then scrub(action, params, extra.routeParams) end
+
+  local ok, failures = xpcall(inputs.process, captureRaise, action, params, connection, rt.inputOpts)
+  if not ok then
+    setRaised(data, failures, "the inputs of " .. action.name)
+    return P.finish(data)
+  end
+  if failures then
+    data.error = { message = failures[1].message, status = 422, inputs = failures }
+    data.errors = {}
+    for i, f in ipairs(failures) do data.errors[i] = f.message end
+    return P.finish(data)
+  end
+
+  if data.toProcess then
+    local kind, e = callWithNext(action.run, 3, rt.api, data)
+    if kind == "raised" then setRaised(data, e, "action " .. action.name) end
+    if kind == "error" then setError(data, e) end
+    if kind == "ok" and type(e) == "table" then
+      for k, v in pairs(e) do data.response[k] = v end
+    end
+    if data.error then return P.finish(data) end
+  end
+
+  for _, m in ipairs(middleware) do
+    if m.postProcessor then
+      local kind, e = callWithNext(m.postProcessor, 2, data)
+      if kind == "raised" then setRaised(data, e, "middleware " .. m.name) end
+      if kind == "error" and not data.error then setError(data, e) end
+    end
+  end
+  return P.finish(data)
+end
+
+-- Settle the status and release the connection's pending slot, exactly once.
+function P.finish(data)
+  if data._finished then return data end
+  data._finished = true
+  local c = data.connection
+  c.pendingActions = c.pendingActions - 1
+  if data.error then
+    data.status = data.error.status or math.tointeger(tonumber(data.status)) or 400
+  else
+    data.status = math.tointeger(tonumber(data.status)) or 200
+  end
+  data.duration = core.now_ms() - data._started
+  return data
+end
+
+-- End a request that will not complete by itself (timeout, CPU stop, client gone).
+function P.abort(data, status, message)
+  if data._finished then
+    -- It completed, but its answer could not be sent; only the status changes.
+    data.status = status or data.status
+    return data
+  end
+  data.response = {}
+  setError(data, message, status or 500)
+  data.status = nil
+  return P.finish(data)
+end
+
+-- Params as they appear in logs: filtered names replaced.
+function P.loggableParams(rt, params)
+  local out = {}
+  for k, v in pairs(params or {}) do
+    if rt.filtered[k] then out[k] = "[FILTERED]"
+    elseif type(v) ~= "function" and type(v) ~= "userdata" and type(v) ~= "thread" then out[k] = v end
+  end
+  return out
+end
+
+-- One line per action at the action's logLevel (SPEC §10).
+function P.log(rt, data, transport)
+  local level = data.actionTemplate and data.actionTemplate.logLevel or "info"
+  if data.status and data.status >= 500 and level ~= "crit" then level = "error" end
+  if not core.log_enabled(level) then return end
+  local okJson, params = pcall(rt.json.encode, P.loggableParams(rt, data.params))
+  local fields = {
+    "action", tostring(data.action), "type", transport, "status", tostring(data.status),
+    "duration_ms", string.format("%.1f", data.duration or 0),
+    "connection", tostring(data.connection.id), "params", okJson and params or "?",
+  }
+  if data.error then
+    fields[#fields + 1] = "error"
+    fields[#fields + 1] = data.error.message
+  end
+  core.log(level, nil, fields)
+end
+
+return P

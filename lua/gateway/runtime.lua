@@ -1,0 +1,82 @@
+-- The runtime C talks to: init, reload, summary, handle, fail, shutdown and
+-- run_callback. It owns the loaded registry and the `api` global, and routes each
+-- request to its transport module.
+
+local core = require("gateway.core")
+local apiModule = require("gateway.api")
+local loader = require("gateway.loader")
+local processor = require("gateway.processor")
+local docs = require("gateway.docs")
+
+local R = {}
+
+local rt = { shuttingDown = false }
+local transports = { web = require("gateway.web") }
+
+local function publish(reg)
+  docs.addBuiltins(reg, rt.api)
+  rt.reg = reg
+  rt.api.actions.actions = reg.actions
+  rt.api.actions.versions = reg.versions
+  rt.api.documentation.documentation = docs.build(reg)
+end
+
+function R.init(config)
+  rt.config = config
+  rt.api = apiModule.new(config)
+  rt.json = apiModule.newJson()
+  rt.inputOpts = { missing = processor.missingChecks(config), null = rt.json.null }
+  rt.filtered = {}
+  for _, name in ipairs(config.logging.filteredParams) do rt.filtered[name] = true end
+  _G.api = rt.api
+  publish(loader.load(config, rt.api))
+end
+
+-- Load into a new registry; only when that works does it replace the old one, so
+-- requests in flight keep the actions they started with.
+function R.reload()
+  publish(loader.load(rt.config, rt.api))
+end
+
+function R.summary()
+  local lines, names = {}, {}
+  for name in pairs(rt.reg.versions) do names[#names + 1] = name end
+  table.sort(names)
+  lines[#lines + 1] = string.format("actions: %d", #names)
+  for _, name in ipairs(names) do
+    local vs = {}
+    for i, v in ipairs(rt.reg.versions[name]) do vs[i] = tostring(v) end
+    local a = rt.reg.actions[name][rt.reg.versions[name][#vs]]
+    lines[#lines + 1] = string.format("  %s (versions %s)%s", name, table.concat(vs, ", "),
+      a._file and ("  " .. a._file) or "")
+  end
+  local mw = {}
+  for name, m in pairs(rt.reg.middleware) do mw[#mw + 1] = name .. (m.global and " (global)" or "") end
+  for name in pairs(rt.reg.connectionMiddleware) do mw[#mw + 1] = name .. " (connection)" end
+  table.sort(mw)
+  lines[#lines + 1] = string.format("middleware: %d", #mw)
+  for _, m in ipairs(mw) do lines[#lines + 1] = "  " .. m end
+  lines[#lines + 1] = string.format("handlers: %d", #rt.reg.handlers)
+  return table.concat(lines, "\n") .. "\n"
+end
+
+function R.handle(transport, ctx)
+  return transports[transport].handle(rt, ctx)
+end
+
+function R.fail(transport, ctx, status, message)
+  return transports[transport].fail(rt, ctx, status, message)
+end
+
+function R.shutdown()
+  rt.shuttingDown = true
+end
+
+-- Runs an api.timer.after callback; what it raises is logged, not lost.
+function R.run_callback(fn)
+  local ok, err = xpcall(fn, debug.traceback)
+  if not ok then core.log("error", "timer callback failed", { "error", tostring(err) }) end
+end
+
+R.rt = rt
+return R

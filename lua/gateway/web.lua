@@ -1,0 +1,257 @@
+-- The web transport (SPEC §5, §6 web paths, §8 web): turns a request table from C into
+-- a connection and params, runs the processor, and renders status, headers and body.
+-- Static files and web routes come from their own modules when they exist.
+
+local core = require("gateway.core")
+local processor = require("gateway.processor")
+local connections = require("gateway.connections")
+
+local W = {}
+
+local CORS_METHODS = "HEAD, GET, POST, PUT, PATCH, DELETE, OPTIONS"
+local JSON_TYPE = "application/json; charset=utf-8"
+
+local function baseHeaders()
+  return { ["Access-Control-Allow-Origin"] = "*" }
+end
+
+-- "k=v" fragments as lws split and decoded them; a repeated key becomes a list.
+local function queryParams(args)
+  local params = {}
+  for _, frag in ipairs(args) do
+    local k, v = frag:match("^([^=]*)=(.*)$")
+    if not k then k, v = frag, "" end
+    if k ~= "" then
+      local old = params[k]
+      if old == nil then params[k] = v
+      elseif type(old) == "table" then old[#old + 1] = v
+      else params[k] = { old, v } end
+    end
+  end
+  return params
+end
+
+local function mediaType(headers)
+  local ct = headers["content-type"] or ""
+  return (ct:match("^%s*([^;%s]+)") or ""):lower(), ct
+end
+
+-- multipart/form-data: fields become strings, files { filename, type, data }.
+local function parseMultipart(body, contentType)
+  local boundary = contentType:match('boundary="([^"]+)"') or contentType:match("boundary=([^;%s]+)")
+  if not boundary then return nil end
+  local params, delim = {}, "--" .. boundary
+  local pos = body:find(delim, 1, true)
+  if not pos then return nil end
+  pos = pos + #delim
+  while true do
+    if body:sub(pos, pos + 1) == "--" then break end
+    pos = pos + 2 -- CRLF after the delimiter
+    local headerEnd = body:find("\r\n\r\n", pos, true)
+    if not headerEnd then return nil end
+    local head = body:sub(pos, headerEnd - 1)
+    local nextDelim = body:find("\r\n" .. delim, headerEnd + 4, true)
+    if not nextDelim then return nil end
+    local value = body:sub(headerEnd + 4, nextDelim - 1)
+    local disposition = head:match("[Cc]ontent%-[Dd]isposition:([^\r\n]*)") or ""
+    local name = disposition:match('name="([^"]*)"')
+    local filename = disposition:match('filename="([^"]*)"')
+    if name then
+      if filename then
+        params[name] = { filename = filename, type = head:match("[Cc]ontent%-[Tt]ype:%s*([^\r\n]*)"), data = value }
+      else
+        params[name] = value
+      end
+    end
+    pos = nextDelim + 2 + #delim
+  end
+  return params
+end
+
+-- Body params by content type; nil and a message when the body is malformed.
+local function bodyParams(rt, ctx)
+  local body = ctx.body
+  if not body or body == "" then return {} end
+  local mt, ct = mediaType(ctx.headers)
+  local looksJson = mt == "application/json" or mt:match("%+json$")
+    or (mt == "" and body:match("^%s*[%[{]"))
+  if looksJson then
+    if not core.utf8_valid(body) then return nil, "invalid JSON body" end
+    local ok, value = pcall(rt.json.decode, body)
+    if not ok then return nil, "invalid JSON body" end
+    if type(value) == "table" and not body:match("^%s*%[") then return value end
+    return { payload = value }
+  elseif mt == "application/x-www-form-urlencoded" then
+    if not core.utf8_valid(body) then return nil, "invalid form body" end
+    local params = core.parse_query(body)
+    for _, v in pairs(params) do
+      if type(v) == "string" and not core.utf8_valid(v) then return nil, "invalid form body" end
+    end
+    return params
+  elseif mt == "multipart/form-data" then
+    local params = parseMultipart(body, ct)
+    if not params then return nil, "invalid multipart body" end
+    return params
+  end
+  return {}
+end
+
+local function encode(rt, value)
+  local ok, body = pcall(rt.json.encode, value)
+  if ok then return body end
+  core.log("error", "cannot encode the response as JSON: " .. tostring(body))
+  return nil
+end
+
+-- The response body table: response, error/errors, metadata.
+local function bodyTable(rt, data)
+  local body = data.response
+  if type(body) ~= "table" then body = { response = body } end
+  if data.error then
+    body.error = data.error.fields or data.error.message
+    body.errors = data.errors
+  end
+  if rt.config.servers.web.metadata then
+    local c = data.connection
+    body.serverInformation = {
+      serverName = rt.config.name,
+      apiVersion = data.params and data.params.apiVersion or nil,
+      requestDuration = math.floor((data.duration or 0) * 1000 + 0.5) / 1000,
+      currentTime = math.floor(core.wall_ms()),
+    }
+    body.requesterInformation = {
+      id = c.id, remoteIP = c.remoteIP,
+      receivedParams = processor.loggableParams(rt, data.params),
+    }
+  end
+  return body
+end
+
+local function jsonpName(params)
+  local cb = params and params.callback
+  if type(cb) == "string" and cb ~= "" and #cb <= 128 and not cb:find("[^%w_%.%$]") then return cb end
+  return nil
+end
+
+-- status, headers, body for a finished data.
+local function render(rt, data, ctx)
+  local headers = baseHeaders()
+  for k, v in pairs(data.headers or {}) do headers[k] = tostring(v) end
+  if data.toRender == false then return 204, headers, "" end
+  local status = data.status
+  local text = encode(rt, bodyTable(rt, data))
+  if not text then
+    status = 500
+    text = encode(rt, { error = processor.INTERNAL, errors = { processor.INTERNAL } })
+  end
+  local cb = jsonpName(ctx.query)
+  if cb then
+    headers["Content-Type"] = "application/javascript; charset=utf-8"
+    text = cb .. "(" .. text .. ");"
+  elseif not headers["Content-Type"] then
+    headers["Content-Type"] = JSON_TYPE
+  end
+  return status, headers, text
+end
+
+-- A plain JSON error without the processor (bad path, bad body).
+local function plainError(rt, status, message, ctx)
+  local headers = baseHeaders()
+  headers["Content-Type"] = JSON_TYPE
+  local text = encode(rt, { error = message, errors = { message } })
+  core.log("info", nil, { "path", ctx.path, "type", "web", "status", tostring(status), "error", message })
+  return status, headers, text
+end
+
+-- The path after /<urlPathForActions>, or nil when the path is elsewhere.
+local function apiRest(rt, path)
+  local prefix = "/" .. rt.config.servers.web.urlPathForActions
+  if path == prefix or path == prefix .. "/" then return "" end
+  if path:sub(1, #prefix + 1) == prefix .. "/" then return path:sub(#prefix + 2) end
+  return nil
+end
+
+function W.handle(rt, ctx)
+  local method = ctx.method
+  if method == "OPTIONS" then
+    local headers = baseHeaders()
+    headers["Access-Control-Allow-Methods"] = CORS_METHODS
+    headers["Access-Control-Allow-Headers"] = ctx.headers["access-control-request-headers"] or "Content-Type, Authorization"
+    headers["Access-Control-Max-Age"] = "86400"
+    return 204, headers, ""
+  end
+
+  local rest = apiRest(rt, ctx.path)
+  if not rest then
+    local files = "/" .. rt.config.servers.web.urlPathForFiles
+    if ctx.path == files or ctx.path:sub(1, #files + 1) == files .. "/" then
+      return plainError(rt, 404, "That file is not found", ctx)
+    end
+    return plainError(rt, 404, "unknown action or invalid apiVersion", ctx)
+  end
+
+  local query = queryParams(ctx.args)
+  ctx.query = query
+  for _, v in pairs(query) do
+    if type(v) == "string" and not core.utf8_valid(v) then
+      return plainError(rt, 400, "invalid query string", ctx)
+    end
+  end
+  local params = {}
+  for k, v in pairs(query) do params[k] = v end
+  if method ~= "GET" and method ~= "HEAD" then
+    local fromBody, err = bodyParams(rt, ctx)
+    if not fromBody then return plainError(rt, 400, err, ctx) end
+    for k, v in pairs(fromBody) do params[k] = v end
+  end
+
+  -- The action: ?action= naming a real action, else the first path segment, without
+  -- the extension (connection.extension).
+  local segment = rest:match("^([^/]+)") or ""
+  local extension = ctx.path:match("%.([^./]+)$")
+  local name = segment
+  if extension then name = segment:gsub("%." .. extension:gsub("%p", "%%%0") .. "$", "") end
+  if type(params.action) == "string" and rt.reg.versions[params.action] then
+    name = params.action
+  elseif name == "" and type(params.action) == "string" then
+    name = params.action
+  end
+  params.action = name
+
+  local connection = connections.new(rt, "web", {
+    remoteIP = ctx.remoteIP, remotePort = ctx.remotePort, extension = extension,
+    rawConnection = { method = method, path = ctx.path, headers = ctx.headers, query = query, body = ctx.body },
+  })
+  connection.params = params
+  connection.messageCount = 1
+  ctx.connection = connection
+
+  local data = processor.run(rt, connection, name, params, { onData = function(d) ctx.data = d end })
+  return W.complete(rt, ctx, data)
+end
+
+-- Log, release the connection and render; also the path of runtime.fail.
+function W.complete(rt, ctx, data)
+  processor.log(rt, data, "web")
+  connections.destroy(rt, ctx.connection)
+  return render(rt, data, ctx)
+end
+
+function W.fail(rt, ctx, status, message)
+  local data = ctx.data
+  if not data then
+    if ctx.connection then connections.destroy(rt, ctx.connection) end
+    if not status then return end
+    return plainError(rt, status, message, ctx)
+  end
+  if data._finished and not status then
+    connections.destroy(rt, ctx.connection)
+    return
+  end
+  processor.abort(data, status or 499, message)
+  if status == 500 then data.internalError = true end
+  local s, h, b = W.complete(rt, ctx, data)
+  if status then return s, h, b end
+end
+
+return W

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Make sure the Debian packages a target needs are installed.
+# Usage: scripts/ensure-deps.sh build|test|run|bench
+# As root it installs what is missing (apt-get update once first); otherwise
+# it prints the exact apt-get line to run and fails.
+set -euo pipefail
+
+build=(make gcc pkg-config liblua5.4-dev libwebsockets-dev libwebsockets-evlib-uv
+       libuv1-dev libpcre2-dev libhiredis-dev lua-cjson-dev lua-cjson)
+case "${1:-build}" in
+  build) want=("${build[@]}") ;;
+  run)   want=("${build[@]}" redis-server) ;;
+  test)  want=("${build[@]}" redis-server libcmocka-dev lua5.4 lua-busted
+               python3 python3-pytest python3-websockets curl) ;;
+  bench) want=("${build[@]}" wrk nginx libnginx-mod-http-lua) ;;
+  *) echo "usage: $0 build|run|test|bench" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+else
+  echo "missing packages; run:" >&2
+  echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
