@@ -12,11 +12,11 @@ return {
   },
   outputExample = { sleepStarted = 1700000000000, sleepEnded = 1700000001000, sleepDuration = 1000 },
   run = function(api, data, next)
-    local started = os.time() * 1000
+    local started = api.now()
     api.sleep(data.params.sleepDuration)
     data.response.sleepStarted = started
     data.response.sleepDuration = data.params.sleepDuration
-    data.response.sleepEnded = os.time() * 1000
+    data.response.sleepEnded = api.now()
     next()
   end,
 }

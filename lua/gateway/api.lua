@@ -63,6 +63,9 @@ function M.new(config)
     core.log(level or "info", message, fields)
   end
 
+  -- api.now() -> milliseconds since the epoch (fractional)
+  api.now = core.wall_ms
+
   api.sleep = loop and loop.sleep or unavailable("api.sleep")
   api.timer = { after = loop and loop.after or unavailable("api.timer.after") }
 
