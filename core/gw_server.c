@@ -6,6 +6,7 @@
 #include "gw_call.h"
 #include "gw_http.h"
 #include "gw_lib.h"
+#include "gw_listen.h"
 #include "gw_log.h"
 
 #include <errno.h>
@@ -23,6 +24,9 @@ struct gw_server {
     uv_loop_t *loop;
     struct gw_lua *g;
     struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    struct gw_listener web;
+    int web_fd;
     struct lws_protocols protocols[2];
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain;
@@ -36,33 +40,17 @@ static void lws_emit(int level, const char *line) {
     gw_log(level == LLL_ERR ? GW_LOG_ERROR : GW_LOG_WARNING, "lws: %.*s", (int)n, line);
 }
 
-/* Bind a throwaway socket to report "address in use" precisely; lws only
- * says that it failed. */
-static int probe_listen(const char *host, int port, int share, char *err, size_t errlen) {
-    struct addrinfo hints = {0}, *ai = NULL;
-    char ps[16];
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
-    snprintf(ps, sizeof ps, "%d", port);
-    if (getaddrinfo(host, ps, &hints, &ai) != 0) {
-        gw_fmt(err, errlen, "servers.web.host: \"%s\" is not a numeric IP address", host);
-        return GW_ERR;
+static void on_web_accept(void *ud, int fd) {
+    struct gw_server *s = ud;
+    if (!lws_adopt_socket_vhost(s->vhost, fd)) {
+        gw_log(GW_LOG_ERROR, "cannot take a new connection (out of memory?)");
+        close(fd);
     }
-    int fd = socket(ai->ai_family, SOCK_STREAM, 0), one = 1, rc = GW_OK;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (share) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-        gw_fmt(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(errno));
-        rc = GW_ERR;
-    }
-    if (fd >= 0) close(fd);
-    freeaddrinfo(ai);
-    return rc;
 }
 
 static void on_signal(uv_signal_t *h, int signum);
 
-struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int share_port,
+struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd,
                                 int print_listening, char *err, size_t errlen) {
     const struct gw_config *cfg = gw_lua_config(g);
     struct gw_server *s = calloc(1, sizeof *s);
@@ -81,21 +69,24 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int share_por
     void *foreign[1] = {loop};
     info.foreign_loops = foreign;
     info.options = LWS_SERVER_OPTION_LIBUV;
-    if (share_port) info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
-    if (!strchr(cfg->web_host, ':')) info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     info.protocols = s->protocols;
-    info.port = cfg->web_enabled ? cfg->web_port : CONTEXT_PORT_NO_LISTEN;
-    info.iface = cfg->web_host;
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* we listen; lws serves what we adopt */
     info.max_http_header_data = 16384;
     info.keepalive_timeout = 60;
     info.timeout_secs = 30;
     info.user = s;
 
-    if (cfg->web_enabled && probe_listen(cfg->web_host, cfg->web_port, share_port, err, errlen) != GW_OK)
+    s->web_fd = web_fd;
+    if (cfg->web_enabled && s->web_fd < 0 &&
+        (s->web_fd = gw_listen_open(cfg->web_host, cfg->web_port, err, errlen)) < 0)
         goto fail;
     s->ctx = lws_create_context(&info);
-    if (!s->ctx) {
-        gw_fmt(err, errlen, "cannot start the web server on %s:%d", cfg->web_host, cfg->web_port);
+    if (!s->ctx || !(s->vhost = lws_get_vhost_by_name(s->ctx, "default"))) {
+        gw_fmt(err, errlen, "cannot start libwebsockets");
+        goto fail;
+    }
+    if (cfg->web_enabled && gw_listener_start(&s->web, loop, s->web_fd, on_web_accept, s) != GW_OK) {
+        gw_fmt(err, errlen, "cannot poll the web listener");
         goto fail;
     }
 
@@ -110,7 +101,7 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int share_por
     s->drain.data = s;
 
     if (print_listening && cfg->web_enabled) {
-        int port = lws_get_vhost_listen_port(lws_get_vhost_by_name(s->ctx, "default"));
+        int port = gw_listen_port(s->web_fd);
         const char *fmt = strchr(cfg->web_host, ':') ? "listening web http://[%s]:%d\n"
                                                      : "listening web http://%s:%d\n";
         printf(fmt, cfg->web_host, port);
@@ -119,6 +110,8 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int share_por
     }
     return s;
 fail:
+    if (s->ctx) lws_context_destroy(s->ctx);
+    if (s->web_fd >= 0 && web_fd < 0) close(s->web_fd);
     free(s);
     return NULL;
 }
@@ -157,7 +150,7 @@ static void start_shutdown(struct gw_server *s) {
         gw_log(GW_LOG_ERROR, "runtime.shutdown: %s", lua_tostring(L, -1));
         lua_pop(L, 1);
     }
-    lws_context_deprecate(s->ctx, NULL); /* closes the listeners only */
+    if (gw_lua_config(s->g)->web_enabled) gw_listener_stop(&s->web, 1);
     s->drain_started = gw_now_ms();
     uv_timer_start(&s->drain, drain_tick, 0, 20);
 }

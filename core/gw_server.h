@@ -10,10 +10,11 @@
 
 struct gw_server;
 
-/* Listen as the config says. 'print_listening' makes this process print
- * the "listening ..." lines (one worker of several prints them). On error
- * returns NULL with a one-line reason in 'err'. */
-struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int share_port,
+/* Serve as the config says, on 'web_fd' when it is a listening socket
+ * shared with other workers (-1: open one here). 'print_listening' makes
+ * this process print the "listening ..." lines. On error returns NULL with
+ * a one-line reason in 'err'. */
+struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd,
                                 int print_listening, char *err, size_t errlen);
 
 /* Run until shut down; returns the exit status (0 after a clean stop).

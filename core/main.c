@@ -3,6 +3,7 @@
  * listeners with SO_REUSEPORT. */
 #include "gw.h"
 #include "gw_config.h"
+#include "gw_listen.h"
 #include "gw_log.h"
 #include "gw_lua.h"
 #include "gw_server.h"
@@ -13,10 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
 static void usage(FILE *out) {
@@ -45,21 +43,7 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
     return GW_OK;
 }
 
-/* A free port for all workers to share when --port 0 is asked for. */
-static int pick_free_port(const char *host) {
-    struct sockaddr_in a = {0};
-    socklen_t al = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
-    a.sin_family = AF_INET;
-    inet_pton(AF_INET, strchr(host, ':') ? "127.0.0.1" : host, &a.sin_addr);
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
-}
-
-static int run_worker(const char *config, const struct gw_config_overrides *ov, int share,
+static int run_worker(const char *config, const struct gw_config_overrides *ov, int web_fd,
                       int print_listening) {
     char err[1024];
     struct gw_config cfg;
@@ -70,7 +54,7 @@ static int run_worker(const char *config, const struct gw_config_overrides *ov, 
         fprintf(stderr, "gateway: %s\n", err);
         return 1;
     }
-    struct gw_server *s = gw_server_new(&loop, g, share, print_listening, err, sizeof err);
+    struct gw_server *s = gw_server_new(&loop, g, web_fd, print_listening, err, sizeof err);
     if (!s) {
         fprintf(stderr, "gateway: %s\n", err);
         gw_lua_free(g);
@@ -85,14 +69,18 @@ static int run_worker(const char *config, const struct gw_config_overrides *ov, 
 static volatile sig_atomic_t master_signal;
 static void master_on_signal(int sig) { master_signal = sig; }
 
-/* Fork 'n' workers; forward SIGTERM/SIGINT/SIGHUP; restart a worker that
- * dies unexpectedly; exit when all have stopped after a shutdown. */
+/* Open the listener, fork 'n' workers that all accept on it, forward
+ * SIGTERM/SIGINT/SIGHUP, restart a worker that dies unexpectedly, and exit
+ * when all have stopped after a shutdown. */
 static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                       const struct gw_config *cfg) {
+    char err[512];
+    int web_fd = -1, stopping = 0, status = 0, alive = 0, printed = 0;
+    if (cfg->web_enabled && (web_fd = gw_listen_open(cfg->web_host, cfg->web_port, err, sizeof err)) < 0) {
+        fprintf(stderr, "gateway: %s\n", err);
+        return 1;
+    }
     pid_t *pids = calloc((size_t)n, sizeof *pids);
-    int stopping = 0, status = 0, alive = 0;
-    if (ov->port < 0 && cfg->web_port != 0) ov->port = cfg->web_port;
-    if (cfg->web_port == 0 || ov->port == 0) ov->port = pick_free_port(cfg->web_host);
 
     struct sigaction sa = {0};
     sa.sa_handler = master_on_signal;
@@ -108,7 +96,7 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                 signal(SIGTERM, SIG_DFL);
                 signal(SIGINT, SIG_DFL);
                 signal(SIGHUP, SIG_DFL);
-                exit(run_worker(config, ov, 1, i == 0 && !alive));
+                exit(run_worker(config, ov, web_fd, !printed));
             }
             if (pid < 0) {
                 fprintf(stderr, "gateway: fork: %s\n", strerror(errno));
@@ -116,6 +104,7 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
             }
             pids[i] = pid;
             alive++;
+            printed = 1;
         }
         if (master_signal) {
             int sig = master_signal;
@@ -149,6 +138,7 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
         }
     }
     free(pids);
+    if (web_fd >= 0) close(web_fd);
     return status;
 }
 
@@ -223,7 +213,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (cfg.workers <= 1) {
-        struct gw_server *s = gw_server_new(&loop, g, 0, 1, err, sizeof err);
+        struct gw_server *s = gw_server_new(&loop, g, -1, 1, err, sizeof err);
         if (!s) {
             fprintf(stderr, "gateway: %s\n", err);
             gw_lua_free(g);

@@ -22,6 +22,9 @@ local function publish(reg)
 end
 
 function R.init(config)
+  -- Forked workers would otherwise share Lua's time-based seed.
+  local id = core.random_id()
+  math.randomseed(tonumber(id:sub(1, 12), 16), tonumber(id:sub(13, 24), 16))
   rt.config = config
   rt.api = apiModule.new(config)
   rt.json = apiModule.newJson()
