@@ -102,7 +102,10 @@ void gw_call_run(struct gw_call *c) {
     lua_pushvalue(L, -1);
     c->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     long timeout = gw_lua_config(c->g)->action_timeout;
-    if (timeout > 0) uv_timer_start(&c->timer, timed_out, (uint64_t)timeout, 0);
+    if (timeout > 0) {
+        uv_update_time(gw_lua_loop(c->g));
+        uv_timer_start(&c->timer, timed_out, (uint64_t)timeout, 0);
+    }
     gw_lua_push_runtime(c->g, "handle");
     lua_pushstring(L, c->transport);
     lua_rotate(L, -3, 2); /* handle, transport, ctx */

@@ -72,28 +72,43 @@ struct loader {
     const char *text;  /* file contents, to find a key's line */
     char *err;
     size_t errlen;
+    const char *level_from; /* the override logging.level came from, if any */
 };
 
 static int is_ident(char c) {
     return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-/* The line of the first "name =" in the file, so errors point somewhere
- * useful; 0 when not found. */
-static int find_line(const char *text, const char *dotted) {
-    const char *name = strrchr(dotted, '.');
-    name = name ? name + 1 : dotted;
-    size_t n = strlen(name);
-    int line = 1;
-    for (const char *p = text; p && *p; p++) {
-        if (*p == '\n') line++;
-        else if (strncmp(p, name, n) == 0 && (p == text || !is_ident(p[-1]))) {
-            const char *q = p + n;
-            while (*q == ' ' || *q == '\t' || *q == ']' || *q == '"' || *q == '\'') q++;
-            if (*q == '=' && q[1] != '=') return line;
-        }
+/* Where "seg =" first occurs at or after 'from', as a pointer, or NULL. */
+static const char *find_assign(const char *from, const char *seg, size_t n) {
+    for (const char *p = from; *p; p++) {
+        if (strncmp(p, seg, n) != 0 || (p > from && is_ident(p[-1])) || is_ident(p[n])) continue;
+        const char *q = p + n;
+        while (*q == ' ' || *q == '\t' || *q == ']' || *q == '"' || *q == '\'') q++;
+        if (*q == '=' && q[1] != '=') return p;
     }
-    return 0;
+    return NULL;
+}
+
+/* The line of a dotted key: each segment is looked for after the one
+ * before it, so servers.web.port finds the port inside web = {...}.
+ * 0 when the last segment is not found. */
+static int find_line(const char *text, const char *dotted) {
+    const char *pos = text, *found = NULL;
+    char seg[128];
+    for (const char *p = dotted; *p;) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        gw_fmt(seg, sizeof seg, "%.*s", (int)n, p);
+        found = find_assign(pos, seg, strlen(seg));
+        if (found) pos = found + n;
+        p += n + (dot ? 1 : 0);
+    }
+    if (!found) return 0;
+    int line = 1;
+    for (const char *p = text; p < found; p++)
+        if (*p == '\n') line++;
+    return line;
 }
 
 static int fail(struct loader *ld, const char *key, const char *fmt, ...)
@@ -319,20 +334,26 @@ static int apply_overrides(struct loader *ld, const struct gw_config_overrides *
         set_int(L, "servers.web.port", port);
     }
     if ((env = getenv("GATEWAY_REDIS_URL")) && *env) set_string(L, "redis.url", env);
-    if ((env = getenv("GATEWAY_LOG_LEVEL")) && *env) set_string(L, "logging.level", env);
+    if ((env = getenv("GATEWAY_LOG_LEVEL")) && *env) {
+        set_string(L, "logging.level", env);
+        ld->level_from = "GATEWAY_LOG_LEVEL";
+    }
     if (ov) {
         if (ov->host) set_string(L, "servers.web.host", ov->host);
         if (ov->port >= 0) set_int(L, "servers.web.port", ov->port);
         if (ov->workers > 0) set_int(L, "workers", ov->workers);
         if (ov->redis_url) set_string(L, "redis.url", ov->redis_url);
-        if (ov->log_level) set_string(L, "logging.level", ov->log_level);
+        if (ov->log_level) {
+            set_string(L, "logging.level", ov->log_level);
+            ld->level_from = "--log-level";
+        }
     }
     return GW_OK;
 }
 
 int gw_config_load(lua_State *L, const char *path, const struct gw_config_overrides *ov,
                    struct gw_config *out, char *err, size_t errlen) {
-    struct loader ld = {L, path ? path : "(defaults)", NULL, err, errlen};
+    struct loader ld = {L, path ? path : "(defaults)", NULL, err, errlen, NULL};
     char *text = NULL;
     int top = lua_gettop(L);
 
@@ -375,7 +396,9 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
     char buf[256];
     get_string(L, "logging.level", buf, sizeof buf);
     if ((out->log_level = gw_log_level_parse(buf)) < 0) {
-        fail(&ld, "logging.level", "unknown level \"%s\" (debug, info, notice, warning, error, crit)", buf);
+        if (ld.level_from) ld.text = NULL; /* not the file's fault */
+        fail(&ld, "logging.level", "unknown level \"%s\"%s%s (debug, info, notice, warning, error, crit)",
+             buf, ld.level_from ? " from " : "", ld.level_from ? ld.level_from : "");
         goto fail;
     }
     get_string(L, "logging.format", buf, sizeof buf);

@@ -292,7 +292,7 @@ done:
 }
 
 static void session_end(struct gw_http_session *s) {
-    struct http_req *r = s->req;
+    struct http_req *r = s ? s->req : NULL;
     if (!r) return;
     s->req = NULL;
     r->wsi = NULL;
@@ -309,8 +309,13 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
     struct gw_http_session *s = user;
     const struct gw_config *cfg = gw_lua_config(lua_rt);
 
+    /* lws calls some reasons (closing a connection that never sent a
+     * request) without per-session data. */
+    if (!s && reason != LWS_CALLBACK_HTTP) return lws_callback_http_dummy(wsi, reason, user, in, len);
+
     switch (reason) {
     case LWS_CALLBACK_HTTP: {
+        if (!s) return -1;
         session_end(s); /* a previous request on this keep-alive connection */
         struct http_req *r = calloc(1, sizeof *r);
         if (!r) return -1;

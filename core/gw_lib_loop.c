@@ -76,6 +76,8 @@ static struct timer_wait *timer_new(lua_State *L, struct gw_lua *g, lua_Integer 
     tw->fn_ref = LUA_NOREF;
     tw->w.cancel = timer_cancel;
     uv_timer_init(gw_lua_loop(g), &tw->timer);
+    /* Lua may have run for a while since the loop last read the clock. */
+    uv_update_time(gw_lua_loop(g));
     tw->timer.data = tw;
     uv_timer_start(&tw->timer, timer_fired, (uint64_t)(ms < 0 ? 0 : ms), 0);
     tw->all_next = all_timers;

@@ -138,6 +138,7 @@ static int task_run(struct gw_task *t, int nargs) {
     t->running = 0;
     g->current = prev;
     g->slice_start = prev_start;
+    if (!prev) gw_regex_collect(); /* no binding can be holding a pattern now */
 
     if (t->aborted) {
         lua_settop(t->co, 0);

@@ -20,6 +20,10 @@ struct entry {
 
 static struct entry *buckets[NBUCKETS];
 static int nentries;
+/* A full cache is retired, not freed: a caller may still hold one of its
+ * patterns (a gsub callback compiling others). gw_regex_collect frees it
+ * when no Lua code is running. */
+static struct entry *retired;
 
 static uint32_t hash(const char *s, size_t n) {
     uint32_t h = 2166136261u;
@@ -27,19 +31,39 @@ static uint32_t hash(const char *s, size_t n) {
     return h;
 }
 
-void gw_regex_cache_clear(void) {
+static void free_chain(struct entry *e) {
+    while (e) {
+        struct entry *next = e->next;
+        pcre2_match_data_free(e->re.md);
+        pcre2_code_free(e->re.code);
+        free(e);
+        e = next;
+    }
+}
+
+/* Move every cached pattern to the retired list. */
+static void retire_all(void) {
     for (int i = 0; i < NBUCKETS; i++) {
         struct entry *e = buckets[i];
         while (e) {
             struct entry *next = e->next;
-            pcre2_match_data_free(e->re.md);
-            pcre2_code_free(e->re.code);
-            free(e);
+            e->next = retired;
+            retired = e;
             e = next;
         }
         buckets[i] = NULL;
     }
     nentries = 0;
+}
+
+void gw_regex_collect(void) {
+    free_chain(retired);
+    retired = NULL;
+}
+
+void gw_regex_cache_clear(void) {
+    retire_all();
+    gw_regex_collect();
 }
 
 static int parse_flags(const char *flags, uint32_t *opts, char *err, size_t errlen) {
@@ -95,7 +119,7 @@ const struct gw_regex *gw_regex_get(const char *pattern, size_t len, const char 
     }
     pcre2_jit_compile(code, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
 
-    if (nentries >= MAX_ENTRIES) gw_regex_cache_clear();
+    if (nentries >= MAX_ENTRIES) retire_all();
     e = malloc(sizeof *e + keylen);
     if (!e) goto fail;
     e->re.code = code;

@@ -17,7 +17,7 @@ struct gw_regex {
  * 'flags' is a string of i (caseless), m (multiline), s (dotall),
  * x (extended), A (anchored), or NULL. Patterns are UTF-8 and tolerate
  * invalid UTF-8 subjects. The cache owns the result; it stays valid until
- * gw_regex_cache_clear(). On error returns NULL with a message naming the
+ * gw_regex_collect() or gw_regex_cache_clear(). On error returns NULL with a message naming the
  * pattern and the offset in 'err'. */
 const struct gw_regex *gw_regex_get(const char *pattern, size_t len, const char *flags,
                                     char *err, size_t errlen);
@@ -27,6 +27,11 @@ const struct gw_regex *gw_regex_get(const char *pattern, size_t len, const char 
 int gw_regex_exec(const struct gw_regex *re, const char *subject, size_t len, size_t offset,
                   PCRE2_SIZE **ov);
 
+/* Free patterns dropped from a full cache. Call only when no caller can
+ * hold one: between Lua runs, never from inside a binding. */
+void gw_regex_collect(void);
+
+/* Free every pattern (shutdown, tests). */
 void gw_regex_cache_clear(void);
 
 #endif

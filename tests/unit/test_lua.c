@@ -1,0 +1,627 @@
+/* Unit tests for gw_lua.h: tasks (coroutines) driven by a real libuv loop,
+ * the cpuTimeout stop, errors with tracebacks, aborts that cancel timers,
+ * loop.wait()/wake(), and action loading errors. No network. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "gw.h"
+#include "gw_config.h"
+#include "gw_lib.h"
+#include "gw_lua.h"
+
+struct fixture {
+    char dir[256];
+    char config[512];
+    uv_loop_t loop;
+    int loop_closed;
+    struct gw_lua *g;
+    struct gw_config cfg;
+    char err[1024];
+};
+
+/* What one task's done callback saw. */
+struct record {
+    int calls;
+    int order;  /* global sequence number of the (last) call */
+    enum gw_task_status status;
+    int nres;
+    int types[4];
+    lua_Integer ints[4];
+    char strs[4][512];
+};
+
+static int sequence;
+
+static void done_cb(void *ud, enum gw_task_status status, lua_State *co, int nres) {
+    struct record *r = ud;
+    r->calls++;
+    r->order = ++sequence;
+    r->status = status;
+    r->nres = nres;
+    int top = lua_gettop(co);
+    for (int i = 0; i < nres && i < 4; i++) {
+        int idx = top - nres + 1 + i;
+        r->types[i] = lua_type(co, idx);
+        if (lua_isinteger(co, idx)) r->ints[i] = lua_tointeger(co, idx);
+        if (lua_type(co, idx) == LUA_TSTRING)
+            gw_fmt(r->strs[i], sizeof r->strs[i], "%s", lua_tostring(co, idx));
+        else if (lua_type(co, idx) == LUA_TBOOLEAN)
+            gw_fmt(r->strs[i], sizeof r->strs[i], "%s", lua_toboolean(co, idx) ? "true" : "false");
+    }
+}
+
+static void write_file(const char *path, const char *text) {
+    FILE *fp = fopen(path, "w");
+    if (!fp) fail_msg("cannot write %s", path);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+/* A temp folder with gw.lua, actions/ and mw/; 'action' is the one action
+ * file's text. */
+static struct fixture *make_dir(const char *action) {
+    struct fixture *f = calloc(1, sizeof *f);
+    char buf[600], text[2048];
+    assert_non_null(f);
+    strcpy(f->dir, "/tmp/gw-test-lua-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    gw_fmt(f->config, sizeof f->config, "%s/gw.lua", f->dir);
+    assert_int_equal(mkdir(gw_fmt(buf, sizeof buf, "%s/actions", f->dir), 0700), 0);
+    assert_int_equal(mkdir(gw_fmt(buf, sizeof buf, "%s/mw", f->dir), 0700), 0);
+    write_file(gw_fmt(buf, sizeof buf, "%s/actions/ping.lua", f->dir), action);
+    gw_fmt(text, sizeof text,
+           "return { paths = { actions = { \"%s/actions\" }, middleware = { \"%s/mw\" } },"
+           " general = { cpuTimeout = 100 } }\n",
+           f->dir, f->dir);
+    write_file(f->config, text);
+    unsetenv("GATEWAY_PORT");
+    unsetenv("GATEWAY_LOG_LEVEL");
+    unsetenv("GATEWAY_REDIS_URL");
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    return f;
+}
+
+static const char ping_action[] =
+    "return {\n"
+    "  name = \"ping\",\n"
+    "  description = \"I answer pong\",\n"
+    "  run = function(api, data) return { pong = true } end,\n"
+    "}\n";
+
+static int setup(void **state) {
+    struct fixture *f = make_dir(ping_action);
+    struct gw_config_overrides ov = {NULL, -1, -1, NULL, NULL};
+    f->g = gw_lua_new(&f->loop, f->config, &ov, &f->cfg, f->err, sizeof f->err);
+    if (!f->g) {
+        print_error("gw_lua_new: %s\n", f->err);
+        return -1;
+    }
+    sequence = 0;
+    *state = f;
+    return 0;
+}
+
+/* Free the state, let the loop run out, and require it to close clean. */
+static void finish(struct fixture *f) {
+    gw_lua_free(f->g);
+    f->g = NULL;
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    f->loop_closed = 1;
+}
+
+static int teardown(void **state) {
+    struct fixture *f = *state;
+    if (f->g) { /* the test failed half-way: cancel what is left */
+        gw_loop_shutdown();
+        gw_lua_free(f->g);
+    }
+    if (!f->loop_closed) {
+        uv_run(&f->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&f->loop);
+    }
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* Push the chunk 'code' as a function on the main stack. */
+static lua_State *push_fn(struct fixture *f, const char *code) {
+    lua_State *L = gw_lua_state(f->g);
+    if (luaL_loadstring(L, code) != LUA_OK) fail_msg("bad test chunk: %s", lua_tostring(L, -1));
+    return L;
+}
+
+/* --- the state ------------------------------------------------------------ */
+
+static void test_new_state(void **state) {
+    struct fixture *f = *state;
+    assert_non_null(gw_lua_state(f->g));
+    assert_ptr_equal(gw_lua_loop(f->g), &f->loop);
+    assert_int_equal(f->cfg.cpu_timeout, 100);
+    assert_int_equal(gw_lua_config(f->g)->cpu_timeout, 100);
+    assert_string_equal(gw_lua_config(f->g)->config_dir, f->dir);
+    assert_null(gw_task_current(f->g));
+    assert_null(gw_task_of(gw_lua_state(f->g)));
+    /* The runtime is reachable and loaded the action. */
+    lua_State *L = gw_lua_state(f->g);
+    int top = lua_gettop(L);
+    gw_lua_push_runtime(f->g, "handle");
+    assert_int_equal(lua_type(L, -1), LUA_TFUNCTION);
+    lua_pop(L, 1);
+    luaL_loadstring(L, "return api.actions.versions.ping[1]");
+    assert_int_equal(lua_pcall(L, 0, 1, 0), LUA_OK);
+    assert_int_equal(lua_tointeger(L, -1), 1);
+    lua_pop(L, 1);
+    assert_int_equal(lua_gettop(L), top);
+    finish(f);
+}
+
+/* --- (a) a task that returns at once --------------------------------------- */
+
+static void test_sync_return(void **state) {
+    struct fixture *f = *state;
+    struct record r = {0};
+    lua_State *L = gw_lua_state(f->g);
+    int top = lua_gettop(L);
+    push_fn(f, "return 1, 2");
+    assert_null(gw_task_spawn(f->g, 0, done_cb, &r));
+    assert_int_equal(lua_gettop(L), top); /* the function was popped */
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, GW_TASK_OK);
+    assert_int_equal(r.nres, 2);
+    assert_int_equal(r.types[0], LUA_TNUMBER);
+    assert_int_equal(r.ints[0], 1);
+    assert_int_equal(r.ints[1], 2);
+    assert_null(gw_task_current(f->g));
+    /* Nothing left for the loop to do. */
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(r.calls, 1);
+    finish(f);
+}
+
+static void test_sync_args(void **state) {
+    struct fixture *f = *state;
+    struct record r = {0};
+    lua_State *L = push_fn(f, "local a, b, c = ...; return a + b, c, select('#', ...)");
+    int top = lua_gettop(L) - 1;
+    lua_pushinteger(L, 40);
+    lua_pushinteger(L, 2);
+    lua_pushliteral(L, "three");
+    assert_null(gw_task_spawn(f->g, 3, done_cb, &r));
+    assert_int_equal(lua_gettop(L), top); /* function and 3 args popped */
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, GW_TASK_OK);
+    assert_int_equal(r.nres, 3);
+    assert_int_equal(r.ints[0], 42);
+    assert_string_equal(r.strs[1], "three");
+    assert_int_equal(r.ints[2], 3);
+
+    /* No results at all. */
+    struct record r0 = {0};
+    push_fn(f, "local x = 1");
+    assert_null(gw_task_spawn(f->g, 0, done_cb, &r0));
+    assert_int_equal(r0.calls, 1);
+    assert_int_equal(r0.status, GW_TASK_OK);
+    assert_int_equal(r0.nres, 0);
+    finish(f);
+}
+
+static void test_current_task_inside(void **state) {
+    struct fixture *f = *state;
+    struct record r = {0};
+    /* Inside a task, coroutine.running() is the task's thread, and it is
+     * yieldable (not the main thread). */
+    push_fn(f, "local co, main = coroutine.running(); return main, coroutine.isyieldable()");
+    assert_null(gw_task_spawn(f->g, 0, done_cb, &r));
+    assert_int_equal(r.status, GW_TASK_OK);
+    assert_string_equal(r.strs[0], "false");
+    assert_string_equal(r.strs[1], "true");
+    finish(f);
+}
+
+/* --- (b) a task that sleeps ------------------------------------------------- */
+
+static void test_sleep(void **state) {
+    struct fixture *f = *state;
+    struct record r = {0};
+    lua_State *L = gw_lua_state(f->g);
+    int top = lua_gettop(L);
+    push_fn(f, "require('gateway.loop').sleep(20); return 'slept'");
+    double t0 = gw_now_ms();
+    struct gw_task *t = gw_task_spawn(f->g, 0, done_cb, &r);
+    assert_non_null(t);
+    assert_int_equal(lua_gettop(L), top);
+    assert_int_equal(r.calls, 0);
+    assert_null(gw_task_current(f->g));
+    assert_ptr_equal(gw_task_of(gw_task_thread(t)), t);
+
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    double elapsed = gw_now_ms() - t0;
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, GW_TASK_OK);
+    assert_int_equal(r.nres, 1);
+    assert_string_equal(r.strs[0], "slept");
+    assert_true(elapsed < 5000.0);
+    finish(f);
+}
+
+/* sleep(ms) suspends for at least ms milliseconds counted from the call,
+ * even when the task computed for a while before calling it (the loop's
+ * cached clock is older than the call then). */
+static void test_sleep_lasts_from_the_call(void **state) {
+    struct fixture *f = *state;
+    struct record r = {0};
+    push_fn(f, "local core = require('gateway.core')\n"
+               "local t = core.now_ms()\n"
+               "while core.now_ms() - t < 60 do end   -- 60 ms of work, under cpuTimeout\n"
+               "local before = core.now_ms()\n"
+               "require('gateway.loop').sleep(50)\n"
+               "return math.floor(core.now_ms() - before)");
+    uv_update_time(&f->loop); /* the loop's clock is fresh when the task starts */
+    assert_non_null(gw_task_spawn(f->g, 0, done_cb, &r));
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, GW_TASK_OK);
+    if (r.ints[0] < 49) print_error("sleep(50) lasted %lld ms\n", (long long)r.ints[0]);
+    assert_true(r.ints[0] >= 49);
+    finish(f);
+}
+
+static void test_sleep_then_error(void **state) {
+    struct fixture *f = *state;
+    struct record r = {0};
+    push_fn(f, "require('gateway.loop').sleep(1); error('late failure')");
+    assert_non_null(gw_task_spawn(f->g, 0, done_cb, &r));
+    assert_int_equal(r.calls, 0);
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, GW_TASK_ERROR);
+    assert_non_null(strstr(r.strs[0], "late failure"));
+    assert_non_null(strstr(r.strs[0], "stack traceback"));
+    finish(f);
+}
+
+static void test_two_sleepers_in_order(void **state) {
+    struct fixture *f = *state;
+    struct record slow = {0}, fast = {0};
+    push_fn(f, "require('gateway.loop').sleep(30); return 'slow'");
+    assert_non_null(gw_task_spawn(f->g, 0, done_cb, &slow));
+    push_fn(f, "require('gateway.loop').sleep(5); return 'fast'");
+    assert_non_null(gw_task_spawn(f->g, 0, done_cb, &fast));
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(slow.calls, 1);
+    assert_int_equal(fast.calls, 1);
+    assert_true(fast.order < slow.order);
+    assert_string_equal(fast.strs[0], "fast");
+    assert_string_equal(slow.strs[0], "slow");
+    finish(f);
+}
+
+/* --- (c) the cpuTimeout stop ------------------------------------------------ */
+
+static void test_cpu_timeout(void **state) {
+    struct fixture *f = *state;
+    struct record r = {0};
+    lua_State *L = gw_lua_state(f->g);
+    int top = lua_gettop(L);
+    push_fn(f, "while true do end");
+    double t0 = gw_now_ms();
+    assert_null(gw_task_spawn(f->g, 0, done_cb, &r));
+    double elapsed = gw_now_ms() - t0;
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, GW_TASK_CPU);
+    assert_int_equal(r.nres, 0);
+    assert_int_equal(lua_gettop(L), top);
+    assert_true(elapsed >= 99.0);
+    assert_true(elapsed < 5000.0);
+    assert_null(gw_task_current(f->g));
+    finish(f);
+}
+
+static void test_cpu_timeout_not_caught_by_pcall(void **state) {
+    struct fixture *f = *state;
+    struct record r = {0};
+    push_fn(f, "while true do pcall(function() while true do end end) end");
+    assert_null(gw_task_spawn(f->g, 0, done_cb, &r));
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, GW_TASK_CPU);
+    finish(f);
+}
+
+static void test_cpu_slice_per_resume(void **state) {
+    struct fixture *f = *state;
+    struct record r = {0};
+    /* 5 x 30 ms of work is more than 100 ms in all, but each slice between
+     * yields is well under it. */
+    push_fn(f, "local loop = require('gateway.loop')\n"
+               "local now = require('gateway.core').now_ms\n"
+               "for i = 1, 5 do\n"
+               "  local t = now()\n"
+               "  while now() - t < 30 do end\n"
+               "  loop.sleep(1)\n"
+               "end\n"
+               "return 'done'");
+    assert_non_null(gw_task_spawn(f->g, 0, done_cb, &r));
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, GW_TASK_OK);
+    assert_string_equal(r.strs[0], "done");
+    finish(f);
+}
+
+static void test_cpu_timeout_after_sleep(void **state) {
+    struct fixture *f = *state;
+    struct record r = {0};
+    push_fn(f, "require('gateway.loop').sleep(1); while true do end");
+    assert_non_null(gw_task_spawn(f->g, 0, done_cb, &r));
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, GW_TASK_CPU);
+    finish(f);
+}
+
+/* --- (d) errors ------------------------------------------------------------- */
+
+static void test_error(void **state) {
+    struct fixture *f = *state;
+    struct record r = {0};
+    lua_State *L = gw_lua_state(f->g);
+    int top = lua_gettop(L);
+    push_fn(f, "local function inner() error('boom') end\ninner()");
+    assert_null(gw_task_spawn(f->g, 0, done_cb, &r));
+    assert_int_equal(lua_gettop(L), top);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, GW_TASK_ERROR);
+    assert_int_equal(r.nres, 1);
+    assert_int_equal(r.types[0], LUA_TSTRING);
+    assert_non_null(strstr(r.strs[0], "boom"));
+    assert_non_null(strstr(r.strs[0], "stack traceback"));
+    assert_non_null(strstr(r.strs[0], "inner"));
+    finish(f);
+}
+
+static void test_error_non_string(void **state) {
+    struct fixture *f = *state;
+    struct record r = {0};
+    push_fn(f, "error({ code = 1 })");
+    assert_null(gw_task_spawn(f->g, 0, done_cb, &r));
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, GW_TASK_ERROR);
+    assert_int_equal(r.nres, 1);
+    assert_int_equal(r.types[0], LUA_TSTRING);
+    assert_non_null(strstr(r.strs[0], "stack traceback"));
+    finish(f);
+}
+
+/* --- (e) aborting a sleeping task ------------------------------------------- */
+
+static void test_abort_sleeping(void **state) {
+    struct fixture *f = *state;
+    struct record r = {0};
+    push_fn(f, "require('gateway.loop').sleep(10000); return 'woke'");
+    struct gw_task *t = gw_task_spawn(f->g, 0, done_cb, &r);
+    assert_non_null(t);
+    assert_int_equal(uv_loop_alive(&f->loop), 1); /* the timer */
+    gw_task_abort(t);
+    double t0 = gw_now_ms();
+    /* The timer was cancelled, so the loop has nothing left to wait for. */
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_true(gw_now_ms() - t0 < 1000.0);
+    assert_int_equal(uv_loop_alive(&f->loop), 0);
+    assert_int_equal(r.calls, 0);
+    finish(f);
+    assert_int_equal(r.calls, 0);
+}
+
+static void test_abort_waiting(void **state) {
+    struct fixture *f = *state;
+    struct record ra = {0}, rb = {0};
+    lua_State *L = gw_lua_state(f->g);
+    push_fn(f, "return require('gateway.loop').wait()");
+    struct gw_task *a = gw_task_spawn(f->g, 0, done_cb, &ra);
+    assert_non_null(a);
+    assert_int_equal(gw_task_is_waiting(a), 1);
+    /* Keep A's thread reachable from B, then abort A. */
+    push_fn(f, "local th = ...; return require('gateway.loop').wake(th, 'late')");
+    lua_State *co = gw_task_thread(a);
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    gw_task_abort(a);
+    assert_null(gw_task_spawn(f->g, 1, done_cb, &rb));
+    assert_int_equal(rb.calls, 1);
+    assert_int_equal(rb.status, GW_TASK_OK);
+    assert_string_equal(rb.strs[0], "false"); /* nobody was waiting any more */
+    assert_int_equal(ra.calls, 0);
+    finish(f);
+}
+
+/* --- (f) wait and wake ---------------------------------------------------- */
+
+static void test_wait_wake(void **state) {
+    struct fixture *f = *state;
+    struct record ra = {0}, rb = {0};
+    lua_State *L = gw_lua_state(f->g);
+    int top = lua_gettop(L);
+    push_fn(f, "local v = require('gateway.loop').wait(); return 'got ' .. v");
+    struct gw_task *a = gw_task_spawn(f->g, 0, done_cb, &ra);
+    assert_non_null(a);
+    assert_int_equal(ra.calls, 0);
+    assert_int_equal(gw_task_is_waiting(a), 1);
+    assert_int_equal(uv_loop_alive(&f->loop), 0); /* waiting holds no handle */
+
+    push_fn(f, "local th = ...\n"
+               "local woke = require('gateway.loop').wake(th, 'x')\n"
+               "return woke");
+    lua_State *co = gw_task_thread(a);
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    assert_null(gw_task_spawn(f->g, 1, done_cb, &rb));
+    assert_int_equal(lua_gettop(L), top);
+
+    assert_int_equal(ra.calls, 1);
+    assert_int_equal(ra.status, GW_TASK_OK);
+    assert_int_equal(ra.nres, 1);
+    assert_string_equal(ra.strs[0], "got x");
+    assert_int_equal(rb.calls, 1);
+    assert_int_equal(rb.status, GW_TASK_OK);
+    assert_string_equal(rb.strs[0], "true");
+    assert_true(ra.order < rb.order); /* A ran to its end inside wake() */
+    assert_null(gw_task_current(f->g));
+    finish(f);
+}
+
+static void test_wait_wake_several_values(void **state) {
+    struct fixture *f = *state;
+    struct record ra = {0}, rb = {0};
+    lua_State *L = gw_lua_state(f->g);
+    push_fn(f, "local loop = require('gateway.loop')\n"
+               "local a, b = loop.wait()\n"
+               "local c = loop.wait()\n"
+               "return a, b, c");
+    struct gw_task *a = gw_task_spawn(f->g, 0, done_cb, &ra);
+    assert_non_null(a);
+    push_fn(f, "local th = ...; local loop = require('gateway.loop')\n"
+               "local w1 = loop.wake(th, 'one', 'two')\n"
+               "local w2 = loop.wake(th, 'three')\n"
+               "return w1 and w2");
+    lua_State *co = gw_task_thread(a);
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    assert_null(gw_task_spawn(f->g, 1, done_cb, &rb));
+    assert_int_equal(ra.calls, 1);
+    assert_int_equal(ra.nres, 3);
+    assert_string_equal(ra.strs[0], "one");
+    assert_string_equal(ra.strs[1], "two");
+    assert_string_equal(ra.strs[2], "three");
+    assert_string_equal(rb.strs[0], "true");
+    finish(f);
+}
+
+static void test_wake_not_waiting(void **state) {
+    struct fixture *f = *state;
+    struct record ra = {0}, rb = {0};
+    lua_State *L = gw_lua_state(f->g);
+    /* A sleeps: it is suspended but not in wait(), so wake() refuses. */
+    push_fn(f, "require('gateway.loop').sleep(5); return 'slept'");
+    struct gw_task *a = gw_task_spawn(f->g, 0, done_cb, &ra);
+    assert_non_null(a);
+    assert_int_equal(gw_task_is_waiting(a), 0);
+    push_fn(f, "local th = ...; return require('gateway.loop').wake(th, 'x')");
+    lua_State *co = gw_task_thread(a);
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    assert_null(gw_task_spawn(f->g, 1, done_cb, &rb));
+    assert_string_equal(rb.strs[0], "false");
+    assert_int_equal(ra.calls, 0);
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(ra.calls, 1);
+    assert_string_equal(ra.strs[0], "slept");
+    finish(f);
+}
+
+static void test_loop_outside_task(void **state) {
+    struct fixture *f = *state;
+    /* On the main thread sleep() and wait() refuse with a clear error. */
+    lua_State *L = push_fn(f, "return require('gateway.loop').sleep(1)");
+    assert_int_equal(lua_pcall(L, 0, 0, 0), LUA_ERRRUN);
+    assert_non_null(strstr(lua_tostring(L, -1), "only be called from an action"));
+    lua_pop(L, 1);
+    push_fn(f, "return require('gateway.loop').wait()");
+    assert_int_equal(lua_pcall(L, 0, 0, 0), LUA_ERRRUN);
+    lua_pop(L, 1);
+    assert_int_equal(uv_loop_alive(&f->loop), 0);
+    finish(f);
+}
+
+/* --- loading errors -------------------------------------------------------- */
+
+static void test_action_missing_description(void **state) {
+    (void)state;
+    struct fixture *f = make_dir("return {\n"
+                                 "  name = \"nodesc\",\n"
+                                 "  run = function() return {} end,\n"
+                                 "}\n");
+    struct gw_config_overrides ov = {NULL, -1, -1, NULL, NULL};
+    struct gw_config cfg;
+    char err[1024] = "";
+    struct gw_lua *g = gw_lua_new(&f->loop, f->config, &ov, &cfg, err, sizeof err);
+    int loop_rc = uv_loop_close(&f->loop);
+    f->loop_closed = 1;
+    char file[600];
+    gw_fmt(file, sizeof file, "%s/actions/ping.lua", f->dir);
+    int ok = g == NULL && strstr(err, "is missing 'action.description'") && strstr(err, file) &&
+             strstr(err, "nodesc") && !strchr(err, '\n');
+    if (g) gw_lua_free(g);
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    if (!ok) print_error("err: %s\n", err);
+    assert_null(g);
+    assert_true(ok);
+    assert_int_equal(loop_rc, 0);
+}
+
+static void test_bad_config(void **state) {
+    (void)state;
+    struct fixture *f = make_dir(ping_action);
+    write_file(f->config, "return { servers = { web = { port = 'x' } } }\n");
+    struct gw_config_overrides ov = {NULL, -1, -1, NULL, NULL};
+    struct gw_config cfg;
+    char err[1024] = "";
+    struct gw_lua *g = gw_lua_new(&f->loop, f->config, &ov, &cfg, err, sizeof err);
+    int loop_rc = uv_loop_close(&f->loop);
+    if (g) gw_lua_free(g);
+    int ok = g == NULL && strstr(err, "servers.web.port") && strstr(err, "gw.lua");
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    if (!ok) print_error("err: %s\n", err);
+    assert_true(ok);
+    assert_int_equal(loop_rc, 0);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        T(test_new_state),
+        T(test_sync_return),
+        T(test_sync_args),
+        T(test_current_task_inside),
+        T(test_sleep),
+        T(test_sleep_lasts_from_the_call),
+        T(test_sleep_then_error),
+        T(test_two_sleepers_in_order),
+        T(test_cpu_timeout),
+        T(test_cpu_timeout_not_caught_by_pcall),
+        T(test_cpu_slice_per_resume),
+        T(test_cpu_timeout_after_sleep),
+        T(test_error),
+        T(test_error_non_string),
+        T(test_abort_sleeping),
+        T(test_abort_waiting),
+        T(test_wait_wake),
+        T(test_wait_wake_several_values),
+        T(test_wake_not_waiting),
+        T(test_loop_outside_task),
+        cmocka_unit_test(test_action_missing_description),
+        cmocka_unit_test(test_bad_config),
+    };
+    return cmocka_run_group_tests_name("gw_lua", tests, NULL, NULL);
+}
