@@ -14,8 +14,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#define CHUNK 16384
-
 struct header {
     char *name; /* "name:" as lws wants it */
     char *value;
@@ -37,8 +35,9 @@ struct http_req {
     int nheaders;
     char *content_type;
     unsigned char *out;   /* LWS_PRE bytes, then the body */
-    size_t out_len, out_sent;
+    size_t out_len;
     int headers_sent;
+    int dispatching;      /* inside dispatch(): the reply is written on return */
 };
 
 struct gw_http_session {
@@ -202,7 +201,7 @@ static void http_reply(void *ud, lua_State *L, int base, int n) {
     if (!r->out) gw_panic("out of memory");
     if (blen) memcpy(r->out + LWS_PRE, body, blen);
     r->out_len = blen;
-    if (r->wsi) lws_callback_on_writable(r->wsi);
+    if (r->wsi && !r->dispatching) lws_callback_on_writable(r->wsi);
 }
 
 /* Answer without the runtime (413 before the body is read). */
@@ -221,7 +220,11 @@ static void answer_now(struct http_req *r, int status, const char *json) {
     lws_callback_on_writable(r->wsi);
 }
 
-static void dispatch(struct http_req *r, const char *path) {
+static int write_answer(struct http_req *r);
+
+/* Hand the request to the runtime. Returns what the lws callback should:
+ * an answer ready at once is written here, without waiting for the loop. */
+static int dispatch(struct http_req *r, const char *path) {
     lua_State *L = gw_lua_state(lua_rt);
     lua_createtable(L, 0, 10);
     lua_pushstring(L, r->method);
@@ -239,54 +242,51 @@ static void dispatch(struct http_req *r, const char *path) {
         r->body = NULL;
     }
     push_peer(L, r->wsi);
+    r->dispatching = 1;
     r->call = gw_call_new(lua_rt, "web", http_reply, r);
     gw_call_run(r->call);
+    r->dispatching = 0;
+    return r->answered ? write_answer(r) : 0;
 }
 
+/* Send status line, headers and body in one write: one syscall, and no
+ * round trip through the loop per part. lws keeps what the socket does not
+ * take and sends it before anything else. The length goes in our own
+ * Content-Length header so lws does no accounting of its own. */
 static int write_answer(struct http_req *r) {
     struct lws *wsi = r->wsi;
-    if (!r->headers_sent) {
-        unsigned char buf[LWS_PRE + 8192];
-        unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-        lws_filepos_t clen = r->out_len;
-        if (lws_add_http_common_headers(wsi, (unsigned int)r->status,
-                                        r->content_type ? r->content_type : "application/json; charset=utf-8",
-                                        clen, &p, end))
-            return -1;
-        for (int i = 0; i < r->nheaders; i++) {
-            if (lws_add_http_header_by_name(wsi, (const unsigned char *)r->headers[i].name,
-                                            (const unsigned char *)r->headers[i].value,
-                                            (int)strlen(r->headers[i].value), &p, end))
-                return -1;
-        }
-        if (r->close_after &&
-            lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5, &p, end))
-            return -1;
-        if (lws_finalize_write_http_header(wsi, start, &p, end)) return -1;
-        r->headers_sent = 1;
-        if (r->head_only || r->out_len == 0 || r->status == 204 || r->status == 304) {
-            r->out_sent = r->out_len;
-            goto done;
-        }
-        lws_callback_on_writable(wsi);
-        return 0;
+    int send_body = !(r->head_only || r->status == 204 || r->status == 304);
+    size_t hcap = 1024 + 64;
+    for (int i = 0; i < r->nheaders; i++) hcap += strlen(r->headers[i].name) + strlen(r->headers[i].value) + 4;
+    size_t cap = LWS_PRE + hcap + (send_body ? r->out_len : 0);
+    unsigned char *buf = malloc(cap);
+    if (!buf) return -1;
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = start + hcap - 1;
+    char clen[24];
+    int n = snprintf(clen, sizeof clen, "%zu", r->status == 204 || r->status == 304 ? (size_t)0 : r->out_len);
+    const char *ctype = r->content_type ? r->content_type : "application/json; charset=utf-8";
+    int fail = lws_add_http_header_status(wsi, (unsigned int)r->status, &p, end) ||
+               lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (const unsigned char *)ctype,
+                                            (int)strlen(ctype), &p, end) ||
+               lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, (const unsigned char *)clen, n, &p, end);
+    for (int i = 0; i < r->nheaders && !fail; i++)
+        fail = lws_add_http_header_by_name(wsi, (const unsigned char *)r->headers[i].name,
+                                           (const unsigned char *)r->headers[i].value,
+                                           (int)strlen(r->headers[i].value), &p, end);
+    if (!fail && r->close_after)
+        fail = lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5, &p, end);
+    if (fail || lws_finalize_http_header(wsi, &p, end)) {
+        free(buf);
+        return -1;
     }
-    size_t n = r->out_len - r->out_sent;
-    if (n > CHUNK) n = CHUNK;
-    int final = r->out_sent + n == r->out_len;
-    /* lws_write needs LWS_PRE writable bytes before the data. */
-    unsigned char *chunk = r->out + LWS_PRE + r->out_sent;
-    unsigned char save[LWS_PRE] = {0};
-    if (r->out_sent) memcpy(save, chunk - LWS_PRE, LWS_PRE);
-    int w = lws_write(wsi, chunk, n, final ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
-    if (r->out_sent) memcpy(chunk - LWS_PRE, save, LWS_PRE);
-    if (w < (int)n) return -1;
-    r->out_sent += n;
-    if (!final) {
-        lws_callback_on_writable(wsi);
-        return 0;
+    if (send_body && r->out_len) {
+        memcpy(p, r->out + LWS_PRE, r->out_len);
+        p += r->out_len;
     }
-done:
+    int w = lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
+    free(buf);
+    r->headers_sent = 1;
+    if (w < 0) return -1;
     if (r->close_after) return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
@@ -343,8 +343,7 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
             r->path = strdup(in ? (const char *)in : "/");
             return r->path ? 0 : -1;
         }
-        dispatch(r, in ? (const char *)in : "/");
-        return 0;
+        return dispatch(r, in ? (const char *)in : "/");
     }
     case LWS_CALLBACK_HTTP_BODY: {
         struct http_req *r = s->req;
@@ -372,11 +371,10 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         struct http_req *r = s->req;
         if (!r || r->answered) return 0;
         if (!r->body && !(r->body = calloc(1, 1))) return -1;
-        dispatch(r, r->path ? r->path : "/");
-        return 0;
+        return dispatch(r, r->path ? r->path : "/");
     }
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        if (!s->req || !s->req->answered) return 0;
+        if (!s->req || !s->req->answered || s->req->headers_sent) return 0;
         return write_answer(s->req);
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:

@@ -208,15 +208,25 @@ static int core_log(lua_State *L) {
     return 0;
 }
 
-/* core.random_id() -> 32 hex characters from /dev/urandom */
+/* core.random_id() -> 32 hex characters from /dev/urandom, read 4 KiB at a
+ * time: one read per 256 ids instead of one per request. */
 static int core_random_id(lua_State *L) {
-    unsigned char raw[16];
-    char hex[33];
+    static const char digits[] = "0123456789abcdef";
+    static unsigned char pool[4096];
+    static size_t used = sizeof pool;
     static int fd = -1;
-    if (fd < 0) fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || read(fd, raw, sizeof raw) != (ssize_t)sizeof raw)
-        return luaL_error(L, "cannot read /dev/urandom");
-    for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    char hex[32];
+    if (used + 16 > sizeof pool) {
+        if (fd < 0) fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || read(fd, pool, sizeof pool) != (ssize_t)sizeof pool)
+            return luaL_error(L, "cannot read /dev/urandom");
+        used = 0;
+    }
+    for (int i = 0; i < 16; i++) {
+        hex[2 * i] = digits[pool[used + (size_t)i] >> 4];
+        hex[2 * i + 1] = digits[pool[used + (size_t)i] & 15];
+    }
+    used += 16;
     lua_pushlstring(L, hex, 32);
     return 1;
 }

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -42,6 +44,10 @@ static void lws_emit(int level, const char *line) {
 
 static void on_web_accept(void *ud, int fd) {
     struct gw_server *s = ud;
+    /* Headers and body are separate writes: without this, Nagle holds the
+     * body back until the client's delayed ACK (40 ms a request). */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (!lws_adopt_socket_vhost(s->vhost, fd)) {
         gw_log(GW_LOG_ERROR, "cannot take a new connection (out of memory?)");
         close(fd);

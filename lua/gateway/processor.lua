@@ -22,9 +22,15 @@ end
 
 -- Does fn take a `next` argument at position `pos`? A function without one completes
 -- when it returns, so `preProcessor = function(data) ... end` needs no next().
+local arity = setmetatable({}, { __mode = "k" })
 local function takesNext(fn, pos)
-  local info = debug.getinfo(fn, "u")
-  return info.isvararg or info.nparams >= pos
+  local n = arity[fn]
+  if not n then
+    local info = debug.getinfo(fn, "u")
+    n = info.isvararg and math.huge or info.nparams
+    arity[fn] = n
+  end
+  return n >= pos
 end
 
 -- Run fn(..., next) until it completes: next(err) now or later, `return value`,
