@@ -79,7 +79,8 @@ test-integration: $(BUILD)/gateway
 
 # The abuse tests again, against the sanitizer build.
 test-asan: asan
-	GATEWAY_BIN=$(CURDIR)/$(BUILD)/asan/gateway /usr/bin/python3 -m pytest -q -m asan tests/integration
+	GATEWAY_BIN=$(CURDIR)/$(BUILD)/asan/gateway LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+	  /usr/bin/python3 -m pytest -q -m asan tests/integration
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan \

@@ -164,6 +164,16 @@ static void push_peer(lua_State *L, struct lws *wsi) {
     lua_setfield(L, -2, "remotePort");
 }
 
+/* Header names are tokens; values may not hold CR, LF or NUL. */
+static int header_safe(const char *s, int is_name) {
+    if (is_name && !*s) return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '\r' || *p == '\n') return 0;
+        if (is_name && (*p <= ' ' || *p == ':' || *p >= 0x7f)) return 0;
+    }
+    return 1;
+}
+
 /* Copy the runtime's answer (status, headers, body) into the request. */
 static void http_reply(void *ud, lua_State *L, int base, int n) {
     struct http_req *r = ud;
@@ -178,7 +188,10 @@ static void http_reply(void *ud, lua_State *L, int base, int n) {
             if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) {
                 const char *name = lua_tostring(L, -2);
                 const char *value = lua_tostring(L, -1);
-                if (strcasecmp(name, "content-type") == 0) {
+                if (!header_safe(name, 1) || !header_safe(value, 0)) {
+                    /* A line break would let the value start a header of its own. */
+                    gw_log(GW_LOG_ERROR, "dropped response header \"%.64s\": invalid characters", name);
+                } else if (strcasecmp(name, "content-type") == 0) {
                     free(r->content_type);
                     r->content_type = strdup(value);
                 } else if (strcasecmp(name, "content-length") != 0) {
@@ -337,7 +350,12 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
             }
             has_body = n > 0;
         } else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
-            has_body = 1;
+            /* lws 4.1 does not decode chunked request bodies: say so rather
+             * than wait for a body that never completes. */
+            r->close_after = 1;
+            answer_now(r, 411, "{\"error\":\"chunked request bodies are not supported: send Content-Length\","
+                               "\"errors\":[\"chunked request bodies are not supported: send Content-Length\"]}");
+            return 0;
         }
         if (has_body && strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0 && strcmp(m, "OPTIONS") != 0) {
             r->path = strdup(in ? (const char *)in : "/");

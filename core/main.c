@@ -52,12 +52,14 @@ static int run_worker(const char *config, const struct gw_config_overrides *ov, 
     struct gw_lua *g = gw_lua_new(&loop, config, ov, &cfg, err, sizeof err);
     if (!g) {
         fprintf(stderr, "gateway: %s\n", err);
+        uv_loop_close(&loop);
         return 1;
     }
     struct gw_server *s = gw_server_new(&loop, g, web_fd, print_listening, err, sizeof err);
     if (!s) {
         fprintf(stderr, "gateway: %s\n", err);
         gw_lua_free(g);
+        uv_loop_close(&loop);
         return 1;
     }
     int rc = gw_server_run(s);
@@ -203,6 +205,7 @@ int main(int argc, char **argv) {
     struct gw_lua *g = gw_lua_new(&loop, config, &ov, &cfg, err, sizeof err);
     if (!g) {
         fprintf(stderr, "gateway: %s\n", err);
+        uv_loop_close(&loop);
         return 1;
     }
     if (check) {
@@ -217,6 +220,7 @@ int main(int argc, char **argv) {
         if (!s) {
             fprintf(stderr, "gateway: %s\n", err);
             gw_lua_free(g);
+            uv_loop_close(&loop);
             return 1;
         }
         int rc = gw_server_run(s);

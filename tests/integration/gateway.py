@@ -1,0 +1,590 @@
+"""Helpers for the black-box integration suite: start the built gateway, talk to it, stop it.
+
+The gateway is only ever driven from the outside (command line, config file, HTTP, signals),
+the same way a user drives it. Every wait here is bounded; every process is stopped by PID.
+"""
+
+import http.client
+import json
+import keyword
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+HERE = os.path.dirname(os.path.abspath(__file__))
+TEST_ACTIONS = os.path.join(HERE, "actions")
+TEST_MIDDLEWARE = os.path.join(HERE, "middleware")
+EXAMPLE_ACTIONS = os.path.join(REPO, "actions")
+
+START_TIMEOUT = 10.0  # seconds to wait for the listening line
+STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
+REQUEST_TIMEOUT = 10.0  # socket timeout of every HTTP request
+
+LISTENING_RE = re.compile(r"listening web http://([0-9.]+|\[[0-9a-fA-F:]+\]|[\w.-]+):(\d+)")
+
+# Variables the gateway reads; cleared from the child's environment unless a test sets them.
+GATEWAY_ENV = ("GATEWAY_PORT", "GATEWAY_REDIS_URL", "GATEWAY_LOG_LEVEL")
+
+# Markers of a sanitizer report in the log of an ASan/UBSan build.
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
+
+
+def gateway_binary():
+    """Path of the binary under test: $GATEWAY_BIN, else build/gateway."""
+    path = os.environ.get("GATEWAY_BIN") or os.path.join(REPO, "build", "gateway")
+    return os.path.abspath(path)
+
+
+# --------------------------------------------------------------------------------------
+# Lua config files
+
+
+class Lua(str):
+    """Raw Lua source, written into a config as it is (e.g. Lua('function() end'))."""
+
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LUA_KEYWORDS = set("""and break do else elseif end false for function goto if in local nil
+not or repeat return then true until while""".split())
+
+
+def lua_string(s):
+    out = ['"']
+    for ch in s:
+        code = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif code < 32 or code == 127:
+            out.append("\\%03d" % code)
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def to_lua(value, indent=0):
+    """Serialise a Python value (dict, list, str, number, bool, None, Lua) as Lua source."""
+    pad = "  " * (indent + 1)
+    end = "  " * indent
+    if isinstance(value, Lua):
+        return str(value)
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return lua_string(value)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        parts = []
+        for k, v in value.items():
+            if isinstance(k, str) and _IDENT.match(k) and k not in _LUA_KEYWORDS:
+                key = k
+            elif isinstance(k, str):
+                key = "[%s]" % lua_string(k)
+            else:
+                key = "[%s]" % to_lua(k)
+            parts.append("%s%s = %s" % (pad, key, to_lua(v, indent + 1)))
+        return "{\n" + ",\n".join(parts) + ",\n" + end + "}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(to_lua(v, indent + 1) for v in value) + " }"
+    raise TypeError("cannot write %r as Lua" % (value,))
+
+
+def deep_merge(base, overrides):
+    """A copy of 'base' with 'overrides' merged in; nested dicts merge, other values replace."""
+    out = dict(base)
+    for k, v in (overrides or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def default_config(workdir, redis_url=None, actions=None, middleware=None):
+    """The config most tests use. Every path is absolute (they would otherwise be relative to
+    the config file's folder); routes and public point at harmless files in 'workdir'."""
+    routes = os.path.join(workdir, "routes.lua")
+    public = os.path.join(workdir, "public")
+    if not os.path.exists(routes):
+        with open(routes, "w") as f:
+            f.write("return {}\n")
+    os.makedirs(public, exist_ok=True)
+    config = {
+        "name": "itest-gateway",
+        "paths": {
+            "actions": list(actions if actions is not None else [EXAMPLE_ACTIONS, TEST_ACTIONS]),
+            "middleware": list(middleware if middleware is not None else [TEST_MIDDLEWARE]),
+            "routes": routes,
+            "public": public,
+        },
+        "servers": {"web": {"port": 0}},
+        "general": {"actionTimeout": 1000, "shutdownTimeout": 5000},
+        "logging": {"level": "debug"},
+    }
+    if redis_url:
+        config["redis"] = {"url": redis_url, "prefix": "itest:%d:" % os.getpid()}
+    return config
+
+
+def write_config(path, config):
+    """Write 'config' (a dict, or Lua source as str) to 'path' as a gateway config file."""
+    text = config if isinstance(config, str) else "return " + to_lua(config) + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def child_env(env=None):
+    out = {k: v for k, v in os.environ.items() if k not in GATEWAY_ENV}
+    out.update(env or {})
+    return out
+
+
+def run_cli(args, timeout=10.0, env=None, cwd=None):
+    """Run the binary to completion (bounded) and return a CompletedProcess with text output.
+    A run that outlives 'timeout' is killed and reported as an assertion failure."""
+    cmd = [gateway_binary()] + list(args)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=child_env(env), cwd=cwd or REPO)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=STOP_TIMEOUT)
+        raise AssertionError("%s did not exit within %.0f s\nstdout:\n%s\nstderr:\n%s"
+                             % (cmd, timeout, out.decode(errors="replace"),
+                                err.decode(errors="replace")))
+    res = subprocess.CompletedProcess(cmd, proc.returncode, out.decode(errors="replace"),
+                                      err.decode(errors="replace"))
+    reports = [m for m in SANITIZER_MARKERS if m in res.stderr]
+    assert not reports, "sanitizer report from %s:\n%s" % (" ".join(cmd), res.stderr[-8000:])
+    return res
+
+
+def free_port():
+    """A loopback port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------
+# HTTP
+
+
+class Response(tuple):
+    """(status, headers, body) with helpers; unpacks like a plain tuple."""
+
+    def __new__(cls, status, headers, body):
+        return super().__new__(cls, (status, headers, body))
+
+    status = property(lambda self: self[0])
+    headers = property(lambda self: self[1])  # http.client.HTTPMessage: case-insensitive
+    body = property(lambda self: self[2])
+
+    def json(self):
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except ValueError as e:
+            raise AssertionError("response body is not JSON (%s): status %s, body %r"
+                                 % (e, self.status, self.body[:2000]))
+
+
+def _encode_body(body, headers):
+    headers = dict(headers or {})
+    if body is None or isinstance(body, (bytes, bytearray)):
+        return body, headers
+    if isinstance(body, str):
+        return body.encode("utf-8"), headers
+    headers.setdefault("Content-Type", "application/json")
+    return json.dumps(body).encode("utf-8"), headers
+
+
+def _do_request(conn, method, path, body=None, headers=None):
+    body, headers = _encode_body(body, headers)
+    conn.request(method, path, body=body, headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    return Response(resp.status, resp.headers, data)
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection; every request goes over the same socket."""
+
+    def __init__(self, host, port, timeout=REQUEST_TIMEOUT):
+        self.conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        self.conn.connect()
+
+    def local_port(self):
+        """The client-side port of the current socket (None once it is closed)."""
+        return self.conn.sock.getsockname()[1] if self.conn.sock else None
+
+    def request(self, method, path, body=None, headers=None):
+        return _do_request(self.conn, method, path, body, headers)
+
+    def json(self, method, path, body=None, headers=None):
+        r = self.request(method, path, body, headers)
+        return r.status, r.json()
+
+    def close(self):
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# Gateways running right now, so a failing test can show their logs.
+RUNNING = []
+
+
+class Gateway:
+    """A gateway process with its own config file and log file in 'workdir'."""
+
+    _counter = 0
+
+    def __init__(self, workdir, config, args=None, env=None, port=0, binary=None, cwd=None):
+        Gateway._counter += 1
+        n = Gateway._counter
+        self.workdir = str(workdir)
+        self.config = config
+        self.config_path = os.path.join(self.workdir, "gateway-%d.lua" % n)
+        self.log_path = os.path.join(self.workdir, "gateway-%d.stderr.log" % n)
+        self.args = list(args or [])
+        self.env = env
+        self.port_arg = port
+        self.binary = binary or gateway_binary()
+        self.cwd = cwd or self.workdir
+        self.proc = None
+        self.pid = None
+        self.host = "127.0.0.1"
+        self.port = None
+        self.returncode = None
+        self._stdout = []
+        self._stdout_lock = threading.Lock()
+        self._listening = threading.Event()
+        self._reader = None
+        self._log_file = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def command(self):
+        cmd = [self.binary, "--config", self.config_path]
+        if self.port_arg is not None:
+            cmd += ["--port", str(self.port_arg)]
+        return cmd + self.args
+
+    def start(self, timeout=START_TIMEOUT):
+        write_config(self.config_path, self.config)
+        self._log_file = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
+                                     stderr=self._log_file, stdin=subprocess.DEVNULL,
+                                     env=child_env(self.env), cwd=self.cwd)
+        self.pid = self.proc.pid
+        RUNNING.append(self)
+        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + timeout
+        while not self._listening.wait(0.02):
+            if self.proc.poll() is not None:
+                self._reader.join(1.0)
+                raise AssertionError("gateway exited with status %s before listening\n%s"
+                                     % (self.proc.returncode, self.describe()))
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError("gateway did not print its listening line within %.0f s\n%s"
+                                     % (timeout, self.describe()))
+        return self
+
+    def _read_stdout(self):
+        for raw in iter(self.proc.stdout.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            with self._stdout_lock:
+                self._stdout.append(line)
+            m = LISTENING_RE.search(line)
+            if m and not self._listening.is_set():
+                self.host = m.group(1).strip("[]")
+                self.port = int(m.group(2))
+                self._listening.set()
+        self.proc.stdout.close()
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def children(self):
+        """PIDs of the gateway's child processes (its workers), from /proc."""
+        pids = []
+        try:
+            for task in os.listdir("/proc/%d/task" % self.pid):
+                with open("/proc/%d/task/%s/children" % (self.pid, task)) as f:
+                    pids += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+        return pids
+
+    def wait(self, timeout=STOP_TIMEOUT):
+        """Wait (bounded) for the process to exit; returns its status or None if still up."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """SIGTERM, wait up to 'timeout', then SIGKILL. Returns the exit status. Idempotent."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(timeout=timeout)
+        self.returncode = self.proc.returncode
+        if self._reader:
+            self._reader.join(2.0)
+        if self._log_file and not self._log_file.closed:
+            self._log_file.close()
+        if self in RUNNING:
+            RUNNING.remove(self)
+        return self.returncode
+
+    # -- logs --------------------------------------------------------------------------
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_lines(self):
+        return [line for line in self.log_text().splitlines() if line.strip()]
+
+    def stdout_text(self):
+        with self._stdout_lock:
+            return "\n".join(self._stdout)
+
+    def log_size(self):
+        try:
+            return os.path.getsize(self.log_path)
+        except OSError:
+            return 0
+
+    def log_since(self, offset):
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+
+    def wait_for_log(self, pattern, timeout=3.0, since=0):
+        """Wait (bounded) until a log line matches the regex 'pattern'; return the match or
+        None. 'since' is a byte offset from log_size(), to look only at newer lines."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.log_since(since).splitlines():
+                m = rx.search(line)
+                if m:
+                    return m
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.02)
+
+    def sanitizer_reports(self):
+        text = self.log_text()
+        return [m for m in SANITIZER_MARKERS if m in text]
+
+    def describe(self, max_chars=20000):
+        log = self.log_text()
+        if len(log) > max_chars:
+            log = "...\n" + log[-max_chars:]
+        code = self.proc.poll() if self.proc else None
+        if self.proc is None:
+            state = "not started"
+        elif code is None:
+            state = "running (pid %d)" % self.pid
+        elif code < 0:
+            state = "killed by signal %d (%s)" % (-code, signal.Signals(-code).name)
+        else:
+            state = "exited with status %d" % code
+        return ("process: %s\ncommand: %s\nconfig: %s\nstdout:\n%s\nstderr (%s):\n%s"
+                % (state, " ".join(self.command()), self.config_path, self.stdout_text(),
+                   self.log_path, log))
+
+    # -- HTTP --------------------------------------------------------------------------
+
+    @property
+    def url(self):
+        return "http://%s:%d" % (self.host, self.port)
+
+    def request(self, method, path, body=None, headers=None, timeout=REQUEST_TIMEOUT):
+        """One request on a fresh connection. 'body' may be bytes, str, or a JSON value."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            return _do_request(conn, method, path, body, headers)
+        finally:
+            conn.close()
+
+    def json(self, method, path, body=None, headers=None, timeout=REQUEST_TIMEOUT):
+        """request() and parse the body as JSON: returns (status, value)."""
+        r = self.request(method, path, body, headers, timeout)
+        return r.status, r.json()
+
+    def get(self, path, **kw):
+        return self.json("GET", path, **kw)
+
+    def client(self, timeout=REQUEST_TIMEOUT):
+        """A keep-alive connection (a Client); close it when done."""
+        return Client(self.host, self.port, timeout)
+
+    def raw(self, data, timeout=REQUEST_TIMEOUT):
+        """Send raw bytes on a fresh connection and read until the server closes it."""
+        with socket.create_connection((self.host, self.port), timeout=timeout) as s:
+            try:
+                s.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server may answer and close before reading everything
+            chunks = []
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except (ConnectionResetError, socket.timeout):
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    def assert_serving(self):
+        """The gateway is alive and still answers a plain action."""
+        assert self.alive(), "gateway died\n" + self.describe()
+        status, body = self.get("/api/randomNumber")
+        assert status == 200, body
+        assert 0 <= body["randomNumber"] < 1
+
+
+def split_raw_response(raw):
+    """(status, {lower-case header: value}, body) of a raw HTTP/1.x response."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    assert sep, "no end of headers in %r" % raw[:500]
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, body
+
+
+# --------------------------------------------------------------------------------------
+# Response bodies
+
+
+def error_text(body):
+    """The error message of a failure body: 'error' is a string, or a table with 'message'."""
+    err = body.get("error")
+    if isinstance(err, dict):
+        return err.get("message")
+    return err
+
+
+def error_field(body, key):
+    """A field of a table error: sent at the top level of the body or inside 'error'."""
+    err = body.get("error")
+    if isinstance(err, dict) and key in err:
+        return err[key]
+    return body.get(key)
+
+
+def errors_of(body):
+    """The 'errors' list of a failure body as strings (tables become their message or JSON)."""
+    out = []
+    for e in body.get("errors") or []:
+        if isinstance(e, str):
+            out.append(e)
+        elif isinstance(e, dict) and "message" in e:
+            out.append(str(e["message"]))
+        else:
+            out.append(json.dumps(e))
+    return out
+
+
+def has_error(body, text):
+    """'text' appears in the error or in one of the errors."""
+    return text in (error_text(body) or "") or any(text in e for e in errors_of(body))
+
+
+# --------------------------------------------------------------------------------------
+# Redis (private server for the suite)
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port with its own data dir."""
+
+    def __init__(self, workdir, binary="redis-server"):
+        self.workdir = str(workdir)
+        self.binary = binary
+        self.port = free_port()
+        self.proc = None
+        self.log_path = os.path.join(self.workdir, "redis.log")
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d/0" % self.port
+
+    def start(self, timeout=START_TIMEOUT):
+        cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+               "--dir", self.workdir, "--appendonly", "yes", "--save", "",
+               "--logfile", self.log_path, "--daemonize", "no"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("redis-server exited with %s" % self.proc.returncode)
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    r, _, _ = select.select([s], [], [], 1.0)
+                    if r and s.recv(64).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError("redis-server did not answer PING within %.0f s" % timeout)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=STOP_TIMEOUT)

@@ -1,0 +1,7 @@
+-- Per-action: fails by returning nil, err.
+return {
+  name = "returnErr",
+  preProcessor = function(data, next)
+    return nil, "middleware said no"
+  end,
+}

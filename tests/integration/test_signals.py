@@ -1,0 +1,220 @@
+"""Shutdown on SIGTERM/SIGINT and reload on SIGHUP (SPEC §1)."""
+
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+import gateway as gw
+
+pytestmark = pytest.mark.asan
+
+GOOD_ACTION = """return {
+  name = "%(name)s",
+  description = "added at %(name)s",
+  run = function(api, data, next)
+    data.response.name = "%(name)s"
+    next()
+  end,
+}
+"""
+
+
+def _in_background(fn):
+    """Run fn() in a thread; returns (thread, result list holding its value or exception)."""
+    out = []
+
+    def target():
+        try:
+            out.append(fn())
+        except Exception as e:  # reported by the test
+            out.append(e)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    return t, out
+
+
+def _start_in_flight(g, path):
+    """Send a slow request from a thread and wait until the gateway has taken it (the test
+    connection middleware logs every connection it creates)."""
+    offset = g.log_size()
+    t, out = _in_background(lambda: g.request("GET", path, timeout=10))
+    assert g.wait_for_log(r"connLogger create", timeout=5, since=offset), g.describe()
+    time.sleep(0.05)
+    return t, out
+
+
+def _result(t, out):
+    t.join(10)
+    assert out, "the in-flight request did not finish"
+    assert not isinstance(out[0], Exception), "the in-flight request failed: %r" % out[0]
+    return out[0]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_shutdown_lets_in_flight_action_finish(make_gateway, sig):
+    g = make_gateway({"general": {"actionTimeout": 5000, "shutdownTimeout": 5000}})
+    t, out = _start_in_flight(g, "/api/sleepTest?sleepDuration=700")
+    t0 = time.monotonic()
+    g.signal(sig)
+    r = _result(t, out)
+    assert r.status == 200, r.body
+    assert r.json()["sleepDuration"] == 700
+    rc = g.wait(10)
+    assert rc == 0, "exit status after %s: %r\n%s" % (sig.name, rc, g.describe())
+    assert time.monotonic() - t0 < 5, "shutdown should end soon after the action finished"
+
+
+def test_shutdown_refuses_new_work(make_gateway):
+    g = make_gateway({"general": {"actionTimeout": 5000, "shutdownTimeout": 5000}})
+    idle = g.client()
+    assert idle.request("GET", "/api/randomNumber").status == 200
+    t, out = _start_in_flight(g, "/api/sleepTest?sleepDuration=900")
+    g.signal(signal.SIGTERM)
+    time.sleep(0.2)
+
+    # An action on a connection that was already open gets 503.
+    r = idle.request("GET", "/api/randomNumber")
+    assert r.status == 503, r.body
+    assert r.json()["error"] == "the server is shutting down"
+    idle.close()
+
+    # New connections are no longer accepted.
+    with pytest.raises(OSError):
+        with socket.create_connection((g.host, g.port), timeout=2) as s:
+            s.sendall(b"GET /api/randomNumber HTTP/1.1\r\nHost: x\r\n\r\n")
+            if not s.recv(1):
+                raise ConnectionResetError("closed without an answer")
+
+    assert _result(t, out).status == 200
+    assert g.wait(10) == 0
+
+
+def test_shutdown_timeout_bounds_the_wait(make_gateway):
+    g = make_gateway({"general": {"actionTimeout": 0, "shutdownTimeout": 300}})
+    t, out = _start_in_flight(g, "/api/never_next")
+    t0 = time.monotonic()
+    g.signal(signal.SIGTERM)
+    rc = g.wait(10)
+    elapsed = time.monotonic() - t0
+    assert rc == 0, g.describe()
+    assert elapsed < 3.0, "shutdownTimeout 300 ms, took %.2f s" % elapsed
+    t.join(10)
+
+
+# -- SIGHUP -------------------------------------------------------------------------------
+
+@pytest.fixture
+def reload_gateway(make_gateway, tmp_path):
+    actions = tmp_path / "hup_actions"
+    actions.mkdir()
+    (actions / "hup_one.lua").write_text(GOOD_ACTION % {"name": "hup_one"})
+    g = make_gateway({"paths": {"actions": [gw.EXAMPLE_ACTIONS, str(actions)]}})
+    return g, actions
+
+
+def _wait_status(g, path, status, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        r = g.request("GET", path)
+        if r.status == status or time.monotonic() > deadline:
+            return r
+        time.sleep(0.05)
+
+
+def test_sighup_adds_action_without_dropping_connections(reload_gateway):
+    g, actions = reload_gateway
+    pid = g.pid
+    with g.client() as c:
+        assert c.request("GET", "/api/hup_one").status == 200
+        assert g.request("GET", "/api/hup_two").status == 404
+        local = c.local_port()
+
+        (actions / "hup_two.lua").write_text(GOOD_ACTION % {"name": "hup_two"})
+        g.signal(signal.SIGHUP)
+        r = _wait_status(g, "/api/hup_two", 200)
+        assert r.status == 200, r.body
+        assert r.json()["name"] == "hup_two"
+
+        # Same process, and the keep-alive connection opened before the reload still works.
+        assert g.alive() and g.pid == pid
+        r = c.request("GET", "/api/hup_two")
+        assert r.status == 200, r.body
+        assert c.local_port() == local, "the keep-alive connection was dropped by the reload"
+        assert c.request("GET", "/api/hup_one").status == 200
+    g.assert_serving()
+
+
+def test_sighup_with_broken_action_keeps_old_set(reload_gateway):
+    g, actions = reload_gateway
+    (actions / "hup_two.lua").write_text(GOOD_ACTION % {"name": "hup_two"})
+    g.signal(signal.SIGHUP)
+    assert _wait_status(g, "/api/hup_two", 200).status == 200
+
+    offset = g.log_size()
+    # One good new action and one broken one: the reload is refused as a whole.
+    (actions / "hup_three.lua").write_text(GOOD_ACTION % {"name": "hup_three"})
+    (actions / "hup_bad.lua").write_text(
+        'return { name = "hupBad", run = function(api, data, next) next() end }\n')
+    g.signal(signal.SIGHUP)
+    logged = g.wait_for_log(r"hup_bad\.lua|hupBad", timeout=5, since=offset)
+    assert logged, "a failed reload must log why\n" + g.log_since(offset)
+    assert g.alive()
+    assert g.request("GET", "/api/hup_one").status == 200
+    assert g.request("GET", "/api/hup_two").status == 200
+    assert g.request("GET", "/api/hup_three").status == 404, "a refused reload changes nothing"
+    assert g.request("GET", "/api/hupBad").status == 404
+    g.assert_serving()
+
+    # Fixing the file makes the next reload succeed.
+    os.remove(str(actions / "hup_bad.lua"))
+    g.signal(signal.SIGHUP)
+    assert _wait_status(g, "/api/hup_three", 200).status == 200
+
+
+def test_sighup_removes_deleted_action(reload_gateway):
+    g, actions = reload_gateway
+    (actions / "hup_two.lua").write_text(GOOD_ACTION % {"name": "hup_two"})
+    g.signal(signal.SIGHUP)
+    assert _wait_status(g, "/api/hup_two", 200).status == 200
+    os.remove(str(actions / "hup_two.lua"))
+    g.signal(signal.SIGHUP)
+    assert _wait_status(g, "/api/hup_two", 404).status == 404
+    assert g.request("GET", "/api/hup_one").status == 200
+
+
+def test_sighup_during_in_flight_action(reload_gateway):
+    g, actions = reload_gateway
+    t, out = _start_in_flight(g, "/api/sleepTest?sleepDuration=400")
+    (actions / "hup_two.lua").write_text(GOOD_ACTION % {"name": "hup_two"})
+    g.signal(signal.SIGHUP)
+    r = _result(t, out)
+    assert r.status == 200, r.body
+    assert r.json()["sleepDuration"] == 400
+    assert _wait_status(g, "/api/hup_two", 200).status == 200
+    g.assert_serving()
+
+
+def test_repeated_sighup_under_load(reload_gateway):
+    g, actions = reload_gateway
+    stop = threading.Event()
+    statuses = []
+
+    def load():
+        while not stop.is_set():
+            statuses.append(g.request("GET", "/api/hup_one").status)
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    for _ in range(10):
+        g.signal(signal.SIGHUP)
+        time.sleep(0.03)
+    time.sleep(0.2)
+    stop.set()
+    t.join(10)
+    assert statuses and set(statuses) == {200}, statuses
+    assert g.alive() and g.request("GET", "/api/hup_one").status == 200
