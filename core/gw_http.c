@@ -14,6 +14,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#define TOO_LARGE "{\"error\":\"request body is larger than maxBodySize\"," \
+                  "\"errors\":[\"request body is larger than maxBodySize\"]}"
+
 struct header {
     char *name; /* "name:" as lws wants it */
     char *value;
@@ -34,7 +37,7 @@ struct http_req {
     struct header *headers;
     int nheaders;
     char *content_type;
-    unsigned char *out;   /* LWS_PRE bytes, then the body */
+    char *out;            /* the body */
     size_t out_len;
     int headers_sent;
     int dispatching;      /* inside dispatch(): the reply is written on return */
@@ -210,9 +213,9 @@ static void http_reply(void *ud, lua_State *L, int base, int n) {
             lua_pop(L, 1);
         }
     }
-    r->out = malloc(LWS_PRE + blen + 1);
+    r->out = malloc(blen + 1);
     if (!r->out) gw_panic("out of memory");
-    if (blen) memcpy(r->out + LWS_PRE, body, blen);
+    if (blen) memcpy(r->out, body, blen);
     r->out_len = blen;
     if (r->wsi && !r->dispatching) lws_callback_on_writable(r->wsi);
 }
@@ -227,8 +230,9 @@ static void answer_now(struct http_req *r, int status, const char *json) {
     r->headers[0].name = strdup("access-control-allow-origin:");
     r->headers[0].value = strdup("*");
     r->nheaders = 1;
-    r->out = malloc(LWS_PRE + n + 1);
-    memcpy(r->out + LWS_PRE, json, n);
+    r->out = malloc(n + 1);
+    if (!r->out) gw_panic("out of memory");
+    memcpy(r->out, json, n);
     r->out_len = n;
     lws_callback_on_writable(r->wsi);
 }
@@ -293,7 +297,7 @@ static int write_answer(struct http_req *r) {
         return -1;
     }
     if (send_body && r->out_len) {
-        memcpy(p, r->out + LWS_PRE, r->out_len);
+        memcpy(p, r->out, r->out_len);
         p += r->out_len;
     }
     int w = lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
@@ -344,8 +348,7 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
             long long n = atoll(cl);
             if (n > cfg->max_body_size) {
                 r->close_after = 1;
-                answer_now(r, 413, "{\"error\":\"request body is larger than maxBodySize\","
-                                   "\"errors\":[\"request body is larger than maxBodySize\"]}");
+                answer_now(r, 413, TOO_LARGE);
                 return 0;
             }
             has_body = n > 0;
@@ -370,8 +373,7 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
             free(r->body);
             r->body = NULL;
             r->close_after = 1;
-            answer_now(r, 413, "{\"error\":\"request body is larger than maxBodySize\","
-                               "\"errors\":[\"request body is larger than maxBodySize\"]}");
+            answer_now(r, 413, TOO_LARGE);
             return 0;
         }
         if (r->body_len + len + 1 > r->body_cap) {

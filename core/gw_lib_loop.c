@@ -111,10 +111,7 @@ static int loop_after(lua_State *L) {
     lua_pushvalue(L, 2);
     tw->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     struct gw_task *t = gw_task_of(L);
-    if (t) gw_task_attach(t, &tw->w);
-    else { /* not owned: nothing can cancel it but shutdown */
-        tw->w.prev = tw->w.next = NULL;
-    }
+    if (t) gw_task_attach(t, &tw->w); /* else only shutdown cancels it */
     return 0;
 }
 

@@ -225,10 +225,6 @@ static void preload(lua_State *L, const char *name, lua_CFunction f) {
     lua_pop(L, 1);
 }
 
-static int open_loop_with_owner(lua_State *L) {
-    return gw_open_loop(L);
-}
-
 struct gw_lua *gw_lua_new(uv_loop_t *loop, const char *config_path,
                           const struct gw_config_overrides *ov, struct gw_config *cfg,
                           char *err, size_t errlen) {
@@ -252,7 +248,7 @@ struct gw_lua *gw_lua_new(uv_loop_t *loop, const char *config_path,
     lua_setfield(L, -2, "path");
     lua_pop(L, 1);
     preload(L, "gateway.core", gw_open_core);
-    preload(L, "gateway.loop", open_loop_with_owner);
+    preload(L, "gateway.loop", gw_open_loop);
     preload(L, "cjson", luaopen_cjson);
     lua_pushlightuserdata(L, g);
     lua_setfield(L, LUA_REGISTRYINDEX, "gateway.lua");

@@ -9,10 +9,8 @@
 #include "gw_listen.h"
 #include "gw_log.h"
 
-#include <errno.h>
 #include <libwebsockets.h>
 #include <lauxlib.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

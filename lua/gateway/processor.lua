@@ -98,7 +98,6 @@ local function setRaised(data, capture, where)
   end
   core.log("error", "Lua error in " .. where, { "action", tostring(data.action), "error", capture.traceback })
   setError(data, INTERNAL, 500)
-  data.internalError = true
 end
 
 -- The middleware a request runs through: global ones by priority, then the action's

@@ -249,7 +249,6 @@ function W.fail(rt, ctx, status, message)
     return
   end
   processor.abort(data, status or 499, message)
-  if status == 500 then data.internalError = true end
   local s, h, b = W.complete(rt, ctx, data)
   if status then return s, h, b end
 end
