@@ -44,7 +44,7 @@ static void fail(struct gw_call *c, int status, const char *message) {
     if (status) lua_pushinteger(L, status);
     else lua_pushnil(L);
     lua_pushstring(L, message);
-    if (lua_pcall(L, 4, LUA_MULTRET, 0) != LUA_OK) {
+    if (gw_lua_pcall(c->g, 4, LUA_MULTRET) != LUA_OK) {
         gw_log(GW_LOG_ERROR, "runtime.fail raised: %s", lua_tostring(L, -1));
         lua_settop(L, base);
         /* Last resort: a bare answer the transport can still send. */

@@ -49,6 +49,7 @@ static const struct key schema[] = {
     {"servers.socket.maxLineLength", K_INT, "65536", 1, LONG_MAX},
     {"general", K_TABLE, NULL, 0, 0},
     {"general.simultaneousActions", K_INT, "5", 1, 1000000},
+    {"general.maxOutputBuffer", K_INT, "8388608", 1024, LONG_MAX},
     {"general.actionTimeout", K_INT, "30000", 0, LONG_MAX},
     {"general.cpuTimeout", K_INT, "2000", 0, LONG_MAX},
     {"general.shutdownTimeout", K_INT, "5000", 0, LONG_MAX},
@@ -455,6 +456,7 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
     out->socket_port = (int)get_int(L, "servers.socket.port");
     out->max_line_length = get_int(L, "servers.socket.maxLineLength");
     out->simultaneous_actions = (int)get_int(L, "general.simultaneousActions");
+    out->max_output_buffer = get_int(L, "general.maxOutputBuffer");
     out->action_timeout = get_int(L, "general.actionTimeout");
     out->cpu_timeout = get_int(L, "general.cpuTimeout");
     out->shutdown_timeout = get_int(L, "general.shutdownTimeout");

@@ -21,6 +21,7 @@ struct gw_config {
     long max_line_length;
     long action_timeout, cpu_timeout, shutdown_timeout;
     int simultaneous_actions;
+    long max_output_buffer; /* bytes queued for a persistent client */
     int log_level, log_json;
     char redis_url[1024];
     char config_dir[4096];

@@ -94,8 +94,7 @@ static int is_uri_token(int tok) {
     return tok == WSI_TOKEN_HTTP_URI_ARGS;
 }
 
-/* [-0, +1, m] Push a table of the request headers, names lower-case. */
-static void push_headers(lua_State *L, struct lws *wsi) {
+void gw_http_push_headers(lua_State *L, struct lws *wsi) {
     char small[1024];
     lua_newtable(L);
     for (int tok = 0; tok < WSI_TOKEN_COUNT; tok++) {
@@ -144,7 +143,7 @@ static void push_args(lua_State *L, struct lws *wsi) {
     if (buf != small) free(buf);
 }
 
-static void push_peer(lua_State *L, struct lws *wsi) {
+void gw_http_push_peer(lua_State *L, struct lws *wsi) {
     char ip[64] = "";
     int port = 0;
     struct sockaddr_storage ss;
@@ -250,7 +249,7 @@ static int dispatch(struct http_req *r, const char *path) {
     lua_setfield(L, -2, "path");
     push_args(L, r->wsi);
     lua_setfield(L, -2, "args");
-    push_headers(L, r->wsi);
+    gw_http_push_headers(L, r->wsi);
     lua_setfield(L, -2, "headers");
     if (r->body) {
         lua_pushlstring(L, r->body, r->body_len);
@@ -258,7 +257,7 @@ static int dispatch(struct http_req *r, const char *path) {
         free(r->body);
         r->body = NULL;
     }
-    push_peer(L, r->wsi);
+    gw_http_push_peer(L, r->wsi);
     r->dispatching = 1;
     r->call = gw_call_new(lua_rt, "web", http_reply, r);
     gw_call_run(r->call);

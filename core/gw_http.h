@@ -5,6 +5,7 @@
 #define GW_HTTP_H
 
 #include <libwebsockets.h>
+#include <lua.h>
 
 #include "gw_lua.h"
 
@@ -18,5 +19,12 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
                      size_t len);
 
 size_t gw_http_session_size(void);
+
+/* [-0, +1, m] Push a table of the request headers, names lower-case
+ * (also valid for a WebSocket upgrade until it is established). */
+void gw_http_push_headers(lua_State *L, struct lws *wsi);
+
+/* [-0, +0, m] Set remoteIP and remotePort of the peer in the table on top. */
+void gw_http_push_peer(lua_State *L, struct lws *wsi);
 
 #endif

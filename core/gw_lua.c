@@ -3,6 +3,7 @@
  * can find who is calling. Resuming goes through task_run, which handles
  * yields, returns, errors and the cpuTimeout hook in one place. */
 #include "gw_lua.h"
+#include "gw_conn.h"
 #include "gw.h"
 #include "gw_lib.h"
 #include "gw_log.h"
@@ -59,6 +60,14 @@ struct gw_task *gw_task_current(struct gw_lua *g) { return g->current; }
 void gw_task_set_waiting(struct gw_task *t, int waiting) { t->waiting = waiting; }
 int gw_task_is_waiting(struct gw_task *t) { return t->waiting; }
 void gw_lua_reset_slice(struct gw_lua *g) { g->slice_start = gw_now_ms(); }
+
+int gw_lua_pcall(struct gw_lua *g, int nargs, int nres) {
+    double prev_start = g->slice_start;
+    g->slice_start = gw_now_ms();
+    int rc = lua_pcall(g->L, nargs, nres, 0);
+    g->slice_start = prev_start;
+    return rc;
+}
 
 /* Stop code that runs too long without yielding: inside a task, yield out
  * of it (a pcall in the action cannot catch that); elsewhere, raise. The
@@ -249,6 +258,7 @@ struct gw_lua *gw_lua_new(uv_loop_t *loop, const char *config_path,
     lua_pop(L, 1);
     preload(L, "gateway.core", gw_open_core);
     preload(L, "gateway.loop", gw_open_loop);
+    preload(L, "gateway.conn", gw_open_conn);
     preload(L, "cjson", luaopen_cjson);
     lua_pushlightuserdata(L, g);
     lua_setfield(L, LUA_REGISTRYINDEX, "gateway.lua");

@@ -45,6 +45,11 @@ const struct gw_config *gw_lua_config(struct gw_lua *g);
 /* [-0, +1, m] Push field 'name' of the runtime module (gateway.runtime). */
 void gw_lua_push_runtime(struct gw_lua *g, const char *name);
 
+/* lua_pcall on the main state with a CPU slice of its own: for calls
+ * from C into the runtime (they start with a fresh general.cpuTimeout,
+ * however long the loop was idle before). */
+int gw_lua_pcall(struct gw_lua *g, int nargs, int nres);
+
 /* Re-read actions, middleware and routes; on failure the old set stays
  * and the reason is logged. Returns GW_OK or GW_ERR. */
 int gw_lua_reload(struct gw_lua *g);

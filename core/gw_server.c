@@ -8,6 +8,8 @@
 #include "gw_lib.h"
 #include "gw_listen.h"
 #include "gw_log.h"
+#include "gw_socket.h"
+#include "gw_ws.h"
 
 #include <libwebsockets.h>
 #include <lauxlib.h>
@@ -27,6 +29,8 @@ struct gw_server {
     struct lws_vhost *vhost;
     struct gw_listener web;
     int web_fd;
+    struct gw_socket_server *socket;
+    int socket_fd, own_socket_fd;
     struct lws_protocols protocols[2];
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain;
@@ -52,9 +56,26 @@ static void on_web_accept(void *ud, int fd) {
     }
 }
 
+/* The web listener's one lws protocol: HTTP requests, and the WebSocket
+ * connections they upgrade to (lws binds upgrades without a subprotocol
+ * to the first protocol). */
+static int web_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                        size_t len) {
+    if (gw_ws_handles(reason)) return gw_ws_callback(wsi, reason, user, in, len);
+    return gw_http_callback(wsi, reason, user, in, len);
+}
+
+static void print_listener(const char *kind, const char *scheme, const char *host, int fd) {
+    int port = gw_listen_port(fd);
+    const char *fmt = strchr(host, ':') ? "listening %s %s://[%s]:%d\n" : "listening %s %s://%s:%d\n";
+    printf(fmt, kind, scheme, host, port);
+    fflush(stdout);
+    gw_log(GW_LOG_NOTICE, "%s server listening on %s port %d", kind, host, port);
+}
+
 static void on_signal(uv_signal_t *h, int signum);
 
-struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd,
+struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd, int socket_fd,
                                 int print_listening, char *err, size_t errlen) {
     const struct gw_config *cfg = gw_lua_config(g);
     struct gw_server *s = calloc(1, sizeof *s);
@@ -64,9 +85,11 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd,
 
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit);
     gw_http_init(g);
+    gw_ws_init(g);
     s->protocols[0].name = "http";
-    s->protocols[0].callback = gw_http_callback;
-    s->protocols[0].per_session_data_size = gw_http_session_size();
+    s->protocols[0].callback = web_callback;
+    s->protocols[0].per_session_data_size =
+        gw_http_session_size() > gw_ws_session_size() ? gw_http_session_size() : gw_ws_session_size();
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
@@ -84,6 +107,11 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd,
     if (cfg->web_enabled && s->web_fd < 0 &&
         (s->web_fd = gw_listen_open(cfg->web_host, cfg->web_port, err, errlen)) < 0)
         goto fail;
+    s->socket_fd = socket_fd;
+    if (cfg->socket_enabled && s->socket_fd < 0) {
+        if ((s->socket_fd = gw_listen_open(cfg->socket_host, cfg->socket_port, err, errlen)) < 0) goto fail;
+        s->own_socket_fd = 1;
+    }
     s->ctx = lws_create_context(&info);
     if (!s->ctx || !(s->vhost = lws_get_vhost_by_name(s->ctx, "default"))) {
         gw_fmt(err, errlen, "cannot start libwebsockets");
@@ -91,6 +119,10 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd,
     }
     if (cfg->web_enabled && gw_listener_start(&s->web, loop, s->web_fd, on_web_accept, s) != GW_OK) {
         gw_fmt(err, errlen, "cannot poll the web listener");
+        goto fail;
+    }
+    if (cfg->socket_enabled && !(s->socket = gw_socket_start(loop, g, s->socket_fd))) {
+        gw_fmt(err, errlen, "cannot poll the socket listener");
         goto fail;
     }
 
@@ -104,18 +136,13 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd,
     uv_timer_init(loop, &s->drain);
     s->drain.data = s;
 
-    if (print_listening && cfg->web_enabled) {
-        int port = gw_listen_port(s->web_fd);
-        const char *fmt = strchr(cfg->web_host, ':') ? "listening web http://[%s]:%d\n"
-                                                     : "listening web http://%s:%d\n";
-        printf(fmt, cfg->web_host, port);
-        fflush(stdout);
-        gw_log(GW_LOG_NOTICE, "web server listening on %s port %d", cfg->web_host, port);
-    }
+    if (print_listening && cfg->web_enabled) print_listener("web", "http", cfg->web_host, s->web_fd);
+    if (print_listening && cfg->socket_enabled) print_listener("socket", "tcp", cfg->socket_host, s->socket_fd);
     return s;
 fail:
     if (s->ctx) lws_context_destroy(s->ctx);
     if (s->web_fd >= 0 && web_fd < 0) close(s->web_fd);
+    if (s->own_socket_fd) close(s->socket_fd);
     free(s);
     return NULL;
 }
@@ -130,6 +157,7 @@ static void finish_shutdown(struct gw_server *s) {
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sighup, NULL);
     gw_loop_shutdown(); /* timers nobody is waiting for any more */
+    if (s->socket) gw_socket_close(s->socket);
     lws_context_destroy(s->ctx);
     s->ctx = NULL;
 }
@@ -150,11 +178,12 @@ static void start_shutdown(struct gw_server *s) {
     gw_log(GW_LOG_NOTICE, "shutting down: waiting for %d in-flight actions", gw_call_count());
     lua_State *L = gw_lua_state(s->g);
     gw_lua_push_runtime(s->g, "shutdown");
-    if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    if (gw_lua_pcall(s->g, 0, 0) != LUA_OK) {
         gw_log(GW_LOG_ERROR, "runtime.shutdown: %s", lua_tostring(L, -1));
         lua_pop(L, 1);
     }
     if (gw_lua_config(s->g)->web_enabled) gw_listener_stop(&s->web, 1);
+    if (s->socket) gw_socket_stop_accepting(s->socket);
     s->drain_started = gw_now_ms();
     uv_timer_start(&s->drain, drain_tick, 0, 20);
 }
@@ -172,6 +201,8 @@ static void on_signal(uv_signal_t *h, int signum) {
 int gw_server_run(struct gw_server *s) {
     uv_run(s->loop, UV_RUN_DEFAULT);
     if (s->ctx) lws_context_destroy(s->ctx);
+    if (s->socket) gw_socket_free(s->socket);
+    if (s->own_socket_fd) close(s->socket_fd);
     free(s);
     return 0;
 }

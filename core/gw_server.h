@@ -10,11 +10,11 @@
 
 struct gw_server;
 
-/* Serve as the config says, on 'web_fd' when it is a listening socket
- * shared with other workers (-1: open one here). 'print_listening' makes
+/* Serve as the config says, on 'web_fd' and 'socket_fd' when they are
+ * listening sockets shared with other workers (-1: open them here). 'print_listening' makes
  * this process print the "listening ..." lines. On error returns NULL with
  * a one-line reason in 'err'. */
-struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd,
+struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd, int socket_fd,
                                 int print_listening, char *err, size_t errlen);
 
 /* Run until shut down; returns the exit status (0 after a clean stop).

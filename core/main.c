@@ -44,7 +44,7 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
 }
 
 static int run_worker(const char *config, const struct gw_config_overrides *ov, int web_fd,
-                      int print_listening) {
+                      int socket_fd, int print_listening) {
     char err[1024];
     struct gw_config cfg;
     uv_loop_t loop;
@@ -55,7 +55,7 @@ static int run_worker(const char *config, const struct gw_config_overrides *ov, 
         uv_loop_close(&loop);
         return 1;
     }
-    struct gw_server *s = gw_server_new(&loop, g, web_fd, print_listening, err, sizeof err);
+    struct gw_server *s = gw_server_new(&loop, g, web_fd, socket_fd, print_listening, err, sizeof err);
     if (!s) {
         fprintf(stderr, "gateway: %s\n", err);
         gw_lua_free(g);
@@ -77,9 +77,12 @@ static void master_on_signal(int sig) { master_signal = sig; }
 static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                       const struct gw_config *cfg) {
     char err[512];
-    int web_fd = -1, stopping = 0, status = 0, alive = 0, printed = 0;
-    if (cfg->web_enabled && (web_fd = gw_listen_open(cfg->web_host, cfg->web_port, err, sizeof err)) < 0) {
+    int web_fd = -1, socket_fd = -1, stopping = 0, status = 0, alive = 0, printed = 0;
+    if ((cfg->web_enabled && (web_fd = gw_listen_open(cfg->web_host, cfg->web_port, err, sizeof err)) < 0) ||
+        (cfg->socket_enabled &&
+         (socket_fd = gw_listen_open(cfg->socket_host, cfg->socket_port, err, sizeof err)) < 0)) {
         fprintf(stderr, "gateway: %s\n", err);
+        if (web_fd >= 0) close(web_fd);
         return 1;
     }
     pid_t *pids = calloc((size_t)n, sizeof *pids);
@@ -98,7 +101,7 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                 signal(SIGTERM, SIG_DFL);
                 signal(SIGINT, SIG_DFL);
                 signal(SIGHUP, SIG_DFL);
-                exit(run_worker(config, ov, web_fd, !printed));
+                exit(run_worker(config, ov, web_fd, socket_fd, !printed));
             }
             if (pid < 0) {
                 fprintf(stderr, "gateway: fork: %s\n", strerror(errno));
@@ -141,6 +144,7 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
     }
     free(pids);
     if (web_fd >= 0) close(web_fd);
+    if (socket_fd >= 0) close(socket_fd);
     return status;
 }
 
@@ -216,7 +220,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (cfg.workers <= 1) {
-        struct gw_server *s = gw_server_new(&loop, g, -1, 1, err, sizeof err);
+        struct gw_server *s = gw_server_new(&loop, g, -1, -1, 1, err, sizeof err);
         if (!s) {
             fprintf(stderr, "gateway: %s\n", err);
             gw_lua_free(g);

@@ -4,6 +4,7 @@
 
 local core = require("gateway.core")
 local cjson = require("cjson")
+local connections = require("gateway.connections")
 
 local M = {}
 
@@ -73,6 +74,12 @@ function M.new(config)
     local n = 0
     for _ in pairs(api.connections.connections) do n = n + 1 end
     return n
+  end
+
+  -- api.connections.send(id, message) -> true | false: server push to a WebSocket or
+  -- TCP connection; a table is sent as JSON.
+  function api.connections.send(id, message)
+    return connections.send(api.connections.connections, json, id, message)
   end
 
   return api

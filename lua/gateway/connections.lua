@@ -1,9 +1,16 @@
 -- Connection objects (SPEC §3.1) and connection middleware (SPEC §4): one table per
--- client for its whole life, listed in api.connections while it is open.
+-- client for its whole life, listed in api.connections while it is open. Persistent
+-- connections also have a handle through which the gateway can push to them.
 
 local core = require("gateway.core")
 
+local okConn, conn = pcall(require, "gateway.conn")
+if not okConn then conn = nil end
+
 local C = {}
+
+-- connection -> gateway.conn handle, for WebSocket and TCP connections.
+local handles = setmetatable({}, { __mode = "k" })
 
 local function runHook(m, hook, connection)
   local ok, err = xpcall(m[hook], debug.traceback, connection)
@@ -13,12 +20,13 @@ local function runHook(m, hook, connection)
   end
 end
 
-function C.new(rt, type_, fields)
+function C.new(rt, type_, fields, handle)
   local connection = {
     id = core.random_id(), type = type_, params = {}, pendingActions = 0, totalActions = 0,
     messageCount = 0, connectedAt = math.floor(core.wall_ms()),
   }
   for k, v in pairs(fields or {}) do connection[k] = v end
+  if handle then handles[connection] = handle end
   rt.api.connections.connections[connection.id] = connection
   for _, m in ipairs(rt.reg.connectionMiddlewareList) do
     if m.create then runHook(m, "create", connection) end
@@ -30,10 +38,26 @@ end
 function C.destroy(rt, connection)
   if not connection or connection._destroyed then return end
   connection._destroyed = true
+  handles[connection] = nil
   for _, m in ipairs(rt.reg.connectionMiddlewareList) do
     if m.destroy then runHook(m, "destroy", connection) end
   end
   rt.api.connections.connections[connection.id] = nil
+end
+
+-- Push `message` (a string as it is, anything else as JSON) to the open persistent
+-- connection `id`: true when it was queued.
+function C.send(registry, json, id, message)
+  local connection = registry[id]
+  local handle = connection and handles[connection]
+  if not handle or not conn then return false end
+  local text = message
+  if type(message) ~= "string" then
+    local ok, encoded = pcall(json.encode, message)
+    if not ok then error("api.connections.send: " .. tostring(encoded), 2) end
+    text = encoded
+  end
+  return conn.send(handle, text)
 end
 
 return C

@@ -1,5 +1,5 @@
--- The runtime C talks to: init, reload, summary, handle, fail, shutdown and
--- run_callback. It owns the loaded registry and the `api` global, and routes each
+-- The runtime C talks to: init, reload, summary, handle, fail, open, close, shutdown
+-- and run_callback. It owns the loaded registry and the `api` global, and routes each
 -- request to its transport module.
 
 local core = require("gateway.core")
@@ -7,11 +7,16 @@ local apiModule = require("gateway.api")
 local loader = require("gateway.loader")
 local processor = require("gateway.processor")
 local docs = require("gateway.docs")
+local connections = require("gateway.connections")
 
 local R = {}
 
 local rt = { shuttingDown = false }
-local transports = { web = require("gateway.web") }
+local transports = {
+  web = require("gateway.web"),
+  websocket = require("gateway.websocket"),
+  socket = require("gateway.socket"),
+}
 
 local function publish(reg)
   docs.addBuiltins(reg, rt.api)
@@ -69,6 +74,17 @@ end
 
 function R.fail(transport, ctx, status, message)
   return transports[transport].fail(rt, ctx, status, message)
+end
+
+-- A persistent connection opens: its connection object, with create middleware run.
+-- `handle` is what gateway.conn needs to push to it.
+function R.open(type_, fields, handle)
+  return connections.new(rt, type_, fields, handle)
+end
+
+-- It closed: destroy middleware, and it is forgotten.
+function R.close(_, connection)
+  connections.destroy(rt, connection)
 end
 
 function R.shutdown()

@@ -1,0 +1,257 @@
+/* See gw_socket.h. Reads go into one shared buffer (the loop is single
+ * threaded and a read is consumed before the next); a line that arrives
+ * whole is handed over from there without a copy, and only a line split
+ * across reads is collected per connection. */
+#include "gw_socket.h"
+#include "gw.h"
+#include "gw_conn.h"
+#include "gw_listen.h"
+#include "gw_log.h"
+
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define READ_BUF 65536
+#define TOO_LONG "line is longer than maxLineLength"
+
+struct sock_conn {
+    uv_tcp_t tcp;
+    struct gw_socket_server *server;
+    struct sock_conn *prev, *next;
+    struct gw_conn *conn;
+    char *line; /* a line still waiting for its end */
+    size_t line_len, line_cap;
+    int discarding; /* inside a line already answered 413 */
+    size_t queued;  /* bytes written and not yet sent */
+    int closing;
+};
+
+struct gw_socket_server {
+    uv_loop_t *loop;
+    struct gw_lua *g;
+    struct gw_listener listener;
+    int listening;
+    struct sock_conn *conns;
+};
+
+struct write_req {
+    uv_write_t req;
+    struct sock_conn *c;
+    size_t len;
+    char data[];
+};
+
+static char read_buf[READ_BUF];
+
+static void on_closed(uv_handle_t *h) {
+    struct sock_conn *c = h->data;
+    struct gw_socket_server *s = c->server;
+    if (c->prev) c->prev->next = c->next;
+    else s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    if (c->conn) gw_conn_closed(c->conn);
+    free(c->line);
+    free(c);
+}
+
+static void close_conn(struct sock_conn *c) {
+    if (uv_is_closing((uv_handle_t *)&c->tcp)) return;
+    c->closing = 1;
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void on_written(uv_write_t *req, int status) {
+    struct write_req *w = (struct write_req *)req;
+    (void)status; /* a failed write shows up as a read error and closes */
+    w->c->queued -= w->len;
+    free(w);
+}
+
+static int sock_send(void *transport, const char *msg, size_t len) {
+    struct sock_conn *c = transport;
+    if (c->closing) return GW_ERR;
+    long limit = gw_lua_config(c->server->g)->max_output_buffer;
+    if (c->queued + len + 1 > (size_t)limit) {
+        gw_log(GW_LOG_WARNING, "socket client not reading: %zu bytes queued, over maxOutputBuffer; disconnecting",
+               c->queued + len + 1);
+        close_conn(c);
+        return GW_ERR;
+    }
+    struct write_req *w = malloc(sizeof *w + len + 1);
+    if (!w) return GW_ERR;
+    memcpy(w->data, msg, len);
+    w->data[len] = '\n';
+    w->c = c;
+    w->len = len + 1;
+    uv_buf_t buf = uv_buf_init(w->data, (unsigned int)(len + 1));
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written) != 0) {
+        free(w);
+        close_conn(c);
+        return GW_ERR;
+    }
+    c->queued += len + 1;
+    return GW_OK;
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    (void)status;
+    struct sock_conn *c = req->data;
+    free(req);
+    close_conn(c);
+}
+
+/* quit: close once the goodbye has been sent. */
+static void sock_close(void *transport) {
+    struct sock_conn *c = transport;
+    if (c->closing) return;
+    c->closing = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        free(req);
+        c->closing = 0;
+        close_conn(c);
+        return;
+    }
+    req->data = c;
+}
+
+static const struct gw_conn_ops sock_ops = {sock_send, sock_close};
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)h;
+    (void)suggested;
+    *buf = uv_buf_init(read_buf, sizeof read_buf);
+}
+
+static void deliver(struct sock_conn *c, const char *line, size_t len) {
+    if (len && line[len - 1] == '\r') len--;
+    if (len) gw_conn_message(c->conn, line, len, 0);
+}
+
+/* Add the part of a line that has not ended yet. */
+static void collect(struct sock_conn *c, const char *p, size_t n, long max) {
+    if (c->discarding) return;
+    if (c->line_len + n > (size_t)max) {
+        c->line_len = 0;
+        c->discarding = 1;
+        gw_conn_reject(c->conn, 413, TOO_LONG);
+        return;
+    }
+    if (c->line_len + n > c->line_cap) {
+        size_t cap = c->line_cap * 2 + n + 256;
+        if (cap > (size_t)max + 1) cap = (size_t)max + 1;
+        char *b = realloc(c->line, cap);
+        if (!b) gw_panic("out of memory");
+        c->line = b;
+        c->line_cap = cap;
+    }
+    memcpy(c->line + c->line_len, p, n);
+    c->line_len += n;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    struct sock_conn *c = stream->data;
+    if (nread < 0) {
+        close_conn(c);
+        return;
+    }
+    long max = gw_lua_config(c->server->g)->max_line_length;
+    const char *p = buf->base, *end = buf->base + nread;
+    while (p < end && !c->closing) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) {
+            collect(c, p, (size_t)(end - p), max);
+            break;
+        }
+        size_t n = (size_t)(nl - p);
+        if (c->discarding) {
+            c->discarding = 0;
+        } else if (c->line_len == 0) {
+            if (n > (size_t)max + (n && p[n - 1] == '\r')) gw_conn_reject(c->conn, 413, TOO_LONG);
+            else deliver(c, p, n);
+        } else {
+            collect(c, p, n, max);
+            if (!c->discarding) deliver(c, c->line, c->line_len);
+            c->discarding = 0;
+            c->line_len = 0;
+        }
+        p = nl + 1;
+    }
+    if (c->line_cap > 65536 && c->line_len == 0) { /* no large buffer per idle client */
+        free(c->line);
+        c->line = NULL;
+        c->line_cap = 0;
+    }
+}
+
+static void push_peer(lua_State *L, uv_tcp_t *tcp) {
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    char ip[64] = "";
+    int port = 0;
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        }
+    }
+    lua_pushstring(L, ip);
+    lua_setfield(L, -2, "remoteIP");
+    lua_pushinteger(L, port);
+    lua_setfield(L, -2, "remotePort");
+}
+
+static void on_accept(void *ud, int fd) {
+    struct gw_socket_server *s = ud;
+    struct sock_conn *c = calloc(1, sizeof *c);
+    if (!c) gw_panic("out of memory");
+    c->server = s;
+    uv_tcp_init(s->loop, &c->tcp);
+    c->tcp.data = c;
+    c->next = s->conns;
+    if (c->next) c->next->prev = c;
+    s->conns = c;
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
+        close_conn(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    lua_State *L = gw_lua_state(s->g);
+    lua_createtable(L, 0, 2);
+    push_peer(L, &c->tcp);
+    c->conn = gw_conn_open(s->g, "socket", &sock_ops, c);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+struct gw_socket_server *gw_socket_start(uv_loop_t *loop, struct gw_lua *g, int fd) {
+    struct gw_socket_server *s = calloc(1, sizeof *s);
+    if (!s) gw_panic("out of memory");
+    s->loop = loop;
+    s->g = g;
+    if (gw_listener_start(&s->listener, loop, fd, on_accept, s) != GW_OK) {
+        free(s);
+        return NULL;
+    }
+    s->listening = 1;
+    return s;
+}
+
+void gw_socket_stop_accepting(struct gw_socket_server *s) {
+    if (!s->listening) return;
+    gw_listener_stop(&s->listener, 0);
+    s->listening = 0;
+}
+
+void gw_socket_close(struct gw_socket_server *s) {
+    gw_socket_stop_accepting(s);
+    for (struct sock_conn *c = s->conns; c; c = c->next) close_conn(c);
+}
+
+void gw_socket_free(struct gw_socket_server *s) { free(s); }

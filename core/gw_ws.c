@@ -1,0 +1,217 @@
+/* See gw_ws.h. lws runs the upgrade, framing, ping/pong and the close
+ * handshake; this file reassembles messages, hands them to gw_conn and
+ * writes queued answers one per writable callback, as lws requires. */
+#include "gw_ws.h"
+#include "gw.h"
+#include "gw_conn.h"
+#include "gw_http.h"
+#include "gw_log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct out_msg {
+    struct out_msg *next;
+    size_t len;
+    unsigned char buf[]; /* LWS_PRE bytes for lws, then the payload */
+};
+
+struct ws_conn {
+    struct lws *wsi;
+    struct gw_conn *conn;
+    /* the message being reassembled */
+    char *in;
+    size_t in_len, in_cap;
+    int in_progress, in_binary;
+    /* answers waiting for the socket */
+    struct out_msg *out_head, *out_tail;
+    size_t out_bytes;
+    int closing; /* close once the queue is sent */
+    int killed;  /* dropped for falling behind: send nothing more */
+};
+
+struct gw_ws_session {
+    struct ws_conn *c;
+};
+
+static struct gw_lua *lua_rt;
+
+void gw_ws_init(struct gw_lua *g) { lua_rt = g; }
+size_t gw_ws_session_size(void) { return sizeof(struct gw_ws_session); }
+
+int gw_ws_handles(enum lws_callback_reasons reason) {
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_RECEIVE_PONG:
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+    case LWS_CALLBACK_CLOSED:
+    case LWS_CALLBACK_WS_SERVER_BIND_PROTOCOL:
+    case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int ws_send(void *transport, const char *msg, size_t len) {
+    struct ws_conn *c = transport;
+    if (c->killed || c->closing) return GW_ERR;
+    long limit = gw_lua_config(lua_rt)->max_output_buffer;
+    if (c->out_bytes + len > (size_t)limit) {
+        gw_log(GW_LOG_WARNING, "websocket client not reading: %zu bytes queued, over maxOutputBuffer; disconnecting",
+               c->out_bytes + len);
+        c->killed = 1;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return GW_ERR;
+    }
+    struct out_msg *m = malloc(sizeof *m + LWS_PRE + len);
+    if (!m) return GW_ERR;
+    m->next = NULL;
+    m->len = len;
+    memcpy(m->buf + LWS_PRE, msg, len);
+    if (c->out_tail) c->out_tail->next = m;
+    else c->out_head = m;
+    c->out_tail = m;
+    c->out_bytes += len;
+    lws_callback_on_writable(c->wsi);
+    return GW_OK;
+}
+
+static void ws_close(void *transport) {
+    struct ws_conn *c = transport;
+    c->closing = 1;
+    lws_callback_on_writable(c->wsi);
+}
+
+static const struct gw_conn_ops ws_ops = {ws_send, ws_close};
+
+/* Only upgrades on the configured path become WebSockets. */
+static int upgrade_allowed(struct lws *wsi) {
+    const struct gw_config *cfg = gw_lua_config(lua_rt);
+    char path[512];
+    if (!cfg->ws_enabled) return 0;
+    if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0) return 0;
+    return strcmp(path, cfg->ws_path) == 0;
+}
+
+static void open_conn(struct gw_ws_session *s, struct lws *wsi) {
+    struct ws_conn *c = calloc(1, sizeof *c);
+    if (!c) gw_panic("out of memory");
+    c->wsi = wsi;
+    s->c = c;
+    lua_State *L = gw_lua_state(lua_rt);
+    lua_createtable(L, 0, 3);
+    gw_http_push_peer(L, wsi);
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, gw_lua_config(lua_rt)->ws_path);
+    lua_setfield(L, -2, "path");
+    gw_http_push_headers(L, wsi);
+    lua_setfield(L, -2, "headers");
+    lua_setfield(L, -2, "rawConnection");
+    c->conn = gw_conn_open(lua_rt, "websocket", &ws_ops, c);
+}
+
+static void free_conn(struct ws_conn *c) {
+    while (c->out_head) {
+        struct out_msg *m = c->out_head;
+        c->out_head = m->next;
+        free(m);
+    }
+    free(c->in);
+    free(c);
+}
+
+/* Collect one chunk of a message; deliver it when it is complete. */
+static int receive(struct ws_conn *c, const char *in, size_t len) {
+    struct lws *wsi = c->wsi;
+    long max = gw_lua_config(lua_rt)->ws_max_message;
+    int last = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+    if (!c->in_progress) {
+        c->in_progress = 1;
+        c->in_binary = lws_frame_is_binary(wsi);
+        c->in_len = 0;
+        if (last && len <= (size_t)max) { /* the common case: no copy */
+            c->in_progress = 0;
+            gw_conn_message(c->conn, in, len, c->in_binary);
+            return 0;
+        }
+    }
+    if (c->in_len + len + lws_remaining_packet_payload(wsi) > (size_t)max) {
+        static const char reason[] = "message larger than maxMessageSize";
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason, sizeof reason - 1);
+        return -1;
+    }
+    if (c->in_len + len > c->in_cap) {
+        size_t cap = c->in_cap * 2 + len + 1024;
+        if (cap > (size_t)max) cap = (size_t)max;
+        char *b = realloc(c->in, cap);
+        if (!b) return -1;
+        c->in = b;
+        c->in_cap = cap;
+    }
+    memcpy(c->in + c->in_len, in, len);
+    c->in_len += len;
+    if (last) {
+        c->in_progress = 0;
+        gw_conn_message(c->conn, c->in, c->in_len, c->in_binary);
+        if (c->in_cap > 65536) { /* do not keep a large buffer per idle connection */
+            free(c->in);
+            c->in = NULL;
+            c->in_cap = 0;
+        }
+    }
+    return 0;
+}
+
+/* One queued answer per writable callback. */
+static int write_next(struct ws_conn *c) {
+    if (c->killed) return -1;
+    struct out_msg *m = c->out_head;
+    if (m) {
+        c->out_head = m->next;
+        if (!c->out_head) c->out_tail = NULL;
+        c->out_bytes -= m->len;
+        int w = lws_write(c->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+        free(m);
+        if (w < 0) return -1;
+        if (c->out_head || c->closing) lws_callback_on_writable(c->wsi);
+        return 0;
+    }
+    if (c->closing) {
+        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+        return -1;
+    }
+    return 0;
+}
+
+int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                   size_t len) {
+    struct gw_ws_session *s = user;
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return upgrade_allowed(wsi) ? 0 : 1;
+    case LWS_CALLBACK_ESTABLISHED:
+        if (!s) return -1;
+        open_conn(s, wsi);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        if (!s || !s->c) return -1;
+        return receive(s->c, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (!s || !s->c) return 0;
+        return write_next(s->c);
+    case LWS_CALLBACK_CLOSED:
+        if (s && s->c) {
+            struct ws_conn *c = s->c;
+            s->c = NULL;
+            gw_conn_closed(c->conn);
+            free_conn(c);
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}

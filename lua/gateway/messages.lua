@@ -1,0 +1,149 @@
+-- The message protocol of persistent connections (SPEC §5, §8): one JSON object in, one
+-- envelope out with its keys in SPEC order. Shared by the WebSocket and TCP transports;
+-- `transport` is the connection type ("websocket" or "socket").
+
+local core = require("gateway.core")
+local processor = require("gateway.processor")
+
+local M = {}
+
+-- Top-level keys of a message that are not params.
+local ENVELOPE_KEYS = { action = true, route = true, data = true, params = true, request_id = true,
+  messageId = true }
+
+local REQUIRED = "This field is required."
+
+local function encode(rt, value)
+  local ok, text = pcall(rt.json.encode, value)
+  if ok then return text end
+  core.log("error", "cannot encode an answer as JSON: " .. tostring(text))
+  return nil
+end
+
+-- The envelope text. `reply` = { action, route, idKey, id }; errors is nil on success.
+local function envelope(rt, reply, status, errors, data)
+  local errorsText, dataText = "[]", "null"
+  if errors then errorsText = encode(rt, errors) end
+  if not errors and data ~= nil then dataText = encode(rt, data) end
+  if not errorsText or not dataText then
+    status, errorsText, dataText = 500, encode(rt, { processor.INTERNAL }), "null"
+  end
+  local parts = {
+    '{"errors":', errorsText, ',"data":', dataText,
+    ',"action":', encode(rt, reply.action or "") or '""',
+    ',"route":', encode(rt, reply.route or "") or '""',
+    ',"status":', tostring(math.tointeger(status) or 500),
+  }
+  if reply.idKey then
+    parts[#parts + 1] = ',"' .. reply.idKey .. '":' .. (encode(rt, reply.id) or "null")
+  end
+  parts[#parts + 1] = "}"
+  return table.concat(parts)
+end
+M.envelope = envelope
+
+-- An error answered without running an action (bad message, over-long line).
+local function reject(rt, ctx, transport, status, message, reply)
+  core.log("info", nil, { "type", transport, "status", tostring(status), "error", message,
+    "connection", tostring(ctx.connection.id) })
+  return envelope(rt, reply or {}, status, { message })
+end
+M.reject = reject
+
+-- The errors list of a failed action: input failures as one object of lists, a table
+-- error as its fields, anything else as its message.
+local function errorsOf(data)
+  local e = data.error
+  if e.inputs then
+    local byKey = {}
+    for _, f in ipairs(e.inputs) do
+      local list = byKey[f.key]
+      if not list then
+        list = {}
+        byKey[f.key] = list
+      end
+      list[#list + 1] = f.required and REQUIRED or f.message
+    end
+    return { byKey }
+  end
+  if e.fields then return { e.fields } end
+  return { e.message }
+end
+
+-- Decode one message: the message table, or nil, an error text and what of the
+-- envelope (action, route, request id) could be read.
+function M.parse(rt, text)
+  if not core.utf8_valid(text) then return nil, "invalid JSON", {} end
+  local ok, msg = pcall(rt.json.decode, text)
+  if not ok or type(msg) ~= "table" or text:match("^%s*%[") then return nil, "invalid JSON", {} end
+  local null = rt.json.null
+  local reply = {}
+  if msg.request_id ~= nil then
+    reply.idKey, reply.id = "request_id", msg.request_id
+  elseif msg.messageId ~= nil then
+    reply.idKey, reply.id = "messageId", msg.messageId
+  end
+  if type(msg.route) == "string" then reply.route = msg.route end
+  if type(msg.action) ~= "string" or msg.action == "" then return nil, "action is required", reply end
+  reply.action = msg.action
+  local data = msg.data
+  if data == nil or data == null then data = msg.params end
+  if data == null then data = nil end
+  if data ~= nil and (type(data) ~= "table" or #data > 0) then
+    return nil, "data must be a JSON object", reply
+  end
+  local params = {}
+  for k, v in pairs(msg) do
+    if not ENVELOPE_KEYS[k] then params[k] = v end
+  end
+  for k, v in pairs(data or {}) do params[k] = v end
+  return { action = msg.action, route = reply.route or "", params = params, reply = reply }
+end
+
+-- Run a parsed message's action on the connection and answer with the envelope.
+function M.run(rt, ctx, transport, msg)
+  ctx.reply = msg.reply
+  ctx.transport = transport
+  if msg.route ~= "" then
+    return reject(rt, ctx, transport, 404, 'route "' .. msg.route .. '" not found', msg.reply)
+  end
+  local data = processor.run(rt, ctx.connection, msg.action, msg.params,
+    { route = msg.route, onData = function(d) ctx.data = d end })
+  return M.complete(rt, ctx, data)
+end
+
+-- Log the action and render its envelope (nil when the action asked not to render).
+function M.complete(rt, ctx, data)
+  processor.log(rt, data, ctx.transport)
+  if data.toRender == false then return nil end
+  if data.error then return envelope(rt, ctx.reply, data.status, errorsOf(data)) end
+  return envelope(rt, ctx.reply, data.status, nil, data.response)
+end
+
+-- One text message from a client.
+function M.handle(rt, ctx, transport)
+  local connection = ctx.connection
+  connection.messageCount = connection.messageCount + 1
+  if ctx.reject then return reject(rt, ctx, transport, ctx.reject.status, ctx.reject.message) end
+  if ctx.binary then return reject(rt, ctx, transport, 400, "binary frames are not supported") end
+  local msg, err, reply = M.parse(rt, ctx.text)
+  if not msg then return reject(rt, ctx, transport, 400, err, reply) end
+  return M.run(rt, ctx, transport, msg)
+end
+
+-- A message that will not complete by itself: timed out (status 504), stopped by the
+-- CPU limit, or its client went away (status nil: bookkeeping only, nothing to send).
+function M.fail(rt, ctx, status, message)
+  local data = ctx.data
+  if not data then
+    if status then return envelope(rt, ctx.reply or {}, status, { message }) end
+    return nil
+  end
+  if data._finished and not status then return nil end
+  processor.abort(data, status or 499, message)
+  local text = M.complete(rt, ctx, data)
+  if status then return text end
+  return nil
+end
+
+return M

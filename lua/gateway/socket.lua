@@ -1,0 +1,87 @@
+-- The TCP socket transport (SPEC §8): a line starting with `{` is a message of the
+-- envelope protocol; otherwise the first word is a verb, or an action name run with the
+-- connection's sticky params. Verbs answer {"status","data","context"} in that order.
+
+local core = require("gateway.core")
+local messages = require("gateway.messages")
+
+local S = {}
+
+local function encode(rt, value)
+  local ok, text = pcall(rt.json.encode, value)
+  return ok and text or "null"
+end
+
+local function verbOk(rt, data)
+  return '{"status":"OK","data":' .. (data == nil and "null" or encode(rt, data)) .. ',"context":"response"}'
+end
+
+local function verbError(rt, message)
+  return '{"status":"error","error":' .. encode(rt, message) .. ',"context":"response"}'
+end
+
+local function details(c)
+  return {
+    id = c.id, type = c.type, remoteIP = c.remoteIP, remotePort = c.remotePort,
+    connectedAt = c.connectedAt, params = c.params, pendingActions = c.pendingActions,
+    totalActions = c.totalActions, messageCount = c.messageCount,
+  }
+end
+
+-- Each verb: function(rt, connection, argument) -> answer text[, close].
+local VERBS = {
+  paramAdd = function(rt, c, arg)
+    local k, v = arg:match("^([^=%s]+)=(.*)$")
+    if not k then return verbError(rt, "paramAdd needs key=value") end
+    c.params[k] = v
+    return verbOk(rt, nil)
+  end,
+  paramDelete = function(rt, c, arg)
+    if arg == "" then return verbError(rt, "paramDelete needs a key") end
+    c.params[arg] = nil
+    return verbOk(rt, nil)
+  end,
+  paramView = function(rt, c, arg)
+    if arg == "" then return verbError(rt, "paramView needs a key") end
+    return verbOk(rt, c.params[arg])
+  end,
+  paramsView = function(rt, c)
+    return verbOk(rt, c.params)
+  end,
+  paramsDelete = function(rt, c)
+    c.params = {}
+    return verbOk(rt, nil)
+  end,
+  detailsView = function(rt, c)
+    return verbOk(rt, details(c))
+  end,
+  documentation = function(rt)
+    return verbOk(rt, rt.api.documentation.documentation)
+  end,
+  quit = function(rt)
+    return verbOk(rt, "Bye!"), true
+  end,
+}
+VERBS.exit = VERBS.quit
+
+function S.handle(rt, ctx)
+  local text = ctx.text
+  if ctx.reject or not text or text:match("^%s*{") then return messages.handle(rt, ctx, "socket") end
+  local c = ctx.connection
+  c.messageCount = c.messageCount + 1
+  if not core.utf8_valid(text) then return messages.reject(rt, ctx, "socket", 400, "invalid UTF-8") end
+  local word, arg = text:match("^%s*(%S+)%s*(.-)%s*$")
+  if not word then return nil end
+  local verb = VERBS[word]
+  if verb then return verb(rt, c, arg) end
+  local params = {}
+  for k, v in pairs(c.params) do params[k] = v end
+  return messages.run(rt, ctx, "socket", { action = word, route = "", params = params,
+    reply = { action = word, route = "" } })
+end
+
+function S.fail(rt, ctx, status, message)
+  return messages.fail(rt, ctx, status, message)
+end
+
+return S
