@@ -1,13 +1,14 @@
 """Web responses, errors, params, versions and HTTP details (SPEC §3, §5, §6, §8)."""
 
 import json
+import os
 import re
 import time
 import urllib.parse
 
 import pytest
 
-from gateway import error_field, error_text, errors_of, has_error, split_raw_response
+from gateway import TEST_MIDDLEWARE, error_field, error_text, errors_of, has_error, split_raw_response
 
 JSON_TYPE = "application/json; charset=utf-8"
 
@@ -115,6 +116,19 @@ def test_action_that_never_finishes_times_out(gateway):
     assert error_text(body) == "action timed out"
     assert 0.9 <= elapsed < 2.5, elapsed
     gateway.assert_serving()
+
+
+def test_timeout_longer_than_cpu_timeout_still_renders(make_gateway):
+    # The timeout answer (and the destroy middleware) runs in Lua after the loop sat idle
+    # for longer than cpuTimeout: that idle time must not count as Lua running.
+    busy = os.path.join(os.path.dirname(os.path.abspath(__file__)), "middleware_busy")
+    g = make_gateway({"general": {"actionTimeout": 800, "cpuTimeout": 300},
+                      "paths": {"middleware": [TEST_MIDDLEWARE, busy]}})
+    status, body = g.json("GET", "/api/never_next")
+    assert status == 504, body
+    assert error_text(body) == "action timed out"
+    assert body["serverInformation"]["serverName"] == "itest-gateway"
+    assert "cpuTimeout" not in g.log_text()
 
 
 @pytest.mark.asan

@@ -1,0 +1,155 @@
+-- Specs for lua/gateway/messages.lua (the envelope protocol of SPEC §5/§8) and the verbs
+-- of lua/gateway/socket.lua: parsing a message, rendering an envelope with its keys in
+-- SPEC order, and the TCP verbs' answers.
+
+package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+package.cpath = "build/lua/?.so;" .. package.cpath
+
+local apiModule = require("gateway.api")
+local messages = require("gateway.messages")
+local socket = require("gateway.socket")
+
+local json = apiModule.newJson()
+local rt = { json = json, api = { documentation = { documentation = { a = { ["1"] = {} } } } },
+  filtered = {}, config = { logging = { filteredParams = {} } } }
+
+-- Keys of a JSON object text in the order they appear (top level only, flat values).
+local function keysInOrder(text)
+  local keys = {}
+  for key in text:gmatch('[{,]"([%w_]+)":') do keys[#keys + 1] = key end
+  return keys
+end
+
+local function connection()
+  return { id = "c1", type = "socket", params = {}, messageCount = 0, pendingActions = 0,
+    totalActions = 0, remoteIP = "127.0.0.1", remotePort = 5, connectedAt = 1 }
+end
+
+describe("messages.envelope", function()
+  it("puts the keys in SPEC order with errors [] on success", function()
+    local text = messages.envelope(rt, { action = "a", route = "", idKey = "request_id", id = 7 }, 200,
+      nil, { x = 1 })
+    assert.same({ "errors", "data", "x", "action", "route", "status", "request_id" }, keysInOrder(text))
+    assert.truthy(text:find('^{"errors":%[%],"data":{"x":1}'))
+    assert.same({ errors = {}, data = { x = 1 }, action = "a", route = "", status = 200, request_id = 7 },
+      json.decode(text))
+  end)
+
+  it("sends data null and the errors on failure", function()
+    local text = messages.envelope(rt, { action = "a" }, 404, { "nope" }, { ignored = true })
+    assert.equal('{"errors":["nope"],"data":null,"action":"a","route":"","status":404}', text)
+  end)
+
+  it("echoes messageId under its own name", function()
+    local text = messages.envelope(rt, { action = "a", idKey = "messageId", id = "m-1" }, 200, nil, {})
+    assert.truthy(text:find(',"messageId":"m%-1"}$'))
+    assert.falsy(text:find("request_id"))
+  end)
+
+  it("answers 500 when the data cannot be encoded", function()
+    local text = messages.envelope(rt, { action = "a" }, 200, nil, { f = function() end })
+    assert.equal(500, json.decode(text).status)
+  end)
+end)
+
+describe("messages.parse", function()
+  it("takes params from data, params and extra top-level keys, data winning", function()
+    local msg = assert(messages.parse(rt,
+      '{"action":"a","route":"r/1","request_id":3,"x":1,"y":1,"data":{"y":2}}'))
+    assert.equal("a", msg.action)
+    assert.equal("r/1", msg.route)
+    assert.same({ x = 1, y = 2 }, msg.params)
+    assert.same({ action = "a", route = "r/1", idKey = "request_id", id = 3 }, msg.reply)
+    assert.same({ z = 1 }, assert(messages.parse(rt, '{"action":"a","params":{"z":1}}')).params)
+  end)
+
+  local bad = {
+    { "not json", "invalid JSON" },
+    { "[1, 2]", "invalid JSON" },
+    { '"text"', "invalid JSON" },
+    { "42", "invalid JSON" },
+    { '{"action":"a\xff"}', "invalid JSON" },
+    { "{}", "action is required" },
+    { '{"action": 5}', "action is required" },
+    { '{"action": ""}', "action is required" },
+    { '{"action":"a","data":"x"}', "data must be a JSON object" },
+    { '{"action":"a","data":[1]}', "data must be a JSON object" },
+  }
+  for _, case in ipairs(bad) do
+    it("rejects " .. case[1] .. " with '" .. case[2] .. "'", function()
+      local msg, err = messages.parse(rt, case[1])
+      assert.is_nil(msg)
+      assert.equal(case[2], err)
+    end)
+  end
+
+  it("keeps the request id of a message it rejects", function()
+    local _, _, reply = messages.parse(rt, '{"request_id":"q","route":"x"}')
+    assert.same({ idKey = "request_id", id = "q", route = "x" }, reply)
+  end)
+end)
+
+describe("messages.complete", function()
+  it("maps input failures to one object of lists", function()
+    local ctx = { transport = "websocket", reply = { action = "a" } }
+    local data = { connection = connection(), action = "a", params = {}, status = 422, duration = 0,
+      error = { message = "m", status = 422, inputs = {
+        { key = "email", message = "email is a required parameter for this action", required = true },
+        { key = "n", message = "must be > 0" }, { key = "n", message = "too small" } } } }
+    local out = json.decode(messages.complete(rt, ctx, data))
+    assert.same({ { email = { "This field is required." }, n = { "must be > 0", "too small" } } }, out.errors)
+    assert.equal(422, out.status)
+  end)
+
+  it("sends nothing when the action turned rendering off", function()
+    local data = { connection = connection(), action = "a", params = {}, status = 200, toRender = false }
+    assert.is_nil(messages.complete(rt, { transport = "socket", reply = {} }, data))
+  end)
+end)
+
+describe("socket verbs", function()
+  local function verb(c, line)
+    local text, close = socket.handle(rt, { connection = c, text = line })
+    return json.decode(text), close, text
+  end
+
+  it("keeps sticky params across lines", function()
+    local c = connection()
+    local out, _, text = verb(c, "paramAdd multiplier=10")
+    assert.equal('{"status":"OK","data":null,"context":"response"}', text)
+    assert.equal("OK", out.status)
+    verb(c, "paramAdd name=a=b")
+    assert.same({ multiplier = "10", name = "a=b" }, c.params)
+    assert.equal("10", verb(c, "paramView multiplier").data)
+    assert.same({ multiplier = "10", name = "a=b" }, verb(c, "paramsView").data)
+    verb(c, "paramDelete name")
+    assert.same({ multiplier = "10" }, c.params)
+    verb(c, "paramsDelete")
+    assert.same({}, c.params)
+    assert.equal(6, c.messageCount)
+  end)
+
+  it("explains a verb used wrongly", function()
+    local c = connection()
+    local out = verb(c, "paramAdd novalue")
+    assert.equal("error", out.status)
+    assert.equal("paramAdd needs key=value", out.error)
+    assert.equal("paramView needs a key", verb(c, "paramView").error)
+  end)
+
+  it("describes the connection and the documentation", function()
+    local c = connection()
+    local details = verb(c, "detailsView").data
+    assert.equal("c1", details.id)
+    assert.equal(1, details.messageCount)
+    assert.same(rt.api.documentation.documentation, verb(c, "documentation").data)
+  end)
+
+  it("says goodbye and asks to close on quit and exit", function()
+    for _, word in ipairs({ "quit", "exit" }) do
+      local out, close = verb(connection(), word)
+      assert.equal("Bye!", out.data)
+      assert.is_true(close)
+    end
+  end)
+end)
