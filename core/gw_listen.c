@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#define ACCEPT_PAUSE_MS 100
+
 int gw_listen_open(const char *host, int port, char *err, size_t errlen) {
     struct addrinfo hints, *ai = NULL;
     char ps[16];
@@ -31,7 +33,7 @@ int gw_listen_open(const char *host, int port, char *err, size_t errlen) {
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
         gw_fmt(err, errlen, "cannot listen on %s port %d: %s", host, port, strerror(errno));
         close(fd);
         freeaddrinfo(ai);
@@ -49,6 +51,13 @@ int gw_listen_port(int fd) {
     return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
+static void on_readable(uv_poll_t *h, int status, int events);
+
+static void resume_accepting(uv_timer_t *t) {
+    struct gw_listener *l = t->data;
+    uv_poll_start(&l->poll, UV_READABLE, on_readable);
+}
+
 static void on_readable(uv_poll_t *h, int status, int events) {
     struct gw_listener *l = h->data;
     (void)events;
@@ -57,8 +66,14 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     for (int i = 0; i < 64; i++) {
         int cfd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
-            if (errno == EMFILE || errno == ENFILE)
-                gw_log(GW_LOG_ERROR, "accept: %s (raise the open files limit)", strerror(errno));
+            if (errno == EMFILE || errno == ENFILE) {
+                /* The pending connection stays readable: polling on would
+                 * spin. Pause, and let closing connections free fds. */
+                gw_log(GW_LOG_ERROR, "accept: %s (raise the open files limit); pausing accepts for %d ms",
+                       strerror(errno), ACCEPT_PAUSE_MS);
+                uv_poll_stop(&l->poll);
+                uv_timer_start(&l->pause, resume_accepting, ACCEPT_PAUSE_MS, 0);
+            }
             return;
         }
         l->on_accept(l->ud, cfd);
@@ -72,6 +87,8 @@ int gw_listener_start(struct gw_listener *l, uv_loop_t *loop, int fd, gw_accept_
     l->ud = ud;
     if (uv_poll_init_socket(loop, &l->poll, fd) != 0) return GW_ERR;
     l->poll.data = l;
+    uv_timer_init(loop, &l->pause);
+    l->pause.data = l;
     return uv_poll_start(&l->poll, UV_READABLE, on_readable) == 0 ? GW_OK : GW_ERR;
 }
 
@@ -79,6 +96,7 @@ void gw_listener_stop(struct gw_listener *l, int close_fd) {
     if (uv_is_closing((uv_handle_t *)&l->poll)) return;
     uv_poll_stop(&l->poll);
     uv_close((uv_handle_t *)&l->poll, NULL);
+    uv_close((uv_handle_t *)&l->pause, NULL);
     if (close_fd && l->fd >= 0) close(l->fd);
     l->fd = -1;
 }

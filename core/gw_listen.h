@@ -18,6 +18,7 @@ typedef void (*gw_accept_fn)(void *ud, int fd);
 
 struct gw_listener {
     uv_poll_t poll;
+    uv_timer_t pause; /* out of fds: accepting resumes when it fires */
     int fd;
     gw_accept_fn on_accept;
     void *ud;
