@@ -89,6 +89,7 @@ asan:
 
 bench:
 	bench/http.sh
+	bench/ws.sh
 
 clean:
 	rm -rf $(BUILD)

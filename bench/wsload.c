@@ -1,0 +1,638 @@
+/* wsload: a small WebSocket load generator for bench/ws.sh. libc only, one thread, epoll,
+ * non-blocking sockets.
+ *
+ *   wsload load HOST PORT PATH CONNS SECONDS
+ *       Opens CONNS WebSocket connections, then on each one keeps exactly one request
+ *       outstanding for SECONDS: a masked text frame {"action":"randomNumber","request_id":K},
+ *       wait for the answer frame, record the round trip, send the next. Prints
+ *       WSLOAD_RESULT mode=load conns=… open=… seconds=… messages=… rate=… p50_us=… p90_us=…
+ *       p99_us=… p999_us=… max_us=… errors=… bad_answers=… conn_errors=… unexpected=…
+ *   wsload idle HOST PORT PATH CONNS HOLD_SECONDS
+ *       Opens CONNS upgraded connections, prints "open N failed M" once the opening phase is
+ *       over, then holds them for HOLD_SECONDS or until SIGTERM/SIGINT, and prints
+ *       WSLOAD_RESULT mode=idle conns=… open=… failed=… closed_during_hold=… held_s=…
+ *
+ * Environment: WSLOAD_ACTION (default randomNumber), WSLOAD_OPEN_BATCH (connections being
+ * opened at once, default 200), WSLOAD_OPEN_TIMEOUT (seconds for the opening phase, default
+ * 60). The exit status is 0 when every connection opened and (load mode) no error was seen,
+ * 1 otherwise, 2 on a usage error.
+ *
+ * Results go to stdout, diagnostics (the first few bad answers, verbatim) to stderr.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" /* RFC 6455 §1.3 example */
+#define MAX_FRAME (64u << 20)                  /* refuse absurd frame lengths */
+#define MAX_HANDSHAKE 16384
+#define MAX_DIAG 5
+
+enum { ST_FREE, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_DEAD };
+enum { MODE_LOAD, MODE_IDLE };
+
+typedef struct {
+    int fd;
+    int state;
+    int outstanding;   /* a request was sent and its answer not yet read */
+    uint64_t t_send;   /* ns, CLOCK_MONOTONIC */
+    uint64_t req_id;
+    uint64_t t_open;   /* when the connect started (for the per-connection timeout) */
+    char *rbuf;        /* bytes read, not yet consumed: rbuf[rpos .. rlen) */
+    size_t rpos, rlen, rcap;
+    char *mbuf;        /* a fragmented message being reassembled */
+    size_t mlen, mcap;
+    int in_fragment;
+    char wbuf[512];    /* bytes to write: wbuf[woff .. wlen) */
+    size_t woff, wlen;
+    int want_out;      /* EPOLLOUT currently registered */
+} conn_t;
+
+static volatile sig_atomic_t g_stop;
+static int g_mode;
+static int g_epfd;
+static conn_t *g_conns;
+static int g_nconns;
+static struct sockaddr_storage g_addr;
+static socklen_t g_addrlen;
+static char g_hostport[300];
+static const char *g_path;
+static const char *g_action = "randomNumber";
+static int g_running;            /* load mode: measurement window open, keep sending */
+static uint64_t g_next_id = 1;
+static uint32_t g_rng = 0x9e3779b9u;
+
+/* counters */
+static long g_open, g_failed, g_closed_hold, g_conn_errors, g_bad, g_unexpected, g_diag;
+static uint64_t *g_samples;
+static size_t g_nsamples, g_capsamples;
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("wsload: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static void diag(conn_t *c, const char *what, const char *data, size_t len) {
+    if (g_diag >= MAX_DIAG) return;
+    g_diag++;
+    fprintf(stderr, "wsload: conn %d: %s", (int)(c - g_conns), what);
+    if (data) {
+        size_t n = len > 400 ? 400 : len;
+        fputs(": ", stderr);
+        for (size_t i = 0; i < n; i++) {
+            unsigned char ch = (unsigned char)data[i];
+            if (ch == '\r') fputs("\\r", stderr);
+            else if (ch == '\n') fputs("\\n", stderr);
+            else if (ch < 32 || ch > 126) fprintf(stderr, "\\x%02x", ch);
+            else fputc(ch, stderr);
+        }
+        if (n < len) fprintf(stderr, "... (%zu bytes)", len);
+    }
+    fputc('\n', stderr);
+    if (g_diag == MAX_DIAG) fputs("wsload: (further diagnostics suppressed)\n", stderr);
+}
+
+static uint32_t rng(void) { /* xorshift32, for mask keys */
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 17;
+    g_rng ^= g_rng << 5;
+    return g_rng;
+}
+
+static void record(uint64_t ns) {
+    if (g_nsamples == g_capsamples) {
+        g_capsamples = g_capsamples ? g_capsamples * 2 : 1 << 16;
+        g_samples = realloc(g_samples, g_capsamples * sizeof *g_samples);
+        if (!g_samples) die("out of memory");
+    }
+    g_samples[g_nsamples++] = ns;
+}
+
+static void ep_set(conn_t *c, int out) {
+    struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = c};
+    if (epoll_ctl(g_epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) die("epoll_ctl MOD: %s", strerror(errno));
+    c->want_out = out;
+}
+
+static void conn_close(conn_t *c, int count_error) {
+    if (c->fd >= 0) {
+        epoll_ctl(g_epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+        c->fd = -1;
+    }
+    if (c->state == ST_CONNECTING || c->state == ST_HANDSHAKE) {
+        g_failed++;
+    } else if (c->state == ST_OPEN) {
+        g_open--;
+        if (count_error) {
+            g_conn_errors++;
+            if (g_mode == MODE_IDLE) g_closed_hold++;
+        }
+    }
+    c->state = ST_DEAD;
+    free(c->rbuf);
+    free(c->mbuf);
+    c->rbuf = c->mbuf = NULL;
+    c->rpos = c->rlen = c->rcap = c->mlen = c->mcap = 0;
+}
+
+/* Write what is pending; 0 = fine (maybe partial, EPOLLOUT armed), -1 = connection failed. */
+static int flush(conn_t *c) {
+    while (c->woff < c->wlen) {
+        ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+        if (n > 0) { c->woff += (size_t)n; continue; }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!c->want_out) ep_set(c, 1);
+            return 0;
+        }
+        return -1;
+    }
+    c->woff = c->wlen = 0;
+    if (c->want_out) ep_set(c, 0);
+    return 0;
+}
+
+/* Queue one masked client frame. */
+static int queue_frame(conn_t *c, int opcode, const char *payload, size_t len) {
+    if (c->wlen + len + 14 > sizeof c->wbuf) return -1;
+    unsigned char *p = (unsigned char *)c->wbuf + c->wlen;
+    size_t h = 0;
+    p[h++] = (unsigned char)(0x80 | opcode);
+    if (len < 126) {
+        p[h++] = (unsigned char)(0x80 | len);
+    } else {
+        p[h++] = 0x80 | 126;
+        p[h++] = (unsigned char)(len >> 8);
+        p[h++] = (unsigned char)len;
+    }
+    uint32_t key = rng();
+    unsigned char mask[4] = {(unsigned char)(key >> 24), (unsigned char)(key >> 16),
+                             (unsigned char)(key >> 8), (unsigned char)key};
+    memcpy(p + h, mask, 4);
+    h += 4;
+    for (size_t i = 0; i < len; i++) p[h + i] = (unsigned char)payload[i] ^ mask[i & 3];
+    c->wlen += h + len;
+    return 0;
+}
+
+static int send_request(conn_t *c) {
+    char msg[160];
+    c->req_id = g_next_id++;
+    int n = snprintf(msg, sizeof msg, "{\"action\":\"%s\",\"request_id\":%" PRIu64 "}", g_action,
+                     c->req_id);
+    if (n < 0 || (size_t)n >= sizeof msg || queue_frame(c, 1, msg, (size_t)n) < 0) return -1;
+    c->outstanding = 1;
+    c->t_send = now_ns();
+    return flush(c);
+}
+
+/* Does s contain "request_id":<id> with no further digit? */
+static int has_request_id(const char *s, size_t len, uint64_t id) {
+    char pat[48];
+    int n = snprintf(pat, sizeof pat, "\"request_id\":%" PRIu64, id);
+    const char *p = s, *end = s + len;
+    while (p < end) {
+        const char *m = memmem(p, (size_t)(end - p), pat, (size_t)n);
+        if (!m) return 0;
+        const char *after = m + n;
+        if (after >= end || *after < '0' || *after > '9') return 1;
+        p = m + 1;
+    }
+    return 0;
+}
+
+static void on_message(conn_t *c, const char *data, size_t len) {
+    uint64_t t = now_ns();
+    if (!c->outstanding) {
+        g_unexpected++;
+        diag(c, "message with no request outstanding", data, len);
+        return;
+    }
+    c->outstanding = 0;
+    int ok = memmem(data, len, "\"status\":200", 12) != NULL && has_request_id(data, len, c->req_id);
+    if (g_running) {
+        if (ok) record(t - c->t_send);
+        else {
+            g_bad++;
+            diag(c, "bad answer", data, len);
+        }
+        if (send_request(c) < 0) conn_close(c, 1);
+    }
+}
+
+/* Parse complete frames out of rbuf. 0 = fine, -1 = connection closed. */
+static int parse_frames(conn_t *c) {
+    for (;;) {
+        size_t avail = c->rlen - c->rpos;
+        const unsigned char *b = (const unsigned char *)c->rbuf + c->rpos;
+        if (avail < 2) break;
+        int fin = b[0] & 0x80, op = b[0] & 0x0f, masked = b[1] & 0x80;
+        uint64_t len = b[1] & 0x7f;
+        size_t h = 2;
+        if (len == 126) {
+            if (avail < 4) break;
+            len = ((uint64_t)b[2] << 8) | b[3];
+            h = 4;
+        } else if (len == 127) {
+            if (avail < 10) break;
+            len = 0;
+            for (int i = 0; i < 8; i++) len = (len << 8) | b[2 + i];
+            h = 10;
+        }
+        if (len > MAX_FRAME) {
+            diag(c, "frame too long", NULL, 0);
+            conn_close(c, 1);
+            return -1;
+        }
+        if (masked) h += 4;
+        if (avail < h + len) break;
+        char *payload = c->rbuf + c->rpos + h;
+        if (masked) { /* servers must not mask; tolerate it anyway */
+            const unsigned char *k = b + h - 4;
+            for (uint64_t i = 0; i < len; i++) payload[i] ^= (char)k[i & 3];
+        }
+        c->rpos += h + (size_t)len;
+
+        if (op == 8) { /* close */
+            if (g_mode == MODE_LOAD || g_diag < MAX_DIAG) {
+                int code = len >= 2 ? ((unsigned char)payload[0] << 8 | (unsigned char)payload[1]) : 0;
+                char what[64];
+                snprintf(what, sizeof what, "close frame from the server, code %d", code);
+                diag(c, what, len > 2 ? payload + 2 : NULL, len > 2 ? (size_t)len - 2 : 0);
+            }
+            conn_close(c, 1);
+            return -1;
+        } else if (op == 9) { /* ping -> pong */
+            if (len > 125 || queue_frame(c, 10, payload, (size_t)len) < 0 || flush(c) < 0) {
+                conn_close(c, 1);
+                return -1;
+            }
+        } else if (op == 10) { /* pong: ignore */
+        } else if (op == 1 || op == 2 || op == 0) {
+            if (op == 0 && !c->in_fragment) {
+                diag(c, "continuation frame without a start", NULL, 0);
+                conn_close(c, 1);
+                return -1;
+            }
+            if (op != 0 && fin && !c->in_fragment) {
+                on_message(c, payload, (size_t)len);
+            } else {
+                if (op != 0) { c->in_fragment = 1; c->mlen = 0; }
+                if (c->mlen + len > c->mcap) {
+                    size_t cap = c->mcap ? c->mcap : 1024;
+                    while (cap < c->mlen + len) cap *= 2;
+                    char *nb = realloc(c->mbuf, cap);
+                    if (!nb) die("out of memory");
+                    c->mbuf = nb;
+                    c->mcap = cap;
+                }
+                memcpy(c->mbuf + c->mlen, payload, (size_t)len);
+                c->mlen += (size_t)len;
+                if (fin) {
+                    c->in_fragment = 0;
+                    on_message(c, c->mbuf, c->mlen);
+                }
+            }
+            if (c->state != ST_OPEN) return -1; /* closed while answering */
+        } else {
+            diag(c, "unknown opcode", NULL, 0);
+            conn_close(c, 1);
+            return -1;
+        }
+    }
+    /* compact */
+    if (c->rpos == c->rlen) {
+        c->rpos = c->rlen = 0;
+    } else if (c->rpos > 0 && c->rpos > c->rcap / 2) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen -= c->rpos;
+        c->rpos = 0;
+    }
+    return 0;
+}
+
+static void on_opened(conn_t *c) {
+    c->state = ST_OPEN;
+    g_open++;
+    if (g_mode == MODE_LOAD && g_running && send_request(c) < 0) conn_close(c, 1);
+}
+
+/* The handshake answer is in rbuf. 1 = done, 0 = need more, -1 = failed (closed). */
+static int check_handshake(conn_t *c) {
+    char *end = memmem(c->rbuf, c->rlen, "\r\n\r\n", 4);
+    if (!end) {
+        if (c->rlen > MAX_HANDSHAKE) {
+            diag(c, "handshake answer too long", c->rbuf, c->rlen);
+            conn_close(c, 0);
+            return -1;
+        }
+        return 0;
+    }
+    size_t hlen = (size_t)(end - c->rbuf) + 4;
+    int ok = hlen > 12 && (memcmp(c->rbuf, "HTTP/1.1 101", 12) == 0);
+    if (ok) {
+        /* Sec-WebSocket-Accept must be the one for our fixed key */
+        char *acc = memmem(c->rbuf, hlen, WS_ACCEPT, sizeof WS_ACCEPT - 1);
+        if (!acc) ok = 0;
+    }
+    if (!ok) {
+        diag(c, "upgrade refused or wrong Sec-WebSocket-Accept", c->rbuf, c->rlen);
+        conn_close(c, 0);
+        return -1;
+    }
+    c->rpos = hlen; /* any bytes after the headers are frames */
+    on_opened(c);
+    if (c->state != ST_OPEN) return -1;
+    return parse_frames(c) < 0 ? -1 : 1;
+}
+
+static void on_readable(conn_t *c) {
+    for (;;) {
+        if (c->rcap - c->rlen < 1024) {
+            size_t cap = c->rcap ? c->rcap * 2 : 2048;
+            char *nb = realloc(c->rbuf, cap);
+            if (!nb) die("out of memory");
+            c->rbuf = nb;
+            c->rcap = cap;
+        }
+        ssize_t n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n <= 0) {
+            if (c->state == ST_HANDSHAKE)
+                diag(c, n == 0 ? "closed during the handshake" : strerror(errno),
+                     c->rlen ? c->rbuf : NULL, c->rlen);
+            else if (c->state == ST_OPEN && (g_mode == MODE_LOAD ? g_running : 1))
+                diag(c, n == 0 ? "closed by the server" : strerror(errno), NULL, 0);
+            conn_close(c, 1);
+            return;
+        }
+        c->rlen += (size_t)n;
+        if (c->state == ST_HANDSHAKE) {
+            if (check_handshake(c) < 0) return;
+        } else if (c->state == ST_OPEN) {
+            if (parse_frames(c) < 0) return;
+        }
+        if ((size_t)n < 1024) return; /* probably drained; level-triggered epoll calls again */
+    }
+}
+
+static int start_connect(conn_t *c) {
+    int fd = socket(g_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket: %s (raise the fd limit: ulimit -n)", strerror(errno));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->fd = fd;
+    c->t_open = now_ns();
+    c->state = ST_CONNECTING;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    c->want_out = 1;
+    if (epoll_ctl(g_epfd, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl ADD: %s", strerror(errno));
+    if (connect(fd, (struct sockaddr *)&g_addr, g_addrlen) < 0 && errno != EINPROGRESS) {
+        diag(c, strerror(errno), NULL, 0);
+        conn_close(c, 0);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_writable(conn_t *c) {
+    if (c->state == ST_CONNECTING) {
+        int err = 0;
+        socklen_t l = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+        if (err) {
+            diag(c, strerror(err), NULL, 0);
+            conn_close(c, 0);
+            return;
+        }
+        int n = snprintf(c->wbuf, sizeof c->wbuf,
+                         "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         "Sec-WebSocket-Key: " WS_KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                         g_path, g_hostport);
+        if (n < 0 || (size_t)n >= sizeof c->wbuf) die("path too long");
+        c->woff = 0;
+        c->wlen = (size_t)n;
+        c->state = ST_HANDSHAKE;
+    }
+    if (flush(c) < 0) conn_close(c, 1);
+}
+
+static void on_signal(int sig) { (void)sig; g_stop = 1; }
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct_us(double q) { /* nearest-rank percentile in µs */
+    if (!g_nsamples) return 0;
+    size_t r = (size_t)(q * (double)g_nsamples + 0.999999);
+    if (r < 1) r = 1;
+    if (r > g_nsamples) r = g_nsamples;
+    return (double)g_samples[r - 1] / 1000.0;
+}
+
+static void handle_events(int timeout_ms) {
+    struct epoll_event evs[256];
+    int n = epoll_wait(g_epfd, evs, 256, timeout_ms);
+    if (n < 0) {
+        if (errno == EINTR) return;
+        die("epoll_wait: %s", strerror(errno));
+    }
+    for (int i = 0; i < n; i++) {
+        conn_t *c = evs[i].data.ptr;
+        if (c->fd < 0) continue;
+        uint32_t e = evs[i].events;
+        if (e & (EPOLLOUT | EPOLLERR)) {
+            on_writable(c);
+            if (c->fd < 0) continue;
+        }
+        if (e & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(c);
+    }
+}
+
+static double parse_num(const char *s, const char *what) {
+    char *end;
+    double v = strtod(s, &end);
+    if (*s == '\0' || *end != '\0' || v < 0) {
+        fprintf(stderr, "wsload: bad %s '%s'\n", what, s);
+        exit(2);
+    }
+    return v;
+}
+
+static void usage(void) {
+    fputs("usage: wsload load HOST PORT PATH CONNS SECONDS\n"
+          "       wsload idle HOST PORT PATH CONNS HOLD_SECONDS\n", stderr);
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 7) usage();
+    if (strcmp(argv[1], "load") == 0) g_mode = MODE_LOAD;
+    else if (strcmp(argv[1], "idle") == 0) g_mode = MODE_IDLE;
+    else usage();
+    const char *host = argv[2], *port = argv[3];
+    g_path = argv[4];
+    g_nconns = (int)parse_num(argv[5], "CONNS");
+    double seconds = parse_num(argv[6], "SECONDS");
+    if (g_nconns < 1) usage();
+    if (g_path[0] != '/') { fputs("wsload: PATH must start with '/'\n", stderr); return 2; }
+    const char *s;
+    if ((s = getenv("WSLOAD_ACTION")) && *s) g_action = s;
+    int batch = 200;
+    if ((s = getenv("WSLOAD_OPEN_BATCH")) && *s) batch = (int)parse_num(s, "WSLOAD_OPEN_BATCH");
+    if (batch < 1) batch = 1;
+    double open_timeout = 60;
+    if ((s = getenv("WSLOAD_OPEN_TIMEOUT")) && *s) open_timeout = parse_num(s, "WSLOAD_OPEN_TIMEOUT");
+    g_rng ^= (uint32_t)getpid() ^ (uint32_t)now_ns();
+    if (!g_rng) g_rng = 1;
+
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai;
+    int gai = getaddrinfo(host, port, &hints, &ai);
+    if (gai) die("%s:%s: %s", host, port, gai_strerror(gai));
+    memcpy(&g_addr, ai->ai_addr, ai->ai_addrlen);
+    g_addrlen = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    snprintf(g_hostport, sizeof g_hostport, strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
+
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if ((rlim_t)g_nconns + 16 > rl.rlim_cur)
+        die("%d connections need more file descriptors than the limit %llu (ulimit -n)", g_nconns,
+            (unsigned long long)rl.rlim_cur);
+
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    g_epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (g_epfd < 0) die("epoll_create1: %s", strerror(errno));
+    g_conns = calloc((size_t)g_nconns, sizeof *g_conns);
+    if (!g_conns) die("out of memory");
+    for (int i = 0; i < g_nconns; i++) g_conns[i].fd = -1;
+
+    /* Opening phase: at most `batch` connections connecting or handshaking at once, so
+     * the server's listen backlog is not overrun. */
+    uint64_t t0 = now_ns(), open_deadline = t0 + (uint64_t)(open_timeout * 1e9);
+    int next = 0;
+    for (;;) {
+        int pending = 0;
+        for (int i = 0; i < next; i++)
+            if (g_conns[i].state == ST_CONNECTING || g_conns[i].state == ST_HANDSHAKE) pending++;
+        while (next < g_nconns && pending < batch) {
+            if (start_connect(&g_conns[next++]) == 0) pending++;
+        }
+        if (next == g_nconns && pending == 0) break;
+        if (g_stop || now_ns() >= open_deadline) break;
+        handle_events(50);
+    }
+    /* whatever is still connecting now has failed */
+    for (int i = 0; i < g_nconns; i++) {
+        conn_t *c = &g_conns[i];
+        if (c->state == ST_CONNECTING || c->state == ST_HANDSHAKE) {
+            if (g_diag < MAX_DIAG) diag(c, "not upgraded before WSLOAD_OPEN_TIMEOUT", NULL, 0);
+            conn_close(c, 0);
+        } else if (c->state == ST_FREE) {
+            c->state = ST_DEAD;
+            g_failed++;
+        }
+    }
+    double open_s = (double)(now_ns() - t0) / 1e9;
+    long opened = g_open;
+    int rc = g_failed ? 1 : 0;
+
+    if (g_mode == MODE_IDLE) {
+        printf("open %ld failed %ld\n", opened, g_failed);
+        fflush(stdout);
+        uint64_t start = now_ns(), end = start + (uint64_t)(seconds * 1e9);
+        while (!g_stop) {
+            uint64_t t = now_ns();
+            if (t >= end) break;
+            uint64_t left_ms = (end - t) / 1000000u + 1;
+            handle_events(left_ms > 1000 ? 1000 : (int)left_ms);
+        }
+        double held = (double)(now_ns() - start) / 1e9;
+        printf("WSLOAD_RESULT mode=idle conns=%d open=%ld failed=%ld closed_during_hold=%ld "
+               "open_s=%.2f held_s=%.2f\n",
+               g_nconns, opened, g_failed, g_closed_hold, open_s, held);
+        if (g_closed_hold) rc = 1;
+    } else {
+        uint64_t start = now_ns(), end = start + (uint64_t)(seconds * 1e9);
+        g_running = 1;
+        for (int i = 0; i < g_nconns; i++)
+            if (g_conns[i].state == ST_OPEN && send_request(&g_conns[i]) < 0) conn_close(&g_conns[i], 1);
+        while (!g_stop && g_open > 0) {
+            uint64_t t = now_ns();
+            if (t >= end) break;
+            uint64_t left_ms = (end - t + 999999u) / 1000000u;
+            handle_events(left_ms > 1000 ? 1000 : (int)left_ms);
+        }
+        uint64_t stop = now_ns();
+        g_running = 0;
+        double elapsed = (double)(stop - start) / 1e9;
+        qsort(g_samples, g_nsamples, sizeof *g_samples, cmp_u64);
+        long errors = g_bad + g_conn_errors + g_unexpected + g_failed;
+        printf("WSLOAD_RESULT mode=load conns=%d open=%ld seconds=%.3f messages=%zu rate=%.1f "
+               "p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f errors=%ld "
+               "bad_answers=%ld conn_errors=%ld failed=%ld unexpected=%ld open_s=%.2f\n",
+               g_nconns, opened, elapsed, g_nsamples, elapsed > 0 ? (double)g_nsamples / elapsed : 0,
+               pct_us(0.50), pct_us(0.90), pct_us(0.99), pct_us(0.999),
+               g_nsamples ? (double)g_samples[g_nsamples - 1] / 1000.0 : 0, errors, g_bad,
+               g_conn_errors, g_failed, g_unexpected, open_s);
+        if (errors) rc = 1;
+    }
+    fflush(stdout);
+
+    /* Say goodbye: a close frame (1000) on each open connection, best effort, then close. */
+    for (int i = 0; i < g_nconns; i++) {
+        conn_t *c = &g_conns[i];
+        if (c->state != ST_OPEN) continue;
+        c->woff = c->wlen = 0;
+        const char code[2] = {0x03, (char)0xe8};
+        if (queue_frame(c, 8, code, 2) == 0)
+            (void)!send(c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+        g_open++; /* conn_close decrements; keep counts meaningful */
+        conn_close(c, 0);
+    }
+    close(g_epfd);
+    free(g_samples);
+    free(g_conns);
+    return rc;
+}
