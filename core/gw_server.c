@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 
+#define WS_RX_BUFFER 1024
+
 struct gw_server {
     uv_loop_t *loop;
     struct gw_lua *g;
@@ -90,6 +92,10 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd, i
     s->protocols[0].callback = web_callback;
     s->protocols[0].per_session_data_size =
         gw_http_session_size() > gw_ws_session_size() ? gw_http_session_size() : gw_ws_session_size();
+    /* lws gives every WebSocket a receive buffer of this size for its whole
+     * life (default 4 KiB). Most messages are far smaller; larger ones
+     * arrive in pieces that gw_ws reassembles. */
+    s->protocols[0].rx_buffer_size = WS_RX_BUFFER;
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
