@@ -27,6 +27,8 @@ STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
 REQUEST_TIMEOUT = 10.0  # socket timeout of every HTTP request
 
 LISTENING_RE = re.compile(r"listening web http://([0-9.]+|\[[0-9a-fA-F:]+\]|[\w.-]+):(\d+)")
+SOCKET_LISTENING_RE = re.compile(
+    r"listening socket tcp://([0-9.]+|\[[0-9a-fA-F:]+\]|[\w.-]+):(\d+)")
 
 # Variables the gateway reads; cleared from the child's environment unless a test sets them.
 GATEWAY_ENV = ("GATEWAY_PORT", "GATEWAY_REDIS_URL", "GATEWAY_LOG_LEVEL")
@@ -283,6 +285,9 @@ class Gateway:
         self._stdout = []
         self._stdout_lock = threading.Lock()
         self._listening = threading.Event()
+        self.socket_host = None  # from the `listening socket tcp://...` line, when enabled
+        self.socket_port = None
+        self._socket_listening = threading.Event()
         self._reader = None
         self._log_file = None
 
@@ -314,7 +319,17 @@ class Gateway:
                 self.stop()
                 raise AssertionError("gateway did not print its listening line within %.0f s\n%s"
                                      % (timeout, self.describe()))
+        if _socket_enabled(self.config):
+            self.wait_socket_listening(max(0.5, deadline - time.monotonic()))
         return self
+
+    def wait_socket_listening(self, timeout=START_TIMEOUT):
+        """Wait (bounded) for the `listening socket tcp://HOST:PORT` line; sets socket_host
+        and socket_port. Fails the test when it does not come."""
+        if not self._socket_listening.wait(timeout):
+            raise AssertionError("gateway did not print its `listening socket` line within "
+                                 "%.0f s\n%s" % (timeout, self.describe()))
+        return self.socket_host, self.socket_port
 
     def _read_stdout(self):
         for raw in iter(self.proc.stdout.readline, b""):
@@ -326,6 +341,11 @@ class Gateway:
                 self.host = m.group(1).strip("[]")
                 self.port = int(m.group(2))
                 self._listening.set()
+            m = SOCKET_LISTENING_RE.search(line)
+            if m and not self._socket_listening.is_set():
+                self.socket_host = m.group(1).strip("[]")
+                self.socket_port = int(m.group(2))
+                self._socket_listening.set()
         self.proc.stdout.close()
 
     def alive(self):
@@ -481,12 +501,150 @@ class Gateway:
                 chunks.append(chunk)
             return b"".join(chunks)
 
+    # -- persistent transports -----------------------------------------------------------
+
+    def ws_url(self, path="/ws"):
+        return "ws://%s:%d%s" % (self.host, self.port, path)
+
+    def ws_connect(self, path="/ws", **kw):
+        """websockets.connect(...) to this gateway (asyncio; use with `async with` or await):
+        no keepalive pings, bounded open and close, large max_size unless given."""
+        import websockets  # only the WebSocket tests need it
+        kw.setdefault("ping_interval", None)
+        kw.setdefault("open_timeout", REQUEST_TIMEOUT)
+        kw.setdefault("close_timeout", 3)
+        kw.setdefault("max_size", 2 ** 24)
+        return websockets.connect(self.ws_url(path), **kw)
+
+    def line_client(self, timeout=REQUEST_TIMEOUT, rcvbuf=None):
+        """A LineClient on the TCP socket server (servers.socket must be enabled)."""
+        assert self.socket_port, "no `listening socket` line seen\n" + self.describe()
+        return LineClient(self.socket_host, self.socket_port, timeout, rcvbuf=rcvbuf)
+
+    def rss_kib(self):
+        """Resident memory (VmRSS, KiB) of the gateway and its child processes."""
+        total = 0
+        for pid in [self.pid] + self.children():
+            try:
+                with open("/proc/%d/status" % pid) as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
     def assert_serving(self):
         """The gateway is alive and still answers a plain action."""
         assert self.alive(), "gateway died\n" + self.describe()
         status, body = self.get("/api/randomNumber")
         assert status == 200, body
         assert 0 <= body["randomNumber"] < 1
+
+
+def _socket_enabled(config):
+    try:
+        return bool(config["servers"]["socket"]["enabled"])
+    except (KeyError, TypeError):
+        return False
+
+
+def is_sanitizer_build(binary=None):
+    """True when the binary under test was built with AddressSanitizer (its memory use is not
+    comparable: freed memory sits in quarantine)."""
+    path = binary or gateway_binary()
+    try:
+        with open(path, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+class LineClient:
+    """A blocking client for the line protocol of the TCP socket server. Every read is bounded
+    by 'timeout'."""
+
+    def __init__(self, host, port, timeout=REQUEST_TIMEOUT, rcvbuf=None):
+        self.timeout = timeout
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
+        self.buf = b""
+        self.eof = False
+
+    def local_port(self):
+        return self.sock.getsockname()[1]
+
+    def send(self, data):
+        """Send raw bytes (a str is UTF-8 encoded), no newline added."""
+        self.sock.sendall(data.encode("utf-8") if isinstance(data, str) else data)
+
+    def send_line(self, line):
+        self.send((line.encode("utf-8") if isinstance(line, str) else line) + b"\n")
+
+    def read_line(self, timeout=None):
+        """The next line without its "\n" (bytes). AssertionError on timeout or EOF."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no complete line within %.1f s (have %r)"
+                                     % (timeout or self.timeout, self.buf[:500]))
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                self.eof = True
+                raise AssertionError("connection closed before a complete line (have %r)"
+                                     % self.buf[:500])
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line
+
+    def read_json(self, timeout=None):
+        line = self.read_line(timeout)
+        try:
+            return json.loads(line.decode("utf-8"))
+        except ValueError as e:
+            raise AssertionError("answer line is not JSON (%s): %r" % (e, line[:2000]))
+
+    def call(self, line, timeout=None):
+        """Send one line, return the next answer parsed as JSON."""
+        self.send_line(line)
+        return self.read_json(timeout)
+
+    def wait_closed(self, timeout=None):
+        """True when the server closes the connection (EOF or reset) within 'timeout'; data
+        that arrives meanwhile is kept in self.buf."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                return True
+            if not chunk:
+                self.eof = True
+                return True
+            self.buf += chunk
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def split_raw_response(raw):
