@@ -41,6 +41,7 @@ struct http_req {
     size_t out_len;
     int headers_sent;
     int dispatching;      /* inside dispatch(): the reply is written on return */
+    int unsent;           /* counted in 'unsent_answers' */
 };
 
 struct gw_http_session {
@@ -48,12 +49,21 @@ struct gw_http_session {
 };
 
 static struct gw_lua *lua_rt;
+static int unsent_answers; /* answered, not yet written: shutdown waits for them */
 
 void gw_http_init(struct gw_lua *g) { lua_rt = g; }
+int gw_http_unsent(void) { return unsent_answers; }
+
+static void set_unsent(struct http_req *r, int unsent) {
+    if (r->unsent == unsent) return;
+    r->unsent = unsent;
+    unsent_answers += unsent ? 1 : -1;
+}
 size_t gw_http_session_size(void) { return sizeof(struct gw_http_session); }
 
 static void req_free(struct http_req *r) {
     if (!r) return;
+    set_unsent(r, 0);
     for (int i = 0; i < r->nheaders; i++) {
         free(r->headers[i].name);
         free(r->headers[i].value);
@@ -216,6 +226,7 @@ static void http_reply(void *ud, lua_State *L, int base, int n) {
     if (!r->out) gw_panic("out of memory");
     if (blen) memcpy(r->out, body, blen);
     r->out_len = blen;
+    set_unsent(r, 1);
     if (r->wsi && !r->dispatching) lws_callback_on_writable(r->wsi);
 }
 
@@ -233,6 +244,7 @@ static void answer_now(struct http_req *r, int status, const char *json) {
     if (!r->out) gw_panic("out of memory");
     memcpy(r->out, json, n);
     r->out_len = n;
+    set_unsent(r, 1);
     lws_callback_on_writable(r->wsi);
 }
 
@@ -302,6 +314,7 @@ static int write_answer(struct http_req *r) {
     int w = lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
     free(buf);
     r->headers_sent = 1;
+    set_unsent(r, 0);
     if (w < 0) return -1;
     if (r->close_after) return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;

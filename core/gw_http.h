@@ -20,6 +20,10 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 
 size_t gw_http_session_size(void);
 
+/* Answers ready but not yet handed to the socket (graceful shutdown waits
+ * for them). */
+int gw_http_unsent(void);
+
 /* [-0, +1, m] Push a table of the request headers, names lower-case
  * (also valid for a WebSocket upgrade until it is established). */
 void gw_http_push_headers(lua_State *L, struct lws *wsi);

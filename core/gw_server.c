@@ -4,6 +4,7 @@
 #include "gw_server.h"
 #include "gw.h"
 #include "gw_call.h"
+#include "gw_conn.h"
 #include "gw_http.h"
 #include "gw_lib.h"
 #include "gw_listen.h"
@@ -23,6 +24,7 @@
 
 
 #define WS_RX_BUFFER 1024
+#define CLOSE_GRACE_MS 500 /* for clients to answer our close at shutdown */
 
 struct gw_server {
     uv_loop_t *loop;
@@ -36,8 +38,8 @@ struct gw_server {
     struct lws_protocols protocols[2];
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain;
-    double drain_started;
-    int stopping;
+    double drain_started, close_started;
+    int stopping, closing_conns;
 };
 
 static void lws_emit(int level, const char *line) {
@@ -163,19 +165,34 @@ static void finish_shutdown(struct gw_server *s) {
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sighup, NULL);
     gw_loop_shutdown(); /* timers nobody is waiting for any more */
-    if (s->socket) gw_socket_close(s->socket);
+    if (s->socket) gw_socket_close(s->socket, 0);
     lws_context_destroy(s->ctx);
     s->ctx = NULL;
 }
 
+static int unsent_answers(void) { return gw_http_unsent() + gw_ws_unsent() + gw_socket_unsent(); }
+
+/* Shutdown in two steps, both bounded: wait for in-flight actions and for
+ * their answers to reach the sockets (shutdownTimeout), then close the
+ * persistent connections politely (WebSocket 1001, TCP after its queue)
+ * and give clients CLOSE_GRACE_MS to finish the close handshake. */
 static void drain_tick(uv_timer_t *h) {
     struct gw_server *s = h->data;
-    long limit = gw_lua_config(s->g)->shutdown_timeout;
-    if (gw_call_count() == 0 || gw_now_ms() - s->drain_started >= (double)limit) {
-        if (gw_call_count())
-            gw_log(GW_LOG_WARNING, "shutdownTimeout reached with %d actions still running", gw_call_count());
-        finish_shutdown(s);
+    double now = gw_now_ms();
+    if (!s->closing_conns) {
+        long limit = gw_lua_config(s->g)->shutdown_timeout;
+        int busy = gw_call_count() > 0 || unsent_answers() > 0;
+        if (busy && now - s->drain_started < (double)limit) return;
+        if (busy)
+            gw_log(GW_LOG_WARNING, "shutdownTimeout reached with %d actions still running and %d answers unsent",
+                   gw_call_count(), unsent_answers());
+        s->closing_conns = 1;
+        s->close_started = now;
+        gw_ws_close_all();
+        if (s->socket) gw_socket_close(s->socket, 1);
+        return;
     }
+    if (gw_conn_count() == 0 || now - s->close_started >= CLOSE_GRACE_MS) finish_shutdown(s);
 }
 
 static void start_shutdown(struct gw_server *s) {

@@ -44,6 +44,9 @@ struct write_req {
 };
 
 static char read_buf[READ_BUF];
+static int unsent_writes; /* writes queued on every connection */
+
+int gw_socket_unsent(void) { return unsent_writes; }
 
 static void on_closed(uv_handle_t *h) {
     struct sock_conn *c = h->data;
@@ -66,6 +69,7 @@ static void on_written(uv_write_t *req, int status) {
     struct write_req *w = (struct write_req *)req;
     (void)status; /* a failed write shows up as a read error and closes */
     w->c->queued -= w->len;
+    unsent_writes--;
     free(w);
 }
 
@@ -92,6 +96,7 @@ static int sock_send(void *transport, const char *msg, size_t len) {
         return GW_ERR;
     }
     c->queued += len + 1;
+    unsent_writes++;
     return GW_OK;
 }
 
@@ -249,9 +254,12 @@ void gw_socket_stop_accepting(struct gw_socket_server *s) {
     s->listening = 0;
 }
 
-void gw_socket_close(struct gw_socket_server *s) {
+void gw_socket_close(struct gw_socket_server *s, int graceful) {
     gw_socket_stop_accepting(s);
-    for (struct sock_conn *c = s->conns; c; c = c->next) close_conn(c);
+    for (struct sock_conn *c = s->conns; c; c = c->next) {
+        if (graceful) sock_close(c);
+        else close_conn(c);
+    }
 }
 
 void gw_socket_free(struct gw_socket_server *s) { free(s); }

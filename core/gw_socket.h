@@ -18,8 +18,12 @@ struct gw_socket_server *gw_socket_start(uv_loop_t *loop, struct gw_lua *g, int 
 /* Stop accepting (graceful shutdown starts). */
 void gw_socket_stop_accepting(struct gw_socket_server *s);
 
-/* Close every connection (their handles finish closing on the loop). */
-void gw_socket_close(struct gw_socket_server *s);
+/* Close every connection: 'graceful' after what is queued for it has
+ * been sent, else now (their handles finish closing on the loop). */
+void gw_socket_close(struct gw_socket_server *s, int graceful);
+
+/* Answers queued on every connection and not yet written. */
+int gw_socket_unsent(void);
 
 /* Free 's' once the loop has stopped (no handle of it is left). */
 void gw_socket_free(struct gw_socket_server *s);

@@ -17,6 +17,7 @@ struct out_msg {
 };
 
 struct ws_conn {
+    struct ws_conn *prev, *next; /* every open WebSocket, for shutdown */
     struct lws *wsi;
     struct gw_conn *conn;
     /* the message being reassembled */
@@ -26,8 +27,9 @@ struct ws_conn {
     /* answers waiting for the socket */
     struct out_msg *out_head, *out_tail;
     size_t out_bytes;
-    int closing; /* close once the queue is sent */
-    int killed;  /* dropped for falling behind: send nothing more */
+    int closing;    /* close once the queue is sent */
+    int going_away; /* ... with 1001: the server is shutting down */
+    int killed;     /* dropped for falling behind: send nothing more */
 };
 
 struct gw_ws_session {
@@ -35,8 +37,11 @@ struct gw_ws_session {
 };
 
 static struct gw_lua *lua_rt;
+static struct ws_conn *all_conns;
+static int unsent_msgs; /* queued answers of every connection */
 
 void gw_ws_init(struct gw_lua *g) { lua_rt = g; }
+int gw_ws_unsent(void) { return unsent_msgs; }
 size_t gw_ws_session_size(void) { return sizeof(struct gw_ws_session); }
 
 int gw_ws_handles(enum lws_callback_reasons reason) {
@@ -50,6 +55,7 @@ int gw_ws_handles(enum lws_callback_reasons reason) {
     case LWS_CALLBACK_CLOSED:
     case LWS_CALLBACK_WS_SERVER_BIND_PROTOCOL:
     case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
+    case LWS_CALLBACK_TIMER:
         return 1;
     default:
         return 0;
@@ -76,6 +82,7 @@ static int ws_send(void *transport, const char *msg, size_t len) {
     else c->out_head = m;
     c->out_tail = m;
     c->out_bytes += len;
+    unsent_msgs++;
     lws_callback_on_writable(c->wsi);
     return GW_OK;
 }
@@ -87,6 +94,13 @@ static void ws_close(void *transport) {
 }
 
 static const struct gw_conn_ops ws_ops = {ws_send, ws_close};
+
+void gw_ws_close_all(void) {
+    for (struct ws_conn *c = all_conns; c; c = c->next) {
+        c->going_away = 1;
+        ws_close(c);
+    }
+}
 
 /* Only upgrades on the configured path become WebSockets. */
 static int upgrade_allowed(struct lws *wsi) {
@@ -102,6 +116,9 @@ static void open_conn(struct gw_ws_session *s, struct lws *wsi) {
     if (!c) gw_panic("out of memory");
     c->wsi = wsi;
     s->c = c;
+    c->next = all_conns;
+    if (c->next) c->next->prev = c;
+    all_conns = c;
     lua_State *L = gw_lua_state(lua_rt);
     lua_createtable(L, 0, 3);
     gw_http_push_peer(L, wsi);
@@ -115,9 +132,13 @@ static void open_conn(struct gw_ws_session *s, struct lws *wsi) {
 }
 
 static void free_conn(struct ws_conn *c) {
+    if (c->prev) c->prev->next = c->next;
+    else all_conns = c->next;
+    if (c->next) c->next->prev = c->prev;
     while (c->out_head) {
         struct out_msg *m = c->out_head;
         c->out_head = m->next;
+        unsent_msgs--;
         free(m);
     }
     free(c->in);
@@ -174,6 +195,7 @@ static int write_next(struct ws_conn *c) {
         c->out_head = m->next;
         if (!c->out_head) c->out_tail = NULL;
         c->out_bytes -= m->len;
+        unsent_msgs--;
         int w = lws_write(c->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
         free(m);
         if (w < 0) return -1;
@@ -181,8 +203,15 @@ static int write_next(struct ws_conn *c) {
         return 0;
     }
     if (c->closing) {
-        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-        return -1;
+        /* Returning -1 here would drop the socket without a close frame
+         * (lws treats a failed writable callback as a dead socket); from
+         * a timer callback lws sends the close and awaits the answer. */
+        static const char bye[] = "the server is shutting down";
+        if (c->going_away)
+            lws_close_reason(c->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)bye, sizeof bye - 1);
+        else
+            lws_close_reason(c->wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+        lws_set_timer_usecs(c->wsi, 1);
     }
     return 0;
 }
@@ -203,6 +232,8 @@ int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
     case LWS_CALLBACK_SERVER_WRITEABLE:
         if (!s || !s->c) return 0;
         return write_next(s->c);
+    case LWS_CALLBACK_TIMER: /* set by write_next: close with the reason given */
+        return -1;
     case LWS_CALLBACK_CLOSED:
         if (s && s->c) {
             struct ws_conn *c = s->c;

@@ -22,4 +22,10 @@ int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 
 size_t gw_ws_session_size(void);
 
+/* Answers queued on every connection and not yet written. */
+int gw_ws_unsent(void);
+
+/* Shutdown: close every connection with 1001 once its queue is sent. */
+void gw_ws_close_all(void);
+
 #endif

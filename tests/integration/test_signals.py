@@ -94,6 +94,25 @@ def test_shutdown_refuses_new_work(make_gateway):
     assert g.wait(10) == 0
 
 
+def test_answers_finishing_at_shutdown_are_all_sent(make_gateway):
+    # Many actions finish in the same loop turn as a shutdown check: every answer must
+    # still be written before the connections are closed (nothing acknowledged is lost).
+    g = make_gateway({"general": {"actionTimeout": 5000, "shutdownTimeout": 5000}})
+    offset = g.log_size()
+    jobs = [_in_background(lambda: g.request("GET", "/api/sleepTest?sleepDuration=400", timeout=10))
+            for _ in range(40)]
+    deadline = time.monotonic() + 5
+    while g.log_since(offset).count("connLogger create") < 40 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    g.signal(signal.SIGTERM)
+    statuses = []
+    for t, out in jobs:
+        r = _result(t, out)
+        statuses.append(r.status)
+    assert statuses == [200] * 40, statuses
+    assert g.wait(10) == 0
+
+
 def test_shutdown_timeout_bounds_the_wait(make_gateway):
     g = make_gateway({"general": {"actionTimeout": 0, "shutdownTimeout": 300}})
     t, out = _start_in_flight(g, "/api/never_next")

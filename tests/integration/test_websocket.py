@@ -797,10 +797,14 @@ def test_shutdown_lets_in_flight_ws_action_finish(make_gateway):
             await send(ws, {"action": "randomNumber", "request_id": "late"})
             answers = [await recv_env(ws, 5), await recv_env(ws, 5)]
             rest = await wait_closed(ws, 8)
-            return offset, answers, rest
+            return offset, answers, (rest, ws.close_code, ws.close_reason)
 
     t0 = time.monotonic()
-    offset, answers, rest = run(go())
+    offset, answers, (rest, code, reason) = run(go())
+    # Closed politely, with a close frame saying why.
+    assert code == 1001, (code, reason)
+    assert reason == "the server is shutting down"
+    assert rest == []
     by_id = {e.get("request_id"): e for e in answers}
     assert set(by_id) == {"slow", "late"}, answers
     assert_ok(by_id["slow"], "sleepTest")
