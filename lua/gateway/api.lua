@@ -5,6 +5,7 @@
 local core = require("gateway.core")
 local cjson = require("cjson")
 local connections = require("gateway.connections")
+local permissions = require("gateway.permissions")
 
 local M = {}
 
@@ -56,6 +57,7 @@ function M.new(config)
     actions = { actions = {}, versions = {} },
     documentation = { documentation = {} },
     connections = { connections = {} },
+    permissions = permissions.new(),
   }
 
   -- api.log(message, level, fields)

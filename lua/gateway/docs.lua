@@ -37,7 +37,7 @@ function D.addBuiltins(reg, api)
   local inputs = require("gateway.inputs")
   local action = {
     name = "showDocumentation", description = "Return the API documentation", version = 1,
-    inputs = {}, middleware = {}, toDocument = false, _file = "(built in)",
+    inputs = {}, middleware = {}, permissions = {}, toDocument = false, _file = "(built in)",
     outputExample = { documentation = {} },
     run = function(a, data)
       data.response.documentation = a.documentation.documentation

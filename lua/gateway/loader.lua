@@ -4,6 +4,9 @@
 
 local core = require("gateway.core")
 local inputs = require("gateway.inputs")
+local router = require("gateway.router")
+local handlers = require("gateway.handlers")
+local permissions = require("gateway.permissions")
 
 local M = {}
 
@@ -97,6 +100,10 @@ local function validateAction(a, path, api)
   end
   a.middleware = a.middleware or {}
   if a.toDocument == nil then a.toDocument = true end
+  if a.permissions ~= nil and type(a.permissions) ~= "table" then
+    bad("Action " .. a.name .. ": 'permissions' must be a list of names")
+  end
+  a.permissions = a.permissions or {}
   local ok, err = pcall(inputs.compile, a, api)
   if not ok then bad(tostring(err)) end
   a._file = path
@@ -205,20 +212,48 @@ function M.load(config, api, env)
     end
   end
 
-  -- Per-action middleware must exist and must not be connection middleware.
-  for _, byVersion in pairs(reg.actions) do
-    for _, a in pairs(byVersion) do
-      for _, name in ipairs(a.middleware) do
-        local m = reg.middleware[name]
-        if not m then
-          fileError(a._file, "Action " .. a.name .. ': unknown middleware "' .. tostring(name) .. '"')
-        end
+  -- Handler actions are validated like actions (they get the same pipeline).
+  local function makeHandlerAction(def, name, file)
+    validateAction(def, file, api)
+    def.version = nil
+    return def
+  end
+  reg.handlerIndex = handlers.compile(reg.handlers, makeHandlerAction, M.generics)
+
+  -- Middleware and permissions named by actions and handler actions must exist.
+  local function checkNames(a)
+    for _, name in ipairs(a.middleware) do
+      if not reg.middleware[name] then
+        fileError(a._file, "Action " .. a.name .. ': unknown middleware "' .. tostring(name) .. '"')
       end
     end
+    local unknown = permissions.unknown(api.permissions.permissions, a.permissions)
+    if unknown then fileError(a._file, "Action " .. a.name .. ': unknown permission "' .. unknown .. '"') end
+  end
+  for _, byVersion in pairs(reg.actions) do
+    for _, a in pairs(byVersion) do checkNames(a) end
+  end
+  for _, h in ipairs(reg.handlerIndex.handlers) do
+    for _, a in pairs(h.actions) do checkNames(a) end
   end
 
   sortVersions(reg)
+  reg.routes = M.loadRoutes(config.paths.routes, reg, env)
   return reg
 end
+
+-- The web routes file (SPEC §6); a missing file means no routes.
+function M.loadRoutes(path, reg, env)
+  local spec
+  local f = path and io.open(path, "r")
+  if f then
+    f:close()
+    if not core.is_dir(path) then spec = loadFile(path, env) end
+  end
+  return router.compile(spec, path or "routes", function(name) return reg.versions[name] ~= nil end)
+end
+
+-- Redis-backed generic implementations by name, set by the module that provides them.
+M.generics = nil
 
 return M

@@ -4,6 +4,7 @@
 
 local core = require("gateway.core")
 local processor = require("gateway.processor")
+local handlers = require("gateway.handlers")
 
 local M = {}
 
@@ -100,15 +101,23 @@ function M.parse(rt, text)
   return { action = msg.action, route = reply.route or "", params = params, reply = reply }
 end
 
--- Run a parsed message's action on the connection and answer with the envelope.
+-- Run a parsed message's action on the connection and answer with the envelope. With a
+-- route, a handler chooses the action and the route's params win over the message's.
 function M.run(rt, ctx, transport, msg)
   ctx.reply = msg.reply
   ctx.transport = transport
+  local extra = { route = msg.route, onData = function(d) ctx.data = d end }
+  local params = msg.params
   if msg.route ~= "" then
-    return reject(rt, ctx, transport, 404, 'route "' .. msg.route .. '" not found', msg.reply)
+    local action, routeParams, pattern, named = handlers.resolve(rt.reg.handlerIndex, msg.route, msg.action)
+    if not action then
+      local message, status = routeParams, pattern
+      return reject(rt, ctx, transport, status, message, msg.reply)
+    end
+    for k, v in pairs(routeParams) do params[k] = v end
+    extra.action, extra.matchedRoute, extra.routeParams = action, pattern, named
   end
-  local data = processor.run(rt, ctx.connection, msg.action, msg.params,
-    { route = msg.route, onData = function(d) ctx.data = d end })
+  local data = processor.run(rt, ctx.connection, msg.action, params, extra)
   return M.complete(rt, ctx, data)
 end
 

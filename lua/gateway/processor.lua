@@ -5,6 +5,7 @@
 
 local core = require("gateway.core")
 local inputs = require("gateway.inputs")
+local permissions = require("gateway.permissions")
 
 local P = {}
 
@@ -153,6 +154,7 @@ end
 
 -- Runs the whole pipeline; the outcome is on the returned data (`error`, `errors`,
 -- `status`, `response`). `rt` holds config, api, reg, shuttingDown and inputOpts.
+-- `extra.action` is the action itself when a handler chose it (no name lookup).
 function P.run(rt, connection, actionName, params, extra)
   extra = extra or {}
   connection.totalActions = connection.totalActions + 1
@@ -174,7 +176,7 @@ function P.run(rt, connection, actionName, params, extra)
     setError(data, "you have too many pending requests", 429)
     return P.finish(data)
   end
-  local action = chooseAction(reg, data)
+  local action = extra.action or chooseAction(reg, data)
   if not action then
     setError(data, "unknown action or invalid apiVersion", 404)
     return P.finish(data)
@@ -195,6 +197,14 @@ function P.run(rt, connection, actionName, params, extra)
       if kind == "error" then setError(data, e) end
       if data.error then return P.finish(data) end
     end
+  end
+
+  if action.permissions and #action.permissions > 0 then
+    local okCheck, message, status = xpcall(permissions.check, captureRaise,
+      rt.api.permissions.permissions, action.permissions, data)
+    if not okCheck then setRaised(data, message, "a permission of " .. action.name) end
+    if okCheck and message then setError(data, message, status) end
+    if data.error then return P.finish(data) end
   end
 
   if not config.general.disableParamScrubbing then scrub(action, params, extra.routeParams) end

@@ -8,6 +8,8 @@ local loader = require("gateway.loader")
 local processor = require("gateway.processor")
 local docs = require("gateway.docs")
 local connections = require("gateway.connections")
+local router = require("gateway.router")
+local handlers = require("gateway.handlers")
 
 local R = {}
 
@@ -64,7 +66,8 @@ function R.summary()
   table.sort(mw)
   lines[#lines + 1] = string.format("middleware: %d", #mw)
   for _, m in ipairs(mw) do lines[#lines + 1] = "  " .. m end
-  lines[#lines + 1] = string.format("handlers: %d", #rt.reg.handlers)
+  lines[#lines + 1] = string.format("routes: %d", router.count(rt.reg.routes))
+  lines[#lines + 1] = string.format("handlers: %d (%d routes)", #rt.reg.handlers, handlers.count(rt.reg.handlerIndex))
   return table.concat(lines, "\n") .. "\n"
 end
 

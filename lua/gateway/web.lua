@@ -5,6 +5,9 @@
 local core = require("gateway.core")
 local processor = require("gateway.processor")
 local connections = require("gateway.connections")
+local router = require("gateway.router")
+local handlers = require("gateway.handlers")
+local mime = require("gateway.mime")
 
 local W = {}
 
@@ -139,7 +142,23 @@ local function render(rt, data, ctx)
   for k, v in pairs(data.headers or {}) do headers[k] = tostring(v) end
   if data.toRender == false then return 204, headers, "" end
   local status = data.status
-  local text = encode(rt, bodyTable(rt, data))
+  local extension = ctx.connection and ctx.connection.extension
+  if not data.error and extension and data.actionTemplate and data.actionTemplate.matchExtensionMimeType then
+    -- The action answers as a file of that type: data.response is the body.
+    headers["Content-Type"] = headers["Content-Type"] or mime.type(extension)
+    local body = data.response
+    if type(body) ~= "string" then body = encode(rt, body) or "" end
+    return status, headers, body
+  end
+  local bodyValue
+  if ctx.handlerStyle then
+    -- Handler routes answer the result itself (an array for a list), or the error.
+    bodyValue = data.error and { error = data.error.fields or data.error.message, errors = data.errors }
+      or data.response
+  else
+    bodyValue = bodyTable(rt, data)
+  end
+  local text = encode(rt, bodyValue)
   if not text then
     status = 500
     text = encode(rt, { error = processor.INTERNAL, errors = { processor.INTERNAL } })
@@ -205,18 +224,44 @@ function W.handle(rt, ctx)
     for k, v in pairs(fromBody) do params[k] = v end
   end
 
-  -- The action: ?action= naming a real action, else the first path segment, without
-  -- the extension (connection.extension).
-  local segment = rest:match("^([^/]+)") or ""
+  -- Which action (SPEC §6): ?action= naming a real action; a web route; a single path
+  -- segment naming an action (its extension stripped); a handler route; else 404.
   local extension = ctx.path:match("%.([^./]+)$")
-  local name = segment
-  if extension then name = segment:gsub("%." .. extension:gsub("%p", "%%%0") .. "$", "") end
+  local extra = { onData = function(d) ctx.data = d end }
+  local name
   if type(params.action) == "string" and rt.reg.versions[params.action] then
     name = params.action
-  elseif name == "" and type(params.action) == "string" then
-    name = params.action
+  else
+    local route, routeParams = router.match(rt.reg.routes, method:lower(), rest)
+    if route then
+      name = route.action
+      for k, v in pairs(routeParams) do params[k] = v end
+      if (params.apiVersion == nil or params.apiVersion == "") and route.apiVersion ~= nil then
+        params.apiVersion = route.apiVersion
+      end
+      extra.route, extra.routeParams = rest, routeParams
+      extra.matchedRoute = { method = route.method, path = route.path, action = route.action }
+    else
+      local segs = router.split(rest)
+      local candidate = segs[1] or ""
+      if extension then candidate = candidate:gsub("%." .. extension:gsub("%p", "%%%0") .. "$", "") end
+      if #segs > 1 or not rt.reg.versions[candidate] then
+        local action, handlerParams, pattern, named = handlers.resolve(rt.reg.handlerIndex, rest, nil, method)
+        if action then
+          name, extra.action, extra.route, extra.matchedRoute, extra.routeParams = action.name, action, rest, pattern, named
+          for k, v in pairs(handlerParams) do params[k] = v end
+          ctx.handlerStyle = true
+        elseif pattern == 405 then
+          return plainError(rt, 405, handlerParams, ctx)
+        end
+      end
+      if not name then
+        name = #segs <= 1 and candidate or rest
+        if name == "" and type(params.action) == "string" then name = params.action end
+      end
+    end
   end
-  params.action = name
+  if not extra.action then params.action = name end
 
   local connection = connections.new(rt, "web", {
     remoteIP = ctx.remoteIP, remotePort = ctx.remotePort, extension = extension,
@@ -226,7 +271,7 @@ function W.handle(rt, ctx)
   connection.messageCount = 1
   ctx.connection = connection
 
-  local data = processor.run(rt, connection, name, params, { onData = function(d) ctx.data = d end })
+  local data = processor.run(rt, connection, name, params, extra)
   return W.complete(rt, ctx, data)
 end
 

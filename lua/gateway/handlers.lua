@@ -1,0 +1,168 @@
+-- Message routes and handlers (SPEC §6, rest_framework_channels): files returning
+-- `routes` (pcre2 patterns) and no `run`. A route is matched against every handler's
+-- patterns in load order (search semantics, first match wins); named groups become
+-- params; then the message's action is looked up in that handler: one of its `actions`
+-- (a full action definition, or a function returning body, status) or a generic it
+-- enables. Anchored patterns are indexed by their literal first segment so a route
+-- tries only the patterns that can match it.
+
+local core = require("gateway.core")
+
+local M = {}
+
+M.GENERICS = { retrieve = true, list = true, create = true, update = true,
+  partial_update = true, remove = true, destroy = true }
+
+-- HTTP method -> handler action name (GET depends on whether the route names a `pk`).
+M.HTTP_ACTIONS = { POST = "create", PUT = "update", PATCH = "partial_update", DELETE = "remove" }
+
+-- "items" for "^items/(?P<pk>\d+)/$": the literal text after ^ up to the first
+-- metacharacter, when it holds a whole first segment; nil when the pattern cannot be
+-- indexed (unanchored, an alternation, or no literal "segment/" at its start).
+local function literalFirstSegment(pattern)
+  if pattern:sub(1, 1) ~= "^" or pattern:find("|", 1, true) then return nil end
+  local literal = pattern:match("^%^([^\\%.%^%$|%?%*%+%(%)%[%]{}]*)")
+  -- A quantifier right after the literal applies to its last character.
+  if pattern:sub(#literal + 2, #literal + 2):match("[%?%*%+{]") then literal = literal:sub(1, -2) end
+  return literal:match("^([^/]+)/")
+end
+M.literalFirstSegment = literalFirstSegment
+
+-- The action a handler's `actions[name]` entry becomes. `make(def, name)` validates a full
+-- definition as an action (the loader's rules) and returns it.
+local function handlerAction(entry, name, handler, make)
+  local def = entry
+  if type(entry) == "function" then
+    def = {
+      name = name, description = "handler action " .. name,
+      run = function(api, data)
+        local body, status = entry(api, data)
+        data.response = body
+        if status ~= nil then data.status = status end
+      end,
+    }
+  elseif type(entry) ~= "table" then
+    return nil, "actions." .. name .. " must be an action table or a function"
+  end
+  def.name = def.name or name
+  def.description = def.description or ("handler action " .. name)
+  local perms = {}
+  for _, p in ipairs(handler.permissions or {}) do perms[#perms + 1] = p end
+  for _, p in ipairs(def.permissions or {}) do perms[#perms + 1] = p end
+  def.permissions = perms
+  def._handler = true
+  return make(def, name)
+end
+
+-- A generic the handler enables; the Redis-backed implementations plug in here.
+local function genericAction(name, handler, make, generics)
+  local impl = generics and generics[name]
+  local def = impl and impl(handler, name) or {
+    name = name, description = "generic " .. name,
+    run = function(_, data)
+      data.status = 501
+      return nil, 'generic "' .. name .. '" needs Redis (not available yet)'
+    end,
+  }
+  def.permissions = def.permissions or handler.permissions or {}
+  def._handler = true
+  return make(def, name)
+end
+
+-- Compile the loaded handler files ({ file, handler } in load order) into an index.
+-- `make(def, name, file)` turns a definition into a validated action.
+function M.compile(list, make, generics)
+  local index = { entries = {}, byFirst = {}, any = {}, handlers = {} }
+  local order = 0
+  for _, item in ipairs(list) do
+    local h, file = item.handler, item.file
+    if type(h.routes) ~= "table" or #h.routes == 0 then
+      error(file .. ": a handler's 'routes' must be a non-empty list of patterns", 0)
+    end
+    local compiled = { file = file, actions = {}, permissions = h.permissions or {}, resource = h.resource }
+    for name, entry in pairs(h.actions or {}) do
+      local a, err = handlerAction(entry, name, h, function(def, n) return make(def, n, file) end)
+      if not a then error(file .. ": " .. err, 0) end
+      compiled.actions[name] = a
+    end
+    for _, g in ipairs(h.generics or {}) do
+      if not M.GENERICS[g] then error(file .. ': unknown generic "' .. tostring(g) .. '"', 0) end
+      if not compiled.actions[g] then
+        compiled.actions[g] = genericAction(g, h, function(def, n) return make(def, n, file) end, generics)
+        if g == "remove" and not compiled.actions.destroy then compiled.actions.destroy = compiled.actions[g] end
+        if g == "destroy" and not compiled.actions.remove then compiled.actions.remove = compiled.actions[g] end
+      end
+    end
+    index.handlers[#index.handlers + 1] = compiled
+    for _, pattern in ipairs(h.routes) do
+      if type(pattern) ~= "string" then error(file .. ": routes must be strings", 0) end
+      local ok, err = pcall(core.regex.test, "", pattern)
+      if not ok then error(file .. ": " .. tostring(err), 0) end
+      order = order + 1
+      local entry = { order = order, pattern = pattern, handler = compiled }
+      index.entries[#index.entries + 1] = entry
+      local seg = literalFirstSegment(pattern)
+      if seg then
+        index.byFirst[seg] = index.byFirst[seg] or {}
+        table.insert(index.byFirst[seg], entry)
+      else
+        index.any[#index.any + 1] = entry
+      end
+    end
+  end
+  return index
+end
+
+-- Named groups of a match as string params.
+local function namedGroups(captures)
+  local params = {}
+  for k, v in pairs(captures) do
+    if type(k) == "string" and type(v) == "string" then params[k] = v end
+  end
+  return params
+end
+
+-- The first handler whose pattern matches `route` (no query string): handler, params
+-- from named groups, and the pattern; nil when none does.
+function M.match(index, route)
+  local first = route:match("^([^/]*)/")
+  local bucket = first and index.byFirst[first] or nil
+  local any = index.any
+  local i, j = 1, 1
+  while true do
+    local a, b = bucket and bucket[i], any[j]
+    local entry
+    if a and (not b or a.order < b.order) then
+      entry, i = a, i + 1
+    elseif b then
+      entry, j = b, j + 1
+    else
+      return nil
+    end
+    local captures = core.regex.match(route, entry.pattern)
+    if captures then return entry.handler, namedGroups(captures), entry.pattern end
+  end
+end
+
+-- Resolve a message: (action, params from the route, pattern) or (nil, message, status).
+-- `route` may carry a query string; `name` is the message's action (or an HTTP method's
+-- generic name when `method` is given).
+function M.resolve(index, route, name, method)
+  local path, query = route:match("^([^?]*)%??(.*)$")
+  local handler, params, pattern = M.match(index, path)
+  if not handler then return nil, 'route "' .. route .. '" not found', 404 end
+  if method then
+    name = M.HTTP_ACTIONS[method] or ((method == "GET" or method == "HEAD") and (params.pk and "retrieve" or "list"))
+  end
+  local action = name and handler.actions[name]
+  if not action then return nil, 'Action "' .. tostring(name) .. '" not allowed.', 405 end
+  local all = query ~= "" and core.parse_query(query) or {}
+  for k, v in pairs(params) do all[k] = v end
+  return action, all, pattern, params
+end
+
+function M.count(index)
+  return #index.entries
+end
+
+return M

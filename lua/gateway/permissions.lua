@@ -1,0 +1,52 @@
+-- Permissions (SPEC §7): named checks `function(data) -> true | false|nil [, reason]` that
+-- actions and handlers list in `permissions = {...}`. A denial is 403 with the standard
+-- message, or with the reason: a string, or a table { status =, message = }.
+
+local M = {}
+
+M.DENIED = "You do not have permission to perform this action."
+M.UNAUTHENTICATED = "Authentication credentials were not provided."
+
+-- The registry behind api.permissions, with the built-ins.
+function M.new()
+  local registry = {
+    isAuthenticated = function(data)
+      if data.connection.user ~= nil then return true end
+      return false, { status = 401, message = M.UNAUTHENTICATED }
+    end,
+    allowAny = function() return true end,
+  }
+  local api = { permissions = registry }
+  function api.add(name, fn)
+    if type(name) ~= "string" or name == "" then error("api.permissions.add: name must be a string", 2) end
+    if type(fn) ~= "function" then error("api.permissions.add: " .. name .. " needs a function", 2) end
+    registry[name] = fn
+  end
+  return api
+end
+
+-- The first name in `names` that is not registered, or nil.
+function M.unknown(registry, names)
+  for _, name in ipairs(names or {}) do
+    if not registry[name] then return name end
+  end
+  return nil
+end
+
+-- Run every check in order; nil when all pass, else (message, status) of the first denial.
+-- A check that raises propagates (the processor answers 500).
+function M.check(registry, names, data)
+  for _, name in ipairs(names) do
+    local ok, reason = registry[name](data)
+    if ok ~= true then
+      if type(reason) == "table" then
+        return tostring(reason.message or M.DENIED), math.tointeger(tonumber(reason.status)) or 403
+      end
+      if type(reason) == "string" and reason ~= "" then return reason, 403 end
+      return M.DENIED, 403
+    end
+  end
+  return nil
+end
+
+return M

@@ -1,0 +1,158 @@
+-- Web routes (SPEC §6): the routes file's per-method lists compiled into segment matchers.
+-- Static segments match case-insensitively, `:name` takes one segment, `:name(regex)` one
+-- segment the pcre2 regex accepts, and with matchTrailingPathParts the last variable takes
+-- the rest of the path. Each list is indexed by its routes' first static segment, so a
+-- request only tries the routes that can match it, in file order.
+
+local core = require("gateway.core")
+
+local M = {}
+
+M.METHODS = { "get", "post", "put", "patch", "delete", "head" }
+local METHOD_SET = { all = true }
+for _, m in ipairs(M.METHODS) do METHOD_SET[m] = true end
+
+local function split(path)
+  local segs = {}
+  for seg in path:gmatch("[^/]+") do segs[#segs + 1] = seg end
+  return segs
+end
+M.split = split
+
+-- One path segment of a route: { literal = "users" } or { name = "id", regex = "..." }.
+local function compileSegment(seg, where)
+  if seg:sub(1, 1) ~= ":" then return { literal = seg:lower() } end
+  local name, rest = seg:match("^:([%w_]+)(.*)$")
+  if not name then error(where .. ': bad variable segment "' .. seg .. '"', 0) end
+  if rest == "" then return { name = name } end
+  local regex = rest:match("^%((.*)%)$")
+  if not regex then error(where .. ': bad variable segment "' .. seg .. '" (expected :name(regex))', 0) end
+  local ok, err = pcall(core.regex.test, "", regex)
+  if not ok then error(where .. ": " .. tostring(err), 0) end
+  return { name = name, regex = regex }
+end
+
+-- A list with an index: byFirst[literal] and `any` (routes starting with a variable),
+-- each holding routes in file order.
+local function newList()
+  return { routes = {}, byFirst = {}, any = {} }
+end
+
+local function addRoute(list, route)
+  list.routes[#list.routes + 1] = route
+  local first = route.segments[1]
+  if first and first.literal then
+    local bucket = list.byFirst[first.literal]
+    if not bucket then
+      bucket = {}
+      list.byFirst[first.literal] = bucket
+    end
+    bucket[#bucket + 1] = route
+  else
+    list.any[#list.any + 1] = route
+  end
+end
+
+-- Compile the routes table `spec` (what the routes file returned); `actionExists(name)`
+-- says whether an action is loaded. Raises "file: reason" on a bad route.
+function M.compile(spec, file, actionExists)
+  local compiled, order = {}, 0
+  for method in pairs(METHOD_SET) do compiled[method] = newList() end
+  if spec == nil then return compiled end
+  if type(spec) ~= "table" then error(file .. ": the routes file must return a table", 0) end
+  local methods = {}
+  for method in pairs(spec) do
+    if not METHOD_SET[method] then
+      error(file .. ': unknown method "' .. tostring(method) .. '" (use all, get, post, put, patch, delete, head)', 0)
+    end
+    methods[#methods + 1] = method
+  end
+  table.sort(methods)
+  for _, method in ipairs(methods) do
+    for i, r in ipairs(spec[method]) do
+      local where = file .. ": " .. method .. "[" .. i .. "]"
+      if type(r) ~= "table" or type(r.path) ~= "string" then error(where .. ": a route needs a path", 0) end
+      if type(r.action) ~= "string" or not actionExists(r.action) then
+        error(where .. ': unknown action "' .. tostring(r.action) .. '" for ' .. r.path, 0)
+      end
+      local segments = {}
+      for _, seg in ipairs(split(r.path)) do segments[#segments + 1] = compileSegment(seg, where) end
+      local trailing = r.matchTrailingPathParts == true
+      if trailing and not (segments[#segments] and segments[#segments].name) then
+        error(where .. ": matchTrailingPathParts needs a path ending in a variable", 0)
+      end
+      order = order + 1
+      addRoute(compiled[method], {
+        method = method, path = r.path, action = r.action, apiVersion = r.apiVersion,
+        trailing = trailing, segments = segments, order = order,
+      })
+    end
+  end
+  return compiled
+end
+
+-- Does `route` match the path segments? Returns its params, or nil.
+local function tryRoute(route, segs)
+  local rs = route.segments
+  local n = #rs
+  if #segs < n or (#segs > n and not route.trailing) then return nil end
+  local params
+  for i = 1, n do
+    local rseg, seg = rs[i], segs[i]
+    if rseg.literal then
+      if seg:lower() ~= rseg.literal then return nil end
+    else
+      if i == n and route.trailing then seg = table.concat(segs, "/", n) end
+      if rseg.regex and not core.regex.test(seg, rseg.regex) then return nil end
+      params = params or {}
+      params[rseg.name] = seg
+    end
+  end
+  return params or {}
+end
+
+-- The first match in one list: the routes indexed under the first segment and those
+-- starting with a variable, merged in file order.
+local function matchList(list, segs)
+  local bucket = segs[1] and list.byFirst[segs[1]:lower()] or nil
+  local any = list.any
+  local i, j = 1, 1
+  while true do
+    local a, b = bucket and bucket[i], any[j]
+    local route
+    if a and (not b or a.order < b.order) then
+      route, i = a, i + 1
+    elseif b then
+      route, j = b, j + 1
+    else
+      return nil
+    end
+    local params = tryRoute(route, segs)
+    if params then return route, params end
+  end
+end
+
+-- The route for `method` (lower case) and `path` (relative to /api), and its params.
+function M.match(compiled, method, path)
+  local segs = split(path)
+  local lists = { method }
+  if method == "head" then lists[2] = "get" end
+  lists[#lists + 1] = "all"
+  for _, m in ipairs(lists) do
+    local list = compiled[m]
+    if list then
+      local route, params = matchList(list, segs)
+      if route then return route, params end
+    end
+  end
+  return nil
+end
+
+-- How many routes were loaded.
+function M.count(compiled)
+  local n = 0
+  for _, list in pairs(compiled) do n = n + #list.routes end
+  return n
+end
+
+return M
