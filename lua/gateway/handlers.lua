@@ -19,6 +19,19 @@ M.HTTP_ACTIONS = { POST = "create", PUT = "update", PATCH = "partial_update", DE
 -- "items" for "^items/(?P<pk>\d+)/$": the literal text after ^ up to the first
 -- metacharacter, when it holds a whole first segment; nil when the pattern cannot be
 -- indexed (unanchored, an alternation, or no literal "segment/" at its start).
+local METACHARS = "^([^\\%.%^%$|%?%*%+%(%)%[%]{}]*)"
+
+-- The literal text a pattern starts with (after ^ if anchored), shortened by one when a
+-- quantifier follows it; "" when there is none or the pattern has an alternation.
+local function literalPrefix(pattern)
+  if pattern:find("|", 1, true) then return "" end
+  local body = pattern:sub(1, 1) == "^" and pattern:sub(2) or pattern
+  local literal = body:match(METACHARS)
+  if body:sub(#literal + 1, #literal + 1):match("[%?%*%+{]") then literal = literal:sub(1, -2) end
+  return literal
+end
+M.literalPrefix = literalPrefix
+
 local function literalFirstSegment(pattern)
   if pattern:sub(1, 1) ~= "^" or pattern:find("|", 1, true) then return nil end
   local literal = pattern:match("^%^([^\\%.%^%$|%?%*%+%(%)%[%]{}]*)")
@@ -102,6 +115,12 @@ function M.compile(list, make, generics)
       local entry = { order = order, pattern = pattern, handler = compiled }
       index.entries[#index.entries + 1] = entry
       local seg = literalFirstSegment(pattern)
+      -- An unanchored pattern can only match a route that contains its literal prefix:
+      -- a plain substring test skips the regex for every other route.
+      if not seg and pattern:sub(1, 1) ~= "^" then
+        local lit = literalPrefix(pattern)
+        if #lit >= 2 then entry.needs = lit end
+      end
       if seg then
         index.byFirst[seg] = index.byFirst[seg] or {}
         table.insert(index.byFirst[seg], entry)
@@ -139,8 +158,10 @@ function M.match(index, route)
     else
       return nil
     end
-    local captures = core.regex.match(route, entry.pattern)
-    if captures then return entry.handler, namedGroups(captures), entry.pattern end
+    if not entry.needs or route:find(entry.needs, 1, true) then
+      local captures = core.regex.match(route, entry.pattern)
+      if captures then return entry.handler, namedGroups(captures), entry.pattern end
+    end
   end
 end
 

@@ -1,8 +1,8 @@
 -- Web routes (SPEC §6): the routes file's per-method lists compiled into segment matchers.
 -- Static segments match case-insensitively, `:name` takes one segment, `:name(regex)` one
 -- segment the pcre2 regex accepts, and with matchTrailingPathParts the last variable takes
--- the rest of the path. Each list is indexed by its routes' first static segment, so a
--- request only tries the routes that can match it, in file order.
+-- the rest of the path. Each list is indexed by its routes' first static segment (at
+-- whatever position), so a request only tries the routes that can match it, in file order.
 
 local core = require("gateway.core")
 
@@ -32,25 +32,30 @@ local function compileSegment(seg, where)
   return { name = name, regex = regex }
 end
 
--- A list with an index: byFirst[literal] and `any` (routes starting with a variable),
--- each holding routes in file order.
+-- A list with an index: each route is filed under its first static segment (position
+-- and lower-cased text); routes without any static segment are in `any`. Buckets and
+-- `any` keep file order.
 local function newList()
-  return { routes = {}, byFirst = {}, any = {} }
+  return { routes = {}, byPos = {}, positions = {}, any = {} }
 end
 
 local function addRoute(list, route)
   list.routes[#list.routes + 1] = route
-  local first = route.segments[1]
-  if first and first.literal then
-    local bucket = list.byFirst[first.literal]
-    if not bucket then
-      bucket = {}
-      list.byFirst[first.literal] = bucket
+  for pos, seg in ipairs(route.segments) do
+    if seg.literal then
+      local byText = list.byPos[pos]
+      if not byText then
+        byText = {}
+        list.byPos[pos] = byText
+        list.positions[#list.positions + 1] = pos
+        table.sort(list.positions)
+      end
+      byText[seg.literal] = byText[seg.literal] or {}
+      table.insert(byText[seg.literal], route)
+      return
     end
-    bucket[#bucket + 1] = route
-  else
-    list.any[#list.any + 1] = route
   end
+  list.any[#list.any + 1] = route
 end
 
 -- Compile the routes table `spec` (what the routes file returned); `actionExists(name)`
@@ -111,24 +116,28 @@ local function tryRoute(route, segs)
   return params or {}
 end
 
--- The first match in one list: the routes indexed under the first segment and those
--- starting with a variable, merged in file order.
+-- The first match in one list: the candidate lists (one bucket per indexed position,
+-- and `any`) are walked together in file order.
 local function matchList(list, segs)
-  local bucket = segs[1] and list.byFirst[segs[1]:lower()] or nil
-  local any = list.any
-  local i, j = 1, 1
-  while true do
-    local a, b = bucket and bucket[i], any[j]
-    local route
-    if a and (not b or a.order < b.order) then
-      route, i = a, i + 1
-    elseif b then
-      route, j = b, j + 1
-    else
-      return nil
+  local lists, at = { list.any }, { 1 }
+  for _, pos in ipairs(list.positions) do
+    local seg = segs[pos]
+    local bucket = seg and list.byPos[pos][seg:lower()]
+    if bucket then
+      lists[#lists + 1] = bucket
+      at[#at + 1] = 1
     end
-    local params = tryRoute(route, segs)
-    if params then return route, params end
+  end
+  while true do
+    local best, bestList
+    for k = 1, #lists do
+      local r = lists[k][at[k]]
+      if r and (not best or r.order < best.order) then best, bestList = r, k end
+    end
+    if not best then return nil end
+    at[bestList] = at[bestList] + 1
+    local params = tryRoute(best, segs)
+    if params then return best, params end
   end
 end
 
