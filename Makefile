@@ -90,6 +90,7 @@ asan:
 bench:
 	bench/http.sh
 	bench/ws.sh
+	bench/routes.sh
 
 clean:
 	rm -rf $(BUILD)
