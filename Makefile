@@ -20,7 +20,7 @@ LUA_DIR := $(CURDIR)/lua
 CORE_SRC := $(filter-out core/main.c core/gw_luamod.c,$(wildcard core/*.c))
 CORE_OBJ := $(CORE_SRC:core/%.c=$(BUILD)/obj/%.o)
 PIC_SRC  := core/gw.c core/gw_luamod.c core/gw_lib_core.c core/gw_lib_regex.c core/gw_regex.c \
-            core/gw_query.c core/gw_log.c
+            core/gw_query.c core/gw_log.c core/gw_mime.c
 PIC_OBJ  := $(PIC_SRC:core/%.c=$(BUILD)/pic/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)

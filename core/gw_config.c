@@ -461,6 +461,7 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
     out->cpu_timeout = get_int(L, "general.cpuTimeout");
     out->shutdown_timeout = get_int(L, "general.shutdownTimeout");
     get_string(L, "redis.url", out->redis_url, sizeof out->redis_url);
+    get_string(L, "paths.public", out->public_dir, sizeof out->public_dir);
 
     free(text);
     return GW_OK;

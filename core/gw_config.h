@@ -25,6 +25,7 @@ struct gw_config {
     int log_level, log_json;
     char redis_url[1024];
     char config_dir[4096];
+    char public_dir[4096];  /* paths.public, absolute */
 };
 
 /* Overrides from the command line (NULL or -1 when not given). The

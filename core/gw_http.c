@@ -7,6 +7,7 @@
 #include "gw_call.h"
 #include "gw_log.h"
 #include "gw_query.h"
+#include "gw_static.h"
 
 #include <arpa/inet.h>
 #include <lauxlib.h>
@@ -46,13 +47,14 @@ struct http_req {
 
 struct gw_http_session {
     struct http_req *req;
+    struct gw_static *file; /* a GET or HEAD under /<urlPathForFiles> */
 };
 
 static struct gw_lua *lua_rt;
 static int unsent_answers; /* answered, not yet written: shutdown waits for them */
 
 void gw_http_init(struct gw_lua *g) { lua_rt = g; }
-int gw_http_unsent(void) { return unsent_answers; }
+int gw_http_unsent(void) { return unsent_answers + gw_static_active(); }
 
 static void set_unsent(struct http_req *r, int unsent) {
     if (r->unsent == unsent) return;
@@ -321,6 +323,10 @@ static int write_answer(struct http_req *r) {
 }
 
 static void session_end(struct gw_http_session *s) {
+    if (s && s->file) {
+        gw_static_free(s->file);
+        s->file = NULL;
+    }
     struct http_req *r = s ? s->req : NULL;
     if (!r) return;
     s->req = NULL;
@@ -372,6 +378,15 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
                                "\"errors\":[\"chunked request bodies are not supported: send Content-Length\"]}");
             return 0;
         }
+        const char *path = in ? (const char *)in : "/", *rest;
+        if ((strcmp(m, "GET") == 0 || r->head_only) && (rest = gw_static_rest(cfg->files_path, path))) {
+            int head_only = r->head_only;
+            s->req = NULL;
+            req_free(r);
+            s->file = gw_static_new(wsi, gw_lua_loop(lua_rt), cfg->public_dir, path, rest,
+                                    len - (size_t)(rest - path), head_only);
+            return s->file ? 0 : -1;
+        }
         if (has_body && strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0 && strcmp(m, "OPTIONS") != 0) {
             r->path = strdup(in ? (const char *)in : "/");
             return r->path ? 0 : -1;
@@ -406,6 +421,14 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         return dispatch(r, r->path ? r->path : "/");
     }
     case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (s->file) {
+            enum gw_static_step step = gw_static_writable(s->file);
+            if (step == GW_STATIC_MORE) return 0;
+            gw_static_free(s->file);
+            s->file = NULL;
+            if (step == GW_STATIC_ERROR) return -1;
+            return lws_http_transaction_completed(wsi) ? -1 : 0;
+        }
         if (!s->req || !s->req->answered || s->req->headers_sent) return 0;
         return write_answer(s->req);
     case LWS_CALLBACK_CLOSED_HTTP:

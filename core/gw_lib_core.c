@@ -4,6 +4,7 @@
 #include "gw.h"
 #include "gw_lib.h"
 #include "gw_log.h"
+#include "gw_mime.h"
 #include "gw_query.h"
 
 #include <dirent.h>
@@ -130,6 +131,12 @@ static int core_readdir(lua_State *L) {
     return 1;
 }
 
+/* core.mime_type(extension) -> Content-Type */
+static int core_mime_type(lua_State *L) {
+    lua_pushstring(L, gw_mime_type(luaL_checkstring(L, 1)));
+    return 1;
+}
+
 /* core.is_dir(path) -> boolean */
 static int core_is_dir(lua_State *L) {
     struct stat st;
@@ -235,8 +242,9 @@ static const luaL_Reg core_funcs[] = {
     {"now_ms", core_now_ms},         {"wall_ms", core_wall_ms},
     {"parse_query", core_parse_query}, {"url_decode", core_url_decode},
     {"utf8_valid", core_utf8_valid}, {"readdir", core_readdir},
-    {"is_dir", core_is_dir},         {"log", core_log},
-    {"log_enabled", core_log_enabled}, {"random_id", core_random_id},
+    {"is_dir", core_is_dir},         {"mime_type", core_mime_type},
+    {"log", core_log},               {"log_enabled", core_log_enabled},
+    {"random_id", core_random_id},
     {NULL, NULL}};
 
 int gw_open_core(lua_State *L) {

@@ -7,7 +7,6 @@ local processor = require("gateway.processor")
 local connections = require("gateway.connections")
 local router = require("gateway.router")
 local handlers = require("gateway.handlers")
-local mime = require("gateway.mime")
 
 local W = {}
 
@@ -145,7 +144,7 @@ local function render(rt, data, ctx)
   local extension = ctx.connection and ctx.connection.extension
   if not data.error and extension and data.actionTemplate and data.actionTemplate.matchExtensionMimeType then
     -- The action answers as a file of that type: data.response is the body.
-    headers["Content-Type"] = headers["Content-Type"] or mime.type(extension)
+    headers["Content-Type"] = headers["Content-Type"] or core.mime_type(extension)
     local body = data.response
     if type(body) ~= "string" then body = encode(rt, body) or "" end
     return status, headers, body
