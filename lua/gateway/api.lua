@@ -57,7 +57,7 @@ function M.new(config)
     actions = { actions = {}, versions = {} },
     documentation = { documentation = {} },
     connections = { connections = {} },
-    permissions = permissions.new(),
+    permissions = permissions.new(), -- replaced by each (re)load: see loader.load
   }
 
   -- api.log(message, level, fields)

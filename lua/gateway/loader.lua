@@ -158,7 +158,21 @@ local function byPriority(list)
 end
 
 -- Load everything into a new registry; raises "file[:line]: reason" on the first problem.
+-- The files register permissions into a fresh api.permissions, which stays only if the
+-- whole load succeeds (a failed reload keeps the old set, permissions included).
 function M.load(config, api, env)
+  local previous = api.permissions
+  api.permissions = permissions.new()
+  local ok, reg = pcall(M.loadInto, config, api, env)
+  if not ok then
+    api.permissions = previous
+    error(reg, 0)
+  end
+  reg.permissions = api.permissions.permissions
+  return reg
+end
+
+function M.loadInto(config, api, env)
   local reg = {
     actions = {}, versions = {}, handlers = {},
     middleware = {}, connectionMiddleware = {}, middlewareCount = 0,

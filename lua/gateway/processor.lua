@@ -201,7 +201,7 @@ function P.run(rt, connection, actionName, params, extra)
 
   if action.permissions and #action.permissions > 0 then
     local okCheck, message, status = xpcall(permissions.check, captureRaise,
-      rt.api.permissions.permissions, action.permissions, data)
+      reg.permissions, action.permissions, data)
     if not okCheck then setRaised(data, message, "a permission of " .. action.name) end
     if okCheck and message then setError(data, message, status) end
     if data.error then return P.finish(data) end

@@ -74,6 +74,7 @@ function M.compile(spec, file, actionExists)
   end
   table.sort(methods)
   for _, method in ipairs(methods) do
+    if type(spec[method]) ~= "table" then error(file .. ": " .. method .. " must be a list of routes", 0) end
     for i, r in ipairs(spec[method]) do
       local where = file .. ": " .. method .. "[" .. i .. "]"
       if type(r) ~= "table" or type(r.path) ~= "string" then error(where .. ": a route needs a path", 0) end
