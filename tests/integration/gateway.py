@@ -746,3 +746,33 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=STOP_TIMEOUT)
+
+
+# --------------------------------------------------------------------------------------
+# Persistent transports: a sequence of JSON messages on one connection
+
+
+def exchange(g, transport, messages, timeout=5.0):
+    """Send each message (a dict, sent as JSON) in turn on ONE new connection of 'transport'
+    ("ws" or "tcp") and return the answers, parsed, in order. Each answer is awaited before
+    the next message is sent; every wait is bounded by 'timeout'."""
+    if transport == "tcp":
+        with g.line_client(timeout=timeout) as c:
+            return [c.call(json.dumps(m), timeout=timeout) for m in messages]
+    assert transport == "ws", transport
+    import asyncio
+
+    async def go():
+        async with g.ws_connect() as ws:
+            out = []
+            for m in messages:
+                await ws.send(json.dumps(m))
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), timeout)
+                except asyncio.TimeoutError:
+                    raise AssertionError("no WebSocket answer within %.1f s to %r" % (timeout, m))
+                assert isinstance(raw, str), "answers must be text frames, got %r" % (raw[:200],)
+                out.append(json.loads(raw))
+            return out
+
+    return asyncio.run(asyncio.wait_for(go(), timeout * (len(messages) + 2)))
