@@ -69,16 +69,20 @@ local function callWithNext(fn, nextPos, ...)
 end
 P.callWithNext = callWithNext
 
--- An error value as { message, status, fields }: fields are a table error's own keys.
+-- An error value as { message, status, fields }: fields are a table error's own keys,
+-- kept only when it has some besides message and status (else it reads as a message).
 local function normalize(err, status)
   if type(err) == "table" then
-    local fields = {}
+    local fields, extra = {}, false
     for k, v in pairs(err) do
-      if k ~= "status" then fields[k] = v end
+      if k ~= "status" and k ~= "message" then
+        fields[k] = v
+        extra = true
+      end
     end
     local message = err.message ~= nil and tostring(err.message) or "error"
     fields.message = message
-    return { message = message, status = math.tointeger(tonumber(err.status)), fields = fields }
+    return { message = message, status = math.tointeger(tonumber(err.status)), fields = extra and fields or nil }
   end
   return { message = tostring(err), status = status }
 end
