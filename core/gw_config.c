@@ -3,6 +3,7 @@
 #include "gw_config.h"
 #include "gw.h"
 #include "gw_log.h"
+#include "gw_redis.h"
 
 #include <lauxlib.h>
 #include <limits.h>
@@ -59,6 +60,7 @@ static const struct key schema[] = {
     {"redis", K_TABLE, NULL, 0, 0},
     {"redis.url", K_STRING, "'redis://127.0.0.1:6379/0'", 0, 0},
     {"redis.prefix", K_STRING, "'gateway:'", 0, 0},
+    {"redis.commandTimeout", K_INT, "5000", 0, LONG_MAX},
     {"logging", K_TABLE, NULL, 0, 0},
     {"logging.level", K_STRING, "'info'", 0, 0},
     {"logging.format", K_STRING, "'text'", 0, 0},
@@ -74,6 +76,7 @@ struct loader {
     char *err;
     size_t errlen;
     const char *level_from; /* the override logging.level came from, if any */
+    const char *url_from;   /* the override redis.url came from, if any */
 };
 
 static int is_ident(char c) {
@@ -334,7 +337,10 @@ static int apply_overrides(struct loader *ld, const struct gw_config_overrides *
         if (parse_port(env, &port) != GW_OK) return fail(ld, "GATEWAY_PORT", "not a port number: %s", env);
         set_int(L, "servers.web.port", port);
     }
-    if ((env = getenv("GATEWAY_REDIS_URL")) && *env) set_string(L, "redis.url", env);
+    if ((env = getenv("GATEWAY_REDIS_URL")) && *env) {
+        set_string(L, "redis.url", env);
+        ld->url_from = "GATEWAY_REDIS_URL";
+    }
     if ((env = getenv("GATEWAY_LOG_LEVEL")) && *env) {
         set_string(L, "logging.level", env);
         ld->level_from = "GATEWAY_LOG_LEVEL";
@@ -343,7 +349,10 @@ static int apply_overrides(struct loader *ld, const struct gw_config_overrides *
         if (ov->host) set_string(L, "servers.web.host", ov->host);
         if (ov->port >= 0) set_int(L, "servers.web.port", ov->port);
         if (ov->workers > 0) set_int(L, "workers", ov->workers);
-        if (ov->redis_url) set_string(L, "redis.url", ov->redis_url);
+        if (ov->redis_url) {
+            set_string(L, "redis.url", ov->redis_url);
+            ld->url_from = "--redis";
+        }
         if (ov->log_level) {
             set_string(L, "logging.level", ov->log_level);
             ld->level_from = "--log-level";
@@ -354,7 +363,7 @@ static int apply_overrides(struct loader *ld, const struct gw_config_overrides *
 
 int gw_config_load(lua_State *L, const char *path, const struct gw_config_overrides *ov,
                    struct gw_config *out, char *err, size_t errlen) {
-    struct loader ld = {L, path ? path : "(defaults)", NULL, err, errlen, NULL};
+    struct loader ld = {L, path ? path : "(defaults)", NULL, err, errlen, NULL, NULL};
     char *text = NULL;
     int top = lua_gettop(L);
 
@@ -420,6 +429,20 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
         lua_pop(L, 1);
     }
     lua_pop(L, 2);
+    {
+        char url[1024], why[256];
+        struct gw_redis_url u;
+        get_string(L, "redis.url", url, sizeof url);
+        if (gw_redis_url_parse(url, &u, why, sizeof why) != GW_OK) {
+            if (ld.url_from) {
+                ld.text = NULL; /* not the file's fault */
+                fail(&ld, "redis.url", "%s (from %s)", why, ld.url_from);
+            } else {
+                fail(&ld, "redis.url", "%s", why);
+            }
+            goto fail;
+        }
+    }
     get_string(L, "servers.websocket.path", buf, sizeof buf);
     if (buf[0] != '/') {
         fail(&ld, "servers.websocket.path", "must start with '/'");
@@ -461,6 +484,7 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
     out->cpu_timeout = get_int(L, "general.cpuTimeout");
     out->shutdown_timeout = get_int(L, "general.shutdownTimeout");
     get_string(L, "redis.url", out->redis_url, sizeof out->redis_url);
+    out->redis_command_timeout = get_int(L, "redis.commandTimeout");
     get_string(L, "paths.public", out->public_dir, sizeof out->public_dir);
 
     free(text);

@@ -24,6 +24,7 @@ struct gw_config {
     long max_output_buffer; /* bytes queued for a persistent client */
     int log_level, log_json;
     char redis_url[1024];
+    long redis_command_timeout; /* ms; 0: none */
     char config_dir[4096];
     char public_dir[4096];  /* paths.public, absolute */
 };

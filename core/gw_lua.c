@@ -42,6 +42,7 @@ struct gw_lua {
     int runtime_ref;
     struct gw_task *current;
     double slice_start;
+    struct gw_redis *redis;
 };
 
 /* The hook has only a lua_State; there is one state per process. */
@@ -55,6 +56,8 @@ struct gw_task *gw_task_of(lua_State *L) { return *task_slot(L); }
 lua_State *gw_lua_state(struct gw_lua *g) { return g->L; }
 uv_loop_t *gw_lua_loop(struct gw_lua *g) { return g->loop; }
 const struct gw_config *gw_lua_config(struct gw_lua *g) { return &g->cfg; }
+void gw_lua_set_redis(struct gw_lua *g, struct gw_redis *r) { g->redis = r; }
+struct gw_redis *gw_lua_redis(struct gw_lua *g) { return g->redis; }
 lua_State *gw_task_thread(struct gw_task *t) { return t->co; }
 struct gw_task *gw_task_current(struct gw_lua *g) { return g->current; }
 void gw_task_set_waiting(struct gw_task *t, int waiting) { t->waiting = waiting; }
@@ -258,6 +261,7 @@ struct gw_lua *gw_lua_new(uv_loop_t *loop, const char *config_path,
     lua_pop(L, 1);
     preload(L, "gateway.core", gw_open_core);
     preload(L, "gateway.loop", gw_open_loop);
+    preload(L, "gateway.redis", gw_open_redis);
     preload(L, "gateway.conn", gw_open_conn);
     preload(L, "cjson", luaopen_cjson);
     lua_pushlightuserdata(L, g);

@@ -1,5 +1,5 @@
 /* The process's one Lua state, and tasks: coroutines the event loop
- * resumes. A task suspends on waits (timers, later Redis) that it owns, so
+ * resumes. A task suspends on waits (timers, Redis commands) that it owns, so
  * aborting a task cancels everything it was waiting for. */
 #ifndef GW_LUA_H
 #define GW_LUA_H
@@ -11,6 +11,7 @@
 
 struct gw_lua;
 struct gw_task;
+struct gw_redis;
 
 /* Something a task waits on. 'cancel' stops it and releases it; it is
  * called when the owning task is aborted. Completion must detach it first. */
@@ -41,6 +42,11 @@ void gw_lua_free(struct gw_lua *g);
 lua_State *gw_lua_state(struct gw_lua *g);
 uv_loop_t *gw_lua_loop(struct gw_lua *g);
 const struct gw_config *gw_lua_config(struct gw_lua *g);
+
+/* The Redis client api.redis uses (NULL: none, calls fail with "redis
+ * unavailable"). The server owns it and sets it while it runs. */
+void gw_lua_set_redis(struct gw_lua *g, struct gw_redis *r);
+struct gw_redis *gw_lua_redis(struct gw_lua *g);
 
 /* [-0, +1, m] Push field 'name' of the runtime module (gateway.runtime). */
 void gw_lua_push_runtime(struct gw_lua *g, const char *name);

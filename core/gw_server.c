@@ -1,6 +1,7 @@
 /* See gw_server.h. Shutdown order: mark the runtime as shutting down (new
  * actions get 503), close the listeners, wait for in-flight calls up to
- * general.shutdownTimeout, destroy the lws context, let the loop finish. */
+ * general.shutdownTimeout, stop the Redis client, destroy the lws context,
+ * let the loop finish. */
 #include "gw_server.h"
 #include "gw.h"
 #include "gw_call.h"
@@ -9,6 +10,7 @@
 #include "gw_lib.h"
 #include "gw_listen.h"
 #include "gw_log.h"
+#include "gw_redis.h"
 #include "gw_socket.h"
 #include "gw_ws.h"
 
@@ -34,6 +36,7 @@ struct gw_server {
     struct gw_listener web;
     int web_fd;
     struct gw_socket_server *socket;
+    struct gw_redis *redis;
     int socket_fd, own_socket_fd;
     struct lws_protocols protocols[2];
     uv_signal_t sigterm, sigint, sighup;
@@ -144,6 +147,11 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd, i
     uv_timer_init(loop, &s->drain);
     s->drain.data = s;
 
+    /* Last, as nothing after it can fail; Redis being down is not an error. */
+    if (!(s->redis = gw_redis_new(loop, cfg->redis_url, cfg->redis_command_timeout, err, errlen)))
+        gw_panic("redis.url passed the config check but not gw_redis_new: %s", err);
+    gw_lua_set_redis(g, s->redis);
+
     if (print_listening && cfg->web_enabled) print_listener("web", "http", cfg->web_host, s->web_fd);
     if (print_listening && cfg->socket_enabled) print_listener("socket", "tcp", cfg->socket_host, s->socket_fd);
     return s;
@@ -164,6 +172,12 @@ static void finish_shutdown(struct gw_server *s) {
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sighup, NULL);
+    /* Tasks still waiting on Redis (timer callbacks; actions past the
+     * drain were aborted) get "redis unavailable" and may run on a little,
+     * so this comes before the timers are cancelled and lws goes. */
+    gw_lua_set_redis(s->g, NULL);
+    gw_redis_free(s->redis);
+    s->redis = NULL;
     gw_loop_shutdown(); /* timers nobody is waiting for any more */
     if (s->socket) gw_socket_close(s->socket, 0);
     lws_context_destroy(s->ctx);

@@ -1,6 +1,7 @@
 -- Builds the `api` object every action, middleware and route file sees (SPEC §3.5).
--- The parts that wait (sleep, timers) come from gateway.loop, which exists only inside
--- the gateway; elsewhere (busted specs) they raise a clear error when called.
+-- The parts that wait (sleep, timers, Redis) come from gateway.loop and gateway.redis,
+-- which exist only inside the gateway; elsewhere (busted specs) they raise a clear error
+-- when called.
 
 local core = require("gateway.core")
 local cjson = require("cjson")
@@ -46,6 +47,8 @@ end
 function M.new(config)
   local okLoop, loop = pcall(require, "gateway.loop")
   if not okLoop then loop = nil end
+  local okRedis, redis = pcall(require, "gateway.redis")
+  if not okRedis then redis = nil end
   local json = newJson()
 
   local api = {
@@ -71,6 +74,14 @@ function M.new(config)
 
   api.sleep = loop and loop.sleep or unavailable("api.sleep")
   api.timer = { after = loop and loop.after or unavailable("api.timer.after") }
+
+  -- api.redis.call(cmd, ...) -> reply; api.redis.pcall(cmd, ...) -> reply | nil, err;
+  -- api.redis.connected() -> boolean. See core/gw_lib_redis.c.
+  api.redis = {
+    call = redis and redis.call or unavailable("api.redis.call"),
+    pcall = redis and redis.pcall or unavailable("api.redis.pcall"),
+    connected = redis and redis.connected or function() return false end,
+  }
 
   function api.connections.count()
     local n = 0

@@ -207,6 +207,7 @@ static void test_defaults(void **state) {
     assert_int_equal(c->log_level, GW_LOG_INFO);
     assert_int_equal(c->log_json, 0);
     assert_string_equal(c->redis_url, "redis://127.0.0.1:6379/0");
+    assert_int_equal(c->redis_command_timeout, 5000);
     assert_string_equal(c->config_dir, f->dir);
 
     /* The pushed table is complete too. */
@@ -236,6 +237,7 @@ static void test_defaults(void **state) {
     assert_lua_item(L, "general.missingParamChecks", 3, "");
     assert_lua_str(L, "redis.url", "redis://127.0.0.1:6379/0");
     assert_lua_str(L, "redis.prefix", "gateway:");
+    assert_lua_int(L, "redis.commandTimeout", 5000);
     assert_lua_str(L, "logging.level", "info");
     assert_lua_str(L, "logging.format", "text");
     assert_lua_len(L, "logging.filteredParams", 0);
@@ -735,6 +737,48 @@ static void test_override_error_has_no_file_line(void **state) {
     assert_null(strstr(f->err, at_line));
 }
 
+/* --- redis ---------------------------------------------------------------- */
+
+static void test_redis_command_timeout(void **state) {
+    struct fixture *f = *state;
+    load_ok(f, "return { redis = { commandTimeout = 250 } }\n");
+    assert_int_equal(f->cfg.redis_command_timeout, 250);
+    lua_pop(f->L, 1);
+    load_ok(f, "return { redis = { commandTimeout = 0 } }\n"); /* no timeout */
+    assert_int_equal(f->cfg.redis_command_timeout, 0);
+    lua_pop(f->L, 1);
+    load_fail(f, "return { redis = { commandTimeout = -1 } }\n");
+    assert_contains(f->err, "redis.commandTimeout");
+}
+
+/* A URL the client could not use stops startup, naming the key and the
+ * line; the password is not repeated in the message. */
+static void test_bad_redis_url(void **state) {
+    struct fixture *f = *state;
+    load_fail(f, "return {\n  name = 'x',\n  redis = { url = 'redis://h:99999/0' },\n}\n");
+    assert_contains(f->err, "gw.lua:3: redis.url");
+    assert_contains(f->err, "port");
+    load_fail(f, "return { redis = { url = 'redis://hunter2@h' } }\n");
+    assert_contains(f->err, "redis.url");
+    assert_null(strstr(f->err, "hunter2"));
+    load_fail(f, "return { redis = { url = 'localhost:6379' } }\n");
+    assert_contains(f->err, "redis:// or unix://");
+}
+
+static void test_bad_redis_url_from_overrides(void **state) {
+    struct fixture *f = *state;
+    setenv("GATEWAY_REDIS_URL", "unix://relative.sock", 1);
+    load_fail(f, override_file);
+    assert_contains(f->err, "redis.url");
+    assert_contains(f->err, "from GATEWAY_REDIS_URL");
+    assert_null(strstr(f->err, "gw.lua:4:"));
+    unsetenv("GATEWAY_REDIS_URL");
+    struct gw_config_overrides ov = {NULL, -1, -1, "rediss://h", NULL};
+    load_fail_ov(f, override_file, &ov);
+    assert_contains(f->err, "TLS");
+    assert_contains(f->err, "from --redis");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -770,6 +814,9 @@ int main(void) {
         T(test_bad_env_port),
         T(test_bad_env_log_level),
         T(test_override_error_has_no_file_line),
+        T(test_redis_command_timeout),
+        T(test_bad_redis_url),
+        T(test_bad_redis_url_from_overrides),
     };
     return cmocka_run_group_tests_name("gw_config", tests, NULL, NULL);
 }

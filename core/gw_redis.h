@@ -1,0 +1,80 @@
+/* The process's one Redis connection: hiredis async on the libuv loop,
+ * AUTH and SELECT on connect, reconnection with capped backoff, and a
+ * timeout per command. Commands from many callers share the connection
+ * (pipelining). Lua is left to gw_lib_redis.c; the URL parser takes bytes
+ * so tests can feed it. */
+#ifndef GW_REDIS_H
+#define GW_REDIS_H
+
+#include <stddef.h>
+#include <uv.h>
+
+struct redisReply; /* hiredis */
+struct gw_redis;
+struct gw_redis_cmd;
+
+/* redis.url, parsed. Forms:
+ *   redis://[[user]:password@]host[:port][/db][?db=N&password=P&user=U]
+ *   unix:///absolute/path/to/redis.sock[?db=N&password=P&user=U]
+ * 'user' and 'password' are percent-decoded; an empty password means no
+ * AUTH. Port defaults to 6379, db to 0. */
+struct gw_redis_url {
+    int is_unix;
+    char host[256];
+    int port;
+    char path[108]; /* sun_path's size */
+    char user[256];
+    char password[512];
+    int db;
+};
+
+/* Parse 'url' into 'out'. Returns GW_OK, or GW_ERR with a one-line reason
+ * in 'err'. */
+int gw_redis_url_parse(const char *url, struct gw_redis_url *out, char *err, size_t errlen);
+
+/* The URL without its password, for logs: "redis://user:***@host:6379/0". */
+void gw_redis_url_describe(const struct gw_redis_url *u, char *buf, size_t len);
+
+/* Why a command must not go over the shared connection (SUBSCRIBE, MULTI,
+ * SELECT, ...: they change the connection for every other caller), or
+ * NULL when it may. 'argv[0]' is the command name. */
+const char *gw_redis_refuses(int argc, const char **argv, const size_t *argvlen);
+
+/* Called exactly once per command unless it was cancelled: with the reply
+ * (valid only during the call; it may be an error reply) and err NULL, or
+ * with reply NULL and err "redis unavailable" (connection lost or client
+ * stopped) or "redis timeout" (no reply within the command timeout; the
+ * reply, when it comes, is dropped). */
+typedef void (*gw_redis_reply_fn)(void *ud, const struct redisReply *reply, const char *err);
+
+/* Start a client on 'loop' and begin connecting to 'url' at once. Failing
+ * to reach Redis is not an error: it is logged once per outage and
+ * retried with backoff (100 ms doubling to 1 s); one attempt (connect,
+ * AUTH, SELECT, PING) may take 2 s. 'command_timeout_ms' bounds every
+ * command (0: no bound). Returns NULL with a reason in 'err' only for a
+ * bad URL. */
+struct gw_redis *gw_redis_new(uv_loop_t *loop, const char *url, long command_timeout_ms,
+                              char *err, size_t errlen);
+
+/* Stop: every pending command gets "redis unavailable" (its callback runs
+ * now), the connection closes, and the client is freed once its handles
+ * have closed, so the loop must run on. Accepts NULL. Not from inside a
+ * gw_redis_reply_fn. */
+void gw_redis_free(struct gw_redis *r);
+
+/* 1 when commands go straight to Redis (connected, AUTH and SELECT done). */
+int gw_redis_connected(const struct gw_redis *r);
+
+/* Send a command (arguments are copied). While the connection is being
+ * set up (connecting, AUTH, SELECT) it waits in a queue and is sent once
+ * the connection is ready; while Redis is down it fails at once. Returns
+ * the pending command, or NULL when it failed at once ('fn' is then never
+ * called). */
+struct gw_redis_cmd *gw_redis_command(struct gw_redis *r, int argc, const char **argv,
+                                      const size_t *argvlen, gw_redis_reply_fn fn, void *ud);
+
+/* The caller no longer wants the answer: 'fn' will not be called, and
+ * the reply is dropped when it arrives. 'c' is invalid afterwards. */
+void gw_redis_cancel(struct gw_redis_cmd *c);
+
+#endif

@@ -1,0 +1,722 @@
+"""Redis client and api.redis (SPEC §9, issue 5): replies mapped to Lua over HTTP and
+WebSocket, argument conversion, misuse, pipelining of many actions on one connection, and the
+faults: Redis killed and restarted, down at startup, stalled (DEBUG SLEEP), clients leaving
+while their command is in flight, AUTH/SELECT, shutdown with a command in flight.
+
+The fixture actions live in redis_actions/. Basic tests share the session's redis-server
+(`redis_url`); fault tests start a private one (UnixRedis) they may kill."""
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+
+import pytest
+
+import gateway as gw
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REDIS_ACTIONS = os.path.join(HERE, "redis_actions")
+ACTIONS = [gw.EXAMPLE_ACTIONS, gw.TEST_ACTIONS, REDIS_ACTIONS]
+REDIS_SERVER = shutil.which("redis-server")
+
+pytestmark = pytest.mark.skipif(not REDIS_SERVER, reason="redis-server is not installed")
+
+
+# -- a private redis-server on a unix socket (and optionally a TCP port) ---------------------
+
+def _resp(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def _read_reply(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        return RuntimeError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_read_reply(f) for _ in range(n)]
+    raise AssertionError("bad RESP line %r" % line)
+
+
+class UnixRedis:
+    """redis-server with its own folder under /tmp (unix socket paths are short), appendonly
+    on, DEBUG allowed. kill() is SIGKILL; start() again reuses the folder and its AOF."""
+
+    def __init__(self, password=None, tcp=False, fsync_always=False):
+        self.dir = tempfile.mkdtemp(prefix="gwr-", dir="/tmp")
+        self.sock = os.path.join(self.dir, "redis.sock")
+        self.password = password
+        self.fsync_always = fsync_always
+        self.port = gw.free_port() if tcp else 0
+        self.proc = None
+
+    def url(self, db=0, password=None, user=None):
+        q = "unix://%s?db=%d" % (self.sock, db)
+        if user:
+            q += "&user=" + urllib.parse.quote(user, safe="")
+        if password:
+            q += "&password=" + urllib.parse.quote(password, safe="")
+        return q
+
+    def start(self, timeout=10.0):
+        cmd = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+               "--unixsocket", self.sock, "--unixsocketperm", "700", "--dir", self.dir,
+               "--appendonly", "yes", "--save", "", "--daemonize", "no",
+               "--logfile", os.path.join(self.dir, "redis.log"), "--enable-debug-command", "yes"]
+        if self.password:
+            cmd += ["--requirepass", self.password]
+        if self.fsync_always:
+            cmd += ["--appendfsync", "always"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "redis-server exited with %s" % self.proc.returncode
+            try:
+                reply = self.command("PING")
+                if reply == "PONG":
+                    return self
+            except (OSError, ConnectionError):
+                pass
+            time.sleep(0.02)
+        raise AssertionError("redis-server did not answer PING within %.0f s" % timeout)
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(self.sock)
+        return s
+
+    def command(self, *args, db=0, user=None):
+        """Run one command on a connection of its own (AUTH and SELECT first) -> the reply;
+        an error reply is returned as a RuntimeError."""
+        with self.connect() as s:
+            f = s.makefile("rb")
+            if self.password:
+                s.sendall(_resp("AUTH", self.password) if not user else _resp("AUTH", *user))
+                _read_reply(f)
+            if db:
+                s.sendall(_resp("SELECT", db))
+                _read_reply(f)
+            s.sendall(_resp(*args))
+            return _read_reply(f)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self):
+        """A clean shutdown (SIGTERM): Redis writes and syncs its AOF first."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def cleanup(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def private_redis():
+    """Factory: private_redis(start=True, **UnixRedis kwargs) -> UnixRedis, cleaned up after."""
+    made = []
+
+    def make(start=True, **kw):
+        r = UnixRedis(**kw)
+        made.append(r)
+        return r.start() if start else r
+
+    yield make
+    for r in made:
+        r.cleanup()
+
+
+def redis_config(url, **redis):
+    return {"paths": {"actions": ACTIONS}, "redis": dict({"url": url}, **redis),
+            "general": {"simultaneousActions": 100, "actionTimeout": 5000}}
+
+
+@pytest.fixture(scope="module")
+def rgw(gateway_bin, redis_url, tmp_path_factory):
+    """One gateway for the module on the session's redis-server."""
+    workdir = tmp_path_factory.mktemp("rgw")
+    config = gw.deep_merge(gw.default_config(str(workdir), redis_url), redis_config(redis_url))
+    g = gw.Gateway(workdir, config).start()
+    try:
+        wait_connected(g)
+        yield g
+    finally:
+        g.stop()
+        assert not g.sanitizer_reports(), g.describe()
+
+
+def key(name="k"):
+    return "itest:redis:%s:%s" % (uuid.uuid4().hex[:10], name)
+
+
+def run_cmd(g, command, *args, mode=None, timeout=gw.REQUEST_TIMEOUT):
+    body = {"command": command, "args": list(args)}
+    if mode:
+        body["mode"] = mode
+    return g.json("POST", "/api/redisRun", body, timeout=timeout)
+
+
+def reply_of(g, command, *args, mode=None):
+    status, body = run_cmd(g, command, *args, mode=mode)
+    assert status == 200, body
+    return body["reply"] if mode != "pcall" else (body["reply"], body.get("err"))
+
+
+def incr(g, k, timeout=gw.REQUEST_TIMEOUT):
+    return g.json("POST", "/api/redisIncr", {"key": k}, timeout=timeout)
+
+
+def connected(g):
+    status, body = g.get("/api/redisConnected")
+    assert status == 200, body
+    return body["connected"]
+
+
+def wait_connected(g, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not connected(g):
+        assert time.monotonic() < deadline, "not connected to Redis after %.0f s\n%s" % (
+            timeout, g.describe())
+        time.sleep(0.02)
+
+
+def redis_warnings(g, since=0):
+    return [line for line in g.log_since(since).splitlines()
+            if " warning redis:" in line or " error redis:" in line]
+
+
+def ws_calls(g, messages, timeout=10.0):
+    """Send every message on one WebSocket without waiting, then read one answer each;
+    answers are returned in arrival order."""
+    async def go():
+        async with g.ws_connect() as ws:
+            for m in messages:
+                await ws.send(json.dumps(m))
+            out = []
+            for _ in messages:
+                out.append(json.loads(await asyncio.wait_for(ws.recv(), timeout)))
+            return out
+    return asyncio.run(asyncio.wait_for(go(), timeout * 2))
+
+
+# -- replies and arguments -------------------------------------------------------------------
+
+def test_set_get_incr_del(rgw):
+    k = key()
+    assert reply_of(rgw, "SET", k, "hello") == {"type": "status", "value": "OK"}
+    assert reply_of(rgw, "GET", k) == {"type": "string", "value": "hello"}
+    assert reply_of(rgw, "DEL", k) == {"type": "integer", "value": 1}
+    assert reply_of(rgw, "GET", k) == {"type": "nil"}
+    assert reply_of(rgw, "INCR", k) == {"type": "integer", "value": 1}
+    assert reply_of(rgw, "INCRBY", k, "41") == {"type": "integer", "value": 42}
+    assert reply_of(rgw, "PING") == {"type": "status", "value": "PONG"}
+    # Binary-safe bulk strings, including an empty one.
+    assert reply_of(rgw, "SET", k, "") == {"type": "status", "value": "OK"}
+    assert reply_of(rgw, "GET", k) == {"type": "string", "value": ""}
+    rgw.json("POST", "/api/redisRun", {"command": "DEL", "args": [k]})
+
+
+def test_arrays_and_nil_inside_arrays(rgw):
+    k = key("list")
+    assert reply_of(rgw, "RPUSH", k, "a", "b", "c")["value"] == 3
+    assert reply_of(rgw, "LRANGE", k, "0", "-1") == {
+        "type": "array", "n": 3,
+        "value": [{"type": "string", "value": v} for v in ("a", "b", "c")]}
+    empty = reply_of(rgw, "LRANGE", key("none"), "0", "-1")
+    assert empty["type"] == "array" and empty["n"] == 0
+    h = key("hash")
+    reply_of(rgw, "HSET", h, "f1", "v1", "f2", "v2")
+    got = reply_of(rgw, "HGETALL", h)
+    assert got["type"] == "array" and got["n"] == 4
+    flat = [e["value"] for e in got["value"]]
+    assert dict(zip(flat[::2], flat[1::2])) == {"f1": "v1", "f2": "v2"}
+    # A nil inside an array is false, as in Redis's own Lua scripting.
+    reply_of(rgw, "SET", k + ":s", "x")
+    assert reply_of(rgw, "MGET", k + ":s", key("missing")) == {
+        "type": "array", "n": 2,
+        "value": [{"type": "string", "value": "x"}, {"type": "boolean", "value": False}]}
+    # Nested arrays and an error inside an array (EVAL returns them as they are).
+    nested = reply_of(rgw, "EVAL", "return {1, {2, 'x'}, redis.error_reply('boom')}", "0")
+    assert nested["value"][0] == {"type": "integer", "value": 1}
+    assert nested["value"][1]["value"] == [{"type": "integer", "value": 2},
+                                           {"type": "string", "value": "x"}]
+    assert nested["value"][2]["type"] == "error"
+    assert nested["value"][2]["value"].endswith("boom"), nested
+    # A nil multi-bulk at the top level is nil.
+    assert reply_of(rgw, "BLPOP", key("empty"), "0.01") == {"type": "nil"}
+    for name in (k, h, k + ":s"):
+        reply_of(rgw, "DEL", name)
+
+
+def test_error_reply_pcall_and_raised_table(rgw):
+    k = key()
+    reply_of(rgw, "SET", k, "not a number")
+    reply, err = reply_of(rgw, "INCR", k, mode="pcall")
+    assert reply == {"type": "nil"}
+    assert err == "ERR value is not an integer or out of range"
+    reply, err = reply_of(rgw, "SET", k, "v", mode="pcall")
+    assert reply == {"type": "status", "value": "OK"} and err is None
+    # What call raises: { err = "..." } whose tostring is the message.
+    status, body = run_cmd(rgw, "LPUSH", k, "x", mode="try")
+    assert status == 200, body
+    assert body["ok"] is False
+    assert body["raised"]["err"].startswith("WRONGTYPE"), body
+    assert body["raised"]["text"] == body["raised"]["err"]
+    assert "status" not in body["raised"]
+    reply_of(rgw, "DEL", k)
+
+
+def test_uncaught_error_reply_is_500_with_the_message_in_the_log(rgw):
+    k = key()
+    reply_of(rgw, "SET", k, "text")
+    offset = rgw.log_size()
+    r = rgw.request("POST", "/api/redisRun", {"command": "INCR", "args": [k]})
+    assert r.status == 500, r.body
+    assert gw.error_text(r.json()) == "The server experienced an internal error"
+    assert b"not an integer" not in r.body
+    assert rgw.wait_for_log("ERR value is not an integer", since=offset), rgw.describe()
+    reply_of(rgw, "DEL", k)
+
+
+def test_unknown_command_is_an_error_reply(rgw):
+    reply, err = reply_of(rgw, "NOSUCHCOMMAND", "x", mode="pcall")
+    assert reply == {"type": "nil"}
+    assert err.startswith("ERR unknown command"), err
+
+
+def test_number_arguments(rgw):
+    k = key()
+    status, body = rgw.json("POST", "/api/redisArgs", {"key": k})
+    assert status == 200, body
+    assert body["stored"] == {"int": "42", "negative": "-7", "integral_float": "3",
+                              "fraction": "1.5", "small": "0.1", "big": "1e+20",
+                              "huge": "inf", "neg_huge": "-inf",
+                              "max": "9223372036854775807"}, body
+    assert "string or number expected, got boolean" in body["boolean"], body
+    assert "string or number expected, got table" in body["table"], body
+    assert "command name (string) expected" in body["name"], body
+    assert "command name (string) expected" in body["none"], body
+    reply_of(rgw, "DEL", k)
+
+
+def test_misuse_raises_clear_errors(rgw):
+    status, body = rgw.get("/api/redisMisuse")
+    assert status == 200, body
+    m = body["messages"]
+    assert "MULTI is not allowed" in m["MULTI"] and "EVAL" in m["MULTI"], m
+    assert "subscribe is not allowed" in m["subscribe"], m
+    assert "SELECT is not allowed" in m["SELECT"] and "redis.url" in m["SELECT"], m
+    assert "CLIENT is not allowed" in m["CLIENT"], m
+    # Misuse raises from pcall too: it is a bug in the action, not Redis trouble.
+    assert "api.redis.pcall: MULTI is not allowed" in m["pcall_multi"], m
+    assert "only be called from an action" in m["own_coroutine"], m
+    assert "cannot wait here" in m["not_yieldable"], m
+    rgw.assert_serving()
+
+
+def test_call_while_loading_fails_clearly(gateway_bin, redis_url, tmp_path):
+    actions = tmp_path / "actions"
+    actions.mkdir()
+    (actions / "early.lua").write_text(
+        'local v = api.redis.call("GET", "x")\n'
+        'return { name = "early", description = "d", run = function(api, data, next) next() end }\n')
+    config = gw.default_config(str(tmp_path), redis_url, actions=[str(actions)])
+    path = gw.write_config(str(tmp_path / "gw.lua"), config)
+    res = gw.run_cli(["--config", path, "--check"])
+    assert res.returncode == 1, res
+    assert "early.lua" in res.stderr, res.stderr
+    assert "api.redis.call can only be called from an action" in res.stderr, res.stderr
+
+
+def test_bad_redis_url_is_a_startup_error(gateway_bin, tmp_path):
+    config = gw.default_config(str(tmp_path), None, actions=[gw.EXAMPLE_ACTIONS])
+    path = gw.write_config(str(tmp_path / "gw.lua"), config)
+    res = gw.run_cli(["--config", path, "--redis", "localhost:6379", "--check"])
+    assert res.returncode == 1, res
+    assert "redis.url" in res.stderr and "from --redis" in res.stderr, res.stderr
+    res = gw.run_cli(["--config", path, "--check"], env={"GATEWAY_REDIS_URL": "redis://:pw@h:0"})
+    assert res.returncode == 1, res
+    assert "port" in res.stderr and "GATEWAY_REDIS_URL" in res.stderr, res.stderr
+    assert "pw" not in res.stderr.replace("port", "")
+
+
+def test_connected_and_timer_callbacks(rgw):
+    assert connected(rgw) is True
+    k = key()
+    status, body = rgw.json("POST", "/api/redisLater", {"key": k, "value": "from a timer"})
+    assert status == 200, body
+    deadline = time.monotonic() + 3
+    while reply_of(rgw, "GET", k) != {"type": "string", "value": "from a timer"}:
+        assert time.monotonic() < deadline, "the timer callback's SET never landed"
+        time.sleep(0.02)
+    reply_of(rgw, "DEL", k)
+
+
+def test_over_websocket(rgw):
+    k = key()
+    msgs = [
+        {"action": "redisRun", "params": {"command": "SET", "args": [k, "ws"]}, "request_id": 1},
+        {"action": "redisRun", "params": {"command": "GET", "args": [k]}, "request_id": 2},
+        {"action": "redisRun", "params": {"command": "INCR", "args": [k], "mode": "pcall"},
+         "request_id": 3},
+        {"action": "redisRun", "params": {"command": "INCR", "args": [k]}, "request_id": 4},
+        {"action": "redisRun", "params": {"command": "DEL", "args": [k]}, "request_id": 5},
+    ]
+    answers = {}
+    for m in msgs:  # one at a time, so the order of effects is the order sent
+        (env,) = ws_calls(rgw, [m])
+        answers[env["request_id"]] = env
+    assert answers[1]["status"] == 200 and answers[1]["data"]["reply"]["value"] == "OK"
+    assert answers[2]["data"]["reply"] == {"type": "string", "value": "ws"}
+    assert answers[3]["status"] == 200
+    assert answers[3]["data"]["err"] == "ERR value is not an integer or out of range"
+    assert answers[4]["status"] == 500, answers[4]
+    assert answers[4]["errors"] == ["The server experienced an internal error"]
+    assert answers[5]["data"]["reply"] == {"type": "integer", "value": 1}
+
+
+def test_many_concurrent_actions_share_the_connection(rgw):
+    """200 INCRs from 4 WebSockets, all in flight together: each lands exactly once."""
+    k = key("counter")
+    per_conn, conns = 50, 4
+
+    async def one(i):
+        async with rgw.ws_connect() as ws:
+            for j in range(per_conn):
+                await ws.send(json.dumps({"action": "redisIncr", "params": {"key": k},
+                                          "request_id": "%d-%d" % (i, j)}))
+            return [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(per_conn)]
+
+    async def go():
+        return await asyncio.gather(*(one(i) for i in range(conns)))
+
+    t0 = time.monotonic()
+    results = [env for batch in asyncio.run(asyncio.wait_for(go(), 30)) for env in batch]
+    elapsed = time.monotonic() - t0
+    assert all(env["status"] == 200 for env in results), [e for e in results if e["status"] != 200][:3]
+    values = sorted(env["data"]["value"] for env in results)
+    assert values == list(range(1, per_conn * conns + 1))
+    assert reply_of(rgw, "GET", k) == {"type": "string", "value": str(per_conn * conns)}
+    assert elapsed < 10, elapsed
+    reply_of(rgw, "DEL", k)
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+def incr_value(g, k):
+    status, body = incr(g, k)
+    assert status == 200, body
+    return body["value"]
+
+
+def assert_unavailable_at_once(g, k, message="redis unavailable"):
+    t0 = time.monotonic()
+    status, body = incr(g, k)
+    elapsed = time.monotonic() - t0
+    assert status == 503, body
+    assert gw.error_text(body) == message, body
+    assert elapsed < 0.5, elapsed
+    status, body = run_cmd(g, "GET", k, mode="pcall")
+    assert status == 200, body
+    assert body["reply"] == {"type": "nil"} and body["err"] == message, body
+    (env,) = ws_calls(g, [{"action": "redisIncr", "params": {"key": k}}])
+    # A raised error table shows as its fields, like next({ status = ..., message = ... }).
+    assert env["status"] == 503 and gw.errors_of(env) == [message], env
+
+
+def wait_for_incr(g, k, timeout):
+    """Poll until a Redis-backed action works again; returns (value, seconds waited)."""
+    t0 = time.monotonic()
+    while True:
+        status, body = incr(g, k)
+        if status == 200:
+            return body["value"], time.monotonic() - t0
+        assert status == 503, body
+        assert time.monotonic() - t0 < timeout, "no reconnection within %.1f s\n%s" % (
+            timeout, g.describe())
+        time.sleep(0.02)
+
+
+@pytest.mark.asan
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_redis_killed_then_restarted(make_gateway, private_redis, transport):
+    # With appendfsync everysec Redis may answer a write up to ~2 s before it reaches the
+    # AOF, so a SIGKILL can lose it; `always` writes before answering. (A clean restart
+    # keeps everything with the default: see the next test.)
+    r = private_redis(fsync_always=True, tcp=transport == "tcp")
+    url = r.url() if transport == "unix" else "redis://127.0.0.1:%d/0" % r.port
+    g = make_gateway(redis_config(url))
+    wait_connected(g)
+    k = key()
+    assert incr_value(g, k) == 1
+    assert incr_value(g, k) == 2  # acknowledged before the restart
+    # Commands in flight when Redis dies: a BLPOP, and two INCRs queued behind it on the
+    # shared connection. Each waiting action gets 503 at once.
+    results = []
+
+    def in_flight(path, body):
+        results.append(g.json("POST", path, body))
+
+    threads = [threading.Thread(target=in_flight, args=a) for a in (
+        ("/api/redisBlpop", {"key": key("list"), "seconds": 5}),
+        ("/api/redisIncr", {"key": key()}), ("/api/redisIncr", {"key": key()}))]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    time.sleep(0.2)
+    offset = g.log_size()
+    t0 = time.monotonic()
+    r.kill()
+    for t in threads:
+        t.join(5)
+    assert time.monotonic() - t0 < 1.0
+    assert [(status, gw.error_text(body)) for status, body in results] == \
+        [(503, "redis unavailable")] * 3, results
+    assert g.wait_for_log("redis: lost the connection", since=offset), g.describe()
+    assert_unavailable_at_once(g, k)
+    assert connected(g) is False
+    g.assert_serving()  # actions that need no Redis keep working
+    # Several retries happen meanwhile; the outage is logged once.
+    time.sleep(1.0)
+    assert_unavailable_at_once(g, k)
+    warnings = redis_warnings(g, offset)
+    assert len(warnings) == 1, warnings
+    assert "lost the connection" in warnings[0]
+
+    r.start()  # same socket, same data folder (appendonly)
+    value, waited = wait_for_incr(g, k, timeout=2.5)
+    assert waited < 2.0, waited
+    assert value == 3, "the INCR acknowledged before the restart was lost"
+    assert connected(g) is True
+    assert g.wait_for_log("redis: connected to", since=offset)
+    g.assert_serving()
+
+
+def test_acknowledged_incr_survives_a_clean_restart(make_gateway, private_redis):
+    r = private_redis()  # appendonly yes, appendfsync everysec (as make run and the harness)
+    g = make_gateway(redis_config(r.url()))
+    wait_connected(g)
+    k = key()
+    for i in range(1, 6):
+        assert incr_value(g, k) == i
+    r.stop()
+    assert_unavailable_at_once(g, k)
+    r.start()
+    value, waited = wait_for_incr(g, k, timeout=2.5)
+    assert value == 6
+    assert waited < 2.0, waited
+
+
+@pytest.mark.asan
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_gateway_starts_without_redis_and_connects_later(make_gateway, private_redis, transport):
+    r = private_redis(start=False, tcp=transport == "tcp")
+    url = r.url() if transport == "unix" else "redis://127.0.0.1:%d/0" % r.port
+    g = make_gateway(redis_config(url))  # starting is not held up by Redis
+    k = key()
+    assert_unavailable_at_once(g, k)
+    g.assert_serving()
+    time.sleep(0.5)
+    warnings = redis_warnings(g)
+    assert len(warnings) == 1 and "cannot connect to" in warnings[0], warnings
+    r.start()
+    value, waited = wait_for_incr(g, k, timeout=2.5)
+    assert value == 1
+    assert waited < 2.0, waited
+
+
+@pytest.mark.asan
+def test_stalled_redis_times_out_and_the_loop_keeps_serving(make_gateway, private_redis):
+    r = private_redis()
+    g = make_gateway(redis_config(r.url(), commandTimeout=500))
+    wait_connected(g)
+    k = key()
+    assert reply_of(g, "SET", k, "before") == {"type": "status", "value": "OK"}
+
+    stall = r.connect()  # DEBUG SLEEP from outside: Redis answers nobody for 2 s
+    stall.sendall(_resp("DEBUG", "SLEEP", "2"))
+    time.sleep(0.1)
+    results = {}
+
+    def slow(name, mode):
+        t0 = time.monotonic()
+        results[name] = run_cmd(g, "GET", k, mode=mode) + (time.monotonic() - t0,)
+
+    threads = [threading.Thread(target=slow, args=("call", None)),
+               threading.Thread(target=slow, args=("pcall", "pcall"))]
+    for t in threads:
+        t.start()
+    served = 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 0.4:  # the loop is not blocked meanwhile
+        s0 = time.monotonic()
+        g.assert_serving()
+        assert time.monotonic() - s0 < 0.3
+        served += 1
+    for t in threads:
+        t.join(5)
+    status, body, elapsed = results["call"]
+    assert status == 503, body
+    assert gw.error_text(body) == "redis timeout", body
+    assert 0.4 <= elapsed < 1.2, elapsed
+    status, body, elapsed = results["pcall"]
+    assert status == 200 and body["err"] == "redis timeout", body
+    assert served >= 3
+
+    # After the stall, the late replies are dropped and every reply finds its own command.
+    stall.settimeout(5)
+    assert stall.recv(64).startswith(b"+OK")
+    stall.close()
+    for i in range(5):
+        assert reply_of(g, "SET", "%s:%d" % (k, i), "v%d" % i)["value"] == "OK"
+    for i in range(5):
+        assert reply_of(g, "GET", "%s:%d" % (k, i)) == {"type": "string", "value": "v%d" % i}
+    assert reply_of(g, "GET", k) == {"type": "string", "value": "before"}
+
+
+@pytest.mark.asan
+def test_client_gone_while_its_command_is_in_flight(make_gateway, private_redis):
+    r = private_redis()
+    g = make_gateway(redis_config(r.url()))
+    wait_connected(g)
+    k = key("list")
+
+    async def ws_leaves():
+        async with g.ws_connect() as ws:
+            await ws.send(json.dumps({"action": "redisBlpop", "params": {"key": k, "seconds": 1}}))
+            await asyncio.sleep(0.1)
+        # closed with the BLPOP still waiting in Redis
+
+    asyncio.run(asyncio.wait_for(ws_leaves(), 10))
+    with socket.create_connection((g.host, g.port), timeout=5) as s:  # the same over HTTP
+        body = json.dumps({"key": k + "x", "seconds": 1}).encode()
+        s.sendall(b"POST /api/redisBlpop HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                  b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        time.sleep(0.1)
+    g.assert_serving()
+    # Both BLPOPs time out in Redis (2 s, one after the other on the shared connection);
+    # their replies find nobody and are dropped. Then the connection is in step again.
+    assert reply_of(g, "RPUSH", k, "item")["value"] == 1
+    status, body = g.json("POST", "/api/redisBlpop", {"key": k, "seconds": 1})
+    assert status == 200, body
+    assert body["value"] == [k, "item"]
+    assert g.alive()
+
+
+@pytest.mark.asan
+def test_action_timeout_while_command_in_flight(make_gateway, private_redis):
+    r = private_redis()
+    g = make_gateway(gw.deep_merge(redis_config(r.url()), {"general": {"actionTimeout": 300}}))
+    wait_connected(g)
+    k = key("list")
+    status, body = g.json("POST", "/api/redisBlpop", {"key": k, "seconds": 0.6})
+    assert status == 504, body
+    assert gw.error_text(body) == "action timed out"
+    # The BLPOP's nil comes later and is dropped; the next command gets its own reply.
+    # (Until then the BLPOP holds up the shared connection, so wait for it.)
+    time.sleep(0.5)
+    assert reply_of(g, "SET", k + ":s", "mine") == {"type": "status", "value": "OK"}
+    assert reply_of(g, "GET", k + ":s") == {"type": "string", "value": "mine"}
+
+
+@pytest.mark.asan
+def test_shutdown_with_a_command_in_flight(make_gateway, private_redis):
+    r = private_redis()
+    g = make_gateway(redis_config(r.url()))
+    wait_connected(g)
+    k = key("list")
+    result = {}
+
+    def waiter():
+        result["r"] = g.json("POST", "/api/redisBlpop", {"key": k, "seconds": 1})
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.2)
+    assert g.stop() == 0  # SIGTERM: the drain lets the BLPOP finish
+    t.join(5)
+    assert result["r"][0] == 200, result
+    assert result["r"][1]["value"] is None
+
+
+@pytest.mark.asan
+def test_shutdown_while_redis_is_down(make_gateway, private_redis):
+    r = private_redis(start=False)
+    g = make_gateway(redis_config(r.url()))
+    assert_unavailable_at_once(g, key())
+    t0 = time.monotonic()
+    assert g.stop() == 0
+    assert time.monotonic() - t0 < 3
+
+
+@pytest.mark.asan
+def test_auth_and_select(make_gateway, private_redis):
+    password = "s3cr@t/pw:x"
+    r = private_redis(password=password, tcp=True)
+    k = key()
+    g = make_gateway(redis_config(r.url(db=3, password=password)))
+    wait_connected(g)
+    assert reply_of(g, "SET", k, "in db 3")["value"] == "OK"
+    assert r.command("GET", k, db=3) == b"in db 3"
+    assert r.command("GET", k) is None  # not in db 0
+
+    # An ACL user over TCP, with the password in the URL as it is (the last '@' ends it).
+    assert r.command("ACL", "SETUSER", "alice", "on", ">alice@pw", "~*", "+@all") == "OK"
+    g2 = make_gateway(redis_config("redis://alice:alice@pw@127.0.0.1:%d/4" % r.port))
+    wait_connected(g2)
+    assert reply_of(g2, "SET", k, "in db 4")["value"] == "OK"
+    assert r.command("GET", k, db=4) == b"in db 4"
+    assert r.command("ACL", "WHOAMI", user=("alice", "alice@pw")) == b"alice"
+
+
+@pytest.mark.asan
+def test_wrong_password_is_logged_once_without_the_password(make_gateway, private_redis):
+    r = private_redis(password="right-one")
+    g = make_gateway(redis_config(r.url(password="wrong-one")))
+    k = key()
+    time.sleep(0.3)
+    assert_unavailable_at_once(g, k)
+    time.sleep(0.7)  # a few retries
+    warnings = redis_warnings(g)
+    assert len(warnings) == 1, warnings
+    assert "AUTH failed" in warnings[0] and "WRONGPASS" in warnings[0], warnings
+    assert "wrong-one" not in g.log_text() and "right-one" not in g.log_text()
+    assert "password=***" in warnings[0]
