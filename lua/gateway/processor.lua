@@ -156,11 +156,19 @@ function P.missingChecks(config)
   return set
 end
 
+-- The connection each request's coroutine serves, for modules that act per connection
+-- (api.cache's lock names). Weak: a finished request's coroutine is collected.
+local serving = setmetatable({}, { __mode = "k" })
+function P.connectionOf(co)
+  return serving[co]
+end
+
 -- Runs the whole pipeline; the outcome is on the returned data (`error`, `errors`,
 -- `status`, `response`). `rt` holds config, api, reg, shuttingDown and inputOpts.
 -- `extra.action` is the action itself when a handler chose it (no name lookup).
 function P.run(rt, connection, actionName, params, extra)
   extra = extra or {}
+  serving[coroutine.running()] = connection
   connection.totalActions = connection.totalActions + 1
   connection.pendingActions = connection.pendingActions + 1
   local data = {
