@@ -395,7 +395,9 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
     }
     case LWS_CALLBACK_HTTP_BODY: {
         struct http_req *r = s->req;
-        if (!r || r->answered) return 0;
+        /* r->call: already dispatched (a GET with a body, or Content-Length: 0) and
+         * waiting (e.g. on Redis): the body is not read, and not dispatched twice. */
+        if (!r || r->answered || r->call) return 0;
         if (r->body_len + len > (size_t)cfg->max_body_size) {
             free(r->body);
             r->body = NULL;
@@ -416,7 +418,7 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
     }
     case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
         struct http_req *r = s->req;
-        if (!r || r->answered) return 0;
+        if (!r || r->answered || r->call) return 0; /* see LWS_CALLBACK_HTTP_BODY */
         if (!r->body && !(r->body = calloc(1, 1))) return -1;
         return dispatch(r, r->path ? r->path : "/");
     }

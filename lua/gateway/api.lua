@@ -83,6 +83,12 @@ function M.new(config)
     connected = redis and redis.connected or function() return false end,
   }
 
+  -- api.cache: ActionHero's cache on api.redis (SPEC §9). See gateway/cache.lua.
+  api.cache = require("gateway.cache").new(api, config)
+
+  -- api.session.create/load/destroy (SPEC §9 sessions): see gateway.session.
+  api.session = require("gateway.session").new(api)
+
   function api.connections.count()
     local n = 0
     for _ in pairs(api.connections.connections) do n = n + 1 end

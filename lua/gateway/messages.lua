@@ -5,6 +5,7 @@
 local core = require("gateway.core")
 local processor = require("gateway.processor")
 local handlers = require("gateway.handlers")
+local session = require("gateway.session")
 
 local M = {}
 
@@ -106,6 +107,11 @@ end
 function M.run(rt, ctx, transport, msg)
   ctx.reply = msg.reply
   ctx.transport = transport
+  -- Sessions (SPEC §9): the built-in `authenticate` message, unless the project defines
+  -- an action of that name (then theirs runs).
+  if msg.action == "authenticate" and msg.route == "" and not rt.reg.versions.authenticate then
+    return M.authenticate(rt, ctx, transport, msg)
+  end
   local extra = { route = msg.route, onData = function(d) ctx.data = d end }
   local params = msg.params
   if msg.route ~= "" then
@@ -119,6 +125,25 @@ function M.run(rt, ctx, transport, msg)
   end
   local data = processor.run(rt, ctx.connection, msg.action, params, extra)
   return M.complete(rt, ctx, data)
+end
+
+-- {"action":"authenticate","data":{"token":...}}: restore connection.user (and
+-- connection.session) from a session for the rest of the connection. 200 with {user},
+-- 401 for an unknown or expired token (the connection keeps whatever user it had), 422
+-- without a token, Redis's 503 when it cannot answer.
+function M.authenticate(rt, ctx, transport, msg)
+  local token = msg.params.token
+  if token == nil or token == rt.json.null or token == "" then
+    core.log("info", nil, { "action", "authenticate", "type", transport, "status", "422",
+      "error", "token is required", "connection", tostring(ctx.connection.id) })
+    return envelope(rt, msg.reply, 422, { { token = { REQUIRED } } })
+  end
+  local user, err = rt.api.session.restore(ctx.connection, token)
+  if err then return reject(rt, ctx, transport, err.status, err.message, msg.reply) end
+  if user == nil then return reject(rt, ctx, transport, 401, session.INVALID, msg.reply) end
+  core.log("info", nil, { "action", "authenticate", "type", transport, "status", "200",
+    "connection", tostring(ctx.connection.id) })
+  return envelope(rt, msg.reply, 200, nil, { user = user })
 end
 
 -- Log the action and render its envelope (nil when the action asked not to render).

@@ -7,6 +7,7 @@ local processor = require("gateway.processor")
 local connections = require("gateway.connections")
 local router = require("gateway.router")
 local handlers = require("gateway.handlers")
+local session = require("gateway.session")
 
 local W = {}
 
@@ -262,12 +263,23 @@ function W.handle(rt, ctx)
   end
   if not extra.action then params.action = name end
 
+  -- Sessions (SPEC §9): `Authorization: Bearer <token>` restores connection.user before
+  -- middleware and permissions run; an unknown or expired token leaves the request
+  -- unauthenticated; Redis failing answers its 503 (looked up before the connection exists).
+  local token = session.bearer(ctx.headers.authorization)
+  local user, sessionErr
+  if token then
+    user, sessionErr = rt.api.session.restore({}, token)
+    if sessionErr then return plainError(rt, sessionErr.status, sessionErr.message, ctx) end
+  end
+
   local connection = connections.new(rt, "web", {
     remoteIP = ctx.remoteIP, remotePort = ctx.remotePort, extension = extension,
     rawConnection = { method = method, path = ctx.path, headers = ctx.headers, query = query, body = ctx.body },
   })
   connection.params = params
   connection.messageCount = 1
+  if user ~= nil then connection.user, connection.session = user, token end -- see Sessions above
   ctx.connection = connection
 
   local data = processor.run(rt, connection, name, params, extra)

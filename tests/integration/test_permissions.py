@@ -4,7 +4,7 @@ with or without a message), permissions on actions and on handlers, their place 
 pipeline (after middleware preProcessors, before scrubbing and inputs), connection.user set by
 an action for the rest of a persistent connection, and load errors.
 
-Fixtures: perms/actions/ (a_perms.lua registers the permissions and defines login/logout,
+Fixtures: perms/actions/ (a_perms.lua registers the permissions and defines setUser/clearUser,
 b_guarded.lua the guarded actions, c_secure_handler.lua a handler) and perms/middleware/
 (a global middleware that marks the connection and reads X-Api-Key on HTTP)."""
 
@@ -173,7 +173,7 @@ def test_is_authenticated_then_login_on_same_connection(g, transport):
     denied, missing, login, allowed, again = gw.exchange(g, transport, [
         {"action": "authOnly", "data": {"name": "x"}},
         {"action": "authOnly"},  # permissions before inputs: 401, not 422
-        {"action": "login", "data": {"user": "alice"}},
+        {"action": "setUser", "data": {"user": "alice"}},
         {"action": "authOnly", "data": {"name": "x"}},
         {"action": "authOnly"},  # authenticated now: the inputs are checked
     ])
@@ -193,9 +193,9 @@ def test_is_authenticated_then_login_on_same_connection(g, transport):
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_logout_clears_user(g, transport):
     envs = gw.exchange(g, transport, [
-        {"action": "login", "data": {"user": "alice"}},
+        {"action": "setUser", "data": {"user": "alice"}},
         {"action": "authOnly", "data": {"name": "x"}},
-        {"action": "logout"},
+        {"action": "clearUser"},
         {"action": "authOnly", "data": {"name": "x"}},
     ])
     assert envs[1]["status"] == 200, envs
@@ -205,12 +205,12 @@ def test_logout_clears_user(g, transport):
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_custom_permissions_403(g, transport):
     envs = gw.exchange(g, transport, [
-        {"action": "login", "data": {"user": "bob"}},
+        {"action": "setUser", "data": {"user": "bob"}},
         {"action": "adminOnly"},  # 403 before inputs
         {"action": "customMessage"},
         {"action": "nilDenies"},
         {"action": "authAndAdmin"},
-        {"action": "login", "data": {"user": "admin"}},
+        {"action": "setUser", "data": {"user": "admin"}},
         {"action": "adminOnly", "data": {"name": "n"}},
         {"action": "authAndAdmin"},
         {"action": "openToAll"},
@@ -230,12 +230,12 @@ def test_handler_permissions_apply_to_all_actions(g, transport):
         {"action": "peek", "route": "secure/"},
         {"action": "full", "route": "secure/"},            # 401 before inputs
         {"action": "adminPeek", "route": "secure/"},
-        {"action": "login", "data": {"user": "bob"}},
+        {"action": "setUser", "data": {"user": "bob"}},
         {"action": "peek", "route": "secure/"},
         {"action": "full", "route": "secure/"},            # allowed: inputs checked, 422
         {"action": "full", "route": "secure/", "data": {"title": "t"}},
         {"action": "adminPeek", "route": "secure/"},       # handler's pass, action's fails
-        {"action": "login", "data": {"user": "admin"}},
+        {"action": "setUser", "data": {"user": "admin"}},
         {"action": "adminPeek", "route": "secure/"},
     ])
     for i in (0, 1, 2):

@@ -1,5 +1,6 @@
 -- Used only by test_permissions.py. Registers permissions at load time from an action file
--- (named a_* so it loads before the files that use them) and defines login/logout/whoami.
+-- (named a_* so it loads before the files that use them) and defines setUser/clearUser
+-- (not login/logout: those are example actions in actions/, loaded alongside).
 api.permissions.add("isAdmin", function(data)
   return data.connection.user == "admin"
 end)
@@ -23,8 +24,8 @@ api.permissions.add("raises", function(data)
 end)
 
 return {
-  login = {
-    name = "login",
+  setUser = {
+    name = "setUser",
     description = "I set connection.user",
     inputs = { user = { required = true } },
     run = function(api, data, next)
@@ -33,8 +34,8 @@ return {
       next()
     end,
   },
-  logout = {
-    name = "logout",
+  clearUser = {
+    name = "clearUser",
     description = "I clear connection.user",
     run = function(api, data, next)
       data.connection.user = nil
