@@ -30,12 +30,26 @@ local function readonly(t, path)
 end
 M.readonly = readonly
 
+-- A value that encodes as `[]` (lua-cjson 2.1.0 encodes every empty table as `{}`): a
+-- string token, unguessable per process, that our encode() rewrites. api.json.empty_array;
+-- resources use it for an empty list.
+local EMPTY_ARRAY = "\0gw:empty_array:" .. core.random_id() .. "\0"
+local EMPTY_ENCODED = '"\\u0000' .. EMPTY_ARRAY:sub(2, -2) .. '\\u0000"'
+local EMPTY_PATTERN = EMPTY_ENCODED:gsub("%p", "%%%0")
+M.EMPTY_ARRAY = EMPTY_ARRAY
+
 -- One cjson instance of our own, so users' settings cannot change what the gateway emits.
 local function newJson()
   local json = cjson.new()
   json.encode_sparse_array(true)
   json.encode_invalid_numbers("null")
   json.decode_invalid_numbers(false)
+  local encode = json.encode
+  json.encode = function(value)
+    local text = encode(value)
+    if text:find(EMPTY_ENCODED, 1, true) then text = text:gsub(EMPTY_PATTERN, "[]") end
+    return text
+  end
   return json
 end
 M.newJson = newJson
@@ -53,7 +67,7 @@ function M.new(config)
 
   local api = {
     config = readonly(config, "api.config"),
-    json = { encode = json.encode, decode = json.decode, null = json.null },
+    json = { encode = json.encode, decode = json.decode, null = json.null, empty_array = EMPTY_ARRAY },
     regex = core.regex,
     validators = require("gateway.validators"),
     formatters = require("gateway.formatters"),

@@ -67,10 +67,17 @@ local function handlerAction(entry, name, handler, make)
   return make(def, name)
 end
 
--- A generic the handler enables; the Redis-backed implementations plug in here.
+-- A generic the handler enables; the Redis-backed implementations (gateway.resources)
+-- plug in here: `generics[name](handler, name)` -> an action definition, or nil and a
+-- load error (a bad `resource`).
 local function genericAction(name, handler, make, generics)
   local impl = generics and generics[name]
-  local def = impl and impl(handler, name) or {
+  local def, err
+  if impl then
+    def, err = impl(handler, name)
+    if not def and err then return nil, err end
+  end
+  def = def or {
     name = name, description = "generic " .. name,
     run = function(_, data)
       data.status = 501
@@ -101,7 +108,9 @@ function M.compile(list, make, generics)
     for _, g in ipairs(h.generics or {}) do
       if not M.GENERICS[g] then error(file .. ': unknown generic "' .. tostring(g) .. '"', 0) end
       if not compiled.actions[g] then
-        compiled.actions[g] = genericAction(g, h, function(def, n) return make(def, n, file) end, generics)
+        local a, err = genericAction(g, h, function(def, n) return make(def, n, file) end, generics)
+        if not a then error(file .. ": " .. err, 0) end
+        compiled.actions[g] = a
         if g == "remove" and not compiled.actions.destroy then compiled.actions.destroy = compiled.actions[g] end
         if g == "destroy" and not compiled.actions.remove then compiled.actions.remove = compiled.actions[g] end
       end

@@ -267,7 +267,7 @@ function M.loadRoutes(path, reg, env)
   return router.compile(spec, path or "routes", function(name) return reg.versions[name] ~= nil end)
 end
 
--- Redis-backed generic implementations by name, set by the module that provides them.
-M.generics = nil
+-- Redis-backed generic implementations by name (SPEC §6): see gateway.resources.
+M.generics = require("gateway.resources").generics
 
 return M

@@ -1,0 +1,5 @@
+return {
+  routes = { [[^emptypages/$]] },
+  resource = { name = "emptypaged", fields = { x = {} }, pageSize = 5 },
+  generics = { "list" },
+}
