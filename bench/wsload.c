@@ -12,7 +12,8 @@
  *       over, then holds them for HOLD_SECONDS or until SIGTERM/SIGINT, and prints
  *       WSLOAD_RESULT mode=idle conns=… open=… failed=… closed_during_hold=… held_s=…
  *
- * Environment: WSLOAD_ACTION (default randomNumber), WSLOAD_OPEN_BATCH (connections being
+ * Environment: WSLOAD_ACTION (default randomNumber), WSLOAD_ROUTE (a handler route to send
+ * with it, default none), WSLOAD_OPEN_BATCH (connections being
  * opened at once, default 200), WSLOAD_OPEN_TIMEOUT (seconds for the opening phase, default
  * 60). The exit status is 0 when every connection opened and (load mode) no error was seen,
  * 1 otherwise, 2 on a usage error.
@@ -75,6 +76,7 @@ static socklen_t g_addrlen;
 static char g_hostport[300];
 static const char *g_path;
 static const char *g_action = "randomNumber";
+static const char *g_route = ""; /* WSLOAD_ROUTE: a message route for handlers */
 static int g_running;            /* load mode: measurement window open, keep sending */
 static uint64_t g_next_id = 1;
 static uint32_t g_rng = 0x9e3779b9u;
@@ -205,10 +207,10 @@ static int queue_frame(conn_t *c, int opcode, const char *payload, size_t len) {
 }
 
 static int send_request(conn_t *c) {
-    char msg[160];
+    char msg[320];
     c->req_id = g_next_id++;
-    int n = snprintf(msg, sizeof msg, "{\"action\":\"%s\",\"request_id\":%" PRIu64 "}", g_action,
-                     c->req_id);
+    int n = snprintf(msg, sizeof msg, "{\"action\":\"%s\",\"route\":\"%s\",\"request_id\":%" PRIu64 "}",
+                     g_action, g_route, c->req_id);
     if (n < 0 || (size_t)n >= sizeof msg || queue_frame(c, 1, msg, (size_t)n) < 0) return -1;
     c->outstanding = 1;
     c->t_send = now_ns();
@@ -510,6 +512,7 @@ int main(int argc, char **argv) {
     if (g_path[0] != '/') { fputs("wsload: PATH must start with '/'\n", stderr); return 2; }
     const char *s;
     if ((s = getenv("WSLOAD_ACTION")) && *s) g_action = s;
+    if ((s = getenv("WSLOAD_ROUTE")) && *s) g_route = s;
     int batch = 200;
     if ((s = getenv("WSLOAD_OPEN_BATCH")) && *s) batch = (int)parse_num(s, "WSLOAD_OPEN_BATCH");
     if (batch < 1) batch = 1;
