@@ -91,6 +91,7 @@ bench:
 	bench/http.sh
 	bench/ws.sh
 	bench/routes.sh
+	bench/redis.sh
 
 clean:
 	rm -rf $(BUILD)
