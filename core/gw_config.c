@@ -64,7 +64,7 @@ static const struct key schema[] = {
     {"logging", K_TABLE, NULL, 0, 0},
     {"logging.level", K_STRING, "'info'", 0, 0},
     {"logging.format", K_STRING, "'text'", 0, 0},
-    {"logging.filteredParams", K_LIST, "{}", 0, 0},
+    {"logging.filteredParams", K_LIST, "{'password'}", 0, 0},
     {"modules", K_ANY_LIST, "{}", 0, 0},
 };
 #define NKEYS (sizeof schema / sizeof schema[0])

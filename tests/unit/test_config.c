@@ -240,7 +240,7 @@ static void test_defaults(void **state) {
     assert_lua_int(L, "redis.commandTimeout", 5000);
     assert_lua_str(L, "logging.level", "info");
     assert_lua_str(L, "logging.format", "text");
-    assert_lua_len(L, "logging.filteredParams", 0);
+    assert_lua_len(L, "logging.filteredParams", 1); /* "password" by default */
     assert_lua_len(L, "modules", 0);
     /* Default paths, absolute against the config file's folder. */
     assert_lua_len(L, "paths.actions", 1);
