@@ -25,7 +25,11 @@ PIC_OBJ  := $(PIC_SRC:core/%.c=$(BUILD)/pic/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all run test test-unit test-lua test-integration test-asan asan clean deps bench
+# Example C modules: examples/modules/<name>/*.c -> build/modules/<name>.so
+MODULE_DIRS := $(wildcard examples/modules/*)
+MODULE_SO   := $(MODULE_DIRS:examples/modules/%=$(BUILD)/modules/%.so)
+
+.PHONY: all run test test-unit test-lua test-integration test-asan asan clean deps bench modules
 
 all: $(BUILD)/gateway $(BUILD)/lua/gateway/core.so
 
@@ -53,6 +57,15 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libgw.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Icore -o $@ $< $(BUILD)/libgw.a $(LDLIBS) -lcmocka
 
+# A module is built against gateway.h and Lua's headers only; it resolves
+# gateway_* and lua_* from the gateway binary (linked with -rdynamic).
+modules: $(MODULE_SO)
+
+$(BUILD)/modules/%.so: examples/modules/%/*.c core/gateway.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(WARN) -O2 -g -shared -fPIC $(shell pkg-config --cflags lua5.4) -Icore \
+	  -o $@ $(filter %.c,$^)
+
 deps:
 	@scripts/ensure-deps.sh build
 
@@ -65,7 +78,7 @@ run:
 
 test:
 	@scripts/ensure-deps.sh test
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all modules
 	@$(MAKE) --no-print-directory test-unit test-lua test-integration test-asan
 
 test-unit: $(UNIT_BIN)
@@ -74,11 +87,11 @@ test-unit: $(UNIT_BIN)
 test-lua: $(BUILD)/lua/gateway/core.so
 	busted --lua=lua5.4 tests/lua
 
-test-integration: $(BUILD)/gateway
+test-integration: $(BUILD)/gateway modules
 	/usr/bin/python3 -m pytest -q tests/integration
 
 # The abuse tests again, against the sanitizer build.
-test-asan: asan
+test-asan: asan modules
 	GATEWAY_BIN=$(CURDIR)/$(BUILD)/asan/gateway LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  /usr/bin/python3 -m pytest -q -m asan tests/integration
 

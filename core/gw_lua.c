@@ -7,6 +7,7 @@
 #include "gw.h"
 #include "gw_lib.h"
 #include "gw_log.h"
+#include "gw_module.h"
 #include "gw_regex.h"
 
 #include <lauxlib.h>
@@ -43,6 +44,7 @@ struct gw_lua {
     struct gw_task *current;
     double slice_start;
     struct gw_redis *redis;
+    struct gateway_module *modules; /* C modules, loaded before the runtime */
 };
 
 /* The hook has only a lua_State; there is one state per process. */
@@ -273,15 +275,19 @@ struct gw_lua *gw_lua_new(uv_loop_t *loop, const char *config_path,
     /* Threads copy the main thread's hook, so every task is covered. */
     lua_sethook(L, cpu_hook, LUA_MASKCOUNT, HOOK_EVERY);
 
+    /* C modules load before actions, so api.<module> exists when they run.
+     * Each process (every forked worker) loads its own. */
+    if (gw_module_load_all(L, -1, g->cfg.config_dir, &g->modules, err, errlen) != GW_OK) goto fail;
+
     lua_getglobal(L, "require");
     lua_pushliteral(L, "gateway.runtime");
     if (pcall_main(g, 1, 1, err, errlen) != GW_OK) goto fail;
     g->runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
-    /* runtime.init(config) loads actions, middleware and routes. */
+    /* runtime.init(config, modules) loads actions, middleware and routes. */
     gw_lua_push_runtime(g, "init");
-    lua_insert(L, -2);
-    if (pcall_main(g, 1, 0, err, errlen) != GW_OK) goto fail;
+    lua_insert(L, -3);
+    if (pcall_main(g, 2, 0, err, errlen) != GW_OK) goto fail;
     *cfg = g->cfg;
     return g;
 fail:
@@ -292,7 +298,9 @@ fail:
 void gw_lua_free(struct gw_lua *g) {
     if (!g) return;
     if (hook_owner == g) hook_owner = NULL;
+    gw_module_close_all(g->modules);
     lua_close(g->L);
+    gw_module_unload_all(g->modules);
     gw_regex_cache_clear();
     free(g);
 }

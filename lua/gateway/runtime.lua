@@ -28,7 +28,17 @@ local function publish(reg)
   rt.api.documentation.documentation = docs.build(reg)
 end
 
-function R.init(config)
+-- C modules (core/gw_module.c): each { name, path, functions } becomes api.<name>.
+local function addModules(api, modules)
+  for _, m in ipairs(modules or {}) do
+    if api[m.name] ~= nil then
+      error(string.format('module "%s": api.%s is already taken', m.name, m.name), 0)
+    end
+    api[m.name] = m.functions
+  end
+end
+
+function R.init(config, modules)
   -- Forked workers would otherwise share Lua's time-based seed.
   local id = core.random_id()
   math.randomseed(tonumber(id:sub(1, 12), 16), tonumber(id:sub(13, 24), 16))
@@ -38,6 +48,8 @@ function R.init(config)
   rt.inputOpts = { missing = processor.missingChecks(config), null = rt.json.null }
   rt.filtered = {}
   for _, name in ipairs(config.logging.filteredParams) do rt.filtered[name] = true end
+  rt.modules = modules or {}
+  addModules(rt.api, rt.modules)
   _G.api = rt.api
   publish(loader.load(config, rt.api))
 end
@@ -66,6 +78,8 @@ function R.summary()
   table.sort(mw)
   lines[#lines + 1] = string.format("middleware: %d", #mw)
   for _, m in ipairs(mw) do lines[#lines + 1] = "  " .. m end
+  lines[#lines + 1] = string.format("modules: %d", #rt.modules)
+  for _, m in ipairs(rt.modules) do lines[#lines + 1] = string.format("  %s  %s", m.name, m.path) end
   lines[#lines + 1] = string.format("routes: %d", router.count(rt.reg.routes))
   lines[#lines + 1] = string.format("handlers: %d (%d routes)", #rt.reg.handlers, handlers.count(rt.reg.handlerIndex))
   return table.concat(lines, "\n") .. "\n"

@@ -1,0 +1,242 @@
+/* C modules: load each entry of config.modules with dlopen, check its API
+ * version, call its init; and the gateway.h functions modules call. The
+ * binary is linked with -rdynamic, so the gateway_* functions here (and
+ * Lua's API) resolve in the modules it dlopens. */
+#include "gw_module.h"
+#include "gateway.h"
+#include "gw.h"
+#include "gw_log.h"
+
+#include <ctype.h>
+#include <dlfcn.h>
+#include <lauxlib.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A copy handed out by gateway_config_string, kept until the module goes. */
+struct str_copy {
+    struct str_copy *next;
+    char s[];
+};
+
+struct gateway_module {
+    struct gateway_module *next;
+    char name[64];
+    char path[4096];
+    void *dl;
+    void (*free_fn)(struct gateway_module *m);
+    int initialized;        /* init returned 0: free_fn is due */
+    lua_State *L;           /* the main state */
+    int config_ref;         /* its `config` table, or LUA_NOREF */
+    int functions_ref;      /* the table that becomes api.<name> */
+    struct str_copy *strings;
+};
+
+static int valid_name(const char *s) {
+    if (!*s || strlen(s) >= sizeof ((struct gateway_module *)0)->name) return 0;
+    if (!isalpha((unsigned char)*s) && *s != '_') return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_') return 0;
+    return 1;
+}
+
+/* Open the .so, check it and call its init. */
+static int module_open(struct gateway_module *m, char *err, size_t errlen) {
+    if ((m->dl = dlopen(m->path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+        gw_fmt(err, errlen, "module \"%s\": cannot load: %s", m->name, dlerror());
+        return GW_ERR;
+    }
+    const int *version = (const int *)dlsym(m->dl, "gateway_module_api_version");
+    if (!version) {
+        gw_fmt(err, errlen,
+               "module \"%s\": %s has no gateway_module_api_version (add GATEWAY_MODULE_DECLARE();)",
+               m->name, m->path);
+        return GW_ERR;
+    }
+    if (*version != GATEWAY_MODULE_API_VERSION) {
+        gw_fmt(err, errlen, "module \"%s\": built for module API %d, this gateway has %d", m->name,
+               *version, GATEWAY_MODULE_API_VERSION);
+        return GW_ERR;
+    }
+    int (*init)(struct gateway_module *);
+    *(void **)&init = dlsym(m->dl, "gateway_module_init");
+    if (!init) {
+        gw_fmt(err, errlen, "module \"%s\": %s has no gateway_module_init function", m->name, m->path);
+        return GW_ERR;
+    }
+    *(void **)&m->free_fn = dlsym(m->dl, "gateway_module_free");
+    int rc = init(m);
+    if (rc != 0) {
+        gw_fmt(err, errlen, "module \"%s\": gateway_module_init failed (returned %d)", m->name, rc);
+        return GW_ERR;
+    }
+    m->initialized = 1;
+    return GW_OK;
+}
+
+int gw_module_load_all(lua_State *L, int config_idx, const char *config_dir,
+                       struct gateway_module **list, char *err, size_t errlen) {
+    config_idx = lua_absindex(L, config_idx);
+    int base = lua_gettop(L);
+    lua_newtable(L); /* the result */
+    lua_getfield(L, config_idx, "modules");
+    int n = lua_istable(L, -1) ? (int)luaL_len(L, -1) : 0;
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i); /* entry */
+        if (!lua_istable(L, -1)) {
+            gw_fmt(err, errlen, "modules[%d]: must be a table { name = ..., path = ... }", i);
+            goto fail;
+        }
+        lua_getfield(L, -1, "name");
+        lua_getfield(L, -2, "path");
+        lua_getfield(L, -3, "config");
+        const char *name = lua_type(L, -3) == LUA_TSTRING ? lua_tostring(L, -3) : NULL;
+        const char *path = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        if (!name || !valid_name(name)) {
+            gw_fmt(err, errlen, "modules[%d].name: must be a name of letters, digits and _", i);
+            goto fail;
+        }
+        for (struct gateway_module *o = *list; o; o = o->next)
+            if (strcmp(o->name, name) == 0) {
+                gw_fmt(err, errlen, "module \"%s\": listed twice in modules", name);
+                goto fail;
+            }
+        if (!path || !*path) {
+            gw_fmt(err, errlen, "module \"%s\": modules[%d].path must be a string", name, i);
+            goto fail;
+        }
+        if (!lua_isnil(L, -1) && !lua_istable(L, -1)) {
+            gw_fmt(err, errlen, "module \"%s\": modules[%d].config must be a table", name, i);
+            goto fail;
+        }
+        struct gateway_module *m = calloc(1, sizeof *m);
+        if (!m) gw_panic("out of memory");
+        m->next = *list;
+        *list = m;
+        m->L = L;
+        gw_fmt(m->name, sizeof m->name, "%s", name);
+        if (path[0] == '/') gw_fmt(m->path, sizeof m->path, "%s", path);
+        else gw_fmt(m->path, sizeof m->path, "%s/%s", config_dir, path);
+        m->config_ref = lua_istable(L, -1) ? luaL_ref(L, LUA_REGISTRYINDEX) : (lua_pop(L, 1), LUA_NOREF);
+        lua_pop(L, 2); /* name, path */
+        lua_newtable(L);
+        m->functions_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        if (module_open(m, err, errlen) != GW_OK) goto fail;
+
+        lua_createtable(L, 0, 3); /* { name =, path =, functions = } */
+        lua_pushstring(L, m->name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, m->path);
+        lua_setfield(L, -2, "path");
+        lua_rawgeti(L, LUA_REGISTRYINDEX, m->functions_ref);
+        lua_setfield(L, -2, "functions");
+        lua_rawseti(L, base + 1, i);
+        lua_pop(L, 1); /* entry */
+    }
+    lua_pop(L, 1); /* modules */
+    return GW_OK;
+fail:
+    lua_settop(L, base);
+    return GW_ERR;
+}
+
+void gw_module_close_all(struct gateway_module *list) {
+    for (struct gateway_module *m = list; m; m = m->next) {
+        if (m->initialized && m->free_fn) m->free_fn(m);
+        m->initialized = 0;
+        luaL_unref(m->L, LUA_REGISTRYINDEX, m->config_ref);
+        luaL_unref(m->L, LUA_REGISTRYINDEX, m->functions_ref);
+        m->config_ref = m->functions_ref = LUA_NOREF;
+    }
+}
+
+void gw_module_unload_all(struct gateway_module *list) {
+    while (list) {
+        struct gateway_module *m = list;
+        list = m->next;
+        if (m->dl) dlclose(m->dl);
+        while (m->strings) {
+            struct str_copy *c = m->strings;
+            m->strings = c->next;
+            free(c);
+        }
+        free(m);
+    }
+}
+
+/* --- gateway.h ---------------------------------------------------------- */
+
+const char *gateway_module_name(struct gateway_module *m) { return m->name; }
+
+void gateway_log(struct gateway_module *m, enum gateway_log_level level, const char *fmt, ...) {
+    int lv = (int)level;
+    if (lv < GW_LOG_DEBUG) lv = GW_LOG_DEBUG;
+    if (lv > GW_LOG_CRIT) lv = GW_LOG_CRIT;
+    if (!gw_log_enabled(lv)) return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    struct gw_log_field f = {"module", m->name, strlen(m->name)};
+    gw_log_fields(lv, msg, &f, 1);
+}
+
+/* [-0, +1] Push config[key] (nil when there is no config table). */
+static void push_config(struct gateway_module *m, const char *key) {
+    if (m->config_ref == LUA_NOREF || !key) {
+        lua_pushnil(m->L);
+        return;
+    }
+    lua_rawgeti(m->L, LUA_REGISTRYINDEX, m->config_ref);
+    lua_getfield(m->L, -1, key);
+    lua_remove(m->L, -2);
+}
+
+const char *gateway_config_string(struct gateway_module *m, const char *key, const char *def) {
+    push_config(m, key);
+    if (lua_type(m->L, -1) != LUA_TSTRING) {
+        lua_pop(m->L, 1);
+        return def;
+    }
+    size_t len;
+    const char *s = lua_tolstring(m->L, -1, &len);
+    struct str_copy *c = malloc(sizeof *c + len + 1);
+    if (!c) gw_panic("out of memory");
+    memcpy(c->s, s, len + 1);
+    c->next = m->strings;
+    m->strings = c;
+    lua_pop(m->L, 1);
+    return c->s;
+}
+
+long long gateway_config_int(struct gateway_module *m, const char *key, long long def) {
+    push_config(m, key);
+    int ok = 0;
+    lua_Integer v = lua_type(m->L, -1) == LUA_TNUMBER ? lua_tointegerx(m->L, -1, &ok) : 0;
+    lua_pop(m->L, 1);
+    return ok ? (long long)v : def;
+}
+
+int gateway_config_bool(struct gateway_module *m, const char *key, int def) {
+    push_config(m, key);
+    int v = lua_type(m->L, -1) == LUA_TBOOLEAN ? lua_toboolean(m->L, -1) : def;
+    lua_pop(m->L, 1);
+    return v;
+}
+
+int gateway_register_function(struct gateway_module *m, const char *name, lua_CFunction fn) {
+    if (!name || !*name || !fn || m->functions_ref == LUA_NOREF) return GW_ERR;
+    lua_rawgeti(m->L, LUA_REGISTRYINDEX, m->functions_ref);
+    if (lua_getfield(m->L, -1, name) != LUA_TNIL) {
+        lua_pop(m->L, 2);
+        return GW_ERR;
+    }
+    lua_pop(m->L, 1);
+    lua_pushcfunction(m->L, fn);
+    lua_setfield(m->L, -2, name); /* copies 'name' */
+    lua_pop(m->L, 1);
+    return GW_OK;
+}

@@ -1,0 +1,29 @@
+/* Loading C modules (the `modules` config key) and the functions of the
+ * public API in gateway.h. Internal: modules include gateway.h only. */
+#ifndef GW_MODULE_H
+#define GW_MODULE_H
+
+#include <lua.h>
+#include <stddef.h>
+
+struct gateway_module;
+
+/* [-0, +1, m] Load every entry of config.modules (the config table at
+ * 'config_idx'): dlopen, check the API version, call init. Paths are
+ * relative to 'config_dir'. Pushes a list { {name=, path=, functions=} }
+ * for the runtime, which puts each functions table at api.<name>. Loaded
+ * modules are prepended to '*list' as they load, so on error (GW_ERR, a
+ * one-line message naming the module in 'err', nothing pushed) the caller
+ * still frees them with the two functions below. */
+int gw_module_load_all(lua_State *L, int config_idx, const char *config_dir,
+                       struct gateway_module **list, char *err, size_t errlen);
+
+/* Call each module's gateway_module_free and drop its Lua refs: before
+ * lua_close, so it can still use the state. */
+void gw_module_close_all(struct gateway_module *list);
+
+/* dlclose and free the handles: after lua_close, since the state may hold
+ * functions (and __gc metamethods) that live in the modules' code. */
+void gw_module_unload_all(struct gateway_module *list);
+
+#endif

@@ -1,0 +1,136 @@
+"""C modules (issue 6, core/gateway.h): the example `hello` module loaded from the config,
+called from a Lua action over HTTP and WebSocket, and the startup errors for a bad path, a
+module without gateway_module_init and an API-version mismatch. Marked `asan`: `make
+test-asan` runs them again against the sanitizer build. `make test` builds the module."""
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+import gateway as gw
+
+pytestmark = pytest.mark.asan
+
+HELLO_SO = os.path.join(gw.REPO, "build", "modules", "hello.so")
+MODULE_ACTIONS = os.path.join(gw.HERE, "module_actions")
+
+
+@pytest.fixture(scope="module")
+def hello_so():
+    if not os.path.exists(HELLO_SO):
+        pytest.fail("%s not built (run `make modules`)" % HELLO_SO, pytrace=False)
+    return HELLO_SO
+
+
+def _config(tmp_path, redis_url, modules):
+    base = gw.default_config(str(tmp_path), redis_url, actions=[MODULE_ACTIONS], middleware=[])
+    base["modules"] = modules
+    return base
+
+
+def _build_so(tmp_path, name, source):
+    """Compile a one-file module into tmp_path/<name>.so with gateway.h on the include path."""
+    src = tmp_path / (name + ".c")
+    src.write_text(source)
+    out = tmp_path / (name + ".so")
+    cflags = subprocess.run(["pkg-config", "--cflags", "lua5.4"], capture_output=True,
+                            text=True, check=True).stdout.split()
+    subprocess.run([shutil.which("cc") or "cc", "-shared", "-fPIC", *cflags,
+                    "-I" + os.path.join(gw.REPO, "core"), "-o", str(out), str(src)], check=True)
+    return str(out)
+
+
+def _output(res):
+    return res.stdout + "\n" + res.stderr
+
+
+def _start_error(tmp_path, redis_url, modules, mode):
+    path = gw.write_config(str(tmp_path / "gateway.lua"), _config(tmp_path, redis_url, modules))
+    res = gw.run_cli(["--config", path] + (["--check"] if mode == "check" else []), timeout=10)
+    assert res.returncode == 1, _output(res)
+    assert "listening" not in res.stdout, _output(res)
+    assert not any(m in res.stderr for m in gw.SANITIZER_MARKERS), _output(res)
+    return _output(res)
+
+
+# -- loaded and called --------------------------------------------------------------------
+
+def test_hello_over_http(make_gateway, tmp_path, redis_url, hello_so):
+    # The path is relative to the config file's folder.
+    os.makedirs(tmp_path / "gw0" / "modules")
+    shutil.copy(hello_so, tmp_path / "gw0" / "modules" / "hello.so")
+    g = make_gateway(config=_config(tmp_path / "gw0", redis_url, [
+        {"name": "hello", "path": "modules/hello.so", "config": {"greeting": "Howdy"}}]))
+    status, body = g.get("/api/helloGreet?name=Ann")
+    assert status == 200, body
+    assert body["greeting"] == "Howdy, Ann!", body
+    assert "string expected" in body["misuse"], body
+    g.wait_for_log(r'loaded, greeting "Howdy".*module=hello')
+
+
+def test_hello_default_greeting_over_websocket(make_gateway, tmp_path, redis_url, hello_so):
+    g = make_gateway(config=_config(tmp_path, redis_url, [{"name": "hello", "path": hello_so}]))
+
+    async def go():
+        async with g.ws_connect() as ws:
+            await ws.send(json.dumps({"action": "helloGreet", "params": {"name": "Bo"},
+                                      "request_id": "m1"}))
+            return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+    env = asyncio.run(asyncio.wait_for(go(), 30))
+    assert env["status"] == 200, env
+    assert env["data"]["greeting"] == "Hello, Bo!", env
+
+
+def test_check_lists_modules(tmp_path, redis_url, hello_so):
+    path = gw.write_config(str(tmp_path / "gateway.lua"), _config(
+        tmp_path, redis_url, [{"name": "hello", "path": hello_so}]))
+    res = gw.run_cli(["--config", path, "--check"], timeout=10)
+    assert res.returncode == 0, _output(res)
+    assert "modules: 1" in res.stdout and "hello  " + hello_so in res.stdout, res.stdout
+
+
+# -- startup errors -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["start", "check"])
+def test_missing_file(tmp_path, redis_url, mode):
+    out = _start_error(tmp_path, redis_url, [{"name": "hello", "path": "nope/hello.so"}], mode)
+    assert 'module "hello": cannot load' in out, out
+    assert "nope/hello.so" in out, out  # dlerror's text names the file
+
+
+def test_missing_init(tmp_path, redis_url):
+    so = _build_so(tmp_path, "noinit", "#include <gateway.h>\nGATEWAY_MODULE_DECLARE();\n")
+    out = _start_error(tmp_path, redis_url, [{"name": "noinit", "path": so}], "start")
+    assert 'module "noinit"' in out and "gateway_module_init" in out, out
+
+
+def test_missing_version(tmp_path, redis_url):
+    so = _build_so(tmp_path, "nover", "#include <gateway.h>\n"
+                   "int gateway_module_init(struct gateway_module *m) { (void)m; return 0; }\n")
+    out = _start_error(tmp_path, redis_url, [{"name": "nover", "path": so}], "start")
+    assert 'module "nover"' in out and "gateway_module_api_version" in out, out
+
+
+def test_version_mismatch(tmp_path, redis_url):
+    so = _build_so(tmp_path, "future", "#include <gateway.h>\n"
+                   "const int gateway_module_api_version = 999;\n"
+                   "int gateway_module_init(struct gateway_module *m) { (void)m; return 0; }\n")
+    out = _start_error(tmp_path, redis_url, [{"name": "future", "path": so}], "start")
+    assert 'module "future": built for module API 999, this gateway has 1' in out, out
+
+
+def test_init_failure(tmp_path, redis_url):
+    so = _build_so(tmp_path, "sad", "#include <gateway.h>\nGATEWAY_MODULE_DECLARE();\n"
+                   "int gateway_module_init(struct gateway_module *m) { (void)m; return 7; }\n")
+    out = _start_error(tmp_path, redis_url, [{"name": "sad", "path": so}], "start")
+    assert 'module "sad": gateway_module_init failed (returned 7)' in out, out
+
+
+def test_name_taken_by_builtin(tmp_path, redis_url, hello_so):
+    out = _start_error(tmp_path, redis_url, [{"name": "redis", "path": hello_so}], "start")
+    assert 'module "redis": api.redis is already taken' in out, out
