@@ -57,13 +57,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libgw.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Icore -o $@ $< $(BUILD)/libgw.a $(LDLIBS) -lcmocka
 
-# A module is built against gateway.h and Lua's headers only; it resolves
+# A module is built against gateway.h and the Lua and libuv headers only; it resolves
 # gateway_* and lua_* from the gateway binary (linked with -rdynamic).
 modules: $(MODULE_SO)
 
 $(BUILD)/modules/%.so: examples/modules/%/*.c core/gateway.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 $(WARN) -O2 -g -shared -fPIC $(shell pkg-config --cflags lua5.4) -Icore \
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -g -shared -fPIC $(shell pkg-config --cflags lua5.4 libuv) -Icore \
 	  -o $@ $(filter %.c,$^)
 
 deps:

@@ -13,9 +13,10 @@
  *
  * Rules:
  * - Threading: the gateway is single-threaded per process. Call these
- *   functions only from the loop thread: inside init/free or inside a Lua
- *   function the module registered. Each forked worker loads its own copy
- *   of every module (init runs once per worker).
+ *   functions only from the loop thread: inside init/free, inside a Lua
+ *   function the module registered, or in a libuv callback on gateway_loop.
+ *   Each forked worker loads its own copy of every module (init runs once
+ *   per worker).
  * - Ownership: every string passed in is copied; every string returned is
  *   owned by the gateway and stays valid until gateway_module_free returns.
  * - The handle 'm' is valid from init until gateway_module_free returns.
@@ -24,6 +25,7 @@
 #define GATEWAY_H
 
 #include <lua.h>
+#include <uv.h>
 
 #define GATEWAY_MODULE_API_VERSION 1
 
@@ -62,5 +64,46 @@ int gateway_config_bool(struct gateway_module *m, const char *key, int def);
  * (luaL_check* for arguments, luaL_error for misuse), and never keep it
  * after returning. Returns 0, or -1 when 'name' is empty or taken. */
 int gateway_register_function(struct gateway_module *m, const char *name, lua_CFunction fn);
+
+/* The gateway's event loop, for starting libuv work (timers, sockets,
+ * uv_queue_work). Valid from init until gateway_module_free returns. */
+uv_loop_t *gateway_loop(struct gateway_module *m);
+
+/* Async calls: a registered function that starts work on the loop and
+ * suspends the calling action until it completes (as api.redis does).
+ *
+ *     static int my_fn(lua_State *L) {
+ *         struct job *j = ...;                  check arguments, allocate
+ *         j->a = gateway_async_begin(L, job_cancel, j);
+ *         if (!j->a) { free(j); return luaL_error(L, "..."); }
+ *         ... start the libuv work ...
+ *         return gateway_async_yield(L);
+ *     }
+ *     loop callback:  lua_pushinteger(gateway_async_thread(j->a), 42);
+ *                     gateway_async_resume(j->a, 1);  my_fn returns 42
+ *
+ * If the action is aborted first (client gone, actionTimeout, shutdown),
+ * cancel(ud) runs exactly once instead: it stops the work and frees the
+ * module's state; the handle is freed by the gateway and resume must never
+ * be called for it. A handle ends with exactly one of resume or cancel. */
+struct gateway_async; /* opaque */
+
+/* Register a wait owned by the action running in 'L'. Returns NULL when
+ * 'L' is not an action's (or middleware's, or timer callback's) coroutine
+ * that can yield, or out of memory: raise with luaL_error then. Call it
+ * last before gateway_async_yield, and return that at once. */
+struct gateway_async *gateway_async_begin(lua_State *L, void (*cancel)(void *ud), void *ud);
+
+/* Suspend the coroutine: `return gateway_async_yield(L);` from the function. */
+int gateway_async_yield(lua_State *L);
+
+/* The suspended coroutine, to push the results on before resuming. Only
+ * between the yield and resume; never keep it. */
+lua_State *gateway_async_thread(struct gateway_async *a);
+
+/* Resume the action with the 'nresults' values pushed on the thread as the
+ * function's return values; frees 'a'. Call from a loop callback only (not
+ * before the function has yielded), and not after cancel ran. */
+void gateway_async_resume(struct gateway_async *a, int nresults);
 
 #endif

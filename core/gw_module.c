@@ -6,6 +6,7 @@
 #include "gateway.h"
 #include "gw.h"
 #include "gw_log.h"
+#include "gw_lua.h"
 
 #include <ctype.h>
 #include <dlfcn.h>
@@ -29,6 +30,7 @@ struct gateway_module {
     void (*free_fn)(struct gateway_module *m);
     int initialized;        /* init returned 0: free_fn is due */
     lua_State *L;           /* the main state */
+    uv_loop_t *loop;        /* the gateway's event loop */
     int config_ref;         /* its `config` table, or LUA_NOREF */
     int functions_ref;      /* the table that becomes api.<name> */
     struct str_copy *strings;
@@ -79,6 +81,9 @@ static int module_open(struct gateway_module *m, char *err, size_t errlen) {
 int gw_module_load_all(lua_State *L, int config_idx, const char *config_dir,
                        struct gateway_module **list, char *err, size_t errlen) {
     config_idx = lua_absindex(L, config_idx);
+    lua_getfield(L, LUA_REGISTRYINDEX, "gateway.lua");
+    struct gw_lua *g = lua_touserdata(L, -1);
+    lua_pop(L, 1);
     int base = lua_gettop(L);
     lua_newtable(L); /* the result */
     lua_getfield(L, config_idx, "modules");
@@ -116,6 +121,7 @@ int gw_module_load_all(lua_State *L, int config_idx, const char *config_dir,
         m->next = *list;
         *list = m;
         m->L = L;
+        m->loop = g ? gw_lua_loop(g) : NULL;
         gw_fmt(m->name, sizeof m->name, "%s", name);
         if (path[0] == '/') gw_fmt(m->path, sizeof m->path, "%s", path);
         else gw_fmt(m->path, sizeof m->path, "%s/%s", config_dir, path);
@@ -239,4 +245,55 @@ int gateway_register_function(struct gateway_module *m, const char *name, lua_CF
     lua_setfield(m->L, -2, name); /* copies 'name' */
     lua_pop(m->L, 1);
     return GW_OK;
+}
+
+uv_loop_t *gateway_loop(struct gateway_module *m) { return m->loop; }
+
+/* --- async calls -------------------------------------------------------- */
+
+struct gateway_async {
+    struct gw_wait w;       /* owned by the suspended task */
+    void (*cancel)(void *ud);
+    void *ud;
+    lua_State *main;        /* where results go if the task is gone */
+};
+
+/* The task was aborted: the module stops its work; the handle goes. */
+static void async_cancel(struct gw_wait *w) {
+    struct gateway_async *a = (struct gateway_async *)w;
+    if (a->cancel) a->cancel(a->ud);
+    free(a);
+}
+
+struct gateway_async *gateway_async_begin(lua_State *L, void (*cancel)(void *ud), void *ud) {
+    struct gw_task *t = gw_task_of(L);
+    if (!t || !lua_isyieldable(L)) return NULL;
+    struct gateway_async *a = calloc(1, sizeof *a);
+    if (!a) return NULL;
+    a->w.cancel = async_cancel;
+    a->cancel = cancel;
+    a->ud = ud;
+    lua_getfield(L, LUA_REGISTRYINDEX, "gateway.lua");
+    struct gw_lua *g = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    a->main = g ? gw_lua_state(g) : NULL;
+    gw_task_attach(t, &a->w);
+    return a;
+}
+
+int gateway_async_yield(lua_State *L) { return lua_yield(L, 0); }
+
+lua_State *gateway_async_thread(struct gateway_async *a) {
+    /* The owner is only gone if the task ended without yielding here (the
+     * module broke the rules): the results then go to the main state. */
+    return a->w.owner ? gw_task_thread(a->w.owner) : a->main;
+}
+
+void gateway_async_resume(struct gateway_async *a, int nresults) {
+    struct gw_task *owner = a->w.owner;
+    lua_State *main = a->main;
+    gw_task_detach(&a->w);
+    free(a);
+    if (owner) gw_task_resume(owner, nresults);
+    else if (main) lua_pop(main, nresults);
 }

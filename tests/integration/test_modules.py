@@ -1,13 +1,16 @@
 """C modules (issue 6, core/gateway.h): the example `hello` module loaded from the config,
-called from a Lua action over HTTP and WebSocket, and the startup errors for a bad path, a
+called from a Lua action over HTTP and WebSocket, its async api.hello.wait (the loop keeps
+serving meanwhile; a client that leaves or an actionTimeout cancels it), and the startup errors for a bad path, a
 module without gateway_module_init and an API-version mismatch. Marked `asan`: `make
 test-asan` runs them again against the sanitizer build. `make test` builds the module."""
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -26,8 +29,8 @@ def hello_so():
     return HELLO_SO
 
 
-def _config(tmp_path, redis_url, modules):
-    base = gw.default_config(str(tmp_path), redis_url, actions=[MODULE_ACTIONS], middleware=[])
+def _config(tmp_path, redis_url, modules, actions=(MODULE_ACTIONS,)):
+    base = gw.default_config(str(tmp_path), redis_url, actions=list(actions), middleware=[])
     base["modules"] = modules
     return base
 
@@ -37,7 +40,7 @@ def _build_so(tmp_path, name, source):
     src = tmp_path / (name + ".c")
     src.write_text(source)
     out = tmp_path / (name + ".so")
-    cflags = subprocess.run(["pkg-config", "--cflags", "lua5.4"], capture_output=True,
+    cflags = subprocess.run(["pkg-config", "--cflags", "lua5.4", "libuv"], capture_output=True,
                             text=True, check=True).stdout.split()
     subprocess.run([shutil.which("cc") or "cc", "-shared", "-fPIC", *cflags,
                     "-I" + os.path.join(gw.REPO, "core"), "-o", str(out), str(src)], check=True)
@@ -92,6 +95,64 @@ def test_check_lists_modules(tmp_path, redis_url, hello_so):
     res = gw.run_cli(["--config", path, "--check"], timeout=10)
     assert res.returncode == 0, _output(res)
     assert "modules: 1" in res.stdout and "hello  " + hello_so in res.stdout, res.stdout
+
+
+# -- async: api.hello.wait(ms) ------------------------------------------------------------
+
+def test_hello_wait_does_not_block_the_loop(make_gateway, tmp_path, redis_url, hello_so):
+    g = make_gateway(config=_config(tmp_path, redis_url, [{"name": "hello", "path": hello_so}],
+                                    actions=[MODULE_ACTIONS, gw.EXAMPLE_ACTIONS]))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        started = time.monotonic()
+        waiting = pool.submit(g.get, "/api/helloWait?ms=300")
+        time.sleep(0.05)
+        answered = []
+        for _ in range(10):
+            status, body = g.get("/api/randomNumber")
+            assert status == 200, body
+            answered.append(time.monotonic() - started)
+        status, body = waiting.result(timeout=10)
+        elapsed = time.monotonic() - started
+    assert status == 200, body
+    assert body["waited"] == 300, body
+    assert 0.29 <= elapsed < 2.5, elapsed
+    # All ten were answered while the wait was pending.
+    assert max(answered) < 0.29, answered
+    assert "number expected" in body["misuse"], body
+    assert "only be called from an action" in body["in_coroutine"], body
+
+
+def test_hello_wait_cancelled_when_websocket_client_leaves(make_gateway, tmp_path, redis_url,
+                                                          hello_so):
+    g = make_gateway(config=_config(tmp_path, redis_url, [{"name": "hello", "path": hello_so}]))
+
+    async def go():
+        async with g.ws_connect() as ws:
+            await ws.send(json.dumps({"action": "helloWait", "params": {"ms": 800},
+                                      "request_id": "w1"}))
+            await asyncio.sleep(0.2)
+        # closed mid-wait
+
+    asyncio.run(asyncio.wait_for(go(), 30))
+    assert g.wait_for_log(r"wait\(800\) cancelled.*module=hello", timeout=5), g.log_text()
+    time.sleep(1.0)  # past the timer: it must never fire into the freed wait
+    status, body = g.get("/api/helloWait?ms=10")
+    assert status == 200 and body["waited"] == 10, body
+    assert "wait(10) cancelled" not in g.log_text()
+
+
+def test_hello_wait_past_action_timeout(make_gateway, tmp_path, redis_url, hello_so):
+    config = _config(tmp_path, redis_url, [{"name": "hello", "path": hello_so}])
+    config["general"]["actionTimeout"] = 200
+    g = make_gateway(config=config)
+    started = time.monotonic()
+    status, body = g.get("/api/helloWait?ms=1500")
+    assert status == 504, body
+    assert time.monotonic() - started < 1.2
+    assert g.wait_for_log(r"wait\(1500\) cancelled.*module=hello", timeout=5), g.log_text()
+    time.sleep(1.5)  # past the timer
+    status, body = g.get("/api/helloWait?ms=10")
+    assert status == 200 and body["waited"] == 10, body
 
 
 # -- startup errors -----------------------------------------------------------------------
