@@ -63,7 +63,7 @@ modules: $(MODULE_SO)
 
 $(BUILD)/modules/%.so: examples/modules/%/*.c core/gateway.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -g -shared -fPIC $(shell pkg-config --cflags lua5.4 libuv) -Icore \
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -g -shared -fPIC $(shell pkg-config --cflags lua5.4 libuv hiredis) -Icore \
 	  -o $@ $(filter %.c,$^)
 
 deps:

@@ -65,6 +65,18 @@ int gateway_config_bool(struct gateway_module *m, const char *key, int def);
  * after returning. Returns 0, or -1 when 'name' is empty or taken. */
 int gateway_register_function(struct gateway_module *m, const char *name, lua_CFunction fn);
 
+/* Add a middleware, as a middleware file returning { name = name, priority
+ * = priority, global = global ~= 0, preProcessor = pre, postProcessor =
+ * post } would (either function may be NULL, not both). 'pre' and 'post'
+ * receive the request's data table at stack index 1 and complete when they
+ * return: returning nil, "message" (or raising) fails the request like a
+ * Lua preProcessor; they may suspend with gateway_async_*. Actions list
+ * 'name' in their middleware; a global one runs for every action. It is
+ * part of every (re)load. Call from init. Returns 0, or -1 when 'name' is
+ * empty or already registered by this module, or both functions are NULL. */
+int gateway_register_middleware(struct gateway_module *m, const char *name, int priority,
+                                int global, lua_CFunction pre, lua_CFunction post);
+
 /* The gateway's event loop, for starting libuv work (timers, sockets,
  * uv_queue_work). Valid from init until gateway_module_free returns. */
 uv_loop_t *gateway_loop(struct gateway_module *m);
@@ -105,5 +117,30 @@ lua_State *gateway_async_thread(struct gateway_async *a);
  * function's return values; frees 'a'. Call from a loop callback only (not
  * before the function has yielded), and not after cancel ran. */
 void gateway_async_resume(struct gateway_async *a, int nresults);
+
+/* Redis: commands over the gateway's shared connection (the one api.redis
+ * uses; redis.url in the config). Include <hiredis/hiredis.h> to read the
+ * reply (build with `pkg-config --cflags hiredis`; the gateway binary
+ * provides hiredis, do not link it). */
+struct redisReply;        /* hiredis */
+struct gateway_redis_cmd; /* opaque: one pending command */
+
+/* Send a command (arguments are copied; 'argvlen' may not be NULL). Returns
+ * 0 with the pending command in '*out' (may be NULL if not wanted); then
+ * done(ud, reply, NULL) or done(ud, NULL, "redis unavailable" | "redis
+ * timeout") runs exactly once, later, from the loop, unless cancelled. The
+ * reply (possibly an error reply, REDIS_REPLY_ERROR) is valid only during
+ * the call. Returns -1 when Redis is down or not configured ("redis
+ * unavailable": 'done' never runs), -2 for a command the shared
+ * connection refuses (SUBSCRIBE, MULTI, SELECT, ...) or bad arguments. */
+int gateway_redis_command(struct gateway_module *m, int argc, const char **argv,
+                          const size_t *argvlen,
+                          void (*done)(void *ud, const struct redisReply *reply, const char *err),
+                          void *ud, struct gateway_redis_cmd **out);
+
+/* The answer is no longer wanted (e.g. from a gateway_async cancel
+ * callback): 'done' will not run; the reply is dropped when it arrives.
+ * Only before 'done' ran; 'c' is invalid afterwards. */
+void gateway_redis_cancel(struct gateway_redis_cmd *c);
 
 #endif

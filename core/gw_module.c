@@ -7,6 +7,7 @@
 #include "gw.h"
 #include "gw_log.h"
 #include "gw_lua.h"
+#include "gw_redis.h"
 
 #include <ctype.h>
 #include <dlfcn.h>
@@ -33,6 +34,7 @@ struct gateway_module {
     uv_loop_t *loop;        /* the gateway's event loop */
     int config_ref;         /* its `config` table, or LUA_NOREF */
     int functions_ref;      /* the table that becomes api.<name> */
+    int middleware_ref;     /* its middleware specs, a sequence */
     struct str_copy *strings;
 };
 
@@ -129,15 +131,19 @@ int gw_module_load_all(lua_State *L, int config_idx, const char *config_dir,
         lua_pop(L, 2); /* name, path */
         lua_newtable(L);
         m->functions_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_newtable(L);
+        m->middleware_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         if (module_open(m, err, errlen) != GW_OK) goto fail;
 
-        lua_createtable(L, 0, 3); /* { name =, path =, functions = } */
+        lua_createtable(L, 0, 4); /* { name =, path =, functions =, middleware = } */
         lua_pushstring(L, m->name);
         lua_setfield(L, -2, "name");
         lua_pushstring(L, m->path);
         lua_setfield(L, -2, "path");
         lua_rawgeti(L, LUA_REGISTRYINDEX, m->functions_ref);
         lua_setfield(L, -2, "functions");
+        lua_rawgeti(L, LUA_REGISTRYINDEX, m->middleware_ref);
+        lua_setfield(L, -2, "middleware");
         lua_rawseti(L, base + 1, i);
         lua_pop(L, 1); /* entry */
     }
@@ -154,7 +160,8 @@ void gw_module_close_all(struct gateway_module *list) {
         m->initialized = 0;
         luaL_unref(m->L, LUA_REGISTRYINDEX, m->config_ref);
         luaL_unref(m->L, LUA_REGISTRYINDEX, m->functions_ref);
-        m->config_ref = m->functions_ref = LUA_NOREF;
+        luaL_unref(m->L, LUA_REGISTRYINDEX, m->middleware_ref);
+        m->config_ref = m->functions_ref = m->middleware_ref = LUA_NOREF;
     }
 }
 
@@ -247,6 +254,42 @@ int gateway_register_function(struct gateway_module *m, const char *name, lua_CF
     return GW_OK;
 }
 
+int gateway_register_middleware(struct gateway_module *m, const char *name, int priority,
+                                int global, lua_CFunction pre, lua_CFunction post) {
+    if (!name || !*name || (!pre && !post) || m->middleware_ref == LUA_NOREF) return GW_ERR;
+    lua_State *L = m->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, m->middleware_ref);
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_getfield(L, -1, "name");
+        int taken = strcmp(lua_tostring(L, -1), name) == 0;
+        lua_pop(L, 2);
+        if (taken) {
+            lua_pop(L, 1);
+            return GW_ERR;
+        }
+    }
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "name");
+    lua_pushinteger(L, priority);
+    lua_setfield(L, -2, "priority");
+    lua_pushboolean(L, global != 0);
+    lua_setfield(L, -2, "global");
+    if (pre) {
+        lua_pushcfunction(L, pre);
+        lua_setfield(L, -2, "preProcessor");
+    }
+    if (post) {
+        lua_pushcfunction(L, post);
+        lua_setfield(L, -2, "postProcessor");
+    }
+    lua_rawseti(L, -2, n + 1);
+    lua_pop(L, 1);
+    return GW_OK;
+}
+
 uv_loop_t *gateway_loop(struct gateway_module *m) { return m->loop; }
 
 /* --- async calls -------------------------------------------------------- */
@@ -296,4 +339,28 @@ void gateway_async_resume(struct gateway_async *a, int nresults) {
     free(a);
     if (owner) gw_task_resume(owner, nresults);
     else if (main) lua_pop(main, nresults);
+}
+
+/* --- Redis ---------------------------------------------------------------- */
+
+int gateway_redis_command(struct gateway_module *m, int argc, const char **argv,
+                          const size_t *argvlen,
+                          void (*done)(void *ud, const struct redisReply *reply, const char *err),
+                          void *ud, struct gateway_redis_cmd **out) {
+    if (out) *out = NULL;
+    if (!m || argc < 1 || !argv || !argvlen || !done) return -2;
+    if (gw_redis_refuses(argc, argv, argvlen)) return -2;
+    lua_getfield(m->L, LUA_REGISTRYINDEX, "gateway.lua");
+    struct gw_lua *g = lua_touserdata(m->L, -1);
+    lua_pop(m->L, 1);
+    struct gw_redis *r = g ? gw_lua_redis(g) : NULL;
+    if (!r) return -1;
+    struct gw_redis_cmd *c = gw_redis_command(r, argc, argv, argvlen, done, ud);
+    if (!c) return -1;
+    if (out) *out = (struct gateway_redis_cmd *)c;
+    return 0;
+}
+
+void gateway_redis_cancel(struct gateway_redis_cmd *c) {
+    if (c) gw_redis_cancel((struct gw_redis_cmd *)c);
 }

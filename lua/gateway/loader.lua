@@ -160,10 +160,10 @@ end
 -- Load everything into a new registry; raises "file[:line]: reason" on the first problem.
 -- The files register permissions into a fresh api.permissions, which stays only if the
 -- whole load succeeds (a failed reload keeps the old set, permissions included).
-function M.load(config, api, env)
+function M.load(config, api, env, modules)
   local previous = api.permissions
   api.permissions = permissions.new()
-  local ok, reg = pcall(M.loadInto, config, api, env)
+  local ok, reg = pcall(M.loadInto, config, api, env, modules)
   if not ok then
     api.permissions = previous
     error(reg, 0)
@@ -172,7 +172,14 @@ function M.load(config, api, env)
   return reg
 end
 
-function M.loadInto(config, api, env)
+-- A C function completes when it returns (it takes no next): a Lua wrapper with one
+-- parameter tells callWithNext so.
+local function cMiddlewareFn(fn)
+  if fn == nil then return nil end
+  return function(data) return fn(data) end
+end
+
+function M.loadInto(config, api, env, modules)
   local reg = {
     actions = {}, versions = {}, handlers = {},
     middleware = {}, connectionMiddleware = {}, middlewareCount = 0,
@@ -191,6 +198,16 @@ function M.loadInto(config, api, env)
       for _, k in ipairs(names) do
         if type(list[k]) == "table" then validateMiddleware(list[k], path, reg, defaultPriority) end
       end
+    end
+  end
+  -- Middleware registered by C modules (gateway_register_middleware), fresh each load.
+  for _, mod in ipairs(modules or {}) do
+    for _, spec in ipairs(mod.middleware or {}) do
+      validateMiddleware({
+        name = spec.name, priority = spec.priority, global = spec.global,
+        preProcessor = cMiddlewareFn(spec.preProcessor),
+        postProcessor = cMiddlewareFn(spec.postProcessor),
+      }, "module " .. mod.name, reg, defaultPriority)
     end
   end
   for _, m in pairs(reg.middleware) do

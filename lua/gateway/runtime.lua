@@ -51,13 +51,13 @@ function R.init(config, modules)
   rt.modules = modules or {}
   addModules(rt.api, rt.modules)
   _G.api = rt.api
-  publish(loader.load(config, rt.api))
+  publish(loader.load(config, rt.api, nil, rt.modules))
 end
 
 -- Load into a new registry; only when that works does it replace the old one, so
 -- requests in flight keep the actions they started with.
 function R.reload()
-  publish(loader.load(rt.config, rt.api))
+  publish(loader.load(rt.config, rt.api, nil, rt.modules))
 end
 
 function R.summary()

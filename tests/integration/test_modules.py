@@ -1,6 +1,8 @@
 """C modules (issue 6, core/gateway.h): the example `hello` module loaded from the config,
 called from a Lua action over HTTP and WebSocket, its async api.hello.wait (the loop keeps
-serving meanwhile; a client that leaves or an actionTimeout cancels it), and the startup errors for a bad path, a
+serving meanwhile; a client that leaves or an actionTimeout cancels it), its Redis call
+api.hello.incr (gateway_redis_command; 503 while Redis is unreachable), its global C middleware
+(gateway_register_middleware: the X-Hello header), and the startup errors for a bad path, a
 module without gateway_module_init and an API-version mismatch. Marked `asan`: `make
 test-asan` runs them again against the sanitizer build. `make test` builds the module."""
 
@@ -9,6 +11,7 @@ import concurrent.futures
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -195,3 +198,53 @@ def test_init_failure(tmp_path, redis_url):
 def test_name_taken_by_builtin(tmp_path, redis_url, hello_so):
     out = _start_error(tmp_path, redis_url, [{"name": "redis", "path": hello_so}], "start")
     assert 'module "redis": api.redis is already taken' in out, out
+
+
+# -- Redis: api.hello.incr(key) (gateway_redis_command) -------------------------------------
+
+def test_hello_incr_counts_in_redis(make_gateway, tmp_path, redis_url, hello_so):
+    if not redis_url:
+        pytest.skip("redis-server not installed")
+    g = make_gateway(config=_config(tmp_path, redis_url, [{"name": "hello", "path": hello_so}]))
+    key = "itest:hello:incr:%d:%d" % (os.getpid(), time.monotonic_ns())
+    values = []
+    for _ in range(3):
+        status, body = g.get("/api/helloIncr?key=" + key)
+        assert status == 200, body
+        values.append(body["value"])
+    assert values == [1, 2, 3], values
+
+
+def test_hello_incr_redis_unreachable(make_gateway, tmp_path, redis_url, hello_so):
+    config = _config(tmp_path, None, [{"name": "hello", "path": hello_so}],
+                     actions=[MODULE_ACTIONS, gw.EXAMPLE_ACTIONS])
+    config["redis"] = {"url": "unix://" + str(tmp_path / "no-redis.sock")}
+    g = make_gateway(config=config)
+    for _ in range(2):
+        status, body = g.get("/api/helloIncr?key=k")
+        assert status == 503, body
+        assert "redis unavailable" in json.dumps(body), body
+        status, body = g.get("/api/randomNumber")
+        assert status == 200, body
+
+
+# -- C middleware: the hello module's global "hello" middleware ------------------------------
+
+def test_hello_global_middleware_sets_header(make_gateway, tmp_path, redis_url, hello_so):
+    config = _config(tmp_path, redis_url, [{"name": "hello", "path": hello_so,
+                                            "config": {"greeting": "Hi"}}],
+                     actions=[MODULE_ACTIONS, gw.EXAMPLE_ACTIONS])
+    g = make_gateway(config=config)
+    for path in ("/api/randomNumber", "/api/helloGreet?name=Cy"):
+        r = g.request("GET", path)
+        assert r.status == 200, (path, r.status)
+        assert r.headers.get("X-Hello") == "Hi", (path, dict(r.headers))
+    # Returning nil, "message" from the C preProcessor fails the request.
+    status, body = g.get("/api/randomNumber?helloBlock=1")
+    assert status >= 400, body
+    assert "blocked by hello" in json.dumps(body), body
+    # Still there after a reload (SIGHUP re-reads middleware).
+    g.signal(signal.SIGHUP)
+    assert g.wait_for_log(r"reload", timeout=5), g.log_text()
+    r = g.request("GET", "/api/randomNumber")
+    assert r.status == 200 and r.headers.get("X-Hello") == "Hi", dict(r.headers)
