@@ -16,9 +16,6 @@ M.GENERICS = { retrieve = true, list = true, create = true, update = true,
 -- HTTP method -> handler action name (GET depends on whether the route names a `pk`).
 M.HTTP_ACTIONS = { POST = "create", PUT = "update", PATCH = "partial_update", DELETE = "remove" }
 
--- "items" for "^items/(?P<pk>\d+)/$": the literal text after ^ up to the first
--- metacharacter, when it holds a whole first segment; nil when the pattern cannot be
--- indexed (unanchored, an alternation, or no literal "segment/" at its start).
 local METACHARS = "^([^\\%.%^%$|%?%*%+%(%)%[%]{}]*)"
 
 -- The literal text a pattern starts with (after ^ if anchored), shortened by one when a
@@ -32,12 +29,12 @@ local function literalPrefix(pattern)
 end
 M.literalPrefix = literalPrefix
 
+-- "items" for "^items/(?P<pk>\d+)/$": the first segment of an anchored pattern's literal
+-- prefix; nil when the pattern cannot be indexed (unanchored, an alternation, or no
+-- literal "segment/" at its start).
 local function literalFirstSegment(pattern)
-  if pattern:sub(1, 1) ~= "^" or pattern:find("|", 1, true) then return nil end
-  local literal = pattern:match("^%^([^\\%.%^%$|%?%*%+%(%)%[%]{}]*)")
-  -- A quantifier right after the literal applies to its last character.
-  if pattern:sub(#literal + 2, #literal + 2):match("[%?%*%+{]") then literal = literal:sub(1, -2) end
-  return literal:match("^([^/]+)/")
+  if pattern:sub(1, 1) ~= "^" then return nil end
+  return literalPrefix(pattern):match("^([^/]+)/")
 end
 M.literalFirstSegment = literalFirstSegment
 
