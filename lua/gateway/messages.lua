@@ -15,12 +15,7 @@ local ENVELOPE_KEYS = { action = true, route = true, data = true, params = true,
 
 local REQUIRED = "This field is required."
 
-local function encode(rt, value)
-  local ok, text = pcall(rt.json.encode, value)
-  if ok then return text end
-  core.log("error", "cannot encode an answer as JSON: " .. tostring(text))
-  return nil
-end
+local encode = processor.encode
 
 -- The envelope text. `reply` = { action, route, idKey, id }; errors is nil on success.
 local function envelope(rt, reply, status, errors, data)

@@ -281,6 +281,15 @@ function P.abort(data, status, message)
   return P.finish(data)
 end
 
+-- The JSON text of an answer, or nil (and a log line saying why) when it cannot be
+-- encoded; the transports render with it.
+function P.encode(rt, value)
+  local ok, text = pcall(rt.json.encode, value)
+  if ok then return text end
+  core.log("error", "cannot encode an answer as JSON: " .. tostring(text))
+  return nil
+end
+
 -- Params as they appear in logs: filtered names replaced.
 function P.loggableParams(rt, params)
   local out = {}

@@ -4,12 +4,14 @@
 
 local core = require("gateway.core")
 local messages = require("gateway.messages")
+local processor = require("gateway.processor")
 
 local S = {}
 
+-- Verb data is the connection's own plain values: "null" only if a param holds something
+-- JSON cannot carry.
 local function encode(rt, value)
-  local ok, text = pcall(rt.json.encode, value)
-  return ok and text or "null"
+  return processor.encode(rt, value) or "null"
 end
 
 local function verbOk(rt, data)

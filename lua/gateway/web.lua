@@ -99,12 +99,7 @@ local function bodyParams(rt, ctx)
   return {}
 end
 
-local function encode(rt, value)
-  local ok, body = pcall(rt.json.encode, value)
-  if ok then return body end
-  core.log("error", "cannot encode the response as JSON: " .. tostring(body))
-  return nil
-end
+local encode = processor.encode
 
 -- The response body table: response, error/errors, metadata.
 local function bodyTable(rt, data)
