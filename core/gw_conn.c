@@ -9,8 +9,10 @@
 #include "gw_call.h"
 #include "gw_log.h"
 
+#include <arpa/inet.h>
 #include <lauxlib.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #define HANDLE_MT "gateway.conn.handle"
 
@@ -149,6 +151,28 @@ void gw_conn_closed(struct gw_conn *c) {
     luaL_unref(L, LUA_REGISTRYINDEX, c->handle_ref);
     open_conns--;
     free(c);
+}
+
+void gw_conn_push_peer(lua_State *L, int fd) {
+    char ip[64] = "";
+    int port = 0;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+            port = ntohs(a->sin6_port);
+        }
+    }
+    lua_pushstring(L, ip);
+    lua_setfield(L, -2, "remoteIP");
+    lua_pushinteger(L, port);
+    lua_setfield(L, -2, "remotePort");
 }
 
 /* conn.send(handle, text) -> true | false */

@@ -43,6 +43,11 @@ void gw_conn_reject(struct gw_conn *c, int status, const char *message);
  * use 'c' afterwards; ops are not called any more. */
 void gw_conn_closed(struct gw_conn *c);
 
+/* [-0, +0, m] Set remoteIP and remotePort of the peer of socket 'fd' in
+ * the table on top ("" and 0 when unknown). Every transport's connection
+ * fields start with these. */
+void gw_conn_push_peer(lua_State *L, int fd);
+
 /* Open persistent connections in this process. */
 int gw_conn_count(void);
 

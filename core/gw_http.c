@@ -5,15 +5,14 @@
 #include "gw_http.h"
 #include "gw.h"
 #include "gw_call.h"
+#include "gw_conn.h"
 #include "gw_log.h"
 #include "gw_query.h"
 #include "gw_static.h"
 
-#include <arpa/inet.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #define TOO_LARGE "{\"error\":\"request body is larger than maxBodySize\"," \
                   "\"errors\":[\"request body is larger than maxBodySize\"]}"
@@ -155,28 +154,6 @@ static void push_args(lua_State *L, struct lws *wsi) {
     if (buf != small) free(buf);
 }
 
-void gw_http_push_peer(lua_State *L, struct lws *wsi) {
-    char ip[64] = "";
-    int port = 0;
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    int fd = lws_get_socket_fd(wsi);
-    if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
-            port = ntohs(a->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
-            port = ntohs(a->sin6_port);
-        }
-    }
-    lua_pushstring(L, ip);
-    lua_setfield(L, -2, "remoteIP");
-    lua_pushinteger(L, port);
-    lua_setfield(L, -2, "remotePort");
-}
 
 /* Header names are tokens; values may not hold CR, LF or NUL. */
 static int header_safe(const char *s, int is_name) {
@@ -271,7 +248,7 @@ static int dispatch(struct http_req *r, const char *path) {
         free(r->body);
         r->body = NULL;
     }
-    gw_http_push_peer(L, r->wsi);
+    gw_conn_push_peer(L, lws_get_socket_fd(r->wsi));
     r->dispatching = 1;
     r->call = gw_call_new(lua_rt, "web", http_reply, r);
     gw_call_run(r->call);

@@ -28,7 +28,5 @@ int gw_http_unsent(void);
  * (also valid for a WebSocket upgrade until it is established). */
 void gw_http_push_headers(lua_State *L, struct lws *wsi);
 
-/* [-0, +0, m] Set remoteIP and remotePort of the peer in the table on top. */
-void gw_http_push_peer(lua_State *L, struct lws *wsi);
 
 #endif

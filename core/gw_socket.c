@@ -8,7 +8,6 @@
 #include "gw_listen.h"
 #include "gw_log.h"
 
-#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -192,25 +191,6 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     }
 }
 
-static void push_peer(lua_State *L, uv_tcp_t *tcp) {
-    struct sockaddr_storage ss;
-    int sl = sizeof ss;
-    char ip[64] = "";
-    int port = 0;
-    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET) {
-            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        }
-    }
-    lua_pushstring(L, ip);
-    lua_setfield(L, -2, "remoteIP");
-    lua_pushinteger(L, port);
-    lua_setfield(L, -2, "remotePort");
-}
 
 static void on_accept(void *ud, int fd) {
     struct gw_socket_server *s = ud;
@@ -230,7 +210,7 @@ static void on_accept(void *ud, int fd) {
     uv_tcp_nodelay(&c->tcp, 1);
     lua_State *L = gw_lua_state(s->g);
     lua_createtable(L, 0, 2);
-    push_peer(L, &c->tcp);
+    gw_conn_push_peer(L, fd);
     c->conn = gw_conn_open(s->g, "socket", &sock_ops, c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }

@@ -121,7 +121,7 @@ static void open_conn(struct gw_ws_session *s, struct lws *wsi) {
     all_conns = c;
     lua_State *L = gw_lua_state(lua_rt);
     lua_createtable(L, 0, 3);
-    gw_http_push_peer(L, wsi);
+    gw_conn_push_peer(L, lws_get_socket_fd(wsi));
     lua_createtable(L, 0, 2);
     lua_pushstring(L, gw_lua_config(lua_rt)->ws_path);
     lua_setfield(L, -2, "path");
