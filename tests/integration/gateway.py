@@ -4,6 +4,7 @@ The gateway is only ever driven from the outside (command line, config file, HTT
 the same way a user drives it. Every wait here is bounded; every process is stopped by PID.
 """
 
+import contextlib
 import http.client
 import json
 import keyword
@@ -700,6 +701,53 @@ def has_error(body, text):
 
 # --------------------------------------------------------------------------------------
 # Redis (private server for the suite)
+
+
+@contextlib.contextmanager
+def serving(workdir, config):
+    """A gateway started for a block of tests (say a module's), stopped when the block ends;
+    a sanitizer report in its log then fails."""
+    g = Gateway(workdir, config).start()
+    try:
+        yield g
+    finally:
+        g.stop()
+        reports = g.sanitizer_reports()
+        assert not reports, "sanitizer report: %s\n%s" % (reports, g.describe())
+
+
+def resp_encode(*args):
+    """One Redis command in RESP (arguments as bytes, or anything str() turns into text)."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def resp_read(f, text=False):
+    """One RESP reply from the binary file 'f': str for status, RuntimeError (returned, not
+    raised) for an error, int, bulk as bytes (str with 'text'), list, or None."""
+    line = f.readline()
+    if not line:
+        raise ConnectionError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        return RuntimeError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)[:-2]
+        return data.decode() if text else data
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [resp_read(f, text) for _ in range(n)]
+    raise AssertionError("bad RESP line %r" % line)
 
 
 class RedisServer:

@@ -28,13 +28,8 @@ def hgw(gateway_bin, redis_url, tmp_path_factory):
                                actions=[gw.EXAMPLE_ACTIONS, gw.TEST_ACTIONS, HANDLERS])
     config["servers"]["socket"] = {"enabled": True, "port": 0}
     config["general"]["simultaneousActions"] = 3
-    g = gw.Gateway(workdir, config).start()
-    try:
+    with gw.serving(workdir, config) as g:
         yield g
-    finally:
-        g.stop()
-        reports = g.sanitizer_reports()
-        assert not reports, "sanitizer report: %s\n%s" % (reports, g.describe())
 
 
 @pytest.fixture

@@ -34,13 +34,8 @@ def pgw(gateway_bin, redis_url, tmp_path_factory):
                                actions=[gw.EXAMPLE_ACTIONS, PERMS_ACTIONS],
                                middleware=[gw.TEST_MIDDLEWARE, PERMS_MIDDLEWARE])
     config["servers"]["socket"] = {"enabled": True, "port": 0}
-    g = gw.Gateway(workdir, config).start()
-    try:
+    with gw.serving(workdir, config) as g:
         yield g
-    finally:
-        g.stop()
-        reports = g.sanitizer_reports()
-        assert not reports, "sanitizer report: %s\n%s" % (reports, g.describe())
 
 
 @pytest.fixture

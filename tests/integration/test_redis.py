@@ -33,37 +33,6 @@ pytestmark = pytest.mark.skipif(not REDIS_SERVER, reason="redis-server is not in
 
 # -- a private redis-server on a unix socket (and optionally a TCP port) ---------------------
 
-def _resp(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-def _read_reply(f):
-    line = f.readline()
-    if not line:
-        raise ConnectionError("redis closed the connection")
-    kind, rest = line[:1], line[1:-2]
-    if kind == b"+":
-        return rest.decode()
-    if kind == b"-":
-        return RuntimeError(rest.decode())
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        if n < 0:
-            return None
-        data = f.read(n + 2)
-        return data[:-2]
-    if kind == b"*":
-        n = int(rest)
-        return None if n < 0 else [_read_reply(f) for _ in range(n)]
-    raise AssertionError("bad RESP line %r" % line)
-
-
 class UnixRedis:
     """redis-server with its own folder under /tmp (unix socket paths are short), appendonly
     on, DEBUG allowed. kill() is SIGKILL; start() again reuses the folder and its AOF."""
@@ -119,13 +88,13 @@ class UnixRedis:
         with self.connect() as s:
             f = s.makefile("rb")
             if self.password:
-                s.sendall(_resp("AUTH", self.password) if not user else _resp("AUTH", *user))
-                _read_reply(f)
+                s.sendall(gw.resp_encode("AUTH", self.password) if not user else gw.resp_encode("AUTH", *user))
+                gw.resp_read(f)
             if db:
-                s.sendall(_resp("SELECT", db))
-                _read_reply(f)
-            s.sendall(_resp(*args))
-            return _read_reply(f)
+                s.sendall(gw.resp_encode("SELECT", db))
+                gw.resp_read(f)
+            s.sendall(gw.resp_encode(*args))
+            return gw.resp_read(f)
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
@@ -572,7 +541,7 @@ def test_stalled_redis_times_out_and_the_loop_keeps_serving(make_gateway, privat
     assert reply_of(g, "SET", k, "before") == {"type": "status", "value": "OK"}
 
     stall = r.connect()  # DEBUG SLEEP from outside: Redis answers nobody for 2 s
-    stall.sendall(_resp("DEBUG", "SLEEP", "2"))
+    stall.sendall(gw.resp_encode("DEBUG", "SLEEP", "2"))
     time.sleep(0.1)
     results = {}
 

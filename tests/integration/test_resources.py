@@ -31,34 +31,6 @@ REQUIRED = "This field is required."
 
 # -- a raw Redis client (to look at the keys) ---------------------------------------------
 
-def _resp(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-def _read_reply(f):
-    line = f.readline()
-    if not line:
-        raise ConnectionError("redis closed the connection")
-    kind, rest = line[:1], line[1:-2]
-    if kind == b"+":
-        return rest.decode()
-    if kind == b"-":
-        return RuntimeError(rest.decode())
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        return None if n < 0 else f.read(n + 2)[:-2].decode()
-    if kind == b"*":
-        n = int(rest)
-        return None if n < 0 else [_read_reply(f) for _ in range(n)]
-    raise AssertionError("bad RESP line %r" % line)
-
-
 class RawRedis:
     def __init__(self, url):
         u = urllib.parse.urlparse(url)
@@ -71,8 +43,8 @@ class RawRedis:
         with socket.socket(self.addr[0], socket.SOCK_STREAM) as s:
             s.settimeout(5)
             s.connect(self.addr[1])
-            s.sendall(_resp(*args))
-            return _read_reply(s.makefile("rb"))
+            s.sendall(gw.resp_encode(*args))
+            return gw.resp_read(s.makefile("rb"), text=True)
 
 
 # -- the module's gateway ------------------------------------------------------------------

@@ -33,13 +33,8 @@ def routing_config(workdir, redis_url=None, routes=ROUTES):
 def rgw(gateway_bin, redis_url, tmp_path_factory):
     """One gateway for the module with the routes of routing/routes.lua."""
     workdir = tmp_path_factory.mktemp("rgw")
-    g = gw.Gateway(workdir, routing_config(workdir, redis_url)).start()
-    try:
+    with gw.serving(workdir, routing_config(workdir, redis_url)) as g:
         yield g
-    finally:
-        g.stop()
-        reports = g.sanitizer_reports()
-        assert not reports, "sanitizer report: %s\n%s" % (reports, g.describe())
 
 
 @pytest.fixture

@@ -38,13 +38,8 @@ def session_config(workdir, redis_url, extra_actions=()):
 @pytest.fixture(scope="module")
 def sgw(gateway_bin, redis_url, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("sgw")
-    g = gw.Gateway(workdir, session_config(workdir, redis_url)).start()
-    try:
+    with gw.serving(workdir, session_config(workdir, redis_url)) as g:
         yield g
-    finally:
-        g.stop()
-        reports = g.sanitizer_reports()
-        assert not reports, "sanitizer report: %s\n%s" % (reports, g.describe())
 
 
 @pytest.fixture

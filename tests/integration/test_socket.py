@@ -21,13 +21,8 @@ def sgw(gateway_bin, redis_url, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("sgw")
     config = gw.deep_merge(gw.default_config(str(workdir), redis_url),
                            {"servers": {"socket": {"enabled": True, "port": 0}}})
-    g = gw.Gateway(workdir, config).start()
-    try:
+    with gw.serving(workdir, config) as g:
         yield g
-    finally:
-        g.stop()
-        reports = g.sanitizer_reports()
-        assert not reports, "sanitizer report: %s\n%s" % (reports, g.describe())
 
 
 @pytest.fixture
