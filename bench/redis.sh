@@ -13,8 +13,8 @@ DURATION=${BENCH_DURATION:-10}
 CONNS=${BENCH_CONNS:-50}
 DURATION=${DURATION%s}
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
 for tool in wrk redis-server redis-cli redis-benchmark curl timeout cc; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is required (apt-get install wrk redis-server curl gcc)"
 done
@@ -26,7 +26,7 @@ if [[ ! -x $WSLOAD || $BENCH_DIR/wsload.c -nt $WSLOAD ]]; then
 fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/gateway-bench-redis.XXXXXX")
-REDIS_PID= GATEWAY_PID=
+REDIS_PID='' GATEWAY_PID=''
 cleanup() {
   local pid
   for pid in $GATEWAY_PID $REDIS_PID; do
