@@ -133,9 +133,10 @@ function M.authenticate(rt, ctx, transport, msg)
       "error", "token is required", "connection", tostring(ctx.connection.id) })
     return envelope(rt, msg.reply, 422, { { token = { REQUIRED } } })
   end
-  local user, err = rt.api.session.restore(ctx.connection, token)
+  local user, err = rt.api.session.restore(token)
   if err then return reject(rt, ctx, transport, err.status, err.message, msg.reply) end
   if user == nil then return reject(rt, ctx, transport, 401, session.INVALID, msg.reply) end
+  ctx.connection.user, ctx.connection.session = user, token
   core.log("info", nil, { "action", "authenticate", "type", transport, "status", "200",
     "connection", tostring(ctx.connection.id) })
   return envelope(rt, msg.reply, 200, nil, { user = user })

@@ -69,10 +69,10 @@ function M.new(api)
     return deleted
   end
 
-  -- Restore `connection` from `token`: the user (and connection.user/.session set), or nil
-  -- for an unknown token, or nil, err (the raised Redis failure table) when Redis failed.
-  -- Used by the transports, which must answer a Redis failure themselves.
-  function S.restore(connection, token)
+  -- The user of `token`, or nil for an unknown token, or nil, err (the raised Redis
+  -- failure table) when Redis failed. Used by the transports, which must answer a Redis
+  -- failure themselves and then set connection.user and connection.session.
+  function S.restore(token)
     local ok, user = pcall(S.load, token)
     if not ok then
       local err = user
@@ -83,7 +83,6 @@ function M.new(api)
       end
       return nil, err
     end
-    if user ~= nil then connection.user, connection.session = user, token end
     return user
   end
 

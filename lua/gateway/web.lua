@@ -264,7 +264,7 @@ function W.handle(rt, ctx)
   local token = session.bearer(ctx.headers.authorization)
   local user, sessionErr
   if token then
-    user, sessionErr = rt.api.session.restore({}, token)
+    user, sessionErr = rt.api.session.restore(token)
     if sessionErr then return plainError(rt, sessionErr.status, sessionErr.message, ctx) end
   end
 
