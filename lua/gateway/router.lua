@@ -142,15 +142,19 @@ local function matchList(list, segs)
   end
 end
 
--- The route for `method` (lower case) and `path` (relative to /api), and its params.
+-- The lists a method tries, in order: its own, then all (HEAD: head, get, all).
+local ORDER = { head = { "head", "get", "all" } }
+for _, m in ipairs(M.METHODS) do ORDER[m] = ORDER[m] or { m, "all" } end
+local ALL_ONLY = { "all" }
+
+-- The route for `method` (lower case) and `path` (relative to /api), and its params. Empty
+-- lists are skipped without splitting the path: most requests name an action directly.
 function M.match(compiled, method, path)
-  local segs = split(path)
-  local lists = { method }
-  if method == "head" then lists[2] = "get" end
-  lists[#lists + 1] = "all"
-  for _, m in ipairs(lists) do
-    local list = compiled[m]
-    if list then
+  local segs
+  for _, name in ipairs(ORDER[method] or ALL_ONLY) do
+    local list = compiled[name]
+    if list and #list.routes > 0 then
+      segs = segs or split(path)
       local route, params = matchList(list, segs)
       if route then return route, params end
     end
