@@ -19,7 +19,7 @@ LUA_DIR := $(CURDIR)/lua
 # the unit tests and the Lua module used by busted.
 CORE_SRC := $(filter-out core/main.c core/gw_luamod.c,$(wildcard core/*.c))
 CORE_OBJ := $(CORE_SRC:core/%.c=$(BUILD)/obj/%.o)
-PIC_SRC  := core/gw.c core/gw_luamod.c core/gw_lib_core.c core/gw_lib_regex.c core/gw_regex.c \
+PIC_SRC  := core/gw.c core/gw_luamod.c core/gw_lib_core.c core/gw_lib_regex.c core/gw_lib_json.c core/gw_regex.c \
             core/gw_query.c core/gw_log.c core/gw_mime.c
 PIC_OBJ  := $(PIC_SRC:core/%.c=$(BUILD)/pic/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -29,7 +29,15 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 MODULE_DIRS := $(wildcard examples/modules/*)
 MODULE_SO   := $(MODULE_DIRS:examples/modules/%=$(BUILD)/modules/%.so)
 
-.PHONY: all run test test-unit test-lua test-integration test-asan asan clean deps bench modules
+# C modules linked into the binary instead of loaded from a .so: folders of
+# .c files, the folder's name being the module's (the config lists it by name,
+# without a path); STATIC_LDLIBS adds the libraries they need. For example
+#   make STATIC_MODULES=examples/modules/hello
+STATIC_MODULES ?=
+STATIC_LDLIBS  ?=
+STATIC_A := $(BUILD)/static/modules.a
+
+.PHONY: all run test test-unit test-lua test-integration test-asan asan clean deps bench modules FORCE
 
 all: $(BUILD)/gateway $(BUILD)/lua/gateway/core.so
 
@@ -44,8 +52,14 @@ $(BUILD)/pic/%.o: core/%.c
 $(BUILD)/libgw.a: $(CORE_OBJ)
 	$(AR) rcs $@ $^
 
-$(BUILD)/gateway: $(BUILD)/obj/main.o $(BUILD)/libgw.a
-	$(CC) $(CFLAGS) -rdynamic -o $@ $^ $(LDLIBS)
+# Rebuilt each run (the module list is a make variable); replaced only when it changed.
+$(STATIC_A): FORCE
+	@scripts/static-modules.sh $(BUILD)/static "$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Icore" $(STATIC_MODULES)
+
+FORCE:
+
+$(BUILD)/gateway: $(BUILD)/obj/main.o $(BUILD)/libgw.a $(STATIC_A)
+	$(CC) $(CFLAGS) -rdynamic -o $@ $(BUILD)/obj/main.o -Wl,--start-group $(BUILD)/libgw.a $(STATIC_A) -Wl,--end-group $(LDLIBS) $(STATIC_LDLIBS)
 
 # The pure bindings as a Lua C module, so busted specs build `api` with the
 # same C code as the gateway.
@@ -53,9 +67,9 @@ $(BUILD)/lua/gateway/core.so: $(PIC_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libpcre2-8)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libgw.a
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libgw.a $(STATIC_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Icore -o $@ $< $(BUILD)/libgw.a $(LDLIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) -Icore -o $@ $< -Wl,--start-group $(BUILD)/libgw.a $(STATIC_A) -Wl,--end-group $(LDLIBS) $(STATIC_LDLIBS) -lcmocka
 
 # A module is built against gateway.h and the Lua and libuv headers only; it resolves
 # gateway_* and lua_* from the gateway binary (linked with -rdynamic).

@@ -20,7 +20,13 @@
  * - Ownership: every string passed in is copied; every string returned is
  *   owned by the gateway and stays valid until gateway_module_free returns.
  * - The handle 'm' is valid from init until gateway_module_free returns.
- *   Free runs before the Lua state closes; the .so is unloaded after it. */
+ *   Free runs before the Lua state closes; the .so is unloaded after it.
+ * - Versions: GATEWAY_MODULE_API_VERSION changes when a function here
+ *   changes or goes. Functions added later keep it: a module that uses one
+ *   fails to load into an older gateway with an error naming the symbol.
+ *
+ * The gateway's own api.redis, api.json, api.regex and api.sleep are
+ * modules on this API, linked in statically (core/mod_*.c). */
 #ifndef GATEWAY_H
 #define GATEWAY_H
 
@@ -53,11 +59,25 @@ void gateway_log(struct gateway_module *m, enum gateway_log_level level, const c
     __attribute__((format(printf, 3, 4)));
 
 /* Values of the module's own `config` table (top-level keys). A missing
- * key, or a value of another type, gives 'def'. The returned string is
- * owned by the gateway (see Rules); 'def' is returned as it is. */
+ * key gives 'def'; so does a value of another type (a fraction for _int),
+ * with a warning naming the key. The returned string is owned by the
+ * gateway (see Rules); 'def' is returned as it is. */
 const char *gateway_config_string(struct gateway_module *m, const char *key, const char *def);
 long long gateway_config_int(struct gateway_module *m, const char *key, long long def);
+double gateway_config_number(struct gateway_module *m, const char *key, double def);
 int gateway_config_bool(struct gateway_module *m, const char *key, int def);
+
+/* The gateway's main Lua state, for building in init what a plain function
+ * cannot be: tables, closures with upvalues, metatables (luaL_newmetatable).
+ * Only during gateway_module_init; leave its stack as you found it, except
+ * for the values gateway_register_value pops. */
+lua_State *gateway_lua(struct gateway_module *m);
+
+/* Pop the value on top of gateway_lua(m)'s stack and make it
+ * api.<module name>.<name> (a table, a closure, a constant). From init only.
+ * Returns 0, or -1 when 'name' is empty or taken (the value is popped all
+ * the same). */
+int gateway_register_value(struct gateway_module *m, const char *name);
 
 /* Make api.<module name>.<name> call 'fn'. The lua_State 'fn' receives is
  * the calling action's coroutine: use it as any lua_CFunction would
@@ -76,6 +96,16 @@ int gateway_register_function(struct gateway_module *m, const char *name, lua_CF
  * empty or already registered by this module, or both functions are NULL. */
 int gateway_register_middleware(struct gateway_module *m, const char *name, int priority,
                                 int global, lua_CFunction pre, lua_CFunction post);
+
+/* Connection hooks, as a middleware file returning { name = name, priority
+ * = priority, create = create, destroy = destroy } would (either may be
+ * NULL, not both): they receive the connection table (id, type, remoteIP,
+ * ...) at stack index 1 when a connection of any type opens and closes
+ * (each web request is one). They cannot suspend; what they raise is
+ * logged and the connection goes on. Call from init. Returns 0, or -1 when
+ * 'name' is empty or already registered by this module, or both are NULL. */
+int gateway_register_connection_hooks(struct gateway_module *m, const char *name, int priority,
+                                      lua_CFunction create, lua_CFunction destroy);
 
 /* The gateway's event loop, for starting libuv work (timers, sockets,
  * uv_queue_work). Valid from init until gateway_module_free returns. */
@@ -100,13 +130,22 @@ uv_loop_t *gateway_loop(struct gateway_module *m);
  * be called for it. A handle ends with exactly one of resume or cancel. */
 struct gateway_async; /* opaque */
 
+/* Why the code running in 'L' cannot suspend, or NULL when it can: it is
+ * not an action's (or middleware's, or timer callback's) coroutine, or a C
+ * function such as table.sort is calling it. The text reads after the
+ * function's name: luaL_error(L, "api.x.f %s", why). */
+const char *gateway_async_unavailable(lua_State *L);
+
 /* Register a wait owned by the action running in 'L'. Returns NULL when
- * 'L' is not an action's (or middleware's, or timer callback's) coroutine
- * that can yield, or out of memory: raise with luaL_error then. Call it
- * last before gateway_async_yield, and return that at once. */
+ * gateway_async_unavailable(L) says why, or out of memory: raise with
+ * luaL_error then. Call it last before gateway_async_yield, and return
+ * that at once. */
 struct gateway_async *gateway_async_begin(lua_State *L, void (*cancel)(void *ud), void *ud);
 
-/* Suspend the coroutine: `return gateway_async_yield(L);` from the function. */
+/* Suspend the coroutine: `return gateway_async_yield(L);` from the function.
+ * To turn the results into Lua values inside the action (where raising is
+ * safe) instead, end the function with `lua_settop(L, 0); return
+ * lua_yieldk(L, 0, ctx, k);`: k then runs with the values resume pushed. */
 int gateway_async_yield(lua_State *L);
 
 /* The suspended coroutine, to push the results on before resuming. Only
@@ -115,7 +154,10 @@ lua_State *gateway_async_thread(struct gateway_async *a);
 
 /* Resume the action with the 'nresults' values pushed on the thread as the
  * function's return values; frees 'a'. Call from a loop callback only (not
- * before the function has yielded), and not after cancel ran. */
+ * before the function has yielded), and not after cancel ran. The action
+ * runs until it next suspends or ends before this returns, so data valid
+ * in the callback (a Redis reply) is still valid in a lua_yieldk
+ * continuation: push it as light userdata, which allocates nothing. */
 void gateway_async_resume(struct gateway_async *a, int nresults);
 
 /* Redis: commands over the gateway's shared connection (the one api.redis
@@ -137,6 +179,13 @@ int gateway_redis_command(struct gateway_module *m, int argc, const char **argv,
                           const size_t *argvlen,
                           void (*done)(void *ud, const struct redisReply *reply, const char *err),
                           void *ud, struct gateway_redis_cmd **out);
+
+/* Why the shared connection refuses this command (SUBSCRIBE, MULTI,
+ * SELECT, ...), or NULL when it accepts it: the -2 of gateway_redis_command. */
+const char *gateway_redis_refused(int argc, const char **argv, const size_t *argvlen);
+
+/* 1 while the shared connection is up (commands are answered), else 0. */
+int gateway_redis_connected(struct gateway_module *m);
 
 /* The answer is no longer wanted (e.g. from a gateway_async cancel
  * callback): 'done' will not run; the reply is dropped when it arrives.

@@ -1,11 +1,13 @@
 /* The Lua libraries the C core provides. Each opener pushes one table.
  *   gw_open_core  -> require "gateway.core": clocks, query parsing,
- *                    readdir, logging, and .regex (works in plain Lua too)
+ *                    readdir, logging, .regex and .json (works in plain
+ *                    Lua too)
  *   gw_open_regex -> the api.regex table
- *   gw_open_loop  -> require "gateway.loop": sleep, timers, wait/wake;
+ *   gw_open_json  -> the api.json table (a cjson instance of its own)
+ *   gw_open_loop  -> require "gateway.loop": timer.after, wait/wake;
  *                    needs the event loop, so only inside the gateway
- *   gw_open_redis -> require "gateway.redis": the api.redis table (call,
- *                    pcall, connected); only inside the gateway */
+ * The gateway's modules (gw_builtins.c) register regex and json as
+ * api.regex and api.json; gateway.core has them too, as .regex and .json. */
 #ifndef GW_LIB_H
 #define GW_LIB_H
 
@@ -14,9 +16,9 @@
 int gw_open_core(lua_State *L);
 int gw_open_regex(lua_State *L);
 int gw_open_loop(lua_State *L);
-int gw_open_redis(lua_State *L);
+int gw_open_json(lua_State *L);
 
-/* Cancel every pending sleep and timer (shutdown). */
+/* Cancel every pending timer.after (shutdown). */
 void gw_loop_shutdown(void);
 
 #endif

@@ -1,5 +1,5 @@
 /* The "gateway.core" table: the pure helpers the Lua runtime needs from C
- * (clocks, query parsing, UTF-8 checks, directory listing, logging, regex,
+ * (clocks, query parsing, UTF-8 checks, directory listing, logging, regex, json,
  * ids). Nothing here touches the event loop. */
 #include "gw.h"
 #include "gw_lib.h"
@@ -251,5 +251,7 @@ int gw_open_core(lua_State *L) {
     luaL_newlib(L, core_funcs);
     gw_open_regex(L);
     lua_setfield(L, -2, "regex");
+    gw_open_json(L);
+    lua_setfield(L, -2, "json");
     return 1;
 }

@@ -1,11 +1,10 @@
 /* The "gateway.loop" table: what makes Lua code wait without blocking.
- *   sleep(ms)         suspend the calling task for ms milliseconds
  *   after(ms, fn)     run fn in a task of its own after ms milliseconds
  *   wait()            suspend the calling task until wake(thread, ...)
  *   wake(thread, ...) resume a task suspended in wait(); its results
  *   reset_slice()     restart the cpuTimeout clock
- * Each wait is a gw_wait owned by the calling task, so an aborted task
- * (timeout, client gone) cancels its timers and is never resumed. */
+ * (api.sleep is a module on gateway.h: core/mod_sleep.c.) An after() timer
+ * set by a task is a gw_wait it owns, so an aborted task cancels it. */
 #include "gw.h"
 #include "gw_lib.h"
 #include "gw_lua.h"
@@ -17,7 +16,7 @@ struct timer_wait {
     struct gw_wait w;
     uv_timer_t timer;
     struct gw_lua *g;
-    int fn_ref; /* after(): the callback; LUA_NOREF for sleep() */
+    int fn_ref; /* the callback */
     struct timer_wait *all_prev, *all_next; /* every live timer, for shutdown */
 };
 
@@ -46,27 +45,17 @@ static void timer_cancel(struct gw_wait *w) {
     timer_release(tw);
 }
 
-/* run_callback logs what the callback raises; a CPU stop is logged by
- * the task itself. Nothing waits for the result. */
-static void after_done(void *ud, enum gw_task_status status, lua_State *co, int nres) {
-    (void)ud, (void)status, (void)co, (void)nres;
-}
-
 static void timer_fired(uv_timer_t *h) {
     struct timer_wait *tw = h->data;
-    struct gw_task *owner = tw->w.owner;
     gw_task_detach(&tw->w);
-    if (tw->fn_ref == LUA_NOREF) { /* sleep(): resume the sleeper */
-        timer_release(tw);
-        if (owner) gw_task_resume(owner, 0);
-        return;
-    }
     lua_State *L = gw_lua_state(tw->g);
     lua_rawgeti(L, LUA_REGISTRYINDEX, tw->fn_ref);
     timer_release(tw);
     gw_lua_push_runtime(tw->g, "run_callback"); /* logs errors the callback raises */
     lua_insert(L, -2);
-    gw_task_spawn(tw->g, 1, after_done, NULL);
+    /* Nothing waits for the result: run_callback logs what the callback
+     * raises, the task a CPU stop; shutdown aborts it if it is waiting. */
+    gw_task_spawn(tw->g, 1, NULL, NULL);
 }
 
 static struct timer_wait *timer_new(lua_State *L, struct gw_lua *g, lua_Integer ms) {
@@ -92,15 +81,6 @@ static struct gw_task *check_task(lua_State *L, const char *what) {
         luaL_error(L, "%s can only be called from an action, middleware or timer callback "
                       "(not from a coroutine of your own or while loading)", what);
     return t;
-}
-
-/* loop.sleep(ms) */
-static int loop_sleep(lua_State *L) {
-    lua_Integer ms = luaL_checkinteger(L, 1);
-    struct gw_task *t = check_task(L, "api.sleep");
-    struct timer_wait *tw = timer_new(L, loop_owner(L), ms);
-    gw_task_attach(t, &tw->w);
-    return lua_yield(L, 0);
 }
 
 /* loop.after(ms, fn) */
@@ -145,7 +125,7 @@ static int loop_reset_slice(lua_State *L) {
 }
 
 static const luaL_Reg loop_funcs[] = {
-    {"sleep", loop_sleep}, {"after", loop_after}, {"wait", loop_wait},
+    {"after", loop_after}, {"wait", loop_wait},
     {"wake", loop_wake},   {"reset_slice", loop_reset_slice}, {NULL, NULL}};
 
 int gw_open_loop(lua_State *L) {

@@ -34,6 +34,7 @@ struct gw_task {
     int aborted;            /* abort requested while running */
     int waiting;            /* suspended in loop.wait() */
     int cpu_exceeded;
+    struct gw_task *unowned_prev, *unowned_next; /* 'done' is NULL: in g->unowned */
 };
 
 struct gw_lua {
@@ -45,6 +46,7 @@ struct gw_lua {
     double slice_start;
     struct gw_redis *redis;
     struct gateway_module *modules; /* C modules, loaded before the runtime */
+    struct gw_task *unowned;        /* tasks nobody waits for (timer callbacks) */
 };
 
 /* The hook has only a lua_State; there is one state per process. */
@@ -111,6 +113,11 @@ void gw_task_detach(struct gw_wait *w) {
 }
 
 static void task_free(struct gw_task *t) {
+    if (!t->done) {
+        if (t->unowned_prev) t->unowned_prev->unowned_next = t->unowned_next;
+        else t->g->unowned = t->unowned_next;
+        if (t->unowned_next) t->unowned_next->unowned_prev = t->unowned_prev;
+    }
     /* Whatever it still owns (timer.after callbacks) outlives it. */
     while (t->waits.next != &t->waits) gw_task_detach(t->waits.next);
     *task_slot(t->co) = NULL;
@@ -192,6 +199,11 @@ struct gw_task *gw_task_spawn(struct gw_lua *g, int nargs, gw_task_done_fn done,
     t->done = done;
     t->ud = ud;
     t->waits.next = t->waits.prev = &t->waits;
+    if (!done) {
+        t->unowned_next = g->unowned;
+        if (g->unowned) g->unowned->unowned_prev = t;
+        g->unowned = t;
+    }
     t->co = lua_newthread(L);
     t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     *task_slot(t->co) = t;
@@ -200,6 +212,13 @@ struct gw_task *gw_task_spawn(struct gw_lua *g, int nargs, gw_task_done_fn done,
 }
 
 void gw_task_resume(struct gw_task *t, int nargs) { task_run(t, nargs); }
+
+void gw_task_abort_unowned(struct gw_lua *g) {
+    for (struct gw_task *t = g->unowned, *next; t; t = next) {
+        next = t->unowned_next;
+        if (!t->running) gw_task_abort(t);
+    }
+}
 
 /* --- state setup ------------------------------------------------------- */
 
@@ -263,7 +282,6 @@ struct gw_lua *gw_lua_new(uv_loop_t *loop, const char *config_path,
     lua_pop(L, 1);
     preload(L, "gateway.core", gw_open_core);
     preload(L, "gateway.loop", gw_open_loop);
-    preload(L, "gateway.redis", gw_open_redis);
     preload(L, "gateway.conn", gw_open_conn);
     preload(L, "cjson", luaopen_cjson);
     lua_pushlightuserdata(L, g);

@@ -65,7 +65,9 @@ void gw_lua_print_summary(struct gw_lua *g);
 
 /* [-(nargs+1), +0] Pop a function and its 'nargs' arguments from the main
  * stack and run them in a new coroutine, right away. Returns the task, or
- * NULL when it already ended during this first run ('done' was called). */
+ * NULL when it already ended during this first run ('done' was called).
+ * With 'done' NULL nobody waits for the task: gw_task_abort_unowned stops
+ * it if it is still suspended at shutdown. */
 struct gw_task *gw_task_spawn(struct gw_lua *g, int nargs, gw_task_done_fn done, void *ud);
 
 /* The suspended task's thread, for pushing resume arguments. */
@@ -77,6 +79,11 @@ void gw_task_resume(struct gw_task *t, int nargs);
 /* Stop a task for good: cancel its waits, drop its coroutine, free it.
  * 'done' is not called. Safe from inside the task's own callbacks. */
 void gw_task_abort(struct gw_task *t);
+
+/* Abort every task spawned without a 'done' (timer callbacks) that is
+ * still suspended: at shutdown, so their waits (module timers too) are
+ * cancelled instead of keeping the loop alive. */
+void gw_task_abort_unowned(struct gw_lua *g);
 
 /* The task whose coroutine is 'L', or NULL (main thread, user coroutine). */
 struct gw_task *gw_task_of(lua_State *L);

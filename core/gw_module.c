@@ -7,6 +7,7 @@
 #include "gw.h"
 #include "gw_log.h"
 #include "gw_lua.h"
+#include "gw_builtins.h"
 #include "gw_redis.h"
 
 #include <ctype.h>
@@ -26,11 +27,13 @@ struct str_copy {
 struct gateway_module {
     struct gateway_module *next;
     char name[64];
-    char path[4096];
+    char path[4096];        /* or "(built in)", "(linked in)" */
+    int builtin;            /* one of the gateway's own (gw_builtin_modules) */
     void *dl;
     void (*free_fn)(struct gateway_module *m);
     int initialized;        /* init returned 0: free_fn is due */
     lua_State *L;           /* the main state */
+    struct gw_lua *g;
     uv_loop_t *loop;        /* the gateway's event loop */
     int config_ref;         /* its `config` table, or LUA_NOREF */
     int functions_ref;      /* the table that becomes api.<name> */
@@ -46,13 +49,9 @@ static int valid_name(const char *s) {
     return 1;
 }
 
-/* Open the .so, check it and call its init. */
-static int module_open(struct gateway_module *m, char *err, size_t errlen) {
-    if ((m->dl = dlopen(m->path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
-        gw_fmt(err, errlen, "module \"%s\": cannot load: %s", m->name, dlerror());
-        return GW_ERR;
-    }
-    const int *version = (const int *)dlsym(m->dl, "gateway_module_api_version");
+/* Check the version a module was built for and call its init. */
+static int module_init(struct gateway_module *m, const int *version,
+                       int (*init)(struct gateway_module *), char *err, size_t errlen) {
     if (!version) {
         gw_fmt(err, errlen,
                "module \"%s\": %s has no gateway_module_api_version (add GATEWAY_MODULE_DECLARE();)",
@@ -64,20 +63,80 @@ static int module_open(struct gateway_module *m, char *err, size_t errlen) {
                *version, GATEWAY_MODULE_API_VERSION);
         return GW_ERR;
     }
-    int (*init)(struct gateway_module *);
-    *(void **)&init = dlsym(m->dl, "gateway_module_init");
     if (!init) {
         gw_fmt(err, errlen, "module \"%s\": %s has no gateway_module_init function", m->name, m->path);
         return GW_ERR;
     }
-    *(void **)&m->free_fn = dlsym(m->dl, "gateway_module_free");
+    int top = lua_gettop(m->L);
     int rc = init(m);
+    lua_settop(m->L, top); /* whatever init left on gateway_lua's stack */
     if (rc != 0) {
         gw_fmt(err, errlen, "module \"%s\": gateway_module_init failed (returned %d)", m->name, rc);
         return GW_ERR;
     }
     m->initialized = 1;
     return GW_OK;
+}
+
+/* Open the .so and init it. */
+static int module_open(struct gateway_module *m, char *err, size_t errlen) {
+    if ((m->dl = dlopen(m->path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+        gw_fmt(err, errlen, "module \"%s\": cannot load: %s", m->name, dlerror());
+        return GW_ERR;
+    }
+    const int *version = (const int *)dlsym(m->dl, "gateway_module_api_version");
+    int (*init)(struct gateway_module *);
+    *(void **)&init = dlsym(m->dl, "gateway_module_init");
+    *(void **)&m->free_fn = dlsym(m->dl, "gateway_module_free");
+    return module_init(m, version, init, err, errlen);
+}
+
+/* A module linked into the binary: the gateway's own, or a STATIC_MODULES one. */
+static int module_link(struct gateway_module *m, const struct gw_static_module *sm, char *err,
+                       size_t errlen) {
+    m->free_fn = sm->free;
+    return module_init(m, sm->api_version, sm->init, err, errlen);
+}
+
+static const struct gw_static_module *find_linked(const char *name) {
+    for (const struct gw_static_module *sm = gw_static_modules; sm->name; sm++)
+        if (strcmp(sm->name, name) == 0) return sm;
+    return NULL;
+}
+
+/* A handle with empty function and middleware tables, prepended to '*list'. */
+static struct gateway_module *module_new(lua_State *L, struct gw_lua *g, const char *name,
+                                         struct gateway_module **list) {
+    struct gateway_module *m = calloc(1, sizeof *m);
+    if (!m) gw_panic("out of memory");
+    m->next = *list;
+    *list = m;
+    m->L = L;
+    m->g = g;
+    m->loop = g ? gw_lua_loop(g) : NULL;
+    gw_fmt(m->name, sizeof m->name, "%s", name);
+    m->config_ref = LUA_NOREF;
+    lua_newtable(L);
+    m->functions_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    m->middleware_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return m;
+}
+
+/* [-0, +0] Append { name, path, builtin, functions, middleware } to the list at 'idx'. */
+static void push_entry(lua_State *L, int idx, struct gateway_module *m) {
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, m->name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, m->path);
+    lua_setfield(L, -2, "path");
+    lua_pushboolean(L, m->builtin);
+    lua_setfield(L, -2, "builtin");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, m->functions_ref);
+    lua_setfield(L, -2, "functions");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, m->middleware_ref);
+    lua_setfield(L, -2, "middleware");
+    lua_rawseti(L, idx, luaL_len(L, idx) + 1);
 }
 
 int gw_module_load_all(lua_State *L, int config_idx, const char *config_dir,
@@ -88,6 +147,13 @@ int gw_module_load_all(lua_State *L, int config_idx, const char *config_dir,
     lua_pop(L, 1);
     int base = lua_gettop(L);
     lua_newtable(L); /* the result */
+    for (const struct gw_static_module *sm = gw_builtin_modules; sm->name; sm++) {
+        struct gateway_module *m = module_new(L, g, sm->name, list);
+        m->builtin = 1;
+        gw_fmt(m->path, sizeof m->path, "(built in)");
+        if (module_link(m, sm, err, errlen) != GW_OK) goto fail;
+        push_entry(L, base + 1, m);
+    }
     lua_getfield(L, config_idx, "modules");
     int n = lua_istable(L, -1) ? (int)luaL_len(L, -1) : 0;
     for (int i = 1; i <= n; i++) {
@@ -106,45 +172,34 @@ int gw_module_load_all(lua_State *L, int config_idx, const char *config_dir,
             goto fail;
         }
         for (struct gateway_module *o = *list; o; o = o->next)
-            if (strcmp(o->name, name) == 0) {
+            if (!o->builtin && strcmp(o->name, name) == 0) {
                 gw_fmt(err, errlen, "module \"%s\": listed twice in modules", name);
                 goto fail;
             }
-        if (!path || !*path) {
+        const struct gw_static_module *linked = NULL;
+        if (!lua_isnil(L, -2) && (!path || !*path)) {
             gw_fmt(err, errlen, "module \"%s\": modules[%d].path must be a string", name, i);
+            goto fail;
+        }
+        if (!path && (linked = find_linked(name)) == NULL) {
+            gw_fmt(err, errlen,
+                   "module \"%s\": modules[%d] has no path, and no module of that name is linked in",
+                   name, i);
             goto fail;
         }
         if (!lua_isnil(L, -1) && !lua_istable(L, -1)) {
             gw_fmt(err, errlen, "module \"%s\": modules[%d].config must be a table", name, i);
             goto fail;
         }
-        struct gateway_module *m = calloc(1, sizeof *m);
-        if (!m) gw_panic("out of memory");
-        m->next = *list;
-        *list = m;
-        m->L = L;
-        m->loop = g ? gw_lua_loop(g) : NULL;
-        gw_fmt(m->name, sizeof m->name, "%s", name);
-        if (path[0] == '/') gw_fmt(m->path, sizeof m->path, "%s", path);
+        struct gateway_module *m = module_new(L, g, name, list);
+        if (linked) gw_fmt(m->path, sizeof m->path, "(linked in)");
+        else if (path[0] == '/') gw_fmt(m->path, sizeof m->path, "%s", path);
         else gw_fmt(m->path, sizeof m->path, "%s/%s", config_dir, path);
         m->config_ref = lua_istable(L, -1) ? luaL_ref(L, LUA_REGISTRYINDEX) : (lua_pop(L, 1), LUA_NOREF);
         lua_pop(L, 2); /* name, path */
-        lua_newtable(L);
-        m->functions_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        lua_newtable(L);
-        m->middleware_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        if (module_open(m, err, errlen) != GW_OK) goto fail;
-
-        lua_createtable(L, 0, 4); /* { name =, path =, functions =, middleware = } */
-        lua_pushstring(L, m->name);
-        lua_setfield(L, -2, "name");
-        lua_pushstring(L, m->path);
-        lua_setfield(L, -2, "path");
-        lua_rawgeti(L, LUA_REGISTRYINDEX, m->functions_ref);
-        lua_setfield(L, -2, "functions");
-        lua_rawgeti(L, LUA_REGISTRYINDEX, m->middleware_ref);
-        lua_setfield(L, -2, "middleware");
-        lua_rawseti(L, base + 1, i);
+        if ((linked ? module_link(m, linked, err, errlen) : module_open(m, err, errlen)) != GW_OK)
+            goto fail;
+        push_entry(L, base + 1, m);
         lua_pop(L, 1); /* entry */
     }
     lua_pop(L, 1); /* modules */
@@ -208,10 +263,19 @@ static void push_config(struct gateway_module *m, const char *key) {
     lua_remove(m->L, -2);
 }
 
+/* [-1, +0] The value on top was not what the module asked for: say so
+ * (a typo'd type would otherwise fall back to the default unseen). */
+static void config_mismatch(struct gateway_module *m, const char *key, const char *wanted) {
+    if (!lua_isnil(m->L, -1))
+        gateway_log(m, GATEWAY_LOG_WARNING, "config.%s must be %s, not %s; using the default", key,
+                    wanted, luaL_typename(m->L, -1));
+    lua_pop(m->L, 1);
+}
+
 const char *gateway_config_string(struct gateway_module *m, const char *key, const char *def) {
     push_config(m, key);
     if (lua_type(m->L, -1) != LUA_TSTRING) {
-        lua_pop(m->L, 1);
+        config_mismatch(m, key, "a string");
         return def;
     }
     size_t len;
@@ -229,34 +293,69 @@ long long gateway_config_int(struct gateway_module *m, const char *key, long lon
     push_config(m, key);
     int ok = 0;
     lua_Integer v = lua_type(m->L, -1) == LUA_TNUMBER ? lua_tointegerx(m->L, -1, &ok) : 0;
+    if (!ok) {
+        config_mismatch(m, key, "an integer");
+        return def;
+    }
     lua_pop(m->L, 1);
-    return ok ? (long long)v : def;
+    return (long long)v;
 }
 
-int gateway_config_bool(struct gateway_module *m, const char *key, int def) {
+double gateway_config_number(struct gateway_module *m, const char *key, double def) {
     push_config(m, key);
-    int v = lua_type(m->L, -1) == LUA_TBOOLEAN ? lua_toboolean(m->L, -1) : def;
+    if (lua_type(m->L, -1) != LUA_TNUMBER) {
+        config_mismatch(m, key, "a number");
+        return def;
+    }
+    double v = (double)lua_tonumber(m->L, -1);
     lua_pop(m->L, 1);
     return v;
 }
 
-int gateway_register_function(struct gateway_module *m, const char *name, lua_CFunction fn) {
-    if (!name || !*name || !fn || m->functions_ref == LUA_NOREF) return GW_ERR;
-    lua_rawgeti(m->L, LUA_REGISTRYINDEX, m->functions_ref);
-    if (lua_getfield(m->L, -1, name) != LUA_TNIL) {
-        lua_pop(m->L, 2);
+int gateway_config_bool(struct gateway_module *m, const char *key, int def) {
+    push_config(m, key);
+    if (lua_type(m->L, -1) != LUA_TBOOLEAN) {
+        config_mismatch(m, key, "a boolean");
+        return def;
+    }
+    int v = lua_toboolean(m->L, -1);
+    lua_pop(m->L, 1);
+    return v;
+}
+
+lua_State *gateway_lua(struct gateway_module *m) { return m->L; }
+
+int gateway_register_value(struct gateway_module *m, const char *name) {
+    lua_State *L = m->L;
+    if (!name || !*name || m->functions_ref == LUA_NOREF) {
+        lua_pop(L, 1);
         return GW_ERR;
     }
-    lua_pop(m->L, 1);
-    lua_pushcfunction(m->L, fn);
-    lua_setfield(m->L, -2, name); /* copies 'name' */
-    lua_pop(m->L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, m->functions_ref);
+    if (lua_getfield(L, -1, name) != LUA_TNIL) {
+        lua_pop(L, 3);
+        return GW_ERR;
+    }
+    lua_pop(L, 1);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, name); /* copies 'name' */
+    lua_pop(L, 1);
     return GW_OK;
 }
 
-int gateway_register_middleware(struct gateway_module *m, const char *name, int priority,
-                                int global, lua_CFunction pre, lua_CFunction post) {
-    if (!name || !*name || (!pre && !post) || m->middleware_ref == LUA_NOREF) return GW_ERR;
+int gateway_register_function(struct gateway_module *m, const char *name, lua_CFunction fn) {
+    if (!fn) return GW_ERR;
+    lua_pushcfunction(m->L, fn);
+    return gateway_register_value(m, name);
+}
+
+/* Append a middleware spec { name, priority, [global,] f1name = f1, f2name
+ * = f2 } for the loader, which sorts it in with the Lua ones each load
+ * (create/destroy make it connection middleware). */
+static int add_middleware(struct gateway_module *m, const char *name, int priority, int global,
+                          const char *f1name, lua_CFunction f1, const char *f2name,
+                          lua_CFunction f2) {
+    if (!name || !*name || (!f1 && !f2) || m->middleware_ref == LUA_NOREF) return GW_ERR;
     lua_State *L = m->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, m->middleware_ref);
     lua_Integer n = luaL_len(L, -1);
@@ -275,19 +374,31 @@ int gateway_register_middleware(struct gateway_module *m, const char *name, int 
     lua_setfield(L, -2, "name");
     lua_pushinteger(L, priority);
     lua_setfield(L, -2, "priority");
-    lua_pushboolean(L, global != 0);
-    lua_setfield(L, -2, "global");
-    if (pre) {
-        lua_pushcfunction(L, pre);
-        lua_setfield(L, -2, "preProcessor");
+    if (global >= 0) {
+        lua_pushboolean(L, global);
+        lua_setfield(L, -2, "global");
     }
-    if (post) {
-        lua_pushcfunction(L, post);
-        lua_setfield(L, -2, "postProcessor");
+    if (f1) {
+        lua_pushcfunction(L, f1);
+        lua_setfield(L, -2, f1name);
+    }
+    if (f2) {
+        lua_pushcfunction(L, f2);
+        lua_setfield(L, -2, f2name);
     }
     lua_rawseti(L, -2, n + 1);
     lua_pop(L, 1);
     return GW_OK;
+}
+
+int gateway_register_middleware(struct gateway_module *m, const char *name, int priority,
+                                int global, lua_CFunction pre, lua_CFunction post) {
+    return add_middleware(m, name, priority, global != 0, "preProcessor", pre, "postProcessor", post);
+}
+
+int gateway_register_connection_hooks(struct gateway_module *m, const char *name, int priority,
+                                      lua_CFunction create, lua_CFunction destroy) {
+    return add_middleware(m, name, priority, -1, "create", create, "destroy", destroy);
 }
 
 uv_loop_t *gateway_loop(struct gateway_module *m) { return m->loop; }
@@ -306,6 +417,15 @@ static void async_cancel(struct gw_wait *w) {
     struct gateway_async *a = (struct gateway_async *)w;
     if (a->cancel) a->cancel(a->ud);
     free(a);
+}
+
+const char *gateway_async_unavailable(lua_State *L) {
+    if (!gw_task_of(L))
+        return "can only be called from an action, middleware or timer callback (not while "
+               "loading, nor from a coroutine of your own)";
+    if (!lua_isyieldable(L))
+        return "cannot wait here (a C function such as table.sort or string.gsub is calling this code)";
+    return NULL;
 }
 
 struct gateway_async *gateway_async_begin(lua_State *L, void (*cancel)(void *ud), void *ud) {
@@ -350,15 +470,22 @@ int gateway_redis_command(struct gateway_module *m, int argc, const char **argv,
     if (out) *out = NULL;
     if (!m || argc < 1 || !argv || !argvlen || !done) return -2;
     if (gw_redis_refuses(argc, argv, argvlen)) return -2;
-    lua_getfield(m->L, LUA_REGISTRYINDEX, "gateway.lua");
-    struct gw_lua *g = lua_touserdata(m->L, -1);
-    lua_pop(m->L, 1);
-    struct gw_redis *r = g ? gw_lua_redis(g) : NULL;
+    struct gw_redis *r = m->g ? gw_lua_redis(m->g) : NULL;
     if (!r) return -1;
     struct gw_redis_cmd *c = gw_redis_command(r, argc, argv, argvlen, done, ud);
     if (!c) return -1;
     if (out) *out = (struct gateway_redis_cmd *)c;
     return 0;
+}
+
+const char *gateway_redis_refused(int argc, const char **argv, const size_t *argvlen) {
+    if (argc < 1 || !argv || !argvlen) return "a command needs a name";
+    return gw_redis_refuses(argc, argv, argvlen);
+}
+
+int gateway_redis_connected(struct gateway_module *m) {
+    struct gw_redis *r = m && m->g ? gw_lua_redis(m->g) : NULL;
+    return r && gw_redis_connected(r);
 }
 
 void gateway_redis_cancel(struct gateway_redis_cmd *c) {

@@ -8,10 +8,12 @@
 
 struct gateway_module;
 
-/* [-0, +1, m] Load every entry of config.modules (the config table at
- * 'config_idx'): dlopen, check the API version, call init. Paths are
- * relative to 'config_dir'. Pushes a list { {name=, path=, functions=} }
- * for the runtime, which puts each functions table at api.<name>. Loaded
+/* [-0, +1, m] Load the built-in modules (gw_builtins.c), then every entry
+ * of config.modules (the config table at 'config_idx'): dlopen, or the
+ * linked-in module of that name when it has no path; check the API
+ * version; call init. Paths are relative to 'config_dir'. Pushes a list
+ * { {name=, path=, builtin=, functions=, middleware=} }, built-ins first,
+ * for the runtime, which places each functions table in `api`. Loaded
  * modules are prepended to '*list' as they load, so on error (GW_ERR, a
  * one-line message naming the module in 'err', nothing pushed) the caller
  * still frees them with the two functions below. */

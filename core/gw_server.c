@@ -10,6 +10,7 @@
 #include "gw_lib.h"
 #include "gw_listen.h"
 #include "gw_log.h"
+#include "gw_lua.h"
 #include "gw_redis.h"
 #include "gw_socket.h"
 #include "gw_ws.h"
@@ -178,7 +179,8 @@ static void finish_shutdown(struct gw_server *s) {
     gw_lua_set_redis(s->g, NULL);
     gw_redis_free(s->redis);
     s->redis = NULL;
-    gw_loop_shutdown(); /* timers nobody is waiting for any more */
+    gw_loop_shutdown();        /* timer.after callbacks not yet started */
+    gw_task_abort_unowned(s->g); /* started ones still waiting (api.sleep, modules) */
     if (s->socket) gw_socket_close(s->socket, 0);
     lws_context_destroy(s->ctx);
     s->ctx = NULL;

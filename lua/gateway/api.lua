@@ -1,10 +1,9 @@
 -- Builds the `api` object every action, middleware and route file sees (SPEC §3.5).
--- The parts that wait (sleep, timers, Redis) come from gateway.loop and gateway.redis,
--- which exist only inside the gateway; elsewhere (busted specs) they raise a clear error
--- when called.
+-- api.json, api.regex, api.redis and api.sleep are the gateway's built-in C modules
+-- (core/gw_builtins.c), passed in by name; outside the gateway (busted specs) json and
+-- regex come from gateway.core and the parts that wait raise a clear error when called.
 
 local core = require("gateway.core")
-local cjson = require("cjson")
 local connections = require("gateway.connections")
 local permissions = require("gateway.permissions")
 
@@ -30,45 +29,22 @@ local function readonly(t, path)
 end
 M.readonly = readonly
 
--- A value that encodes as `[]` (lua-cjson 2.1.0 encodes every empty table as `{}`): a
--- string token, unguessable per process, that our encode() rewrites. api.json.empty_array;
--- resources use it for an empty list.
-local EMPTY_ARRAY = "\0gw:empty_array:" .. core.random_id() .. "\0"
-local EMPTY_ENCODED = '"\\u0000' .. EMPTY_ARRAY:sub(2, -2) .. '\\u0000"'
-local EMPTY_PATTERN = EMPTY_ENCODED:gsub("%p", "%%%0")
-M.EMPTY_ARRAY = EMPTY_ARRAY
-
--- One cjson instance of our own, so users' settings cannot change what the gateway emits.
-local function newJson()
-  local json = cjson.new()
-  json.encode_sparse_array(true)
-  json.encode_invalid_numbers("null")
-  json.decode_invalid_numbers(false)
-  local encode = json.encode
-  json.encode = function(value)
-    local text = encode(value)
-    if text:find(EMPTY_ENCODED, 1, true) then text = text:gsub(EMPTY_PATTERN, "[]") end
-    return text
-  end
-  return json
-end
-M.newJson = newJson
-
 local function unavailable(name)
   return function() error(name .. " is only available inside the gateway", 2) end
 end
 
-function M.new(config)
+-- builtins: name -> the functions table of each built-in module, when in the gateway.
+function M.new(config, builtins)
+  builtins = builtins or {}
   local okLoop, loop = pcall(require, "gateway.loop")
   if not okLoop then loop = nil end
-  local okRedis, redis = pcall(require, "gateway.redis")
-  if not okRedis then redis = nil end
-  local json = newJson()
+  local json = builtins.json or core.json
+  local redis = builtins.redis
 
   local api = {
     config = readonly(config, "api.config"),
-    json = { encode = json.encode, decode = json.decode, null = json.null, empty_array = EMPTY_ARRAY },
-    regex = core.regex,
+    json = json,
+    regex = builtins.regex or core.regex,
     validators = require("gateway.validators"),
     formatters = require("gateway.formatters"),
     actions = { actions = {}, versions = {} },
@@ -86,11 +62,11 @@ function M.new(config)
   -- api.now() -> milliseconds since the epoch (fractional)
   api.now = core.wall_ms
 
-  api.sleep = loop and loop.sleep or unavailable("api.sleep")
+  api.sleep = builtins.sleep and builtins.sleep.sleep or unavailable("api.sleep")
   api.timer = { after = loop and loop.after or unavailable("api.timer.after") }
 
   -- api.redis.call(cmd, ...) -> reply; api.redis.pcall(cmd, ...) -> reply | nil, err;
-  -- api.redis.connected() -> boolean. See core/gw_lib_redis.c.
+  -- api.redis.connected() -> boolean. See core/mod_redis.c.
   api.redis = {
     call = redis and redis.call or unavailable("api.redis.call"),
     pcall = redis and redis.pcall or unavailable("api.redis.pcall"),

@@ -200,13 +200,15 @@ function M.loadInto(config, api, env, modules)
       end
     end
   end
-  -- Middleware registered by C modules (gateway_register_middleware), fresh each load.
+  -- Middleware registered by C modules (gateway_register_middleware, and
+  -- gateway_register_connection_hooks: create/destroy take the connection as they are).
   for _, mod in ipairs(modules or {}) do
     for _, spec in ipairs(mod.middleware or {}) do
       validateMiddleware({
         name = spec.name, priority = spec.priority, global = spec.global,
         preProcessor = cMiddlewareFn(spec.preProcessor),
         postProcessor = cMiddlewareFn(spec.postProcessor),
+        create = spec.create, destroy = spec.destroy,
       }, "module " .. mod.name, reg, defaultPriority)
     end
   end

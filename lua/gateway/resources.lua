@@ -13,7 +13,6 @@
 -- consistent snapshot of count and page).
 
 local inputs = require("gateway.inputs")
-local apiModule = require("gateway.api")
 
 local M = {}
 
@@ -350,7 +349,7 @@ function IMPL.list(res)
     run = function(api, data)
       local p = prefix(api, res)
       local size = res.pageSize
-      local empty = apiModule.EMPTY_ARRAY
+      local empty = api.json.empty_array
       local function objects(reply)
         local list = {}
         for i = 2, #reply do list[#list + 1] = toObject(api, res, reply[i]) end

@@ -28,9 +28,18 @@ local function publish(reg)
   rt.api.documentation.documentation = docs.build(reg)
 end
 
--- C modules (core/gw_module.c): each { name, path, functions } becomes api.<name>.
-local function addModules(api, modules)
+-- C modules (core/gw_module.c): each { name, path, functions } the config lists becomes
+-- api.<name>; the built-in ones come first and api.new places them.
+local function splitModules(modules)
+  local builtins, listed = {}, {}
   for _, m in ipairs(modules or {}) do
+    if m.builtin then builtins[m.name] = m.functions else listed[#listed + 1] = m end
+  end
+  return builtins, listed
+end
+
+local function addModules(api, modules)
+  for _, m in ipairs(modules) do
     if api[m.name] ~= nil then
       error(string.format('module "%s": api.%s is already taken', m.name, m.name), 0)
     end
@@ -43,12 +52,15 @@ function R.init(config, modules)
   local id = core.random_id()
   math.randomseed(tonumber(id:sub(1, 12), 16), tonumber(id:sub(13, 24), 16))
   rt.config = config
-  rt.api = apiModule.new(config)
-  rt.json = apiModule.newJson()
+  local builtins, listed = splitModules(modules)
+  rt.api = apiModule.new(config, builtins)
+  -- The gateway's own reference: users replacing api.json.encode change only theirs.
+  rt.json = {}
+  for k, v in pairs(rt.api.json) do rt.json[k] = v end
   rt.inputOpts = { missing = processor.missingChecks(config), null = rt.json.null }
   rt.filtered = {}
   for _, name in ipairs(config.logging.filteredParams) do rt.filtered[name] = true end
-  rt.modules = modules or {}
+  rt.modules = listed
   addModules(rt.api, rt.modules)
   _G.api = rt.api
   publish(loader.load(config, rt.api, nil, rt.modules))

@@ -248,3 +248,22 @@ def test_hello_global_middleware_sets_header(make_gateway, tmp_path, redis_url, 
     assert g.wait_for_log(r"reload", timeout=5), g.log_text()
     r = g.request("GET", "/api/randomNumber")
     assert r.status == 200 and r.headers.get("X-Hello") == "Hi", dict(r.headers)
+
+
+def test_hello_wait_cancelled_at_shutdown_before_free(make_gateway, tmp_path, redis_url, hello_so):
+    # SIGTERM with a wait pending past shutdownTimeout: the wait's cancel runs (and may log)
+    # before gateway_module_free, and the process exits cleanly.
+    config = _config(tmp_path, redis_url, [{"name": "hello", "path": hello_so}])
+    config["general"]["shutdownTimeout"] = 300
+    config["logging"] = dict(config.get("logging", {}), level="debug")
+    g = make_gateway(config=config)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(g.raw, b"GET /api/helloWait?ms=5000 HTTP/1.1\r\nHost: x\r\n\r\n", 10)
+        time.sleep(0.3)
+        g.signal(signal.SIGTERM)
+        assert g.wait(timeout=5) == 0, g.describe()
+        pending.result(timeout=10)
+    log = g.log_text()
+    assert "wait(5000) cancelled" in log, log
+    assert log.index("wait(5000) cancelled") < log.rindex("unloading"), log
+    assert not g.sanitizer_reports(), log

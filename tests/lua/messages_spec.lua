@@ -5,11 +5,11 @@
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/lua/?.so;" .. package.cpath
 
-local apiModule = require("gateway.api")
+local core = require("gateway.core")
 local messages = require("gateway.messages")
 local socket = require("gateway.socket")
 
-local json = apiModule.newJson()
+local json = core.json
 local rt = { json = json, api = { documentation = { documentation = { a = { ["1"] = {} } } } },
   filtered = {}, config = { logging = { filteredParams = {} } } }
 

@@ -244,7 +244,7 @@ static void test_sleep(void **state) {
     struct record r = {0};
     lua_State *L = gw_lua_state(f->g);
     int top = lua_gettop(L);
-    push_fn(f, "require('gateway.loop').sleep(20); return 'slept'");
+    push_fn(f, "api.sleep(20); return 'slept'");
     double t0 = gw_now_ms();
     struct gw_task *t = gw_task_spawn(f->g, 0, done_cb, &r);
     assert_non_null(t);
@@ -273,7 +273,7 @@ static void test_sleep_lasts_from_the_call(void **state) {
                "local t = core.now_ms()\n"
                "while core.now_ms() - t < 60 do end   -- 60 ms of work, under cpuTimeout\n"
                "local before = core.now_ms()\n"
-               "require('gateway.loop').sleep(50)\n"
+               "api.sleep(50)\n"
                "return math.floor(core.now_ms() - before)");
     uv_update_time(&f->loop); /* the loop's clock is fresh when the task starts */
     assert_non_null(gw_task_spawn(f->g, 0, done_cb, &r));
@@ -288,7 +288,7 @@ static void test_sleep_lasts_from_the_call(void **state) {
 static void test_sleep_then_error(void **state) {
     struct fixture *f = *state;
     struct record r = {0};
-    push_fn(f, "require('gateway.loop').sleep(1); error('late failure')");
+    push_fn(f, "api.sleep(1); error('late failure')");
     assert_non_null(gw_task_spawn(f->g, 0, done_cb, &r));
     assert_int_equal(r.calls, 0);
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
@@ -302,9 +302,9 @@ static void test_sleep_then_error(void **state) {
 static void test_two_sleepers_in_order(void **state) {
     struct fixture *f = *state;
     struct record slow = {0}, fast = {0};
-    push_fn(f, "require('gateway.loop').sleep(30); return 'slow'");
+    push_fn(f, "api.sleep(30); return 'slow'");
     assert_non_null(gw_task_spawn(f->g, 0, done_cb, &slow));
-    push_fn(f, "require('gateway.loop').sleep(5); return 'fast'");
+    push_fn(f, "api.sleep(5); return 'fast'");
     assert_non_null(gw_task_spawn(f->g, 0, done_cb, &fast));
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(slow.calls, 1);
@@ -351,12 +351,11 @@ static void test_cpu_slice_per_resume(void **state) {
     struct record r = {0};
     /* 5 x 30 ms of work is more than 100 ms in all, but each slice between
      * yields is well under it. */
-    push_fn(f, "local loop = require('gateway.loop')\n"
-               "local now = require('gateway.core').now_ms\n"
+    push_fn(f, "local now = require('gateway.core').now_ms\n"
                "for i = 1, 5 do\n"
                "  local t = now()\n"
                "  while now() - t < 30 do end\n"
-               "  loop.sleep(1)\n"
+               "  api.sleep(1)\n"
                "end\n"
                "return 'done'");
     assert_non_null(gw_task_spawn(f->g, 0, done_cb, &r));
@@ -370,7 +369,7 @@ static void test_cpu_slice_per_resume(void **state) {
 static void test_cpu_timeout_after_sleep(void **state) {
     struct fixture *f = *state;
     struct record r = {0};
-    push_fn(f, "require('gateway.loop').sleep(1); while true do end");
+    push_fn(f, "api.sleep(1); while true do end");
     assert_non_null(gw_task_spawn(f->g, 0, done_cb, &r));
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(r.calls, 1);
@@ -416,7 +415,7 @@ static void test_error_non_string(void **state) {
 static void test_abort_sleeping(void **state) {
     struct fixture *f = *state;
     struct record r = {0};
-    push_fn(f, "require('gateway.loop').sleep(10000); return 'woke'");
+    push_fn(f, "api.sleep(10000); return 'woke'");
     struct gw_task *t = gw_task_spawn(f->g, 0, done_cb, &r);
     assert_non_null(t);
     assert_int_equal(uv_loop_alive(&f->loop), 1); /* the timer */
@@ -429,6 +428,26 @@ static void test_abort_sleeping(void **state) {
     assert_int_equal(r.calls, 0);
     finish(f);
     assert_int_equal(r.calls, 0);
+}
+
+/* At shutdown: tasks nobody waits for (spawned without 'done', as timer
+ * callbacks are) are aborted with their waits; tasks with an owner are not. */
+static void test_abort_unowned(void **state) {
+    struct fixture *f = *state;
+    struct record owned = {0};
+    push_fn(f, "api.sleep(10000); error('an unowned task must not wake')");
+    assert_non_null(gw_task_spawn(f->g, 0, NULL, NULL));
+    push_fn(f, "api.sleep(5); return 'owned woke'");
+    assert_non_null(gw_task_spawn(f->g, 0, done_cb, &owned));
+    gw_task_abort_unowned(f->g);
+    /* Only the owned task's timer is left: the loop ends when it fires. */
+    double t0 = gw_now_ms();
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_true(gw_now_ms() - t0 < 1000.0);
+    assert_int_equal(owned.calls, 1);
+    assert_string_equal(owned.strs[0], "owned woke");
+    gw_task_abort_unowned(f->g); /* none left: nothing happens */
+    finish(f);
 }
 
 static void test_abort_waiting(void **state) {
@@ -520,7 +539,7 @@ static void test_wake_not_waiting(void **state) {
     struct record ra = {0}, rb = {0};
     lua_State *L = gw_lua_state(f->g);
     /* A sleeps: it is suspended but not in wait(), so wake() refuses. */
-    push_fn(f, "require('gateway.loop').sleep(5); return 'slept'");
+    push_fn(f, "api.sleep(5); return 'slept'");
     struct gw_task *a = gw_task_spawn(f->g, 0, done_cb, &ra);
     assert_non_null(a);
     assert_int_equal(gw_task_is_waiting(a), 0);
@@ -539,8 +558,8 @@ static void test_wake_not_waiting(void **state) {
 
 static void test_loop_outside_task(void **state) {
     struct fixture *f = *state;
-    /* On the main thread sleep() and wait() refuse with a clear error. */
-    lua_State *L = push_fn(f, "return require('gateway.loop').sleep(1)");
+    /* On the main thread api.sleep() and wait() refuse with a clear error. */
+    lua_State *L = push_fn(f, "return api.sleep(1)");
     assert_int_equal(lua_pcall(L, 0, 0, 0), LUA_ERRRUN);
     assert_non_null(strstr(lua_tostring(L, -1), "only be called from an action"));
     lua_pop(L, 1);
@@ -615,6 +634,7 @@ int main(void) {
         T(test_error),
         T(test_error_non_string),
         T(test_abort_sleeping),
+        T(test_abort_unowned),
         T(test_abort_waiting),
         T(test_wait_wake),
         T(test_wait_wake_several_values),

@@ -1,15 +1,13 @@
-/* The "gateway.redis" table, which api.redis is (SPEC §9):
+/* api.redis, a module on the public C API (gateway.h) like any other:
  *   call(cmd, ...)  -> reply; raises on an error reply, and raises
  *                      { status = 503, message = "redis unavailable" |
  *                      "redis timeout" } when Redis cannot answer
  *   pcall(cmd, ...) -> reply | nil, err   (never raises for Redis trouble)
  *   connected()     -> boolean
- * Replies map to Lua as in Redis's own scripting. The calling task yields
- * until the reply; the connection itself is gw_redis.c's business. */
-#include "gw.h"
-#include "gw_lib.h"
-#include "gw_lua.h"
-#include "gw_redis.h"
+ * Replies map to Lua as in Redis's own scripting. The calling action
+ * suspends until the reply; the connection is the gateway's shared one. */
+#include "gateway.h"
+#include "gw_builtins.h"
 
 #include <hiredis/hiredis.h>
 #include <lauxlib.h>
@@ -24,42 +22,38 @@
 
 enum mode { MODE_PCALL, MODE_CALL };
 
-/* A task waiting for one reply. */
+static struct gateway_module *self; /* this process's instance */
+
+/* An action waiting for one reply. */
 struct redis_wait {
-    struct gw_wait w;
-    struct gw_redis_cmd *cmd;
+    struct gateway_async *async;
+    struct gateway_redis_cmd *cmd;
 };
 
-static struct gw_lua *redis_owner(lua_State *L) {
-    return lua_touserdata(L, lua_upvalueindex(1));
-}
-
-/* The task was aborted (client gone, action timeout): gw_redis drops the
- * reply when it comes. */
-static void wait_cancel(struct gw_wait *w) {
-    struct redis_wait *rw = (struct redis_wait *)w;
-    gw_redis_cancel(rw->cmd);
+/* The action was aborted (client gone, action timeout): the reply is
+ * dropped when it comes. */
+static void wait_cancel(void *ud) {
+    struct redis_wait *rw = ud;
+    gateway_redis_cancel(rw->cmd);
     free(rw);
 }
 
-/* The reply (or the reason there is none) goes to the task as two light
+/* The reply (or the reason there is none) goes to the action as two light
  * userdata, which allocates nothing outside a protected call; redis_k
  * turns them into Lua values while the reply is still valid, since the
- * task runs before this callback returns. */
+ * action runs before resume returns. */
 static void on_reply(void *ud, const struct redisReply *reply, const char *err) {
     struct redis_wait *rw = ud;
-    struct gw_task *t = rw->w.owner;
-    gw_task_detach(&rw->w);
+    struct gateway_async *a = rw->async;
     free(rw);
-    if (!t) return;
-    lua_State *co = gw_task_thread(t);
+    lua_State *co = gateway_async_thread(a);
     if (!lua_checkstack(co, 2)) { /* out of memory: redis_k sees no reply */
-        gw_task_resume(t, 0);
+        gateway_async_resume(a, 0);
         return;
     }
     lua_pushlightuserdata(co, (void *)reply);
     lua_pushlightuserdata(co, (void *)err);
-    gw_task_resume(t, 2);
+    gateway_async_resume(a, 2);
 }
 
 static int error_tostring(lua_State *L) {
@@ -182,27 +176,24 @@ static int redis_command(lua_State *L, enum mode mode) {
     }
     for (int i = 0; i < argc; i++) argv[i] = lua_tolstring(L, i + 1, &lens[i]);
 
-    const char *refused = gw_redis_refuses(argc, argv, lens);
+    const char *refused = gateway_redis_refused(argc, argv, lens);
     if (refused) return luaL_error(L, "%s: %s is not allowed: %s", what, argv[0], refused);
-    struct gw_task *t = gw_task_of(L);
-    if (!t)
-        return luaL_error(L, "%s can only be called from an action, middleware or timer callback "
-                             "(not while loading, nor from a coroutine of your own)", what);
-    if (!lua_isyieldable(L))
-        return luaL_error(L, "%s cannot wait here (a C function such as table.sort or string.gsub "
-                             "is calling this code)", what);
-    struct gw_redis *r = gw_lua_redis(redis_owner(L));
-    if (!r) return fail(L, mode, "redis unavailable");
+    const char *why = gateway_async_unavailable(L);
+    if (why) return luaL_error(L, "%s %s", what, why);
 
     struct redis_wait *rw = calloc(1, sizeof *rw);
     if (!rw) return luaL_error(L, "out of memory");
-    rw->w.cancel = wait_cancel;
-    rw->cmd = gw_redis_command(r, argc, argv, lens, on_reply, rw);
-    if (!rw->cmd) {
+    if (gateway_redis_command(self, argc, argv, lens, on_reply, rw, &rw->cmd) != 0) {
         free(rw);
         return fail(L, mode, "redis unavailable");
     }
-    gw_task_attach(t, &rw->w);
+    /* Sent: the reply comes from the loop, after the yield below. */
+    rw->async = gateway_async_begin(L, wait_cancel, rw);
+    if (!rw->async) {
+        gateway_redis_cancel(rw->cmd);
+        free(rw);
+        return luaL_error(L, "out of memory");
+    }
     lua_settop(L, 0);
     return lua_yieldk(L, 0, (lua_KContext)mode, redis_k);
 }
@@ -215,23 +206,25 @@ static int redis_pcall(lua_State *L) { return redis_command(L, MODE_PCALL); }
 
 /* redis.connected() -> boolean */
 static int redis_connected(lua_State *L) {
-    struct gw_redis *r = gw_lua_redis(redis_owner(L));
-    lua_pushboolean(L, r && gw_redis_connected(r));
+    lua_pushboolean(L, self && gateway_redis_connected(self));
     return 1;
 }
 
-static const luaL_Reg redis_funcs[] = {
-    {"call", redis_call}, {"pcall", redis_pcall}, {"connected", redis_connected}, {NULL, NULL}};
-
-int gw_open_redis(lua_State *L) {
+int mod_redis_init(struct gateway_module *m) {
+    lua_State *L = gateway_lua(m);
     if (luaL_newmetatable(L, ERROR_META)) {
         lua_pushcfunction(L, error_tostring);
         lua_setfield(L, -2, "__tostring");
     }
     lua_pop(L, 1);
-    luaL_newlibtable(L, redis_funcs);
-    lua_getfield(L, LUA_REGISTRYINDEX, "gateway.lua");
-    if (!lua_islightuserdata(L, -1)) return luaL_error(L, "gateway.redis needs the gateway");
-    luaL_setfuncs(L, redis_funcs, 1);
-    return 1;
+    if (gateway_register_function(m, "call", redis_call) != 0 ||
+        gateway_register_function(m, "pcall", redis_pcall) != 0 ||
+        gateway_register_function(m, "connected", redis_connected) != 0)
+        return -1;
+    self = m;
+    return 0;
+}
+
+void mod_redis_free(struct gateway_module *m) {
+    if (self == m) self = NULL;
 }
