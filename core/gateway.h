@@ -145,7 +145,8 @@ struct gateway_async *gateway_async_begin(lua_State *L, void (*cancel)(void *ud)
 /* Suspend the coroutine: `return gateway_async_yield(L);` from the function.
  * To turn the results into Lua values inside the action (where raising is
  * safe) instead, end the function with `lua_settop(L, 0); return
- * lua_yieldk(L, 0, ctx, k);`: k then runs with the values resume pushed. */
+ * lua_yieldk(L, 0, ctx, k);`: k then runs with the stack as left at the
+ * yield (here empty) plus the values resume pushed. */
 int gateway_async_yield(lua_State *L);
 
 /* The suspended coroutine, to push the results on before resuming. Only
