@@ -176,15 +176,19 @@ static int redis_command(lua_State *L, enum mode mode) {
     }
     for (int i = 0; i < argc; i++) argv[i] = lua_tolstring(L, i + 1, &lens[i]);
 
-    const char *refused = gateway_redis_refused(argc, argv, lens);
-    if (refused) return luaL_error(L, "%s: %s is not allowed: %s", what, argv[0], refused);
     const char *why = gateway_async_unavailable(L);
     if (why) return luaL_error(L, "%s %s", what, why);
 
     struct redis_wait *rw = calloc(1, sizeof *rw);
     if (!rw) return luaL_error(L, "out of memory");
-    if (gateway_redis_command(self, argc, argv, lens, on_reply, rw, &rw->cmd) != 0) {
+    /* The command checks whether the shared connection takes it; only a
+     * refusal asks why, so the check runs once per call. */
+    int rc = gateway_redis_command(self, argc, argv, lens, on_reply, rw, &rw->cmd);
+    if (rc != 0) {
         free(rw);
+        if (rc == -2)
+            return luaL_error(L, "%s: %s is not allowed: %s", what, argv[0],
+                              gateway_redis_refused(argc, argv, lens));
         return fail(L, mode, "redis unavailable");
     }
     /* Sent: the reply comes from the loop, after the yield below. */
