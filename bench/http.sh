@@ -254,60 +254,11 @@ bench_gateway() {
   fi
   [[ -x $GATEWAY_BIN ]] || die "$GATEWAY_BIN was not built"
 
-  # A private config: the example with response metadata off, warning-level logs, one worker,
-  # loopback only, and every path made absolute (relative paths would resolve against $TMP).
-  local cfg=$TMP/gateway.lua
-  cat >"$cfg" <<EOF
-local root = [==[$ROOT]==]
-local c = dofile(root .. "/gateway.lua.example")
-local function abs(p)
-  if type(p) == "string" and p:sub(1, 1) ~= "/" then return root .. "/" .. p end
-  return p
-end
-c.paths = c.paths or {}
-c.paths.actions = c.paths.actions or { "actions" }
-c.paths.middleware = c.paths.middleware or { "middleware" }
-c.paths.routes = c.paths.routes or "routes.lua"
-c.paths.public = c.paths.public or "public"
-for k, v in pairs(c.paths) do
-  if type(v) == "table" then
-    for i, p in ipairs(v) do v[i] = abs(p) end
-  else
-    c.paths[k] = abs(v)
-  end
-end
-for _, m in ipairs(c.modules or {}) do m.path = abs(m.path) end
-c.workers = 1
-c.servers = c.servers or {}
-c.servers.web = c.servers.web or {}
-c.servers.web.host = "127.0.0.1"
-c.servers.web.metadata = false
-if c.servers.socket then c.servers.socket.enabled = false end
-c.logging = c.logging or {}
-c.logging.level = "warning"
-return c
-EOF
-
-  local out=$TMP/gateway.stdout err=$TMP/gateway.stderr port='' tries
-  log "starting the gateway"
-  "${SERVER_CPU[@]}" "$GATEWAY_BIN" --config "$cfg" --port 0 --log-level warning >"$out" 2>"$err" &
-  GATEWAY_PID=$!
-  for ((tries = START_TIMEOUT * 10; tries > 0; tries--)); do
-    port=$(sed -n 's#^listening web http://127\.0\.0\.1:\([0-9][0-9]*\).*#\1#p' "$out" | head -n1)
-    [[ -n $port ]] && break
-    alive "$GATEWAY_PID" || break
-    sleep 0.1
-  done
-  if [[ -z $port ]]; then
-    log "gateway stdout:"; cat "$out" >&2 || true
-    log "gateway stderr:"; tail -n 30 "$err" >&2 || true
-    if alive "$GATEWAY_PID"; then
-      die "the gateway printed no 'listening web http://127.0.0.1:<port>' line within ${START_TIMEOUT}s"
-    fi
-    stop_pid "$GATEWAY_PID"
-    GATEWAY_PID=
-    die "the gateway exited during startup ($(exit_text "$STOP_RC"))"
-  fi
+  # A private config: the example as the benchmarks run it (bench/lib.sh).
+  local cfg=$TMP/gateway.lua out=$TMP/gateway.stdout err=$TMP/gateway.stderr
+  write_example_config "$cfg"
+  launch_gateway "$cfg" "$out" "$err" "${SERVER_CPU[@]}"
+  local port=$GATEWAY_PORT
   log "gateway pid $GATEWAY_PID listening on 127.0.0.1:$port"
   SERVER_PID=$GATEWAY_PID SERVER_LOG=$err
 

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Shared by the benchmark scripts (sourced, not run): logging, durations, and stopping
-# and measuring the processes a script starts, through /proc.
+# Shared by the benchmark scripts (sourced, not run): logging, durations, stopping and
+# measuring the processes a script starts (through /proc), and writing the gateway's config
+# and starting it (these read ROOT, GATEWAY_BIN and START_TIMEOUT from the script).
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 
@@ -68,3 +69,71 @@ exit_text() { # exit status -> readable text
   else echo "status $1"; fi
 }
 
+
+# Write to $1 the config the benchmarks run: gateway.lua.example ($ROOT's) with every path
+# made absolute (relative ones would resolve against the config's folder), one worker,
+# loopback only, no response metadata, the TCP server off and warning-level logs. $2, Lua
+# lines editing `c`, comes last.
+write_example_config() { # file [extra lua]
+  cat >"$1" <<EOF
+local root = [==[$ROOT]==]
+local c = dofile(root .. "/gateway.lua.example")
+local function abs(p)
+  if type(p) == "string" and p:sub(1, 1) ~= "/" then return root .. "/" .. p end
+  return p
+end
+c.paths = c.paths or {}
+c.paths.actions = c.paths.actions or { "actions" }
+c.paths.middleware = c.paths.middleware or { "middleware" }
+c.paths.routes = c.paths.routes or "routes.lua"
+c.paths.public = c.paths.public or "public"
+for k, v in pairs(c.paths) do
+  if type(v) == "table" then
+    for i, p in ipairs(v) do v[i] = abs(p) end
+  else
+    c.paths[k] = abs(v)
+  end
+end
+for _, m in ipairs(c.modules or {}) do m.path = abs(m.path) end
+c.workers = 1
+c.servers = c.servers or {}
+c.servers.web = c.servers.web or {}
+c.servers.web.host = "127.0.0.1"
+c.servers.web.metadata = false
+if c.servers.socket then c.servers.socket.enabled = false end
+c.logging = c.logging or {}
+c.logging.level = "warning"
+${2:-}
+return c
+EOF
+}
+
+# Start $GATEWAY_BIN with config $1, stdout to $2 and stderr to $3, under the command prefix
+# in the remaining arguments (e.g. taskset -c 0), and wait up to $START_TIMEOUT seconds for
+# its "listening web" line. Sets GATEWAY_PID and GATEWAY_PORT; dies, showing its output, when
+# it exits or stays silent.
+GATEWAY_PORT=
+launch_gateway() { # config stdout stderr [prefix...]
+  local cfg=$1 out=$2 err=$3 port='' tries
+  shift 3
+  log "starting the gateway"
+  "$@" "$GATEWAY_BIN" --config "$cfg" --port 0 --log-level warning >"$out" 2>"$err" &
+  GATEWAY_PID=$!
+  for ((tries = START_TIMEOUT * 10; tries > 0; tries--)); do
+    port=$(sed -n 's#^listening web http://127\.0\.0\.1:\([0-9][0-9]*\).*#\1#p' "$out" | head -n1)
+    [[ -n $port ]] && break
+    alive "$GATEWAY_PID" || break
+    sleep 0.1
+  done
+  if [[ -z $port ]]; then
+    log "gateway stdout:"; cat "$out" >&2 || true
+    log "gateway stderr:"; tail -n 30 "$err" >&2 || true
+    if alive "$GATEWAY_PID"; then
+      die "the gateway printed no 'listening web http://127.0.0.1:<port>' line within ${START_TIMEOUT}s"
+    fi
+    stop_pid "$GATEWAY_PID"
+    GATEWAY_PID=
+    die "the gateway exited during startup ($(exit_text "$STOP_RC"))"
+  fi
+  GATEWAY_PORT=$port
+}

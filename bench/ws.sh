@@ -149,65 +149,15 @@ build() {
 
 start_gateway() {
   [[ -f $EXAMPLE_CONFIG ]] || die "$EXAMPLE_CONFIG not found"
-  # A private config: the example with warning-level logs, one worker, loopback only, the
-  # WebSocket server on at $WS_PATH, the TCP socket server off, and every path made absolute.
+  # A private config: the example as the benchmarks run it (bench/lib.sh), with the
+  # WebSocket server on at $WS_PATH.
   local cfg=$TMP/gateway.lua
-  cat >"$cfg" <<EOF
-local root = [==[$ROOT]==]
-local c = dofile(root .. "/gateway.lua.example")
-local function abs(p)
-  if type(p) == "string" and p:sub(1, 1) ~= "/" then return root .. "/" .. p end
-  return p
-end
-c.paths = c.paths or {}
-c.paths.actions = c.paths.actions or { "actions" }
-c.paths.middleware = c.paths.middleware or { "middleware" }
-c.paths.routes = c.paths.routes or "routes.lua"
-c.paths.public = c.paths.public or "public"
-for k, v in pairs(c.paths) do
-  if type(v) == "table" then
-    for i, p in ipairs(v) do v[i] = abs(p) end
-  else
-    c.paths[k] = abs(v)
-  end
-end
-for _, m in ipairs(c.modules or {}) do m.path = abs(m.path) end
-c.workers = 1
-c.servers = c.servers or {}
-c.servers.web = c.servers.web or {}
-c.servers.web.host = "127.0.0.1"
-c.servers.web.metadata = false
-c.servers.websocket = c.servers.websocket or {}
+  write_example_config "$cfg" "c.servers.websocket = c.servers.websocket or {}
 c.servers.websocket.enabled = true
-c.servers.websocket.path = "$WS_PATH"
-if c.servers.socket then c.servers.socket.enabled = false end
-c.logging = c.logging or {}
-c.logging.level = "warning"
-return c
-EOF
-
-  local out=$TMP/gateway.stdout port='' tries
+c.servers.websocket.path = \"$WS_PATH\""
   GW_ERR=$TMP/gateway.stderr
-  log "starting the gateway"
-  "${GW_CPU[@]}" "$GATEWAY_BIN" --config "$cfg" --port 0 --log-level warning >"$out" 2>"$GW_ERR" &
-  GATEWAY_PID=$!
-  for ((tries = START_TIMEOUT * 10; tries > 0; tries--)); do
-    port=$(sed -n 's#^listening web http://127\.0\.0\.1:\([0-9][0-9]*\).*#\1#p' "$out" | head -n1)
-    [[ -n $port ]] && break
-    alive "$GATEWAY_PID" || break
-    sleep 0.1
-  done
-  if [[ -z $port ]]; then
-    log "gateway stdout:"; cat "$out" >&2 || true
-    log "gateway stderr:"; tail -n 30 "$GW_ERR" >&2 || true
-    if alive "$GATEWAY_PID"; then
-      die "the gateway printed no 'listening web http://127.0.0.1:<port>' line within ${START_TIMEOUT}s"
-    fi
-    stop_pid "$GATEWAY_PID"
-    GATEWAY_PID=
-    die "the gateway exited during startup ($(exit_text "$STOP_RC"))"
-  fi
-  PORT=$port
+  launch_gateway "$cfg" "$TMP/gateway.stdout" "$GW_ERR" "${GW_CPU[@]}"
+  PORT=$GATEWAY_PORT
   local kids=()
   mapfile -t kids < <(children_of "$GATEWAY_PID")
   if ((${#kids[@]} > 0)); then GW_PIDS=("${kids[@]}"); else GW_PIDS=("$GATEWAY_PID"); fi
