@@ -50,6 +50,7 @@ local function isCallable(value)
   local mt = getmetatable(value)
   return type(mt) == "table" and mt.__call ~= nil
 end
+inputs.isCallable = isCallable
 
 local function resolve(action, key, kind, library, factories, entry)
   local names, byFunction = factories.names, factories.byFunction
@@ -240,6 +241,24 @@ function inputs.process(action, params, connection, opts)
 
   if #failures == 0 then return nil end
   return failures
+end
+
+-- The envelope protocol's wording of a missing field (rest_framework's).
+inputs.REQUIRED_TEXT = "This field is required."
+
+-- Failures as the envelope protocol lists them: { key = { message, ... } }, a missing
+-- field worded as REQUIRED_TEXT.
+function inputs.messagesByField(failures)
+  local byKey = {}
+  for _, f in ipairs(failures) do
+    local list = byKey[f.key]
+    if not list then
+      list = {}
+      byKey[f.key] = list
+    end
+    list[#list + 1] = f.required and inputs.REQUIRED_TEXT or f.message
+  end
+  return byKey
 end
 
 return inputs

@@ -3,6 +3,7 @@
 -- `transport` is the connection type ("websocket" or "socket").
 
 local core = require("gateway.core")
+local inputs = require("gateway.inputs")
 local processor = require("gateway.processor")
 local handlers = require("gateway.handlers")
 local session = require("gateway.session")
@@ -13,7 +14,6 @@ local M = {}
 local ENVELOPE_KEYS = { action = true, route = true, data = true, params = true, request_id = true,
   messageId = true }
 
-local REQUIRED = "This field is required."
 
 local encode = processor.encode
 
@@ -51,18 +51,7 @@ M.reject = reject
 -- error as its fields, anything else as its message.
 local function errorsOf(data)
   local e = data.error
-  if e.inputs then
-    local byKey = {}
-    for _, f in ipairs(e.inputs) do
-      local list = byKey[f.key]
-      if not list then
-        list = {}
-        byKey[f.key] = list
-      end
-      list[#list + 1] = f.required and REQUIRED or f.message
-    end
-    return { byKey }
-  end
+  if e.inputs then return { inputs.messagesByField(e.inputs) } end
   if e.fields then return { e.fields } end
   return { e.message }
 end
@@ -131,7 +120,7 @@ function M.authenticate(rt, ctx, transport, msg)
   if token == nil or token == rt.json.null or token == "" then
     core.log("info", nil, { "action", "authenticate", "type", transport, "status", "422",
       "error", "token is required", "connection", tostring(ctx.connection.id) })
-    return envelope(rt, msg.reply, 422, { { token = { REQUIRED } } })
+    return envelope(rt, msg.reply, 422, { { token = { inputs.REQUIRED_TEXT } } })
   end
   local user, err = rt.api.session.restore(token)
   if err then return reject(rt, ctx, transport, err.status, err.message, msg.reply) end

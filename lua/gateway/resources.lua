@@ -57,7 +57,6 @@ return out
 local NOT_FOUND = "Not found."
 local INVALID_PAGE = "Invalid page."
 local NOT_OBJECT = "data must be a JSON object"
-local REQUIRED = "This field is required."
 local RESERVED_FIELDS = { id = true, pk = true, page = true, payload = true }
 
 -- utf8 length, or the byte length of an invalid string.
@@ -86,11 +85,6 @@ local function lengthCheck(field)
   end
 end
 
-local function isCallable(v)
-  if type(v) == "function" then return true end
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__call ~= nil
-end
 
 -- The inputs-pipeline definition of a resource's fields: each field's rules plus the
 -- length check first; `partial` drops defaults (only the given fields are processed, so
@@ -103,7 +97,7 @@ local function fieldAction(res, partial, api)
     local steps = {}
     if field.maxLength or field.minLength then steps[1] = lengthCheck(field) end
     local v = field.validator
-    if type(v) == "table" and not isCallable(v) then
+    if type(v) == "table" and not inputs.isCallable(v) then
       for _, s in ipairs(v) do steps[#steps + 1] = s end
     elseif v ~= nil then
       steps[#steps + 1] = v
@@ -227,12 +221,7 @@ local function validate(api, opts, res, data, partial)
     -- The envelope renders `inputs` as [{"field": [...]}]; over HTTP the body's `errors`
     -- is data.errors, given the same shape here.
     data.error = { message = failures[1].message, status = 422, inputs = failures }
-    local byKey = {}
-    for _, f in ipairs(failures) do
-      byKey[f.key] = byKey[f.key] or {}
-      table.insert(byKey[f.key], f.required and REQUIRED or f.message)
-    end
-    data.errors = { byKey }
+    data.errors = { inputs.messagesByField(failures) }
     return nil
   end
   return values
