@@ -18,6 +18,10 @@ int gw_open_regex(lua_State *L);
 int gw_open_loop(lua_State *L);
 int gw_open_json(lua_State *L);
 
+/* 32 random hex characters (not NUL-terminated): GW_OK, or GW_ERR when
+ * /dev/urandom cannot be read. core.random_id and api.json share it. */
+int gw_random_hex(char out[32]);
+
 /* Cancel every pending timer.after (shutdown). */
 void gw_loop_shutdown(void);
 

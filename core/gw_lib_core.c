@@ -215,25 +215,31 @@ static int core_log(lua_State *L) {
     return 0;
 }
 
-/* core.random_id() -> 32 hex characters from /dev/urandom, read 4 KiB at a
- * time: one read per 256 ids instead of one per request. */
-static int core_random_id(lua_State *L) {
+/* 32 hex characters from /dev/urandom, read 4 KiB at a time: one read per
+ * 256 ids instead of one per request. Returns GW_OK, or GW_ERR when
+ * /dev/urandom cannot be read. */
+int gw_random_hex(char out[32]) {
     static const char digits[] = "0123456789abcdef";
     static unsigned char pool[4096];
     static size_t used = sizeof pool;
     static int fd = -1;
-    char hex[32];
     if (used + 16 > sizeof pool) {
         if (fd < 0) fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || read(fd, pool, sizeof pool) != (ssize_t)sizeof pool)
-            return luaL_error(L, "cannot read /dev/urandom");
+        if (fd < 0 || read(fd, pool, sizeof pool) != (ssize_t)sizeof pool) return GW_ERR;
         used = 0;
     }
     for (int i = 0; i < 16; i++) {
-        hex[2 * i] = digits[pool[used + (size_t)i] >> 4];
-        hex[2 * i + 1] = digits[pool[used + (size_t)i] & 15];
+        out[2 * i] = digits[pool[used + (size_t)i] >> 4];
+        out[2 * i + 1] = digits[pool[used + (size_t)i] & 15];
     }
     used += 16;
+    return GW_OK;
+}
+
+/* core.random_id() -> 32 hex characters */
+static int core_random_id(lua_State *L) {
+    char hex[32];
+    if (gw_random_hex(hex) != GW_OK) return luaL_error(L, "cannot read /dev/urandom");
     lua_pushlstring(L, hex, 32);
     return 1;
 }

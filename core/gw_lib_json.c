@@ -6,35 +6,20 @@
  * string token, unguessable per process, that encode rewrites to []. Each
  * call makes its own cjson instance: what users do to theirs cannot change
  * what the gateway emits. */
+#include "gw.h"
 #include "gw_lib.h"
 
-#include <fcntl.h>
 #include <lauxlib.h>
-#include <stdio.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 /* [-0, +1] The token: NUL, a tag and 32 random hex digits, NUL. */
 static void push_empty_array_token(lua_State *L) {
-    static const char digits[] = "0123456789abcdef";
-    unsigned char rnd[16];
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || read(fd, rnd, sizeof rnd) != (ssize_t)sizeof rnd) {
-        unsigned long long x = (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 32) ^
-                               (unsigned long long)(size_t)&rnd;
-        for (size_t i = 0; i < sizeof rnd; i++, x = x * 6364136223846793005ULL + 1442695040888963407ULL)
-            rnd[i] = (unsigned char)(x >> 56);
-    }
-    if (fd >= 0) close(fd);
-    char token[64];
-    int n = snprintf(token, sizeof token, "%cgw:empty_array:", 0);
-    for (size_t i = 0; i < sizeof rnd; i++) {
-        token[n++] = digits[rnd[i] >> 4];
-        token[n++] = digits[rnd[i] & 15];
-    }
-    token[n++] = '\0';
-    lua_pushlstring(L, token, (size_t)n);
+    static const char tag[] = "\0gw:empty_array:";
+    char token[sizeof tag - 1 + 32 + 1];
+    memcpy(token, tag, sizeof tag - 1);
+    if (gw_random_hex(token + sizeof tag - 1) != GW_OK) luaL_error(L, "cannot read /dev/urandom");
+    token[sizeof token - 1] = '\0';
+    lua_pushlstring(L, token, sizeof token);
 }
 
 /* encode(value): upvalue 1 is cjson's encode, 2 the token as cjson writes
