@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -86,6 +87,7 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
         return 1;
     }
     pid_t *pids = calloc((size_t)n, sizeof *pids);
+    pid_t master = getpid();
 
     struct sigaction sa = {0};
     sa.sa_handler = master_on_signal;
@@ -101,6 +103,12 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                 signal(SIGTERM, SIG_DFL);
                 signal(SIGINT, SIG_DFL);
                 signal(SIGHUP, SIG_DFL);
+                /* A master killed outright (SIGKILL, OOM killer) cannot forward a
+                 * shutdown: have the kernel send it, so no worker keeps serving
+                 * orphaned. A master already gone before this line is caught by
+                 * getppid(). */
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
+                if (getppid() != master) exit(0);
                 exit(run_worker(config, ov, web_fd, socket_fd, !printed));
             }
             if (pid < 0) {

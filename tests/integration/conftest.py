@@ -37,13 +37,20 @@ def gateway_bin():
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
-    """URL of a private redis-server for the whole session, or None without redis-server."""
+def redis_binary():
+    """Path of redis-server. Missing, it fails the tests that need it (never skips them):
+    `make test` installs it, and a suite that silently skips a hundred tests proves nothing."""
     binary = shutil.which("redis-server")
     if not binary:
-        yield None
-        return
-    server = gw.RedisServer(tmp_path_factory.mktemp("redis"), binary).start()
+        pytest.fail("redis-server not found (install Debian's redis-server, or run `make test`, "
+                    "which does)", pytrace=False)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_binary, tmp_path_factory):
+    """URL of a private redis-server on loopback for the whole session."""
+    server = gw.RedisServer(tmp_path_factory.mktemp("redis"), redis_binary).start()
     try:
         yield server.url
     finally:
@@ -51,9 +58,10 @@ def redis_url(tmp_path_factory):
 
 
 def _check_teardown(g, what="gateway"):
-    reports = g.sanitizer_reports()
-    assert not reports, "sanitizer report in the log of the %s: %s\n%s" % (
-        what, reports, g.describe())
+    """A stopped gateway ended as its test expected: exit status (0 unless the test set
+    g.expect_exit), no worker left behind, no sanitizer report."""
+    problems = g.teardown_problems()
+    assert not problems, "the %s: %s\n%s" % (what, "; ".join(problems), g.describe())
 
 
 class _SharedGateway:

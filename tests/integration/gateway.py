@@ -183,10 +183,40 @@ def run_cli(args, timeout=10.0, env=None, cwd=None):
 
 
 def free_port():
-    """A loopback port that was free a moment ago."""
+    """A loopback port that was free a moment ago. Another process may take it before it is
+    used: prefer `--port 0` and the listening line; where a test needs a port fixed in
+    advance, wrap the start in retry_port_in_use()."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class PortInUse(AssertionError):
+    """A process could not bind a port that free_port() had handed out."""
+
+
+def retry_port_in_use(start, attempts=5):
+    """Call start() (which picks its own free_port()) until it does not fail with PortInUse:
+    the race between free_port() and the bind is the machine's, not the test's."""
+    for i in range(attempts):
+        try:
+            return start()
+        except PortInUse:
+            if i == attempts - 1:
+                raise
+
+
+def _scale():
+    """How much longer a wall-clock bound may take on this build: the sanitizer build runs
+    several times slower, and GATEWAY_TEST_SLOW (a factor) widens bounds on a loaded box."""
+    factor = float(os.environ.get("GATEWAY_TEST_SLOW") or 1)
+    return factor * (3 if is_sanitizer_build() else 1)
+
+
+def bound(seconds):
+    """A wall-clock bound for "this takes at most about 'seconds'", scaled by _scale().
+    Use it for upper bounds on elapsed time; lower bounds (a sleep really slept) need none."""
+    return seconds * SCALE
 
 
 # --------------------------------------------------------------------------------------
@@ -266,7 +296,8 @@ class Gateway:
 
     _counter = 0
 
-    def __init__(self, workdir, config, args=None, env=None, port=0, binary=None, cwd=None):
+    def __init__(self, workdir, config, args=None, env=None, port=0, binary=None, cwd=None,
+                 expect_exit=0):
         Gateway._counter += 1
         n = Gateway._counter
         self.workdir = str(workdir)
@@ -283,6 +314,10 @@ class Gateway:
         self.host = "127.0.0.1"
         self.port = None
         self.returncode = None
+        # The exit status teardown expects (None: any). A test that kills the gateway on
+        # purpose, or expects it to fail, says so here.
+        self.expect_exit = expect_exit
+        self.leftovers = []  # PIDs of its process group still running after it exited
         self._stdout = []
         self._stdout_lock = threading.Lock()
         self._listening = threading.Event()
@@ -303,9 +338,11 @@ class Gateway:
     def start(self, timeout=START_TIMEOUT):
         write_config(self.config_path, self.config)
         self._log_file = open(self.log_path, "wb")
+        # Its own process group, so stop() can reach the workers too.
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
                                      stderr=self._log_file, stdin=subprocess.DEVNULL,
-                                     env=child_env(self.env), cwd=self.cwd)
+                                     env=child_env(self.env), cwd=self.cwd,
+                                     start_new_session=True)
         self.pid = self.proc.pid
         RUNNING.append(self)
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
@@ -314,8 +351,11 @@ class Gateway:
         while not self._listening.wait(0.02):
             if self.proc.poll() is not None:
                 self._reader.join(1.0)
-                raise AssertionError("gateway exited with status %s before listening\n%s"
-                                     % (self.proc.returncode, self.describe()))
+                self.stop()
+                text = self.describe()
+                error = PortInUse if "in use" in self.log_text() else AssertionError
+                raise error("gateway exited with status %s before listening\n%s"
+                            % (self.proc.returncode, text))
             if time.monotonic() > deadline:
                 self.stop()
                 raise AssertionError("gateway did not print its listening line within %.0f s\n%s"
@@ -374,7 +414,9 @@ class Gateway:
             return None
 
     def stop(self, timeout=STOP_TIMEOUT):
-        """SIGTERM, wait up to 'timeout', then SIGKILL. Returns the exit status. Idempotent."""
+        """SIGTERM, wait up to 'timeout', then SIGKILL the whole process group (master and
+        workers). Returns the exit status. Idempotent. Processes of the group still running
+        once the master has exited are killed and listed in self.leftovers."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -385,8 +427,9 @@ class Gateway:
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
+                _killpg(self.pid)
                 self.proc.wait(timeout=timeout)
+        self.leftovers += _reap_group(self.pid)
         self.returncode = self.proc.returncode
         if self._reader:
             self._reader.join(2.0)
@@ -440,6 +483,20 @@ class Gateway:
     def sanitizer_reports(self):
         text = self.log_text()
         return [m for m in SANITIZER_MARKERS if m in text]
+
+    def teardown_problems(self):
+        """What is wrong with how this (stopped) gateway ended: an exit status other than
+        expect_exit, workers left running, a sanitizer report in its log. [] when fine."""
+        problems = []
+        if (self.proc is not None and self.expect_exit is not None
+                and self.returncode != self.expect_exit):
+            problems.append("exit status %s, expected %s" % (self.returncode, self.expect_exit))
+        if self.leftovers:
+            problems.append("processes of its group outlived it: %s" % self.leftovers)
+        reports = self.sanitizer_reports()
+        if reports:
+            problems.append("sanitizer report in its log: %s" % reports)
+        return problems
 
     def describe(self, max_chars=20000):
         log = self.log_text()
@@ -543,6 +600,42 @@ class Gateway:
         assert 0 <= body["randomNumber"] < 1
 
 
+def _killpg(pgid, sig=signal.SIGKILL):
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_members(pgid):
+    """Live (non-zombie) PIDs whose process group is 'pgid', from /proc."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(name))
+    return out
+
+
+def _reap_group(pgid, grace=STOP_TIMEOUT):
+    """After the group leader exited: wait (bounded) for the rest of its group to go, then
+    SIGKILL what is left. Returns the PIDs that had to be killed."""
+    deadline = time.monotonic() + grace
+    left = _group_members(pgid)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = _group_members(pgid)
+    if left:
+        _killpg(pgid)
+    return left
+
+
 def _socket_enabled(config):
     try:
         return bool(config["servers"]["socket"]["enabled"])
@@ -559,6 +652,10 @@ def is_sanitizer_build(binary=None):
             return b"__asan_init" in f.read()
     except OSError:
         return False
+
+
+# The factor bound() scales wall-clock bounds by (3 on the sanitizer build).
+SCALE = _scale()
 
 
 class LineClient:
@@ -706,14 +803,14 @@ def has_error(body, text):
 @contextlib.contextmanager
 def serving(workdir, config):
     """A gateway started for a block of tests (say a module's), stopped when the block ends;
-    a sanitizer report in its log then fails."""
+    an unexpected exit status, a leftover worker or a sanitizer report then fails."""
     g = Gateway(workdir, config).start()
     try:
         yield g
     finally:
         g.stop()
-        reports = g.sanitizer_reports()
-        assert not reports, "sanitizer report: %s\n%s" % (reports, g.describe())
+        problems = g.teardown_problems()
+        assert not problems, "%s\n%s" % ("; ".join(problems), g.describe())
 
 
 def resp_encode(*args):
@@ -764,7 +861,18 @@ class RedisServer:
     def url(self):
         return "redis://127.0.0.1:%d/0" % self.port
 
-    def start(self, timeout=START_TIMEOUT):
+    def start(self, timeout=START_TIMEOUT, attempts=5):
+        """Start it and wait (bounded) for PING; a port taken meanwhile by another process
+        (free_port() races) is retried on a new port."""
+        for i in range(attempts):
+            try:
+                return self._start(timeout)
+            except PortInUse:
+                if i == attempts - 1:
+                    raise
+                self.port = free_port()
+
+    def _start(self, timeout):
         cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                "--dir", self.workdir, "--appendonly", "yes", "--save", "",
                "--logfile", self.log_path, "--daemonize", "no"]
@@ -773,7 +881,9 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError("redis-server exited with %s" % self.proc.returncode)
+                log = self.log_text()
+                error = PortInUse if "Address already in use" in log else AssertionError
+                raise error("redis-server exited with %s\n%s" % (self.proc.returncode, log[-2000:]))
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                     s.sendall(b"PING\r\n")
@@ -785,6 +895,13 @@ class RedisServer:
             time.sleep(0.05)
         self.stop()
         raise AssertionError("redis-server did not answer PING within %.0f s" % timeout)
+
+    def log_text(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

@@ -262,6 +262,22 @@ def test_workers_share_the_port_and_stop_together(make_gateway):
     assert not alive, "workers outlived the gateway: %s" % alive
 
 
+def test_workers_stop_when_the_master_is_killed(make_gateway):
+    """A master killed outright cannot forward a shutdown; its workers must not keep serving
+    orphaned (the kernel sends them SIGTERM)."""
+    g = make_gateway({"workers": 2}, expect_exit=-signal.SIGKILL)
+    children = g.children()
+    assert len(children) == 2, g.describe()
+    os.kill(g.pid, signal.SIGKILL)
+    assert g.wait(10) == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    alive = children
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if _state(pid) not in ("Z", "gone")]
+        time.sleep(0.05)
+    assert not alive, "workers outlived a killed master: %s\n%s" % (alive, g.describe())
+
+
 def _state(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
