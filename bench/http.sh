@@ -230,7 +230,7 @@ run_wrk() { # server-name load-name connections threads port [warmup]
                 RES[$name.$load.read_errors] + RES[$name.$load.write_errors] + RES[$name.$load.timeouts]))
   RES[$name.$load.errors]=$errs
   log "$name: ${RES[$name.$load.rps]} req/s, p50 ${RES[$name.$load.p50_us]} us, p99 ${RES[$name.$load.p99_us]} us, errors $errs"
-  ((errs == 0)) || log "warning: $name had errors: $line"
+  ((errs == 0)) || fail_later "$name, $load: $errs errors: $line"
 }
 
 run_loads() { # server-name port
@@ -286,10 +286,7 @@ bench_gateway() {
   stop_pid "$GATEWAY_PID"
   rc=$STOP_RC
   GATEWAY_PID=
-  if [[ $rc != 0 ]]; then
-    log "warning: the gateway exited with $(exit_text "$rc") after SIGTERM (expected 0); stderr tail:"
-    tail -n 10 "$err" >&2 || true
-  fi
+  check_clean_exit "$rc" "$err"
   RES[gateway.exit]=$rc
   if [[ -s $err ]]; then
     log "gateway stderr had $(wc -l <"$err") line(s) at warning level or above; last ones:"
@@ -424,3 +421,4 @@ fi
 if want gateway; then
   echo "gateway exit status after SIGTERM: ${RES[gateway.exit]}"
 fi
+finish

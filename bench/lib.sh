@@ -7,6 +7,25 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 
+# A run prints its figures whatever happened, then fails (exit 1) if a load had errors or
+# the gateway died or did not exit 0 after SIGTERM: figures of a broken build are not figures.
+BENCH_FAILURES=()
+fail_later() { log "FAIL: $*"; BENCH_FAILURES+=("$*"); }
+finish() { # exit status of the run, after the report
+  ((${#BENCH_FAILURES[@]} == 0)) && return 0
+  local f
+  for f in "${BENCH_FAILURES[@]}"; do printf '[bench] failed: %s\n' "$f" >&2; done
+  exit 1
+}
+
+# After stop_pid of the gateway: fail the run unless it exited 0; show its log's tail.
+check_clean_exit() { # exit-status stderr-file
+  if [[ $1 != 0 ]]; then
+    fail_later "the gateway exited with $(exit_text "$1") after SIGTERM (expected 0)"
+    tail -n 10 "$2" >&2 || true
+  fi
+}
+
 duration_secs() { # duration (10, 10s, 2m) -> whole seconds (rounded up to at least 1)
   local d=$1
   [[ $d =~ ^([0-9]+)([smh]?)$ ]] || die "bad duration '$d' (use e.g. 10s, 2m)"

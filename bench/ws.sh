@@ -212,7 +212,7 @@ measure_load() { # name conns seconds [warm]
   log "$name: ${RES[$name.rate]} msg/s, p50 ${RES[$name.p50_us]} us, p99 ${RES[$name.p99_us]} us," \
       "p99.9 ${RES[$name.p999_us]} us, errors ${RES[$name.errors]};" \
       "gateway VmRSS $(mib "${RES[$name.rss_kb]}"), VmHWM $(mib "${RES[$name.hwm_kb]}")"
-  ((${RES[$name.errors]} == 0)) || log "warning: $name had errors: $LOAD_LINE"
+  ((${RES[$name.errors]} == 0)) || fail_later "$name: ${RES[$name.errors]} errors: $LOAD_LINE"
 }
 
 measure_idle() { # conns
@@ -252,7 +252,7 @@ measure_idle() { # conns
   line=$(grep -m1 '^WSLOAD_RESULT ' "$TMP/idle.out" || true)
   for kv in ${line#WSLOAD_RESULT }; do RES[idle.${kv%%=*}]=${kv#*=}; done
   if [[ -s $TMP/idle.err ]]; then log "wsload diagnostics:"; cat "$TMP/idle.err" >&2; fi
-  ((rc == 0)) || log "warning: wsload idle exited with status $rc: $line"
+  ((rc == 0)) || fail_later "wsload idle exited with status $rc: $line"
   if ((opened > 0)); then
     RES[idle.per_conn_b]=$(( (${RES[idle.with_kb]} - ${RES[idle.before_kb]}) * 1024 / opened ))
   else
@@ -283,10 +283,7 @@ RES[end.hwm_kb]=$(rss_kb VmHWM)
 stop_pid "$GATEWAY_PID"
 RES[exit]=$STOP_RC
 GATEWAY_PID=
-if [[ ${RES[exit]} != 0 ]]; then
-  log "warning: the gateway exited with $(exit_text "${RES[exit]}") after SIGTERM (expected 0); stderr tail:"
-  tail -n 10 "$GW_ERR" >&2 || true
-fi
+check_clean_exit "${RES[exit]}" "$GW_ERR"
 if [[ -s $GW_ERR ]]; then
   log "gateway stderr had $(wc -l <"$GW_ERR") line(s) at warning level or above; last ones:"
   tail -n 5 "$GW_ERR" >&2
@@ -327,3 +324,4 @@ fi
 echo
 echo "gateway peak RSS over the whole run (VmHWM): $(mib "${RES[end.hwm_kb]}")"
 echo "gateway exit status after SIGTERM: ${RES[exit]}"
+finish
