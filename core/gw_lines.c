@@ -31,10 +31,14 @@ static int deliver(struct gw_lines *r, const char *line, size_t len) {
 
 static int too_long(struct gw_lines *r) { return r->fn(r->ud, NULL, 0); }
 
-/* Add the part of a line that has not ended yet. */
+/* Add a part of a line split across feeds. The line may hold max + 1
+ * bytes when the last is a "\r": that may be the start of its "\r\n",
+ * which arrives with the next feed (a line of exactly max bytes is
+ * accepted however the client's bytes were split). */
 static int collect(struct gw_lines *r, const char *p, size_t n) {
     if (r->discarding) return 0;
-    if (r->len + n > r->max) {
+    size_t total = r->len + n;
+    if (total > r->max + 1 || (total == r->max + 1 && n > 0 && p[n - 1] != '\r')) {
         r->len = 0;
         r->discarding = 1;
         return too_long(r);
