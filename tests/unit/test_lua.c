@@ -74,9 +74,16 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return remove(path);
 }
 
-/* A temp folder with gw.lua, actions/ and mw/; 'action' is the one action
- * file's text. */
-static struct fixture *make_dir(const char *action) {
+/* Upper bounds on wall-clock time for things that take milliseconds when
+ * they work: generous, so a loaded CI machine does not fail them, and still
+ * far below what a failure costs (a 10 s sleep that was not cancelled, a
+ * loop the cpuTimeout hook did not stop). */
+#define QUICK_MS 5000.0
+#define STOPS_MS 30000.0
+
+/* A temp folder with gw.lua (general.cpuTimeout = 'cpu_timeout' ms),
+ * actions/ and mw/; 'action' is the one action file's text. */
+static struct fixture *make_dir_cpu(const char *action, int cpu_timeout) {
     struct fixture *f = calloc(1, sizeof *f);
     char buf[600], text[2048];
     assert_non_null(f);
@@ -88,8 +95,8 @@ static struct fixture *make_dir(const char *action) {
     write_file(gw_fmt(buf, sizeof buf, "%s/actions/ping.lua", f->dir), action);
     gw_fmt(text, sizeof text,
            "return { paths = { actions = { \"%s/actions\" }, middleware = { \"%s/mw\" } },"
-           " general = { cpuTimeout = 100 } }\n",
-           f->dir, f->dir);
+           " general = { cpuTimeout = %d } }\n",
+           f->dir, f->dir, cpu_timeout);
     write_file(f->config, text);
     unsetenv("GATEWAY_PORT");
     unsetenv("GATEWAY_LOG_LEVEL");
@@ -98,6 +105,8 @@ static struct fixture *make_dir(const char *action) {
     return f;
 }
 
+static struct fixture *make_dir(const char *action) { return make_dir_cpu(action, 100); }
+
 static const char ping_action[] =
     "return {\n"
     "  name = \"ping\",\n"
@@ -105,8 +114,8 @@ static const char ping_action[] =
     "  run = function(api, data) return { pong = true } end,\n"
     "}\n";
 
-static int setup(void **state) {
-    struct fixture *f = make_dir(ping_action);
+static int setup_cpu(void **state, int cpu_timeout) {
+    struct fixture *f = make_dir_cpu(ping_action, cpu_timeout);
     struct gw_config_overrides ov = {NULL, -1, -1, NULL, NULL};
     f->g = gw_lua_new(&f->loop, f->config, &ov, &f->cfg, f->err, sizeof f->err);
     if (!f->g) {
@@ -117,6 +126,14 @@ static int setup(void **state) {
     *state = f;
     return 0;
 }
+
+/* cpuTimeout = 100 ms: short, for the tests of the stop itself. */
+static int setup(void **state) { return setup_cpu(state, 100); }
+
+/* cpuTimeout = 1000 ms: for tests that compute for a measured while and
+ * must not be stopped, even when the machine preempts them for a long
+ * moment (the hook measures wall-clock time). */
+static int setup_slow(void **state) { return setup_cpu(state, 1000); }
 
 /* Free the state, let the loop run out, and require it to close clean. */
 static void finish(struct fixture *f) {
@@ -259,7 +276,7 @@ static void test_sleep(void **state) {
     assert_int_equal(r.status, GW_TASK_OK);
     assert_int_equal(r.nres, 1);
     assert_string_equal(r.strs[0], "slept");
-    assert_true(elapsed < 5000.0);
+    assert_true(elapsed < QUICK_MS);
     finish(f);
 }
 
@@ -271,7 +288,7 @@ static void test_sleep_lasts_from_the_call(void **state) {
     struct record r = {0};
     push_fn(f, "local core = require('gateway.core')\n"
                "local t = core.now_ms()\n"
-               "while core.now_ms() - t < 60 do end   -- 60 ms of work, under cpuTimeout\n"
+               "while core.now_ms() - t < 60 do end   -- 60 ms of work, well under cpuTimeout\n"
                "local before = core.now_ms()\n"
                "api.sleep(50)\n"
                "return math.floor(core.now_ms() - before)");
@@ -331,7 +348,7 @@ static void test_cpu_timeout(void **state) {
     assert_int_equal(r.nres, 0);
     assert_int_equal(lua_gettop(L), top);
     assert_true(elapsed >= 99.0);
-    assert_true(elapsed < 5000.0);
+    assert_true(elapsed < STOPS_MS);
     assert_null(gw_task_current(f->g));
     finish(f);
 }
@@ -349,20 +366,24 @@ static void test_cpu_timeout_not_caught_by_pcall(void **state) {
 static void test_cpu_slice_per_resume(void **state) {
     struct fixture *f = *state;
     struct record r = {0};
-    /* 5 x 30 ms of work is more than 100 ms in all, but each slice between
-     * yields is well under it. */
+    /* cpuTimeout is 1000 ms: 6 x 200 ms of work is more than that in all,
+     * but each slice between yields is far under it. The task reports the
+     * total it computed, to show the total did exceed the limit. */
     push_fn(f, "local now = require('gateway.core').now_ms\n"
-               "for i = 1, 5 do\n"
+               "local total = 0\n"
+               "for i = 1, 6 do\n"
                "  local t = now()\n"
-               "  while now() - t < 30 do end\n"
+               "  while now() - t < 200 do end\n"
+               "  total = total + (now() - t)\n"
                "  api.sleep(1)\n"
                "end\n"
-               "return 'done'");
+               "return 'done', math.floor(total)");
     assert_non_null(gw_task_spawn(f->g, 0, done_cb, &r));
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.status, GW_TASK_OK);
     assert_string_equal(r.strs[0], "done");
+    assert_true(r.ints[1] > f->cfg.cpu_timeout);
     finish(f);
 }
 
@@ -423,7 +444,7 @@ static void test_abort_sleeping(void **state) {
     double t0 = gw_now_ms();
     /* The timer was cancelled, so the loop has nothing left to wait for. */
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
-    assert_true(gw_now_ms() - t0 < 1000.0);
+    assert_true(gw_now_ms() - t0 < QUICK_MS);
     assert_int_equal(uv_loop_alive(&f->loop), 0);
     assert_int_equal(r.calls, 0);
     finish(f);
@@ -443,7 +464,7 @@ static void test_abort_unowned(void **state) {
     /* Only the owned task's timer is left: the loop ends when it fires. */
     double t0 = gw_now_ms();
     assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
-    assert_true(gw_now_ms() - t0 < 1000.0);
+    assert_true(gw_now_ms() - t0 < QUICK_MS);
     assert_int_equal(owned.calls, 1);
     assert_string_equal(owned.strs[0], "owned woke");
     gw_task_abort_unowned(f->g); /* none left: nothing happens */
@@ -616,6 +637,7 @@ static void test_bad_config(void **state) {
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T_SLOW(fn) cmocka_unit_test_setup_teardown(fn, setup_slow, teardown)
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -624,12 +646,12 @@ int main(void) {
         T(test_sync_args),
         T(test_current_task_inside),
         T(test_sleep),
-        T(test_sleep_lasts_from_the_call),
+        T_SLOW(test_sleep_lasts_from_the_call),
         T(test_sleep_then_error),
         T(test_two_sleepers_in_order),
         T(test_cpu_timeout),
         T(test_cpu_timeout_not_caught_by_pcall),
-        T(test_cpu_slice_per_resume),
+        T_SLOW(test_cpu_slice_per_resume),
         T(test_cpu_timeout_after_sleep),
         T(test_error),
         T(test_error_non_string),
