@@ -107,7 +107,7 @@ test-unit-asan:
 	  GW_OOM_STEP=3 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $$t; done
 
 test-lua: $(BUILD)/lua/gateway/core.so
-	busted --lua=lua5.4 tests/lua
+	GATEWAY_LOG_LEVEL=crit busted --lua=lua5.4 tests/lua
 
 test-integration: $(BUILD)/gateway modules
 	/usr/bin/python3 -m pytest -q tests/integration
