@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum kind { K_TABLE, K_STRING, K_INT, K_BOOL, K_LIST, K_PATH, K_PATHLIST, K_ANY_LIST };
@@ -305,17 +306,21 @@ static void get_string(lua_State *L, const char *path, char *out, size_t outlen)
     lua_pop(L, 2);
 }
 
-static char *read_file(const char *path) {
+/* [-0, +1, m] Push the contents of the regular file 'path' as a userdata
+ * and return them NUL-terminated, or push nothing and return NULL. The
+ * memory belongs to Lua, so an error raised later (out of memory) cannot
+ * leak it. */
+static const char *push_file(lua_State *L, const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return NULL;
+    char *buf = lua_newuserdatauv(L, (size_t)st.st_size + 1, 0);
     FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (buf) {
-        size_t got = fread(buf, 1, (size_t)n, f);
-        buf[got] = '\0';
+    if (!f) {
+        lua_pop(L, 1);
+        return NULL;
     }
+    size_t got = fread(buf, 1, (size_t)st.st_size, f);
+    buf[got] = '\0';
     fclose(f);
     return buf;
 }
@@ -364,7 +369,7 @@ static int apply_overrides(struct loader *ld, const struct gw_config_overrides *
 int gw_config_load(lua_State *L, const char *path, const struct gw_config_overrides *ov,
                    struct gw_config *out, char *err, size_t errlen) {
     struct loader ld = {L, path ? path : "(defaults)", NULL, err, errlen, NULL, NULL};
-    char *text = NULL;
+    const char *text = NULL;
     int top = lua_gettop(L);
 
     memset(out, 0, sizeof *out);
@@ -376,11 +381,11 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
         else gw_fmt(out->config_dir, sizeof out->config_dir, "%s/%.*s", getcwd(cwd, sizeof cwd) ? cwd : ".", (int)(slash - path), path);
         if (slash == path) gw_fmt(out->config_dir, sizeof out->config_dir, "/");
 
-        if (!(text = read_file(path))) {
+        if (!(text = push_file(L, path))) {
             gw_fmt(err, errlen, "%s: cannot read the config file", path);
             return GW_ERR;
         }
-        ld.text = text;
+        ld.text = text; /* the file stays at top + 1 until the end */
         if (luaL_loadbuffer(L, text, strlen(text), lua_pushfstring(L, "@%s", path)) != LUA_OK ||
             lua_pcall(L, 0, 1, 0) != LUA_OK) {
             gw_fmt(err, errlen, "%s", lua_tostring(L, -1));
@@ -487,10 +492,9 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
     out->redis_command_timeout = get_int(L, "redis.commandTimeout");
     get_string(L, "paths.public", out->public_dir, sizeof out->public_dir);
 
-    free(text);
+    if (text) lua_remove(L, top + 1);
     return GW_OK;
 fail:
-    free(text);
     lua_settop(L, top);
     return GW_ERR;
 }

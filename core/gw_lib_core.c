@@ -91,24 +91,40 @@ static int cmp_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The open DIR of a readdir: a userdata whose __gc closes it, so an error
+ * raised while the names are collected (out of memory) cannot leak it. */
+static int dir_gc(lua_State *L) {
+    DIR **d = luaL_checkudata(L, 1, "gw.core.Dir");
+    if (*d) closedir(*d);
+    *d = NULL;
+    return 0;
+}
+
 static int core_readdir(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
-    DIR *d = opendir(path);
-    if (!d) {
+    DIR **d = lua_newuserdatauv(L, sizeof *d, 0);
+    *d = NULL;
+    if (luaL_newmetatable(L, "gw.core.Dir")) {
+        lua_pushcfunction(L, dir_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    if ((*d = opendir(path)) == NULL) {
         luaL_pushfail(L);
         lua_pushfstring(L, "%s: %s", path, strerror(errno));
         return 2;
     }
-    /* Collect names in a Lua table first so a raised error cannot leak the DIR. */
+    /* Collect names in a Lua table first, sorted below. */
     lua_newtable(L);
     int n = 0;
     struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
+    while ((de = readdir(*d)) != NULL) {
         if (de->d_name[0] == '.') continue; /* hidden files, "." and ".." */
         lua_pushstring(L, de->d_name);
         lua_rawseti(L, -2, ++n);
     }
-    closedir(d);
+    closedir(*d);
+    *d = NULL;
     char **names = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n ? n : 1), 0);
     for (int i = 0; i < n; i++) {
         lua_rawgeti(L, -2, i + 1);

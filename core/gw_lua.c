@@ -261,16 +261,30 @@ static void preload(lua_State *L, const char *name, lua_CFunction f) {
 struct gw_lua *gw_lua_new(uv_loop_t *loop, const char *config_path,
                           const struct gw_config_overrides *ov, struct gw_config *cfg,
                           char *err, size_t errlen) {
-    struct gw_lua *g = calloc(1, sizeof *g);
-    if (!g) gw_panic("out of memory");
-    g->loop = loop;
-    g->runtime_ref = LUA_NOREF;
-    g->L = luaL_newstate();
-    if (!g->L) gw_panic("cannot create the Lua state");
-    lua_State *L = g->L;
-    *task_slot(L) = NULL;
+    return gw_lua_new_alloc(NULL, NULL, loop, config_path, ov, cfg, err, errlen);
+}
+
+/* What gw_lua_new asks of setup_state, and its answer. */
+struct setup {
+    struct gw_lua *g;
+    const char *config_path;
+    const struct gw_config_overrides *ov;
+    char *err;
+    size_t errlen;
+    int rc;
+};
+
+/* Fill the new state: libraries, package.path, preloads, config, C modules,
+ * and the runtime with its actions. It runs under lua_pcall, so running out
+ * of memory anywhere in here fails gw_lua_new like any other error instead
+ * of aborting in an unprotected call. Sets s->rc; failures other than
+ * errors raised leave their message in s->err. */
+static int setup_state(lua_State *L) {
+    struct setup *s = lua_touserdata(L, 1);
+    struct gw_lua *g = s->g;
+    lua_settop(L, 0);
+    s->rc = GW_ERR;
     luaL_openlibs(L);
-    hook_owner = g;
 
     const char *dir = getenv("GATEWAY_LUA_DIR");
     if (!dir || !*dir) dir = GW_LUA_DIR;
@@ -287,7 +301,7 @@ struct gw_lua *gw_lua_new(uv_loop_t *loop, const char *config_path,
     lua_pushlightuserdata(L, g);
     lua_setfield(L, LUA_REGISTRYINDEX, "gateway.lua");
 
-    if (gw_config_load(L, config_path, ov, &g->cfg, err, errlen) != GW_OK) goto fail;
+    if (gw_config_load(L, s->config_path, s->ov, &g->cfg, s->err, s->errlen) != GW_OK) return 0;
     gw_log_set_level(g->cfg.log_level);
     gw_log_set_json(g->cfg.log_json);
     /* Threads copy the main thread's hook, so every task is covered. */
@@ -295,17 +309,47 @@ struct gw_lua *gw_lua_new(uv_loop_t *loop, const char *config_path,
 
     /* C modules load before actions, so api.<module> exists when they run.
      * Each process (every forked worker) loads its own. */
-    if (gw_module_load_all(L, -1, g->cfg.config_dir, &g->modules, err, errlen) != GW_OK) goto fail;
+    if (gw_module_load_all(L, -1, g->cfg.config_dir, &g->modules, s->err, s->errlen) != GW_OK)
+        return 0;
 
     lua_getglobal(L, "require");
     lua_pushliteral(L, "gateway.runtime");
-    if (pcall_main(g, 1, 1, err, errlen) != GW_OK) goto fail;
+    if (pcall_main(g, 1, 1, s->err, s->errlen) != GW_OK) return 0;
     g->runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
     /* runtime.init(config, modules) loads actions, middleware and routes. */
     gw_lua_push_runtime(g, "init");
     lua_insert(L, -3);
-    if (pcall_main(g, 2, 0, err, errlen) != GW_OK) goto fail;
+    if (pcall_main(g, 2, 0, s->err, s->errlen) != GW_OK) return 0;
+    s->rc = GW_OK;
+    return 0;
+}
+
+struct gw_lua *gw_lua_new_alloc(lua_Alloc alloc, void *ud, uv_loop_t *loop,
+                                const char *config_path, const struct gw_config_overrides *ov,
+                                struct gw_config *cfg, char *err, size_t errlen) {
+    struct gw_lua *g = calloc(1, sizeof *g);
+    if (!g) gw_panic("out of memory");
+    g->loop = loop;
+    g->runtime_ref = LUA_NOREF;
+    g->L = alloc ? lua_newstate(alloc, ud) : luaL_newstate();
+    if (!g->L) {
+        gw_fmt(err, errlen, "cannot create the Lua state: not enough memory");
+        goto fail;
+    }
+    lua_State *L = g->L;
+    *task_slot(L) = NULL;
+    hook_owner = g;
+
+    struct setup s = {g, config_path, ov, err, errlen, GW_ERR};
+    lua_pushcfunction(L, setup_state);
+    lua_pushlightuserdata(L, &s);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        gw_fmt(err, errlen, "%s", msg ? msg : "cannot set up the Lua state");
+        goto fail;
+    }
+    if (s.rc != GW_OK) goto fail;
     *cfg = g->cfg;
     return g;
 fail:
@@ -317,7 +361,7 @@ void gw_lua_free(struct gw_lua *g) {
     if (!g) return;
     if (hook_owner == g) hook_owner = NULL;
     gw_module_close_all(g->modules);
-    lua_close(g->L);
+    if (g->L) lua_close(g->L);
     gw_module_unload_all(g->modules);
     gw_regex_cache_clear();
     free(g);

@@ -37,6 +37,13 @@ typedef void (*gw_task_done_fn)(void *ud, enum gw_task_status status, lua_State 
 struct gw_lua *gw_lua_new(uv_loop_t *loop, const char *config_path,
                           const struct gw_config_overrides *ov, struct gw_config *cfg,
                           char *err, size_t errlen);
+
+/* gw_lua_new with the state's memory from 'alloc' and 'ud' (as
+ * lua_newstate takes them; NULL: the standard allocator), so tests can
+ * make allocations fail on demand. */
+struct gw_lua *gw_lua_new_alloc(lua_Alloc alloc, void *ud, uv_loop_t *loop,
+                                const char *config_path, const struct gw_config_overrides *ov,
+                                struct gw_config *cfg, char *err, size_t errlen);
 void gw_lua_free(struct gw_lua *g);
 
 lua_State *gw_lua_state(struct gw_lua *g);

@@ -115,7 +115,9 @@ static struct gateway_module *module_new(lua_State *L, struct gw_lua *g, const c
     m->g = g;
     m->loop = g ? gw_lua_loop(g) : NULL;
     gw_fmt(m->name, sizeof m->name, "%s", name);
-    m->config_ref = LUA_NOREF;
+    /* No ref yet: if making the tables runs out of memory, the module is
+     * already on the list and gw_module_close_all must not unref slot 0. */
+    m->config_ref = m->functions_ref = m->middleware_ref = LUA_NOREF;
     lua_newtable(L);
     m->functions_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);

@@ -1,10 +1,12 @@
 /* See gw_socket.h. Reads go into one shared buffer (the loop is single
- * threaded and a read is consumed before the next); a line that arrives
- * whole is handed over from there without a copy, and only a line split
- * across reads is collected per connection. */
+ * threaded and a read is consumed before the next) and are split into
+ * lines by gw_lines: a line that arrives whole is handed over from there
+ * without a copy, and only a line split across reads is collected per
+ * connection. */
 #include "gw_socket.h"
 #include "gw.h"
 #include "gw_conn.h"
+#include "gw_lines.h"
 #include "gw_listen.h"
 #include "gw_log.h"
 
@@ -20,9 +22,7 @@ struct sock_conn {
     struct gw_socket_server *server;
     struct sock_conn *prev, *next;
     struct gw_conn *conn;
-    char *line; /* a line still waiting for its end */
-    size_t line_len, line_cap;
-    int discarding; /* inside a line already answered 413 */
+    struct gw_lines lines;
     size_t queued;  /* bytes written and not yet sent */
     int closing;
 };
@@ -54,7 +54,7 @@ static void on_closed(uv_handle_t *h) {
     else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     if (c->conn) gw_conn_closed(c->conn);
-    free(c->line);
+    gw_lines_close(&c->lines);
     free(c);
 }
 
@@ -130,30 +130,12 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     *buf = uv_buf_init(read_buf, sizeof read_buf);
 }
 
-static void deliver(struct sock_conn *c, const char *line, size_t len) {
-    if (len && line[len - 1] == '\r') len--;
-    if (len) gw_conn_message(c->conn, line, len, 0);
-}
-
-/* Add the part of a line that has not ended yet. */
-static void collect(struct sock_conn *c, const char *p, size_t n, long max) {
-    if (c->discarding) return;
-    if (c->line_len + n > (size_t)max) {
-        c->line_len = 0;
-        c->discarding = 1;
-        gw_conn_reject(c->conn, 413, TOO_LONG);
-        return;
-    }
-    if (c->line_len + n > c->line_cap) {
-        size_t cap = c->line_cap * 2 + n + 256;
-        if (cap > (size_t)max + 1) cap = (size_t)max + 1;
-        char *b = realloc(c->line, cap);
-        if (!b) gw_panic("out of memory");
-        c->line = b;
-        c->line_cap = cap;
-    }
-    memcpy(c->line + c->line_len, p, n);
-    c->line_len += n;
+/* A line, or (line NULL) a line over maxLineLength; stop once closing. */
+static int on_line(void *ud, const char *line, size_t len) {
+    struct sock_conn *c = ud;
+    if (line) gw_conn_message(c->conn, line, len, 0);
+    else gw_conn_reject(c->conn, 413, TOO_LONG);
+    return c->closing;
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
@@ -162,41 +144,15 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         close_conn(c);
         return;
     }
-    long max = gw_lua_config(c->server->g)->max_line_length;
-    const char *p = buf->base, *end = buf->base + nread;
-    while (p < end && !c->closing) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl) {
-            collect(c, p, (size_t)(end - p), max);
-            break;
-        }
-        size_t n = (size_t)(nl - p);
-        if (c->discarding) {
-            c->discarding = 0;
-        } else if (c->line_len == 0) {
-            if (n > (size_t)max + (n && p[n - 1] == '\r')) gw_conn_reject(c->conn, 413, TOO_LONG);
-            else deliver(c, p, n);
-        } else {
-            collect(c, p, n, max);
-            if (!c->discarding) deliver(c, c->line, c->line_len);
-            c->discarding = 0;
-            c->line_len = 0;
-        }
-        p = nl + 1;
-    }
-    if (c->line_cap > 65536 && c->line_len == 0) { /* no large buffer per idle client */
-        free(c->line);
-        c->line = NULL;
-        c->line_cap = 0;
-    }
+    if (!c->closing) gw_lines_feed(&c->lines, buf->base, (size_t)nread);
 }
-
 
 static void on_accept(void *ud, int fd) {
     struct gw_socket_server *s = ud;
     struct sock_conn *c = calloc(1, sizeof *c);
     if (!c) gw_panic("out of memory");
     c->server = s;
+    gw_lines_init(&c->lines, (size_t)gw_lua_config(s->g)->max_line_length, on_line, c);
     uv_tcp_init(s->loop, &c->tcp);
     c->tcp.data = c;
     c->next = s->conns;

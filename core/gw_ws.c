@@ -1,11 +1,13 @@
 /* See gw_ws.h. lws runs the upgrade, framing, ping/pong and the close
- * handshake; this file reassembles messages, hands them to gw_conn and
- * writes queued answers one per writable callback, as lws requires. */
+ * handshake; this file feeds what lws receives to gw_wsmsg, which
+ * reassembles messages, hands them to gw_conn and writes queued answers
+ * one per writable callback, as lws requires. */
 #include "gw_ws.h"
 #include "gw.h"
 #include "gw_conn.h"
 #include "gw_http.h"
 #include "gw_log.h"
+#include "gw_wsmsg.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +22,7 @@ struct ws_conn {
     struct ws_conn *prev, *next; /* every open WebSocket, for shutdown */
     struct lws *wsi;
     struct gw_conn *conn;
-    /* the message being reassembled */
-    char *in;
-    size_t in_len, in_cap;
-    int in_progress, in_binary;
+    struct gw_wsmsg in; /* the message being reassembled */
     /* answers waiting for the socket */
     struct out_msg *out_head, *out_tail;
     size_t out_bytes;
@@ -111,10 +110,16 @@ static int upgrade_allowed(struct lws *wsi) {
     return strcmp(path, cfg->ws_path) == 0;
 }
 
+static void on_message(void *ud, const char *msg, size_t len, int binary) {
+    struct ws_conn *c = ud;
+    gw_conn_message(c->conn, msg, len, binary);
+}
+
 static void open_conn(struct gw_ws_session *s, struct lws *wsi) {
     struct ws_conn *c = calloc(1, sizeof *c);
     if (!c) gw_panic("out of memory");
     c->wsi = wsi;
+    gw_wsmsg_init(&c->in, (size_t)gw_lua_config(lua_rt)->ws_max_message, on_message, c);
     s->c = c;
     c->next = all_conns;
     if (c->next) c->next->prev = c;
@@ -141,50 +146,22 @@ static void free_conn(struct ws_conn *c) {
         unsent_msgs--;
         free(m);
     }
-    free(c->in);
+    gw_wsmsg_close(&c->in);
     free(c);
 }
 
-/* Collect one chunk of a message; deliver it when it is complete. */
+/* Feed one chunk of a message; it is delivered when it is complete. */
 static int receive(struct ws_conn *c, const char *in, size_t len) {
     struct lws *wsi = c->wsi;
-    long max = gw_lua_config(lua_rt)->ws_max_message;
-    int last = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
-    if (!c->in_progress) {
-        c->in_progress = 1;
-        c->in_binary = lws_frame_is_binary(wsi);
-        c->in_len = 0;
-        if (last && len <= (size_t)max) { /* the common case: no copy */
-            c->in_progress = 0;
-            gw_conn_message(c->conn, in, len, c->in_binary);
-            return 0;
-        }
-    }
-    if (c->in_len + len + lws_remaining_packet_payload(wsi) > (size_t)max) {
+    size_t remaining = lws_remaining_packet_payload(wsi);
+    int last = lws_is_final_fragment(wsi) && remaining == 0;
+    int rc = gw_wsmsg_feed(&c->in, in, len, lws_frame_is_binary(wsi), last, remaining);
+    if (rc == GW_WSMSG_TOO_BIG) {
         static const char reason[] = "message larger than maxMessageSize";
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason, sizeof reason - 1);
         return -1;
     }
-    if (c->in_len + len > c->in_cap) {
-        size_t cap = c->in_cap * 2 + len + 1024;
-        if (cap > (size_t)max) cap = (size_t)max;
-        char *b = realloc(c->in, cap);
-        if (!b) return -1;
-        c->in = b;
-        c->in_cap = cap;
-    }
-    memcpy(c->in + c->in_len, in, len);
-    c->in_len += len;
-    if (last) {
-        c->in_progress = 0;
-        gw_conn_message(c->conn, c->in, c->in_len, c->in_binary);
-        if (c->in_cap > 65536) { /* do not keep a large buffer per idle connection */
-            free(c->in);
-            c->in = NULL;
-            c->in_cap = 0;
-        }
-    }
-    return 0;
+    return rc == GW_WSMSG_OK ? 0 : -1;
 }
 
 /* One queued answer per writable callback. */

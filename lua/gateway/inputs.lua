@@ -174,11 +174,17 @@ local function genericMessage(key)
   return string.format('Input for parameter "%s" failed validation!', key)
 end
 
+-- What pcall returns when Lua runs out of memory (its message has no position).
+local MEMORY_ERROR = "not enough memory"
+
 -- Runs the validators in order and returns the first failure's message, or nil.
 local function validate(input, key, value, connection, action)
   for _, validator in ipairs(input._validators) do
     local ok, result = pcall(validator, value, connection, action, key)
     if not ok then
+      -- Running out of memory is the server's trouble, not the input's: raise it on,
+      -- so the processor answers 500 instead of a 422 blaming the value.
+      if result == MEMORY_ERROR then error(result, 0) end
       local message = errorMessage(result)
       if message == nil or message == "" then message = genericMessage(key) end
       return message

@@ -268,15 +268,17 @@ function P.finish(data)
   return data
 end
 
--- End a request that will not complete by itself (timeout, CPU stop, client gone).
+-- End a request that will not complete by itself (timeout, CPU stop, client gone), or
+-- that completed but whose answer could not be rendered (an error raised while logging
+-- or encoding it): either way the answer is now this error, not the response.
 function P.abort(data, status, message)
-  if data._finished then
-    -- It completed, but its answer could not be sent; only the status changes.
-    data.status = status or data.status
-    return data
-  end
   data.response = {}
   setError(data, message, status or 500)
+  if data._finished then
+    -- Its pending slot was released when it completed: only the outcome changes.
+    data.status = data.error.status
+    return data
+  end
   data.status = nil
   return P.finish(data)
 end

@@ -1,17 +1,29 @@
 -- Specs for lua/gateway/inputs.lua, the inputs pipeline of SPEC §3.3:
 -- compile-time name resolution and the per-request default -> formatter -> validator ->
--- required steps, failures and their messages.
+-- required steps, failures and their messages. The `api` and the options (missing
+-- checks, JSON null) are the ones the gateway builds from its default config, and the
+-- example action actions/moneyInCents.lua is the one the loader loads.
 
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-package.cpath = "build/lua/?.so;" .. package.cpath
+package.path = "tests/lua/?.lua;" .. package.path
+local state = require("support.state")
 
 local inputs = require("gateway.inputs")
 local validators = require("gateway.validators")
 local formatters = require("gateway.formatters")
 
-local api = { validators = validators, formatters = formatters }
-local NULL = setmetatable({}, { __tostring = function() return "json.null" end })
-local OPTS = { missing = { ["nil"] = true, ["null"] = true, [""] = true }, null = NULL }
+local st = state.new()
+local api = st.api
+local NULL = st.rt.json.null
+local OPTS = st.rt.inputOpts
+
+describe("the state the specs run on", function()
+  it("has the default missing checks, the JSON null and the built-in tables", function()
+    assert.same({ ["nil"] = true, ["null"] = true, [""] = true }, OPTS.missing)
+    assert.equal(api.json.null, OPTS.null)
+    assert.equal(validators, api.validators)
+    assert.equal(formatters, api.formatters)
+  end)
+end)
 
 -- Builds and compiles an action with these inputs.
 local function action(inputTable, name)
@@ -388,20 +400,18 @@ describe("inputs.process", function()
     end)
   end)
 
-  describe("moneyInCents", function()
-    local money = {
-      required = true,
-      formatter = function(p) return tonumber(p) or p end,
-      validator = function(p)
-        if type(p) ~= "number" then return "must be a number" end
-        if p < 0 then return "must be > 0" end
-        return true
-      end,
-    }
-
+  describe("the example action moneyInCents", function()
+    -- actions/moneyInCents.lua as the loader loaded it (inputs compiled).
     local function check(value)
-      return run({ moneyInCents = money }, { moneyInCents = value })
+      local params = { moneyInCents = value }
+      return st.inputs("moneyInCents", params), params
     end
+
+    it("is loaded from actions/moneyInCents.lua", function()
+      local a = st.rt.reg.actions.moneyInCents[1]
+      assert.equal(state.ROOT .. "/actions/moneyInCents.lua", a._file)
+      assert.same({ "moneyInCents" }, a._inputKeys)
+    end)
 
     it("accepts 4", function()
       local failures, params = check(4)
@@ -413,14 +423,14 @@ describe("inputs.process", function()
       local failures, params = check("4")
       assert.is_nil(failures)
       assert.are.equal(4, params.moneyInCents)
-      assert.are.equal("number", type(params.moneyInCents))
+      assert.are.equal("integer", math.type(params.moneyInCents))
     end)
 
     it("rejects \"-4\" with must be > 0", function()
       assert.are.same({ { key = "moneyInCents", message = "must be > 0" } }, check("-4"))
     end)
 
-    it("rejects \"\" and JSON null as required", function()
+    it("rejects \"\", JSON null and an absent value as required", function()
       local expected = { { key = "moneyInCents", required = true,
                            message = "moneyInCents is a required parameter for this action" } }
       assert.are.same(expected, check(""))

@@ -1,17 +1,17 @@
 -- Specs for lua/gateway/messages.lua (the envelope protocol of SPEC §5/§8) and the verbs
 -- of lua/gateway/socket.lua: parsing a message, rendering an envelope with its keys in
--- SPEC order, and the TCP verbs' answers.
+-- SPEC order, and the TCP verbs' answers, on the runtime state the gateway builds from
+-- its default config (the example actions loaded).
 
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-package.cpath = "build/lua/?.so;" .. package.cpath
+package.path = "tests/lua/?.lua;" .. package.path
+local state = require("support.state")
 
-local core = require("gateway.core")
 local messages = require("gateway.messages")
 local socket = require("gateway.socket")
 
-local json = core.json
-local rt = { json = json, api = { documentation = { documentation = { a = { ["1"] = {} } } } },
-  filtered = {}, config = { logging = { filteredParams = {} } } }
+local st = state.new()
+local rt = st.rt
+local json = rt.json
 
 -- Keys of a JSON object text in the order they appear (top level only, flat values).
 local function keysInOrder(text)
@@ -21,8 +21,7 @@ local function keysInOrder(text)
 end
 
 local function connection()
-  return { id = "c1", type = "socket", params = {}, messageCount = 0, pendingActions = 0,
-    totalActions = 0, remoteIP = "127.0.0.1", remotePort = 5, connectedAt = 1 }
+  return st.connection("socket")
 end
 
 describe("messages.envelope", function()
@@ -140,9 +139,18 @@ describe("socket verbs", function()
   it("describes the connection and the documentation", function()
     local c = connection()
     local details = verb(c, "detailsView").data
-    assert.equal("c1", details.id)
-    assert.equal(1, details.messageCount)
-    assert.same(rt.api.documentation.documentation, verb(c, "documentation").data)
+    assert.same({ id = c.id, type = "socket", remoteIP = "127.0.0.1", remotePort = 40000,
+      connectedAt = c.connectedAt, params = {}, pendingActions = 0, totalActions = 0,
+      messageCount = 1 }, details)
+    local doc = verb(c, "documentation").data
+    assert.same(rt.api.documentation.documentation, doc)
+    assert.equal("I echo an amount of money in cents", doc.moneyInCents["1"].description)
+    assert.same({ "1", "2" }, (function()
+      local vs = {}
+      for v in pairs(doc.greeting) do vs[#vs + 1] = v end
+      table.sort(vs)
+      return vs
+    end)())
   end)
 
   it("says goodbye and asks to close on quit and exit", function()
@@ -151,5 +159,42 @@ describe("socket verbs", function()
       assert.equal("Bye!", out.data)
       assert.is_true(close)
     end
+  end)
+end)
+
+describe("messages on a connection, as the transports hand them over", function()
+  local function decoded(text) return json.decode(text) end
+
+  it("answers a binary frame with 400 and keeps the connection", function()
+    local c = connection()
+    local text, close = st.message(c, '{"action":"randomNumber"}', true)
+    assert.same({ errors = { "binary frames are not supported" }, data = json.null, action = "",
+      route = "", status = 400 }, decoded(text))
+    assert.is_nil(close)
+    assert.equal(1, c.messageCount)
+    assert.equal(200, decoded(st.message(c, '{"action":"randomNumber"}')).status)
+  end)
+
+  it("answers what the transport refused (a line over maxLineLength) with its status", function()
+    local c = connection()
+    local text = st.runtime.handle("socket", { connection = c,
+      reject = { status = 413, message = "line is longer than maxLineLength" } })
+    assert.equal('{"errors":["line is longer than maxLineLength"],"data":null,"action":"","route":"","status":413}',
+      text)
+    assert.equal(1, c.messageCount)
+    assert.equal(0, c.pendingActions)
+  end)
+
+  it("answers an error, not the response, when a completed action's answer fails", function()
+    -- What gw_call does when rendering raised after the action completed (out of
+    -- memory, say): runtime.fail with 500 on the ctx of the request.
+    local c = connection()
+    local ctx = { connection = c, text = '{"action":"moneyInCents","data":{"moneyInCents":4},"request_id":9}' }
+    assert.equal(200, decoded(st.runtime.handle("socket", ctx)).status)
+    local text = st.runtime.fail("socket", ctx, 500, "The server experienced an internal error")
+    assert.same({ errors = { "The server experienced an internal error" }, data = json.null,
+      action = "moneyInCents", route = "", status = 500, request_id = 9 }, decoded(text))
+    assert.equal(0, c.pendingActions)
+    assert.equal(1, c.totalActions)
   end)
 end)

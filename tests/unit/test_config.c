@@ -261,6 +261,66 @@ static void test_partial_sections_completed(void **state) {
     assert_lua_len(f->L, "general.missingParamChecks", 3);
 }
 
+/* gateway.lua.example shows every key with its default (SPEC §2), and the
+ * Lua specs build their config from it (tests/lua/support/state.lua): loaded,
+ * it must give exactly what an empty config gives, and name every key. */
+static const char compare_configs[] =
+    "local example, defaults, raw = ...\n"
+    "local function same(a, b, path)\n"
+    "  if type(a) ~= type(b) or (type(a) ~= 'table' and a ~= b) then\n"
+    "    return path .. ': ' .. tostring(a) .. ' in the example, ' .. tostring(b) .. ' by default'\n"
+    "  end\n"
+    "  if type(a) ~= 'table' then return nil end\n"
+    "  for k, v in pairs(a) do\n"
+    "    local e = same(v, b[k], path .. '.' .. tostring(k))\n"
+    "    if e then return e end\n"
+    "  end\n"
+    "  for k in pairs(b) do\n"
+    "    if a[k] == nil then return path .. '.' .. tostring(k) .. ': missing from the example' end\n"
+    "  end\n"
+    "end\n"
+    "local function shown(d, r, path)\n"
+    "  for k, v in pairs(d) do\n"
+    "    local p = path .. '.' .. tostring(k)\n"
+    "    if r[k] == nil then return p .. ': not written in the example' end\n"
+    "    if type(v) == 'table' and next(v) ~= nil and v[1] == nil then\n"
+    "      local e = shown(v, r[k], p)\n"
+    "      if e then return e end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return same(example, defaults, 'config') or shown(defaults, raw, 'config')\n";
+
+static void test_example_shows_every_default(void **state) {
+    struct fixture *f = *state;
+    lua_State *L = f->L;
+    char cwd[4096], example[4200];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    gw_fmt(example, sizeof example, "%s/gateway.lua.example", cwd);
+    FILE *in = fopen(example, "r");
+    if (!in) fail_msg("run the unit tests from the repository root (no %s)", example);
+    static char text[65536];
+    size_t n = fread(text, 1, sizeof text - 1, in);
+    fclose(in);
+    text[n] = '\0';
+
+    /* The example as this folder's gw.lua, then an empty config in the same
+     * folder: relative paths resolve alike. */
+    assert_int_equal(load_ov(f, text, &no_ov), GW_OK);
+    struct gw_config from_example = f->cfg;
+    assert_int_equal(load_ov(f, "return {}\n", &no_ov), GW_OK);
+
+    assert_int_equal(luaL_loadstring(L, compare_configs), LUA_OK);
+    lua_pushvalue(L, -3); /* the example, completed */
+    lua_pushvalue(L, -3); /* the defaults */
+    assert_int_equal(luaL_dofile(L, example), LUA_OK); /* the example as written */
+    assert_int_equal(lua_pcall(L, 3, 1, 0), LUA_OK);
+    if (!lua_isnil(L, -1)) fail_msg("gateway.lua.example: %s", lua_tostring(L, -1));
+    lua_pop(L, 3);
+    assert_int_equal(lua_gettop(L), f->top);
+    assert_memory_equal(&from_example, &f->cfg, sizeof from_example);
+}
+
 static void test_null_path_defaults(void **state) {
     struct fixture *f = *state;
     char cwd[4096], buf[4200];
@@ -786,6 +846,7 @@ int main(void) {
         T(test_defaults),
         T(test_partial_sections_completed),
         T(test_null_path_defaults),
+        T(test_example_shows_every_default),
         T(test_full_config),
         T(test_integral_float_accepted),
         T(test_range_edges_accepted),
