@@ -630,6 +630,20 @@ class Gateway:
                 other.add(fields[col])
         return sorted(held - other)
 
+    def server_side(self, client_port):
+        """The gateway's end of the connection from loopback port 'client_port', from
+        /proc/net/tcp: {"state", "tx_queue", "rx_queue", "accepted"}, or None when there is
+        none. tx_queue: bytes sent but not yet acknowledged (the client's window is full);
+        rx_queue: bytes received that the gateway has not read; accepted: the gateway holds
+        it (a connection still in the listen queue has no inode)."""
+        for fields in _proc_net("tcp"):
+            local, remote = fields[1].rsplit(":", 1), fields[2].rsplit(":", 1)
+            if int(local[1], 16) == self.port and int(remote[1], 16) == client_port:
+                tx, rx = fields[4].split(":")
+                return {"state": fields[3], "tx_queue": int(tx, 16), "rx_queue": int(rx, 16),
+                        "accepted": fields[9] != "0"}
+        return None
+
     def wait_clients_closed(self, timeout=3.0):
         """Wait (bounded, 'timeout' scaled by bound()) until client_sockets() is empty: the
         gateway has handled the close of every client connection. True when it did."""
