@@ -672,7 +672,10 @@ def test_many_concurrent_downloads(gateway, site):
     assert all(r is not None and r.status == 200 and r.body == site.medium for r in results)
 
 
-def _drop(g, path, read_bytes, reset=False, delay=0.0):
+def _drop(g, path, read_bytes, reset=False, wait=None):
+    """GET 'path', read 'read_bytes' of the answer, then leave (with a reset if asked).
+    'wait' before leaving: "sending" until the gateway has begun to send, "full" until its
+    send queue is full."""
     s = socket.create_connection((g.host, g.port), timeout=gw.REQUEST_TIMEOUT)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
     s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -682,11 +685,28 @@ def _drop(g, path, read_bytes, reset=False, delay=0.0):
         if not chunk:
             break
         got += len(chunk)
-    if delay:
-        time.sleep(delay)
+    if wait == "sending":
+        _wait_send_queue(g, s, full=False)
+    elif wait == "full":
+        _wait_send_queue(g, s, full=True)
     if reset:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     s.close()
+
+
+def _wait_send_queue(g, sock, full, timeout=5.0):
+    """Wait until the gateway's end of 'sock' has data in its send queue; with 'full', until
+    that queue is also stuck (the client reads nothing): not moved for 100 ms."""
+    port = sock.getsockname()[1]
+    deadline = time.monotonic() + gw.bound(timeout)
+    seen = []
+    while True:
+        side = g.server_side(port)
+        seen = (seen + [side and side["tx_queue"]])[-6:]
+        if seen[-1] and (not full or (len(seen) == 6 and len(set(seen)) == 1)):
+            return
+        assert time.monotonic() < deadline, "the send queue never filled: %r" % seen
+        time.sleep(0.02)
 
 
 @pytest.mark.asan
@@ -698,10 +718,10 @@ def test_client_leaves_mid_file(make_gateway):
     offset = g.log_size()
     for _ in range(4):
         _drop(g, "/public/big.bin", 0)                       # while the file is being opened
-        _drop(g, "/public/big.bin", 0, delay=0.05)           # before reading anything
+        _drop(g, "/public/big.bin", 0, wait="sending")      # before reading anything
         _drop(g, "/public/big.bin", 100 * 1024)              # after the first chunks
         _drop(g, "/public/big.bin", 3 * 1024 * 1024, reset=True)
-        _drop(g, "/public/big.bin", 200, reset=True, delay=0.2)  # server blocked on a full socket
+        _drop(g, "/public/big.bin", 200, reset=True, wait="full")  # server blocked on a full socket
     # Two requests pipelined, the client gone after the first bytes.
     s = socket.create_connection((g.host, g.port), timeout=gw.REQUEST_TIMEOUT)
     s.sendall(b"GET /public/big.bin HTTP/1.1\r\nHost: t\r\n\r\n" * 2)
@@ -741,21 +761,6 @@ def test_shutdown_lets_a_download_finish(make_gateway):
     assert g.wait(10) == 0, g.describe()
 
 
-def _wait_send_queue_full(g, sock, timeout=5.0):
-    """Wait until the gateway's end of 'sock' holds data it cannot send (the client reads
-    nothing): its send queue is not empty and has not moved for 100 ms."""
-    port = sock.getsockname()[1]
-    deadline = time.monotonic() + gw.bound(timeout)
-    seen = []
-    while True:
-        side = g.server_side(port)
-        seen = (seen + [side and side["tx_queue"]])[-6:]
-        if len(seen) == 6 and seen[0] and len(set(seen)) == 1:
-            return
-        assert time.monotonic() < deadline, "the send queue never filled: %r" % seen
-        time.sleep(0.02)
-
-
 @pytest.mark.asan
 def test_shutdown_with_a_stalled_download(make_gateway):
     g = make_gateway({"general": {"shutdownTimeout": 500}})
@@ -765,7 +770,7 @@ def test_shutdown_with_a_stalled_download(make_gateway):
     s.sendall(b"GET /public/big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
     s.recv(100)
     try:
-        _wait_send_queue_full(g, s)
+        _wait_send_queue(g, s, full=True)
         t0 = time.monotonic()
         assert g.stop() == 0
         assert time.monotonic() - t0 < gw.bound(5.0)
