@@ -11,11 +11,13 @@
 #include "gw_static.h"
 
 #include <lauxlib.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define TOO_LARGE "{\"error\":\"request body is larger than maxBodySize\"," \
                   "\"errors\":[\"request body is larger than maxBodySize\"]}"
+#define BAD_LENGTH "{\"error\":\"invalid Content-Length\",\"errors\":[\"invalid Content-Length\"]}"
 
 struct header {
     char *name; /* "name:" as lws wants it */
@@ -229,6 +231,22 @@ static void answer_now(struct http_req *r, int status, const char *json) {
 
 static int write_answer(struct http_req *r);
 
+/* Content-Length is 1*DIGIT (RFC 9110 8.6), here between optional blanks.
+ * Returns the length, or -1 for anything else: a sign, a list, or a number
+ * too large to hold (lws itself reads the value with atoll, so "-5" would
+ * pass as a request without a body and an overflow as a huge body). */
+static long long content_length(const char *s) {
+    long long n = 0;
+    int digits = 0;
+    while (*s == ' ' || *s == '\t') s++;
+    for (; *s >= '0' && *s <= '9'; s++, digits++) {
+        if (n > (LLONG_MAX - (*s - '0')) / 10) return -1;
+        n = n * 10 + (*s - '0');
+    }
+    while (*s == ' ' || *s == '\t') s++;
+    return digits && !*s ? n : -1;
+}
+
 /* Hand the request to the runtime. Returns what the lws callback should:
  * an answer ready at once is written here, without waiting for the loop. */
 static int dispatch(struct http_req *r, const char *path) {
@@ -339,8 +357,17 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         r->head_only = strcmp(m, "HEAD") == 0;
         int has_body = 0;
         char cl[32];
-        if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
-            long long n = atoll(cl);
+        int cl_len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+        if (cl_len > 0) {
+            long long n = cl_len < (int)sizeof cl && lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0
+                              ? content_length(cl)
+                              : -1;
+            if (n < 0) {
+                /* The body's end is unknown: answer, then close (RFC 9112 6.3). */
+                r->close_after = 1;
+                answer_now(r, 400, BAD_LENGTH);
+                return 0;
+            }
             if (n > cfg->max_body_size) {
                 r->close_after = 1;
                 answer_now(r, 413, TOO_LARGE);

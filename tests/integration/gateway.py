@@ -599,6 +599,70 @@ class Gateway:
         assert status == 200, body
         assert 0 <= body["randomNumber"] < 1
 
+    def client_sockets(self):
+        """Inodes of the sockets the gateway (master and workers) holds for web clients: the
+        connections it accepted on its port, and sockets the kernel has already dropped from
+        /proc/net (a connection the client reset) that the gateway has not closed yet.
+        Empty once the gateway has closed every client connection it accepted."""
+        held = set()
+        for pid in [self.pid] + self.children():
+            try:
+                fds = os.listdir("/proc/%d/fd" % pid)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    held.add(link[len("socket:["):-1])
+        other = set()  # listeners, Redis, and sockets of other kinds
+        for name, col in (("tcp", 9), ("tcp6", 9), ("udp", 9), ("udp6", 9), ("unix", 6),
+                          ("netlink", 9)):
+            for fields in _proc_net(name):
+                if len(fields) <= col:
+                    continue
+                if name.startswith("tcp"):
+                    port = int(fields[1].rsplit(":", 1)[1], 16)
+                    if port == self.port and fields[3] != "0A":  # 0A: LISTEN
+                        continue
+                other.add(fields[col])
+        return sorted(held - other)
+
+    def server_side(self, client_port):
+        """The gateway's end of the connection from loopback port 'client_port', from
+        /proc/net/tcp: {"state", "tx_queue", "rx_queue", "accepted"}, or None when there is
+        none. tx_queue: bytes sent but not yet acknowledged (the client's window is full);
+        rx_queue: bytes received that the gateway has not read; accepted: the gateway holds
+        it (a connection still in the listen queue has no inode)."""
+        for fields in _proc_net("tcp"):
+            local, remote = fields[1].rsplit(":", 1), fields[2].rsplit(":", 1)
+            if int(local[1], 16) == self.port and int(remote[1], 16) == client_port:
+                tx, rx = fields[4].split(":")
+                return {"state": fields[3], "tx_queue": int(tx, 16), "rx_queue": int(rx, 16),
+                        "accepted": fields[9] != "0"}
+        return None
+
+    def wait_clients_closed(self, timeout=3.0):
+        """Wait (bounded, 'timeout' scaled by bound()) until client_sockets() is empty: the
+        gateway has handled the close of every client connection. True when it did."""
+        deadline = time.monotonic() + bound(timeout)
+        while self.client_sockets():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+
+def _proc_net(name):
+    """The rows of /proc/net/<name> split into fields, without the header line."""
+    try:
+        with open("/proc/net/" + name) as f:
+            return [line.split() for line in f.read().splitlines()[1:]]
+    except OSError:
+        return []
+
 
 def _killpg(pgid, sig=signal.SIGKILL):
     try:

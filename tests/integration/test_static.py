@@ -114,6 +114,23 @@ def site(gateway):
     return _SITES[public]
 
 
+def _lws(what):
+    """A strict xfail for what libwebsockets 4.1 does to a path before the gateway sees it."""
+    return pytest.mark.xfail(strict=True, reason="libwebsockets 4.1 %s (README, Known limits; "
+                                                 "issue #12 replaces the HTTP layer)" % what)
+
+
+# The same known limit as test_routes.LWS_DECODES_PATH.
+LWS_DECODES_PATH = _lws("decodes the path before the gateway sees it: '+' becomes a space and "
+                        "%2F a '/'")
+LWS_FOLDS_PATH = _lws("folds '/a/../' in the path, so a path that leaves /public reaches the "
+                      "gateway as one outside it (the /api 404)")
+LWS_DROPS_NUL = _lws("drops the connection for a %00 that follows other characters of a path "
+                     "segment")
+LWS_EATS_NUL = _lws("drops a %00 that follows a '/' at the end of the path (the gateway is "
+                    "handed /public/, the index)")
+
+
 def raw_get(g, target, method="GET", headers=None, timeout=gw.REQUEST_TIMEOUT):
     """One request with the target sent byte for byte (no client-side normalisation)."""
     target = target.encode("latin-1") if isinstance(target, str) else target
@@ -200,7 +217,8 @@ def test_nested_files(gateway, site):
     assert gateway.request("GET", "/public/sub/style.css").body == b"body { color: red }"
     r = gateway.request("GET", "/public/sub/deeper/page.htm")
     assert (r.status, r.body) == (200, b"<p>deep</p>")
-    assert gateway.request("GET", "/public/noindex/file.txt").status == 200
+    r = gateway.request("GET", "/public/noindex/file.txt")
+    assert (r.status, r.body) == (200, b"in a folder without index.html")
 
 
 def test_encoded_names(gateway, site):
@@ -223,7 +241,8 @@ def test_empty_file(gateway, site):
 def test_symlink_inside_is_served(gateway, site):
     r = gateway.request("GET", "/public/alias.txt")
     assert (r.status, r.body) == (200, b"hello, world\n")
-    assert gateway.request("GET", "/public/subalias/style.css").status == 200
+    r = gateway.request("GET", "/public/subalias/style.css")
+    assert (r.status, r.body) == (200, b"body { color: red }")
 
 
 def test_medium_file_in_chunks(gateway, site):
@@ -261,8 +280,8 @@ def test_not_found(gateway, site, path):
 
 def test_fifo_does_not_hang(gateway, site):
     t0 = time.monotonic()
-    assert_not_found(gateway.request("GET", "/public/fifo", timeout=5))
-    assert time.monotonic() - t0 < 3
+    assert_not_found(gateway.request("GET", "/public/fifo", timeout=gw.bound(5)))
+    assert time.monotonic() - t0 < gw.bound(3)
     gateway.assert_serving()
 
 
@@ -276,70 +295,90 @@ def test_symlinks_leading_out_are_not_found(gateway, site, path):
     assert b"root:" not in r.body and SECRET not in r.body
 
 
+# SPEC §6 and the README: a ".." segment and any path that leaves the folder are
+# 404 "That file is not found". Each case: the target, and whether lws folds its ".."
+# before the gateway sees it (it then answers as for any path outside /public).
 TRAVERSALS = [
-    "/public/../secret.txt",
-    "/public/./../secret.txt",
-    "/public//../secret.txt",
-    "/public/sub/../../secret.txt",
-    "/public/%2e%2e/secret.txt",
-    "/public/%2E%2E/secret.txt",
-    "/public/%2e./secret.txt",
-    "/public/.%2e/secret.txt",
-    "/public/%2E%2E%2Fsecret.txt",
-    "/public/%2e%2e%2fsecret.txt",
-    "/public/..%2fsecret.txt",
-    "/public/..%2Fsecret.txt",
-    "/public/sub/%2e%2e/%2e%2e/secret.txt",
-    "/public/sub%2f..%2f..%2fsecret.txt",
-    "/public/%252e%252e/secret.txt",
-    "/public/%252e%252e%252fsecret.txt",
-    "/public/..%252fsecret.txt",
-    "/public/..\\secret.txt",
-    "/public/..%5csecret.txt",
-    "/public/..%5Csecret.txt",
-    "/public/%2e%2e%5csecret.txt",
-    "/public/sub\\..\\..\\secret.txt",
-    "/public/%c0%ae%c0%ae/secret.txt",
-    "/public/..;/secret.txt",
-    "/public/outdir/../../secret.txt",
-    "/public/%2fetc%2fpasswd",
-    "/public//etc/passwd",
-    "/public/../../../../../../etc/passwd",
-    "/public/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+    ("/public/../secret.txt", True),
+    ("/public/./../secret.txt", True),
+    ("/public//../secret.txt", True),
+    ("/public/sub/../../secret.txt", True),
+    ("/public/%2e%2e/secret.txt", True),
+    ("/public/%2E%2E/secret.txt", True),
+    ("/public/%2e./secret.txt", True),
+    ("/public/.%2e/secret.txt", True),
+    ("/public/%2E%2E%2Fsecret.txt", True),
+    ("/public/%2e%2e%2fsecret.txt", True),
+    ("/public/..%2fsecret.txt", True),
+    ("/public/..%2Fsecret.txt", True),
+    ("/public/sub/%2e%2e/%2e%2e/secret.txt", True),
+    ("/public/sub%2f..%2f..%2fsecret.txt", True),
+    ("/public/%252e%252e/secret.txt", False),
+    ("/public/%252e%252e%252fsecret.txt", False),
+    ("/public/..%252fsecret.txt", False),
+    ("/public/..\\secret.txt", False),
+    ("/public/..%5csecret.txt", False),
+    ("/public/..%5Csecret.txt", False),
+    ("/public/%2e%2e%5csecret.txt", False),
+    ("/public/sub\\..\\..\\secret.txt", False),
+    ("/public/%c0%ae%c0%ae/secret.txt", False),
+    ("/public/..;/secret.txt", False),
+    ("/public/outdir/../../secret.txt", True),
+    ("/public/%2fetc%2fpasswd", False),
+    ("/public//etc/passwd", False),
+    ("/public/../../../../../../etc/passwd", True),
+    ("/public/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd", True),
 ]
 
 
-@pytest.mark.parametrize("target", TRAVERSALS)
-def test_traversal_is_not_found(gateway, site, target):
+@pytest.mark.parametrize("target", [t for t, _ in TRAVERSALS])
+def test_traversal_is_refused(gateway, site, target):
+    # Whatever the 404 (see below): nothing outside the folder is ever sent.
     raw = raw_get(gateway, target)
     status, headers, body = gw.split_raw_response(raw)
-    # lws folds "/public/../x" to "/x" before the gateway sees it: that is the /api 404
-    # then; anything that stays under /public is the file 404.
     assert status == 404, raw[:500]
     assert SECRET not in raw and b"root:" not in raw
     assert headers["access-control-allow-origin"] == "*"
 
 
-@pytest.mark.parametrize("target", [
-    "/public/hello.txt%00.png", "/public/hello.txt%00", "/public/%00hello.txt",
-    "/public/sub/%00/style.css", "/public%00", "/public/hello.txt%00?x=1",
-])
+@pytest.mark.parametrize("target", [pytest.param(t, marks=[LWS_FOLDS_PATH] if folded else [])
+                                    for t, folded in TRAVERSALS])
+def test_traversal_is_not_found(gateway, site, target):
+    status, headers, body = gw.split_raw_response(raw_get(gateway, target))
+    assert (status, json.loads(body)) == (404, NOT_FOUND)
+    assert headers["content-type"] == JSON_TYPE
+
+
+# A NUL cannot be in a file name: every one of these is a missing file. Each case: the target,
+# and what lws does to it first.
+NULS = [
+    ("/public/hello.txt%00.png", LWS_DROPS_NUL),
+    ("/public/hello.txt%00", LWS_DROPS_NUL),
+    ("/public/%00hello.txt", None),
+    ("/public/sub/%00/style.css", None),
+    ("/public%00", LWS_DROPS_NUL),
+    ("/public/hello.txt%00?x=1", LWS_DROPS_NUL),
+    ("/public/%00", LWS_EATS_NUL),
+]
+
+
+@pytest.mark.parametrize("target", [t for t, _ in NULS])
 def test_nul_is_refused(gateway, site, target):
+    # Whatever the answer (see below): no file is served, the gateway closes the connection
+    # and serves on.
     raw = raw_get(gateway, target)
-    # lws drops some of these connections itself; whatever reaches the gateway is a 404.
-    if raw:
-        status, _, body = gw.split_raw_response(raw)
-        assert status == 404, raw[:500]
     assert b"hello, world" not in raw and b"color: red" not in raw
+    assert gateway.wait_clients_closed(), gateway.client_sockets()
     gateway.assert_serving()
 
 
-def test_trailing_nul_after_slash(gateway, site):
-    # lws 4.1.6 drops a %00 that follows a "/" at the end of the path without a trace (the
-    # gateway is handed "/public/"), so this is the folder's index, as for "/public/".
-    raw = raw_get(gateway, "/public/%00")
-    status, _, body = gw.split_raw_response(raw)
-    assert (status, body) == (200, b"<h1>root index</h1>")
+@pytest.mark.parametrize("target", [pytest.param(t, marks=[m] if m else []) for t, m in NULS])
+def test_nul_is_not_found(gateway, site, target):
+    raw = raw_get(gateway, target)
+    assert raw.startswith(b"HTTP/1.1 404 "), raw[:300]
+    status, headers, body = gw.split_raw_response(raw)
+    assert json.loads(body) == NOT_FOUND
+    assert headers["content-type"] == JSON_TYPE
 
 
 def test_head_not_found(gateway, site):
@@ -446,7 +485,7 @@ def test_if_none_match_wins_over_if_modified_since(gateway, site):
     mtime = int(os.stat(site.path("hello.txt")).st_mtime)
     r = gateway.request("GET", "/public/hello.txt",
                         headers={"If-None-Match": '"other"', "If-Modified-Since": http_date(mtime)})
-    assert r.status == 200
+    assert (r.status, r.body) == (200, b"hello, world\n")
 
 
 def test_not_modified_after_change(gateway, site):
@@ -464,12 +503,21 @@ def test_not_modified_after_change(gateway, site):
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
 def test_other_methods_are_not_static(gateway, site, method):
+    # Only GET and HEAD serve files; OPTIONS is the CORS answer (SPEC §5), and any other
+    # method finds no file there.
     offset = gateway.log_size()
     r = gateway.request(method, "/public/hello.txt", body=b"{}" if method != "OPTIONS" else None)
-    assert r.body != b"hello, world\n"
+    if method == "OPTIONS":
+        assert (r.status, r.body) == (204, b"")
+    else:
+        assert_not_found(r)
     assert r.headers["access-control-allow-origin"] == "*"
-    time.sleep(0.1)
-    assert "static file" not in gateway.log_since(offset)
+    # A file request after it logs its line: once that is there, any line of the first
+    # request would be too (one process writes the log in order).
+    assert gateway.request("GET", "/public/empty.txt").status == 200
+    assert gateway.wait_for_log(r"static file path=/public/empty\.txt ", since=offset), \
+        gateway.log_since(offset)
+    assert "static file path=/public/hello.txt" not in gateway.log_since(offset)
 
 
 def test_url_path_for_files(make_gateway):
@@ -480,7 +528,9 @@ def test_url_path_for_files(make_gateway):
     assert g.request("GET", "/assets/").body == b"<h1>root index</h1>"
     assert_not_found(g.request("GET", "/assets/missing.txt"))
     r = g.request("GET", "/public/hello.txt")
-    assert r.status == 404 and r.body != b"hello, world\n"
+    assert r.status == 404, r.body
+    assert r.json() == {"error": "unknown action or invalid apiVersion",
+                        "errors": ["unknown action or invalid apiVersion"]}
     g.assert_serving()
 
 
@@ -536,7 +586,7 @@ def test_pipelined_requests(gateway, site):
 def _slow_download(g, path, rate_bytes_per_s=None, rcvbuf=65536, stop_after=None):
     """GET 'path' on a raw socket with a small receive buffer, reading at most
     'rate_bytes_per_s'. Returns a dict filled in as it goes (thread-friendly)."""
-    state = {"first_byte": None, "end": None, "raw": b"", "error": None,
+    state = {"first_byte": None, "end": None, "raw": b"", "error": None, "got": 0,
              "started": threading.Event()}
 
     def run():
@@ -557,6 +607,7 @@ def _slow_download(g, path, rate_bytes_per_s=None, rcvbuf=65536, stop_after=None
                     state["started"].set()
                 chunks.append(chunk)
                 got += len(chunk)
+                state["got"] = got
                 if stop_after and got >= stop_after:
                     break
                 if rate_bytes_per_s:
@@ -599,7 +650,8 @@ def test_big_file_while_the_loop_serves_others(gateway, site):
     assert len(body) == BIG_SIZE
     assert hashlib.sha256(body).digest() == hashlib.sha256(site.big).digest()
     assert during >= 5, "only %d small requests finished during the download" % during
-    assert max(latencies) < 1.0, "a small request took %.3f s during the download" % max(latencies)
+    assert max(latencies) < gw.bound(1.0), \
+        "a small request took %.3f s during the download" % max(latencies)
 
 
 def test_big_file_at_full_speed(gateway, site):
@@ -622,7 +674,10 @@ def test_many_concurrent_downloads(gateway, site):
     assert all(r is not None and r.status == 200 and r.body == site.medium for r in results)
 
 
-def _drop(g, path, read_bytes, reset=False, delay=0.0):
+def _drop(g, path, read_bytes, reset=False, wait=None):
+    """GET 'path', read 'read_bytes' of the answer, then leave (with a reset if asked).
+    'wait' before leaving: "sending" until the gateway has begun to send, "full" until its
+    send queue is full."""
     s = socket.create_connection((g.host, g.port), timeout=gw.REQUEST_TIMEOUT)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
     s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -632,24 +687,43 @@ def _drop(g, path, read_bytes, reset=False, delay=0.0):
         if not chunk:
             break
         got += len(chunk)
-    if delay:
-        time.sleep(delay)
+    if wait == "sending":
+        _wait_send_queue(g, s, full=False)
+    elif wait == "full":
+        _wait_send_queue(g, s, full=True)
     if reset:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     s.close()
 
 
+def _wait_send_queue(g, sock, full, timeout=5.0):
+    """Wait until the gateway's end of 'sock' has data in its send queue; with 'full', until
+    that queue is also stuck (the client reads nothing): not moved for 100 ms."""
+    port = sock.getsockname()[1]
+    deadline = time.monotonic() + gw.bound(timeout)
+    seen = []
+    while True:
+        side = g.server_side(port)
+        seen = (seen + [side and side["tx_queue"]])[-6:]
+        if seen[-1] and (not full or (len(seen) == 6 and len(set(seen)) == 1)):
+            return
+        assert time.monotonic() < deadline, "the send queue never filled: %r" % seen
+        time.sleep(0.02)
+
+
 @pytest.mark.asan
 def test_client_leaves_mid_file(make_gateway):
-    g = make_gateway()
+    # A transfer left counted as in flight would hold shutdown for shutdownTimeout: longer
+    # than stop() waits before it kills the gateway (then the exit status is not 0).
+    g = make_gateway({"general": {"shutdownTimeout": 3 * int(gw.STOP_TIMEOUT * 1000)}})
     site = Site(g.config["paths"]["public"]).build(big=True)
     offset = g.log_size()
     for _ in range(4):
         _drop(g, "/public/big.bin", 0)                       # while the file is being opened
-        _drop(g, "/public/big.bin", 0, delay=0.05)           # before reading anything
+        _drop(g, "/public/big.bin", 0, wait="sending")      # before reading anything
         _drop(g, "/public/big.bin", 100 * 1024)              # after the first chunks
         _drop(g, "/public/big.bin", 3 * 1024 * 1024, reset=True)
-        _drop(g, "/public/big.bin", 200, reset=True, delay=0.2)  # server blocked on a full socket
+        _drop(g, "/public/big.bin", 200, reset=True, wait="full")  # server blocked on a full socket
     # Two requests pipelined, the client gone after the first bytes.
     s = socket.create_connection((g.host, g.port), timeout=gw.REQUEST_TIMEOUT)
     s.sendall(b"GET /public/big.bin HTTP/1.1\r\nHost: t\r\n\r\n" * 2)
@@ -660,11 +734,12 @@ def test_client_leaves_mid_file(make_gateway):
     g.assert_serving()
     r = g.request("GET", "/public/big.bin", timeout=30)
     assert hashlib.sha256(r.body).digest() == hashlib.sha256(site.big).digest()
-    # Nothing is left counted as in flight: shutdown does not wait for shutdownTimeout.
-    time.sleep(0.3)
+    # Nothing is left counted as in flight: once the gateway has closed every connection,
+    # shutdown does not wait for shutdownTimeout.
+    assert g.wait_clients_closed(), g.client_sockets()
     t0 = time.monotonic()
     assert g.stop() == 0
-    assert time.monotonic() - t0 < 3.0, "shutdown waited for a transfer that had ended"
+    assert time.monotonic() - t0 < gw.bound(3.0), "shutdown waited for a transfer that had ended"
     assert not g.sanitizer_reports(), g.describe()
 
 
@@ -674,7 +749,11 @@ def test_shutdown_lets_a_download_finish(make_gateway):
     site = Site(g.config["paths"]["public"]).build(big=True)
     dl = _slow_download(g, "/public/big.bin", rate_bytes_per_s=8 * 1024 * 1024)
     assert dl["started"].wait(10)
-    time.sleep(0.3)
+    # Well into the file (20 MiB) when the signal comes.
+    deadline = time.monotonic() + gw.bound(5)
+    while dl["got"] < 2 * 1024 * 1024 and dl["end"] is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert 2 * 1024 * 1024 <= dl["got"] < BIG_SIZE, dl
     g.signal(signal.SIGTERM)
     dl["thread"].join(30)
     assert dl["error"] is None, dl["error"]
@@ -693,19 +772,27 @@ def test_shutdown_with_a_stalled_download(make_gateway):
     s.sendall(b"GET /public/big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
     s.recv(100)
     try:
-        time.sleep(0.3)
+        _wait_send_queue(g, s, full=True)
         t0 = time.monotonic()
         assert g.stop() == 0
-        assert time.monotonic() - t0 < 5.0
+        assert time.monotonic() - t0 < gw.bound(5.0)
     finally:
         s.close()
     assert not g.sanitizer_reports(), g.describe()
 
 
-def test_plus_in_a_file_name(gateway, site):
-    # lws 4.1.6 decodes "+" in the path as a space (as in a query string), before the gateway
-    # sees it: a file whose name has a "+" is reached with %2B.
+def test_encoded_plus_and_space_in_a_file_name(gateway, site):
     site.write("a+b.txt", "plus")
     site.write("a b.txt", "space")
     assert gateway.request("GET", "/public/a%2Bb.txt").body == b"plus"
-    assert gateway.request("GET", "/public/a+b.txt").body == b"space"
+    assert gateway.request("GET", "/public/a%20b.txt").body == b"space"
+
+
+@LWS_DECODES_PATH
+def test_plus_in_a_file_name(gateway, site):
+    # SPEC §6: a path is percent-decoded only. "+" is a plus sign there, not a space (that
+    # is the form encoding of query strings and bodies).
+    site.write("a+b.txt", "plus")
+    site.write("a b.txt", "space")
+    r = gateway.request("GET", "/public/a+b.txt")
+    assert (r.status, r.body) == (200, b"plus")
