@@ -292,11 +292,14 @@ function P.encode(rt, value)
   return nil
 end
 
--- Params as they appear in logs: filtered names replaced.
+-- Params as they appear in logs and receivedParams: filtered names replaced, an uploaded
+-- file (web multipart) shown without its bytes, which may be binary.
 function P.loggableParams(rt, params)
   local out = {}
   for k, v in pairs(params or {}) do
     if rt.filtered[k] then out[k] = "[FILTERED]"
+    elseif type(v) == "table" and type(v.filename) == "string" and type(v.data) == "string" then
+      out[k] = { filename = v.filename, type = v.type, size = #v.data }
     elseif type(v) ~= "function" and type(v) ~= "userdata" and type(v) ~= "thread" then out[k] = v end
   end
   return out

@@ -39,39 +39,97 @@ local function mediaType(headers)
   return (ct:match("^%s*([^;%s]+)") or ""):lower(), ct
 end
 
--- multipart/form-data: fields become strings, files { filename, type, data }.
+-- The headers of one multipart part, names lower-case; nil when a line is not a header.
+local function partHeaders(head)
+  local h = {}
+  for line in (head .. "\r\n"):gmatch("(.-)\r\n") do
+    local k, v = line:match("^([^:%s]+):%s*(.-)%s*$")
+    if not k then return nil end
+    h[k:lower()] = v
+  end
+  return h
+end
+
+-- `form-data; name="a"; filename="b"` -> "form-data", { name = "a", filename = "b" };
+-- nil when it does not parse. Parameters are read in order, so `name=` is never found
+-- inside `filename=`, nor inside a quoted value.
+local function dispositionParams(v)
+  local kind, pos = v:match("^([^;%s]+)%s*()")
+  if not kind then return nil end
+  local params = {}
+  while pos <= #v do
+    local k, p = v:match("^;%s*([^=;%s]+)%s*=%s*()", pos)
+    if not k then return v:match("^;%s*$", pos) and kind:lower(), params end
+    local val
+    if v:sub(p, p) == '"' then val, pos = v:match('^"([^"]*)"%s*()', p)
+    else val, pos = v:match("^([^;%s]*)%s*()", p) end
+    if not val then return nil end
+    params[k:lower()] = val
+  end
+  return kind:lower(), params
+end
+
+-- multipart/form-data (RFC 7578): fields become strings, files { filename, type, data };
+-- a repeated name keeps the last part, as ActionHero's form parser does. nil when the
+-- body is malformed: no boundary, a delimiter not followed by CRLF, no closing
+-- delimiter, a part without `Content-Disposition: form-data; name=...`, or text that is
+-- not UTF-8.
 local function parseMultipart(body, contentType)
-  local boundary = contentType:match('boundary="([^"]+)"') or contentType:match("boundary=([^;%s]+)")
+  local boundary = contentType:match('[Bb][Oo][Uu][Nn][Dd][Aa][Rr][Yy]="([^"]+)"')
+    or contentType:match("[Bb][Oo][Uu][Nn][Dd][Aa][Rr][Yy]=([^;%s]+)")
   if not boundary then return nil end
   local params, delim = {}, "--" .. boundary
   local pos = body:find(delim, 1, true)
-  if not pos then return nil end
+  if not pos or (pos > 1 and body:sub(pos - 2, pos - 1) ~= "\r\n") then return nil end
   pos = pos + #delim
   while true do
     if body:sub(pos, pos + 1) == "--" then break end
-    pos = pos + 2 -- CRLF after the delimiter
+    pos = body:match("^[ \t]*\r\n()", pos) -- CRLF after the delimiter
+    if not pos then return nil end
     local headerEnd = body:find("\r\n\r\n", pos, true)
     if not headerEnd then return nil end
     local head = body:sub(pos, headerEnd - 1)
+    local headers = partHeaders(head)
     local nextDelim = body:find("\r\n" .. delim, headerEnd + 4, true)
-    if not nextDelim then return nil end
+    if not headers or not nextDelim then return nil end
+    local kind, disposition = dispositionParams(headers["content-disposition"] or "")
+    if kind ~= "form-data" or not disposition.name then return nil end
     local value = body:sub(headerEnd + 4, nextDelim - 1)
-    local disposition = head:match("[Cc]ontent%-[Dd]isposition:([^\r\n]*)") or ""
-    local name = disposition:match('name="([^"]*)"')
-    local filename = disposition:match('filename="([^"]*)"')
-    if name then
-      if filename then
-        params[name] = { filename = filename, type = head:match("[Cc]ontent%-[Tt]ype:%s*([^\r\n]*)"), data = value }
-      else
-        params[name] = value
-      end
+    -- Names, field values and file names are text; only a file's data may be any bytes.
+    if not core.utf8_valid(head) or (not disposition.filename and not core.utf8_valid(value)) then
+      return nil
+    end
+    if disposition.filename then
+      params[disposition.name] = { filename = disposition.filename, type = headers["content-type"], data = value }
+    else
+      params[disposition.name] = value
     end
     pos = nextDelim + 2 + #delim
   end
   return params
 end
 
--- Body params by content type; nil and a message when the body is malformed.
+-- Does a decoded JSON value hold a number JSON cannot carry (inf from `1e999`, or from an
+-- integer of 309+ digits)? Such a number would be sent back as null.
+local LONG_DIGITS = string.rep("%d", 309)
+local function hasNonFinite(v)
+  if type(v) == "number" then return v ~= v or v == math.huge or v == -math.huge end
+  if type(v) == "table" then
+    for _, x in pairs(v) do
+      if hasNonFinite(x) then return true end
+    end
+  end
+  return false
+end
+
+-- A form body with a `%` not followed by two hex digits (browsers always escape `%`).
+local function badEscape(body)
+  return body:find("%", 1, true) ~= nil and body:gsub("%%%x%x", ""):find("%", 1, true) ~= nil
+end
+
+-- Body params by content type; nil and a message when the body is malformed. A JSON
+-- object gives its keys; any other JSON value but null (array, string, number, boolean)
+-- becomes params.payload; null and an empty body give nothing.
 local function bodyParams(rt, ctx)
   local body = ctx.body
   if not body or body == "" then return {} end
@@ -82,13 +140,22 @@ local function bodyParams(rt, ctx)
     if not core.utf8_valid(body) then return nil, "invalid JSON body" end
     local ok, value = pcall(rt.json.decode, body)
     if not ok then return nil, "invalid JSON body" end
+    if (body:find("%d[eE]") or body:find(LONG_DIGITS)) and hasNonFinite(value) then
+      return nil, "invalid JSON body"
+    end
+    if value == rt.json.null then return {} end
     if type(value) == "table" and not body:match("^%s*%[") then return value end
     return { payload = value }
   elseif mt == "application/x-www-form-urlencoded" then
-    if not core.utf8_valid(body) then return nil, "invalid form body" end
+    if not core.utf8_valid(body) or badEscape(body) then return nil, "invalid form body" end
+    -- Decoded keys and values must be UTF-8 too (`a=%FF`), a repeated key's list as well.
     local params = core.parse_query(body)
-    for _, v in pairs(params) do
-      if type(v) == "string" and not core.utf8_valid(v) then return nil, "invalid form body" end
+    for k, v in pairs(params) do
+      if not core.utf8_valid(k) then return nil, "invalid form body" end
+      if type(v) == "string" then v = { v } end
+      for _, x in ipairs(v) do
+        if not core.utf8_valid(x) then return nil, "invalid form body" end
+      end
     end
     return params
   elseif mt == "multipart/form-data" then

@@ -369,30 +369,64 @@ def test_odd_query_string_does_not_hurt(gateway, query):
     _assert_closed_cleanly(gateway)
 
 
-@pytest.mark.parametrize("body", [
-    b"[" * 100000 + b"]" * 100000,
-    b'{"a": "\xff\xfe"}',
-    b'{"a": "\\ud800"}',
-    b'{"a": 1e999999}',
-    b"\x00\x00\x00",
-    b'{"a": "x"} trailing',
-    b"",
-    b"null",
-    b"123",
-    b'"just a string"',
-], ids=["deep-nesting", "invalid-utf8", "lone-surrogate", "huge-exponent", "nul-bytes",
-        "trailing-garbage", "empty", "null", "number", "string"])
-def test_odd_json_bodies(gateway, body):
+INVALID_JSON = {"error": "invalid JSON body", "errors": ["invalid JSON body"]}
+NO_PAYLOAD = object()  # the body adds no params at all
+
+
+# SPEC §5: malformed JSON is 400 `invalid JSON body`; a number JSON cannot carry (out of the
+# double range) is malformed too, not null. SPEC §8 and README "HTTP": an object gives its
+# keys; any other valid value but null becomes params.payload; null and "" add nothing.
+@pytest.mark.parametrize("body,payload", [
+    (b"[" * 100000 + b"]" * 100000, None),
+    (b'{"a": "\xff\xfe"}', None),
+    (b'{"a": "\\ud800"}', None),
+    (b'{"a": 1e999999}', None),
+    (b'{"a": -1e400}', None),
+    (b'{"a": [1, {"b": 1' + b"0" * 400 + b'}]}', None),
+    (b"\x00\x00\x00", None),
+    (b'{"a": "x"} trailing', None),
+    (b'{"a": NaN}', None),
+    (b"", NO_PAYLOAD),
+    (b"null", NO_PAYLOAD),
+    (b" null ", NO_PAYLOAD),
+    (b"123", 123),
+    (b'"just a string"', "just a string"),
+    (b"true", True),
+    (b'[1, "two", null]', [1, "two", None]),
+    (b'{"a": 1e308, "b": "1e999"}', NO_PAYLOAD),
+], ids=["deep-nesting", "invalid-utf8", "lone-surrogate", "huge-exponent", "huge-negative",
+        "huge-integer-nested", "nul-bytes", "trailing-garbage", "nan", "empty", "null",
+        "null-spaces", "number", "string", "boolean", "array", "big-but-finite"])
+def test_odd_json_bodies(gateway, body, payload):
     r = gateway.request("POST", "/api/echo_params", body, {"Content-Type": "application/json"})
-    assert r.status in (200, 400, 413), r.body[:300]
-    _lenient_json(r)
+    if payload is None:
+        assert r.status == 400, r.body[:300]
+        assert r.json() == INVALID_JSON
+    else:
+        assert r.status == 200, r.body[:300]
+        params = r.json()["params"]
+        if payload is NO_PAYLOAD:
+            assert "payload" not in params, params
+        else:
+            assert params["payload"] == payload, params
+        if body.startswith(b'{"a": 1e308'):
+            assert params["a"] == 1e308 and params["b"] == "1e999", params
     gateway.assert_serving()
 
 
-def test_malformed_form_body(gateway):
-    r = gateway.request("POST", "/api/echo_params", b"a=%zz&&=b&c",
+# SPEC §5: a malformed form body is 400, with web.lua's message for forms. A `%` that does
+# not start two hex digits is malformed (browsers always send `%25`); so is text that is not
+# UTF-8, raw or %-encoded, in a key or a value. Valid forms: test_bodies.py.
+@pytest.mark.parametrize("body", [b"a=%zz&&=b&c", b"a=%4", b"a=1&b=%", b"%zz=1", b"a=%41%",
+                                  b"a=\xff", b"a=%FF%FE", b"a=1&a=%C3", b"%FF=1"],
+                         ids=["bad-escape", "short-escape", "lone-percent", "bad-escape-in-key",
+                              "trailing-percent", "raw-invalid-utf8", "encoded-invalid-utf8",
+                              "invalid-utf8-in-repeated-key", "invalid-utf8-key"])
+def test_malformed_form_body(gateway, body):
+    r = gateway.request("POST", "/api/echo_params", body,
                         {"Content-Type": "application/x-www-form-urlencoded"})
-    assert r.status in (200, 400), r.body
+    assert r.status == 400, r.body
+    assert r.json() == {"error": "invalid form body", "errors": ["invalid form body"]}
     gateway.assert_serving()
 
 
