@@ -349,7 +349,8 @@ def test_error_reply_pcall_and_raised_table(rgw):
     status, body = run_cmd(rgw, "LPUSH", k, "x", mode="try")
     assert status == 200, body
     assert body["ok"] is False
-    assert body["raised"]["err"].startswith("WRONGTYPE"), body
+    assert body["raised"]["err"] == \
+        "WRONGTYPE Operation against a key holding the wrong kind of value", body
     assert body["raised"]["text"] == body["raised"]["err"]
     assert "status" not in body["raised"]
     reply_of(rgw, "DEL", k)
@@ -392,14 +393,24 @@ def test_misuse_raises_clear_errors(rgw):
     status, body = rgw.get("/api/redisMisuse")
     assert status == 200, body
     m = body["messages"]
-    assert "MULTI is not allowed" in m["MULTI"] and "EVAL" in m["MULTI"], m
-    assert "subscribe is not allowed" in m["subscribe"], m
-    assert "SELECT is not allowed" in m["SELECT"] and "redis.url" in m["SELECT"], m
-    assert "CLIENT is not allowed" in m["CLIENT"], m
+    multi = ("MULTI is not allowed: other actions' commands would land inside the "
+             "transaction on the shared connection; use EVAL or FCALL for atomic work")
+    assert m["MULTI"] == "api.redis.call: " + multi, m
+    assert m["subscribe"] == ("api.redis.call: subscribe is not allowed: pub/sub and MONITOR "
+                              "need a connection of their own, which api.redis does not offer"), m
+    assert m["SELECT"] == ("api.redis.call: SELECT is not allowed: it would change the "
+                           "connection every action shares (the database and password come "
+                           "from redis.url)"), m
+    assert m["CLIENT"] == ("api.redis.call: CLIENT is not allowed: replies would no longer "
+                           "match their commands on the shared connection"), m
     # Misuse raises from pcall too: it is a bug in the action, not Redis trouble.
-    assert "api.redis.pcall: MULTI is not allowed" in m["pcall_multi"], m
-    assert "only be called from an action" in m["own_coroutine"], m
-    assert "cannot wait here" in m["not_yieldable"], m
+    assert m["pcall_multi"] == "api.redis.pcall: " + multi, m
+    assert m["own_coroutine"] == ("api.redis.call can only be called from an action, "
+                                  "middleware or timer callback (not while loading, nor from "
+                                  "a coroutine of your own)"), m
+    assert m["not_yieldable"].endswith(
+        "redis_misuse.lua:17: api.redis.call cannot wait here (a C function such as "
+        "table.sort or string.gsub is calling this code)"), m
     rgw.assert_serving()
 
 
