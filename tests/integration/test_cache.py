@@ -1,13 +1,20 @@
 """api.cache (SPEC §9, issue 5): ActionHero's cache on api.redis. save/load of any
 JSON-encodable value, TTLs and expireTimeMS, destroy, locks held per connection (across two
 WebSockets, with load's retry), FIFO lists, the key layout under redis.prefix, and 503 when
-Redis is down. The fixture actions live in cache_actions/."""
+Redis is down. The fixture actions live in cache_actions/.
+
+TTLs are checked without racing the clock: the ttl given is read back from Redis (PTTL) and
+from the metadata on a long ttl, and expiry is awaited as state (the key gone from Redis) on a
+short one, with the check that it did not go before its time."""
 
 import asyncio
 import json
 import os
 import shutil
+import socket
+import tempfile
 import time
+import urllib.parse
 import uuid
 
 import pytest
@@ -18,8 +25,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE_ACTIONS = os.path.join(HERE, "cache_actions")
 ACTIONS = [gw.EXAMPLE_ACTIONS, CACHE_ACTIONS]
 
-pytestmark = pytest.mark.skipif(not shutil.which("redis-server"),
-                                reason="redis-server is not installed")
+# Every test here runs again on the sanitizer build (make test-asan).
+pytestmark = pytest.mark.asan
+
+LONG_TTL = 60000  # ms: never reached during a test
+SHORT_TTL = 300  # ms: awaited
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +39,16 @@ def cgw(gateway_bin, redis_url, tmp_path_factory):
     config = gw.deep_merge(gw.default_config(str(workdir), redis_url),
                            {"paths": {"actions": ACTIONS},
                             "general": {"simultaneousActions": 100, "actionTimeout": 5000}})
-    g = gw.Gateway(workdir, config).start()
-    try:
-        deadline = time.monotonic() + 5
-        while run(g, "listLength", "warmup")[1] != 200:
+    with gw.serving(workdir, config) as g:  # exit status 0 and no sanitizer report at the end
+        deadline = time.monotonic() + gw.bound(5)
+        while True:
+            out, status = run(g, "listLength", "warmup")
+            if status == 200:
+                break
+            assert status == 503, out  # until the Redis client has connected
             assert time.monotonic() < deadline, g.describe()
             time.sleep(0.02)
         yield g
-    finally:
-        g.stop()
-        assert not g.sanitizer_reports(), g.describe()
 
 
 def key(name="k"):
@@ -66,11 +76,36 @@ def raw_keys(g, pattern):
     return out
 
 
+def raw_redis(url, *args):
+    """One command on the session's redis-server, from outside the gateway."""
+    u = urllib.parse.urlparse(url)
+    with socket.create_connection((u.hostname, u.port), timeout=5) as s:
+        s.sendall(gw.resp_encode(*args))
+        return gw.resp_read(s.makefile("rb"), text=True)
+
+
+def wait_gone(g, k, ttl_ms, t0):
+    """Wait (bounded) until Redis no longer holds cache key 'k', saved (or given its ttl)
+    by a request sent at monotonic time 't0' with a ttl of 'ttl_ms'. It must not go early:
+    Redis set the expiry after t0, so a look that finds it gone ended after t0 + ttl."""
+    deadline = t0 + ttl_ms / 1000 + gw.bound(5)
+    while True:
+        keys = raw_keys(g, "*" + k)["keys"]
+        now = time.monotonic()
+        if not keys:
+            assert now - t0 >= ttl_ms / 1000, "gone %.3f s after the save, before its ttl" % (
+                now - t0)
+            return
+        assert now < deadline, "still in Redis %.1f s after a %d ms ttl: %r" % (
+            now - t0, ttl_ms, keys)
+        time.sleep(0.02)
+
+
 def ws_msg(op, *args, rid=None):
     return {"action": "cacheRun", "params": {"op": op, "args": list(args)}, "request_id": rid}
 
 
-async def ws_call(ws, op, *args, timeout=5):
+async def ws_call(ws, op, *args, timeout=gw.bound(5)):
     await ws.send(json.dumps(ws_msg(op, *args)))
     env = json.loads(await asyncio.wait_for(ws.recv(), timeout))
     assert env["status"] == 200, env
@@ -102,15 +137,19 @@ def test_save_load_round_trip(cgw, value):
 
 def test_save_replaces_and_read_at(cgw):
     k = key()
-    t0 = time.time() * 1000
     assert results(cgw, "save", k, "one") == [True]
+    # Timestamps are wall-clock ms (api.now(), floored), taken while the request ran.
+    t0 = time.time() * 1000
     assert results(cgw, "save", k, {"two": 2}) == [True]
+    t1 = time.time() * 1000
     value, meta = results(cgw, "load", k)
+    t2 = time.time() * 1000
     assert value == {"two": 2}
-    assert abs(meta["createdAt"] - t0) < 2000, meta
+    assert t0 - 1 <= meta["createdAt"] <= t1, (t0, meta, t1)  # the replacing save's time
     assert "readAt" not in meta  # first read: no earlier read
     value, meta2 = results(cgw, "load", k)
-    assert meta2["readAt"] >= meta["createdAt"], meta2
+    assert meta2["createdAt"] == meta["createdAt"], meta2
+    assert t1 - 1 <= meta2["readAt"] <= t2, (t1, meta2, t2)  # the first load's time
     results(cgw, "destroy", k)
 
 
@@ -118,38 +157,68 @@ def test_missing_is_not_found(cgw):
     assert results(cgw, "load", key("missing")) == [None, "Object not found"]
 
 
+def assert_pttl_near(g, k, ttl_ms):
+    """Redis holds cache key 'k' with the expiry 'ttl_ms' given just now (less the time
+    since, with margin for a slow machine)."""
+    keys = raw_keys(g, "*" + k)["keys"]
+    assert len(keys) == 1, keys
+    assert ttl_ms - gw.bound(10) * 1000 < keys[0]["pttl"] <= ttl_ms, (ttl_ms, keys)
+
+
 def test_ttl_expires(cgw):
+    # A long ttl: the metadata and Redis's own expiry.
     k = key()
-    assert results(cgw, "save", k, "short", 150) == [True]
+    assert results(cgw, "save", k, "long", LONG_TTL) == [True]
     value, meta = results(cgw, "load", k)
-    assert value == "short"
-    assert meta["expireTimestamp"] - meta["createdAt"] == 150, meta
-    pttl = raw_keys(cgw, "*" + k)["keys"][0]["pttl"]
-    assert 0 < pttl <= 150
-    time.sleep(0.25)
-    value, err = results(cgw, "load", k)
-    assert value is None and err in ("Object not found", "Object expired")
-    assert not raw_keys(cgw, "*" + k)["keys"]  # Redis removed it (an empty table: {})
+    assert value == "long"
+    assert meta["expireTimestamp"] - meta["createdAt"] == LONG_TTL, meta
+    assert_pttl_near(cgw, k, LONG_TTL)
+    assert results(cgw, "destroy", k) == [True]
+    # A short one: Redis removes the value when it is over, not before; then it is not found.
+    k = key()
+    t0 = time.monotonic()
+    assert results(cgw, "save", k, "short", SHORT_TTL) == [True]
+    wait_gone(cgw, k, SHORT_TTL, t0)
+    assert results(cgw, "load", k) == [None, "Object not found"]
+
+
+def test_expired_but_still_stored_is_object_expired(cgw, redis_url):
+    """A value whose expireTimestamp has passed while Redis still holds it (its own expiry
+    runs on Redis's clock, a moment behind the gateway's) loads as `Object expired`."""
+    k = key()
+    stored = raw_keys(cgw, "none")["prefix"] + k
+    past = int(time.time() * 1000) - 1000
+    assert raw_redis(redis_url, "HSET", stored, "value", '"old"', "expireTimestamp", past,
+                     "createdAt", past - 1000, "readAt", "") == 4
+    try:
+        assert results(cgw, "load", k) == [None, "Object expired"]
+        # A timestamp still ahead loads.
+        raw_redis(redis_url, "HSET", stored, "expireTimestamp", past + LONG_TTL)
+        assert results(cgw, "load", k)[0] == "old"
+    finally:
+        raw_redis(redis_url, "DEL", stored)
 
 
 def test_load_expire_time_ms_resets_the_ttl(cgw):
+    first_ttl = 1500  # ms: the load below must come within it (a second request, at once)
     k = key()
-    assert results(cgw, "save", k, "v", 300) == [True]
-    time.sleep(0.15)
-    value, meta = results(cgw, "load", k, {"expireTimeMS": 2000})
+    t0 = time.monotonic()
+    assert results(cgw, "save", k, "v", first_ttl) == [True]
+    value, meta = results(cgw, "load", k, {"expireTimeMS": LONG_TTL})
     assert value == "v"
-    assert meta["expireTimestamp"] - time.time() * 1000 > 1500, meta
-    pttl = raw_keys(cgw, "*" + k)["keys"][0]["pttl"]
-    assert 1500 < pttl <= 2000, pttl
-    time.sleep(0.3)  # past the first TTL
+    # The new expiry counts from the load, which came after the save and before first_ttl.
+    assert LONG_TTL <= meta["expireTimestamp"] - meta["createdAt"] < LONG_TTL + first_ttl, meta
+    assert_pttl_near(cgw, k, LONG_TTL)
+    time.sleep(max(0.0, t0 + first_ttl / 1000 + 0.2 - time.monotonic()))  # past the first ttl
     assert results(cgw, "load", k)[0] == "v"
-    # expireTimeMS also gives a TTL to a value saved without one.
+    # expireTimeMS also gives a ttl to a value saved without one.
     k2 = key()
-    results(cgw, "save", k2, "forever")
+    assert results(cgw, "save", k2, "forever") == [True]
     assert raw_keys(cgw, "*" + k2)["keys"][0]["pttl"] == -1
-    results(cgw, "load", k2, {"expireTimeMS": 100})
-    time.sleep(0.2)
-    assert results(cgw, "load", k2)[1] == "Object not found"
+    t1 = time.monotonic()
+    assert results(cgw, "load", k2, {"expireTimeMS": SHORT_TTL})[0] == "forever"
+    wait_gone(cgw, k2, SHORT_TTL, t1)
+    assert results(cgw, "load", k2) == [None, "Object not found"]
     results(cgw, "destroy", k)
 
 
@@ -236,36 +305,43 @@ def test_locks_belong_to_a_connection(cgw):
             assert await ws_call(b, "lock", k, 5000) == [True]
             assert await ws_call(a, "load", k) == [None, "Object locked"]
             assert await ws_call(b, "unlock", k) == [True]
-    asyncio.run(asyncio.wait_for(go(), 20))
+    asyncio.run(asyncio.wait_for(go(), gw.bound(15)))
     results(cgw, "destroy", k)
 
 
 def test_load_retry_waits_for_the_unlock(cgw):
+    """Lock holds and retries are long (30 s, 20 s), so a wait that ran to its end instead
+    of noticing the change (every 50 ms) cannot pass for one that did."""
     k = key()
 
     async def go():
         async with cgw.ws_connect() as a, cgw.ws_connect() as b:
             assert await ws_call(a, "save", k, {"n": 1}) == [True]
-            assert await ws_call(a, "lock", k, 5000) == [True]
-            # Without enough retry: locked after about `retry` ms.
+            assert await ws_call(a, "lock", k, 30000) == [True]
+            # Without enough retry: locked after `retry` ms.
             t0 = time.monotonic()
             assert await ws_call(b, "load", k, {"retry": 200}) == [None, "Object locked"]
-            assert 0.18 <= time.monotonic() - t0 < 1.5
-            # With retry: B waits while A holds the lock, and gets the value once A lets go.
-            await b.send(json.dumps(ws_msg("load", k, {"retry": 3000})))
-            await asyncio.sleep(0.3)
+            assert 0.198 <= time.monotonic() - t0 < 0.2 + gw.bound(1.5)
+            # With retry: B waits while A holds the lock (no answer yet after half a
+            # second), and gets the value once A lets go.
+            await b.send(json.dumps(ws_msg("load", k, {"retry": 20000})))
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(b.recv(), 0.5)  # (cancelling recv loses nothing)
             t0 = time.monotonic()
             assert await ws_call(a, "unlock", k) == [True]
-            env = json.loads(await asyncio.wait_for(b.recv(), 5))
+            env = json.loads(await asyncio.wait_for(b.recv(), gw.bound(5)))
             assert env["status"] == 200, env
             assert env["data"]["results"][0]["value"] == {"n": 1}, env
-            assert time.monotonic() - t0 < 0.5
-            # checkLock with retry too.
-            assert await ws_call(a, "lock", k, 300) == [True]
+            assert time.monotonic() - t0 < gw.bound(1.5)
+            # checkLock with retry: true once the lock's own ttl (1 s) ends, not before.
             t0 = time.monotonic()
-            assert await ws_call(b, "checkLock", k, 2000) == [True]  # the lock's own ttl ends
-            assert 0.15 <= time.monotonic() - t0 < 1.5
-    asyncio.run(asyncio.wait_for(go(), 20))
+            assert await ws_call(a, "lock", k, 1000) == [True]
+            t1 = time.monotonic()
+            assert await ws_call(b, "checkLock", k, 20000) == [True]
+            t2 = time.monotonic()
+            assert t2 - t0 >= 1.0, t2 - t0
+            assert t2 - t1 < 1.0 + gw.bound(1.5), t2 - t1
+    asyncio.run(asyncio.wait_for(go(), gw.bound(15)))
     results(cgw, "destroy", k)
 
 
@@ -279,7 +355,7 @@ def test_lock_name_is_per_connection_and_process(cgw):
             await b.send(json.dumps(ws_msg("listLength", "x")))
             nb = json.loads(await asyncio.wait_for(b.recv(), 5))["data"]["lockName"]
             return na, na2, nb
-    na, na2, nb = asyncio.run(asyncio.wait_for(go(), 10))
+    na, na2, nb = asyncio.run(asyncio.wait_for(go(), gw.bound(10)))
     assert na == na2 and na != nb
     assert na.split(":")[0] == nb.split(":")[0]  # the same process
 
@@ -304,14 +380,24 @@ def test_push_pop_fifo(cgw):
 
 # -- Redis down ------------------------------------------------------------------------------
 
-def test_redis_down_is_503(make_gateway, redis_url):
-    g = make_gateway({"paths": {"actions": ACTIONS},
-                      "redis": {"url": "redis://127.0.0.1:%d/0" % gw.free_port()}})
-    for op, args in [("save", ["k", 1]), ("load", ["k"]), ("lock", ["k"]),
-                     ("checkLock", ["k"]), ("push", ["l", 1]), ("listLength", ["l"])]:
-        out, status = run(g, op, *args)
-        assert status == 503, (op, out)
-        assert gw.error_text(out) == "redis unavailable", out
-    # Actions without Redis still work.
-    status, body = g.get("/api/randomNumber")
-    assert status == 200, body
+def test_redis_down_is_503(make_gateway):
+    # A unix socket path in a folder of our own where nothing listens (a free TCP port
+    # could be taken by another process meanwhile).
+    nowhere = tempfile.mkdtemp(prefix="gwc-", dir="/tmp")
+    try:
+        g = make_gateway({"paths": {"actions": ACTIONS},
+                          "redis": {"url": "unix://%s/redis.sock?db=0" % nowhere}})
+        for op, args in [("save", ["k", 1]), ("load", ["k"]), ("destroy", ["k"]),
+                         ("lock", ["k"]), ("unlock", ["k"]), ("checkLock", ["k"]),
+                         ("push", ["l", 1]), ("pop", ["l"]), ("listLength", ["l"])]:
+            out, status = run(g, op, *args)
+            assert status == 503, (op, out)
+            assert gw.error_text(out) == "redis unavailable", (op, out)
+            # What the action sees: a raised table with the status and the message.
+            out, status = run(g, op, *args, try_=True)
+            assert status == 200, (op, out)
+            assert out["raised"] == {"status": 503, "message": "redis unavailable"}, (op, out)
+        # Actions without Redis still work.
+        g.assert_serving()
+    finally:
+        shutil.rmtree(nowhere, ignore_errors=True)

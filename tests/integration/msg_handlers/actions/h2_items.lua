@@ -46,7 +46,7 @@ return {
       run = function(api, data, next) end,  -- never calls next: actionTimeout applies
     },
     slow = {
-      run = function(api, data, next) api.sleep(300) data.response.slept = true next() end,
+      run = function(api, data, next) api.sleep(600) data.response.slept = true next() end,
     },
     fail = {
       run = function(api, data, next) next({ message = "custom failure", status = 409 }) end,
