@@ -19,7 +19,7 @@ import time
 import pytest
 
 import gateway as gw
-from test_redis import private_redis, wait_connected  # noqa: F401 (fixtures)
+from test_redis import private_redis  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.asan
 
