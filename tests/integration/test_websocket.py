@@ -102,7 +102,8 @@ def raise_nofile(need):
     if soft >= need:
         return
     if hard != resource.RLIM_INFINITY and hard < need:
-        pytest.skip("RLIMIT_NOFILE hard limit %d < %d" % (hard, need))
+        pytest.fail("RLIMIT_NOFILE hard limit %d < %d: raise it (ulimit -Hn) to run this test"
+                    % (hard, need), pytrace=False)
     resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
 
