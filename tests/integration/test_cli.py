@@ -353,6 +353,7 @@ HOSTS = [pytest.param("127.0.0.1", id="ipv4"),
 
 
 @pytest.mark.parametrize("host", HOSTS)
+@pytest.mark.asan
 def test_host_flag(make_gateway, host):
     g = make_gateway(args=["--host", host])
     _assert_listens_on(g, host)
@@ -423,6 +424,7 @@ def _wait_gone(pids, timeout=10.0):
 
 
 @pytest.mark.parametrize("config_workers, flag_workers", [(1, 3), (3, 2)])
+@pytest.mark.asan
 def test_workers_flag_beats_config_and_every_worker_serves(make_gateway, tmp_path,
                                                            config_workers, flag_workers):
     actions = tmp_path / "pid_actions"
