@@ -4,6 +4,7 @@ import json
 import re
 
 TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"
+LEVELS = ("debug", "info", "notice", "warning", "error", "crit")
 
 
 def _action_line(g, action, since=0, timeout=3.0):
@@ -53,8 +54,15 @@ def test_log_level_flag_beats_config(make_gateway):
     g = make_gateway({"logging": {"level": "debug"}}, args=["--log-level", "error"])
     assert g.get("/api/randomNumber")[0] == 200
     assert g.get("/api/fail_string")[0] == 400
-    # Give a wrongly written info line the time to appear before looking.
-    assert not g.wait_for_log(r"action=randomNumber", timeout=0.5), g.log_text()
+    assert g.get("/api/raise_error")[0] == 500
+    # A 500 is logged at error: the control that logging works at this level.
+    line = _action_line(g, "raise_error")
+    assert re.match(r"^%s\s+error\s" % TIMESTAMP, line), line
+    # Action lines are written before the response is sent: had the info ones been logged,
+    # they would be in the file by now.
+    log = g.log_text()
+    assert "action=randomNumber" not in log and "action=fail_string" not in log, log
+    assert " info " not in log and " debug " not in log and " notice " not in log, log
 
 
 def test_filtered_params(make_gateway):
@@ -82,10 +90,16 @@ def test_json_format(make_gateway):
         except ValueError:
             raise AssertionError("not a JSON log line: %r" % line)
     assert all(isinstance(r, dict) for r in records)
+    assert all(re.fullmatch(TIMESTAMP, r["time"]) and r["level"] in LEVELS for r in records), \
+        records
     ok = [r for r in records if r.get("action") == "randomNumber"]
-    assert ok, records
-    assert ok[0].get("status") in (200, "200"), ok[0]
-    assert ok[0].get("type") == "web", ok[0]
-    assert "info" in ok[0].values(), "the level is a field: %r" % ok[0]
+    assert len(ok) == 1, records
+    # The fields of the text line, as strings (as they are in the text line).
+    assert set(ok[0]) == {"time", "level", "action", "type", "status", "duration_ms",
+                          "connection", "params"}, ok[0]
+    assert (ok[0]["level"], ok[0]["type"], ok[0]["status"]) == ("info", "web", "200"), ok[0]
+    assert re.fullmatch(r"\d+\.\d", ok[0]["duration_ms"]), ok[0]
+    assert json.loads(ok[0]["params"])["action"] == "randomNumber", ok[0]
     bad = [r for r in records if r.get("action") == "fail_string"]
-    assert bad and bad[0].get("status") in (400, "400"), bad
+    assert len(bad) == 1, records
+    assert (bad[0]["status"], bad[0]["error"]) == ("400", "broken"), bad

@@ -6,7 +6,7 @@ import re
 import pytest
 
 import gateway as gw
-from gateway import error_text, errors_of, has_error
+from gateway import error_text, errors_of
 
 
 def test_global_middleware_runs_by_priority(gateway):
@@ -47,6 +47,7 @@ def test_pre_processor_failure_stops_the_action(gateway):
     assert errors_of(body) == ["denied by middleware"], "inputs must not run"
     status, body = gateway.get("/api/mw_order?deny=1")
     assert status == 400, body
+    assert errors_of(body) == ["denied by middleware"], body
     assert "ran" not in body and "post" not in body, "run and postProcessors must not run"
     gateway.assert_serving()
 
@@ -80,7 +81,10 @@ def test_pre_processor_raise_is_500(gateway):
 @pytest.mark.asan
 def test_post_processor_error_added_to_response(gateway):
     status, body = gateway.get("/api/mw_post_err")
-    assert has_error(body, "post processing failed"), (status, body)
+    # SPEC 5: 400 for a middleware error without a status; the response is still there.
+    assert status == 400, body
+    assert error_text(body) == "post processing failed", body
+    assert errors_of(body) == ["post processing failed"], body
     assert body.get("ran") is True, "the action ran before its postProcessor"
 
 

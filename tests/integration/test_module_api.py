@@ -8,8 +8,10 @@ api.regex and api.sleep registered on the same API. Marked `asan`: `make test-as
 again against the sanitizer build."""
 
 import asyncio
+import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -17,7 +19,7 @@ import time
 import pytest
 
 import gateway as gw
-from test_redis import private_redis, wait_connected  # noqa: F401 (fixtures)
+from test_redis import private_redis  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.asan
 
@@ -50,22 +52,43 @@ def _probe(probe_so, **config):
 
 # -- values, hooks and a C postProcessor --------------------------------------------------
 
+def _wait_probe_connected(g, timeout=10.0):
+    """Poll (bounded) until the probe module sees the Redis connection up; the gateway connects
+    in the background after it starts listening."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = g.get("/api/probeInfo")
+        assert status == 200, body
+        if body["connected"] is True:
+            return
+        assert body["connected"] is False, body
+        assert time.monotonic() < deadline, "not connected after %.0f s\n%s" % (
+            timeout, g.describe())
+        time.sleep(0.02)
+
+
 def test_value_hooks_and_post_processor_over_http(make_gateway, tmp_path, redis_url, probe_so):
     g = make_gateway(config=_config(tmp_path, redis_url, [_probe(probe_so)]))
+    _wait_probe_connected(g)
     status, first = g.get("/api/probeInfo")
     assert status == 200, first
     assert first["info"] == {"name": "probe", "answer": 42}, first
     assert first["seen"] is True, first  # create ran before the action, on its connection
     assert first["postedBy"] == "probe", first  # the C postProcessor
-    assert first["connected"] is (redis_url is not None), first
+    assert first["connected"] is True, first
     status, second = g.get("/api/probeInfo")
-    # Each web request is a connection: one more created, and the first one destroyed.
+    assert status == 200, second
+    # Each web request is a connection, destroyed once its action completes (before the
+    # response is sent): one more created, and exactly the first one destroyed since.
     assert second["created"] == first["created"] + 1, (first, second)
-    assert second["destroyed"] >= first["destroyed"] + 1, (first, second)
+    assert second["destroyed"] == first["destroyed"] + 1, (first, second)
     assert g.wait_for_log(r"probe destroy web.*module=probe", timeout=5), g.log_text()
-    # A postProcessor returning nil, "message" adds the error to the response.
+    # A postProcessor returning nil, "message" adds the error to the response: 400 (SPEC 5,
+    # a middleware error without a status), the action's response still there.
     status, body = g.get("/api/probeInfo?probeFail=1")
-    assert "probe post failed" in body.get("errors", []), (status, body)
+    assert status == 400, body
+    assert body["errors"] == ["probe post failed"], body
+    assert gw.error_text(body) == "probe post failed", body
     assert body["info"]["answer"] == 42 and "postedBy" not in body, body  # the action ran
 
 
@@ -124,8 +147,6 @@ def test_async_unavailable_says_why(make_gateway, tmp_path, redis_url, probe_so)
 # -- Redis through a module -----------------------------------------------------------------
 
 def test_redis_commands_and_refusals(make_gateway, tmp_path, redis_url, probe_so):
-    if not redis_url:
-        pytest.skip("redis-server not installed")
     g = make_gateway(config=_config(tmp_path, redis_url, [_probe(probe_so)]))
     key = "itest:probe:%d:%d" % (os.getpid(), time.monotonic_ns())
     status, body = g.get("/api/probeRedis?cmd=SET&args=%s+v1" % key)
@@ -140,30 +161,50 @@ def test_redis_commands_and_refusals(make_gateway, tmp_path, redis_url, probe_so
         assert body["err"].startswith("refused: ") and why in body["err"], (cmd, body)
 
 
+@contextlib.contextmanager
+def writes_paused(sock):
+    """Within the block, Redis holds every write command, and whatever its client sends after
+    one, until CLIENT UNPAUSE at the end (CLIENT PAUSE ... WRITE: its +OK means the pause is
+    on, so nothing is left to timing). 'sock' is a connection of its own to that Redis; the
+    block gets a function returning how many clients Redis holds (INFO blocked_clients).
+    The pause's own bound (60 s) only matters should UNPAUSE never come."""
+    f = sock.makefile("rb")
+
+    def command(*args):
+        sock.sendall(gw.resp_encode(*args))
+        reply = gw.resp_read(f, text=True)
+        assert not isinstance(reply, Exception), (args, reply)
+        return reply
+
+    def blocked_clients():
+        info = command("INFO", "clients")
+        return int(re.search(r"^blocked_clients:(\d+)", info, re.M).group(1))
+
+    assert command("CLIENT", "PAUSE", 60000, "WRITE") == "OK"
+    try:
+        yield blocked_clients
+    finally:
+        assert command("CLIENT", "UNPAUSE") == "OK"
+
+
 def test_redis_timeout_through_a_module(make_gateway, tmp_path, private_redis, probe_so):  # noqa: F811
     r = private_redis()
     g = make_gateway(config=_config(tmp_path, r.url(), [_probe(probe_so)],
                                     redis={"url": r.url(), "commandTimeout": 400}))
-    deadline = time.monotonic() + 5
-    while not g.get("/api/probeInfo")[1]["connected"]:
-        assert time.monotonic() < deadline, g.describe()
-        time.sleep(0.02)
-    stall = r.connect()  # DEBUG SLEEP from outside: Redis answers nobody for 1.5 s
-    try:
-        stall.sendall(gw.resp_encode("DEBUG", "SLEEP", "1.5"))
-        time.sleep(0.1)
+    _wait_probe_connected(g)
+    key = "itest:probe:late:%d" % os.getpid()
+    with r.connect() as side, writes_paused(side) as blocked_clients:
         t0 = time.monotonic()
-        status, body = g.get("/api/probeRedis?cmd=PING")
+        status, body = g.get("/api/probeRedis?cmd=SET&args=%s+late" % key)
         elapsed = time.monotonic() - t0
         assert status == 200 and body["err"] == "redis timeout", body
-        assert 0.3 <= elapsed < 1.3, elapsed
-        stall.settimeout(5)
-        assert stall.recv(64).startswith(b"+OK")
-    finally:
-        stall.close()
-    # The late PONG was dropped: the next command gets its own reply.
+        assert 0.3 <= elapsed < gw.bound(1.3), elapsed
+        assert blocked_clients() == 1  # the SET is still held, its reply to come
+    # Redis ran the SET once unpaused; its late +OK was dropped: the next command gets its
+    # own reply.
     status, body = g.get("/api/probeRedis?cmd=ECHO&args=after")
-    assert body["reply"] == "after", body
+    assert status == 200 and body["reply"] == "after", body
+    assert r.command("GET", key) == b"late"
 
 
 def test_redis_unreachable_through_a_module(make_gateway, tmp_path, probe_so):

@@ -6,7 +6,9 @@ cancelled by a client leaving or actionTimeout. Marked `asan`: `make test-asan` 
 against the sanitizer build. `make test` builds the module."""
 
 import asyncio
+import contextlib
 import json
+import math
 import os
 import socket
 import time
@@ -16,6 +18,8 @@ import uuid
 import pytest
 
 import gateway as gw
+from test_module_api import writes_paused
+from test_redis import private_redis  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.asan
 
@@ -55,24 +59,14 @@ def _redis(url, *args):
         return gw.resp_read(s.makefile("rb"), text=True)
 
 
-# A script that keeps Redis busy for ARGV[1] ms: every other client waits meanwhile.
-BUSY_SCRIPT = ("local s = redis.call('TIME') local stop = s[1] * 1e6 + s[2] + ARGV[1] * 1000 "
-               "repeat local t = redis.call('TIME') until t[1] * 1e6 + t[2] >= stop return 1")
-
-
-def _block_redis(url, ms):
-    """Start a busy script on a side connection; returns the socket (read its reply to wait
-    for the end of the block)."""
+@contextlib.contextmanager
+def _redis_held(url):
+    """Within the block, the Redis at 'url' holds every write command (the bucket's EVAL is
+    one) until the block ends; see writes_paused."""
     u = urllib.parse.urlparse(url)
-    s = socket.create_connection((u.hostname, u.port), timeout=10)
-    s.sendall(gw.resp_encode("EVAL", BUSY_SCRIPT, 0, ms))
-    time.sleep(0.05)  # the script is running before the gateway's command arrives
-    return s
-
-
-def _unblocked(s):
-    assert gw.resp_read(s.makefile("rb")) == 1
-    s.close()
+    with socket.create_connection((u.hostname, u.port), timeout=10) as side:
+        with writes_paused(side) as blocked_clients:
+            yield blocked_clients
 
 
 def _limit_headers(r):
@@ -98,53 +92,91 @@ def _wait_limited(g, timeout=5.0):
 # -- the bucket ---------------------------------------------------------------------------
 
 def test_capacity_then_429(make_gateway, tmp_path, redis_url, ratelimit_so, prefix):
-    if not redis_url:
-        pytest.skip("redis-server not installed")
-    # One token every 5 s: nothing refills during the test.
+    # One token every 5 s: none comes back within the test (checked below).
     g = make_gateway(config=_config(tmp_path, redis_url, {
         "capacity": 5, "refillPerSecond": 0.2, "prefix": prefix}))
     seen = []
+    t0 = time.monotonic()
     for _ in range(5):
         r = g.request("GET", "/api/randomNumber")
         assert r.status == 200, r.body
         seen.append(_limit_headers(r))
+    r = g.request("GET", "/api/randomNumber")
+    elapsed = time.monotonic() - t0  # at least the time between the first and the last check
+    assert elapsed < 5, "six requests took %.1f s: a token came back meanwhile" % elapsed
     assert seen == [("5", str(n)) for n in (4, 3, 2, 1, 0)], seen
 
-    r = g.request("GET", "/api/randomNumber")
     assert r.status == 429, r.body
     assert gw.error_text(r.json()) == "rate limit exceeded", r.body
-    assert r.headers.get("Retry-After") == "5", dict(r.headers)
     assert _limit_headers(r) == ("5", "0"), dict(r.headers)
+    # Retry-After is the time until the next token: 5 s less the 0.2 token per second that
+    # came back since the first request, rounded up to whole seconds.
+    retry_after = int(r.headers.get("Retry-After"))
+    assert math.ceil(5 - elapsed) <= retry_after <= 5, (retry_after, elapsed)
 
-    # The bucket is one hash under the prefix, gone once it would be full again (25 s).
+    # The bucket is one hash under the prefix, gone once it would be full again: 25 s after
+    # the first request (each token spent 5 s before it is back).
     key = prefix + "ip:127.0.0.1"
     bucket = _redis(redis_url, "HGETALL", key)
     assert bucket[0::2] == ["tokens", "ts"] and float(bucket[1]) < 1, bucket
-    assert 20000 < _redis(redis_url, "PTTL", key) <= 25000
+    pttl = _redis(redis_url, "PTTL", key)
+    since_first = time.monotonic() - t0
+    assert 25000 - 1000 * since_first - 5 <= pttl <= 25000, (pttl, since_first)
     assert g.wait_for_log(r"loaded: 5 requests, refilled at 0\.2/s, per ip.*module=ratelimit")
 
 
 def test_refill(make_gateway, tmp_path, redis_url, ratelimit_so, prefix):
-    if not redis_url:
-        pytest.skip("redis-server not installed")
-    # One token per 250 ms; an empty bucket is full again (and gone from Redis) after 500 ms.
+    # Two tokens, one more every 500 ms. Each expectation below holds while the calls it
+    # covers fit in a window (measured on this side, which can only overstate the time Redis
+    # saw); on a machine too slow for one, the sequence starts again on a fresh bucket.
+    rate = 2.0
     g = make_gateway(config=_config(tmp_path, redis_url, {
-        "capacity": 2, "refillPerSecond": 4, "prefix": prefix}))
+        "capacity": 2, "refillPerSecond": rate, "prefix": prefix}))
+    key = prefix + "ip:127.0.0.1"
 
     def call():
         r = g.request("GET", "/api/randomNumber")
         return r.status, r.headers.get("X-RateLimit-Remaining"), r.headers.get("Retry-After")
 
-    assert [call() for _ in range(3)] == [(200, "1", None), (200, "0", None), (429, "0", "1")]
-    time.sleep(0.3)  # a token and a bit: the bucket still exists, refilled by the script
-    assert [call() for _ in range(2)] == [(200, "0", None), (429, "0", "1")]
-    time.sleep(0.7)  # idle for longer than it takes to fill: no more than the capacity
-    assert [call() for _ in range(3)] == [(200, "1", None), (200, "0", None), (429, "0", "1")]
+    def within(since, seconds):
+        return time.monotonic() - since < seconds
+
+    drained = [(200, "1", None), (200, "0", None), (429, "0", "1")]
+    too_slow = []
+    for _ in range(3):
+        _redis(redis_url, "DEL", key)  # a missing bucket is a full one
+        # Two tokens spent, the third call refused: less than one token came back meanwhile.
+        t1 = time.monotonic()
+        first = [call() for _ in range(3)]
+        if not within(t1, 1 / rate):
+            too_slow.append("the first three calls")
+            continue
+        assert first == drained, first
+        # A token and a bit later (the point of this sleep), one call passes and leaves none:
+        # fewer than two tokens can have come back since the first call.
+        time.sleep(1 / rate + 0.1)
+        second = [call() for _ in range(2)]
+        if not within(t1, 2 / rate):
+            too_slow.append("the refill")
+            continue
+        assert second == [(200, "0", None), (429, "0", "1")], second
+        # Idle until it is full again (the script expires a bucket then): no more than the
+        # capacity, however long the wait.
+        deadline = time.monotonic() + 10
+        while _redis(redis_url, "EXISTS", key) == 1:
+            assert time.monotonic() < deadline, "the bucket never expired"
+            time.sleep(0.05)
+        t3 = time.monotonic()
+        third = [call() for _ in range(3)]
+        if not within(t3, 1 / rate):
+            too_slow.append("the last three calls")
+            continue
+        assert third == drained, third
+        return
+    pytest.fail("the machine was too slow for the test's windows three times: %s" % too_slow)
 
 
 def test_buckets_per_parameter(make_gateway, tmp_path, redis_url, ratelimit_so, prefix):
-    if not redis_url:
-        pytest.skip("redis-server not installed")
     g = make_gateway(config=_config(tmp_path, redis_url, {
         "capacity": 2, "refillPerSecond": 0.1, "prefix": prefix, "keyBy": "param:apiKey"}))
 
@@ -161,8 +193,6 @@ def test_buckets_per_parameter(make_gateway, tmp_path, redis_url, ratelimit_so, 
 
 def test_websocket_gets_the_429_envelope(make_gateway, tmp_path, redis_url, ratelimit_so,
                                          prefix):
-    if not redis_url:
-        pytest.skip("redis-server not installed")
     g = make_gateway(config=_config(tmp_path, redis_url, {
         "capacity": 2, "refillPerSecond": 0.1, "prefix": prefix}))
     answers = gw.exchange(g, "ws", [{"action": "randomNumber", "request_id": i}
@@ -174,8 +204,6 @@ def test_websocket_gets_the_429_envelope(make_gateway, tmp_path, redis_url, rate
 
 def test_not_global_limits_only_actions_listing_it(make_gateway, tmp_path, redis_url,
                                                    ratelimit_so, prefix):
-    if not redis_url:
-        pytest.skip("redis-server not installed")
     g = make_gateway(config=_config(tmp_path, redis_url, {
         "capacity": 1, "refillPerSecond": 0.1, "prefix": prefix, "global": False}))
     for _ in range(3):
@@ -188,25 +216,23 @@ def test_not_global_limits_only_actions_listing_it(make_gateway, tmp_path, redis
 
 # -- Redis unreachable or slow ------------------------------------------------------------
 
-def test_fail_open_while_redis_is_down(make_gateway, tmp_path, ratelimit_so, prefix):
-    redis = gw.RedisServer(tmp_path)  # its port, not listening yet
-    try:
-        g = make_gateway(config=_config(tmp_path, None, {
-            "capacity": 1, "refillPerSecond": 0.1, "prefix": prefix},
-            redis={"url": redis.url}))
-        for _ in range(3):
-            r = g.request("GET", "/api/randomNumber")
-            assert r.status == 200 and _limit_headers(r) == (None, None), (r.status, r.body)
-        warnings = _warnings(g)
-        assert len(warnings) == 1, warnings  # one per outage, not one per request
-        assert "letting requests through" in warnings[0], warnings
+def test_fail_open_while_redis_is_down(make_gateway, tmp_path, ratelimit_so, prefix,
+                                       private_redis):  # noqa: F811
+    redis = private_redis(start=False)  # its unix socket, not listening yet
+    g = make_gateway(config=_config(tmp_path, None, {
+        "capacity": 1, "refillPerSecond": 0.1, "prefix": prefix},
+        redis={"url": redis.url()}))
+    for _ in range(3):
+        r = g.request("GET", "/api/randomNumber")
+        assert r.status == 200 and _limit_headers(r) == (None, None), (r.status, r.body)
+    warnings = _warnings(g)
+    assert len(warnings) == 1, warnings  # one per outage, not one per request
+    assert "letting requests through" in warnings[0], warnings
 
-        redis.start()
-        _wait_limited(g)
-        assert g.request("GET", "/api/randomNumber").status == 429
-        assert g.wait_for_log(r"Redis answers again.*module=ratelimit"), g.log_text()
-    finally:
-        redis.stop()
+    redis.start()
+    assert _wait_limited(g).status == 200  # the one token
+    assert g.request("GET", "/api/randomNumber").status == 429
+    assert g.wait_for_log(r"Redis answers again.*module=ratelimit"), g.log_text()
 
 
 def test_fail_closed_while_redis_is_down(make_gateway, tmp_path, ratelimit_so):
@@ -221,21 +247,16 @@ def test_fail_closed_while_redis_is_down(make_gateway, tmp_path, ratelimit_so):
 
 
 def test_redis_timeout(make_gateway, tmp_path, redis_url, ratelimit_so, prefix):
-    if not redis_url:
-        pytest.skip("redis-server not installed")
     fast = {"commandTimeout": 200}
     g_open = make_gateway(config=_config(tmp_path, redis_url, {"prefix": prefix},
                                          redis=fast))
     g_closed = make_gateway(config=_config(tmp_path, redis_url, {
         "prefix": prefix, "failClosed": True}, redis=fast))
-    blocker = _block_redis(redis_url, 800)
-    try:
+    with _redis_held(redis_url):
         r = g_open.request("GET", "/api/randomNumber")
         assert r.status == 200 and _limit_headers(r) == (None, None), (r.status, r.body)
         status, body = g_closed.get("/api/randomNumber")
         assert status == 503 and gw.error_text(body) == "redis unavailable", body
-    finally:
-        _unblocked(blocker)
     for g in (g_open, g_closed):
         assert "(redis timeout)" in "".join(_warnings(g)), g.log_text()
         assert _wait_limited(g).status == 200
@@ -243,32 +264,40 @@ def test_redis_timeout(make_gateway, tmp_path, redis_url, ratelimit_so, prefix):
 
 def test_check_cancelled_when_the_request_ends_first(make_gateway, tmp_path, redis_url,
                                                      ratelimit_so, prefix):
-    if not redis_url:
-        pytest.skip("redis-server not installed")
     g = make_gateway(config=_config(tmp_path, redis_url, {"prefix": prefix},
                                     general={"actionTimeout": 300}))
     cancelled = r"rate limit check cancelled.*module=ratelimit"
-    blocker = _block_redis(redis_url, 1000)
-    try:
+
+    # actionTimeout passes while Redis holds the EVAL.
+    with _redis_held(redis_url) as blocked_clients:
         started = time.monotonic()
-        status, body = g.get("/api/randomNumber")  # actionTimeout passes during the EVAL
+        status, body = g.get("/api/randomNumber")
         assert status == 504, body
-        assert time.monotonic() - started < 0.9
+        assert gw.error_text(body) == "action timed out", body
+        assert time.monotonic() - started < gw.bound(0.9)
         assert g.wait_for_log(cancelled), g.log_text()
-        offset = g.log_size()
+        assert blocked_clients() == 1  # the EVAL is still held: its reply comes later
+    # The late reply is dropped; the next request gets its own.
+    r = g.request("GET", "/api/randomNumber")
+    assert r.status == 200 and r.headers.get("X-RateLimit-Limit") == "10", dict(r.headers)
+
+    # A WebSocket client leaves while Redis holds its EVAL.
+    offset = g.log_size()
+    with _redis_held(redis_url) as blocked_clients:
+        def held():
+            deadline = time.monotonic() + 10
+            while blocked_clients() == 0:
+                assert time.monotonic() < deadline, "the EVAL never reached Redis"
+                time.sleep(0.02)
 
         async def leave():
             async with g.ws_connect() as ws:
                 await ws.send(json.dumps({"action": "randomNumber"}))
-                await asyncio.sleep(0.1)
-            # closed with the EVAL still waiting in Redis
+                await asyncio.to_thread(held)
+            # closed with the EVAL still held in Redis
 
-        asyncio.run(asyncio.wait_for(leave(), 10))
+        asyncio.run(asyncio.wait_for(leave(), 20))
         assert g.wait_for_log(cancelled, since=offset), g.log_text()
-    finally:
-        _unblocked(blocker)
-    # The late replies are dropped; the next request gets its own.
-    time.sleep(0.1)
     r = g.request("GET", "/api/randomNumber")
     assert r.status == 200 and r.headers.get("X-RateLimit-Limit") == "10", dict(r.headers)
     assert not _warnings(g), g.log_text()

@@ -39,7 +39,7 @@ def test_linked_module_listed_without_path(make_gateway, tmp_path, redis_url, st
     # Its middleware and async function work as the .so's do.
     r = g.request("GET", "/api/helloWait?ms=20")
     assert r.status == 200 and r.headers.get("X-Hello") == "Linked", (r.status, dict(r.headers))
-    assert g.wait_for_log(r'loaded, greeting "Linked".*module=hello')
+    assert g.wait_for_log(r'loaded, greeting "Linked".*module=hello'), g.log_text()
 
 
 def test_check_says_linked_in(tmp_path, redis_url, static_gateway):
@@ -55,7 +55,10 @@ def test_linked_module_not_loaded_unless_listed(make_gateway, tmp_path, redis_ur
     g = make_gateway(config=_config(tmp_path, redis_url, []), binary=static_gateway)
     status, body = g.get("/api/helloGreet?name=Ann")
     assert status == 500, body  # api.hello is nil: the action fails
-    assert "X-Hello" not in dict(g.request("GET", "/api/helloGreet?name=A").headers)
+    assert gw.error_text(body) == "The server experienced an internal error", body
+    r = g.request("GET", "/api/helloGreet?name=A")
+    assert r.status == 500 and r.headers.get("X-Hello") is None, dict(r.headers)
+    assert "module=hello" not in g.log_text(), g.log_text()
 
 
 def test_without_path_and_not_linked_in(tmp_path, redis_url):

@@ -102,7 +102,8 @@ def raise_nofile(need):
     if soft >= need:
         return
     if hard != resource.RLIM_INFINITY and hard < need:
-        pytest.skip("RLIMIT_NOFILE hard limit %d < %d" % (hard, need))
+        pytest.fail("RLIMIT_NOFILE hard limit %d < %d: raise it (ulimit -Hn) to run this test"
+                    % (hard, need), pytrace=False)
     resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
 
@@ -295,21 +296,16 @@ def test_action_errors_over_websocket(gateway):
             return table, raised, unencodable, denied, timed_out, took, after
 
     table, raised, unencodable, denied, timed_out, took, after = run(go())
-    assert table["status"] == 402 and table["data"] is None, table
-    # An error table: its message is the error; its other fields travel with it (SPEC §3.1).
-    assert len(table["errors"]) == 1, table
-    err = table["errors"][0]
-    if isinstance(err, dict):
-        assert err.get("message") == "payment required" and err.get("code") == "PAY", table
-    else:
-        assert err == "payment required", table
+    # An error table: its message is the error; its other fields travel with it (SPEC §3.1),
+    # as one object in errors (its status is the envelope's).
+    assert_error(table, 402, [{"message": "payment required", "code": "PAY"}])
     assert_error(json.loads(raised), 500, ["The server experienced an internal error"])
     assert "secret internal detail" not in raised, "the Lua error text must not reach the client"
     assert gateway.wait_for_log("secret internal detail", since=offset)
     assert_error(unencodable, 500, ["The server experienced an internal error"])
     assert_error(denied, 400, ["denied by middleware"])
     assert_error(timed_out, 504, ["action timed out"])
-    assert 0.9 <= took < 2.5, took
+    assert 0.9 <= took < gw.bound(2.5), took  # actionTimeout is 1000 ms
     assert_ok(after, "randomNumber")
 
 
@@ -550,6 +546,17 @@ def test_upgrade_on_wrong_path_refused(gateway, path):
     gateway.assert_serving()
 
 
+@pytest.mark.xfail(strict=True, reason="an upgrade request on another path is closed without "
+                   "an answer by the libwebsockets 4.1 HTTP layer (issue #12)")
+@pytest.mark.parametrize("path, status", [("/nope", 404), ("/ws/extra", 404), ("/", 404),
+                                          ("/api/randomNumber", 200)])
+def test_upgrade_on_wrong_path_gets_the_plain_http_answer(gateway, path, status):
+    # SPEC 6: paths other than the action, file and WebSocket ones are 404; a server may
+    # ignore an Upgrade it does not do (RFC 9110 7.8) and answer the request as it is.
+    line = raw_upgrade(gateway, path)
+    assert line is not None and line.split()[1] == str(status), (path, line)
+
+
 # -- concurrency ---------------------------------------------------------------------------
 
 @pytest.mark.asan
@@ -573,8 +580,9 @@ def test_concurrent_actions_on_one_connection(gateway):
             "answer %r carries another message's params" % env
     got = [env["data"]["sleepDuration"] for env in answers]
     assert sorted(env["request_id"] for env in answers) == ["s%d" % i for i in range(5)]
+    # The completion order shows they ran at once (one after another: the order sent).
     assert got == sorted(durations), "answers come in completion order: %r" % got
-    assert took < 1.2, "the five sleeps ran one after another (%.2f s)" % took
+    assert took < gw.bound(1.2), "the five sleeps ran one after another (%.2f s)" % took
 
 
 @pytest.mark.asan
@@ -597,7 +605,8 @@ def test_too_many_pending_is_429(gateway):
     assert len(refused) == 1, answers
     assert_error(refused[0], 429, ["you have too many pending requests"])
     assert refused[0]["request_id"] == 5, "the 6th concurrent action is refused"
-    assert first is refused[0] and first_after < 0.25, "the 429 is answered at once"
+    # Before any of the 300 ms sleeps ends: the first answer, and soon.
+    assert first is refused[0] and first_after < gw.bound(0.25), "the 429 is answered at once"
     for env in rest:
         assert_ok(env, "sleepTest")
     assert_ok(after, "randomNumber")
@@ -636,8 +645,12 @@ def test_concurrency_limit_is_per_connection(gateway):
 
 @pytest.mark.asan
 def test_connection_state_persists(gateway):
+    before = after = None
     async def go():
+        nonlocal before, after
+        before = time.time()
         async with gateway.ws_connect() as ws, gateway.ws_connect() as other:
+            after = time.time()
             port = ws.local_address[1]
             i1 = await call(ws, {"action": "connection_info"})
             stored = await call(ws, {"action": "remember_user", "data": {"user": "alice"}})
@@ -655,7 +668,8 @@ def test_connection_state_persists(gateway):
     assert c1["remoteIP"] == "127.0.0.1"
     assert c1["remotePort"] == port
     assert isinstance(c1["id"], str) and c1["id"]
-    assert abs(c1["connectedAt"] / 1000.0 - time.time()) < 60, "connectedAt is ms since epoch"
+    # ms since the epoch, taken while the connection opened (whole ms, rounded down)
+    assert int(before * 1000) - 1 <= c1["connectedAt"] <= after * 1000 + 1, (before, c1, after)
     assert c1["hasRawConnection"] is True and c1["path"] == "/ws", c1
     headers = {k.lower(): v for k, v in c1["headers"].items()}
     assert headers.get("host") == "127.0.0.1:%d" % gateway.port, c1["headers"]
@@ -680,15 +694,17 @@ def test_connection_middleware_create_and_destroy(gateway):
             created = gateway.wait_for_log(r"connLogger create id=%s ctype=websocket"
                                            % re.escape(str(env["data"]["id"])), timeout=3,
                                            since=offset)
-            destroyed_early = gateway.wait_for_log(r"connLogger destroy id=%s"
-                                                   % re.escape(str(env["data"]["id"])),
-                                                   timeout=0.1, since=offset)
-            return env, created, destroyed_early
+            # Served again after that: the connection is still open, and still the same one.
+            again = await call(ws, {"action": "connection_info"})
+            destroyed_early = "connLogger destroy id=%s" % env["data"]["id"] in \
+                gateway.log_since(offset)
+            return env, created, again, destroyed_early
 
-    env, created, destroyed_early = run(go())
+    env, created, again, destroyed_early = run(go())
     cid = re.escape(str(env["data"]["id"]))
     assert created, "create middleware did not run for the websocket connection"
-    assert destroyed_early is None, "destroy ran while the connection was still open"
+    assert again["data"]["id"] == env["data"]["id"], again
+    assert not destroyed_early, "destroy ran while the connection was still open"
     assert gateway.wait_for_log(r"connLogger destroy id=%s ctype=websocket" % cid, timeout=5,
                                 since=offset), "destroy middleware did not run"
     text = gateway.log_since(offset)
@@ -772,11 +788,11 @@ def test_thousand_concurrent_connections(make_gateway):
 
     t0 = time.monotonic()
     count, answers = run(go(), timeout=50)
-    assert count >= n, "api.connections.count() with %d WebSockets open: %r" % (n, count)
+    assert count == n, "api.connections.count() with %d WebSockets open: %r" % (n, count)
     for i, env in enumerate(answers):
         assert_ok(env, "randomNumber")
         assert env["request_id"] == i, "answer went to the wrong connection"
-    assert time.monotonic() - t0 < 40
+    assert time.monotonic() - t0 < gw.bound(40)
     g.assert_serving()
 
 
@@ -791,9 +807,14 @@ def test_shutdown_lets_in_flight_ws_action_finish(make_gateway):
             offset = g.log_size()
             await send(ws, {"action": "sleepTest", "data": {"sleepDuration": 700},
                             "request_id": "slow"})
-            await asyncio.sleep(0.2)
+            # Counted as pending (with this one): the sleep is in flight.
+            info = await call(ws, {"action": "connection_info"})
+            assert info["data"]["pendingActions"] == 2, info
+            shutdown_offset = g.log_size()
             g.signal(signal.SIGTERM)
-            await asyncio.sleep(0.1)
+            assert await asyncio.to_thread(
+                g.wait_for_log, r"shutting down: waiting for 1 in-flight actions", 5,
+                shutdown_offset), g.describe()
             await send(ws, {"action": "randomNumber", "request_id": "late"})
             answers = [await recv_env(ws, 5), await recv_env(ws, 5)]
             rest = await wait_closed(ws, 8)
@@ -812,7 +833,7 @@ def test_shutdown_lets_in_flight_ws_action_finish(make_gateway):
     assert_error(by_id["late"], 503, ["the server is shutting down"])
     rc = g.wait(10)
     assert rc == 0, "exit status after SIGTERM: %r\n%s" % (rc, g.describe())
-    assert time.monotonic() - t0 < 6
+    assert time.monotonic() - t0 < gw.bound(6)
 
 
 # -- reload --------------------------------------------------------------------------------
@@ -843,15 +864,15 @@ def test_sighup_keeps_websocket_connections(make_gateway, tmp_path):
             (extra / "hup_ws.lua").write_text(HUP_ACTION)
             await send(ws, {"action": "sleepTest", "data": {"sleepDuration": 400},
                             "request_id": "inflight"})
-            await asyncio.sleep(0.1)
+            # Counted as pending (with this one): the sleep is in flight across the reload.
+            pending = await call(ws, {"action": "connection_info"})
+            assert pending["data"]["pendingActions"] == 2, pending
+            offset = g.log_size()
             g.signal(signal.SIGHUP)
+            assert await asyncio.to_thread(g.wait_for_log, r"reload done", 5, offset), \
+                g.describe()
             inflight = await recv_env(ws)
-            deadline = time.monotonic() + 5
-            while True:
-                added = await call(ws, {"action": "hup_ws"})
-                if added["status"] == 200 or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.05)
+            added = await call(ws, {"action": "hup_ws"})
             info = await call(ws, {"action": "connection_info"})
             return before, missing, inflight, added, info
 

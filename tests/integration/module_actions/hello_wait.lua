@@ -5,6 +5,8 @@ return {
   description = "I wait ms milliseconds in the hello C module",
   inputs = { ms = { required = true } },
   run = function(api, data, next)
+    -- The tests wait for this line to know the wait has begun.
+    api.log("helloWait waiting ms=" .. tostring(data.params.ms), "info")
     data.response.waited = api.hello.wait(tonumber(data.params.ms))
     local ok, err = pcall(api.hello.wait, "soon")
     data.response.misuse = not ok and tostring(err) or "no error"
