@@ -48,13 +48,34 @@ def redis_binary():
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_binary, tmp_path_factory):
-    """URL of a private redis-server on loopback for the whole session."""
-    server = gw.RedisServer(tmp_path_factory.mktemp("redis"), redis_binary).start()
+def redis_url(redis_binary):
+    """URL of a private redis-server on loopback TCP for the whole session."""
+    server = gw.RedisServer(redis_binary, tcp=True).start()
     try:
-        yield server.url
+        yield server.tcp_url()
     finally:
-        server.stop()
+        server.cleanup()
+
+
+@pytest.fixture
+def private_redis(redis_binary):
+    """Factory: private_redis(start=True, **RedisServer kwargs) -> gw.RedisServer. Every one made is
+    stopped by PID and its folder removed at teardown, even when the test failed midway."""
+    made = []
+
+    def make(start=True, **kw):
+        r = gw.RedisServer(redis_binary, **kw)
+        made.append(r)
+        return r.start() if start else r
+
+    yield make
+    problems = []
+    for r in made:
+        try:
+            r.cleanup()
+        except Exception as e:  # one that would not stop must not keep the others running
+            problems.append("redis-server pid %s: %r" % (r.proc and r.proc.pid, e))
+    assert not problems, problems
 
 
 def _check_teardown(g, what="gateway"):

@@ -5,12 +5,13 @@ the same way a user drives it. Every wait here is bounded; every process is stop
 """
 
 import contextlib
+import shutil
+import tempfile
+import urllib.parse
 import http.client
 import json
-import keyword
 import os
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -912,53 +913,77 @@ def resp_read(f, text=False):
 
 
 class RedisServer:
-    """A private redis-server on a free loopback port with its own data dir."""
+    """A private redis-server ('binary', from the redis_binary fixture) on a unix socket in a
+    folder of its own under /tmp (unix socket paths are short), and on a loopback TCP port
+    with 'tcp'; appendonly on, DEBUG allowed. kill() is SIGKILL; start() again reuses the
+    folder and its AOF; cleanup() stops it by PID and removes the folder. Tests get one from
+    conftest's private_redis fixture (or redis_url, the session's)."""
 
-    def __init__(self, workdir, binary="redis-server"):
-        self.workdir = str(workdir)
+    def __init__(self, binary, password=None, tcp=False, fsync_always=False):
         self.binary = binary
-        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="gwr-", dir="/tmp")
+        self.sock = os.path.join(self.dir, "redis.sock")
+        self.log_path = os.path.join(self.dir, "redis.log")
+        self.password = password
+        self.fsync_always = fsync_always
+        self.tcp = tcp
+        self.port = free_port() if tcp else 0
         self.proc = None
-        self.log_path = os.path.join(self.workdir, "redis.log")
+        self.starts = 0
 
-    @property
-    def url(self):
-        return "redis://127.0.0.1:%d/0" % self.port
+    def url(self, db=0, password=None, user=None):
+        q = "unix://%s?db=%d" % (self.sock, db)
+        if user:
+            q += "&user=" + urllib.parse.quote(user, safe="")
+        if password:
+            q += "&password=" + urllib.parse.quote(password, safe="")
+        return q
 
-    def start(self, timeout=START_TIMEOUT, attempts=5):
-        """Start it and wait (bounded) for PING; a port taken meanwhile by another process
-        (free_port() races) is retried on a new port."""
-        for i in range(attempts):
+    def start(self, timeout=START_TIMEOUT, keep_port=False):
+        """Start it and wait (bounded) for PING. On its first start a TCP port that another
+        process took meanwhile (free_port() races) is retried on a new port, unless
+        'keep_port' (a gateway already has it); a restart keeps its port."""
+        retry = self.starts == 0 and self.tcp and not keep_port
+        self.starts += 1
+        for attempt in range(5 if retry else 1):
             try:
                 return self._start(timeout)
             except PortInUse:
-                if i == attempts - 1:
+                if not retry or attempt == 4:
                     raise
                 self.port = free_port()
 
     def _start(self, timeout):
         cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-               "--dir", self.workdir, "--appendonly", "yes", "--save", "",
-               "--logfile", self.log_path, "--daemonize", "no"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     stdin=subprocess.DEVNULL)
+               "--unixsocket", self.sock, "--unixsocketperm", "700", "--dir", self.dir,
+               "--appendonly", "yes", "--save", "", "--daemonize", "no",
+               "--logfile", self.log_path, "--enable-debug-command", "yes"]
+        if self.password:
+            cmd += ["--requirepass", self.password]
+        if self.fsync_always:
+            cmd += ["--appendfsync", "always"]
+        log_offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                log = self.log_text()
-                error = PortInUse if "Address already in use" in log else AssertionError
-                raise error("redis-server exited with %s\n%s" % (self.proc.returncode, log[-2000:]))
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    r, _, _ = select.select([s], [], [], 1.0)
-                    if r and s.recv(64).startswith(b"+PONG"):
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    log = self.log_text()[log_offset:]
+                    error = PortInUse if "Address already in use" in log else AssertionError
+                    raise error("redis-server exited with %s\n%s"
+                                % (self.proc.returncode, log[-2000:]))
+                try:
+                    if self.command("PING") == "PONG":
                         return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError("redis-server did not answer PING within %.0f s" % timeout)
+                except (OSError, ConnectionError):
+                    pass
+                time.sleep(0.02)
+            raise AssertionError("redis-server did not answer PING within %.0f s\n%s"
+                                 % (timeout, self.log_text()[-2000:]))
+        except BaseException:
+            self.kill()  # a failed start leaves no process behind
+            raise
 
     def log_text(self):
         try:
@@ -967,14 +992,75 @@ class RedisServer:
         except OSError:
             return ""
 
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            s.connect(self.sock)
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    def command(self, *args, db=0, user=None):
+        """Run one command on a connection of its own (AUTH and SELECT first) -> the reply;
+        an error reply is returned as a RuntimeError."""
+        with self.connect() as s:
+            f = s.makefile("rb")
+            if self.password:
+                s.sendall(resp_encode("AUTH", self.password) if not user else resp_encode("AUTH", *user))
+                resp_read(f)
+            if db:
+                s.sendall(resp_encode("SELECT", db))
+                resp_read(f)
+            s.sendall(resp_encode(*args))
+            return resp_read(f)
+
+    def info(self, section):
+        """INFO <section> as a dict of strings."""
+        text = self.command("INFO", section)
+        text = text.decode() if isinstance(text, bytes) else text
+        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+    def wait_blocked(self, n, timeout=None):
+        """Wait (bounded) until exactly 'n' clients are blocked in Redis (BLPOP waiting)."""
+        timeout = timeout or bound(5)
+        deadline = time.monotonic() + timeout
+        while True:
+            blocked = int(self.info("clients")["blocked_clients"])
+            if blocked == n:
+                return
+            assert time.monotonic() < deadline, \
+                "%d clients blocked in Redis after %.1f s, expected %d" % (blocked, timeout, n)
+            time.sleep(0.02)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
     def stop(self):
+        """A clean shutdown (SIGTERM): Redis writes and syncs its AOF first."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=STOP_TIMEOUT)
+            self.proc.wait(timeout=10)
+
+    def cleanup(self):
+        """Stop it by PID (SIGTERM, then SIGKILL) and remove its folder, whatever happens."""
+        try:
+            if self.proc and self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=10)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def tcp_url(self, db=0):
+        assert self.tcp, "started without tcp=True"
+        return "redis://127.0.0.1:%d/%d" % (self.port, db)
 
 
 # --------------------------------------------------------------------------------------

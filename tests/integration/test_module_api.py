@@ -19,7 +19,7 @@ import time
 import pytest
 
 import gateway as gw
-from test_redis import private_redis  # noqa: F401 (fixture)
+
 
 pytestmark = pytest.mark.asan
 
@@ -187,7 +187,7 @@ def writes_paused(sock):
         assert command("CLIENT", "UNPAUSE") == "OK"
 
 
-def test_redis_timeout_through_a_module(make_gateway, tmp_path, private_redis, probe_so):  # noqa: F811
+def test_redis_timeout_through_a_module(make_gateway, tmp_path, private_redis, probe_so):
     r = private_redis()
     g = make_gateway(config=_config(tmp_path, r.url(), [_probe(probe_so)],
                                     redis={"url": r.url(), "commandTimeout": 400}))

@@ -19,7 +19,7 @@ import pytest
 
 import gateway as gw
 from test_module_api import writes_paused
-from test_redis import private_redis  # noqa: F401 (fixture)
+
 
 pytestmark = pytest.mark.asan
 
@@ -217,7 +217,7 @@ def test_not_global_limits_only_actions_listing_it(make_gateway, tmp_path, redis
 # -- Redis unreachable or slow ------------------------------------------------------------
 
 def test_fail_open_while_redis_is_down(make_gateway, tmp_path, ratelimit_so, prefix,
-                                       private_redis):  # noqa: F811
+                                       private_redis):
     redis = private_redis(start=False)  # its unix socket, not listening yet
     g = make_gateway(config=_config(tmp_path, None, {
         "capacity": 1, "refillPerSecond": 0.1, "prefix": prefix},

@@ -4,21 +4,16 @@ faults: Redis killed and restarted, down at startup, stalled (DEBUG SLEEP), clie
 while their command is in flight, AUTH/SELECT, shutdown with a command in flight.
 
 The fixture actions live in redis_actions/. Basic tests share the session's redis-server
-(`redis_url`); fault tests start a private one (UnixRedis) they may kill."""
+(`redis_url`); fault tests start a private one (conftest's private_redis) they may kill."""
 
 import asyncio
 import json
 import os
 import re
 import select
-import shutil
-import signal
 import socket
-import subprocess
-import tempfile
 import threading
 import time
-import urllib.parse
 import uuid
 
 import pytest
@@ -28,175 +23,6 @@ import gateway as gw
 HERE = os.path.dirname(os.path.abspath(__file__))
 REDIS_ACTIONS = os.path.join(HERE, "redis_actions")
 ACTIONS = [gw.EXAMPLE_ACTIONS, gw.TEST_ACTIONS, REDIS_ACTIONS]
-
-
-# -- a private redis-server on a unix socket (and optionally a TCP port) ---------------------
-
-class UnixRedis:
-    """redis-server ('binary', from the redis_binary fixture) with its own folder under /tmp
-    (unix socket paths are short), appendonly on, DEBUG allowed. kill() is SIGKILL; start()
-    again reuses the folder and its AOF. Made through the private_redis fixture, which stops
-    it by PID and removes its folder whatever the test did."""
-
-    def __init__(self, binary, password=None, tcp=False, fsync_always=False):
-        self.binary = binary
-        self.dir = tempfile.mkdtemp(prefix="gwr-", dir="/tmp")
-        self.sock = os.path.join(self.dir, "redis.sock")
-        self.log_path = os.path.join(self.dir, "redis.log")
-        self.password = password
-        self.fsync_always = fsync_always
-        self.tcp = tcp
-        self.port = gw.free_port() if tcp else 0
-        self.proc = None
-        self.starts = 0
-
-    def url(self, db=0, password=None, user=None):
-        q = "unix://%s?db=%d" % (self.sock, db)
-        if user:
-            q += "&user=" + urllib.parse.quote(user, safe="")
-        if password:
-            q += "&password=" + urllib.parse.quote(password, safe="")
-        return q
-
-    def start(self, timeout=gw.START_TIMEOUT, keep_port=False):
-        """Start it and wait (bounded) for PING. On its first start a TCP port that another
-        process took meanwhile (free_port() races) is retried on a new port, unless
-        'keep_port' (a gateway already has it); a restart keeps its port."""
-        retry = self.starts == 0 and self.tcp and not keep_port
-        self.starts += 1
-        for attempt in range(5 if retry else 1):
-            try:
-                return self._start(timeout)
-            except gw.PortInUse:
-                if not retry or attempt == 4:
-                    raise
-                self.port = gw.free_port()
-
-    def _start(self, timeout):
-        cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-               "--unixsocket", self.sock, "--unixsocketperm", "700", "--dir", self.dir,
-               "--appendonly", "yes", "--save", "", "--daemonize", "no",
-               "--logfile", self.log_path, "--enable-debug-command", "yes"]
-        if self.password:
-            cmd += ["--requirepass", self.password]
-        if self.fsync_always:
-            cmd += ["--appendfsync", "always"]
-        log_offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    log = self.log_text()[log_offset:]
-                    error = gw.PortInUse if "Address already in use" in log else AssertionError
-                    raise error("redis-server exited with %s\n%s"
-                                % (self.proc.returncode, log[-2000:]))
-                try:
-                    if self.command("PING") == "PONG":
-                        return self
-                except (OSError, ConnectionError):
-                    pass
-                time.sleep(0.02)
-            raise AssertionError("redis-server did not answer PING within %.0f s\n%s"
-                                 % (timeout, self.log_text()[-2000:]))
-        except BaseException:
-            self.kill()  # a failed start leaves no process behind
-            raise
-
-    def log_text(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(5)
-        try:
-            s.connect(self.sock)
-        except BaseException:
-            s.close()
-            raise
-        return s
-
-    def command(self, *args, db=0, user=None):
-        """Run one command on a connection of its own (AUTH and SELECT first) -> the reply;
-        an error reply is returned as a RuntimeError."""
-        with self.connect() as s:
-            f = s.makefile("rb")
-            if self.password:
-                s.sendall(gw.resp_encode("AUTH", self.password) if not user else gw.resp_encode("AUTH", *user))
-                gw.resp_read(f)
-            if db:
-                s.sendall(gw.resp_encode("SELECT", db))
-                gw.resp_read(f)
-            s.sendall(gw.resp_encode(*args))
-            return gw.resp_read(f)
-
-    def info(self, section):
-        """INFO <section> as a dict of strings."""
-        text = self.command("INFO", section)
-        text = text.decode() if isinstance(text, bytes) else text
-        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-
-    def wait_blocked(self, n, timeout=None):
-        """Wait (bounded) until exactly 'n' clients are blocked in Redis (BLPOP waiting)."""
-        timeout = timeout or gw.bound(5)
-        deadline = time.monotonic() + timeout
-        while True:
-            blocked = int(self.info("clients")["blocked_clients"])
-            if blocked == n:
-                return
-            assert time.monotonic() < deadline, \
-                "%d clients blocked in Redis after %.1f s, expected %d" % (blocked, timeout, n)
-            time.sleep(0.02)
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self):
-        """A clean shutdown (SIGTERM): Redis writes and syncs its AOF first."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-    def cleanup(self):
-        """Stop it by PID (SIGTERM, then SIGKILL) and remove its folder, whatever happens."""
-        try:
-            if self.proc and self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=10)
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture
-def private_redis(redis_binary):
-    """Factory: private_redis(start=True, **UnixRedis kwargs) -> UnixRedis. Every one made is
-    stopped by PID and its folder removed at teardown, even when the test failed midway."""
-    made = []
-
-    def make(start=True, **kw):
-        r = UnixRedis(redis_binary, **kw)
-        made.append(r)
-        return r.start() if start else r
-
-    yield make
-    problems = []
-    for r in made:
-        try:
-            r.cleanup()
-        except Exception as e:  # one that would not stop must not keep the others running
-            problems.append("redis-server pid %s: %r" % (r.proc and r.proc.pid, e))
-    assert not problems, problems
 
 
 def redis_config(url, **redis):

@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 import gateway as gw
-from test_redis import private_redis  # noqa: F401 (a fixture: a private redis-server)
+
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESOURCES = os.path.join(HERE, "resource_actions")
