@@ -59,9 +59,8 @@ end
 -- Decode one message: the message table, or nil, an error text and what of the
 -- envelope (action, route, request id) could be read.
 function M.parse(rt, text)
-  if not core.utf8_valid(text) then return nil, "invalid JSON", {} end
-  local ok, msg = pcall(rt.json.decode, text)
-  if not ok or type(msg) ~= "table" or text:match("^%s*%[") then return nil, "invalid JSON", {} end
+  local msg = processor.decode(rt, text)
+  if type(msg) ~= "table" or text:match("^%s*%[") then return nil, "invalid JSON", {} end
   local null = rt.json.null
   local reply = {}
   if msg.request_id ~= nil then

@@ -283,6 +283,30 @@ function P.abort(data, status, message)
   return P.finish(data)
 end
 
+-- Does a decoded JSON value hold a number JSON cannot carry (inf from `1e999`, or from an
+-- integer of 309+ digits)? Such a number would be sent back as null.
+local LONG_DIGITS = string.rep("%d", 309)
+local function hasNonFinite(v)
+  if type(v) == "number" then return v ~= v or v == math.huge or v == -math.huge end
+  if type(v) == "table" then
+    for _, x in pairs(v) do
+      if hasNonFinite(x) then return true end
+    end
+  end
+  return false
+end
+
+-- A request's JSON text (a web body, a WebSocket or TCP message) decoded, or nil when it
+-- is not UTF-8, not JSON, or holds a number out of a double's range; the transports
+-- answer 400 for nil. Only a text with an exponent or a long run of digits is walked.
+function P.decode(rt, text)
+  if not core.utf8_valid(text) then return nil end
+  local ok, value = pcall(rt.json.decode, text)
+  if not ok then return nil end
+  if (text:find("%d[eE]") or text:find(LONG_DIGITS)) and hasNonFinite(value) then return nil end
+  return value
+end
+
 -- The JSON text of an answer, or nil (and a log line saying why) when it cannot be
 -- encoded; the transports render with it.
 function P.encode(rt, value)

@@ -109,19 +109,6 @@ local function parseMultipart(body, contentType)
   return params
 end
 
--- Does a decoded JSON value hold a number JSON cannot carry (inf from `1e999`, or from an
--- integer of 309+ digits)? Such a number would be sent back as null.
-local LONG_DIGITS = string.rep("%d", 309)
-local function hasNonFinite(v)
-  if type(v) == "number" then return v ~= v or v == math.huge or v == -math.huge end
-  if type(v) == "table" then
-    for _, x in pairs(v) do
-      if hasNonFinite(x) then return true end
-    end
-  end
-  return false
-end
-
 -- A form body with a `%` not followed by two hex digits (browsers always escape `%`).
 local function badEscape(body)
   return body:find("%", 1, true) ~= nil and body:gsub("%%%x%x", ""):find("%", 1, true) ~= nil
@@ -137,12 +124,8 @@ local function bodyParams(rt, ctx)
   local looksJson = mt == "application/json" or mt:match("%+json$")
     or (mt == "" and body:match("^%s*[%[{]"))
   if looksJson then
-    if not core.utf8_valid(body) then return nil, "invalid JSON body" end
-    local ok, value = pcall(rt.json.decode, body)
-    if not ok then return nil, "invalid JSON body" end
-    if (body:find("%d[eE]") or body:find(LONG_DIGITS)) and hasNonFinite(value) then
-      return nil, "invalid JSON body"
-    end
+    local value = processor.decode(rt, body)
+    if value == nil then return nil, "invalid JSON body" end
     if value == rt.json.null then return {} end
     if type(value) == "table" and not body:match("^%s*%[") then return value end
     return { payload = value }

@@ -153,6 +153,9 @@ def test_bad_json_line_is_400(client):
     assert_error(env, 400, ["data must be a JSON object"])
     client.send_line(b'{"action": "echo_params", "a": "\xff"}')
     assert_error(client.read_json(), 400, ["invalid JSON"])
+    # A number beyond a double's range would reach the action as null (and be sent back so).
+    env = client.call('{"action": "echo_params", "data": {"a": -1e400}}')
+    assert_error(env, 400, ["invalid JSON"])
     assert_ok(client.call('{"action": "randomNumber"}'), "randomNumber")
 
 

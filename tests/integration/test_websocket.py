@@ -365,6 +365,9 @@ BAD_MESSAGES = [
     ("string", '"randomNumber"', "invalid JSON"),
     ("null", "null", "invalid JSON"),
     ("empty", "", "invalid JSON"),
+    # A number beyond a double's range would reach the action as null (and be sent back so).
+    ("huge-number", '{"action": "echo_params", "data": {"a": 1e999}}', "invalid JSON"),
+    ("huge-integer", '{"action": "echo_params", "a": [%s]}' % ("9" * 400), "invalid JSON"),
     ("no-action", '{"data": {"a": 1}}', "action is required"),
     ("number-action", '{"action": 5}', "action is required"),
     ("object-action", '{"action": {"name": "randomNumber"}}', "action is required"),
