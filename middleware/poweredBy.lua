@@ -1,4 +1,5 @@
--- A global middleware: every web answer names the gateway in a response header.
+-- A global middleware: every web answer of an action that succeeded names the gateway in a
+-- response header (postProcessors are skipped when an action fails, SPEC §3.2).
 return {
   name = "poweredBy",
   global = true,
