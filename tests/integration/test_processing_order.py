@@ -337,9 +337,20 @@ def test_scrubbing_keeps_reserved_params_web(g):
 
 @pytest.mark.parametrize("transport", ["ws", "tcp"])
 def test_scrubbing_keeps_reserved_params_persistent(g, transport):
-    # A message's own `action` key is not a param on these transports (the web sets
-    # params.action); one sent among the params is kept like the other reserved names.
-    data = dict(RESERVED_PARAMS, action="echo_params")
-    [env] = gw.exchange(g, transport, [{"action": "echo_params", "data": data}])
+    # As on the web, params.action names the action the message runs, whatever `action`
+    # the data carried.
+    plain = dict(RESERVED_PARAMS)
+    other = dict(RESERVED_PARAMS, action="somethingElse")
+    envs = gw.exchange(g, transport, [{"action": "echo_params", "data": plain},
+                                      {"action": "echo_params", "data": other}])
+    for env in envs:
+        assert env["status"] == 200, env
+        assert_reserved_kept(env["data"]["params"])
+
+
+def test_tcp_verb_action_sets_params_action(g):
+    with g.line_client() as c:
+        assert c.call("paramAdd a=declared")["status"] == "OK"
+        env = c.call("echo_params")
     assert env["status"] == 200, env
-    assert_reserved_kept(env["data"]["params"])
+    assert env["data"]["params"]["action"] == "echo_params", env
