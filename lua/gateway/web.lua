@@ -109,6 +109,19 @@ local function parseMultipart(body, contentType)
   return params
 end
 
+-- Are the keys and values of decoded query or form params all UTF-8 (`a=%FF`), a
+-- repeated key's list included?
+local function allUtf8(params)
+  for k, v in pairs(params) do
+    if not core.utf8_valid(k) then return false end
+    if type(v) == "string" then v = { v } end
+    for _, x in ipairs(v) do
+      if not core.utf8_valid(x) then return false end
+    end
+  end
+  return true
+end
+
 -- A form body with a `%` not followed by two hex digits (browsers always escape `%`).
 local function badEscape(body)
   return body:find("%", 1, true) ~= nil and body:gsub("%%%x%x", ""):find("%", 1, true) ~= nil
@@ -131,15 +144,8 @@ local function bodyParams(rt, ctx)
     return { payload = value }
   elseif mt == "application/x-www-form-urlencoded" then
     if not core.utf8_valid(body) or badEscape(body) then return nil, "invalid form body" end
-    -- Decoded keys and values must be UTF-8 too (`a=%FF`), a repeated key's list as well.
     local params = core.parse_query(body)
-    for k, v in pairs(params) do
-      if not core.utf8_valid(k) then return nil, "invalid form body" end
-      if type(v) == "string" then v = { v } end
-      for _, x in ipairs(v) do
-        if not core.utf8_valid(x) then return nil, "invalid form body" end
-      end
-    end
+    if not allUtf8(params) then return nil, "invalid form body" end
     return params
   elseif mt == "multipart/form-data" then
     local params = parseMultipart(body, ct)
@@ -256,11 +262,7 @@ function W.handle(rt, ctx)
 
   local query = queryParams(ctx.args)
   ctx.query = query
-  for _, v in pairs(query) do
-    if type(v) == "string" and not core.utf8_valid(v) then
-      return plainError(rt, 400, "invalid query string", ctx)
-    end
-  end
+  if not allUtf8(query) then return plainError(rt, 400, "invalid query string", ctx) end
   local params = {}
   for k, v in pairs(query) do params[k] = v end
   if method ~= "GET" and method ~= "HEAD" then

@@ -326,6 +326,8 @@ ODD_QUERIES = [
     ("a=x%00y", 200, {"a": "x\x00y"}, LWS_DROPS_NUL, LWS_DROPS_NUL),
     ("=&&==&a", 200, {"a": ""}, None, None),
     ("a=%FF%FE", 400, "invalid query string", None, None),
+    ("a=1&a=%C3", 400, "invalid query string", None, None),
+    ("%FF=1", 400, "invalid query string", None, None),
     ("a[]=1&a[]=2", 200, {"a[]": ["1", "2"]}, None, None),
     ("&&&", 200, {}, None, LWS_SLASH_PARAM),
     ("", 200, {}, None, LWS_SLASH_PARAM),
