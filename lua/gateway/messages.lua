@@ -97,10 +97,9 @@ function M.run(rt, ctx, transport, msg)
   end
   local extra = { route = msg.route, onData = function(d) ctx.data = d end }
   local params = msg.params
-  -- As on the web (and in ActionHero), params.action names the action a message runs;
-  -- with a route, the handler chooses it.
-  if msg.route == "" then params.action = msg.action end
-  if msg.route ~= "" then
+  if msg.route == "" then
+    params.action = msg.action -- as on the web (and in ActionHero)
+  else
     local action, routeParams, pattern, named = handlers.resolve(rt.reg.handlerIndex, msg.route, msg.action)
     if not action then
       local message, status = routeParams, pattern
