@@ -5,18 +5,18 @@ the same way a user drives it. Every wait here is bounded; every process is stop
 """
 
 import contextlib
-import shutil
-import tempfile
-import urllib.parse
 import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
+import urllib.parse
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -218,6 +218,20 @@ def bound(seconds):
     """A wall-clock bound for "this takes at most about 'seconds'", scaled by _scale().
     Use it for upper bounds on elapsed time; lower bounds (a sleep really slept) need none."""
     return seconds * SCALE
+
+
+def lws_limit(what):
+    """A strict xfail for something libwebsockets 4.1 (today's HTTP layer) does before the
+    gateway sees the request: the test states what SPEC asks, and turns into a failure to
+    look at the day the layer changes (README, Known limits; issue #12 replaces it)."""
+    import pytest  # only the tests need it
+    return pytest.mark.xfail(strict=True, reason="libwebsockets 4.1 %s (README, Known limits; "
+                                                 "issue #12 replaces the HTTP layer)" % what)
+
+
+# The path arrives decoded: "+" is already a space and %2F already a "/".
+LWS_DECODES_PATH = lws_limit("decodes the path before the gateway sees it: '+' becomes a space "
+                             "and %2F a '/'")
 
 
 # --------------------------------------------------------------------------------------
@@ -1048,13 +1062,10 @@ class RedisServer:
     def cleanup(self):
         """Stop it by PID (SIGTERM, then SIGKILL) and remove its folder, whatever happens."""
         try:
-            if self.proc and self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=10)
+            try:
+                self.stop()
+            except subprocess.TimeoutExpired:
+                self.kill()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -23,10 +23,7 @@ pytestmark = pytest.mark.asan
 JSON_TYPE = "application/json; charset=utf-8"
 
 
-def _lws(what):
-    """A strict xfail for a request libwebsockets 4.1 mishandles before the gateway sees it."""
-    return pytest.mark.xfail(strict=True, reason="libwebsockets 4.1 %s (issue #12 replaces the "
-                                                 "HTTP layer)" % what)
+_lws = gw.lws_limit
 
 
 LWS_403 = _lws("answers a request line it cannot parse with its own HTML 403 page")
@@ -136,9 +133,8 @@ def test_client_closes_during_action(gateway, path, action):
     _assert_closed_cleanly(gateway)
 
 
-@pytest.mark.xfail(strict=True, reason="libwebsockets 4.1 does not report a client's close "
-                   "while its answer is pending, so the action runs on to its end (issue #12 "
-                   "replaces the HTTP layer)")
+@_lws("does not report a client's close while its answer is pending, so the action runs on "
+      "to its end")
 def test_client_close_cancels_the_action(gateway):
     # gw_http.c: "A request whose client goes away cancels its call"; SPEC §8: closing a
     # connection cancels its pending actions' waits. never_next would time out after 1 s;

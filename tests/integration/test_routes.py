@@ -106,12 +106,7 @@ def test_params_are_url_decoded(g):
     assert body["params"]["a"] == "a+b" and body["params"]["b"] == "AB", body
 
 
-# Known limit of libwebsockets 4.1 (README "Known limits of the HTTP layer"): the path
-# arrives decoded, so "+" is already a space and %2F already a "/". Pinned, as the README says.
-LWS_DECODES_PATH = pytest.mark.xfail(
-    strict=True, reason="libwebsockets 4.1 decodes the path before the gateway sees it: '+' "
-                        "becomes a space and %2F a '/' (README, Known limits; issue #12 replaces "
-                        "the HTTP layer)")
+LWS_DECODES_PATH = gw.LWS_DECODES_PATH
 
 
 @LWS_DECODES_PATH

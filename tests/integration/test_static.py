@@ -114,15 +114,8 @@ def site(gateway):
     return _SITES[public]
 
 
-def _lws(what):
-    """A strict xfail for what libwebsockets 4.1 does to a path before the gateway sees it."""
-    return pytest.mark.xfail(strict=True, reason="libwebsockets 4.1 %s (README, Known limits; "
-                                                 "issue #12 replaces the HTTP layer)" % what)
-
-
-# The same known limit as test_routes.LWS_DECODES_PATH.
-LWS_DECODES_PATH = _lws("decodes the path before the gateway sees it: '+' becomes a space and "
-                        "%2F a '/'")
+_lws = gw.lws_limit
+LWS_DECODES_PATH = gw.LWS_DECODES_PATH
 LWS_FOLDS_PATH = _lws("folds '/a/../' in the path, so a path that leaves /public reaches the "
                       "gateway as one outside it (the /api 404)")
 LWS_DROPS_NUL = _lws("drops the connection for a %00 that follows other characters of a path "

@@ -549,8 +549,7 @@ def test_upgrade_on_wrong_path_refused(gateway, path):
     gateway.assert_serving()
 
 
-@pytest.mark.xfail(strict=True, reason="an upgrade request on another path is closed without "
-                   "an answer by the libwebsockets 4.1 HTTP layer (issue #12)")
+@gw.lws_limit("closes an upgrade request on another path without an answer")
 @pytest.mark.parametrize("path, status", [("/nope", 404), ("/ws/extra", 404), ("/", 404),
                                           ("/api/randomNumber", 200)])
 def test_upgrade_on_wrong_path_gets_the_plain_http_answer(gateway, path, status):
