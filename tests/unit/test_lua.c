@@ -784,17 +784,24 @@ static int load_failing_at(struct fixture *f, long n) {
     return loaded;
 }
 
+/* The examples loaded on a state whose memory comes from oom_alloc with 'o'
+ * (nothing refused yet). */
+static struct fixture *oom_examples_state(struct oom *o) {
+    struct fixture *f = make_examples_dir();
+    struct gw_config_overrides ov = {NULL, -1, -1, NULL, NULL};
+    f->g = gw_lua_new_alloc(oom_alloc, o, &f->loop, f->config, &ov, &f->cfg, f->err, sizeof f->err);
+    if (!f->g) fail_msg("gw_lua_new_alloc: %s", f->err);
+    return f;
+}
+
 /* Loading the examples with the Nth allocation refused, and every one
  * after it, for N = 1.. up to all the load makes: every N below 1000, then
  * every GW_OOM_STEP-th (make test-unit-asan: 3; 1 tries them all, in a
  * minute or two), by default a sample of a few hundred. */
 static void test_oom_loading(void **state) {
     (void)state;
-    struct fixture *f = make_examples_dir();
-    struct gw_config_overrides ov = {NULL, -1, -1, NULL, NULL};
     struct oom o = {0, 0, 0, 0, 0};
-    f->g = gw_lua_new_alloc(oom_alloc, &o, &f->loop, f->config, &ov, &f->cfg, f->err, sizeof f->err);
-    if (!f->g) fail_msg("gw_lua_new_alloc: %s", f->err);
+    struct fixture *f = oom_examples_state(&o);
     long total = o.count;
     assert_state_works(f, 0);
     gw_lua_free(f->g);
@@ -829,11 +836,8 @@ static void test_oom_loading(void **state) {
  * nothing pending, and the next request answered right. */
 static void test_oom_running_an_action(void **state) {
     (void)state;
-    struct fixture *f = make_examples_dir();
-    struct gw_config_overrides ov = {NULL, -1, -1, NULL, NULL};
     struct oom o = {0, 0, 0, 0, 0};
-    f->g = gw_lua_new_alloc(oom_alloc, &o, &f->loop, f->config, &ov, &f->cfg, f->err, sizeof f->err);
-    if (!f->g) fail_msg("gw_lua_new_alloc: %s", f->err);
+    struct fixture *f = oom_examples_state(&o);
     /* A hundred failing requests each log an error and an action line: keep the
      * test's output to its own findings. */
     int log_level = gw_log_get_level();
