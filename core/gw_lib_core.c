@@ -86,6 +86,26 @@ static int core_utf8_valid(lua_State *L) {
     return 1;
 }
 
+/* core.json_may_overflow(text) -> boolean: may this JSON text hold a
+ * number beyond a double's range? True for a digit followed by an exponent
+ * or for a run of 309 digits or more; the caller then walks the decoded
+ * value. One byte scan, so every request's JSON can afford it. */
+static int core_json_may_overflow(lua_State *L) {
+    size_t len, run = 0; /* digits in a row */
+    const char *s = luaL_checklstring(L, 1, &len);
+    int found = 0;
+    for (size_t i = 0; i < len && !found; i++) {
+        if (s[i] >= '0' && s[i] <= '9') {
+            found = ++run >= 309;
+        } else {
+            found = run > 0 && (s[i] == 'e' || s[i] == 'E');
+            run = 0;
+        }
+    }
+    lua_pushboolean(L, found);
+    return 1;
+}
+
 /* core.readdir(path) -> { {name=, dir=bool}, ... } sorted by name | nil, err */
 static int cmp_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -263,7 +283,8 @@ static int core_random_id(lua_State *L) {
 static const luaL_Reg core_funcs[] = {
     {"now_ms", core_now_ms},         {"wall_ms", core_wall_ms},
     {"parse_query", core_parse_query}, {"url_decode", core_url_decode},
-    {"utf8_valid", core_utf8_valid}, {"readdir", core_readdir},
+    {"utf8_valid", core_utf8_valid}, {"json_may_overflow", core_json_may_overflow},
+    {"readdir", core_readdir},
     {"is_dir", core_is_dir},         {"mime_type", core_mime_type},
     {"log", core_log},               {"log_enabled", core_log_enabled},
     {"random_id", core_random_id},

@@ -285,7 +285,6 @@ end
 
 -- Does a decoded JSON value hold a number JSON cannot carry (inf from `1e999`, or from an
 -- integer of 309+ digits)? Such a number would be sent back as null.
-local LONG_DIGITS = string.rep("%d", 309)
 local function hasNonFinite(v)
   if type(v) == "number" then return v ~= v or v == math.huge or v == -math.huge end
   if type(v) == "table" then
@@ -303,7 +302,7 @@ function P.decode(rt, text)
   if not core.utf8_valid(text) then return nil end
   local ok, value = pcall(rt.json.decode, text)
   if not ok then return nil end
-  if (text:find("%d[eE]") or text:find(LONG_DIGITS)) and hasNonFinite(value) then return nil end
+  if core.json_may_overflow(text) and hasNonFinite(value) then return nil end
   return value
 end
 

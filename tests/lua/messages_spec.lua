@@ -73,6 +73,9 @@ describe("messages.parse", function()
     { '{"action": ""}', "action is required" },
     { '{"action":"a","data":"x"}', "data must be a JSON object" },
     { '{"action":"a","data":[1]}', "data must be a JSON object" },
+    { '{"action":"a","data":{"n":1e999}}', "invalid JSON" },
+    { '{"action":"a","data":{"n":-1E400}}', "invalid JSON" },
+    { '{"action":"a","n":[' .. string.rep("9", 309) .. ']}', "invalid JSON" },
   }
   for _, case in ipairs(bad) do
     it("rejects " .. case[1] .. " with '" .. case[2] .. "'", function()
@@ -81,6 +84,14 @@ describe("messages.parse", function()
       assert.equal(case[2], err)
     end)
   end
+
+  it("accepts numbers a double holds, and exponents or digits inside strings", function()
+    local msg = assert(messages.parse(rt, '{"action":"a","x":1e308,"y":"1e999","z":"'
+      .. string.rep("9", 400) .. '","w":' .. string.rep("9", 308) .. '}'))
+    assert.equal(1e308, msg.params.x)
+    assert.equal("1e999", msg.params.y)
+    assert.equal(400, #msg.params.z)
+  end)
 
   it("keeps the request id of a message it rejects", function()
     local _, _, reply = messages.parse(rt, '{"request_id":"q","route":"x"}')
