@@ -1,5 +1,7 @@
-/* See gw_listen.h. Several workers may poll the same inherited socket: the
- * kernel gives each connection to one accept(); the others get EAGAIN. */
+/* See gw_listen.h. Workers either listen on sockets of their own in one
+ * SO_REUSEPORT group (the kernel spreads connections over them) or poll one
+ * inherited socket (the kernel gives each connection to one accept(); the
+ * others get EAGAIN). */
 #include "gw_listen.h"
 #include "gw.h"
 #include "gw_log.h"
@@ -14,7 +16,12 @@
 
 #define ACCEPT_PAUSE_MS 100
 
-int gw_listen_open(const char *host, int port, char *err, size_t errlen) {
+#define BACKLOG 4096
+#define OPT_REUSEPORT 1 /* join the port's SO_REUSEPORT group */
+#define OPT_LISTEN 2
+#define NO_REUSEPORT (-2) /* bind_socket: setsockopt(SO_REUSEPORT) failed */
+
+static int bind_socket(const char *host, int port, int opts, char *err, size_t errlen) {
     struct addrinfo hints, *ai = NULL;
     char ps[16];
     memset(&hints, 0, sizeof hints);
@@ -33,7 +40,13 @@ int gw_listen_open(const char *host, int port, char *err, size_t errlen) {
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+    if ((opts & OPT_REUSEPORT) && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        gw_fmt(err, errlen, "SO_REUSEPORT: %s", strerror(errno));
+        close(fd);
+        freeaddrinfo(ai);
+        return NO_REUSEPORT;
+    }
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || ((opts & OPT_LISTEN) && listen(fd, BACKLOG) != 0)) {
         gw_fmt(err, errlen, "cannot listen on %s port %d: %s", host, port, strerror(errno));
         close(fd);
         freeaddrinfo(ai);
@@ -41,6 +54,38 @@ int gw_listen_open(const char *host, int port, char *err, size_t errlen) {
     }
     freeaddrinfo(ai);
     return fd;
+}
+
+int gw_listen_open(const char *host, int port, char *err, size_t errlen) {
+    return bind_socket(host, port, OPT_LISTEN, err, errlen);
+}
+
+int gw_listen_reserve(const char *host, int port, int *reuseport, char *err, size_t errlen) {
+    /* A plain bind first: it fails when anyone listens on the port, even
+     * another SO_REUSEPORT group of ours that a reuseport bind would join,
+     * and it turns port 0 into a real one. Both sockets have SO_REUSEADDR
+     * and neither listens, so the second bind may share the port. */
+    int probe = bind_socket(host, port, 0, err, errlen);
+    if (probe < 0) return -1;
+    int fd = bind_socket(host, gw_listen_port(probe), OPT_REUSEPORT, err, errlen);
+    if (fd == NO_REUSEPORT) { /* the probe becomes the one socket the workers share */
+        *reuseport = 0;
+        if (listen(probe, BACKLOG) != 0) {
+            gw_fmt(err, errlen, "cannot listen on %s port %d: %s", host, port, strerror(errno));
+            close(probe);
+            return -1;
+        }
+        return probe;
+    }
+    close(probe);
+    if (fd < 0) return -1;
+    *reuseport = 1;
+    return fd;
+}
+
+int gw_listen_open_reuseport(const char *host, int port, char *err, size_t errlen) {
+    int fd = bind_socket(host, port, OPT_REUSEPORT | OPT_LISTEN, err, errlen);
+    return fd < 0 ? -1 : fd;
 }
 
 int gw_listen_port(int fd) {

@@ -1,6 +1,7 @@
 /* Listening sockets the core owns: bound here (so errors are exact and
- * port 0 can be read back), shared by forked workers, and polled on the
- * loop; each accepted connection is handed to its transport. */
+ * port 0 can be read back), one per worker in a SO_REUSEPORT group or one
+ * shared by all, and polled on the loop; each accepted connection is handed
+ * to its transport. */
 #ifndef GW_LISTEN_H
 #define GW_LISTEN_H
 
@@ -11,7 +12,22 @@
  * Returns the non-blocking fd, or -1 with a reason in 'err'. */
 int gw_listen_open(const char *host, int port, char *err, size_t errlen);
 
-/* The port a listening fd is bound to. */
+/* For a master about to fork workers: check that nobody listens on 'host'
+ * and 'port' (0: any free port) and hold that address. When SO_REUSEPORT
+ * works, sets *reuseport to 1 and returns a bound socket that does NOT
+ * listen (so the kernel routes no connection to it): each worker then opens
+ * its own with gw_listen_open_reuseport() on gw_listen_port() of it. Where
+ * setsockopt(SO_REUSEPORT) fails, sets *reuseport to 0, writes why into
+ * 'err' and returns a listening socket for the workers to share. Returns -1
+ * with a reason in 'err' when the address cannot be had. */
+int gw_listen_reserve(const char *host, int port, int *reuseport, char *err, size_t errlen);
+
+/* A listening socket of this process's own in the SO_REUSEPORT group of
+ * 'host' and 'port' (a real port, as gw_listen_reserve() read it back).
+ * Returns the non-blocking fd, or -1 with a reason in 'err'. */
+int gw_listen_open_reuseport(const char *host, int port, char *err, size_t errlen);
+
+/* The port a bound fd is bound to. */
 int gw_listen_port(int fd);
 
 typedef void (*gw_accept_fn)(void *ud, int fd);
