@@ -1,6 +1,6 @@
 /* Command line (SPEC §1): parse flags, load config and actions, then run
  * one server process, or a master that forks 'workers' of them sharing the
- * listeners with SO_REUSEPORT. */
+ * listeners, and restarts those that crash. */
 #include "gw.h"
 #include "gw_config.h"
 #include "gw_listen.h"
@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static void usage(FILE *out) {
@@ -69,16 +70,40 @@ static int run_worker(const char *config, const struct gw_config_overrides *ov, 
     return rc;
 }
 
-static volatile sig_atomic_t master_signal;
-static void master_on_signal(int sig) { master_signal = sig; }
+/* A crashed worker is forked again after a delay that doubles from
+ * RESTART_MIN_MS to RESTART_MAX_MS while it keeps crashing, and starts over
+ * once a worker has lived RESTART_RESET_MS. */
+#define RESTART_MIN_MS 100
+#define RESTART_MAX_MS 5000
+#define RESTART_RESET_MS 10000
 
-/* Open the listener, fork 'n' workers that all accept on it, forward
- * SIGTERM/SIGINT/SIGHUP, restart a worker that dies unexpectedly, and exit
- * when all have stopped after a shutdown. */
+struct worker {
+    pid_t pid;         /* 0: not running */
+    double started;    /* gw_now_ms() at its fork */
+    double restart_at; /* when to fork it again */
+    int delay_ms;      /* the last restart delay; 0 before the first */
+};
+
+static void schedule_restart(struct worker *w, double now) {
+    if (w->delay_ms == 0 || now - w->started >= RESTART_RESET_MS) w->delay_ms = RESTART_MIN_MS;
+    else w->delay_ms = w->delay_ms * 2 < RESTART_MAX_MS ? w->delay_ms * 2 : RESTART_MAX_MS;
+    w->restart_at = now + w->delay_ms;
+}
+
+static void signal_workers(const struct worker *w, int n, int sig) {
+    for (int i = 0; i < n; i++)
+        if (w[i].pid) kill(w[i].pid, sig);
+}
+
+/* Open the listeners, fork 'n' workers that all accept on them, forward
+ * SIGTERM/SIGINT/SIGHUP, restart a worker that dies unexpectedly (with a
+ * backoff), and exit when all have stopped after a shutdown. Signals are
+ * blocked and taken with sigtimedwait(), so none can slip in between a
+ * check and the wait. */
 static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                       const struct gw_config *cfg) {
     char err[512];
-    int web_fd = -1, socket_fd = -1, stopping = 0, status = 0, alive = 0, printed = 0;
+    int web_fd = -1, socket_fd = -1;
     if ((cfg->web_enabled && (web_fd = gw_listen_open(cfg->web_host, cfg->web_port, err, sizeof err)) < 0) ||
         (cfg->socket_enabled &&
          (socket_fd = gw_listen_open(cfg->socket_host, cfg->socket_port, err, sizeof err)) < 0)) {
@@ -86,23 +111,33 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
         if (web_fd >= 0) close(web_fd);
         return 1;
     }
-    pid_t *pids = calloc((size_t)n, sizeof *pids);
+    struct worker *w = calloc((size_t)n, sizeof *w);
+    if (!w) gw_panic("out of memory");
     pid_t master = getpid();
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, &old);
 
-    struct sigaction sa = {0};
-    sa.sa_handler = master_on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-
+    int stopping = 0, status = 0, alive = 0, printed = 0;
     for (;;) {
+        double now = gw_now_ms(), next = -1;
         for (int i = 0; i < n && !stopping; i++) {
-            if (pids[i]) continue;
+            if (w[i].pid) continue;
+            if (w[i].restart_at > now) {
+                if (next < 0 || w[i].restart_at < next) next = w[i].restart_at;
+                continue;
+            }
             pid_t pid = fork();
             if (pid == 0) {
-                signal(SIGTERM, SIG_DFL);
-                signal(SIGINT, SIG_DFL);
-                signal(SIGHUP, SIG_DFL);
+                /* A SIGHUP forwarded while this worker still loads would kill it:
+                 * ignore it until the server takes it over. The worker loads the
+                 * files as they are now anyway. */
+                signal(SIGHUP, SIG_IGN);
+                sigprocmask(SIG_SETMASK, &old, NULL);
                 /* A master killed outright (SIGKILL, OOM killer) cannot forward a
                  * shutdown: have the kernel send it, so no worker keeps serving
                  * orphaned. A master already gone before this line is caught by
@@ -112,45 +147,60 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                 exit(run_worker(config, ov, web_fd, socket_fd, !printed));
             }
             if (pid < 0) {
-                fprintf(stderr, "gateway: fork: %s\n", strerror(errno));
-                return 1;
+                w[i].started = now; /* so that failing again doubles the delay */
+                schedule_restart(&w[i], now);
+                gw_log(GW_LOG_ERROR, "fork: %s; trying worker %d again in %d ms", strerror(errno), i,
+                       w[i].delay_ms);
+                continue;
             }
-            pids[i] = pid;
+            w[i].pid = pid;
+            w[i].started = now;
             alive++;
             printed = 1;
-        }
-        if (master_signal) {
-            int sig = master_signal;
-            master_signal = 0;
-            if (sig != SIGHUP) stopping = 1;
-            for (int i = 0; i < n; i++)
-                if (pids[i]) kill(pids[i], sig);
+            gw_log(GW_LOG_INFO, "worker %d started (pid %d)", i, (int)pid);
         }
         if (stopping && alive == 0) break;
-        int ws;
-        pid_t pid = waitpid(-1, &ws, 0);
-        if (pid < 0) {
-            if (errno == EINTR) continue;
-            break;
+
+        struct timespec ts, *timeout = NULL;
+        if (next >= 0) {
+            double ms = next - gw_now_ms();
+            if (ms < 0) ms = 0;
+            ts.tv_sec = (time_t)(ms / 1000);
+            ts.tv_nsec = (long)((ms - (double)ts.tv_sec * 1000) * 1e6);
+            timeout = &ts;
         }
-        for (int i = 0; i < n; i++) {
-            if (pids[i] != pid) continue;
-            pids[i] = 0;
-            alive--;
-            if (!stopping) {
-                gw_log(GW_LOG_ERROR, "worker %d (pid %d) exited with status %d; restarting", i,
-                       (int)pid, WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws));
-                if (WIFEXITED(ws) && WEXITSTATUS(ws) == 1) { /* startup error: do not loop */
+        int sig = sigtimedwait(&set, NULL, timeout);
+        if (sig == SIGHUP) {
+            signal_workers(w, n, SIGHUP);
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            stopping = 1;
+            signal_workers(w, n, sig);
+        }
+
+        int ws;
+        pid_t pid;
+        while ((pid = waitpid(-1, &ws, WNOHANG)) > 0) {
+            for (int i = 0; i < n; i++) {
+                if (w[i].pid != pid) continue;
+                w[i].pid = 0;
+                alive--;
+                if (stopping) break;
+                int code = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+                if (WIFEXITED(ws) && code == 1) { /* startup error: do not loop */
+                    gw_log(GW_LOG_ERROR, "worker %d (pid %d) exited with status 1; stopping", i,
+                           (int)pid);
                     stopping = 1;
                     status = 1;
-                    for (int k = 0; k < n; k++)
-                        if (pids[k]) kill(pids[k], SIGTERM);
+                    signal_workers(w, n, SIGTERM);
+                    break;
                 }
-                sleep(0);
+                schedule_restart(&w[i], gw_now_ms());
+                gw_log(GW_LOG_ERROR, "worker %d (pid %d) exited with status %d; restarting in %d ms", i,
+                       (int)pid, code, w[i].delay_ms);
             }
         }
     }
-    free(pids);
+    free(w);
     if (web_fd >= 0) close(web_fd);
     if (socket_fd >= 0) close(socket_fd);
     return status;
