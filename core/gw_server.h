@@ -10,8 +10,9 @@
 
 struct gw_server;
 
-/* Serve as the config says, on 'web_fd' and 'socket_fd' when they are
- * listening sockets shared with other workers (-1: open them here). 'print_listening' makes
+/* Serve as the config says, on 'web_fd' and 'socket_fd' when the caller
+ * opened them (a worker's own SO_REUSEPORT sockets, or sockets shared by all
+ * workers; -1: open them here). 'print_listening' makes
  * this process print the "listening ..." lines. On error returns NULL with
  * a one-line reason in 'err'. */
 struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd, int socket_fd,

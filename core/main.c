@@ -1,6 +1,7 @@
 /* Command line (SPEC §1): parse flags, load config and actions, then run
- * one server process, or a master that forks 'workers' of them sharing the
- * listeners, and restarts those that crash. */
+ * one server process, or a master that forks 'workers' of them, each with
+ * listening sockets of its own in a SO_REUSEPORT group (one shared socket
+ * where SO_REUSEPORT is unavailable), and restarts those that crash. */
 #include "gw.h"
 #include "gw_config.h"
 #include "gw_listen.h"
@@ -45,19 +46,44 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
     return GW_OK;
 }
 
-static int run_worker(const char *config, const struct gw_config_overrides *ov, int web_fd,
-                      int socket_fd, int print_listening) {
+/* A listener as the master prepared it for its workers. */
+struct listener {
+    const char *host;
+    int port;      /* the real one: port 0 resolved by the master */
+    int fd;        /* -1: not enabled */
+    int reuseport; /* 1: 'fd' only holds the address; each worker opens its own */
+};
+
+/* The listening fd a worker serves on: its own in the SO_REUSEPORT group,
+ * or the one the master shares; -1 when disabled or on error. */
+static int worker_listen(const struct listener *l, char *err, size_t errlen) {
+    if (l->fd < 0) return -1;
+    if (!l->reuseport) return l->fd;
+    return gw_listen_open_reuseport(l->host, l->port, err, errlen);
+}
+
+static int run_worker(const char *config, const struct gw_config_overrides *ov,
+                      const struct listener *web, const struct listener *sock, int print_listening) {
     char err[1024];
     struct gw_config cfg;
     uv_loop_t loop;
     uv_loop_init(&loop);
+    /* The master's reserving sockets are no business of a worker's. */
+    if (web->reuseport) close(web->fd);
+    if (sock->reuseport) close(sock->fd);
     struct gw_lua *g = gw_lua_new(&loop, config, ov, &cfg, err, sizeof err);
     if (!g) {
         fprintf(stderr, "gateway: %s\n", err);
         uv_loop_close(&loop);
         return 1;
     }
-    struct gw_server *s = gw_server_new(&loop, g, web_fd, socket_fd, print_listening, err, sizeof err);
+    /* Listen only once loaded: the kernel routes connections to a socket
+     * as soon as it listens. */
+    struct gw_server *s = NULL;
+    int web_fd = -1, socket_fd = -1;
+    if ((web->fd < 0 || (web_fd = worker_listen(web, err, sizeof err)) >= 0) &&
+        (sock->fd < 0 || (socket_fd = worker_listen(sock, err, sizeof err)) >= 0))
+        s = gw_server_new(&loop, g, web_fd, socket_fd, print_listening, err, sizeof err);
     if (!s) {
         fprintf(stderr, "gateway: %s\n", err);
         gw_lua_free(g);
@@ -68,6 +94,19 @@ static int run_worker(const char *config, const struct gw_config_overrides *ov, 
     gw_lua_free(g);
     uv_loop_close(&loop);
     return rc;
+}
+
+static int master_listen(struct listener *l, const char *host, int port, char *err, size_t errlen) {
+    l->host = host;
+    if ((l->fd = gw_listen_reserve(host, port, &l->reuseport, err, errlen)) < 0) return GW_ERR;
+    l->port = gw_listen_port(l->fd);
+    if (l->reuseport)
+        gw_log(GW_LOG_INFO, "each worker listens on %s port %d with a socket of its own (SO_REUSEPORT)",
+               host, l->port);
+    else
+        gw_log(GW_LOG_WARNING, "%s: the workers share one listening socket on %s port %d", err, host,
+               l->port);
+    return GW_OK;
 }
 
 /* A crashed worker is forked again after a delay that doubles from
@@ -95,20 +134,19 @@ static void signal_workers(const struct worker *w, int n, int sig) {
         if (w[i].pid) kill(w[i].pid, sig);
 }
 
-/* Open the listeners, fork 'n' workers that all accept on them, forward
- * SIGTERM/SIGINT/SIGHUP, restart a worker that dies unexpectedly (with a
- * backoff), and exit when all have stopped after a shutdown. Signals are
- * blocked and taken with sigtimedwait(), so none can slip in between a
- * check and the wait. */
+/* Reserve the listeners, fork 'n' workers, forward SIGTERM/SIGINT/SIGHUP,
+ * restart a worker that dies unexpectedly (with a backoff), and exit when
+ * all have stopped after a shutdown. Signals are blocked and taken with
+ * sigtimedwait(), so none can slip in between a check and the wait. */
 static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                       const struct gw_config *cfg) {
     char err[512];
-    int web_fd = -1, socket_fd = -1;
-    if ((cfg->web_enabled && (web_fd = gw_listen_open(cfg->web_host, cfg->web_port, err, sizeof err)) < 0) ||
+    struct listener web = {NULL, 0, -1, 0}, sock = {NULL, 0, -1, 0};
+    if ((cfg->web_enabled && master_listen(&web, cfg->web_host, cfg->web_port, err, sizeof err) != GW_OK) ||
         (cfg->socket_enabled &&
-         (socket_fd = gw_listen_open(cfg->socket_host, cfg->socket_port, err, sizeof err)) < 0)) {
+         master_listen(&sock, cfg->socket_host, cfg->socket_port, err, sizeof err) != GW_OK)) {
         fprintf(stderr, "gateway: %s\n", err);
-        if (web_fd >= 0) close(web_fd);
+        if (web.fd >= 0) close(web.fd);
         return 1;
     }
     struct worker *w = calloc((size_t)n, sizeof *w);
@@ -144,7 +182,7 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                  * getppid(). */
                 prctl(PR_SET_PDEATHSIG, SIGTERM);
                 if (getppid() != master) exit(0);
-                exit(run_worker(config, ov, web_fd, socket_fd, !printed));
+                exit(run_worker(config, ov, &web, &sock, !printed));
             }
             if (pid < 0) {
                 w[i].started = now; /* so that failing again doubles the delay */
@@ -201,8 +239,8 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
         }
     }
     free(w);
-    if (web_fd >= 0) close(web_fd);
-    if (socket_fd >= 0) close(socket_fd);
+    if (web.fd >= 0) close(web.fd);
+    if (sock.fd >= 0) close(sock.fd);
     return status;
 }
 
