@@ -12,6 +12,7 @@
 
 #include <lauxlib.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,7 @@ struct http_req {
     char *path;           /* kept while the body arrives */
     int head_only;
     int close_after;      /* answered early (413): do not read on */
+    int body_pending;     /* lws has not yet read all of the body */
     char *body;
     size_t body_len, body_cap;
     /* the answer */
@@ -49,6 +51,7 @@ struct http_req {
 struct gw_http_session {
     struct http_req *req;
     struct gw_static *file; /* a GET or HEAD under /<urlPathForFiles> */
+    uintptr_t headers_frame; /* stack_mark() in LWS_CALLBACK_HTTP: see read_by_bug() */
 };
 
 static struct gw_lua *lua_rt;
@@ -231,6 +234,27 @@ static void answer_now(struct http_req *r, int status, const char *json) {
 
 static int write_answer(struct http_req *r);
 
+/* The address of this call's frame on the stack, which grows down. */
+__attribute__((noinline)) static uintptr_t stack_mark(void) {
+    return (uintptr_t)__builtin_frame_address(0);
+}
+
+/* libwebsockets 4.1 cannot read the body of a request that was pipelined
+ * behind another one (issue #12). It parses such a request out of the
+ * connection's buffer list, whose head still holds the request's own
+ * header bytes until the parse returns; lws_http_action() then feeds that
+ * list to lws_read_h1() (a loop written for HTTP/2 streams) as the body:
+ * the header bytes arrive as body, and once the transaction is complete
+ * (LRS_DEFERRING_ACTION) lws_read_h1() consumes nothing and the loop never
+ * ends. Those body callbacks run inside lws_http_action(), deeper on the
+ * stack than the LWS_CALLBACK_HTTP it made; a body read the normal way
+ * comes from the lws_read_h1() that called it, or from a later read, both
+ * higher up. Such a request is never run: the connection is closed, after
+ * the answers before it. */
+static int read_by_bug(const struct gw_http_session *s) {
+    return stack_mark() <= s->headers_frame;
+}
+
 /* Content-Length is 1*DIGIT (RFC 9110 8.6), here between optional blanks.
  * Returns the length, or -1 for anything else: a sign, a list, or a number
  * too large to hold (lws itself reads the value with atoll, so "-5" would
@@ -314,6 +338,10 @@ static int write_answer(struct http_req *r) {
     set_unsent(r, 0);
     if (w < 0) return -1;
     if (r->close_after) return -1;
+    /* Completing the transaction before lws has read the body would make
+     * it discard the body on its own, where read_by_bug() cannot see it:
+     * BODY_COMPLETION completes it instead. */
+    if (r->body_pending) return 0;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -347,6 +375,7 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
     case LWS_CALLBACK_HTTP: {
         if (!s) return -1;
         session_end(s); /* a previous request on this keep-alive connection */
+        s->headers_frame = stack_mark();
         struct http_req *r = calloc(1, sizeof *r);
         if (!r) return -1;
         s->req = r;
@@ -374,6 +403,7 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
                 return 0;
             }
             has_body = n > 0;
+            r->body_pending = has_body;
         } else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
             /* lws 4.1 does not decode chunked request bodies: say so rather
              * than wait for a body that never completes. */
@@ -399,6 +429,13 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
     }
     case LWS_CALLBACK_HTTP_BODY: {
         struct http_req *r = s->req;
+        /* (lws_http_action() itself also calls this, with no bytes, for a
+         * POST with Content-Length: 0.) */
+        if (len && read_by_bug(s)) {
+            gw_log(GW_LOG_WARNING, "a request with a body was pipelined behind another one on the same "
+                                   "connection: closing it unanswered (libwebsockets 4.1 cannot read it)");
+            return -1;
+        }
         /* r->call: already dispatched (a GET with a body, or Content-Length: 0) and
          * waiting (e.g. on Redis): the body is not read, and not dispatched twice. */
         if (!r || r->answered || r->call) return 0;
@@ -422,6 +459,10 @@ int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
     }
     case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
         struct http_req *r = s->req;
+        if (r && r->body_pending) {
+            r->body_pending = 0;
+            if (r->headers_sent) return lws_http_transaction_completed(wsi) ? -1 : 0; /* see write_answer() */
+        }
         if (!r || r->answered || r->call) return 0; /* see LWS_CALLBACK_HTTP_BODY */
         if (!r->body && !(r->body = calloc(1, 1))) return -1;
         return dispatch(r, r->path ? r->path : "/");
