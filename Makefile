@@ -10,7 +10,7 @@ OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  ?= $(OPT)
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP
-LDLIBS  = $(PKG_LIBS) -lm
+LDLIBS  = $(PKG_LIBS) -lhttp_parser -lm
 
 BUILD   ?= build
 LUA_DIR := $(CURDIR)/lua

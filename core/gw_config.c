@@ -40,6 +40,8 @@ static const struct key schema[] = {
     {"servers.web.urlPathForFiles", K_STRING, "'public'", 0, 0},
     {"servers.web.metadata", K_BOOL, "true", 0, 0},
     {"servers.web.maxBodySize", K_INT, "1048576", 0, LONG_MAX},
+    {"servers.web.maxHeaderSize", K_INT, "16384", 1024, 1048576},
+    {"servers.web.maxHeaders", K_INT, "100", 1, 10000},
     {"servers.websocket", K_TABLE, NULL, 0, 0},
     {"servers.websocket.enabled", K_BOOL, "true", 0, 0},
     {"servers.websocket.path", K_STRING, "'/ws'", 0, 0},
@@ -478,6 +480,8 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
     get_string(L, "servers.web.urlPathForActions", out->api_path, sizeof out->api_path);
     get_string(L, "servers.web.urlPathForFiles", out->files_path, sizeof out->files_path);
     out->max_body_size = get_int(L, "servers.web.maxBodySize");
+    out->max_header_size = get_int(L, "servers.web.maxHeaderSize");
+    out->max_headers = (int)get_int(L, "servers.web.maxHeaders");
     get_string(L, "servers.websocket.path", out->ws_path, sizeof out->ws_path);
     out->ws_max_message = get_int(L, "servers.websocket.maxMessageSize");
     get_string(L, "servers.socket.host", out->socket_host, sizeof out->socket_host);

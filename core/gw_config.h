@@ -13,6 +13,8 @@ struct gw_config {
     int web_enabled, web_port, metadata;
     char web_host[256], api_path[128], files_path[128];
     long max_body_size;
+    long max_header_size; /* request line and headers, bytes */
+    int max_headers;      /* header fields per request */
     int ws_enabled;
     char ws_path[256];
     long ws_max_message;

@@ -1,489 +1,897 @@
-/* HTTP/1.1 on libwebsockets. lws parses requests and owns the socket; this
- * file collects method, path, query, headers and body, hands them to the
- * runtime through gw_call, and writes the answer when lws says the socket
- * is writable. A request whose client goes away cancels its call. */
+/* See gw_http.h. A connection reads into one buffer shared by the whole
+ * process; bytes that are not parsed at once (a request still arriving,
+ * or pipelined behind one in flight) move to the connection's own
+ * 'pending' buffer. One request is in flight at a time; the next is parsed
+ * once its answer is written. Answers are assembled in a shared buffer
+ * and written with one uv_try_write; what the socket does not take is
+ * copied and queued. Deferred work (the next pipelined request, a file's
+ * next chunk) runs from the loop's idle phase, never from inside a reply. */
 #include "gw_http.h"
 #include "gw.h"
 #include "gw_call.h"
-#include "gw_conn.h"
+#include "gw_http1.h"
 #include "gw_log.h"
 #include "gw_query.h"
 #include "gw_static.h"
 
+#include <arpa/inet.h>
 #include <lauxlib.h>
-#include <limits.h>
-#include <stdint.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
-#define TOO_LARGE "{\"error\":\"request body is larger than maxBodySize\"," \
-                  "\"errors\":[\"request body is larger than maxBodySize\"]}"
-#define BAD_LENGTH "{\"error\":\"invalid Content-Length\",\"errors\":[\"invalid Content-Length\"]}"
+#define READ_BUF (64 * 1024)
+#define PENDING_MAX (256 * 1024) /* pipelined bytes held while a request runs: stop reading beyond */
+#define SWEEP_MS 1000
+#define KEEPALIVE_MS 60000 /* an idle keep-alive connection closes after this */
+#define REQUEST_MS 30000   /* a request must arrive whole within this */
+#define STALL_MS 60000     /* a client not taking its answer for this long is dropped */
+#define JSON_TYPE "application/json; charset=utf-8"
 
-struct header {
-    char *name; /* "name:" as lws wants it */
-    char *value;
+struct out_req {
+    uv_write_t req;
+    struct http_conn *c;
+    size_t len;
+    char data[];
 };
 
-struct http_req {
-    struct lws *wsi;
-    struct gw_call *call;
-    char method[8];
-    char *path;           /* kept while the body arrives */
-    int head_only;
-    int close_after;      /* answered early (413): do not read on */
-    int body_pending;     /* lws has not yet read all of the body */
-    char *body;
-    size_t body_len, body_cap;
-    /* the answer */
-    int answered;
-    int status;
-    struct header *headers;
-    int nheaders;
-    char *content_type;
-    char *out;            /* the body */
-    size_t out_len;
-    int headers_sent;
-    int dispatching;      /* inside dispatch(): the reply is written on return */
-    int unsent;           /* counted in 'unsent_answers' */
-};
-
-struct gw_http_session {
-    struct http_req *req;
-    struct gw_static *file; /* a GET or HEAD under /<urlPathForFiles> */
-    uintptr_t headers_frame; /* stack_mark() in LWS_CALLBACK_HTTP: see read_by_bug() */
+struct http_conn {
+    uv_tcp_t tcp;
+    struct http_conn *prev, *next;       /* every open connection */
+    struct http_conn *rprev, *rnext;     /* the ready list (deferred work) */
+    int ready;
+    struct gw_http1 *parser;
+    char *pending; /* read and not parsed */
+    size_t pending_len, pending_cap;
+    struct gw_call *call;                /* the request in flight */
+    struct gw_static *file;              /* a file answer in progress */
+    size_t queued;                       /* bytes handed to uv_write, not yet written */
+    int nwrites;                         /* uv_write requests in flight */
+    int in_flight;                       /* a request is being answered */
+    int head_only, keep_alive, minor;
+    int reading_stopped;
+    int close_after;                     /* close once the queue is written */
+    int closing;
+    int dispatching;                     /* inside gw_call_run: reply is written after */
+    double last_active;
+    char ip[INET6_ADDRSTRLEN];
+    int port;
 };
 
 static struct gw_lua *lua_rt;
-static int unsent_answers; /* answered, not yet written: shutdown waits for them */
+static uv_loop_t *loop;
+static struct lws_vhost *ws_vhost;
+static struct http_conn *all_conns, *ready_head;
+static int nconns, stopping, probe_fixed;
+static uv_idle_t ready_idle;
+static uv_timer_t sweep;
+static char read_buf[READ_BUF];
+static int read_buf_busy;
+static char *obuf; /* answers are assembled here */
+static size_t obuf_cap;
+static int unsent_answers;
 
-void gw_http_init(struct gw_lua *g) { lua_rt = g; }
+static void conn_close(struct http_conn *c);
+static void process(struct http_conn *c, const char *data, size_t len);
+static void pump(struct http_conn *c);
+static void sweep_tick(uv_timer_t *t);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+int gw_http_count(void) { return nconns; }
 int gw_http_unsent(void) { return unsent_answers + gw_static_active(); }
 
-static void set_unsent(struct http_req *r, int unsent) {
-    if (r->unsent == unsent) return;
-    r->unsent = unsent;
-    unsent_answers += unsent ? 1 : -1;
-}
-size_t gw_http_session_size(void) { return sizeof(struct gw_http_session); }
+/* --- Deferred work -------------------------------------------------------- */
 
-static void req_free(struct http_req *r) {
-    if (!r) return;
-    set_unsent(r, 0);
-    for (int i = 0; i < r->nheaders; i++) {
-        free(r->headers[i].name);
-        free(r->headers[i].value);
+static void ready_idle_cb(uv_idle_t *h) {
+    (void)h;
+    while (ready_head) {
+        struct http_conn *c = ready_head;
+        ready_head = c->rnext;
+        if (ready_head) ready_head->rprev = NULL;
+        c->ready = 0;
+        c->rnext = c->rprev = NULL;
+        pump(c);
     }
-    free(r->headers);
-    free(r->path);
-    free(r->content_type);
-    free(r->out);
-    free(r->body);
-    free(r);
+    uv_idle_stop(&ready_idle);
 }
 
-/* Methods lws recognises, by the token its URI is stored under. */
-static const struct {
-    enum lws_token_indexes tok;
-    const char *name;
-} methods[] = {
-    {WSI_TOKEN_GET_URI, "GET"},       {WSI_TOKEN_POST_URI, "POST"},
-    {WSI_TOKEN_PUT_URI, "PUT"},       {WSI_TOKEN_PATCH_URI, "PATCH"},
-    {WSI_TOKEN_DELETE_URI, "DELETE"}, {WSI_TOKEN_OPTIONS_URI, "OPTIONS"},
-    {WSI_TOKEN_HEAD_URI, "HEAD"},
-};
-
-static const char *request_method(struct lws *wsi) {
-    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
-        if (lws_hdr_total_length(wsi, methods[i].tok) > 0) return methods[i].name;
-    return NULL;
+static void schedule(struct http_conn *c) {
+    if (c->ready || c->closing) return;
+    c->ready = 1;
+    c->rprev = NULL;
+    c->rnext = ready_head;
+    if (ready_head) ready_head->rprev = c;
+    ready_head = c;
+    uv_idle_start(&ready_idle, ready_idle_cb);
 }
 
-/* Headers lws does not parse itself but users commonly read. */
-static const char *custom_headers[] = {
-    "x-forwarded-for:", "x-forwarded-proto:", "x-real-ip:", "x-request-id:", "x-api-key:",
-    "x-requested-with:", "x-csrf-token:", NULL};
-
-static int is_uri_token(int tok) {
-    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
-        if ((int)methods[i].tok == tok) return 1;
-    return tok == WSI_TOKEN_HTTP_URI_ARGS;
+static void unschedule(struct http_conn *c) {
+    if (!c->ready) return;
+    if (c->rprev) c->rprev->rnext = c->rnext;
+    else ready_head = c->rnext;
+    if (c->rnext) c->rnext->rprev = c->rprev;
+    c->ready = 0;
+    c->rnext = c->rprev = NULL;
 }
 
-void gw_http_push_headers(lua_State *L, struct lws *wsi) {
-    char small[1024];
-    lua_newtable(L);
-    for (int tok = 0; tok < WSI_TOKEN_COUNT; tok++) {
-        if (is_uri_token(tok)) continue;
-        int len = lws_hdr_total_length(wsi, (enum lws_token_indexes)tok);
-        if (len <= 0) continue;
-        const char *name = (const char *)lws_token_to_string((enum lws_token_indexes)tok);
-        if (!name || !*name || name[0] == ':') continue;
-        char *buf = len < (int)sizeof small ? small : malloc((size_t)len + 1);
-        if (!buf) continue;
-        int n = lws_hdr_copy(wsi, buf, len + 1, (enum lws_token_indexes)tok);
-        if (n >= 0) {
-            size_t nl = strlen(name);
-            lua_pushlstring(L, name, nl && name[nl - 1] == ':' ? nl - 1 : nl);
-            lua_pushlstring(L, buf, (size_t)n);
-            lua_rawset(L, -3);
-        }
-        if (buf != small) free(buf);
+void gw_http_init(struct gw_lua *g, uv_loop_t *l, struct lws_vhost *vhost) {
+    lua_rt = g;
+    loop = l;
+    ws_vhost = vhost;
+    const char *probe = getenv("GATEWAY_BENCH_PROBE");
+    probe_fixed = probe && strcmp(probe, "fixed") == 0;
+    uv_idle_init(loop, &ready_idle);
+    uv_unref((uv_handle_t *)&ready_idle);
+    uv_timer_init(loop, &sweep);
+    uv_unref((uv_handle_t *)&sweep);
+    uv_timer_start(&sweep, sweep_tick, SWEEP_MS, SWEEP_MS);
+}
+
+/* --- Writing ---------------------------------------------------------- */
+
+static char *out_reserve(size_t need) {
+    if (need > obuf_cap) {
+        size_t cap = obuf_cap ? obuf_cap : 16384;
+        while (cap < need) cap *= 2;
+        char *b = realloc(obuf, cap);
+        if (!b) gw_panic("out of memory");
+        obuf = b;
+        obuf_cap = cap;
     }
-    for (const char **h = custom_headers; *h; h++) {
-        int hl = (int)strlen(*h);
-        int len = lws_hdr_custom_length(wsi, *h, hl);
-        if (len < 0 || len >= (int)sizeof small) continue;
-        if (lws_hdr_custom_copy(wsi, small, (int)sizeof small, *h, hl) < 0) continue;
-        lua_pushlstring(L, *h, (size_t)hl - 1);
-        lua_pushstring(L, small);
-        lua_rawset(L, -3);
+    return obuf;
+}
+
+static void on_written(uv_write_t *w, int status) {
+    struct out_req *o = (struct out_req *)w;
+    struct http_conn *c = o->c;
+    c->queued -= o->len;
+    c->nwrites--;
+    free(o);
+    if (c->closing) return;
+    c->last_active = uv_now(loop);
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->nwrites == 0) schedule(c);
+}
+
+/* Hand bytes to the socket: what it does not take now is copied and
+ * queued, in order. GW_ERR when the connection has failed. */
+static int conn_write(struct http_conn *c, const char *data, size_t len) {
+    if (c->closing) return GW_ERR;
+    size_t done = 0;
+    if (c->nwrites == 0) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n < 0 && n != UV_EAGAIN) return GW_ERR;
+        if (n > 0) done = (size_t)n;
+        if (done == len) return GW_OK;
+    }
+    size_t rest = len - done;
+    struct out_req *o = malloc(sizeof *o + rest);
+    if (!o) return GW_ERR;
+    o->c = c;
+    o->len = rest;
+    memcpy(o->data, data + done, rest);
+    uv_buf_t b = uv_buf_init(o->data, (unsigned)rest);
+    if (uv_write(&o->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+        free(o);
+        return GW_ERR;
+    }
+    c->nwrites++;
+    c->queued += rest;
+    return GW_OK;
+}
+
+static const char *reason(int status) {
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 499: return "Client Closed Request";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
     }
 }
 
-/* [-0, +1, m] Push the query arguments as lws split and decoded them:
- * a list of "key=value" strings. */
-static void push_args(lua_State *L, struct lws *wsi) {
-    char small[2048];
-    int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
-    lua_newtable(L);
-    if (total <= 0) return;
-    char *buf = total < (int)sizeof small ? small : malloc((size_t)total + 1);
-    if (!buf) return;
-    for (int i = 0;; i++) {
-        int n = lws_hdr_copy_fragment(wsi, buf, total + 1, WSI_TOKEN_HTTP_URI_ARGS, i);
-        if (n < 0) break;
-        lua_pushlstring(L, buf, (size_t)n);
-        lua_rawseti(L, -2, i + 1);
+/* "Date: ..." for this second, formatted once a second. */
+static const char *date_line(void) {
+    static char line[64];
+    static time_t last;
+    time_t now = time(NULL);
+    if (now != last) {
+        char d[40];
+        gw_static_http_date(d, sizeof d, now);
+        snprintf(line, sizeof line, "Date: %s\r\n", d);
+        last = now;
     }
-    if (buf != small) free(buf);
+    return line;
 }
 
+/* Status line and the headers every answer has, into 'p'; returns the end. */
+static char *put_head(char *p, int status, int close) {
+    p += sprintf(p, "HTTP/1.1 %d %s\r\n", status, reason(status));
+    const char *d = date_line();
+    size_t n = strlen(d);
+    memcpy(p, d, n);
+    p += n;
+    if (close) {
+        memcpy(p, "Connection: close\r\n", 19);
+        p += 19;
+    }
+    return p;
+}
 
 /* Header names are tokens; values may not hold CR, LF or NUL. */
-static int header_safe(const char *s, int is_name) {
-    if (is_name && !*s) return 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '\r' || *p == '\n') return 0;
-        if (is_name && (*p <= ' ' || *p == ':' || *p >= 0x7f)) return 0;
+static int header_safe(const char *s, size_t len, int is_name) {
+    if (is_name && !len) return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '\r' || ch == '\n' || ch == '\0') return 0;
+        if (is_name && (ch <= ' ' || ch == ':' || ch >= 0x7f)) return 0;
     }
     return 1;
 }
 
-/* Copy the runtime's answer (status, headers, body) into the request. */
+/* The request's answer is on the wire (or queued): the connection may
+ * read its next request. */
+static void request_done(struct http_conn *c) {
+    c->in_flight = 0;
+    if (!c->keep_alive || stopping) c->close_after = 1;
+    if (c->close_after) {
+        /* Nothing more is read; close once the queue is written. */
+        if (c->nwrites == 0) conn_close(c);
+        return;
+    }
+    if (c->pending_len || c->reading_stopped) schedule(c);
+}
+
+/* Answer with a JSON error and close (the request's framing is lost or
+ * the connection should not go on). */
+static void answer_error(struct http_conn *c, int status, const char *message) {
+    char body[256];
+    int blen = snprintf(body, sizeof body, "{\"error\":\"%s\",\"errors\":[\"%s\"]}", message, message);
+    char *p = out_reserve(512 + (size_t)blen), *start = p;
+    p = put_head(p, status, 1);
+    p += sprintf(p, "Content-Type: " JSON_TYPE "\r\nContent-Length: %d\r\n"
+                    "Access-Control-Allow-Origin: *\r\n\r\n", blen);
+    memcpy(p, body, (size_t)blen);
+    p += blen;
+    c->close_after = 1;
+    c->in_flight = 1;
+    if (conn_write(c, start, (size_t)(p - start)) != GW_OK) {
+        conn_close(c);
+        return;
+    }
+    request_done(c);
+}
+
+/* runtime.handle's answer: (status, headers table, body string). */
 static void http_reply(void *ud, lua_State *L, int base, int n) {
-    struct http_req *r = ud;
+    struct http_conn *c = ud;
+    c->call = NULL;
     size_t blen = 0;
     const char *body = n >= 3 ? lua_tolstring(L, base + 2, &blen) : NULL;
-    r->call = NULL;
-    r->answered = 1;
-    r->status = n >= 1 && lua_isinteger(L, base) ? (int)lua_tointeger(L, base) : 500;
+    if (!body) blen = 0;
+    int status = n >= 1 && lua_isinteger(L, base) ? (int)lua_tointeger(L, base) : 500;
+    if (status < 100 || status > 999) status = 500;
+    int no_body = status == 204 || status == 304;
+    int send_body = !no_body && !c->head_only;
+    int close = !c->keep_alive || stopping;
+    /* Headers first, sized as they go; the body is copied last. */
+    size_t cap = 512, len;
+    char *p, *start;
+    const char *ctype = JSON_TYPE;
+    size_t ctype_len = sizeof JSON_TYPE - 1;
     if (n >= 2 && lua_istable(L, base + 1)) {
         lua_pushnil(L);
         while (lua_next(L, base + 1)) {
             if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) {
-                const char *name = lua_tostring(L, -2);
-                const char *value = lua_tostring(L, -1);
-                if (!header_safe(name, 1) || !header_safe(value, 0)) {
+                size_t kl, vl;
+                lua_tolstring(L, -2, &kl);
+                lua_tolstring(L, -1, &vl);
+                cap += kl + vl + 4;
+            }
+            lua_pop(L, 1);
+        }
+    }
+    start = p = out_reserve(cap + (send_body ? blen : 0));
+    p = put_head(p, status, close);
+    if (n >= 2 && lua_istable(L, base + 1)) {
+        lua_pushnil(L);
+        while (lua_next(L, base + 1)) {
+            if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) {
+                size_t kl, vl;
+                const char *k = lua_tolstring(L, -2, &kl);
+                const char *v = lua_tolstring(L, -1, &vl);
+                if (!header_safe(k, kl, 1) || !header_safe(v, vl, 0)) {
                     /* A line break would let the value start a header of its own. */
-                    gw_log(GW_LOG_ERROR, "dropped response header \"%.64s\": invalid characters", name);
-                } else if (strcasecmp(name, "content-type") == 0) {
-                    free(r->content_type);
-                    r->content_type = strdup(value);
-                } else if (strcasecmp(name, "content-length") != 0) {
-                    struct header *h = realloc(r->headers, sizeof *h * (size_t)(r->nheaders + 1));
-                    if (h) {
-                        r->headers = h;
-                        size_t nl = strlen(name);
-                        h[r->nheaders].name = malloc(nl + 2);
-                        memcpy(h[r->nheaders].name, name, nl);
-                        memcpy(h[r->nheaders].name + nl, ":", 2);
-                        h[r->nheaders].value = strdup(value);
-                        r->nheaders++;
-                    }
+                    gw_log(GW_LOG_ERROR, "dropped response header \"%.64s\": invalid characters", k);
+                } else if (kl == 12 && strcasecmp(k, "content-type") == 0) {
+                    memcpy(p, "Content-Type: ", 14);
+                    p += 14;
+                    memcpy(p, v, vl);
+                    p += vl;
+                    memcpy(p, "\r\n", 2);
+                    p += 2;
+                    ctype = NULL;
+                } else if (!(kl == 14 && strcasecmp(k, "content-length") == 0) &&
+                           !(kl == 10 && strcasecmp(k, "connection") == 0)) {
+                    memcpy(p, k, kl);
+                    p += kl;
+                    memcpy(p, ": ", 2);
+                    p += 2;
+                    memcpy(p, v, vl);
+                    p += vl;
+                    memcpy(p, "\r\n", 2);
+                    p += 2;
                 }
             }
             lua_pop(L, 1);
         }
     }
-    r->out = malloc(blen + 1);
-    if (!r->out) gw_panic("out of memory");
-    if (blen) memcpy(r->out, body, blen);
-    r->out_len = blen;
-    set_unsent(r, 1);
-    if (r->wsi && !r->dispatching) lws_callback_on_writable(r->wsi);
-}
-
-/* Answer without the runtime (413 before the body is read). */
-static void answer_now(struct http_req *r, int status, const char *json) {
-    size_t n = strlen(json);
-    r->answered = 1;
-    r->status = status;
-    r->content_type = strdup("application/json; charset=utf-8");
-    r->headers = calloc(1, sizeof *r->headers);
-    r->headers[0].name = strdup("access-control-allow-origin:");
-    r->headers[0].value = strdup("*");
-    r->nheaders = 1;
-    r->out = malloc(n + 1);
-    if (!r->out) gw_panic("out of memory");
-    memcpy(r->out, json, n);
-    r->out_len = n;
-    set_unsent(r, 1);
-    lws_callback_on_writable(r->wsi);
-}
-
-static int write_answer(struct http_req *r);
-
-/* The address of this call's frame on the stack, which grows down. */
-__attribute__((noinline)) static uintptr_t stack_mark(void) {
-    return (uintptr_t)__builtin_frame_address(0);
-}
-
-/* libwebsockets 4.1 cannot read the body of a request that was pipelined
- * behind another one (issue #12). It parses such a request out of the
- * connection's buffer list, whose head still holds the request's own
- * header bytes until the parse returns; lws_http_action() then feeds that
- * list to lws_read_h1() (a loop written for HTTP/2 streams) as the body:
- * the header bytes arrive as body, and once the transaction is complete
- * (LRS_DEFERRING_ACTION) lws_read_h1() consumes nothing and the loop never
- * ends. Those body callbacks run inside lws_http_action(), deeper on the
- * stack than the LWS_CALLBACK_HTTP it made; a body read the normal way
- * comes from the lws_read_h1() that called it, or from a later read, both
- * higher up. Such a request is never run: the connection is closed, after
- * the answers before it. */
-static int read_by_bug(const struct gw_http_session *s) {
-    return stack_mark() <= s->headers_frame;
-}
-
-/* Content-Length is 1*DIGIT (RFC 9110 8.6), here between optional blanks.
- * Returns the length, or -1 for anything else: a sign, a list, or a number
- * too large to hold (lws itself reads the value with atoll, so "-5" would
- * pass as a request without a body and an overflow as a huge body). */
-static long long content_length(const char *s) {
-    long long n = 0;
-    int digits = 0;
-    while (*s == ' ' || *s == '\t') s++;
-    for (; *s >= '0' && *s <= '9'; s++, digits++) {
-        if (n > (LLONG_MAX - (*s - '0')) / 10) return -1;
-        n = n * 10 + (*s - '0');
+    if (ctype) {
+        memcpy(p, "Content-Type: ", 14);
+        p += 14;
+        memcpy(p, ctype, ctype_len);
+        p += ctype_len;
+        memcpy(p, "\r\n", 2);
+        p += 2;
     }
-    while (*s == ' ' || *s == '\t') s++;
-    return digits && !*s ? n : -1;
+    p += sprintf(p, "Content-Length: %zu\r\n\r\n", no_body ? (size_t)0 : blen);
+    if (send_body && blen) {
+        memcpy(p, body, blen);
+        p += blen;
+    }
+    len = (size_t)(p - start);
+    if (close) c->close_after = 1;
+    if (c->closing || conn_write(c, start, len) != GW_OK) {
+        if (!c->closing) conn_close(c);
+        return;
+    }
+    if (c->nwrites) {
+        unsent_answers++;
+        c->in_flight = 2; /* written once the queue drains */
+        return;
+    }
+    if (!c->dispatching) request_done(c);
 }
 
-/* Hand the request to the runtime. Returns what the lws callback should:
- * an answer ready at once is written here, without waiting for the loop. */
-static int dispatch(struct http_req *r, const char *path) {
+/* --- Requests --------------------------------------------------------- */
+
+/* ctx.query: '&'-separated pairs, '+' a space, keys without a name
+ * skipped, a repeated key a list (as Node's querystring). */
+static void push_query(lua_State *L, const char *q, size_t len) {
+    lua_newtable(L);
+    char small[1024];
+    char *buf = len < sizeof small ? small : malloc(len + 1);
+    if (!buf) return;
+    const char *end = q + len;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(pe - q));
+        const char *ke = eq ? eq : pe;
+        if (ke > q) {
+            size_t kl = gw_url_decode(q, (size_t)(ke - q), buf, 1);
+            lua_pushlstring(L, buf, kl);
+            size_t vl = eq ? gw_url_decode(eq + 1, (size_t)(pe - eq - 1), buf, 1) : 0;
+            lua_pushvalue(L, -1);
+            lua_rawget(L, -3);
+            int t = lua_type(L, -1);
+            if (t == LUA_TNIL) {
+                lua_pop(L, 1);
+                lua_pushlstring(L, buf, vl);
+                lua_rawset(L, -3);
+            } else if (t == LUA_TTABLE) {
+                lua_pushlstring(L, buf, vl);
+                lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+                lua_pop(L, 2);
+            } else {
+                lua_createtable(L, 2, 0);
+                lua_insert(L, -2);
+                lua_rawseti(L, -2, 1);
+                lua_pushlstring(L, buf, vl);
+                lua_rawseti(L, -2, 2);
+                lua_rawset(L, -3);
+            }
+        }
+        q = pe + 1;
+    }
+    if (buf != small) free(buf);
+}
+
+static void push_headers(lua_State *L, const struct gw_http1 *p) {
+    int n = gw_http1_nfields(p);
+    lua_createtable(L, 0, n);
+    for (int i = 0; i < n; i++) {
+        const char *name, *value;
+        size_t nl, vl;
+        gw_http1_field(p, i, &name, &nl, &value, &vl);
+        lua_pushlstring(L, name, nl);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        if (lua_isstring(L, -1)) {
+            /* A repeated field: its values joined as one (RFC 9110 §5.3). */
+            lua_pushstring(L, ", ");
+            lua_pushlstring(L, value, vl);
+            lua_concat(L, 3);
+        } else {
+            lua_pop(L, 1);
+            lua_pushlstring(L, value, vl);
+        }
+        lua_rawset(L, -3);
+    }
+}
+
+static int method_served(const char *m) {
+    static const char *const served[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+    for (size_t i = 0; i < sizeof served / sizeof served[0]; i++)
+        if (strcmp(m, served[i]) == 0) return 1;
+    return 0;
+}
+
+static const struct gw_static_out static_out;
+
+/* A complete request: a file, the probe, or the runtime. */
+static void dispatch(struct http_conn *c) {
+    struct gw_http1 *hp = c->parser;
+    const struct gw_config *cfg = gw_lua_config(lua_rt);
+    const char *method = gw_http1_method(hp);
+    c->in_flight = 1;
+    c->keep_alive = gw_http1_keep_alive(hp);
+    c->minor = gw_http1_minor(hp);
+    c->head_only = strcmp(method, "HEAD") == 0;
+    if (!method_served(method)) {
+        answer_error(c, 501, "method not implemented");
+        return;
+    }
+    size_t url_len, raw_len, query_len;
+    const char *url = gw_http1_url(hp, &url_len), *raw, *query;
+    if (gw_http1_split_target(url, url_len, &raw, &raw_len, &query, &query_len) != GW_OK) {
+        answer_error(c, 400, "invalid request target");
+        return;
+    }
+    if (probe_fixed) {
+        static const char fixed[] = "{\"ok\":true}";
+        lua_State *L = gw_lua_state(lua_rt);
+        int top = lua_gettop(L);
+        lua_pushinteger(L, 200);
+        lua_pushnil(L);
+        lua_pushlstring(L, fixed, sizeof fixed - 1);
+        c->dispatching = 1;
+        http_reply(c, L, top + 1, 3);
+        c->dispatching = 0;
+        lua_settop(L, top);
+        if (c->in_flight == 1 && !c->closing) request_done(c);
+        return;
+    }
+    char small[1024];
+    char *decoded = raw_len < sizeof small ? small : malloc(raw_len + 1);
+    if (!decoded) {
+        answer_error(c, 500, "out of memory");
+        return;
+    }
+    long dlen = gw_http1_decode_path(raw, raw_len, decoded);
+    if (dlen < 0) {
+        if (decoded != small) free(decoded);
+        answer_error(c, 400, "invalid path");
+        return;
+    }
+    decoded[dlen] = '\0';
+    const char *rest;
+    if ((strcmp(method, "GET") == 0 || c->head_only) && (rest = gw_static_rest(cfg->files_path, decoded))) {
+        c->file = gw_static_new(&static_out, c, loop, cfg->public_dir, decoded, rest,
+                                (size_t)dlen - (size_t)(rest - decoded), c->head_only,
+                                gw_http1_header(hp, "if-none-match"),
+                                gw_http1_header(hp, "if-modified-since"));
+        if (decoded != small) free(decoded);
+        if (!c->file) conn_close(c);
+        return;
+    }
     lua_State *L = gw_lua_state(lua_rt);
     lua_createtable(L, 0, 10);
-    lua_pushstring(L, r->method);
+    lua_pushstring(L, method);
     lua_setfield(L, -2, "method");
-    lua_pushstring(L, path);
+    lua_pushlstring(L, decoded, (size_t)dlen);
     lua_setfield(L, -2, "path");
-    push_args(L, r->wsi);
-    lua_setfield(L, -2, "args");
-    gw_http_push_headers(L, r->wsi);
+    if (decoded != small) free(decoded);
+    lua_pushlstring(L, raw, raw_len);
+    lua_setfield(L, -2, "rawPath");
+    push_query(L, query, query_len);
+    lua_setfield(L, -2, "query");
+    push_headers(L, hp);
     lua_setfield(L, -2, "headers");
-    if (r->body) {
-        lua_pushlstring(L, r->body, r->body_len);
+    size_t body_len;
+    const char *body = gw_http1_body(hp, &body_len);
+    if (body) {
+        lua_pushlstring(L, body, body_len);
         lua_setfield(L, -2, "body");
-        free(r->body);
-        r->body = NULL;
     }
-    gw_conn_push_peer(L, lws_get_socket_fd(r->wsi));
-    r->dispatching = 1;
-    r->call = gw_call_new(lua_rt, "web", http_reply, r);
-    gw_call_run(r->call);
-    r->dispatching = 0;
-    return r->answered ? write_answer(r) : 0;
+    lua_pushstring(L, c->ip);
+    lua_setfield(L, -2, "remoteIP");
+    lua_pushinteger(L, c->port);
+    lua_setfield(L, -2, "remotePort");
+    c->dispatching = 1;
+    c->call = gw_call_new(lua_rt, "web", http_reply, c);
+    gw_call_run(c->call);
+    c->dispatching = 0;
+    /* Answered already (no wait in the action): go on with the next one. */
+    if (c->in_flight == 1 && !c->call && !c->closing) request_done(c);
 }
 
-/* Send status line, headers and body in one write: one syscall, and no
- * round trip through the loop per part. lws keeps what the socket does not
- * take and sends it before anything else. The length goes in our own
- * Content-Length header so lws does no accounting of its own. */
-static int write_answer(struct http_req *r) {
-    struct lws *wsi = r->wsi;
-    int send_body = !(r->head_only || r->status == 204 || r->status == 304);
-    size_t hcap = 1024 + 64;
-    for (int i = 0; i < r->nheaders; i++) hcap += strlen(r->headers[i].name) + strlen(r->headers[i].value) + 4;
-    size_t cap = LWS_PRE + hcap + (send_body ? r->out_len : 0);
-    unsigned char *buf = malloc(cap);
-    if (!buf) return -1;
-    unsigned char *start = buf + LWS_PRE, *p = start, *end = start + hcap - 1;
-    char clen[24];
-    int n = snprintf(clen, sizeof clen, "%zu", r->status == 204 || r->status == 304 ? (size_t)0 : r->out_len);
-    const char *ctype = r->content_type ? r->content_type : "application/json; charset=utf-8";
-    int fail = lws_add_http_header_status(wsi, (unsigned int)r->status, &p, end) ||
-               lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (const unsigned char *)ctype,
-                                            (int)strlen(ctype), &p, end) ||
-               lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, (const unsigned char *)clen, n, &p, end);
-    for (int i = 0; i < r->nheaders && !fail; i++)
-        fail = lws_add_http_header_by_name(wsi, (const unsigned char *)r->headers[i].name,
-                                           (const unsigned char *)r->headers[i].value,
-                                           (int)strlen(r->headers[i].value), &p, end);
-    if (!fail && r->close_after)
-        fail = lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5, &p, end);
-    if (fail || lws_finalize_http_header(wsi, &p, end)) {
+/* Rebuild the upgrade request for libwebsockets, with what followed it,
+ * and hand it the socket: lws parses it again and runs the handshake. */
+static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len) {
+    struct gw_http1 *hp = c->parser;
+    size_t url_len;
+    const char *url = gw_http1_url(hp, &url_len);
+    size_t need = url_len + 32 + rest_len;
+    int nf = gw_http1_nfields(hp);
+    for (int i = 0; i < nf; i++) {
+        const char *name, *value;
+        size_t nl, vl;
+        gw_http1_field(hp, i, &name, &nl, &value, &vl);
+        need += nl + vl + 4;
+    }
+    char *buf = malloc(need);
+    int fd = -1;
+    uv_os_fd_t ufd;
+    if (!buf || uv_fileno((uv_handle_t *)&c->tcp, &ufd) != 0 || (fd = dup(ufd)) < 0) {
         free(buf);
-        return -1;
+        conn_close(c);
+        return;
     }
-    if (send_body && r->out_len) {
-        memcpy(p, r->out, r->out_len);
-        p += r->out_len;
+    char *p = buf;
+    p += sprintf(p, "GET ");
+    memcpy(p, url, url_len);
+    p += url_len;
+    p += sprintf(p, " HTTP/1.%d\r\n", gw_http1_minor(hp));
+    for (int i = 0; i < nf; i++) {
+        const char *name, *value;
+        size_t nl, vl;
+        gw_http1_field(hp, i, &name, &nl, &value, &vl);
+        memcpy(p, name, nl);
+        p += nl;
+        *p++ = ':';
+        *p++ = ' ';
+        memcpy(p, value, vl);
+        p += vl;
+        *p++ = '\r';
+        *p++ = '\n';
     }
-    int w = lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS);
+    *p++ = '\r';
+    *p++ = '\n';
+    memcpy(p, rest, rest_len);
+    p += rest_len;
+    conn_close(c); /* closes our descriptor; lws owns the duplicate */
+    if (!lws_adopt_socket_vhost_readbuf(ws_vhost, fd, buf, (size_t)(p - buf))) {
+        gw_log(GW_LOG_ERROR, "cannot hand a WebSocket to libwebsockets (out of memory?)");
+        close(fd);
+    }
     free(buf);
-    r->headers_sent = 1;
-    set_unsent(r, 0);
-    if (w < 0) return -1;
-    if (r->close_after) return -1;
-    /* Completing the transaction before lws has read the body would make
-     * it discard the body on its own, where read_by_bug() cannot see it:
-     * BODY_COMPLETION completes it instead. */
-    if (r->body_pending) return 0;
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-static void session_end(struct gw_http_session *s) {
-    if (s && s->file) {
-        gw_static_free(s->file);
-        s->file = NULL;
-    }
-    struct http_req *r = s ? s->req : NULL;
-    if (!r) return;
-    s->req = NULL;
-    r->wsi = NULL;
-    if (r->call) {
-        struct gw_call *c = r->call;
-        r->call = NULL;
-        gw_call_cancel(c);
-    }
-    req_free(r);
-}
-
-int gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                     size_t len) {
-    struct gw_http_session *s = user;
+static int is_ws_upgrade(const struct gw_http1 *hp) {
     const struct gw_config *cfg = gw_lua_config(lua_rt);
+    const char *up = gw_http1_header(hp, "upgrade");
+    if (!cfg->ws_enabled || !up || strcasecmp(up, "websocket") != 0) return 0;
+    if (strcmp(gw_http1_method(hp), "GET") != 0) return 0;
+    size_t url_len, path_len, q_len;
+    const char *url = gw_http1_url(hp, &url_len), *path, *q;
+    if (gw_http1_split_target(url, url_len, &path, &path_len, &q, &q_len) != GW_OK) return 0;
+    return path_len == strlen(cfg->ws_path) && memcmp(path, cfg->ws_path, path_len) == 0;
+}
 
-    /* lws calls some reasons (closing a connection that never sent a
-     * request) without per-session data. */
-    if (!s && reason != LWS_CALLBACK_HTTP) return lws_callback_http_dummy(wsi, reason, user, in, len);
+/* Keep the bytes not parsed yet. */
+static void keep_pending(struct http_conn *c, const char *data, size_t len) {
+    if (data >= c->pending && data < c->pending + c->pending_cap) {
+        memmove(c->pending, data, len);
+        c->pending_len = len;
+        return;
+    }
+    if (len > c->pending_cap) {
+        size_t cap = c->pending_cap ? c->pending_cap : 4096;
+        while (cap < len) cap *= 2;
+        char *b = realloc(c->pending, cap);
+        if (!b) gw_panic("out of memory");
+        c->pending = b;
+        c->pending_cap = cap;
+    }
+    memcpy(c->pending, data, len);
+    c->pending_len = len;
+}
 
-    switch (reason) {
-    case LWS_CALLBACK_HTTP: {
-        if (!s) return -1;
-        session_end(s); /* a previous request on this keep-alive connection */
-        s->headers_frame = stack_mark();
-        struct http_req *r = calloc(1, sizeof *r);
-        if (!r) return -1;
-        s->req = r;
-        r->wsi = wsi;
-        const char *m = request_method(wsi);
-        if (!m) return -1;
-        snprintf(r->method, sizeof r->method, "%s", m);
-        r->head_only = strcmp(m, "HEAD") == 0;
-        int has_body = 0;
-        char cl[32];
-        int cl_len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
-        if (cl_len > 0) {
-            long long n = cl_len < (int)sizeof cl && lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0
-                              ? content_length(cl)
-                              : -1;
-            if (n < 0) {
-                /* The body's end is unknown: answer, then close (RFC 9112 6.3). */
-                r->close_after = 1;
-                answer_now(r, 400, BAD_LENGTH);
-                return 0;
+/* Parse requests out of 'data' while the connection is free to answer
+ * them; keep the rest for later. */
+static void process(struct http_conn *c, const char *data, size_t len) {
+    while (len && !c->closing) {
+        if (c->in_flight || c->file || c->nwrites || c->close_after) {
+            keep_pending(c, data, len);
+            return;
+        }
+        enum gw_http1_event ev;
+        size_t n = gw_http1_feed(c->parser, data, len, &ev);
+        data += n;
+        len -= n;
+        switch (ev) {
+        case GW_HTTP1_MORE:
+            if (len) { /* the parser stopped without saying why */
+                answer_error(c, 400, "malformed HTTP request");
+                return;
             }
-            if (n > cfg->max_body_size) {
-                r->close_after = 1;
-                answer_now(r, 413, TOO_LARGE);
-                return 0;
+            break;
+        case GW_HTTP1_CONTINUE:
+            if (conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) != GW_OK) {
+                conn_close(c);
+                return;
             }
-            has_body = n > 0;
-            r->body_pending = has_body;
-        } else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
-            /* lws 4.1 does not decode chunked request bodies: say so rather
-             * than wait for a body that never completes. */
-            r->close_after = 1;
-            answer_now(r, 411, "{\"error\":\"chunked request bodies are not supported: send Content-Length\","
-                               "\"errors\":[\"chunked request bodies are not supported: send Content-Length\"]}");
-            return 0;
+            break;
+        case GW_HTTP1_ERROR:
+            answer_error(c, gw_http1_status(c->parser), gw_http1_message(c->parser));
+            return;
+        case GW_HTTP1_UPGRADE:
+            if (is_ws_upgrade(c->parser)) {
+                hand_to_lws(c, data, len);
+                return;
+            }
+            /* Not ours to switch: answered as plain HTTP (RFC 9110 §7.8). */
+            /* fall through */
+        case GW_HTTP1_REQUEST:
+            dispatch(c);
+            gw_http1_next(c->parser);
+            break;
         }
-        const char *path = in ? (const char *)in : "/", *rest;
-        if ((strcmp(m, "GET") == 0 || r->head_only) && (rest = gw_static_rest(cfg->files_path, path))) {
-            int head_only = r->head_only;
-            s->req = NULL;
-            req_free(r);
-            s->file = gw_static_new(wsi, gw_lua_loop(lua_rt), cfg->public_dir, path, rest,
-                                    len - (size_t)(rest - path), head_only);
-            return s->file ? 0 : -1;
-        }
-        if (has_body && strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0 && strcmp(m, "OPTIONS") != 0) {
-            r->path = strdup(in ? (const char *)in : "/");
-            return r->path ? 0 : -1;
-        }
-        return dispatch(r, in ? (const char *)in : "/");
     }
-    case LWS_CALLBACK_HTTP_BODY: {
-        struct http_req *r = s->req;
-        /* (lws_http_action() itself also calls this, with no bytes, for a
-         * POST with Content-Length: 0.) */
-        if (len && read_by_bug(s)) {
-            gw_log(GW_LOG_WARNING, "a request with a body was pipelined behind another one on the same "
-                                   "connection: closing it unanswered (libwebsockets 4.1 cannot read it)");
-            return -1;
-        }
-        /* r->call: already dispatched (a GET with a body, or Content-Length: 0) and
-         * waiting (e.g. on Redis): the body is not read, and not dispatched twice. */
-        if (!r || r->answered || r->call) return 0;
-        if (r->body_len + len > (size_t)cfg->max_body_size) {
-            free(r->body);
-            r->body = NULL;
-            r->close_after = 1;
-            answer_now(r, 413, TOO_LARGE);
-            return 0;
-        }
-        if (r->body_len + len + 1 > r->body_cap) {
-            size_t cap = r->body_cap * 2 + len + 1024;
-            char *b = realloc(r->body, cap);
-            if (!b) return -1;
-            r->body = b;
-            r->body_cap = cap;
-        }
-        memcpy(r->body + r->body_len, in, len);
-        r->body_len += len;
-        return 0;
+    if (!c->closing && !len) c->pending_len = 0;
+}
+
+/* Deferred work for 'c': the next chunk of a file, or the next request. */
+static void pump(struct http_conn *c) {
+    if (c->closing) return;
+    if (c->in_flight == 2 && c->nwrites == 0) {
+        unsent_answers--;
+        request_done(c);
+        if (c->closing) return;
     }
-    case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
-        struct http_req *r = s->req;
-        if (r && r->body_pending) {
-            r->body_pending = 0;
-            if (r->headers_sent) return lws_http_transaction_completed(wsi) ? -1 : 0; /* see write_answer() */
+    if (c->file) {
+        if (c->nwrites) return;
+        enum gw_static_step step = gw_static_writable(c->file);
+        if (step == GW_STATIC_MORE) return;
+        gw_static_free(c->file);
+        c->file = NULL;
+        if (step == GW_STATIC_ERROR) {
+            conn_close(c);
+            return;
         }
-        if (!r || r->answered || r->call) return 0; /* see LWS_CALLBACK_HTTP_BODY */
-        if (!r->body && !(r->body = calloc(1, 1))) return -1;
-        return dispatch(r, r->path ? r->path : "/");
+        request_done(c);
+        if (c->closing) return;
     }
-    case LWS_CALLBACK_HTTP_WRITEABLE:
-        if (s->file) {
-            enum gw_static_step step = gw_static_writable(s->file);
-            if (step == GW_STATIC_MORE) return 0;
-            gw_static_free(s->file);
-            s->file = NULL;
-            if (step == GW_STATIC_ERROR) return -1;
-            return lws_http_transaction_completed(wsi) ? -1 : 0;
+    if (c->in_flight || c->nwrites) return;
+    if (c->pending_len) {
+        /* 'process' may keep a tail of pending in pending: it moves it down. */
+        process(c, c->pending, c->pending_len);
+        if (c->closing) return;
+    }
+    if (c->reading_stopped && !c->in_flight && c->pending_len < PENDING_MAX) {
+        c->reading_stopped = 0;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
+
+/* --- Files --------------------------------------------------------------- */
+
+static int static_write(void *conn, const char *data, size_t len) {
+    struct http_conn *c = conn;
+    c->last_active = uv_now(loop);
+    return conn_write(c, data, len);
+}
+
+static void static_wake(void *conn) { schedule(conn); }
+
+static const struct gw_static_out static_out = {static_write, static_wake};
+
+/* --- The socket ---------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)h;
+    (void)suggested;
+    if (read_buf_busy) {
+        /* Only while a callback reads again from inside another: never in practice. */
+        buf->base = malloc(READ_BUF);
+        buf->len = buf->base ? READ_BUF : 0;
+        return;
+    }
+    read_buf_busy = 1;
+    buf->base = read_buf;
+    buf->len = READ_BUF;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    struct http_conn *c = s->data;
+    int own = buf->base == read_buf;
+    if (nread < 0) {
+        if (own) read_buf_busy = 0;
+        else free(buf->base);
+        conn_close(c);
+        return;
+    }
+    c->last_active = uv_now(loop);
+    if (nread > 0) {
+        if (c->pending_len) {
+            /* Behind bytes already waiting: append, parse in order. */
+            size_t len = c->pending_len;
+            if (len + (size_t)nread > c->pending_cap) {
+                size_t cap = c->pending_cap * 2;
+                while (cap < len + (size_t)nread) cap *= 2;
+                char *b = realloc(c->pending, cap);
+                if (!b) gw_panic("out of memory");
+                c->pending = b;
+                c->pending_cap = cap;
+            }
+            memcpy(c->pending + len, buf->base, (size_t)nread);
+            c->pending_len = len + (size_t)nread;
+            if (!(c->in_flight || c->file || c->nwrites)) process(c, c->pending, c->pending_len);
+        } else {
+            process(c, buf->base, (size_t)nread);
         }
-        if (!s->req || !s->req->answered || s->req->headers_sent) return 0;
-        return write_answer(s->req);
-    case LWS_CALLBACK_CLOSED_HTTP:
-    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-        session_end(s);
-        return 0;
-    default:
-        break;
+        if (!c->closing && c->pending_len >= PENDING_MAX && !c->reading_stopped) {
+            c->reading_stopped = 1;
+            uv_read_stop(s);
+        }
     }
-    return lws_callback_http_dummy(wsi, reason, user, in, len);
+    if (own) read_buf_busy = 0;
+    else free(buf->base);
+}
+
+static void on_closed(uv_handle_t *h) {
+    struct http_conn *c = h->data;
+    gw_http1_free(c->parser);
+    free(c->pending);
+    free(c);
+}
+
+static void conn_close(struct http_conn *c) {
+    if (c->closing) return;
+    c->closing = 1;
+    unschedule(c);
+    if (c->in_flight == 2) unsent_answers--;
+    if (c->call) {
+        struct gw_call *call = c->call;
+        c->call = NULL;
+        gw_call_cancel(call);
+    }
+    if (c->file) {
+        gw_static_free(c->file);
+        c->file = NULL;
+    }
+    if (c->prev) c->prev->next = c->next;
+    else all_conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    nconns--;
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+void gw_http_accept(int fd) {
+    struct http_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    const struct gw_config *cfg = gw_lua_config(lua_rt);
+    struct gw_http1_limits lim = {(uint32_t)cfg->max_header_size, cfg->max_headers, cfg->max_body_size};
+    if (!(c->parser = gw_http1_new(&lim))) {
+        close(fd);
+        free(c);
+        return;
+    }
+    if (uv_tcp_init(loop, &c->tcp) != 0) {
+        close(fd);
+        gw_http1_free(c->parser);
+        free(c);
+        return;
+    }
+    c->tcp.data = c;
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+        return;
+    }
+    c->tcp.data = c;
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, c->ip, sizeof c->ip);
+            c->port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, c->ip, sizeof c->ip);
+            c->port = ntohs(a->sin6_port);
+        }
+    }
+    c->last_active = uv_now(loop);
+    c->next = all_conns;
+    if (all_conns) all_conns->prev = c;
+    all_conns = c;
+    nconns++;
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) conn_close(c);
+}
+
+/* Close connections that sat idle, or whose request or answer stalled. */
+static void sweep_tick(uv_timer_t *t) {
+    (void)t;
+    double now = uv_now(loop);
+    for (struct http_conn *c = all_conns, *next; c; c = next) {
+        next = c->next;
+        double idle = now - c->last_active;
+        if (c->call) continue; /* actionTimeout bounds it */
+        if (c->nwrites || c->file) {
+            if (idle > STALL_MS) conn_close(c);
+        } else if (gw_http1_busy(c->parser)) {
+            if (idle > REQUEST_MS) conn_close(c);
+        } else if (idle > KEEPALIVE_MS) {
+            conn_close(c);
+        }
+    }
+}
+
+void gw_http_stop(void) {
+    /* Open connections are still answered (the runtime says 503 to new
+     * actions), each answer with "Connection: close". */
+    stopping = 1;
+}
+
+void gw_http_close_all(void) {
+    for (struct http_conn *c = all_conns, *next; c; c = next) {
+        next = c->next;
+        conn_close(c);
+    }
+    uv_timer_stop(&sweep);
+    uv_close((uv_handle_t *)&sweep, NULL);
+    uv_idle_stop(&ready_idle);
+    uv_close((uv_handle_t *)&ready_idle, NULL);
+    free(obuf);
+    obuf = NULL;
+    obuf_cap = 0;
 }

@@ -53,24 +53,17 @@ static void lws_emit(int level, const char *line) {
 }
 
 static void on_web_accept(void *ud, int fd) {
-    struct gw_server *s = ud;
-    /* Headers and body are separate writes: without this, Nagle holds the
-     * body back until the client's delayed ACK (40 ms a request). */
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (!lws_adopt_socket_vhost(s->vhost, fd)) {
-        gw_log(GW_LOG_ERROR, "cannot take a new connection (out of memory?)");
-        close(fd);
-    }
+    (void)ud;
+    gw_http_accept(fd);
 }
 
-/* The web listener's one lws protocol: HTTP requests, and the WebSocket
- * connections they upgrade to (lws binds upgrades without a subprotocol
- * to the first protocol). */
+/* The one lws protocol: WebSocket connections gw_http hands over with
+ * their upgrade request (lws binds upgrades without a subprotocol to the
+ * first protocol). Plain HTTP never reaches lws. */
 static int web_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                         size_t len) {
     if (gw_ws_handles(reason)) return gw_ws_callback(wsi, reason, user, in, len);
-    return gw_http_callback(wsi, reason, user, in, len);
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
 static void print_listener(const char *kind, const char *scheme, const char *host, int fd) {
@@ -92,12 +85,10 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd, i
     s->g = g;
 
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit);
-    gw_http_init(g);
     gw_ws_init(g);
     s->protocols[0].name = "http";
     s->protocols[0].callback = web_callback;
-    s->protocols[0].per_session_data_size =
-        gw_http_session_size() > gw_ws_session_size() ? gw_http_session_size() : gw_ws_session_size();
+    s->protocols[0].per_session_data_size = gw_ws_session_size();
     /* lws gives every WebSocket a receive buffer of this size for its whole
      * life (default 4 KiB). Most messages are far smaller; larger ones
      * arrive in pieces that gw_ws reassembles. */
@@ -129,6 +120,7 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd, i
         gw_fmt(err, errlen, "cannot start libwebsockets");
         goto fail;
     }
+    gw_http_init(g, loop, s->vhost);
     if (cfg->web_enabled && gw_listener_start(&s->web, loop, s->web_fd, on_web_accept, s) != GW_OK) {
         gw_fmt(err, errlen, "cannot poll the web listener");
         goto fail;
@@ -182,6 +174,7 @@ static void finish_shutdown(struct gw_server *s) {
     gw_loop_shutdown();        /* timer.after callbacks not yet started */
     gw_task_abort_unowned(s->g); /* started ones still waiting (api.sleep, modules) */
     if (s->socket) gw_socket_close(s->socket, 0);
+    gw_http_close_all();
     lws_context_destroy(s->ctx);
     s->ctx = NULL;
 }
@@ -222,6 +215,7 @@ static void start_shutdown(struct gw_server *s) {
         lua_pop(L, 1);
     }
     if (gw_lua_config(s->g)->web_enabled) gw_listener_stop(&s->web, 1);
+    gw_http_stop();
     if (s->socket) gw_socket_stop_accepting(s->socket);
     s->drain_started = gw_now_ms();
     uv_timer_start(&s->drain, drain_tick, 0, 20);

@@ -1,7 +1,7 @@
 /* See gw_static.h. One request goes: open (resolve, open, fstat) as one
  * job on libuv's threadpool; then, for a body, uv_fs_read of one chunk at
- * a time into the request's buffer, each chunk written from the next lws
- * writable callback. The first chunk goes out with the headers in one
+ * a time into the request's buffer, each chunk written once the
+ * connection's output has drained. The first chunk goes out with the headers in one
  * write. At most one disk operation is in flight per request, and the
  * struct outlives the connection until that operation has completed. */
 #include "gw_static.h"
@@ -21,7 +21,6 @@
 
 #define CHUNK (64 * 1024)
 #define HEAD_ROOM 1024   /* status line and headers */
-#define STALL_SECS 60    /* no chunk taken for this long: drop the client (as nginx send_timeout) */
 
 #define NOT_FOUND "{\"error\":\"That file is not found\",\"errors\":[\"That file is not found\"]}"
 #define JSON_TYPE "application/json; charset=utf-8"
@@ -30,7 +29,8 @@ enum phase { OPENING, READY };
 enum busy { IDLE, IN_WORK, IN_FS };
 
 struct gw_static {
-    struct lws *wsi;          /* NULL once freed by the connection */
+    const struct gw_static_out *out;
+    void *conn;               /* NULL once freed by the connection */
     uv_loop_t *loop;
     uv_work_t work;           /* the open job */
     uv_fs_t fs;               /* the read, or the final close */
@@ -48,7 +48,7 @@ struct gw_static {
     long mtime_nsec;
     const char *mime;
     /* The transfer. */
-    unsigned char *buf;       /* LWS_PRE + HEAD_ROOM + CHUNK */
+    char *buf;                /* HEAD_ROOM + CHUNK */
     size_t chunk_len;         /* bytes read and not yet written */
     uint64_t read_off, sent;
     int headers_sent;
@@ -186,17 +186,6 @@ int gw_static_parse_http_date(const char *s, time_t *out) {
 
 /* --- The request -------------------------------------------------------- */
 
-static char *copy_header(struct lws *wsi, enum lws_token_indexes tok) {
-    int len = lws_hdr_total_length(wsi, tok);
-    if (len <= 0) return NULL;
-    char *s = malloc((size_t)len + 1);
-    if (s && lws_hdr_copy(wsi, s, len + 1, tok) < 0) {
-        free(s);
-        return NULL;
-    }
-    return s;
-}
-
 static void free_now(struct gw_static *st) {
     free(st->root);
     free(st->rest);
@@ -250,12 +239,12 @@ static void on_read(uv_fs_t *req);
 
 static void start_read(struct gw_static *st) {
     uint64_t left = st->size - st->read_off;
-    uv_buf_t b = uv_buf_init((char *)st->buf + LWS_PRE + HEAD_ROOM, (unsigned)(left < CHUNK ? left : CHUNK));
+    uv_buf_t b = uv_buf_init(st->buf + HEAD_ROOM, (unsigned)(left < CHUNK ? left : CHUNK));
     st->busy = IN_FS;
     if (uv_fs_read(st->loop, &st->fs, st->fd, &b, 1, (int64_t)st->read_off, on_read) != 0) {
         st->busy = IDLE;
         st->failed = 1;
-        lws_callback_on_writable(st->wsi);
+        st->out->wake(st->conn);
     }
 }
 
@@ -275,7 +264,7 @@ static void on_read(uv_fs_t *req) {
         st->chunk_len = (size_t)n;
         st->read_off += (uint64_t)n;
     }
-    lws_callback_on_writable(st->wsi);
+    st->out->wake(st->conn);
 }
 
 static void on_opened(uv_work_t *w, int status) {
@@ -300,7 +289,7 @@ static void on_opened(uv_work_t *w, int status) {
         else
             st->status = 200;
         if (st->status == 200 && !st->head_only && st->size > 0) {
-            if (!(st->buf = malloc(LWS_PRE + HEAD_ROOM + CHUNK))) {
+            if (!(st->buf = malloc(HEAD_ROOM + CHUNK))) {
                 st->failed = 1;
             } else {
                 start_read(st);
@@ -308,15 +297,17 @@ static void on_opened(uv_work_t *w, int status) {
             }
         }
     }
-    lws_callback_on_writable(st->wsi);
+    st->out->wake(st->conn);
 }
 
-struct gw_static *gw_static_new(struct lws *wsi, uv_loop_t *loop, const char *root,
-                                const char *url_path, const char *rest, size_t len,
-                                int head_only) {
+struct gw_static *gw_static_new(const struct gw_static_out *out, void *conn, uv_loop_t *loop,
+                                const char *root, const char *url_path, const char *rest,
+                                size_t len, int head_only, const char *if_none_match,
+                                const char *if_modified_since) {
     struct gw_static *st = calloc(1, sizeof *st);
     if (!st) return NULL;
-    st->wsi = wsi;
+    st->out = out;
+    st->conn = conn;
     st->loop = loop;
     st->fd = -1;
     st->fs.data = st;
@@ -325,84 +316,93 @@ struct gw_static *gw_static_new(struct lws *wsi, uv_loop_t *loop, const char *ro
     st->root = strdup(root);
     st->rest = strdup(rest);
     st->url_path = strdup(url_path);
-    if (!st->root || !st->rest || !st->url_path) {
+    st->if_none_match = if_none_match ? strdup(if_none_match) : NULL;
+    st->if_modified_since = if_modified_since ? strdup(if_modified_since) : NULL;
+    if (!st->root || !st->rest || !st->url_path || (if_none_match && !st->if_none_match) ||
+        (if_modified_since && !st->if_modified_since)) {
         free_now(st);
         return NULL;
     }
-    st->if_none_match = copy_header(wsi, WSI_TOKEN_HTTP_IF_NONE_MATCH);
-    st->if_modified_since = copy_header(wsi, WSI_TOKEN_HTTP_IF_MODIFIED_SINCE);
     active++;
-    lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, STALL_SECS);
     st->work.data = st;
     if (strlen(rest) != len || uv_queue_work(loop, &st->work, open_job, on_opened) != 0) {
         /* A NUL inside the path: nothing to open. */
         st->phase = READY;
         st->status = 404;
-        lws_callback_on_writable(wsi);
+        out->wake(conn);
         return st;
     }
     st->busy = IN_WORK;
     return st;
 }
 
-static int add_header(struct lws *wsi, const char *name, const char *value, unsigned char **p,
-                      unsigned char *end) {
-    return lws_add_http_header_by_name(wsi, (const unsigned char *)name, (const unsigned char *)value,
-                                       (int)strlen(value), p, end);
+static char *put(char *p, const char *name, const char *value) {
+    size_t n = strlen(name), v = strlen(value);
+    memcpy(p, name, n);
+    p += n;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, value, v);
+    p += v;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
 }
 
-/* After a write: done, or read the next chunk while lws sends this one
- * (lws_write has copied whatever the socket did not take). */
+/* After a write: done, or read the next chunk while the socket sends this
+ * one (the connection has copied whatever the socket did not take). */
 static enum gw_static_step after_write(struct gw_static *st) {
     uint64_t body = st->status == 200 && !st->head_only ? st->size : 0;
     if (st->sent >= body) {
         st->done = 1;
-        lws_set_timeout(st->wsi, NO_PENDING_TIMEOUT, 0);
         return GW_STATIC_DONE;
     }
-    lws_set_timeout(st->wsi, PENDING_TIMEOUT_HTTP_CONTENT, STALL_SECS);
     if (st->busy == IDLE && !st->chunk_len) start_read(st);
     return GW_STATIC_MORE;
 }
 
 /* Status line and headers, with the 404 body or the first chunk. */
 static enum gw_static_step write_head(struct gw_static *st) {
-    struct lws *wsi = st->wsi;
-    unsigned char small[LWS_PRE + HEAD_ROOM + sizeof NOT_FOUND];
+    char small[HEAD_ROOM + sizeof NOT_FOUND];
     int with_body = st->status == 200 && !st->head_only && st->size > 0;
     if (with_body && !st->chunk_len) return GW_STATIC_MORE; /* the first read is in flight */
-    unsigned char *start = (with_body ? st->buf : small) + LWS_PRE;
-    unsigned char *p = start, *end = start + HEAD_ROOM - 1;
+    char *start = with_body ? st->buf : small;
+    char *p = start;
     char num[24], etag[64], date[40];
-    int fail = lws_add_http_header_status(wsi, (unsigned)st->status, &p, end);
+    p += sprintf(p, "HTTP/1.1 %d %s\r\n", st->status,
+                 st->status == 200 ? "OK" : st->status == 304 ? "Not Modified" : "Not Found");
+    gw_static_http_date(date, sizeof date, time(NULL));
+    p = put(p, "Date", date);
     if (st->status == 404) {
         snprintf(num, sizeof num, "%zu", sizeof NOT_FOUND - 1);
-        fail = fail || add_header(wsi, "content-type:", JSON_TYPE, &p, end) ||
-               add_header(wsi, "content-length:", num, &p, end);
+        p = put(p, "Content-Type", JSON_TYPE);
+        p = put(p, "Content-Length", num);
     } else {
         gw_static_etag(etag, sizeof etag, st->size, st->mtime_sec, st->mtime_nsec);
         gw_static_http_date(date, sizeof date, (time_t)st->mtime_sec);
         if (st->status == 200) {
             snprintf(num, sizeof num, "%" PRIu64, st->size);
-            fail = fail || add_header(wsi, "content-type:", st->mime, &p, end) ||
-                   add_header(wsi, "content-length:", num, &p, end);
+            p = put(p, "Content-Type", st->mime);
+            p = put(p, "Content-Length", num);
         }
-        fail = fail || add_header(wsi, "etag:", etag, &p, end) || add_header(wsi, "last-modified:", date, &p, end) ||
-               add_header(wsi, "cache-control:", "no-cache", &p, end);
+        p = put(p, "ETag", etag);
+        p = put(p, "Last-Modified", date);
+        p = put(p, "Cache-Control", "no-cache");
     }
-    fail = fail || add_header(wsi, "access-control-allow-origin:", "*", &p, end);
-    if (fail || lws_finalize_http_header(wsi, &p, end)) return GW_STATIC_ERROR;
+    p = put(p, "Access-Control-Allow-Origin", "*");
+    *p++ = '\r';
+    *p++ = '\n';
     if (st->status == 404 && !st->head_only) {
         memcpy(p, NOT_FOUND, sizeof NOT_FOUND - 1);
         p += sizeof NOT_FOUND - 1;
     } else if (with_body) {
-        memmove(p, st->buf + LWS_PRE + HEAD_ROOM, st->chunk_len);
+        memmove(p, st->buf + HEAD_ROOM, st->chunk_len);
         p += st->chunk_len;
         st->sent += st->chunk_len;
         st->chunk_len = 0;
     }
     st->headers_sent = 1;
-    if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) < 0) return GW_STATIC_ERROR;
+    if (st->out->write(st->conn, start, (size_t)(p - start)) != GW_OK) return GW_STATIC_ERROR;
     return after_write(st);
 }
 
@@ -412,11 +412,9 @@ enum gw_static_step gw_static_writable(struct gw_static *st) {
     if (!st->headers_sent) return write_head(st);
     if (!st->chunk_len) return GW_STATIC_MORE; /* the read is in flight */
     size_t n = st->chunk_len;
-    int last = st->sent + n >= st->size;
     st->chunk_len = 0;
     st->sent += n;
-    if (lws_write(st->wsi, st->buf + LWS_PRE + HEAD_ROOM, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < 0)
-        return GW_STATIC_ERROR;
+    if (st->out->write(st->conn, st->buf + HEAD_ROOM, n) != GW_OK) return GW_STATIC_ERROR;
     return after_write(st);
 }
 
@@ -443,7 +441,7 @@ void gw_static_free(struct gw_static *st) {
     log_request(st);
     active--;
     st->released = 1;
-    st->wsi = NULL;
+    st->conn = NULL;
     /* A job not started yet is dropped; a running one completes first. */
     if (st->busy == IN_WORK) uv_cancel((uv_req_t *)&st->work);
     else if (st->busy == IN_FS) uv_cancel((uv_req_t *)&st->fs);

@@ -1,11 +1,11 @@
 /* Static files: GET and HEAD under /<urlPathForFiles>/ served from
  * paths.public, with ETag/Last-Modified revalidation. Files are opened on
- * libuv's threadpool and streamed in chunks from lws writable callbacks;
- * gw_http decides which requests come here and owns the connection. */
+ * libuv's threadpool and streamed in chunks, one at a time, as the
+ * connection's output drains; gw_http decides which requests come here
+ * and owns the connection. */
 #ifndef GW_STATIC_H
 #define GW_STATIC_H
 
-#include <libwebsockets.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -14,11 +14,20 @@
 /* One file request on one connection. */
 struct gw_static;
 
-/* What gw_static_writable asks of the lws callback. */
+/* What gw_static_writable tells the connection. */
 enum gw_static_step {
-    GW_STATIC_MORE,  /* waiting for the disk or the socket: return 0 */
-    GW_STATIC_DONE,  /* answer complete: free it, end the transaction */
+    GW_STATIC_MORE,  /* waiting for the disk or the socket */
+    GW_STATIC_DONE,  /* answer complete: free it, go on with the next request */
     GW_STATIC_ERROR  /* cannot go on (write or read failed): free it, close */
+};
+
+/* How a file answer reaches its connection. */
+struct gw_static_out {
+    /* Queue bytes for the client (copying what the socket does not take
+     * now); GW_ERR when the connection has failed. */
+    int (*write)(void *conn, const char *data, size_t len);
+    /* Call gw_static_writable() from the loop once the output has drained. */
+    void (*wake)(void *conn);
 };
 
 /* The part of 'path' after "/<files>/", "" for "/<files>" itself, or NULL
@@ -28,17 +37,17 @@ enum gw_static_step {
 const char *gw_static_rest(const char *files, const char *path);
 
 /* Start answering a GET (head_only 0) or HEAD for 'rest' (from
- * gw_static_rest; 'len' is its length as lws counted it, so a NUL inside
- * is seen and answered 404) out of the folder 'root'; 'url_path' is only
- * for the log line. Copies what it keeps, and reads the conditional
- * headers of the request now. The file is opened on the threadpool and
- * lws_callback_on_writable() is called when there is something to write.
- * Returns NULL when out of memory. */
-struct gw_static *gw_static_new(struct lws *wsi, uv_loop_t *loop, const char *root,
-                                const char *url_path, const char *rest, size_t len,
-                                int head_only);
+ * gw_static_rest; 'len' is its length, so a NUL inside is seen and
+ * answered 404) out of the folder 'root'; 'url_path' is only for the log
+ * line; the conditional headers may be NULL. Copies what it keeps. The
+ * file is opened on the threadpool and out->wake() is called when there
+ * is something to write. Returns NULL when out of memory. */
+struct gw_static *gw_static_new(const struct gw_static_out *out, void *conn, uv_loop_t *loop,
+                                const char *root, const char *url_path, const char *rest,
+                                size_t len, int head_only, const char *if_none_match,
+                                const char *if_modified_since);
 
-/* Call on LWS_CALLBACK_HTTP_WRITEABLE: writes headers or the next chunk. */
+/* Write the headers or the next chunk (after out->wake()). */
 enum gw_static_step gw_static_writable(struct gw_static *st);
 
 /* The connection is done with 'st' (answer complete, or the client went

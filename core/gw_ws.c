@@ -5,7 +5,6 @@
 #include "gw_ws.h"
 #include "gw.h"
 #include "gw_conn.h"
-#include "gw_http.h"
 #include "gw_log.h"
 #include "gw_wsmsg.h"
 
@@ -101,6 +100,60 @@ void gw_ws_close_all(void) {
     }
 }
 
+/* Methods lws recognises, by the token its URI is stored under. */
+static const struct {
+    enum lws_token_indexes tok;
+    const char *name;
+} methods[] = {
+    {WSI_TOKEN_GET_URI, "GET"},       {WSI_TOKEN_POST_URI, "POST"},
+    {WSI_TOKEN_PUT_URI, "PUT"},       {WSI_TOKEN_PATCH_URI, "PATCH"},
+    {WSI_TOKEN_DELETE_URI, "DELETE"}, {WSI_TOKEN_OPTIONS_URI, "OPTIONS"},
+    {WSI_TOKEN_HEAD_URI, "HEAD"},
+};
+
+/* Headers lws does not parse itself but users commonly read. */
+static const char *custom_headers[] = {
+    "x-forwarded-for:", "x-forwarded-proto:", "x-real-ip:", "x-request-id:", "x-api-key:",
+    "x-requested-with:", "x-csrf-token:", NULL};
+
+static int is_uri_token(int tok) {
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if ((int)methods[i].tok == tok) return 1;
+    return tok == WSI_TOKEN_HTTP_URI_ARGS;
+}
+
+/* [-0, +1, m] The upgrade request's headers, names lower case. */
+static void push_headers(lua_State *L, struct lws *wsi) {
+    char small[1024];
+    lua_newtable(L);
+    for (int tok = 0; tok < WSI_TOKEN_COUNT; tok++) {
+        if (is_uri_token(tok)) continue;
+        int len = lws_hdr_total_length(wsi, (enum lws_token_indexes)tok);
+        if (len <= 0) continue;
+        const char *name = (const char *)lws_token_to_string((enum lws_token_indexes)tok);
+        if (!name || !*name || name[0] == ':') continue;
+        char *buf = len < (int)sizeof small ? small : malloc((size_t)len + 1);
+        if (!buf) continue;
+        int n = lws_hdr_copy(wsi, buf, len + 1, (enum lws_token_indexes)tok);
+        if (n >= 0) {
+            size_t nl = strlen(name);
+            lua_pushlstring(L, name, nl && name[nl - 1] == ':' ? nl - 1 : nl);
+            lua_pushlstring(L, buf, (size_t)n);
+            lua_rawset(L, -3);
+        }
+        if (buf != small) free(buf);
+    }
+    for (const char **h = custom_headers; *h; h++) {
+        int hl = (int)strlen(*h);
+        int len = lws_hdr_custom_length(wsi, *h, hl);
+        if (len < 0 || len >= (int)sizeof small) continue;
+        if (lws_hdr_custom_copy(wsi, small, (int)sizeof small, *h, hl) < 0) continue;
+        lua_pushlstring(L, *h, (size_t)hl - 1);
+        lua_pushstring(L, small);
+        lua_rawset(L, -3);
+    }
+}
+
 /* Only upgrades on the configured path become WebSockets. */
 static int upgrade_allowed(struct lws *wsi) {
     const struct gw_config *cfg = gw_lua_config(lua_rt);
@@ -130,7 +183,7 @@ static void open_conn(struct gw_ws_session *s, struct lws *wsi) {
     lua_createtable(L, 0, 2);
     lua_pushstring(L, gw_lua_config(lua_rt)->ws_path);
     lua_setfield(L, -2, "path");
-    gw_http_push_headers(L, wsi);
+    push_headers(L, wsi);
     lua_setfield(L, -2, "headers");
     lua_setfield(L, -2, "rawConnection");
     c->conn = gw_conn_open(lua_rt, "websocket", &ws_ops, c);

@@ -147,14 +147,25 @@ local ORDER = { head = { "head", "get", "all" } }
 for _, m in ipairs(M.METHODS) do ORDER[m] = ORDER[m] or { m, "all" } end
 local ALL_ONLY = { "all" }
 
--- The route for `method` (lower case) and `path` (relative to /api), and its params. Empty
--- lists are skipped without splitting the path: most requests name an action directly.
-function M.match(compiled, method, path)
+-- Segments of a raw (still %-encoded) path, each decoded on its own: "%2F" stays inside its
+-- segment as a "/", and "+" stays a plus sign.
+local function splitRaw(raw)
+  local segs = split(raw)
+  for i, seg in ipairs(segs) do
+    if seg:find("%", 1, true) then segs[i] = core.url_decode(seg) end
+  end
+  return segs
+end
+
+-- The route for `method` (lower case) and `path` (relative to /api), and its params. With
+-- `rawPath` (the same path before %-decoding) segments are split before they are decoded.
+-- Empty lists are skipped without splitting the path: most requests name an action directly.
+function M.match(compiled, method, path, rawPath)
   local segs
   for _, name in ipairs(ORDER[method] or ALL_ONLY) do
     local list = compiled[name]
     if list and #list.routes > 0 then
-      segs = segs or split(path)
+      segs = segs or (rawPath and splitRaw(rawPath)) or split(path)
       local route, params = matchList(list, segs)
       if route then return route, params end
     end

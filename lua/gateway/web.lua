@@ -18,22 +18,6 @@ local function baseHeaders()
   return { ["Access-Control-Allow-Origin"] = "*" }
 end
 
--- "k=v" fragments as lws split and decoded them; a repeated key becomes a list.
-local function queryParams(args)
-  local params = {}
-  for _, frag in ipairs(args) do
-    local k, v = frag:match("^([^=]*)=(.*)$")
-    if not k then k, v = frag, "" end
-    if k ~= "" then
-      local old = params[k]
-      if old == nil then params[k] = v
-      elseif type(old) == "table" then old[#old + 1] = v
-      else params[k] = { old, v } end
-    end
-  end
-  return params
-end
-
 local function mediaType(headers)
   local ct = headers["content-type"] or ""
   return (ct:match("^%s*([^;%s]+)") or ""):lower(), ct
@@ -260,8 +244,7 @@ function W.handle(rt, ctx)
     return plainError(rt, 404, "unknown action or invalid apiVersion", ctx)
   end
 
-  local query = queryParams(ctx.args)
-  ctx.query = query
+  local query = ctx.query -- split and decoded by the HTTP layer (a repeated key is a list)
   if not allUtf8(query) then return plainError(rt, 400, "invalid query string", ctx) end
   local params = {}
   for k, v in pairs(query) do params[k] = v end
@@ -279,7 +262,8 @@ function W.handle(rt, ctx)
   if type(params.action) == "string" and rt.reg.versions[params.action] then
     name = params.action
   else
-    local route, routeParams = router.match(rt.reg.routes, method:lower(), rest)
+    local rawRest = ctx.rawPath and apiRest(rt, ctx.rawPath)
+    local route, routeParams = router.match(rt.reg.routes, method:lower(), rest, rawRest)
     if route then
       name = route.action
       for k, v in pairs(routeParams) do params[k] = v end

@@ -220,20 +220,6 @@ def bound(seconds):
     return seconds * SCALE
 
 
-def lws_limit(what):
-    """A strict xfail for something libwebsockets 4.1 (today's HTTP layer) does before the
-    gateway sees the request: the test states what SPEC asks, and turns into a failure to
-    look at the day the layer changes (README, Known limits; issue #12 replaces it)."""
-    import pytest  # only the tests need it
-    return pytest.mark.xfail(strict=True, reason="libwebsockets 4.1 %s (README, Known limits; "
-                                                 "issue #12 replaces the HTTP layer)" % what)
-
-
-# The path arrives decoded: "+" is already a space and %2F already a "/".
-LWS_DECODES_PATH = lws_limit("decodes the path before the gateway sees it: '+' becomes a space "
-                             "and %2F a '/'")
-
-
 # --------------------------------------------------------------------------------------
 # HTTP
 

@@ -23,12 +23,6 @@ pytestmark = pytest.mark.asan
 JSON_TYPE = "application/json; charset=utf-8"
 
 
-_lws = gw.lws_limit
-
-
-LWS_403 = _lws("answers a request line it cannot parse with its own HTML 403 page")
-
-
 def _lenient_json(r):
     """Parse a body that may carry invalid UTF-8 echoed back from the request."""
     return json.loads(r.body.decode("utf-8", "replace"))
@@ -133,8 +127,6 @@ def test_client_closes_during_action(gateway, path, action):
     _assert_closed_cleanly(gateway)
 
 
-@_lws("does not report a client's close while its answer is pending, so the action runs on "
-      "to its end")
 def test_client_close_cancels_the_action(gateway):
     # gw_http.c: "A request whose client goes away cancels its call"; SPEC §8: closing a
     # connection cancels its pending actions' waits. never_next would time out after 1 s;
@@ -239,49 +231,43 @@ def _post_with_length(value):
             b"Content-Length: " + value + b"\r\n\r\n")
 
 
-# id, bytes sent, the status SPEC asks for (RFC 9110/9112 where SPEC says "HTTP/1.1"), the
-# error message where the gateway has one, and what today's HTTP layer does instead.
+# id, bytes sent, the status SPEC asks for (RFC 9110/9112 where SPEC says "HTTP/1.1") and
+# the error message. Every one closes the connection after its answer.
 BAD_REQUESTS = [
-    ("garbage", b"GARBAGE\r\n\r\n\r\n", 400, None, LWS_403),
-    ("no-path", b"GET\r\n\r\n\r\n", 400, None, LWS_403),
-    ("http-9.9", b"GET /api/randomNumber HTTP/9.9\r\nHost: x\r\n\r\n\r\n", 505, None,
-     _lws("serves an unknown HTTP version as HTTP/1.0 (200)")),
+    ("garbage", b"GARBAGE\r\n\r\n\r\n", 400, "malformed HTTP request"),
+    ("no-path", b"GET\r\n\r\n\r\n", 400, "malformed HTTP request"),
+    ("http-9.9", b"GET /api/randomNumber HTTP/9.9\r\nHost: x\r\n\r\n\r\n", 505, "HTTP version not supported"),
     ("bad-header-line", b"GET /api/randomNumber HTTP/1.1\r\nBad Header Line\r\n\r\n\r\n", 400,
-     None, _lws("never answers a header line without a colon (it waits for more)")),
-    ("binary", b"\x00\x01\x02\xff\xfe\r\n\r\n\r\n", 400, None, LWS_403),
-    ("negative-length", _post_with_length(b"-5") + b"\r\n", 400, "invalid Content-Length", None),
+     "malformed HTTP request"),
+    ("binary", b"\x00\x01\x02\xff\xfe\r\n\r\n\r\n", 400, "malformed HTTP request"),
+    ("negative-length", _post_with_length(b"-5") + b"\r\n", 400, "invalid Content-Length"),
     ("unparseable-length", _post_with_length(b"99999999999999999999") + b"\r\n", 400,
-     "invalid Content-Length", None),
+     "invalid Content-Length"),
     ("non-numeric-length", _post_with_length(b"twelve") + b"\r\n", 400,
-     "invalid Content-Length", None),
+     "invalid Content-Length"),
     ("length-over-max", _post_with_length(b"%d" % 10 ** 12) + b"\r\n", 413,
-     "request body is larger than maxBodySize", None),
+     "request body is larger than maxBodySize"),
     ("bad-chunk", b"POST /api/echo_params HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                  b"\r\nzz\r\n\r\n", 400, None,
-     _lws("cannot decode chunked request bodies, so the gateway answers 411 before the first "
-          "chunk")),
+                  b"\r\nzz\r\n\r\n", 400, "invalid chunked body"),
     ("huge-header", b"GET /api/randomNumber HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200000
-                    + b"\r\nConnection: close\r\n\r\n", 431, None,
-     _lws("drops the connection without an answer when the headers outgrow its buffer")),
+                    + b"\r\nConnection: close\r\n\r\n", 431, "request headers are too large"),
     ("long-url", b"GET /api/echo_params?a=" + b"b" * 100000
-                 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 414, None,
-     _lws("drops the connection without an answer when the URL outgrows its buffer")),
+                 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 414, "request URL is too long"),
     # RFC 9110 §9.1: an unrecognised method is 501 (Not Implemented).
     ("unknown-method", b"BREW /api/randomNumber HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-     501, None, LWS_403),
+     501, "method not implemented"),
 ]
 
 
 @pytest.mark.parametrize("data,status,message", [
-    pytest.param(data, status, message, id=name, marks=[mark] if mark else [])
-    for name, data, status, message, mark in BAD_REQUESTS])
+    pytest.param(data, status, message, id=name) for name, data, status, message in BAD_REQUESTS])
 def test_bad_request_is_answered(gateway, data, status, message):
     raw, closed = _exchange(gateway, data)
     _assert_json_error(raw, closed, status, message)
 
 
 @pytest.mark.parametrize("data", [pytest.param(data, id=name)
-                                  for name, data, _, _, _ in BAD_REQUESTS])
+                                  for name, data, _, _ in BAD_REQUESTS])
 def test_bad_request_does_not_hurt(gateway, data):
     # Whatever the answer (see above): the gateway survives, closes the connection, and a
     # request that reached the runtime (HTTP/9.9 does today) left no connection behind.
@@ -292,10 +278,6 @@ def test_bad_request_does_not_hurt(gateway, data):
     assert created <= destroyed, gateway.log_since(offset)
 
 
-LWS_REJECTS_ESCAPE = _lws("refuses a malformed %-escape in the query string with its own 403 "
-                          "page")
-LWS_DROPS_NUL = _lws("drops the connection when the query string holds %00")
-LWS_TOO_MANY = _lws("stores at most ~85 query fragments and drops the connection beyond that")
 
 
 @pytest.fixture(scope="module")
@@ -312,34 +294,31 @@ def unscrubbed(gateway_bin, redis_url, tmp_path_factory):
 # stays as it is (the WHATWG urlencoded parser, Node's querystring, and the gateway's own
 # form-body parser all do so); empty keys are dropped; a repeated key becomes a list; "[]"
 # is part of the name. Decoded bytes that are not UTF-8 are 400 "invalid query string".
-# Each case: query, status, params (or the error), a mark on the status, a mark on the params.
-LWS_SLASH_PARAM = _lws("turns an empty last query fragment (an empty query, a trailing '&') "
-                       "into a param named '/'")
+# Each case: query, status, params (or the error).
 ODD_QUERIES = [
-    ("a=%zz", 200, {"a": "%zz"}, LWS_REJECTS_ESCAPE, LWS_REJECTS_ESCAPE),
-    ("a=%", 200, {"a": "%"}, LWS_REJECTS_ESCAPE, LWS_REJECTS_ESCAPE),
-    ("a=%4", 200, {"a": "%4"}, LWS_REJECTS_ESCAPE, LWS_REJECTS_ESCAPE),
-    ("a=x%00y", 200, {"a": "x\x00y"}, LWS_DROPS_NUL, LWS_DROPS_NUL),
-    ("=&&==&a", 200, {"a": ""}, None, None),
-    ("a=%FF%FE", 400, "invalid query string", None, None),
-    ("a=1&a=%C3", 400, "invalid query string", None, None),
-    ("%FF=1", 400, "invalid query string", None, None),
-    ("a[]=1&a[]=2", 200, {"a[]": ["1", "2"]}, None, None),
-    ("&&&", 200, {}, None, LWS_SLASH_PARAM),
-    ("", 200, {}, None, LWS_SLASH_PARAM),
-    ("a=1&", 200, {"a": "1"}, None, LWS_SLASH_PARAM),
+    ("a=%zz", 200, {"a": "%zz"}),
+    ("a=%", 200, {"a": "%"}),
+    ("a=%4", 200, {"a": "%4"}),
+    ("a=x%00y", 200, {"a": "x\x00y"}),
+    ("=&&==&a", 200, {"a": ""}),
+    ("a=%FF%FE", 400, "invalid query string"),
+    ("a=1&a=%C3", 400, "invalid query string"),
+    ("%FF=1", 400, "invalid query string"),
+    ("a[]=1&a[]=2", 200, {"a[]": ["1", "2"]}),
+    ("&&&", 200, {}),
+    ("", 200, {}),
+    ("a=1&", 200, {"a": "1"}),
     ("a=1&" + "&".join("p%d=%d" % (i, i) for i in range(200)), 200,
-     dict([("a", "1")] + [("p%d" % i, str(i)) for i in range(200)]), LWS_TOO_MANY, LWS_TOO_MANY),
+     dict([("a", "1")] + [("p%d" % i, str(i)) for i in range(200)])),
 ]
 
 
-def _query_cases(which):
-    return [pytest.param(query, status, expected, id=query[:20] or "empty",
-                         marks=[case[which]] if case[which] else [])
-            for case in ODD_QUERIES for query, status, expected in [case[:3]]]
+def _query_cases():
+    return [pytest.param(query, status, expected, id=query[:20] or "empty")
+            for query, status, expected in ODD_QUERIES]
 
 
-@pytest.mark.parametrize("query,status,expected", _query_cases(3))
+@pytest.mark.parametrize("query,status,expected", _query_cases())
 def test_odd_query_string_status(unscrubbed, query, status, expected):
     r = unscrubbed.request("GET", "/api/echo_params?" + query)
     assert r.status == status, r.body[:300]
@@ -349,7 +328,7 @@ def test_odd_query_string_status(unscrubbed, query, status, expected):
         assert body["error"] == expected and body["errors"] == [expected], body
 
 
-@pytest.mark.parametrize("query,status,expected", _query_cases(4))
+@pytest.mark.parametrize("query,status,expected", _query_cases())
 def test_odd_query_string_params(unscrubbed, query, status, expected):
     r = unscrubbed.request("GET", "/api/echo_params?" + query)
     body = r.json()
@@ -428,8 +407,6 @@ def test_malformed_form_body(gateway, body):
     gateway.assert_serving()
 
 
-@_lws("cannot decode chunked request bodies: the gateway answers 411 `send Content-Length` "
-      "(README, Known limits)")
 def test_chunked_json_body(gateway):
     raw, _ = _exchange(gateway, _chunked_request(b'{"a": "chunked"}'))
     status, _, resp = split_raw_response(raw)

@@ -106,17 +106,14 @@ def test_params_are_url_decoded(g):
     assert body["params"]["a"] == "a+b" and body["params"]["b"] == "AB", body
 
 
-LWS_DECODES_PATH = gw.LWS_DECODES_PATH
 
 
-@LWS_DECODES_PATH
 def test_param_decoding_keeps_plus(g):
     # A path is not a form: "+" is a plus sign there, not a space.
     body = ok(g, "GET", "/api/things/a+b")
     assert body["params"]["id"] == "a+b", "'+' in a path is not a space: %r" % body["params"]
 
 
-@LWS_DECODES_PATH
 def test_param_decoding_encoded_slash_stays_in_segment(g):
     # The contract: `:name` captures one URL-decoded segment, so %2F is a "/" inside it.
     body = ok(g, "GET", "/api/things/a%2Fb")

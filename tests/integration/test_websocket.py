@@ -549,7 +549,6 @@ def test_upgrade_on_wrong_path_refused(gateway, path):
     gateway.assert_serving()
 
 
-@gw.lws_limit("closes an upgrade request on another path without an answer")
 @pytest.mark.parametrize("path, status", [("/nope", 404), ("/ws/extra", 404), ("/", 404),
                                           ("/api/randomNumber", 200)])
 def test_upgrade_on_wrong_path_gets_the_plain_http_answer(gateway, path, status):
