@@ -37,7 +37,7 @@ STATIC_MODULES ?=
 STATIC_LDLIBS  ?=
 STATIC_A := $(BUILD)/static/modules.a
 
-.PHONY: all run test test-unit test-unit-asan test-lua test-integration test-asan asan clean deps bench modules FORCE
+.PHONY: fuzz fuzz-run test-fuzz all run test test-unit test-unit-asan test-lua test-integration test-asan asan clean deps bench modules FORCE
 
 all: $(BUILD)/gateway $(BUILD)/lua/gateway/core.so
 
@@ -93,7 +93,7 @@ run:
 test:
 	@scripts/ensure-deps.sh test
 	@$(MAKE) --no-print-directory all modules
-	@$(MAKE) --no-print-directory test-unit test-lua test-integration test-unit-asan test-asan
+	@$(MAKE) --no-print-directory test-unit test-lua test-integration test-unit-asan test-asan test-fuzz
 
 test-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -127,6 +127,28 @@ bench:
 	bench/ws.sh
 	bench/routes.sh
 	bench/redis.sh
+
+# libFuzzer targets (clang, Debian's libclang-rt-14-dev): `make fuzz-run`
+# replays fuzz/corpus/<target> then explores for FUZZ_SECONDS; new inputs
+# that found new paths go to $(BUILD)/fuzz/corpus-<target>.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icore
+FUZZ_BIN     := $(BUILD)/fuzz/http1
+
+fuzz: $(FUZZ_BIN)
+
+$(BUILD)/fuzz/http1: fuzz/http1.c core/gw_http1.c core/gw_http1.h core/gw.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/http1.c core/gw_http1.c -lhttp_parser
+
+# In `make test`: the corpus, then a short exploration.
+test-fuzz:
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=20
+
+fuzz-run: $(FUZZ_BIN)
+	@mkdir -p $(BUILD)/fuzz/corpus-http1
+	$(BUILD)/fuzz/http1 -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(BUILD)/fuzz/corpus-http1 fuzz/corpus/http1
 
 clean:
 	rm -rf $(BUILD)

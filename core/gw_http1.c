@@ -30,6 +30,7 @@ struct gw_http1 {
     size_t text_len, text_cap;
     uint32_t url_len;
     int part; /* what the last callback appended: 0 URL, 1 name, 2 value */
+    int headers_done; /* fields after this are a chunked body's trailers: ignored */
     struct field *fields;
     int nfields, fields_cap;
     char *body;
@@ -78,6 +79,7 @@ static int terminate(struct gw_http1 *p) {
 static int on_message_begin(http_parser *hp) {
     struct gw_http1 *p = of(hp);
     p->started = 1;
+    p->headers_done = 0;
     p->text_len = 0;
     p->url_len = 0;
     p->part = 0;
@@ -96,6 +98,7 @@ static int on_url(http_parser *hp, const char *at, size_t len) {
 
 static int on_header_field(http_parser *hp, const char *at, size_t len) {
     struct gw_http1 *p = of(hp);
+    if (p->headers_done) return 0;
     if (p->part != 1) {
         /* A new field: end the URL or the last value first. */
         if (terminate(p) != GW_OK) return fail(p, 431, "request headers are too large");
@@ -123,6 +126,7 @@ static int on_header_field(http_parser *hp, const char *at, size_t len) {
 
 static int on_header_value(http_parser *hp, const char *at, size_t len) {
     struct gw_http1 *p = of(hp);
+    if (p->headers_done) return 0;
     struct field *f = &p->fields[p->nfields - 1];
     if (p->part != 2) {
         if (terminate(p) != GW_OK) return fail(p, 431, "request headers are too large");
@@ -136,6 +140,7 @@ static int on_header_value(http_parser *hp, const char *at, size_t len) {
 
 static int on_headers_complete(http_parser *hp) {
     struct gw_http1 *p = of(hp);
+    p->headers_done = 1;
     if (terminate(p) != GW_OK) return fail(p, 431, "request headers are too large");
     if (p->part == 1) {
         /* A name without a value ("X-A:" then the blank line): the value is "". */
@@ -167,6 +172,13 @@ static int on_body(http_parser *hp, const char *at, size_t len) {
     return 0;
 }
 
+/* A chunk's size is known before its bytes: refuse at once what cannot fit. */
+static int on_chunk_header(http_parser *hp) {
+    struct gw_http1 *p = of(hp);
+    if (hp->content_length > (uint64_t)p->lim.max_body - p->body_len) return fail(p, 413, TOO_LARGE);
+    return 0;
+}
+
 static int on_message_complete(http_parser *hp) {
     struct gw_http1 *p = of(hp);
     p->event = hp->upgrade ? GW_HTTP1_UPGRADE : GW_HTTP1_REQUEST;
@@ -182,6 +194,7 @@ static const http_parser_settings settings = {
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
+    .on_chunk_header = on_chunk_header,
 };
 
 struct gw_http1 *gw_http1_new(const struct gw_http1_limits *lim) {
