@@ -24,13 +24,6 @@ pytestmark = pytest.mark.asan
 
 WAIT = 5.0  # seconds for the answers to one write
 
-# What today's HTTP layer (libwebsockets 4.1) cannot do; the HTTP layer of issue #12 can.
-LWS_PIPELINED_BODY = pytest.mark.xfail(strict=True, reason=(
-    "libwebsockets 4.1 cannot read the body of a request pipelined behind another one on the "
-    "same connection (it parses the request out of its buffer list, then reads those same bytes "
-    "as the body): the gateway answers what came before it and closes the connection (issue #12)"))
-
-
 # -- raw HTTP ------------------------------------------------------------------------------
 
 def get(path, extra=b""):
@@ -159,48 +152,19 @@ PIPELINES = [
      post_json(b"/api/echo_params", {"a": "third"}), ["first", "second", "third"]),
 ]
 
-# The pipelines whose later requests carry a body that today's HTTP layer cannot read.
-BODY_BEHIND = {"get-then-post", "post-then-post", "get-then-form-post", "get-then-put",
-               "get-get-post"}
-
-
-@pytest.mark.parametrize("data,expected", [p[1:] for p in PIPELINES], ids=[p[0] for p in PIPELINES])
-def test_pipelined_requests_never_stall_the_worker(g, data, expected):
-    """Whatever today's HTTP layer can serve is answered in order and right; a request it cannot
-    read is never run with the wrong bytes: the connection is closed instead. The worker keeps
-    serving and stops on SIGTERM."""
-    offset = g.log_size()
-    c = Conn(g)
-    try:
-        c.send(data)
-        got = []
-        for _ in expected:
-            answer = c.response()
-            if answer is None:
-                break
-            got.append(echoed(answer))
-        assert got == expected[:len(got)], "answers out of order or wrong: %r" % got
-        assert got, "the first request was not answered"
-        if len(got) < len(expected):
-            assert c.closed_by_server(), "neither answered nor closed"
-    finally:
-        c.close()
-    # Nothing ran with a body read from the wrong bytes.
-    assert "invalid JSON body" not in g.log_since(offset), g.log_since(offset)
-    assert_alive_and_stops(g)
-
-
 @pytest.mark.parametrize("data,expected", [
-    pytest.param(*p[1:], id=p[0], marks=[LWS_PIPELINED_BODY] if p[0] in BODY_BEHIND else [])
-    for p in PIPELINES])
+    pytest.param(*p[1:], id=p[0]) for p in PIPELINES])
 def test_pipelined_requests_all_answered_in_order(g, data, expected):
-    """What SPEC §8 and RFC 9112 §9.3.2 ask: every pipelined request answered, in order."""
+    """What SPEC §8 and RFC 9112 §9.3.2 ask: every pipelined request answered, in order, each
+    with its own body; the worker keeps serving and stops on SIGTERM."""
+    offset = g.log_size()
     c = Conn(g)
     try:
         c.send(data)
         assert [echoed(c.response()) for _ in expected] == expected
     finally:
         c.close()
+    assert "invalid JSON body" not in g.log_since(offset), g.log_since(offset)
     assert_alive_and_stops(g)
 
 
@@ -389,23 +353,12 @@ def ws_close(c):
     assert f is not None and f[0] == 0x8, f
 
 
-# libwebsockets 4.1 writes its 101 answer into the buffer it read the upgrade request into, from
-# byte 384 of that buffer on, before it keeps the bytes that followed the request: frames sent in
-# the same write as the upgrade and lying past that point arrive corrupted.
-LWS_101_OVERWRITES = pytest.mark.xfail(strict=True, reason=(
-    "libwebsockets 4.1 builds its 101 answer in its read buffer while the frames read behind the "
-    "upgrade request are still there (bytes 384 to ~513 of that read): they arrive corrupted and "
-    "the connection is closed (issue #12; the handover with lws_adopt_socket_vhost_readbuf keeps "
-    "them intact)"))
-
-
 def test_websocket_frames_in_the_upgrade_write(g):
-    """Two messages and a ping right behind the upgrade request, within its first 384 bytes."""
+    """Two messages and a ping right behind the upgrade request, in the same write."""
     c = Conn(g)
     try:
         ids = [1, 2]
         data = upgrade_request() + frames_behind(ids)
-        assert len(data) < 384, "keep this case within the bytes lws leaves alone"
         c.send(data)
         switched(c)
         check_envelopes(ws_answers(c, ids, want_pong=b"are you there"))
@@ -416,10 +369,9 @@ def test_websocket_frames_in_the_upgrade_write(g):
 
 
 @pytest.mark.parametrize("count", [4, 200], ids=["past-384-bytes", "past-4KiB"])
-@LWS_101_OVERWRITES
 def test_websocket_many_frames_in_the_upgrade_write(g, count):
-    """Messages and a ping behind the upgrade request, past its first 384 bytes (200 of them:
-    more than lws reads at once, 4 KiB)."""
+    """Messages and a ping behind the upgrade request, in the same write (200 of them: more
+    than 4 KiB)."""
     c = Conn(g)
     try:
         ids = list(range(1, count + 1))
@@ -451,8 +403,8 @@ def test_websocket_frames_in_the_upgrade_write_never_stall(g):
 
 @pytest.mark.parametrize("count", [3, 200])
 def test_websocket_upgrade_pipelined_behind_get(g, count):
-    """The upgrade and its frames come out of lws's buffer list, which its 101 answer does not
-    touch: every frame is answered."""
+    """The GET is answered by the HTTP layer; the upgrade and its frames are handed to
+    libwebsockets together: every frame is answered."""
     c = Conn(g)
     try:
         ids = list(range(1, count + 1))
