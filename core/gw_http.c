@@ -670,6 +670,12 @@ static void process(struct http_conn *c, const char *data, size_t len) {
             return;
         case GW_HTTP1_UPGRADE:
             if (is_ws_upgrade(c->parser)) {
+                size_t blen;
+                if (gw_http1_body(c->parser, &blen)) {
+                    /* lws would read the body as frames: refuse rather than guess. */
+                    answer_error(c, 400, "WebSocket upgrade request with a body");
+                    return;
+                }
                 hand_to_lws(c, data, len);
                 return;
             }
