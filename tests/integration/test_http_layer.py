@@ -362,6 +362,26 @@ def test_chunked_sizes_upper_case_and_zero_padded(g):
         assert echo(c) == params(a="z" * 40)
 
 
+def test_trailers_are_not_headers(g):
+    # RFC 9110 §6.5.1: trailer fields are not merged into the header section (a proxy in
+    # front vets the headers, not what follows the body).
+    with Conn(g) as c:
+        c.send(b"POST /api/connection_info HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+               b"\r\n\r\n2\r\n{}\r\n0\r\nX-Trailer: t\r\nHost: other\r\n\r\n")
+        assert headers_seen(c) == {"host": "x", "transfer-encoding": "chunked"}
+
+
+def test_trailer_on_a_file_request(g):
+    # A trailer that reads like a conditional header: the file request does not see it.
+    with Conn(g) as c:
+        c.send(b"GET /public/none.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"0\r\nIf-None-Match: \"abc\"\r\n\r\n")
+        not_file = "That file is not found"
+        assert c.json(404) == {"error": not_file, "errors": [not_file]}
+        c.send(get(b"/api/echo_params?a=1"))
+        assert echo(c) == params(a="1")
+
+
 def test_chunked_body_over_max_body_size_is_413(make_gateway):
     small = make_gateway({"servers": {"web": {"metadata": False, "maxBodySize": 100}}})
     with Conn(small) as c:
