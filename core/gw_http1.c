@@ -76,6 +76,16 @@ static int terminate(struct gw_http1 *p) {
     return GW_OK;
 }
 
+/* The whitespace after a value is not part of it (RFC 9112 §5); http_parser
+ * drops only the whitespace before. Call before the value is terminated. */
+static void trim_value(struct gw_http1 *p) {
+    struct field *f = &p->fields[p->nfields - 1];
+    while (f->value_len && (p->text[p->text_len - 1] == ' ' || p->text[p->text_len - 1] == '\t')) {
+        f->value_len--;
+        p->text_len--;
+    }
+}
+
 static int on_message_begin(http_parser *hp) {
     struct gw_http1 *p = of(hp);
     p->started = 1;
@@ -101,6 +111,7 @@ static int on_header_field(http_parser *hp, const char *at, size_t len) {
     if (p->headers_done) return 0;
     if (p->part != 1) {
         /* A new field: end the URL or the last value first. */
+        if (p->part == 2) trim_value(p);
         if (terminate(p) != GW_OK) return fail(p, 431, "request headers are too large");
         if (p->nfields >= p->lim.max_headers) return fail(p, 431, "too many request headers");
         if (p->nfields == p->fields_cap) {
@@ -141,6 +152,7 @@ static int on_header_value(http_parser *hp, const char *at, size_t len) {
 static int on_headers_complete(http_parser *hp) {
     struct gw_http1 *p = of(hp);
     p->headers_done = 1;
+    if (p->part == 2) trim_value(p);
     if (terminate(p) != GW_OK) return fail(p, 431, "request headers are too large");
     if (p->part == 1) {
         /* A name without a value ("X-A:" then the blank line): the value is "". */

@@ -234,6 +234,18 @@ def test_repeated_header_joined(g):
         assert headers_seen(c) == {"host": "x", "x-multi": "a, b, c, d", "accept": "*/*"}
 
 
+def test_header_value_loses_trailing_whitespace(g):
+    # RFC 9112 §5: a field value excludes the whitespace around it, at either end, also when
+    # the value arrives in several reads.
+    req = get(b"/api/connection_info", extra=b"X-Pad: \t padded \t \r\nX-Inner:  a  b  \r\n"
+              b"X-Last: z" + b" " * 20 + b"\r\n")
+    for piece in (None, 3):
+        with Conn(g) as c:
+            c.send(req, piece=piece, pause=0.001)
+            assert headers_seen(c) == {"host": "x", "x-pad": "padded", "x-inner": "a  b",
+                                       "x-last": "z"}
+
+
 def test_header_value_split_across_writes(g):
     with Conn(g) as c:
         c.send(get(b"/api/connection_info", extra=b"X-Long-Name-Here: " + b"v" * 300
