@@ -90,6 +90,9 @@ static int on_message_begin(http_parser *hp) {
     struct gw_http1 *p = of(hp);
     p->started = 1;
     p->headers_done = 0;
+    /* Still 0.0 while the request line is read: parser_error tells 414 from 431 by it. */
+    hp->http_major = 0;
+    hp->http_minor = 0;
     p->text_len = 0;
     p->url_len = 0;
     p->part = 0;
@@ -259,7 +262,9 @@ static void parser_error(struct gw_http1 *p, const char *data, size_t len) {
     enum http_errno e = HTTP_PARSER_ERRNO(&p->parser);
     switch (e) {
     case HPE_HEADER_OVERFLOW:
-        if (p->nfields == 0 && p->part == 0) {
+        /* Headers are handed over only at their end or the buffer's: no
+         * field yet does not mean the URL is what ran over. */
+        if (p->parser.http_major == 0 && p->parser.http_minor == 0) {
             p->status = 414;
             p->message = "request URL is too long";
         } else {

@@ -302,6 +302,29 @@ def test_header_bytes_over_max_header_size_are_431(g, size):
     g.assert_serving()
 
 
+@pytest.mark.parametrize("piece", [None, 1000])
+def test_long_header_name_is_431_not_414(g, piece):
+    # The request line is short: only a header is too large, even when the first header's
+    # name is what runs over.
+    with Conn(g) as c:
+        try:
+            c.send(b"GET /api/echo_params HTTP/1.1\r\nX-" + b"n" * 20000 + b": v\r\n\r\n",
+                   piece=piece, pause=0.001)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert_error(c, 431, "request headers are too large")
+
+
+@pytest.mark.parametrize("piece", [None, 1000])
+def test_long_url_in_pieces_is_414(g, piece):
+    with Conn(g) as c:
+        try:
+            c.send(get(b"/api/echo_params?a=" + b"u" * 20000), piece=piece, pause=0.001)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert_error(c, 414, "request URL is too long")
+
+
 @pytest.mark.parametrize("url_len", [16384, 100000])
 def test_url_over_the_limit_is_414(g, url_len):
     path = b"/api/echo_params?a=" + b"u" * (url_len - 19)
