@@ -335,6 +335,11 @@ static void http_reply(void *ud, lua_State *L, int base, int n) {
     }
     start = p = out_reserve(cap + (send_body ? blen : 0));
     p = put_head(p, status, close);
+    if (!close && c->minor == 0) {
+        /* An HTTP/1.0 client keeps the connection only when told to. */
+        memcpy(p, "Connection: keep-alive\r\n", 24);
+        p += 24;
+    }
     if (n >= 2 && lua_istable(L, base + 1)) {
         lua_pushnil(L);
         while (lua_next(L, base + 1)) {

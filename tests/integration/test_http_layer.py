@@ -646,6 +646,21 @@ def test_http10_without_keep_alive_closes(g):
         assert c.closed()
 
 
+def test_http10_keep_alive_stays_open(g):
+    # An HTTP/1.0 client keeps the connection only when the answer says keep-alive.
+    with Conn(g) as c:
+        for i in range(3):
+            c.send(get(b"/api/echo_params?a=%d" % i, version=b"1.0",
+                       extra=b"Connection: keep-alive\r\n"))
+            status, headers, body = c.response()
+            assert status == 200 and json.loads(body) == {"params": params(a=str(i))}
+            assert headers.get("connection", "").lower() == "keep-alive", headers
+        c.send(get(b"/api/echo_params?a=last", version=b"1.0"))
+        status, headers, body = c.response()
+        assert status == 200 and headers.get("connection") == "close", headers
+        assert c.closed()
+
+
 def test_connection_close_closes_after_the_answer(g):
     with Conn(g) as c:
         # The request behind the one saying close is never answered.
