@@ -381,7 +381,14 @@ static void http_reply(void *ud, lua_State *L, int base, int n) {
         memcpy(p, "\r\n", 2);
         p += 2;
     }
-    p += sprintf(p, "Content-Length: %zu\r\n\r\n", no_body ? (size_t)0 : blen);
+    if (no_body) {
+        /* RFC 9110 §8.6: never on a 204; on a 304 only the length a 200 would
+         * have, which an action's answer does not tell. */
+        memcpy(p, "\r\n", 2);
+        p += 2;
+    } else {
+        p += sprintf(p, "Content-Length: %zu\r\n\r\n", blen);
+    }
     if (send_body && blen) {
         memcpy(p, body, blen);
         p += blen;

@@ -699,6 +699,22 @@ def test_head_has_the_length_of_get_and_no_body(g):
         assert echo(c) == params(a="1")
 
 
+@pytest.mark.parametrize("request_line", [b"GET /api/status_code?status=204",
+                                          b"GET /api/no_render",
+                                          b"OPTIONS /api/echo_params",
+                                          b"GET /api/status_code?status=304"])
+def test_no_body_statuses(g, request_line):
+    # RFC 9110 §8.6: no Content-Length on a 204; on a 304 only the length a 200 would have
+    # (the gateway cannot know it for an action, so none), and no body on either.
+    with Conn(g) as c:
+        c.send(request_line + b" HTTP/1.1\r\nHost: x\r\n\r\n" + get(b"/api/echo_params?a=1"))
+        status, headers, body = c.response()
+        assert status in (204, 304), status
+        assert "content-length" not in headers, headers
+        assert headers["access-control-allow-origin"] == "*"
+        assert echo(c) == params(a="1")  # right behind: nothing was sent as a body
+
+
 # -- WebSocket handover ------------------------------------------------------------------------
 
 WS_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
