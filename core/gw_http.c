@@ -574,8 +574,13 @@ static void dispatch(struct http_conn *c) {
  * and hand it the socket: lws parses it again and runs the handshake. */
 static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len) {
     struct gw_http1 *hp = c->parser;
-    size_t url_len;
-    const char *url = gw_http1_url(hp, &url_len);
+    size_t url_len, path_len, q_len;
+    const char *url = gw_http1_url(hp, &url_len), *path, *q;
+    /* lws takes the origin-form: an absolute-form target loses its authority. */
+    if (gw_http1_split_target(url, url_len, &path, &path_len, &q, &q_len) == GW_OK) {
+        url = path;
+        url_len = q_len ? (size_t)(q + q_len - path) : path_len;
+    }
     size_t need = url_len + 32 + rest_len;
     int nf = gw_http1_nfields(hp);
     for (int i = 0; i < nf; i++) {

@@ -362,13 +362,28 @@ int gw_http1_minor(const struct gw_http1 *p) { return p->parser.http_minor; }
 
 int gw_http1_split_target(const char *url, size_t len, const char **path, size_t *path_len,
                           const char **query, size_t *query_len) {
-    if (len == 0 || url[0] != '/') return GW_ERR;
     const char *end = url + len;
+    /* absolute-form, which a server must accept (RFC 9112 §3.2.2): the
+     * path starts after the authority, and is "/" when empty. */
+    size_t scheme = len > 7 && strncasecmp(url, "http://", 7) == 0    ? 7
+                    : len > 8 && strncasecmp(url, "https://", 8) == 0 ? 8
+                                                                      : 0;
+    if (scheme) {
+        url += scheme;
+        while (url < end && *url != '/' && *url != '?' && *url != '#') url++;
+        len = (size_t)(end - url);
+    } else if (len == 0 || url[0] != '/') {
+        return GW_ERR;
+    }
     const char *hash = memchr(url, '#', len);
     if (hash) end = hash;
     const char *q = memchr(url, '?', (size_t)(end - url));
     *path = url;
     *path_len = (size_t)((q ? q : end) - url);
+    if (*path_len == 0) {
+        *path = "/";
+        *path_len = 1;
+    }
     *query = q ? q + 1 : end;
     *query_len = q ? (size_t)(end - q - 1) : 0;
     return GW_OK;

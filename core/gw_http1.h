@@ -63,8 +63,9 @@ int gw_http1_minor(const struct gw_http1 *p); /* HTTP/1.x */
 
 /* --- URLs ------------------------------------------------------------- */
 
-/* Split an origin-form target into path and query (after '?', without
- * the fragment). Returns GW_ERR when it is not origin-form ("/..."). */
+/* Split an origin-form target ("/...") or an absolute-form one
+ * ("http://host/...") into path and query (after '?', without the
+ * fragment). Returns GW_ERR for any other form. */
 int gw_http1_split_target(const char *url, size_t len, const char **path, size_t *path_len,
                           const char **query, size_t *query_len);
 

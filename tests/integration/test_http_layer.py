@@ -596,6 +596,31 @@ def test_encoded_slash_stays_inside_a_route_param(make_gateway):
         assert c.json(404) == {"error": NOT_FOUND, "errors": [NOT_FOUND]}
 
 
+@pytest.mark.parametrize("target,a", [
+    (b"http://example.com/api/echo_params?a=1", "1"),
+    (b"HTTPS://example.com:8443/api/echo_params?a=2#frag", "2"),
+    (b"http://user@example.com/api/echo%5Fparams?a=3", "3")])
+def test_absolute_form_target(g, target, a):
+    # RFC 9112 §3.2.2: a server must accept the absolute-form; the path is what follows the
+    # authority.
+    with Conn(g) as c:
+        c.send(get(target))
+        assert echo(c) == params(a=a)
+
+
+def test_absolute_form_without_a_path_is_the_root(g):
+    with Conn(g) as c:
+        c.send(get(b"http://example.com?a=1") + get(b"http://example.com"))
+        assert c.json(404) == {"error": NOT_FOUND, "errors": [NOT_FOUND]}
+        assert c.json(404) == {"error": NOT_FOUND, "errors": [NOT_FOUND]}
+
+
+def test_other_target_forms_are_400(g):
+    with Conn(g) as c:
+        c.send(get(b"ftp://example.com/api/echo_params"))
+        assert_error(c, 400, "invalid request target")
+
+
 # -- Content-Length and Transfer-Encoding ----------------------------------------------------
 
 def test_zero_padded_content_length(g):
@@ -795,6 +820,14 @@ def test_upgrade_split_across_writes_then_frames(g):
         c.send(upgrade(b"/ws?client=split") + frames, piece=5, pause=0.001)
         assert_switched(c)
         assert_random_numbers(c, range(2))
+
+
+def test_upgrade_with_an_absolute_form_target(g):
+    with Conn(g) as c:
+        c.send(upgrade(b"http://example.com/ws?x=1")
+               + ws_frame({"action": "randomNumber", "request_id": "abs"}))
+        assert_switched(c)
+        assert_random_numbers(c, ["abs"])
 
 
 def test_upgrade_with_many_frames_behind(g):
