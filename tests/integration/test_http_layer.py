@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -417,6 +418,17 @@ def test_trailer_on_a_file_request(g):
         assert echo(c) == params(a="1")
 
 
+@pytest.mark.xfail(strict=True, reason="Debian's http_parser is built without "
+                   "HTTP_PARSER_STRICT: any two bytes after a chunk's data pass for its CRLF")
+def test_chunk_data_not_followed_by_crlf_is_400(g):
+    # RFC 9112 §7.1: chunk-data CRLF. A parser that takes other bytes there frames the body
+    # differently from a strict one in front of it (request smuggling).
+    with Conn(g) as c:
+        c.send(b"POST /api/echo_params HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}XX0\r\n\r\n")
+        assert_error(c, 400, "invalid chunked body")
+
+
 def test_chunked_body_over_max_body_size_is_413(make_gateway):
     small = make_gateway({"servers": {"web": {"metadata": False, "maxBodySize": 100}}})
     with Conn(small) as c:
@@ -489,6 +501,24 @@ def test_pipelined_behind_a_waiting_action(g):
         assert body["sleepDuration"] == 150, body
         assert echo(c) == params(a="2")
         assert echo(c) == params(a="3")
+
+
+def test_pipelined_past_the_pending_limit(g):
+    # More than the 256 KiB a connection holds behind a request in flight: the gateway stops
+    # reading, then goes on as the answers drain; all 300 come back, in order.
+    pad = b"X-Pad: " + b"p" * 1024 + b"\r\n"
+    reqs = [get(b"/api/sleepTest?sleepDuration=100")]
+    reqs += [get(b"/api/echo_params?a=%d" % i, extra=pad) for i in range(300)]
+    data = b"".join(reqs)
+    assert len(data) > 300 * 1024
+    with Conn(g) as c:
+        sender = threading.Thread(target=c.send, args=(data,), daemon=True)
+        sender.start()
+        assert c.json()["sleepDuration"] == 100
+        for i in range(300):
+            assert echo(c) == params(a=str(i))
+        sender.join(WAIT)
+        assert not sender.is_alive()
 
 
 def test_get_with_body_then_another_request(g):
