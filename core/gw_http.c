@@ -620,10 +620,11 @@ static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len) 
     memcpy(p, rest, rest_len);
     p += rest_len;
     conn_close(c); /* closes our descriptor; lws owns the duplicate */
-    if (!lws_adopt_socket_vhost_readbuf(ws_vhost, fd, buf, (size_t)(p - buf))) {
-        gw_log(GW_LOG_ERROR, "cannot hand a WebSocket to libwebsockets (out of memory?)");
-        close(fd);
-    }
+    /* NULL: lws refused the handshake (or ran out of memory) and closes
+     * 'fd' itself, later, from a libuv close callback: closing it here
+     * too would close whatever socket has taken its number by then. */
+    if (!lws_adopt_socket_vhost_readbuf(ws_vhost, fd, buf, (size_t)(p - buf)))
+        gw_log(GW_LOG_INFO, "libwebsockets refused a WebSocket upgrade");
     free(buf);
 }
 

@@ -907,6 +907,37 @@ def test_upgrade_to_another_protocol_is_plain_http(g):
         assert echo(c) == params(a="1")
 
 
+def test_refused_handshake_leaves_other_sockets_alone(make_gateway):
+    # lws refuses an upgrade without Sec-WebSocket-Key and closes the socket it was handed,
+    # later, from its libuv close callback. Connections accepted in the same loop turn
+    # (queued while an action holds the loop) must keep their sockets: a second close of
+    # that descriptor would hit whichever of them reused its number.
+    busy = make_gateway({"general": {"cpuTimeout": 300},
+                         "servers": {"web": {"metadata": False}}})
+    with Conn(busy) as a, Conn(busy) as blocker:
+        a.send(get(b"/api/echo_params?a=a"))  # accepted and reading before the loop is held
+        assert echo(a) == params(a="a")
+        offset = busy.log_size()
+        blocker.send(get(b"/api/cpu_loop"))
+        assert busy.wait_for_log(r"connLogger create", timeout=gw.bound(3), since=offset)
+        a.send(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Version: 13\r\n\r\n")
+        others = [Conn(busy) for _ in range(6)]
+        try:
+            for i, o in enumerate(others):
+                o.send(get(b"/api/echo_params?a=%d" % i))
+            assert blocker.response()[0] == 500
+            for i, o in enumerate(others):
+                assert echo(o) == params(a=str(i)), i
+                o.send(get(b"/api/echo_params?a=again%d" % i))
+                assert echo(o) == params(a="again%d" % i), i
+        finally:
+            for o in others:
+                o.close()
+        assert a.closed()
+    busy.assert_serving()
+
+
 # -- clients that go away mid-request ----------------------------------------------------------
 
 @pytest.mark.parametrize("partial", [
