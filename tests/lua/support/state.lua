@@ -101,10 +101,10 @@ function S.new(overrides, dir)
     return st.rt.json.decode(text), text
   end
 
-  -- One HTTP request as gw_http.c hands it to the runtime ('args' are the query's
-  -- "k=v" parts, 'headers' lower-case names): returns status, headers, body.
-  function st.web(method, path, args, headers, body)
-    return runtime.handle("web", { method = method, path = path, args = args or {},
+  -- One HTTP request as gw_http.c hands it to the runtime ('query' the decoded query
+  -- string as a table, 'headers' lower-case names): returns status, headers, body.
+  function st.web(method, path, query, headers, body)
+    return runtime.handle("web", { method = method, path = path, rawPath = path, query = query or {},
       headers = headers or {}, body = body, remoteIP = "127.0.0.1", remotePort = 40001 })
   end
 
