@@ -271,6 +271,13 @@ static int header_safe(const char *s, size_t len, int is_name) {
     return 1;
 }
 
+/* Headers this layer writes itself, from the answer it frames. */
+static int framing_header(const char *k, size_t kl) {
+    return (kl == 14 && strcasecmp(k, "content-length") == 0) ||
+           (kl == 17 && strcasecmp(k, "transfer-encoding") == 0) ||
+           (kl == 10 && strcasecmp(k, "connection") == 0) || (kl == 4 && strcasecmp(k, "date") == 0);
+}
+
 /* The request's answer is on the wire (or queued): the connection may
  * read its next request. */
 static void request_done(struct http_conn *c) {
@@ -312,7 +319,7 @@ static void http_reply(void *ud, lua_State *L, int base, int n) {
     const char *body = n >= 3 ? lua_tolstring(L, base + 2, &blen) : NULL;
     if (!body) blen = 0;
     int status = n >= 1 && lua_isinteger(L, base) ? (int)lua_tointeger(L, base) : 500;
-    if (status < 100 || status > 999) status = 500;
+    if (status < 200 || status > 999) status = 500; /* 1xx are not final answers */
     int no_body = status == 204 || status == 304;
     int send_body = !no_body && !c->head_only;
     int close = !c->keep_alive || stopping;
@@ -358,8 +365,7 @@ static void http_reply(void *ud, lua_State *L, int base, int n) {
                     memcpy(p, "\r\n", 2);
                     p += 2;
                     ctype = NULL;
-                } else if (!(kl == 14 && strcasecmp(k, "content-length") == 0) &&
-                           !(kl == 10 && strcasecmp(k, "connection") == 0)) {
+                } else if (!framing_header(k, kl)) {
                     memcpy(p, k, kl);
                     p += kl;
                     memcpy(p, ": ", 2);
@@ -496,6 +502,10 @@ static void dispatch(struct http_conn *c) {
         answer_error(c, 501, "method not implemented");
         return;
     }
+    if (c->minor >= 1 && !gw_http1_header(hp, "host")) {
+        answer_error(c, 400, "missing Host header"); /* RFC 9112 §3.2 */
+        return;
+    }
     size_t url_len, raw_len, query_len;
     const char *url = gw_http1_url(hp, &url_len), *raw, *query;
     if (gw_http1_split_target(url, url_len, &raw, &raw_len, &query, &query_len) != GW_OK) {
@@ -534,7 +544,8 @@ static void dispatch(struct http_conn *c) {
         c->file = gw_static_new(&static_out, c, loop, cfg->public_dir, decoded, rest,
                                 (size_t)dlen - (size_t)(rest - decoded), c->head_only,
                                 gw_http1_header(hp, "if-none-match"),
-                                gw_http1_header(hp, "if-modified-since"));
+                                gw_http1_header(hp, "if-modified-since"),
+                                !c->keep_alive || stopping ? "close" : c->minor == 0 ? "keep-alive" : NULL);
         if (decoded != small) free(decoded);
         if (!c->file) conn_close(c);
         return;
@@ -715,6 +726,10 @@ static void pump(struct http_conn *c) {
         unsent_answers--;
         request_done(c);
         if (c->closing) return;
+    }
+    if (c->close_after && !c->in_flight && !c->file && c->nwrites == 0) {
+        conn_close(c); /* the last answer has left (an error's, written in parts) */
+        return;
     }
     if (c->file) {
         if (c->nwrites) return;

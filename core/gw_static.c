@@ -38,6 +38,7 @@ struct gw_static {
     enum phase phase;
     int released;             /* gw_static_free was called */
     int head_only, failed, done;
+    const char *connection;   /* a static string, or NULL */
     int status;
     char *root, *rest, *url_path;
     char *if_none_match, *if_modified_since;
@@ -303,7 +304,7 @@ static void on_opened(uv_work_t *w, int status) {
 struct gw_static *gw_static_new(const struct gw_static_out *out, void *conn, uv_loop_t *loop,
                                 const char *root, const char *url_path, const char *rest,
                                 size_t len, int head_only, const char *if_none_match,
-                                const char *if_modified_since) {
+                                const char *if_modified_since, const char *connection) {
     struct gw_static *st = calloc(1, sizeof *st);
     if (!st) return NULL;
     st->out = out;
@@ -312,6 +313,7 @@ struct gw_static *gw_static_new(const struct gw_static_out *out, void *conn, uv_
     st->fd = -1;
     st->fs.data = st;
     st->head_only = head_only;
+    st->connection = connection;
     st->started = gw_now_ms();
     st->root = strdup(root);
     st->rest = strdup(rest);
@@ -390,6 +392,7 @@ static enum gw_static_step write_head(struct gw_static *st) {
         p = put(p, "Cache-Control", "no-cache");
     }
     p = put(p, "Access-Control-Allow-Origin", "*");
+    if (st->connection) p = put(p, "Connection", st->connection);
     *p++ = '\r';
     *p++ = '\n';
     if (st->status == 404 && !st->head_only) {

@@ -39,13 +39,14 @@ const char *gw_static_rest(const char *files, const char *path);
 /* Start answering a GET (head_only 0) or HEAD for 'rest' (from
  * gw_static_rest; 'len' is its length, so a NUL inside is seen and
  * answered 404) out of the folder 'root'; 'url_path' is only for the log
- * line; the conditional headers may be NULL. Copies what it keeps. The
+ * line; the conditional headers may be NULL; 'connection' is the
+ * Connection header's value to send ("close", "keep-alive") or NULL. Copies what it keeps. The
  * file is opened on the threadpool and out->wake() is called when there
  * is something to write. Returns NULL when out of memory. */
 struct gw_static *gw_static_new(const struct gw_static_out *out, void *conn, uv_loop_t *loop,
                                 const char *root, const char *url_path, const char *rest,
                                 size_t len, int head_only, const char *if_none_match,
-                                const char *if_modified_since);
+                                const char *if_modified_since, const char *connection);
 
 /* Write the headers or the next chunk (after out->wake()). */
 enum gw_static_step gw_static_writable(struct gw_static *st);

@@ -737,6 +737,63 @@ def test_http11_answer_keeps_the_connection(g):
         assert echo(c) == params(a="2")
 
 
+def test_http11_without_host_is_400(g):
+    # RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host.
+    with Conn(g) as c:
+        c.send(b"GET /api/echo_params?a=1 HTTP/1.1\r\n\r\n")
+        assert_error(c, 400, "missing Host header")
+    with Conn(g) as c:
+        c.send(b"GET /api/echo_params?a=1 HTTP/1.0\r\n\r\n")  # HTTP/1.0 has no Host to send
+        assert echo(c) == params(a="1")
+
+
+@pytest.mark.parametrize("version,extra,connection", [
+    (b"1.0", b"", "close"), (b"1.0", b"Connection: keep-alive\r\n", "keep-alive"),
+    (b"1.1", b"Connection: close\r\n", "close"), (b"1.1", b"", None)])
+def test_file_answer_says_what_becomes_of_the_connection(g, version, extra, connection):
+    public = g.config["paths"]["public"]
+    os.makedirs(public, exist_ok=True)
+    with open(os.path.join(public, "conn.txt"), "w") as f:
+        f.write("file")
+    with Conn(g) as c:
+        c.send(get(b"/public/conn.txt", version=version, extra=extra))
+        status, headers, body = c.response()
+        assert (status, body) == (200, b"file")
+        assert headers.get("connection") == connection, headers
+        if connection == "close":
+            assert c.closed()
+        else:
+            c.send(get(b"/api/echo_params?a=2", version=version, extra=extra))
+            assert echo(c) == params(a="2")
+
+
+@pytest.mark.parametrize("status", [100, 101, 199])
+def test_an_informational_status_from_an_action_is_500(g, status):
+    # A 1xx is not a final answer: sent as one, it would leave the client waiting for another.
+    with Conn(g) as c:
+        c.send(get(b"/api/status_code?status=%d" % status))
+        got, _, _ = c.response()
+        assert got == 500
+        c.send(get(b"/api/echo_params?a=1"))
+        assert echo(c) == params(a="1")
+
+
+def test_framing_headers_from_an_action_are_dropped(g):
+    # The answer's framing is this layer's: an action cannot add a second length, a chunked
+    # coding, a Connection or a second Date.
+    with Conn(g) as c:
+        c.send(get(b"/api/set_headers"))
+        status, headers, body = c.response()
+        assert status == 200, body
+        assert headers.get("x-kept") == "yes", headers
+        assert "transfer-encoding" not in headers, headers
+        assert headers.get("content-length") == str(len(body)), headers
+        assert "connection" not in headers, headers
+        assert headers.get("date") != "Thu, 01 Jan 1970 00:00:00 GMT", headers
+        c.send(get(b"/api/echo_params?a=1"))
+        assert echo(c) == params(a="1")
+
+
 # -- bodies that are not sent ------------------------------------------------------------------
 
 def test_head_has_the_length_of_get_and_no_body(g):
