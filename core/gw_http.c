@@ -246,9 +246,30 @@ static const char *date_line(void) {
     return line;
 }
 
+/* Decimal digits of 'n' at 'p'; returns the end (printf costs more than the rest of a
+ * small answer's head). */
+static char *put_uint(char *p, size_t n) {
+    char tmp[24];
+    int i = 0;
+    do tmp[i++] = (char)('0' + n % 10);
+    while ((n /= 10));
+    while (i) *p++ = tmp[--i];
+    return p;
+}
+
+static char *put_str(char *p, const char *s) {
+    size_t n = strlen(s);
+    memcpy(p, s, n);
+    return p + n;
+}
+
 /* Status line and the headers every answer has, into 'p'; returns the end. */
 static char *put_head(char *p, int status, int close) {
-    p += sprintf(p, "HTTP/1.1 %d %s\r\n", status, reason(status));
+    p = put_str(p, "HTTP/1.1 ");
+    p = put_uint(p, (size_t)status);
+    *p++ = ' ';
+    p = put_str(p, reason(status));
+    p = put_str(p, "\r\n");
     const char *d = date_line();
     size_t n = strlen(d);
     memcpy(p, d, n);
@@ -393,7 +414,9 @@ static void http_reply(void *ud, lua_State *L, int base, int n) {
         memcpy(p, "\r\n", 2);
         p += 2;
     } else {
-        p += sprintf(p, "Content-Length: %zu\r\n\r\n", blen);
+        p = put_str(p, "Content-Length: ");
+        p = put_uint(p, blen);
+        p = put_str(p, "\r\n\r\n");
     }
     if (send_body && blen) {
         memcpy(p, body, blen);
