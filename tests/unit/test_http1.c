@@ -271,7 +271,15 @@ static void test_split_target(void **state) {
     assert_memory_equal(query, "x=1&y", 5);
     assert_int_equal(gw_http1_split_target("/p", 2, &path, &pl, &query, &ql), GW_OK);
     assert_int_equal(ql, 0);
-    assert_int_equal(gw_http1_split_target("http://h/p", 10, &path, &pl, &query, &ql), GW_ERR);
+    /* absolute-form: the path after the authority, "/" when there is none */
+    assert_int_equal(gw_http1_split_target("http://h/p?q", 12, &path, &pl, &query, &ql), GW_OK);
+    assert_int_equal(pl, 2);
+    assert_memory_equal(path, "/p", 2);
+    assert_int_equal(ql, 1);
+    assert_int_equal(gw_http1_split_target("HTTPS://h", 9, &path, &pl, &query, &ql), GW_OK);
+    assert_int_equal(pl, 1);
+    assert_memory_equal(path, "/", 1);
+    assert_int_equal(gw_http1_split_target("ftp://h/p", 9, &path, &pl, &query, &ql), GW_ERR);
     assert_int_equal(gw_http1_split_target("*", 1, &path, &pl, &query, &ql), GW_ERR);
 }
 
