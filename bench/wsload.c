@@ -1,19 +1,25 @@
 /* wsload: a small WebSocket load generator for bench/ws.sh. libc only, one thread, epoll,
  * non-blocking sockets.
  *
- *   wsload load HOST PORT PATH CONNS SECONDS
- *       Opens CONNS WebSocket connections, then on each one keeps exactly one request
- *       outstanding for SECONDS: a masked text frame {"action":"randomNumber","request_id":K},
- *       wait for the answer frame, record the round trip, send the next. Prints
- *       WSLOAD_RESULT mode=load conns=… open=… seconds=… messages=… rate=… p50_us=… p90_us=…
- *       p99_us=… p999_us=… max_us=… errors=… bad_answers=… conn_errors=… unexpected=…
+ *   wsload load HOST PORT PATH CONNS SECONDS [INFLIGHT]
+ *       Opens CONNS WebSocket connections, then on each one keeps INFLIGHT requests
+ *       outstanding for SECONDS (default 1: strict request/response): masked text frames
+ *       {"action":"randomNumber","route":"","request_id":K}; each answer is matched to its
+ *       request by request_id (answers may come out of order), its round trip recorded, and
+ *       the next request sent. Requests queued while reading one batch of answers go out in
+ *       one write. Prints
+ *       WSLOAD_RESULT mode=load conns=… inflight=… open=… seconds=… messages=… rate=… p50_us=…
+ *       p90_us=… p99_us=… p999_us=… max_us=… errors=… bad_answers=… conn_errors=… failed=…
+ *       unexpected=… open_s=… cpu_us=… cpu_us_per_msg=…
+ *       where cpu_us is wsload's own user+system CPU time over the measured window.
  *   wsload idle HOST PORT PATH CONNS HOLD_SECONDS
  *       Opens CONNS upgraded connections, prints "open N failed M" once the opening phase is
  *       over, then holds them for HOLD_SECONDS or until SIGTERM/SIGINT, and prints
  *       WSLOAD_RESULT mode=idle conns=… open=… failed=… closed_during_hold=… held_s=…
  *
  * Environment: WSLOAD_ACTION (default randomNumber), WSLOAD_ROUTE (a handler route to send
- * with it, default none), WSLOAD_OPEN_BATCH (connections being
+ * with it, default none), WSLOAD_ECHO=N (print the first N answers as "WSLOAD_ANSWER <text>"
+ * lines), WSLOAD_OPEN_BATCH (connections being
  * opened at once, default 200), WSLOAD_OPEN_TIMEOUT (seconds for the opening phase, default
  * 60). The exit status is 0 when every connection opened and (load mode) no error was seen,
  * 1 otherwise, 2 on a usage error.
@@ -36,6 +42,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,24 +52,30 @@
 #define MAX_FRAME (64u << 20)                  /* refuse absurd frame lengths */
 #define MAX_HANDSHAKE 16384
 #define MAX_DIAG 5
+#define MAX_INFLIGHT 1024
+#define REQ_MAX 320                            /* longest request payload */
 
 enum { ST_FREE, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_DEAD };
 enum { MODE_LOAD, MODE_IDLE };
 
 typedef struct {
+    uint64_t id;       /* request_id sent */
+    uint64_t t_send;   /* ns, CLOCK_MONOTONIC */
+} slot_t;
+
+typedef struct {
     int fd;
     int state;
-    int outstanding;   /* a request was sent and its answer not yet read */
-    uint64_t t_send;   /* ns, CLOCK_MONOTONIC */
-    uint64_t req_id;
+    slot_t *slots;     /* requests sent and not yet answered: slots[0 .. nout) */
+    int nout;
     uint64_t t_open;   /* when the connect started (for the per-connection timeout) */
     char *rbuf;        /* bytes read, not yet consumed: rbuf[rpos .. rlen) */
     size_t rpos, rlen, rcap;
     char *mbuf;        /* a fragmented message being reassembled */
     size_t mlen, mcap;
     int in_fragment;
-    char wbuf[512];    /* bytes to write: wbuf[woff .. wlen) */
-    size_t woff, wlen;
+    char *wbuf;        /* bytes to write: wbuf[woff .. wlen) */
+    size_t woff, wlen, wcap;
     int want_out;      /* EPOLLOUT currently registered */
 } conn_t;
 
@@ -77,7 +90,9 @@ static char g_hostport[300];
 static const char *g_path;
 static const char *g_action = "randomNumber";
 static const char *g_route = ""; /* WSLOAD_ROUTE: a message route for handlers */
+static long g_echo;              /* WSLOAD_ECHO: answers still to print verbatim */
 static int g_running;            /* load mode: measurement window open, keep sending */
+static int g_inflight = 1;       /* requests kept outstanding per connection */
 static uint64_t g_next_id = 1;
 static uint32_t g_rng = 0x9e3779b9u;
 
@@ -162,7 +177,12 @@ static void conn_close(conn_t *c, int count_error) {
     c->state = ST_DEAD;
     free(c->rbuf);
     free(c->mbuf);
-    c->rbuf = c->mbuf = NULL;
+    free(c->wbuf);
+    free(c->slots);
+    c->rbuf = c->mbuf = c->wbuf = NULL;
+    c->slots = NULL;
+    c->nout = 0;
+    c->wcap = c->woff = c->wlen = 0;
     c->rpos = c->rlen = c->rcap = c->mlen = c->mcap = 0;
 }
 
@@ -185,7 +205,21 @@ static int flush(conn_t *c) {
 
 /* Queue one masked client frame. */
 static int queue_frame(conn_t *c, int opcode, const char *payload, size_t len) {
-    if (c->wlen + len + 14 > sizeof c->wbuf) return -1;
+    if (c->wlen + len + 14 > c->wcap) {
+        if (c->woff > 0) { /* reuse the part already written */
+            memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
+            c->wlen -= c->woff;
+            c->woff = 0;
+        }
+        if (c->wlen + len + 14 > c->wcap) {
+            size_t cap = c->wcap ? c->wcap : 1024;
+            while (cap < c->wlen + len + 14) cap *= 2;
+            char *nb = realloc(c->wbuf, cap);
+            if (!nb) die("out of memory");
+            c->wbuf = nb;
+            c->wcap = cap;
+        }
+    }
     unsigned char *p = (unsigned char *)c->wbuf + c->wlen;
     size_t h = 0;
     p[h++] = (unsigned char)(0x80 | opcode);
@@ -206,48 +240,73 @@ static int queue_frame(conn_t *c, int opcode, const char *payload, size_t len) {
     return 0;
 }
 
-static int send_request(conn_t *c) {
-    char msg[320];
-    c->req_id = g_next_id++;
+/* Queue one request (written by the caller's flush). 0 = queued, -1 = failed. */
+static int queue_request(conn_t *c) {
+    char msg[REQ_MAX];
+    uint64_t id = g_next_id++;
     int n = snprintf(msg, sizeof msg, "{\"action\":\"%s\",\"route\":\"%s\",\"request_id\":%" PRIu64 "}",
-                     g_action, g_route, c->req_id);
-    if (n < 0 || (size_t)n >= sizeof msg || queue_frame(c, 1, msg, (size_t)n) < 0) return -1;
-    c->outstanding = 1;
-    c->t_send = now_ns();
-    return flush(c);
-}
-
-/* Does s contain "request_id":<id> with no further digit? */
-static int has_request_id(const char *s, size_t len, uint64_t id) {
-    char pat[48];
-    int n = snprintf(pat, sizeof pat, "\"request_id\":%" PRIu64, id);
-    const char *p = s, *end = s + len;
-    while (p < end) {
-        const char *m = memmem(p, (size_t)(end - p), pat, (size_t)n);
-        if (!m) return 0;
-        const char *after = m + n;
-        if (after >= end || *after < '0' || *after > '9') return 1;
-        p = m + 1;
-    }
+                     g_action, g_route, id);
+    if (n < 0 || (size_t)n >= sizeof msg || c->nout >= g_inflight || queue_frame(c, 1, msg, (size_t)n) < 0)
+        return -1;
+    c->slots[c->nout].id = id;
+    c->slots[c->nout].t_send = now_ns();
+    c->nout++;
     return 0;
 }
 
+/* Fill the connection up to g_inflight outstanding requests and write them. */
+static int top_up(conn_t *c) {
+    while (c->nout < g_inflight)
+        if (queue_request(c) < 0) return -1;
+    return flush(c);
+}
+
+/* The outstanding request this answer is for: the slot whose id follows a
+ * "request_id": in the answer (with no further digit), or -1. */
+static int find_slot(const conn_t *c, const char *s, size_t len) {
+    static const char pat[] = "\"request_id\":";
+    const size_t plen = sizeof pat - 1;
+    const char *p = s, *end = s + len;
+    while (p < end) {
+        const char *m = memmem(p, (size_t)(end - p), pat, plen);
+        if (!m) return -1;
+        const char *d = m + plen;
+        uint64_t id = 0;
+        int digits = 0;
+        while (d < end && *d >= '0' && *d <= '9') { id = id * 10 + (uint64_t)(*d - '0'); d++; digits++; }
+        if (digits)
+            for (int i = 0; i < c->nout; i++)
+                if (c->slots[i].id == id) return i;
+        p = m + 1;
+    }
+    return -1;
+}
+
+/* One answer: match it to its request, record the round trip, queue the next request
+ * (flushed by on_readable once the whole read is parsed). */
 static void on_message(conn_t *c, const char *data, size_t len) {
     uint64_t t = now_ns();
-    if (!c->outstanding) {
+    if (c->nout == 0) {
         g_unexpected++;
         diag(c, "message with no request outstanding", data, len);
         return;
     }
-    c->outstanding = 0;
-    int ok = memmem(data, len, "\"status\":200", 12) != NULL && has_request_id(data, len, c->req_id);
+    if (g_echo > 0) {
+        g_echo--;
+        printf("WSLOAD_ANSWER %.*s\n", (int)len, data);
+    }
+    int i = find_slot(c, data, len);
+    int ok = i >= 0 && memmem(data, len, "\"status\":200", 12) != NULL;
+    if (i < 0) i = 0; /* a bad answer still retires the oldest request, so the load goes on */
+    uint64_t sent = c->slots[i].t_send;
+    c->slots[i] = c->slots[--c->nout];
     if (g_running) {
-        if (ok) record(t - c->t_send);
+        if (ok) record(t - sent);
         else {
             g_bad++;
             diag(c, "bad answer", data, len);
         }
-        if (send_request(c) < 0) conn_close(c, 1);
+        if (queue_request(c) < 0) conn_close(c, 1);
     }
 }
 
@@ -345,7 +404,7 @@ static int parse_frames(conn_t *c) {
 static void on_opened(conn_t *c) {
     c->state = ST_OPEN;
     g_open++;
-    if (g_mode == MODE_LOAD && g_running && send_request(c) < 0) conn_close(c, 1);
+    if (g_mode == MODE_LOAD && g_running && top_up(c) < 0) conn_close(c, 1);
 }
 
 /* The handshake answer is in rbuf. 1 = done, 0 = need more, -1 = failed (closed). */
@@ -404,6 +463,10 @@ static void on_readable(conn_t *c) {
         } else if (c->state == ST_OPEN) {
             if (parse_frames(c) < 0) return;
         }
+        if (c->wlen > c->woff && !c->want_out && flush(c) < 0) {
+            conn_close(c, 1);
+            return;
+        }
         if ((size_t)n < 1024) return; /* probably drained; level-triggered epoll calls again */
     }
 }
@@ -414,6 +477,10 @@ static int start_connect(conn_t *c) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->fd = fd;
+    c->wcap = 1024 + (size_t)g_inflight * (REQ_MAX + 14);
+    c->wbuf = malloc(c->wcap);
+    c->slots = g_mode == MODE_LOAD ? calloc((size_t)g_inflight, sizeof *c->slots) : NULL;
+    if (!c->wbuf || (g_mode == MODE_LOAD && !c->slots)) die("out of memory");
     c->t_open = now_ns();
     c->state = ST_CONNECTING;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
@@ -437,16 +504,23 @@ static void on_writable(conn_t *c) {
             conn_close(c, 0);
             return;
         }
-        int n = snprintf(c->wbuf, sizeof c->wbuf,
+        int n = snprintf(c->wbuf, c->wcap,
                          "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                          "Sec-WebSocket-Key: " WS_KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n",
                          g_path, g_hostport);
-        if (n < 0 || (size_t)n >= sizeof c->wbuf) die("path too long");
+        if (n < 0 || (size_t)n >= c->wcap) die("path too long");
         c->woff = 0;
         c->wlen = (size_t)n;
         c->state = ST_HANDSHAKE;
     }
     if (flush(c) < 0) conn_close(c, 1);
+}
+
+static uint64_t cpu_us(void) { /* this process's user + system CPU time */
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
@@ -494,16 +568,25 @@ static double parse_num(const char *s, const char *what) {
 }
 
 static void usage(void) {
-    fputs("usage: wsload load HOST PORT PATH CONNS SECONDS\n"
+    fputs("usage: wsload load HOST PORT PATH CONNS SECONDS [INFLIGHT]\n"
           "       wsload idle HOST PORT PATH CONNS HOLD_SECONDS\n", stderr);
     exit(2);
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7) usage();
+    if (argc < 7) usage();
     if (strcmp(argv[1], "load") == 0) g_mode = MODE_LOAD;
     else if (strcmp(argv[1], "idle") == 0) g_mode = MODE_IDLE;
     else usage();
+    if (argc > (g_mode == MODE_LOAD ? 8 : 7)) usage();
+    if (argc == 8) {
+        double k = parse_num(argv[7], "INFLIGHT");
+        if (k < 1 || k > MAX_INFLIGHT || k != (int)k) {
+            fprintf(stderr, "wsload: INFLIGHT must be a whole number from 1 to %d\n", MAX_INFLIGHT);
+            return 2;
+        }
+        g_inflight = (int)k;
+    }
     const char *host = argv[2], *port = argv[3];
     g_path = argv[4];
     g_nconns = (int)parse_num(argv[5], "CONNS");
@@ -513,6 +596,7 @@ int main(int argc, char **argv) {
     const char *s;
     if ((s = getenv("WSLOAD_ACTION")) && *s) g_action = s;
     if ((s = getenv("WSLOAD_ROUTE")) && *s) g_route = s;
+    if ((s = getenv("WSLOAD_ECHO")) && *s) g_echo = (long)parse_num(s, "WSLOAD_ECHO");
     int batch = 200;
     if ((s = getenv("WSLOAD_OPEN_BATCH")) && *s) batch = (int)parse_num(s, "WSLOAD_OPEN_BATCH");
     if (batch < 1) batch = 1;
@@ -597,28 +681,30 @@ int main(int argc, char **argv) {
                g_nconns, opened, g_failed, g_closed_hold, open_s, held);
         if (g_closed_hold) rc = 1;
     } else {
-        uint64_t start = now_ns(), end = start + (uint64_t)(seconds * 1e9);
+        uint64_t cpu0 = cpu_us(), start = now_ns(), end = start + (uint64_t)(seconds * 1e9);
         g_running = 1;
         for (int i = 0; i < g_nconns; i++)
-            if (g_conns[i].state == ST_OPEN && send_request(&g_conns[i]) < 0) conn_close(&g_conns[i], 1);
+            if (g_conns[i].state == ST_OPEN && top_up(&g_conns[i]) < 0) conn_close(&g_conns[i], 1);
         while (!g_stop && g_open > 0) {
             uint64_t t = now_ns();
             if (t >= end) break;
             uint64_t left_ms = (end - t + 999999u) / 1000000u;
             handle_events(left_ms > 1000 ? 1000 : (int)left_ms);
         }
-        uint64_t stop = now_ns();
+        uint64_t stop = now_ns(), cpu = cpu_us() - cpu0;
         g_running = 0;
         double elapsed = (double)(stop - start) / 1e9;
         qsort(g_samples, g_nsamples, sizeof *g_samples, cmp_u64);
         long errors = g_bad + g_conn_errors + g_unexpected + g_failed;
-        printf("WSLOAD_RESULT mode=load conns=%d open=%ld seconds=%.3f messages=%zu rate=%.1f "
-               "p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f errors=%ld "
-               "bad_answers=%ld conn_errors=%ld failed=%ld unexpected=%ld open_s=%.2f\n",
-               g_nconns, opened, elapsed, g_nsamples, elapsed > 0 ? (double)g_nsamples / elapsed : 0,
-               pct_us(0.50), pct_us(0.90), pct_us(0.99), pct_us(0.999),
-               g_nsamples ? (double)g_samples[g_nsamples - 1] / 1000.0 : 0, errors, g_bad,
-               g_conn_errors, g_failed, g_unexpected, open_s);
+        printf("WSLOAD_RESULT mode=load conns=%d inflight=%d open=%ld seconds=%.3f messages=%zu "
+               "rate=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f errors=%ld "
+               "bad_answers=%ld conn_errors=%ld failed=%ld unexpected=%ld open_s=%.2f cpu_us=%" PRIu64
+               " cpu_us_per_msg=%.2f\n",
+               g_nconns, g_inflight, opened, elapsed, g_nsamples,
+               elapsed > 0 ? (double)g_nsamples / elapsed : 0, pct_us(0.50), pct_us(0.90),
+               pct_us(0.99), pct_us(0.999), g_nsamples ? (double)g_samples[g_nsamples - 1] / 1000.0 : 0,
+               errors, g_bad, g_conn_errors, g_failed, g_unexpected, open_s, cpu,
+               g_nsamples ? (double)cpu / (double)g_nsamples : 0);
         if (errors) rc = 1;
     }
     fflush(stdout);
