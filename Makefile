@@ -122,11 +122,10 @@ ASAN_OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-san
 asan:
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan OPT="$(ASAN_OPT)" $(BUILD)/asan/gateway
 
+# The gateway against nginx + Lua in one run (bench/README.md); BENCH_ARGS=--quick for a short one.
 bench:
-	bench/http.sh
-	bench/ws.sh
-	bench/routes.sh
-	bench/redis.sh
+	@scripts/ensure-deps.sh bench
+	bench/compare.sh $(BENCH_ARGS)
 
 # libFuzzer targets (clang, Debian's libclang-rt-14-dev): `make fuzz-run`
 # replays fuzz/corpus/<target> then explores for FUZZ_SECONDS; new inputs

@@ -156,3 +156,110 @@ launch_gateway() { # config stdout stderr [prefix...]
   fi
   GATEWAY_PORT=$port
 }
+
+# ---------------------------------------------------------------- process trees and CPU time
+
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+tree_pids() { # pid -> it and its descendants, one per line (nothing when it is gone)
+  local queue=("$1") p kids
+  while ((${#queue[@]} > 0)); do
+    p=${queue[0]}
+    queue=("${queue[@]:1}")
+    alive "$p" || continue
+    echo "$p"
+    if [[ -r /proc/$p/task/$p/children ]]; then
+      kids=$(cat /proc/"$p"/task/*/children 2>/dev/null || true)
+    else
+      kids=$(children_of "$p")
+    fi
+    # shellcheck disable=SC2206  # a list of pids
+    [[ -z ${kids// /} ]] || queue+=($kids)
+  done
+}
+
+# CPU time of a server in clock ticks: utime + stime of the process and of every live
+# descendant (/proc/<pid>/stat fields 14 and 15), plus the root's cutime + cstime (16, 17:
+# children it already reaped), so a worker that exits between two readings is still counted.
+cpu_ticks() { # root-pid -> ticks
+  local pids
+  mapfile -t pids < <(tree_pids "$1")
+  ((${#pids[@]} > 0)) || { echo 0; return 0; }
+  local files=() p
+  for p in "${pids[@]}"; do files+=("/proc/$p/stat"); done
+  awk -v root="/proc/$1/stat" '
+    { f = FILENAME; sub(/^.*\) /, ""); n = split($0, v, " ")
+      t += v[12] + v[13]; if (f == root) t += v[14] + v[15] }
+    END { printf "%d\n", t }' "${files[@]}" 2>/dev/null || echo 0
+}
+
+ticks_us() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN { printf "%d", t * 1000000 / hz }'; }
+
+# User + system CPU time of this shell's reaped children, in µs, from the `times` builtin
+# (its second line). Runs in this shell: `$(times)` would report a fresh subshell's zeros.
+CHILD_CPU_US=0  # read by the callers after children_cpu
+# shellcheck disable=SC2034
+children_cpu() { # tmp-file -> sets CHILD_CPU_US
+  times >"$1"
+  CHILD_CPU_US=$(awk 'NR == 2 {
+      t = 0
+      for (i = 1; i <= 2; i++) { s = $i; m = s; sub(/m.*/, "", m); sub(/^[0-9]+m/, "", s); sub(/s$/, "", s)
+                                  t += m * 60 + s }
+      printf "%d", t * 1000000 }' "$1")
+}
+
+# ---------------------------------------------------------------- plain HTTP over /dev/tcp
+
+# One request on a fresh connection (Connection: close), 5 s limit. Prints the raw answer,
+# with \r removed.
+http_request() { # port method path [json-body]
+  # shellcheck disable=SC2016  # expanded by the inner bash
+  timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    if [[ -n $4 ]]; then
+      printf "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" "$2" "$3" "${#4}" "$4" >&3
+    else
+      printf "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" "$2" "$3" >&3
+    fi
+    cat <&3' _ "$1" "$2" "$3" "${4:-}" 2>/dev/null | tr -d '\r' || true
+}
+
+http_status() { head -n1 <<<"$1" | awk '{ print $2 }'; }  # raw answer -> status code
+http_body() { sed '1,/^$/d' <<<"$1"; }                     # raw answer -> body
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+free_port() { # a loopback port nobody listens on now
+  if command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+    return 0
+  fi
+  local i p
+  for ((i = 0; i < 200; i++)); do
+    p=$((20000 + RANDOM % 40000))
+    if ! port_open "$p"; then echo "$p"; return 0; fi
+  done
+  die "could not find a free loopback port"
+}
+
+# ---------------------------------------------------------------- nginx
+
+nginx_bin() { # nginx is in /usr/sbin, which a normal user's PATH may lack
+  command -v nginx 2>/dev/null || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || true
+}
+
+find_nginx_module() { # file name -> absolute path, or nothing
+  local name=$1 dir conf rel
+  for dir in /usr/lib/nginx/modules /usr/share/nginx/modules /usr/lib64/nginx/modules \
+             /usr/local/lib/nginx/modules /etc/nginx/modules; do
+    if [[ -f $dir/$name ]]; then echo "$dir/$name"; return 0; fi
+  done
+  # Debian's modules-available/*.conf name the module relative to nginx's prefix.
+  for conf in /usr/share/nginx/modules-available/*.conf /etc/nginx/modules-enabled/*.conf; do
+    [[ -f $conf ]] || continue
+    rel=$(sed -n "s#^[[:space:]]*load_module[[:space:]]\{1,\}\"\{0,1\}\([^\";]*$name\)\"\{0,1\};.*#\1#p" "$conf" | head -n1)
+    [[ -n $rel ]] || continue
+    [[ $rel == /* ]] || rel=/usr/share/nginx/$rel
+    if [[ -f $rel ]]; then echo "$rel"; return 0; fi
+  done
+  return 0
+}
