@@ -9,6 +9,8 @@
 # Usage: bench/compare.sh [--quick] [options]     (or: make bench)
 #   --quick            3 s per load instead of 10 (about 2 minutes in all)
 #   --duration S       seconds per measured load (default 10)
+#   --slice S          a load runs in slices of S seconds (default 2; 1 with --quick),
+#                      alternating between the servers it compares
 #   --warmup S         unmeasured load per server and transport before its cells (default 1; 0 = none)
 #   --workers "1 2"    worker counts to measure
 #   --conns "50 1"     connection counts to measure
@@ -29,6 +31,7 @@ ROOT=$(cd -- "$BENCH_DIR/.." && pwd -P)
 . "$BENCH_DIR/lib.sh"
 
 DURATION=${BENCH_DURATION:-10}
+SLICE=
 WARMUP=${BENCH_WARMUP:-1}
 WORKERS_LIST="1 2"
 CONNS_LIST="50 1"
@@ -44,6 +47,7 @@ while (($# > 0)); do
   case $1 in
     --quick) DURATION=3 ;;
     --duration) DURATION=${2:?}; shift ;;
+    --slice) SLICE=${2:?}; shift ;;
     --warmup) WARMUP=${2:?}; shift ;;
     --workers) WORKERS_LIST=${2:?}; shift ;;
     --conns) CONNS_LIST=${2:?}; shift ;;
@@ -57,6 +61,11 @@ while (($# > 0)); do
   shift
 done
 DURATION=$(duration_secs "$DURATION")
+if [[ -z $SLICE ]]; then if ((DURATION >= 4)); then SLICE=2; else SLICE=1; fi; fi
+SLICE=$(duration_secs "$SLICE")
+((SLICE <= DURATION)) || SLICE=$DURATION
+NSLICES=$(((DURATION + SLICE / 2) / SLICE))
+DURATION=$((NSLICES * SLICE))
 if [[ $WARMUP == 0 || $WARMUP == 0s ]]; then WARMUP=0; else WARMUP=$(duration_secs "$WARMUP"); fi
 for n in $WORKERS_LIST $CONNS_LIST $INFLIGHT; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || die "worker, connection and in-flight counts must be positive numbers (got '$n')"
@@ -250,18 +259,27 @@ rss_sum() { # id field -> kB over the serving processes (the workers, or the onl
   echo "$t"
 }
 
-# ---------------------------------------------------------------- one measured load
+# ---------------------------------------------------------------- measured loads
 
-# Runs one load against a server and records, under RES[key.*]: rps, p50, p99, requests,
-# errors, cpu_us_req (server CPU per request), client_us_req and client_pct (the load tool's
-# CPU per request and over wall time).
-run_cell() { # key id transport(http|ws) path conns seconds [warm]
-  local key=$1 id=$2 tr=$3 path=$4 conns=$5 secs=$6 warm=${7:-} rc=0 line t0 t1 c0 c1 w0 w1
+busy_ticks() { # CPU time the whole machine spent busy (/proc/stat: user nice system irq softirq steal)
+  awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
+add() { RES[$1]=$(awk -v a="${RES[$1]:-0}" -v b="$2" 'BEGIN { printf "%.0f", a + b }'); }  # key number
+
+# One slice of a load: runs the tool once against a server and adds, under RES[key.*], the
+# answers, the time, the server's, the client's and the whole machine's CPU time, the errors
+# and the slice's percentiles. EXTRA_PID (redis-server) has its CPU time summed too.
+EXTRA_PID=
+run_slice() { # key id transport(http|ws) path conns seconds [warm]
+  local key=$1 id=$2 tr=$3 path=$4 conns=$5 secs=$6 warm=${7:-} rc=0 line t0 t1 c0 c1 w0 w1 b0 b1 x0=0 x1=0
   local port=${SRV_PORT[$id]} out=$TMP/load.out err=$TMP/load.err
   check_server "$id"
+  b0=$(busy_ticks)
+  [[ -z $EXTRA_PID ]] || x0=$(cpu_ticks "$EXTRA_PID")
   t0=$(cpu_ticks "${SRV_PID[$id]}")
-  children_cpu "$TMP/times"; c0=$CHILD_CPU_US
   w0=$(date +%s%N)
+  children_cpu "$TMP/times"; c0=$CHILD_CPU_US   # last, so only the load tool runs until c1
   if [[ $tr == http ]]; then
     # shellcheck disable=SC2046
     timeout $((secs + 30)) $(on_cpus "$CLIENT_CPUS") wrk --latency -t 1 -c "$conns" -d "${secs}s" \
@@ -275,9 +293,11 @@ run_cell() { # key id transport(http|ws) path conns seconds [warm]
   LOAD_PID=$!
   wait "$LOAD_PID" || rc=$?
   LOAD_PID=
-  w1=$(date +%s%N)
   children_cpu "$TMP/times"; c1=$CHILD_CPU_US
+  w1=$(date +%s%N)
   t1=$(cpu_ticks "${SRV_PID[$id]}")
+  [[ -z $EXTRA_PID ]] || x1=$(cpu_ticks "$EXTRA_PID")
+  b1=$(busy_ticks)
   check_server "$id"
   [[ -n $warm ]] && return 0
   if [[ $tr == http ]]; then line=$(grep -m1 '^BENCH_RESULT ' "$out" || true)
@@ -286,41 +306,77 @@ run_cell() { # key id transport(http|ws) path conns seconds [warm]
     cat "$out" "$err" >&2
     die "$key: the load tool failed (status $rc) and printed no result"
   fi
-  local kv
+  local kv errs
   declare -A f=()
   for kv in ${line#* }; do f[${kv%%=*}]=${kv#*=}; done
   if [[ $tr == http ]]; then
-    RES[$key.requests]=${f[requests]}
-    RES[$key.rps]=${f[rps]}
-    RES[$key.p50]=${f[p50_us]}
-    RES[$key.p99]=${f[p99_us]}
-    RES[$key.errors]=$((f[http_errors] + f[connect_errors] + f[read_errors] + f[write_errors] + f[timeouts]))
+    add "$key.requests" "${f[requests]}"
+    add "$key.tool_us" "${f[duration_us]}"
+    errs=$((f[http_errors] + f[connect_errors] + f[read_errors] + f[write_errors] + f[timeouts]))
   else
-    RES[$key.requests]=${f[messages]}
-    RES[$key.rps]=${f[rate]}
-    RES[$key.p50]=${f[p50_us]}
-    RES[$key.p99]=${f[p99_us]}
-    RES[$key.errors]=${f[errors]}
+    add "$key.requests" "${f[messages]}"
+    add "$key.tool_us" "$(awk -v s="${f[seconds]}" 'BEGIN { printf "%.0f", s * 1e6 }')"
+    errs=${f[errors]}
     if [[ -s $err ]]; then log "wsload diagnostics:"; head -n 6 "$err" >&2; fi
   fi
-  ((rc == 0 || RES[$key.errors] > 0)) || fail_later "$key: the load tool exited with status $rc"
-  RES[$key.cpu_us]=$(ticks_us $((t1 - t0)))
-  RES[$key.cpu_us_req]=$(awk -v c="${RES[$key.cpu_us]}" -v n="${RES[$key.requests]}" \
-    'BEGIN { if (n > 0) printf "%.1f", c / n; else print "-" }')
-  RES[$key.client_pct]=$(awk -v c=$((c1 - c0)) -v w=$(((w1 - w0) / 1000)) \
-    'BEGIN { if (w > 0) printf "%.0f", 100 * c / w; else print "-" }')
-  RES[$key.client_us_req]=$(awk -v c=$((c1 - c0)) -v n="${RES[$key.requests]}" \
-    'BEGIN { if (n > 0) printf "%.1f", c / n; else print "-" }')
-  log "$key: $(printf '%.0f' "${RES[$key.rps]}")/s, p50 ${RES[$key.p50]} µs, p99 ${RES[$key.p99]} µs," \
+  RES[$key.p50s]="${RES[$key.p50s]:-} ${f[p50_us]}"
+  RES[$key.p99s]="${RES[$key.p99s]:-} ${f[p99_us]}"
+  add "$key.errors" "$errs"
+  add "$key.slices" 1
+  add "$key.srv_us" "$(ticks_us $((t1 - t0)))"
+  add "$key.extra_us" "$(ticks_us $((x1 - x0)))"
+  add "$key.cli_us" $((c1 - c0))
+  add "$key.busy_us" "$(ticks_us $((b1 - b0)))"
+  add "$key.wall_us" $(((w1 - w0) / 1000))
+  ((errs == 0)) || RES[$key.error_line]=$line
+  ((rc == 0 || errs > 0)) || fail_later "$key: the load tool exited with status $rc: $line"
+}
+
+median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[n++] = $1 } END {
+  if (!n) { print "-"; exit }
+  m = (n % 2) ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2; printf "%.0f", m }'; }
+
+# After its slices: req/s (answers / the tools' measured time), p50 and p99 (medians of the
+# slices' own percentiles), CPU per request of server, client and EXTRA_PID, the client's
+# share of a core, and how many CPUs the whole machine kept busy meanwhile (this run's
+# processes and everyone else's).
+finish_cell() { # key
+  local key=$1
+  per() { awk -v a="${RES[$key.$1]:-0}" -v b="${RES[$key.$2]:-0}" -v m="$3" -v fmt="$4" \
+    'BEGIN { if (b > 0) printf fmt, m * a / b; else print "-" }'; }
+  RES[$key.rps]=$(per requests tool_us 1e6 "%.0f")
+  RES[$key.p50]=$(median <<<"${RES[$key.p50s]:-}")
+  RES[$key.p99]=$(median <<<"${RES[$key.p99s]:-}")
+  RES[$key.cpu_us_req]=$(per srv_us requests 1 "%.1f")
+  RES[$key.extra_us_req]=$(per extra_us requests 1 "%.1f")
+  RES[$key.client_us_req]=$(per cli_us requests 1 "%.1f")
+  RES[$key.client_pct]=$(per cli_us wall_us 100 "%.0f")
+  RES[$key.busy]=$(per busy_us wall_us 1 "%.1f")
+  log "$key: ${RES[$key.rps]}/s, p50 ${RES[$key.p50]} µs, p99 ${RES[$key.p99]} µs," \
       "server CPU ${RES[$key.cpu_us_req]} µs/req, client CPU ${RES[$key.client_us_req]} µs/req" \
-      "(${RES[$key.client_pct]}% of a core), errors ${RES[$key.errors]}"
-  ((RES[$key.errors] == 0)) || fail_later "$key: ${RES[$key.errors]} errors: $line"
+      "(${RES[$key.client_pct]}% of a core), machine busy ${RES[$key.busy]}/$NCPU CPUs, errors ${RES[$key.errors]}"
+  ((RES[$key.errors] == 0)) || fail_later "$key: ${RES[$key.errors]} errors, e.g. ${RES[$key.error_line]}"
+}
+
+# Loads that are compared run in alternating slices (A B A B ...), so that both servers see
+# the same machine: this one is shared with other work, which comes and goes.
+run_cells() { # conns spec... (spec: key|id|transport|path[|ws action|ws route])
+  local conns=$1 s spec key id tr path
+  shift
+  for ((s = 0; s < NSLICES; s++)); do
+    for spec in "$@"; do
+      IFS='|' read -r key id tr path WS_ACTION WS_ROUTE <<<"$spec"
+      run_slice "$key" "$id" "$tr" "$path" "$conns" "$SLICE"
+    done
+  done
+  WS_ACTION='' WS_ROUTE=''
+  for spec in "$@"; do finish_cell "${spec%%|*}"; done
 }
 
 warm() { # id transport path
   ((WARMUP > 0)) || return 0
   log "$1: warm-up ${WARMUP}s, $2, $HEAD_CONNS connections"
-  run_cell "warm" "$1" "$2" "$3" "$HEAD_CONNS" "$WARMUP" warm
+  run_slice "warm" "$1" "$2" "$3" "$HEAD_CONNS" "$WARMUP" warm
 }
 
 # ---------------------------------------------------------------- checks before loading
@@ -358,7 +414,7 @@ for w in $WORKERS_LIST; do
   done
 done
 want redis && ncells=$((ncells + 4))
-log "$ncells loads of ${DURATION}s (+ ${WARMUP}s warm-ups): about $(( (ncells * (DURATION + 1) + 30) / 60 + 1 )) min;" \
+log "$ncells loads of ${DURATION}s ($NSLICES slices of ${SLICE}s; + ${WARMUP}s warm-ups): about $(( (ncells * (DURATION + 1) + 30) / 60 + 1 )) min;" \
     "load average now $LOAD_START"
 
 # Redis first: the gateway's config points at it, so the 1-worker gateway serves the
@@ -428,23 +484,24 @@ for w in $WORKERS_LIST; do
   if want http; then
     warm "nginx$w" http /api/randomNumber; warm "gw$w" http /api/randomNumber
     for c in $CONNS_LIST; do
-      run_cell "http.nginx.$w.$c" "nginx$w" http /api/randomNumber "$c" "$DURATION"
-      run_cell "http.gw.$w.$c" "gw$w" http /api/randomNumber "$c" "$DURATION"
+      run_cells "$c" "http.nginx.$w.$c|nginx$w|http|/api/randomNumber" "http.gw.$w.$c|gw$w|http|/api/randomNumber"
     done
   fi
   if want ws; then
     warm "nginx$w" ws /ws; warm "gw$w" ws /ws
     for c in $CONNS_LIST; do
-      run_cell "ws.nginx.$w.$c" "nginx$w" ws /ws "$c" "$DURATION"
-      run_cell "ws.gw.$w.$c" "gw$w" ws /ws "$c" "$DURATION"
+      run_cells "$c" "ws.nginx.$w.$c|nginx$w|ws|/ws" "ws.gw.$w.$c|gw$w|ws|/ws"
     done
   fi
   if want floor; then
     warm "nginx$w" http /fixed
     [[ ${RES[probe$w.ok]} == 0 ]] || warm "probe$w" http /api/randomNumber
     for c in $CONNS_LIST; do
-      run_cell "floor.nginx.$w.$c" "nginx$w" http /fixed "$c" "$DURATION"
-      [[ ${RES[probe$w.ok]} == 0 ]] || run_cell "floor.gw.$w.$c" "probe$w" http /api/randomNumber "$c" "$DURATION"
+      if [[ ${RES[probe$w.ok]} == 1 ]]; then
+        run_cells "$c" "floor.nginx.$w.$c|nginx$w|http|/fixed" "floor.gw.$w.$c|probe$w|http|/api/randomNumber"
+      else
+        run_cells "$c" "floor.nginx.$w.$c|nginx$w|http|/fixed"
+      fi
     done
   fi
 
@@ -460,16 +517,11 @@ for w in $WORKERS_LIST; do
     resp=$(http_request "$port" POST /api/bench_items/ '{"title":"hello"}')
     ITEM=$(http_body "$resp" | sed -n 's/.*"id":\([0-9]*\).*/\1/p')
     [[ -n $ITEM ]] || die "creating the bench item failed: $resp"
-    for spec in "cache|http|/api/benchCacheLoad||" "retrieve|http|/api/bench_items/$ITEM/||" \
-                "cache|ws|/ws|benchCacheLoad|" "retrieve|ws|/ws|retrieve|bench_items/$ITEM/"; do
-      IFS='|' read -r name tr path WS_ACTION WS_ROUTE <<<"$spec"
-      r0=$(cpu_ticks "$REDIS_PID")
-      run_cell "redis.$name.$tr" gw1 "$tr" "$path" "$HEAD_CONNS" "$DURATION"
-      r1=$(cpu_ticks "$REDIS_PID")
-      RES[redis.$name.$tr.redis_cpu_req]=$(awk -v c="$(ticks_us $((r1 - r0)))" -v n="${RES[redis.$name.$tr.requests]}" \
-        'BEGIN { if (n > 0) printf "%.1f", c / n; else print "-" }')
-    done
-    WS_ACTION='' WS_ROUTE=''
+    EXTRA_PID=$REDIS_PID
+    run_cells "$HEAD_CONNS" "redis.cache.http|gw1|http|/api/benchCacheLoad" \
+      "redis.retrieve.http|gw1|http|/api/bench_items/$ITEM/" "redis.cache.ws|gw1|ws|/ws|benchCacheLoad|" \
+      "redis.retrieve.ws|gw1|ws|/ws|retrieve|bench_items/$ITEM/"
+    EXTRA_PID=
     # shellcheck disable=SC2046
     CEIL=$(timeout 60 $(on_cpus "$CLIENT_CPUS") redis-benchmark -s "$SOCK" -c "$HEAD_CONNS" -n 300000 -t get --csv 2>/dev/null | tail -n1 || true)
     RES[redis.ceiling.rps]=$(cut -d, -f2 <<<"$CEIL" | tr -d '"')
@@ -501,10 +553,13 @@ echo "- nginx $("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: nginx\///'), lua-n
      "$(dpkg-query -W -f='${Version}' libnginx-mod-http-lua 2>/dev/null || echo ?) (LuaJIT), cjson," \
      "lua-nginx-websocket $(dpkg-query -W -f='${Version}' lua-nginx-websocket 2>/dev/null || echo ?), access_log off"
 echo "- clients: wrk $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }') (1 thread, keep-alive) and bench/wsload" \
-     "(1 thread, epoll, $INFLIGHT request(s) in flight per connection); ${DURATION}s per load, ${WARMUP}s warm-up"
+     "(1 thread, epoll, $INFLIGHT request(s) in flight per connection); ${DURATION}s per load in $NSLICES slices" \
+     "of ${SLICE}s alternating between the servers compared, ${WARMUP}s warm-up"
 for w in $WORKERS_LIST; do echo "- $w worker(s): ${RES[pin.$w]}"; done
 echo "- server CPU = utime+stime of the server's processes (/proc/<pid>/stat, master and workers)" \
-     "over the load / answers served; client CPU = the load tool's (wrk, wsload) CPU time / answers"
+     "over the load / answers served; client CPU = the load tool's (wrk, wsload) CPU time / answers;" \
+     "p50/p99 = median of the slices' percentiles; machine busy = CPUs kept busy (/proc/stat) by" \
+     "everything, this run included: near $NCPU, the machine was saturated"
 echo
 
 hw=${WORKERS_LIST%% *}
@@ -538,11 +593,11 @@ fi
 echo
 echo "### Every load"
 echo
-echo "| transport | server | workers | conns | req/s | p50 µs | p99 µs | server CPU µs/req | client CPU µs/req | errors |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| transport | server | workers | conns | req/s | p50 µs | p99 µs | server CPU µs/req | client CPU µs/req | machine busy (CPUs of $NCPU) | errors |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 row() { # key transport server-label workers conns
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$2" "$3" "$4" "$5" "$(num "$1.rps")" \
-    "$(val "$1.p50")" "$(val "$1.p99")" "$(val "$1.cpu_us_req")" "$(val "$1.client_us_req")" "$(val "$1.errors")"
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$2" "$3" "$4" "$5" "$(num "$1.rps")" \
+    "$(val "$1.p50")" "$(val "$1.p99")" "$(val "$1.cpu_us_req")" "$(val "$1.client_us_req")" "$(val "$1.busy")" "$(val "$1.errors")"
 }
 for w in $WORKERS_LIST; do
   for c in $CONNS_LIST; do
@@ -557,7 +612,7 @@ for w in $WORKERS_LIST; do
     if want floor; then
       row "floor.nginx.$w.$c" "HTTP fixed" "nginx \`return 200\`" "$w" "$c"
       if [[ ${RES[probe$w.ok]:-0} == 1 ]]; then row "floor.gw.$w.$c" "HTTP fixed" "gateway probe" "$w" "$c"
-      else printf '| HTTP fixed | gateway probe | %s | %s | n/a (binary has no probe) | | | | | |\n' "$w" "$c"; fi
+      else printf '| HTTP fixed | gateway probe | %s | %s | n/a (binary has no probe) | | | | | | |\n' "$w" "$c"; fi
     fi
   done
 done
@@ -593,7 +648,7 @@ if want redis; then
       k=redis.$name.$tr
       printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
         "$([[ $name == cache ]] && echo 'api.cache.load' || echo 'generic retrieve')" "$trl" "$(num "$k.rps")" \
-        "$(val "$k.p50")" "$(val "$k.p99")" "$(val "$k.cpu_us_req")" "$(val "$k.redis_cpu_req")" "$(val "$k.errors")" \
+        "$(val "$k.p50")" "$(val "$k.p99")" "$(val "$k.cpu_us_req")" "$(val "$k.extra_us_req")" "$(val "$k.errors")" \
         "$(ratio "$k.rps" "$tr.gw.1.$HEAD_CONNS.rps")"
     done
   done
