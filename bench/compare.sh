@@ -261,6 +261,8 @@ rss_sum() { # id field -> kB over the serving processes (the workers, or the onl
 
 # ---------------------------------------------------------------- measured loads
 
+usecs() { local t=${EPOCHREALTIME/[.,]/}; echo "${t#0}"; }  # wall clock in µs, no fork
+
 busy_ticks() { # CPU time the whole machine spent busy (/proc/stat: user nice system irq softirq steal)
   awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
 }
@@ -272,13 +274,14 @@ add() { RES[$1]=$(awk -v a="${RES[$1]:-0}" -v b="$2" 'BEGIN { printf "%.0f", a +
 # and the slice's percentiles. EXTRA_PID (redis-server) has its CPU time summed too.
 EXTRA_PID=
 run_slice() { # key id transport(http|ws) path conns seconds [warm]
-  local key=$1 id=$2 tr=$3 path=$4 conns=$5 secs=$6 warm=${7:-} rc=0 line t0 t1 c0 c1 w0 w1 b0 b1 x0=0 x1=0
+  local key=$1 id=$2 tr=$3 path=$4 conns=$5 secs=$6 warm=${7:-} rc=0 line t0 t1 c0 c1 w0 w1 b0 b1 bw0 bw1 x0=0 x1=0
   local port=${SRV_PORT[$id]} out=$TMP/load.out err=$TMP/load.err
   check_server "$id"
+  bw0=$(usecs)
   b0=$(busy_ticks)
   [[ -z $EXTRA_PID ]] || x0=$(cpu_ticks "$EXTRA_PID")
   t0=$(cpu_ticks "${SRV_PID[$id]}")
-  w0=$(date +%s%N)
+  w0=$(usecs)
   children_cpu "$TMP/times"; c0=$CHILD_CPU_US   # last, so only the load tool runs until c1
   if [[ $tr == http ]]; then
     # shellcheck disable=SC2046
@@ -294,10 +297,11 @@ run_slice() { # key id transport(http|ws) path conns seconds [warm]
   wait "$LOAD_PID" || rc=$?
   LOAD_PID=
   children_cpu "$TMP/times"; c1=$CHILD_CPU_US
-  w1=$(date +%s%N)
+  w1=$(usecs)
   t1=$(cpu_ticks "${SRV_PID[$id]}")
   [[ -z $EXTRA_PID ]] || x1=$(cpu_ticks "$EXTRA_PID")
   b1=$(busy_ticks)
+  bw1=$(usecs)
   check_server "$id"
   [[ -n $warm ]] && return 0
   if [[ $tr == http ]]; then line=$(grep -m1 '^BENCH_RESULT ' "$out" || true)
@@ -327,7 +331,8 @@ run_slice() { # key id transport(http|ws) path conns seconds [warm]
   add "$key.extra_us" "$(ticks_us $((x1 - x0)))"
   add "$key.cli_us" $((c1 - c0))
   add "$key.busy_us" "$(ticks_us $((b1 - b0)))"
-  add "$key.wall_us" $(((w1 - w0) / 1000))
+  add "$key.wall_us" $((w1 - w0))
+  add "$key.busy_wall_us" $((bw1 - bw0))
   ((errs == 0)) || RES[$key.error_line]=$line
   ((rc == 0 || errs > 0)) || fail_later "$key: the load tool exited with status $rc: $line"
 }
@@ -351,7 +356,7 @@ finish_cell() { # key
   RES[$key.extra_us_req]=$(per extra_us requests 1 "%.1f")
   RES[$key.client_us_req]=$(per cli_us requests 1 "%.1f")
   RES[$key.client_pct]=$(per cli_us wall_us 100 "%.0f")
-  RES[$key.busy]=$(per busy_us wall_us 1 "%.1f")
+  RES[$key.busy]=$(per busy_us busy_wall_us 1 "%.1f")
   log "$key: ${RES[$key.rps]}/s, p50 ${RES[$key.p50]} µs, p99 ${RES[$key.p99]} µs," \
       "server CPU ${RES[$key.cpu_us_req]} µs/req, client CPU ${RES[$key.client_us_req]} µs/req" \
       "(${RES[$key.client_pct]}% of a core), machine busy ${RES[$key.busy]}/$NCPU CPUs, errors ${RES[$key.errors]}"
