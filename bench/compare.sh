@@ -261,7 +261,7 @@ rss_sum() { # id field -> kB over the serving processes (the workers, or the onl
 
 # ---------------------------------------------------------------- measured loads
 
-usecs() { local t=${EPOCHREALTIME/[.,]/}; echo "${t#0}"; }  # wall clock in µs, no fork
+now_us() { local t=${EPOCHREALTIME/[.,]/}; printf -v "$1" '%s' "${t#0}"; }  # var <- wall clock in µs
 
 busy_ticks() { # CPU time the whole machine spent busy (/proc/stat: user nice system irq softirq steal)
   awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
@@ -277,11 +277,11 @@ run_slice() { # key id transport(http|ws) path conns seconds [warm]
   local key=$1 id=$2 tr=$3 path=$4 conns=$5 secs=$6 warm=${7:-} rc=0 line t0 t1 c0 c1 w0 w1 b0 b1 bw0 bw1 x0=0 x1=0
   local port=${SRV_PORT[$id]} out=$TMP/load.out err=$TMP/load.err
   check_server "$id"
-  bw0=$(usecs)
+  now_us bw0
   b0=$(busy_ticks)
   [[ -z $EXTRA_PID ]] || x0=$(cpu_ticks "$EXTRA_PID")
   t0=$(cpu_ticks "${SRV_PID[$id]}")
-  w0=$(usecs)
+  now_us w0
   children_cpu "$TMP/times"; c0=$CHILD_CPU_US   # last, so only the load tool runs until c1
   if [[ $tr == http ]]; then
     # shellcheck disable=SC2046
@@ -297,11 +297,11 @@ run_slice() { # key id transport(http|ws) path conns seconds [warm]
   wait "$LOAD_PID" || rc=$?
   LOAD_PID=
   children_cpu "$TMP/times"; c1=$CHILD_CPU_US
-  w1=$(usecs)
+  now_us w1
   t1=$(cpu_ticks "${SRV_PID[$id]}")
   [[ -z $EXTRA_PID ]] || x1=$(cpu_ticks "$EXTRA_PID")
   b1=$(busy_ticks)
-  bw1=$(usecs)
+  now_us bw1
   check_server "$id"
   [[ -n $warm ]] && return 0
   if [[ $tr == http ]]; then line=$(grep -m1 '^BENCH_RESULT ' "$out" || true)
