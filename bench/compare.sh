@@ -7,7 +7,7 @@
 # HTTP layer answering a fixed body (GATEWAY_BENCH_PROBE=fixed, when the binary has it).
 #
 # Usage: bench/compare.sh [--quick] [options]     (or: make bench)
-#   --quick            3 s per load instead of 10 (about 2 minutes in all)
+#   --quick            3 s per load instead of 10 (about 2.5 minutes in all; default about 6)
 #   --duration S       seconds per measured load (default 10)
 #   --slice S          a load runs in slices of S seconds (default 2; 1 with --quick),
 #                      alternating between the servers it compares
@@ -484,8 +484,8 @@ for w in $WORKERS_LIST; do
     fi
   fi
 
-  # Cells: for each transport and connection count, nginx then the gateway back to back,
-  # so both see the same machine load.
+  # Cells: for each transport and connection count, nginx and the gateway in alternating
+  # slices (run_cells), so both see the same machine load.
   if want http; then
     warm "nginx$w" http /api/randomNumber; warm "gw$w" http /api/randomNumber
     for c in $CONNS_LIST; do
