@@ -95,7 +95,7 @@ function M.run(rt, ctx, transport, msg)
   if msg.action == "authenticate" and msg.route == "" and not rt.reg.versions.authenticate then
     return M.authenticate(rt, ctx, transport, msg)
   end
-  local extra = { route = msg.route, onData = function(d) ctx.data = d end }
+  ctx.route = msg.route -- ctx is the processor's `extra`
   local params = msg.params
   if msg.route == "" then
     params.action = msg.action -- as on the web (and in ActionHero)
@@ -106,9 +106,9 @@ function M.run(rt, ctx, transport, msg)
       return reject(rt, ctx, transport, status, message, msg.reply)
     end
     for k, v in pairs(routeParams) do params[k] = v end
-    extra.action, extra.matchedRoute, extra.routeParams = action, pattern, named
+    ctx.handlerAction, ctx.matchedRoute, ctx.routeParams = action, pattern, named
   end
-  local data = processor.run(rt, ctx.connection, msg.action, params, extra)
+  local data = processor.run(rt, ctx.connection, msg.action, params, ctx)
   return M.complete(rt, ctx, data)
 end
 

@@ -34,12 +34,17 @@ local function takesNext(fn, pos)
   return n >= pos
 end
 
--- Run fn(..., next) until it completes: next(err) now or later, `return value`,
--- `return nil, err`, or a raised error. Returns kind ("ok" | "error" | "raised"), and
--- the error, the raised capture, or the returned value.
-local function callWithNext(fn, nextPos, ...)
-  local state = { done = false, waiting = false, co = coroutine.running() }
-  local function nextFn(err)
+-- The outcome of a function that completes when it returns: what xpcall gave.
+local function settle(ok, r1, r2)
+  if not ok then return "raised", r1 end
+  if r1 == nil and r2 ~= nil then return "error", r2 end
+  return "ok", r1
+end
+
+-- A `next` for one call: the only closure (and state table) a call makes, and only for
+-- a function that takes next.
+local function newNext(state)
+  return function(err)
     if state.done then return end
     state.done, state.err = true, err
     if state.waiting then
@@ -47,14 +52,16 @@ local function callWithNext(fn, nextPos, ...)
       loop.wake(state.co)
     end
   end
-  local args = table.pack(...)
-  args[nextPos] = nextFn
-  local ok, r1, r2 = xpcall(fn, captureRaise, table.unpack(args, 1, nextPos))
+end
+
+-- The outcome of a function that was given `next`: what it returned, or what it passed
+-- to next(), now or (waiting on the loop) later.
+local function settleNext(state, ok, r1, r2)
   if not ok then
     state.done = true
     return "raised", r1
   end
-  if not state.done and (r1 ~= nil or r2 ~= nil or not takesNext(fn, nextPos)) then
+  if not state.done and (r1 ~= nil or r2 ~= nil) then
     state.done = true
     if r1 == nil and r2 ~= nil then return "error", r2 end
     return "ok", r1
@@ -67,7 +74,33 @@ local function callWithNext(fn, nextPos, ...)
   if state.err ~= nil then return "error", state.err end
   return "ok", nil
 end
-P.callWithNext = callWithNext
+
+-- fn(a, next) and fn(a, b, next) until they complete (see callWithNext).
+local function callNext1(fn, a)
+  if not takesNext(fn, 2) then return settle(xpcall(fn, captureRaise, a)) end
+  local state = { done = false, waiting = false, co = coroutine.running(), err = nil }
+  return settleNext(state, xpcall(fn, captureRaise, a, newNext(state)))
+end
+
+local function callNext2(fn, a, b)
+  if not takesNext(fn, 3) then return settle(xpcall(fn, captureRaise, a, b)) end
+  local state = { done = false, waiting = false, co = coroutine.running(), err = nil }
+  return settleNext(state, xpcall(fn, captureRaise, a, b, newNext(state)))
+end
+
+-- Run fn(..., next) until it completes: next(err) now or later, `return value`,
+-- `return nil, err`, or a raised error. Returns kind ("ok" | "error" | "raised"), and
+-- the error, the raised capture, or the returned value. `next` goes at argument
+-- `nextPos`, after the arguments given.
+function P.callWithNext(fn, nextPos, ...)
+  if nextPos == 2 then return callNext1(fn, ...) end
+  if nextPos == 3 then return callNext2(fn, ...) end
+  if not takesNext(fn, nextPos) then return settle(xpcall(fn, captureRaise, ...)) end
+  local state = { done = false, waiting = false, co = coroutine.running(), err = nil }
+  local args = table.pack(...)
+  args[nextPos] = newNext(state)
+  return settleNext(state, xpcall(fn, captureRaise, table.unpack(args, 1, nextPos)))
+end
 
 -- An error value as { message, status, fields }: fields are a table error's own keys,
 -- kept only when it has some besides message and status (else it reads as a message).
@@ -113,7 +146,7 @@ local function middlewareFor(reg, action)
     list[#list + 1] = m
     seen[m.name] = true
   end
-  for _, name in ipairs(action.middleware) do
+  for _, name in ipairs(action.middleware or {}) do
     local m = reg.middleware[name]
     if m and not seen[name] then
       list[#list + 1] = m
@@ -121,6 +154,51 @@ local function middlewareFor(reg, action)
     end
   end
   return list
+end
+
+-- An action's plan: what does not change from one request to the next, worked out once
+-- per registry (at load and at each reload) instead of per request. `pre` and `post`
+-- are the middleware with a preProcessor / postProcessor, in running order; `blocked`
+-- the set of blockedConnectionTypes (nil when none).
+local function newPlan(reg, action)
+  local pre, post = {}, {}
+  for _, m in ipairs(middlewareFor(reg, action)) do
+    if m.preProcessor then pre[#pre + 1] = m end
+    if m.postProcessor then post[#post + 1] = m end
+  end
+  local blocked
+  for _, t in ipairs(action.blockedConnectionTypes or {}) do
+    blocked = blocked or {}
+    blocked[t] = true
+  end
+  return { pre = pre, post = post, blocked = blocked }
+end
+
+-- The plan of `action` in registry `reg`, made on first use if the registry has none.
+function P.plan(reg, action)
+  local plans = reg.plans
+  if not plans then
+    plans = {}
+    reg.plans = plans
+  end
+  local plan = plans[action]
+  if not plan then
+    plan = newPlan(reg, action)
+    plans[action] = plan
+  end
+  return plan
+end
+
+-- Plans for every action of a registry, including handler actions: a new registry (a
+-- load or reload) gets new plans, so they always match its middleware.
+function P.buildPlans(reg)
+  reg.plans = {}
+  for _, byVersion in pairs(reg.actions) do
+    for _, a in pairs(byVersion) do P.plan(reg, a) end
+  end
+  for _, h in ipairs(reg.handlerIndex and reg.handlerIndex.handlers or {}) do
+    for _, a in pairs(h.actions) do P.plan(reg, a) end
+  end
 end
 
 local function scrub(action, params, keep)
@@ -157,27 +235,25 @@ function P.missingChecks(config)
 end
 
 -- The connection each request's coroutine serves, for modules that act per connection
--- (api.cache's lock names). Weak: a finished request's coroutine is collected.
+-- (api.cache's lock names); cleared when the request ends, as its coroutine may serve
+-- another request or a timer next. Weak: a coroutine that failed is collected.
 local serving = setmetatable({}, { __mode = "k" })
 function P.connectionOf(co)
   return serving[co]
 end
 
--- Runs the whole pipeline; the outcome is on the returned data (`error`, `errors`,
--- `status`, `response`). `rt` holds config, api, reg, shuttingDown and inputOpts.
--- `extra.action` is the action itself when a handler chose it (no name lookup).
-function P.run(rt, connection, actionName, params, extra)
-  extra = extra or {}
-  serving[coroutine.running()] = connection
+local wall_ms, now_ms, running = core.wall_ms, core.now_ms, coroutine.running
+
+local function pipeline(rt, connection, actionName, params, extra)
   connection.totalActions = connection.totalActions + 1
   connection.pendingActions = connection.pendingActions + 1
   local data = {
     connection = connection, action = actionName, params = params, response = {},
     toProcess = true, toRender = true, messageCount = connection.messageCount,
-    actionStartTime = core.wall_ms(), headers = {}, route = extra.route,
-    matchedRoute = extra.matchedRoute, _started = core.now_ms(),
+    actionStartTime = wall_ms(), headers = {}, route = extra and extra.route,
+    matchedRoute = extra and extra.matchedRoute, _started = now_ms(),
   }
-  if extra.onData then extra.onData(data) end
+  if extra then extra.data = data end
   local reg, config = rt.reg, rt.config
 
   if rt.shuttingDown then
@@ -188,53 +264,56 @@ function P.run(rt, connection, actionName, params, extra)
     setError(data, "you have too many pending requests", 429)
     return P.finish(data)
   end
-  local action = extra.action or chooseAction(reg, data)
+  local action = extra and extra.handlerAction or chooseAction(reg, data)
   if not action then
     setError(data, "unknown action or invalid apiVersion", 404)
     return P.finish(data)
   end
   data.actionTemplate = action
-  for _, t in ipairs(action.blockedConnectionTypes or {}) do
-    if t == connection.type then
-      setError(data, "this action does not support the " .. connection.type .. " connection type", 400)
-      return P.finish(data)
-    end
+  local plan = reg.plans and reg.plans[action] or P.plan(reg, action)
+  if plan.blocked and plan.blocked[connection.type] then
+    setError(data, "this action does not support the " .. connection.type .. " connection type", 400)
+    return P.finish(data)
   end
 
-  local middleware = middlewareFor(reg, action)
-  for _, m in ipairs(middleware) do
-    if m.preProcessor then
-      local kind, e = callWithNext(m.preProcessor, 2, data)
-      if kind == "raised" then setRaised(data, e, "middleware " .. m.name) end
-      if kind == "error" then setError(data, e) end
-      if data.error then return P.finish(data) end
-    end
+  local pre = plan.pre
+  for i = 1, #pre do
+    local m = pre[i]
+    local kind, e = callNext1(m.preProcessor, data)
+    if kind == "raised" then setRaised(data, e, "middleware " .. m.name) end
+    if kind == "error" then setError(data, e) end
+    if data.error then return P.finish(data) end
   end
 
-  if action.permissions and #action.permissions > 0 then
-    local okCheck, message, status = xpcall(permissions.check, captureRaise,
-      reg.permissions, action.permissions, data)
+  local perms = action.permissions
+  if perms and #perms > 0 then
+    local okCheck, message, status = xpcall(permissions.check, captureRaise, reg.permissions, perms, data)
     if not okCheck then setRaised(data, message, "a permission of " .. action.name) end
     if okCheck and message then setError(data, message, status) end
     if data.error then return P.finish(data) end
   end
 
-  if not config.general.disableParamScrubbing then scrub(action, params, extra.routeParams) end
+  if not config.general.disableParamScrubbing then scrub(action, params, extra and extra.routeParams) end
 
-  local ok, failures = xpcall(inputs.process, captureRaise, action, params, connection, rt.inputOpts)
-  if not ok then
-    setRaised(data, failures, "the inputs of " .. action.name)
-    return P.finish(data)
-  end
-  if failures then
-    data.error = { message = failures[1].message, status = 422, inputs = failures }
-    data.errors = {}
-    for i, f in ipairs(failures) do data.errors[i] = f.message end
-    return P.finish(data)
+  -- An action without inputs has nothing to process (an action inputs.compile never saw
+  -- goes through, to fail there).
+  local keys = action._inputKeys
+  if keys == nil or #keys > 0 then
+    local ok, failures = xpcall(inputs.process, captureRaise, action, params, connection, rt.inputOpts)
+    if not ok then
+      setRaised(data, failures, "the inputs of " .. action.name)
+      return P.finish(data)
+    end
+    if failures then
+      data.error = { message = failures[1].message, status = 422, inputs = failures }
+      data.errors = {}
+      for i, f in ipairs(failures) do data.errors[i] = f.message end
+      return P.finish(data)
+    end
   end
 
   if data.toProcess then
-    local kind, e = callWithNext(action.run, 3, rt.api, data)
+    local kind, e = callNext2(action.run, rt.api, data)
     if kind == "raised" then setRaised(data, e, "action " .. action.name) end
     if kind == "error" then setError(data, e) end
     if kind == "ok" and type(e) == "table" then
@@ -243,14 +322,28 @@ function P.run(rt, connection, actionName, params, extra)
     if data.error then return P.finish(data) end
   end
 
-  for _, m in ipairs(middleware) do
-    if m.postProcessor then
-      local kind, e = callWithNext(m.postProcessor, 2, data)
-      if kind == "raised" then setRaised(data, e, "middleware " .. m.name) end
-      if kind == "error" and not data.error then setError(data, e) end
-    end
+  local post = plan.post
+  for i = 1, #post do
+    local m = post[i]
+    local kind, e = callNext1(m.postProcessor, data)
+    if kind == "raised" then setRaised(data, e, "middleware " .. m.name) end
+    if kind == "error" and not data.error then setError(data, e) end
   end
   return P.finish(data)
+end
+
+-- Runs the whole pipeline; the outcome is on the returned data (`error`, `errors`,
+-- `status`, `response`). `rt` holds config, api, reg, shuttingDown and inputOpts.
+-- `extra` (optional) holds what the transport knows: `route`, `matchedRoute`,
+-- `routeParams`, and `handlerAction`, the action itself when a handler chose it (no
+-- name lookup); `extra.data` is set to the request's data as soon as it exists. The
+-- action's plan comes from the registry (see P.plan).
+function P.run(rt, connection, actionName, params, extra)
+  local co = running()
+  serving[co] = connection
+  local data = pipeline(rt, connection, actionName, params, extra)
+  serving[co] = nil
+  return data
 end
 
 -- Settle the status and release the connection's pending slot, exactly once.
@@ -264,7 +357,7 @@ function P.finish(data)
   else
     data.status = math.tointeger(tonumber(data.status)) or 200
   end
-  data.duration = core.now_ms() - data._started
+  data.duration = now_ms() - data._started
   return data
 end
 

@@ -22,6 +22,7 @@ local transports = {
 
 local function publish(reg)
   docs.addBuiltins(reg, rt.api)
+  processor.buildPlans(reg)
   rt.reg = reg
   rt.api.actions.actions = reg.actions
   rt.api.actions.versions = reg.versions

@@ -255,9 +255,9 @@ function W.handle(rt, ctx)
   end
 
   -- Which action (SPEC §6): ?action= naming a real action; a web route; a single path
-  -- segment naming an action (its extension stripped); a handler route; else 404.
+  -- segment naming an action (its extension stripped); a handler route; else 404. What
+  -- the processor needs to know of the choice goes on ctx (its `extra`).
   local extension = ctx.path:match("%.([^./]+)$")
-  local extra = { onData = function(d) ctx.data = d end }
   local name
   if type(params.action) == "string" and rt.reg.versions[params.action] then
     name = params.action
@@ -270,8 +270,8 @@ function W.handle(rt, ctx)
       if (params.apiVersion == nil or params.apiVersion == "") and route.apiVersion ~= nil then
         params.apiVersion = route.apiVersion
       end
-      extra.route, extra.routeParams = rest, routeParams
-      extra.matchedRoute = { method = route.method, path = route.path, action = route.action }
+      ctx.route, ctx.routeParams = rest, routeParams
+      ctx.matchedRoute = { method = route.method, path = route.path, action = route.action }
     else
       local segs = router.split(rest)
       local candidate = segs[1] or ""
@@ -279,7 +279,7 @@ function W.handle(rt, ctx)
       if #segs > 1 or not rt.reg.versions[candidate] then
         local action, handlerParams, pattern, named = handlers.resolve(rt.reg.handlerIndex, rest, nil, method)
         if action then
-          name, extra.action, extra.route, extra.matchedRoute, extra.routeParams = action.name, action, rest, pattern, named
+          name, ctx.handlerAction, ctx.route, ctx.matchedRoute, ctx.routeParams = action.name, action, rest, pattern, named
           for k, v in pairs(handlerParams) do params[k] = v end
           ctx.handlerStyle = true
         elseif pattern == 405 then
@@ -292,7 +292,7 @@ function W.handle(rt, ctx)
       end
     end
   end
-  if not extra.action then params.action = name end
+  if not ctx.handlerAction then params.action = name end
 
   -- Sessions (SPEC §9): `Authorization: Bearer <token>` restores connection.user before
   -- middleware and permissions run; an unknown or expired token leaves the request
@@ -313,7 +313,7 @@ function W.handle(rt, ctx)
   if user ~= nil then connection.user, connection.session = user, token end -- see Sessions above
   ctx.connection = connection
 
-  local data = processor.run(rt, connection, name, params, extra)
+  local data = processor.run(rt, connection, name, params, ctx) -- ctx is its `extra`
   return W.complete(rt, ctx, data)
 end
 
