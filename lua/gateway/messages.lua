@@ -17,7 +17,38 @@ local ENVELOPE_KEYS = { action = true, route = true, data = true, params = true,
 
 local encode = processor.encode
 
+-- The JSON text of a string: as it is between quotes when it holds only characters
+-- the encoder writes as they are (it escapes '/'), else the encoder's.
+local function stringJson(rt, s)
+  if not s:find("[^%w_%.%-]") then return '"' .. s .. '"' end
+  return encode(rt, s)
+end
+
+-- The JSON text of a request id: a whole number below 1e14 as its digits (what the
+-- encoder's "%.14g" writes for it; 0 is left to it, for -0), anything else encoded.
+local function idJson(rt, id)
+  local t = type(id)
+  if t == "string" then return stringJson(rt, id) end
+  if t == "number" then
+    local i = math.tointeger(id)
+    if i and i ~= 0 and i > -1e14 and i < 1e14 then return tostring(i) end
+  end
+  return encode(rt, id)
+end
+
+-- Status texts, made once each.
+local STATUS_TEXT = {}
+local function statusText(status)
+  local text = STATUS_TEXT[status]
+  if text then return text end
+  text = tostring(math.tointeger(status) or 500)
+  if math.type(status) == "integer" and status >= 100 and status <= 999 then STATUS_TEXT[status] = text end
+  return text
+end
+
 -- The envelope text. `reply` = { action, route, idKey, id }; errors is nil on success.
+-- One concatenation: no parts table, and the action, route and status texts are not
+-- sent through the encoder when they need no escaping.
 local function envelope(rt, reply, status, errors, data)
   local errorsText, dataText = "[]", "null"
   if errors then errorsText = encode(rt, errors) end
@@ -25,17 +56,16 @@ local function envelope(rt, reply, status, errors, data)
   if not errorsText or not dataText then
     status, errorsText, dataText = 500, encode(rt, { processor.INTERNAL }), "null"
   end
-  local parts = {
-    '{"errors":', errorsText, ',"data":', dataText,
-    ',"action":', encode(rt, reply.action or "") or '""',
-    ',"route":', encode(rt, reply.route or "") or '""',
-    ',"status":', tostring(math.tointeger(status) or 500),
-  }
+  local action, route = reply.action or "", reply.route or ""
+  local actionText = action == "" and '""' or stringJson(rt, action) or '""'
+  local routeText = route == "" and '""' or stringJson(rt, route) or '""'
   if reply.idKey then
-    parts[#parts + 1] = ',"' .. reply.idKey .. '":' .. (encode(rt, reply.id) or "null")
+    return '{"errors":' .. errorsText .. ',"data":' .. dataText .. ',"action":' .. actionText
+      .. ',"route":' .. routeText .. ',"status":' .. statusText(status)
+      .. ',"' .. reply.idKey .. '":' .. (idJson(rt, reply.id) or "null") .. "}"
   end
-  parts[#parts + 1] = "}"
-  return table.concat(parts)
+  return '{"errors":' .. errorsText .. ',"data":' .. dataText .. ',"action":' .. actionText
+    .. ',"route":' .. routeText .. ',"status":' .. statusText(status) .. "}"
 end
 M.envelope = envelope
 
@@ -56,60 +86,79 @@ local function errorsOf(data)
   return { e.message }
 end
 
--- Decode one message: the message table, or nil, an error text and what of the
--- envelope (action, route, request id) could be read.
-function M.parse(rt, text)
+-- Decode one message into `r`: r.action, r.route (when a string), r.idKey and r.id
+-- (what the envelope echoes), and r.params. Returns nil, or the error text, with what
+-- of the envelope could be read on `r`. The transports pass their ctx as `r`: it is the
+-- reply as well. Params are the `data` object itself (or `params`, its alias), with the
+-- other top-level keys that are not the envelope's added where data has none.
+local function parseInto(rt, r, text)
   local msg = processor.decode(rt, text)
-  if type(msg) ~= "table" or text:match("^%s*%[") then return nil, "invalid JSON", {} end
+  if type(msg) ~= "table" or text:match("^%s*%[") then return "invalid JSON" end
   local null = rt.json.null
-  local reply = {}
   if msg.request_id ~= nil then
-    reply.idKey, reply.id = "request_id", msg.request_id
+    r.idKey, r.id = "request_id", msg.request_id
   elseif msg.messageId ~= nil then
-    reply.idKey, reply.id = "messageId", msg.messageId
+    r.idKey, r.id = "messageId", msg.messageId
   end
-  if type(msg.route) == "string" then reply.route = msg.route end
-  if type(msg.action) ~= "string" or msg.action == "" then return nil, "action is required", reply end
-  reply.action = msg.action
+  if type(msg.route) == "string" then r.route = msg.route end
+  if type(msg.action) ~= "string" or msg.action == "" then return "action is required" end
+  r.action = msg.action
   local data = msg.data
   if data == nil or data == null then data = msg.params end
   if data == null then data = nil end
   if data ~= nil and (type(data) ~= "table" or #data > 0) then
-    return nil, "data must be a JSON object", reply
+    return "data must be a JSON object"
   end
-  local params = {}
+  local params = data or {}
   for k, v in pairs(msg) do
-    if not ENVELOPE_KEYS[k] then params[k] = v end
+    if not ENVELOPE_KEYS[k] and params[k] == nil then params[k] = v end
   end
-  for k, v in pairs(data or {}) do params[k] = v end
-  return { action = msg.action, route = reply.route or "", params = params, reply = reply }
+  r.params = params
+  return nil
+end
+
+-- Decode one message: the message table { action, route, params, reply }, or nil, an
+-- error text and what of the envelope (action, route, request id) could be read.
+function M.parse(rt, text)
+  local r = {}
+  local err = parseInto(rt, r, text)
+  local reply = { action = r.action, route = r.route, idKey = r.idKey, id = r.id }
+  if err then return nil, err, reply end
+  return { action = r.action, route = r.route or "", params = r.params, reply = reply }
 end
 
 -- Run a parsed message's action on the connection and answer with the envelope. With a
 -- route, a handler chooses the action and the route's params win over the message's.
-function M.run(rt, ctx, transport, msg)
-  ctx.reply = msg.reply
+-- `ctx` is the reply the envelope echoes (action, route, idKey, id) and the processor's
+-- `extra` (route, handler action, matched route, data).
+local function runParsed(rt, ctx, transport, action, route, params)
   ctx.transport = transport
   -- Sessions (SPEC §9): the built-in `authenticate` message, unless the project defines
   -- an action of that name (then theirs runs).
-  if msg.action == "authenticate" and msg.route == "" and not rt.reg.versions.authenticate then
-    return M.authenticate(rt, ctx, transport, msg)
+  if action == "authenticate" and route == "" and not rt.reg.versions.authenticate then
+    return M.authenticate(rt, ctx, transport, { params = params, reply = ctx })
   end
-  ctx.route = msg.route -- ctx is the processor's `extra`
-  local params = msg.params
-  if msg.route == "" then
-    params.action = msg.action -- as on the web (and in ActionHero)
+  ctx.route = route
+  if route == "" then
+    params.action = action -- as on the web (and in ActionHero)
   else
-    local action, routeParams, pattern, named = handlers.resolve(rt.reg.handlerIndex, msg.route, msg.action)
-    if not action then
+    local chosen, routeParams, pattern, named = handlers.resolve(rt.reg.handlerIndex, route, action)
+    if not chosen then
       local message, status = routeParams, pattern
-      return reject(rt, ctx, transport, status, message, msg.reply)
+      return reject(rt, ctx, transport, status, message, ctx)
     end
     for k, v in pairs(routeParams) do params[k] = v end
-    ctx.handlerAction, ctx.matchedRoute, ctx.routeParams = action, pattern, named
+    ctx.handlerAction, ctx.matchedRoute, ctx.routeParams = chosen, pattern, named
   end
-  local data = processor.run(rt, ctx.connection, msg.action, params, ctx)
+  local data = processor.run(rt, ctx.connection, action, params, ctx)
   return M.complete(rt, ctx, data)
+end
+
+-- Run a message { action, route, params, reply } (the TCP transport's action lines).
+function M.run(rt, ctx, transport, msg)
+  local reply = msg.reply or {}
+  ctx.action, ctx.idKey, ctx.id = reply.action, reply.idKey, reply.id
+  return runParsed(rt, ctx, transport, msg.action, msg.route or "", msg.params)
 end
 
 -- {"action":"authenticate","data":{"token":...}}: restore connection.user (and
@@ -133,11 +182,13 @@ function M.authenticate(rt, ctx, transport, msg)
 end
 
 -- Log the action and render its envelope (nil when the action asked not to render).
+-- The reply echoed is ctx.reply, or the ctx itself (see runParsed).
 function M.complete(rt, ctx, data)
   processor.log(rt, data, ctx.transport)
   if data.toRender == false then return nil end
-  if data.error then return envelope(rt, ctx.reply, data.status, errorsOf(data)) end
-  return envelope(rt, ctx.reply, data.status, nil, data.response)
+  local reply = ctx.reply or ctx
+  if data.error then return envelope(rt, reply, data.status, errorsOf(data)) end
+  return envelope(rt, reply, data.status, nil, data.response)
 end
 
 -- One text message from a client.
@@ -146,9 +197,9 @@ function M.handle(rt, ctx, transport)
   connection.messageCount = connection.messageCount + 1
   if ctx.reject then return reject(rt, ctx, transport, ctx.reject.status, ctx.reject.message) end
   if ctx.binary then return reject(rt, ctx, transport, 400, "binary frames are not supported") end
-  local msg, err, reply = M.parse(rt, ctx.text)
-  if not msg then return reject(rt, ctx, transport, 400, err, reply) end
-  return M.run(rt, ctx, transport, msg)
+  local err = parseInto(rt, ctx, ctx.text)
+  if err then return reject(rt, ctx, transport, 400, err, ctx) end
+  return runParsed(rt, ctx, transport, ctx.action, ctx.route or "", ctx.params)
 end
 
 -- A message that will not complete by itself: timed out (status 504), stopped by the
@@ -156,7 +207,7 @@ end
 function M.fail(rt, ctx, status, message)
   local data = ctx.data
   if not data then
-    if status then return envelope(rt, ctx.reply or {}, status, { message }) end
+    if status then return envelope(rt, ctx.reply or ctx, status, { message }) end
     return nil
   end
   if data._finished and not status then return nil end
