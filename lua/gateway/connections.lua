@@ -20,18 +20,26 @@ local function runHook(m, hook, connection)
   end
 end
 
+-- List a connection built by the caller (it has its id, type and counters) in
+-- api.connections and run the create middleware.
+function C.open(rt, connection, handle)
+  if handle then handles[connection] = handle end
+  rt.api.connections.connections[connection.id] = connection
+  local list = rt.reg.connectionMiddlewareList
+  for i = 1, #list do
+    local m = list[i]
+    if m.create then runHook(m, "create", connection) end
+  end
+  return connection
+end
+
 function C.new(rt, type_, fields, handle)
   local connection = {
     id = core.random_id(), type = type_, params = {}, pendingActions = 0, totalActions = 0,
     messageCount = 0, connectedAt = math.floor(core.wall_ms()),
   }
   for k, v in pairs(fields or {}) do connection[k] = v end
-  if handle then handles[connection] = handle end
-  rt.api.connections.connections[connection.id] = connection
-  for _, m in ipairs(rt.reg.connectionMiddlewareList) do
-    if m.create then runHook(m, "create", connection) end
-  end
-  return connection
+  return C.open(rt, connection, handle)
 end
 
 -- Runs destroy middleware once and forgets the connection.
@@ -39,7 +47,9 @@ function C.destroy(rt, connection)
   if not connection or connection._destroyed then return end
   connection._destroyed = true
   handles[connection] = nil
-  for _, m in ipairs(rt.reg.connectionMiddlewareList) do
+  local list = rt.reg.connectionMiddlewareList
+  for i = 1, #list do
+    local m = list[i]
     if m.destroy then runHook(m, "destroy", connection) end
   end
   rt.api.connections.connections[connection.id] = nil

@@ -217,13 +217,29 @@ local function plainError(rt, status, message, ctx)
   return status, headers, text
 end
 
+-- "/<urlPathForActions>" and "/<urlPathForFiles>", with and without a slash after them,
+-- made once per config.
+local prefixes = setmetatable({}, { __mode = "k" })
+local function prefixesOf(config)
+  local p = prefixes[config]
+  if not p then
+    local web = config.servers.web
+    local api, files = "/" .. web.urlPathForActions, "/" .. web.urlPathForFiles
+    p = { api = api, apiSlash = api .. "/", files = files, filesSlash = files .. "/" }
+    prefixes[config] = p
+  end
+  return p
+end
+
 -- The path after /<urlPathForActions>, or nil when the path is elsewhere.
 local function apiRest(rt, path)
-  local prefix = "/" .. rt.config.servers.web.urlPathForActions
-  if path == prefix or path == prefix .. "/" then return "" end
-  if path:sub(1, #prefix + 1) == prefix .. "/" then return path:sub(#prefix + 2) end
+  local p = prefixesOf(rt.config)
+  if path == p.api or path == p.apiSlash then return "" end
+  if path:find(p.apiSlash, 1, true) == 1 then return path:sub(#p.apiSlash + 1) end
   return nil
 end
+
+local LOWER = { GET = "get", POST = "post", PUT = "put", PATCH = "patch", DELETE = "delete", HEAD = "head" }
 
 function W.handle(rt, ctx)
   local method = ctx.method
@@ -235,10 +251,11 @@ function W.handle(rt, ctx)
     return 204, headers, ""
   end
 
-  local rest = apiRest(rt, ctx.path)
+  local path = ctx.path
+  local rest = apiRest(rt, path)
   if not rest then
-    local files = "/" .. rt.config.servers.web.urlPathForFiles
-    if ctx.path == files or ctx.path:sub(1, #files + 1) == files .. "/" then
+    local p = prefixesOf(rt.config)
+    if path == p.files or path:find(p.filesSlash, 1, true) == 1 then
       return plainError(rt, 404, "That file is not found", ctx)
     end
     return plainError(rt, 404, "unknown action or invalid apiVersion", ctx)
@@ -257,13 +274,14 @@ function W.handle(rt, ctx)
   -- Which action (SPEC §6): ?action= naming a real action; a web route; a single path
   -- segment naming an action (its extension stripped); a handler route; else 404. What
   -- the processor needs to know of the choice goes on ctx (its `extra`).
-  local extension = ctx.path:match("%.([^./]+)$")
+  local extension = path:match("%.([^./]+)$")
+  local versions = rt.reg.versions
   local name
-  if type(params.action) == "string" and rt.reg.versions[params.action] then
+  if type(params.action) == "string" and versions[params.action] then
     name = params.action
   else
     local rawRest = ctx.rawPath and apiRest(rt, ctx.rawPath)
-    local route, routeParams = router.match(rt.reg.routes, method:lower(), rest, rawRest)
+    local route, routeParams = router.match(rt.reg.routes, LOWER[method] or method:lower(), rest, rawRest)
     if route then
       name = route.action
       for k, v in pairs(routeParams) do params[k] = v end
@@ -273,10 +291,18 @@ function W.handle(rt, ctx)
       ctx.route, ctx.routeParams = rest, routeParams
       ctx.matchedRoute = { method = route.method, path = route.path, action = route.action }
     else
-      local segs = router.split(rest)
-      local candidate = segs[1] or ""
+      -- One segment (most requests) needs no split.
+      local segs, candidate
+      if rest:find("/", 1, true) then
+        segs = router.split(rest)
+        candidate = segs[1] or ""
+      else
+        segs = rest == "" and 0 or 1
+        candidate = rest
+      end
+      local nsegs = type(segs) == "table" and #segs or segs
       if extension then candidate = candidate:gsub("%." .. extension:gsub("%p", "%%%0") .. "$", "") end
-      if #segs > 1 or not rt.reg.versions[candidate] then
+      if nsegs > 1 or not versions[candidate] then
         local action, handlerParams, pattern, named = handlers.resolve(rt.reg.handlerIndex, rest, nil, method)
         if action then
           name, ctx.handlerAction, ctx.route, ctx.matchedRoute, ctx.routeParams = action.name, action, rest, pattern, named
@@ -287,7 +313,7 @@ function W.handle(rt, ctx)
         end
       end
       if not name then
-        name = #segs <= 1 and candidate or rest
+        name = nsegs <= 1 and candidate or rest
         if name == "" and type(params.action) == "string" then name = params.action end
       end
     end
@@ -297,23 +323,34 @@ function W.handle(rt, ctx)
   -- Sessions (SPEC §9): `Authorization: Bearer <token>` restores connection.user before
   -- middleware and permissions run; an unknown or expired token leaves the request
   -- unauthenticated; Redis failing answers its 503 (looked up before the connection exists).
-  local token = session.bearer(ctx.headers.authorization)
-  local user, sessionErr
-  if token then
-    user, sessionErr = rt.api.session.restore(token)
-    if sessionErr then return plainError(rt, sessionErr.status, sessionErr.message, ctx) end
+  local auth = ctx.headers.authorization
+  local token, user, sessionErr
+  if auth then
+    token = session.bearer(auth)
+    if token then
+      user, sessionErr = rt.api.session.restore(token)
+      if sessionErr then return plainError(rt, sessionErr.status, sessionErr.message, ctx) end
+    end
   end
 
-  local connection = connections.new(rt, "web", {
+  -- The connection, built whole. Create middleware, when there is some, sees it as it is
+  -- before the request's params are on it, as for any new connection.
+  local watched = #rt.reg.connectionMiddlewareList > 0
+  local connection = {
+    id = core.random_id(), type = "web", params = watched and {} or params, pendingActions = 0,
+    totalActions = 0, messageCount = watched and 0 or 1, connectedAt = math.floor(core.wall_ms()),
     remoteIP = ctx.remoteIP, remotePort = ctx.remotePort, extension = extension,
-    rawConnection = { method = method, path = ctx.path, headers = ctx.headers, query = query, body = ctx.body },
-  })
-  connection.params = params
-  connection.messageCount = 1
+    rawConnection = { method = method, path = path, headers = ctx.headers, query = query, body = ctx.body },
+  }
+  connections.open(rt, connection)
+  if watched then
+    connection.params = params
+    connection.messageCount = 1
+  end
   if user ~= nil then connection.user, connection.session = user, token end -- see Sessions above
   ctx.connection = connection
 
-  local data = processor.run(rt, connection, name, params, ctx) -- ctx is its `extra`
+  local data = processor.run(rt, connection, name, params, ctx)
   return W.complete(rt, ctx, data)
 end
 
