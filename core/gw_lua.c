@@ -22,6 +22,7 @@
 #endif
 
 #define HOOK_EVERY 10000 /* instructions between cpuTimeout checks */
+#define POOL_MAX 64       /* finished tasks kept, with their coroutine, for reuse */
 
 struct gw_task {
     struct gw_lua *g;
@@ -35,6 +36,7 @@ struct gw_task {
     int waiting;            /* suspended in loop.wait() */
     int cpu_exceeded;
     struct gw_task *unowned_prev, *unowned_next; /* 'done' is NULL: in g->unowned */
+    struct gw_task *pool_next; /* in g->pool */
 };
 
 struct gw_lua {
@@ -47,6 +49,8 @@ struct gw_lua {
     struct gw_redis *redis;
     struct gateway_module *modules; /* C modules, loaded before the runtime */
     struct gw_task *unowned;        /* tasks nobody waits for (timer callbacks) */
+    struct gw_task *pool;           /* finished tasks whose coroutine can run again */
+    int npool;
 };
 
 /* The hook has only a lua_State; there is one state per process. */
@@ -112,17 +116,56 @@ void gw_task_detach(struct gw_wait *w) {
     w->prev = w->next = NULL;
 }
 
-static void task_free(struct gw_task *t) {
+/* Release a task that has ended. A coroutine that returned normally is at
+ * rest (its status LUA_OK, no call in progress, nothing left open), so it
+ * goes to the pool with its task and serves the next spawn: no new thread,
+ * stack and CallInfo list per request. One that raised, was stopped or was
+ * aborted is dropped and collected. */
+static void task_free(struct gw_task *t, int reusable) {
+    struct gw_lua *g = t->g;
     if (!t->done) {
         if (t->unowned_prev) t->unowned_prev->unowned_next = t->unowned_next;
-        else t->g->unowned = t->unowned_next;
+        else g->unowned = t->unowned_next;
         if (t->unowned_next) t->unowned_next->unowned_prev = t->unowned_prev;
     }
     /* Whatever it still owns (timer.after callbacks) outlives it. */
     while (t->waits.next != &t->waits) gw_task_detach(t->waits.next);
     *task_slot(t->co) = NULL;
-    luaL_unref(t->g->L, LUA_REGISTRYINDEX, t->ref);
+    if (reusable && g->npool < POOL_MAX && lua_status(t->co) == LUA_OK) {
+        lua_settop(t->co, 0);
+        t->pool_next = g->pool;
+        g->pool = t;
+        g->npool++;
+        return;
+    }
+    luaL_unref(g->L, LUA_REGISTRYINDEX, t->ref);
     free(t);
+}
+
+/* A task for gw_task_spawn: a pooled one, or a new one with a new coroutine. */
+static struct gw_task *task_new(struct gw_lua *g) {
+    struct gw_task *t = g->pool;
+    if (t) {
+        g->pool = t->pool_next;
+        g->npool--;
+        lua_State *co = t->co;
+        int ref = t->ref;
+        memset(t, 0, sizeof *t);
+        t->co = co;
+        t->ref = ref;
+        /* The action may have set a hook of its own on its coroutine: a new
+         * request gets the main thread's, as a new coroutine would. */
+        lua_State *L = g->L;
+        if (lua_gethook(co) != lua_gethook(L) || lua_gethookmask(co) != lua_gethookmask(L) ||
+            lua_gethookcount(co) != lua_gethookcount(L))
+            lua_sethook(co, lua_gethook(L), lua_gethookmask(L), lua_gethookcount(L));
+        return t;
+    }
+    t = calloc(1, sizeof *t);
+    if (!t) gw_panic("out of memory");
+    t->co = lua_newthread(g->L);
+    t->ref = luaL_ref(g->L, LUA_REGISTRYINDEX);
+    return t;
 }
 
 static void task_cancel_waits(struct gw_task *t) {
@@ -140,7 +183,7 @@ void gw_task_abort(struct gw_task *t) {
     }
     task_cancel_waits(t);
     lua_resetthread(t->co); /* close pending to-be-closed variables */
-    task_free(t);
+    task_free(t, 0);
 }
 
 /* Resume 't' with 'nargs' values on its stack. Returns 1 if the task
@@ -187,14 +230,13 @@ static int task_run(struct gw_task *t, int nargs) {
         task_cancel_waits(t);
     }
     if (t->done) t->done(t->ud, status, t->co, status == GW_TASK_CPU ? 0 : nres);
-    task_free(t);
+    task_free(t, status == GW_TASK_OK);
     return 1;
 }
 
 struct gw_task *gw_task_spawn(struct gw_lua *g, int nargs, gw_task_done_fn done, void *ud) {
     lua_State *L = g->L;
-    struct gw_task *t = calloc(1, sizeof *t);
-    if (!t) gw_panic("out of memory");
+    struct gw_task *t = task_new(g);
     t->g = g;
     t->done = done;
     t->ud = ud;
@@ -204,8 +246,6 @@ struct gw_task *gw_task_spawn(struct gw_lua *g, int nargs, gw_task_done_fn done,
         if (g->unowned) g->unowned->unowned_prev = t;
         g->unowned = t;
     }
-    t->co = lua_newthread(L);
-    t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     *task_slot(t->co) = t;
     lua_xmove(L, t->co, nargs + 1);
     return task_run(t, nargs) ? NULL : t;
@@ -360,6 +400,11 @@ fail:
 void gw_lua_free(struct gw_lua *g) {
     if (!g) return;
     if (hook_owner == g) hook_owner = NULL;
+    while (g->pool) {
+        struct gw_task *t = g->pool;
+        g->pool = t->pool_next;
+        free(t); /* its coroutine goes with the state */
+    }
     gw_module_close_all(g->modules);
     if (g->L) lua_close(g->L);
     gw_module_unload_all(g->modules);

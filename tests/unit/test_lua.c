@@ -400,6 +400,91 @@ static void test_cpu_timeout_after_sleep(void **state) {
     finish(f);
 }
 
+/* --- (c2) the coroutine pool ---------------------------------------------- */
+
+/* Each task keeps its coroutine alive in a global list (so no address is
+ * reused by a new thread) and names it: `last` when it does not return. */
+#define NAME_CO "keep = keep or {}; local co = coroutine.running(); keep[#keep + 1] = co; " \
+                "last = tostring(co); "
+
+static void global_string(struct fixture *f, const char *name, char *out, size_t n) {
+    lua_State *L = gw_lua_state(f->g);
+    lua_getglobal(L, name);
+    assert_int_equal(lua_type(L, -1), LUA_TSTRING);
+    gw_fmt(out, n, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+}
+
+/* Spawn 'code' (after NAME_CO) and return its coroutine's name. */
+static void spawn_named(struct fixture *f, const char *code, struct record *r, char *name, size_t n) {
+    char chunk[512];
+    push_fn(f, gw_fmt(chunk, sizeof chunk, "%s%s", NAME_CO, code));
+    gw_task_spawn(f->g, 0, done_cb, r);
+    global_string(f, "last", name, n);
+}
+
+static void test_pool_reuses_a_returned_coroutine(void **state) {
+    struct fixture *f = *state;
+    struct record r1 = {0}, r2 = {0}, r3 = {0};
+    char a[64], b[64], c[64];
+    spawn_named(f, "return 1", &r1, a, sizeof a);
+    spawn_named(f, "return 2", &r2, b, sizeof b);
+    assert_int_equal(r2.status, GW_TASK_OK);
+    assert_int_equal(r2.ints[0], 2);
+    assert_string_equal(a, b);
+    /* One that waited on the loop before returning goes back too. */
+    spawn_named(f, "api.sleep(1); return 3", &r3, c, sizeof c);
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(r3.status, GW_TASK_OK);
+    assert_string_equal(a, c);
+    finish(f);
+}
+
+/* A coroutine that raised, was stopped or was aborted is not reused, and the
+ * next task runs as well as ever on a new one. */
+static void test_pool_drops_a_failed_coroutine(void **state) {
+    struct fixture *f = *state;
+    static const char *ends[] = {"error('boom')", "while true do end", "api.sleep(10000)"};
+    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+        struct record bad = {0}, good = {0};
+        char failed[64], next[64];
+        spawn_named(f, ends[i], &bad, failed, sizeof failed);
+        struct gw_task *t = gw_task_current(f->g);
+        assert_null(t);
+        if (bad.calls == 0) { /* still sleeping: abort it */
+            lua_State *L = gw_lua_state(f->g);
+            luaL_loadstring(L, "return keep[#keep]");
+            assert_int_equal(lua_pcall(L, 0, 1, 0), LUA_OK);
+            struct gw_task *sleeping = gw_task_of(lua_tothread(L, -1));
+            lua_pop(L, 1);
+            assert_non_null(sleeping);
+            gw_task_abort(sleeping);
+        } else {
+            assert_int_not_equal(bad.status, GW_TASK_OK);
+        }
+        spawn_named(f, "return 'fine'", &good, next, sizeof next);
+        assert_int_equal(good.status, GW_TASK_OK);
+        assert_string_equal(good.strs[0], "fine");
+        assert_string_not_equal(failed, next);
+    }
+    finish(f);
+}
+
+/* A task that changed its own coroutine's hook does not hand that to the
+ * next task on the coroutine: the cpuTimeout stop still works there. */
+static void test_pool_restores_the_hook(void **state) {
+    struct fixture *f = *state;
+    struct record r1 = {0}, r2 = {0};
+    char a[64], b[64];
+    spawn_named(f, "debug.sethook(); return 1", &r1, a, sizeof a);
+    assert_int_equal(r1.status, GW_TASK_OK);
+    spawn_named(f, "while true do end", &r2, b, sizeof b);
+    assert_string_equal(a, b);
+    assert_int_equal(r2.calls, 1);
+    assert_int_equal(r2.status, GW_TASK_CPU);
+    finish(f);
+}
+
 /* --- (d) errors ------------------------------------------------------------- */
 
 static void test_error(void **state) {
@@ -909,6 +994,9 @@ int main(void) {
         T(test_cpu_timeout_not_caught_by_pcall),
         T_SLOW(test_cpu_slice_per_resume),
         T(test_cpu_timeout_after_sleep),
+        T(test_pool_reuses_a_returned_coroutine),
+        T(test_pool_drops_a_failed_coroutine),
+        T(test_pool_restores_the_hook),
         T(test_error),
         T(test_error_non_string),
         T(test_abort_sleeping),
