@@ -1,0 +1,137 @@
+-- Specs for lua/gateway/processor.lua's plans and calls: each action's plan (its
+-- middleware in running order, its blocked connection types) is made when a registry
+-- is published and made again by a reload; callWithNext takes next only from the
+-- functions that declare it; the connection a request's coroutine serves is forgotten
+-- when the request ends (its coroutine may serve a timer or another request next).
+
+package.path = "tests/lua/?.lua;" .. package.path
+local state = require("support.state")
+local processor = require("gateway.processor")
+
+local made = {}
+local function tmpdir()
+  local p = assert(io.popen("mktemp -d"))
+  local dir = p:read("l")
+  p:close()
+  made[#made + 1] = dir
+  return dir
+end
+
+local function writeFile(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+-- A project of its own: the action `probe` (its own middleware `own`, blocked for the
+-- web) and whatever middleware files a spec writes.
+local function project()
+  local dir = tmpdir()
+  os.execute("mkdir -p " .. dir .. "/actions " .. dir .. "/mw")
+  writeFile(dir .. "/actions/probe.lua", [[
+return {
+  name = "probe", description = "what ran", middleware = { "own" },
+  blockedConnectionTypes = { "web" },
+  run = function(api, data) data.response.ran = (data.response.ran or "") .. "run;" end,
+}]])
+  writeFile(dir .. "/mw/own.lua", [[
+return { name = "own", preProcessor = function(data) data.response.ran = (data.response.ran or "") .. "own;" end }]])
+  local st = state.new({ paths = { actions = { dir .. "/actions" }, middleware = { dir .. "/mw" } } })
+  return st, dir
+end
+
+describe("plans", function()
+  teardown(function()
+    for _, dir in ipairs(made) do os.execute("rm -rf '" .. dir .. "'") end
+  end)
+
+  it("are made for every action when the registry is published", function()
+    local st = project()
+    local reg = st.rt.reg
+    local plan = reg.plans[reg.actions.probe[1]]
+    assert.is_table(plan)
+    assert.same({ "own" }, (function()
+      local names = {}
+      for i, m in ipairs(plan.pre) do names[i] = m.name end
+      return names
+    end)())
+    assert.same({}, plan.post)
+    assert.same({ web = true }, plan.blocked)
+    assert.is_table(reg.plans[reg.actions.showDocumentation[1]])
+  end)
+
+  it("are made again by a reload, with the middleware loaded then", function()
+    local st, dir = project()
+    local c = st.connection("socket")
+    assert.same({ ran = "own;run;" }, st.call(c, { action = "probe" }).data)
+    local before = st.rt.reg.plans[st.rt.reg.actions.probe[1]]
+
+    writeFile(dir .. "/mw/first.lua", [[
+return { name = "first", global = true, priority = 1,
+  preProcessor = function(data) data.response.ran = (data.response.ran or "") .. "first;" end,
+  postProcessor = function(data) data.response.ran = data.response.ran .. "post;" end }]])
+    st.runtime.reload()
+    local after = st.rt.reg.plans[st.rt.reg.actions.probe[1]]
+    assert.are_not.equal(before, after)
+    assert.equal(2, #after.pre)
+    assert.equal(1, #after.post)
+    -- The global preProcessor runs first, then the action's own.
+    assert.same({ ran = "first;own;run;post;" }, st.call(c, { action = "probe" }).data)
+    assert.equal(400, (st.web("GET", "/api/probe")))
+  end)
+
+  it("come on first use for an action the registry has none for", function()
+    local st = project()
+    local reg = st.rt.reg
+    local action = reg.actions.probe[1]
+    reg.plans[action] = nil
+    assert.same({ ran = "own;run;" }, st.call(st.connection("socket"), { action = "probe" }).data)
+    assert.is_table(reg.plans[action])
+  end)
+end)
+
+describe("callWithNext", function()
+  it("calls a function that takes no next without one, done when it returns", function()
+    local got
+    local kind, value = processor.callWithNext(function(a, b, ...)
+      got = select("#", ...)
+      return { a = a, b = b }
+    end, 3, 1, 2)
+    -- A vararg function takes next.
+    assert.equal(1, got)
+    assert.equal("ok", kind)
+    assert.same({ a = 1, b = 2 }, value)
+
+    local n
+    kind, value = processor.callWithNext(function(data) n = data end, 2, 7)
+    assert.equal(7, n)
+    assert.equal("ok", kind)
+    assert.is_nil(value)
+  end)
+
+  it("gives next to a function that declares it, and reads what it was passed", function()
+    local kind, err = processor.callWithNext(function(_, _, next) next("no") end, 3, 1, 2)
+    assert.equal("error", kind)
+    assert.equal("no", err)
+    kind, err = processor.callWithNext(function(_, next) return nil, "returned" end, 2, 1)
+    assert.equal("error", kind)
+    assert.equal("returned", err)
+    kind, err = processor.callWithNext(function(_, next) error({ status = 402 }) end, 2, 1)
+    assert.equal("raised", kind)
+    assert.same({ status = 402 }, err.raised)
+  end)
+end)
+
+describe("the connection a coroutine serves", function()
+  it("is known while the request runs and forgotten when it ends", function()
+    local st = state.new()
+    local c = st.connection("socket")
+    local during
+    st.rt.reg.actions.status[1].run = function()
+      during = processor.connectionOf(coroutine.running())
+    end
+    st.call(c, { action = "status" })
+    assert.equal(c, during)
+    assert.is_nil(processor.connectionOf(coroutine.running()))
+  end)
+end)
