@@ -1,7 +1,8 @@
 /* The Lua state and its tasks. Each task is a coroutine anchored in the
  * registry; the thread's extra space points back at its task so bindings
  * can find who is calling. Resuming goes through task_run, which handles
- * yields, returns, errors and the cpuTimeout hook in one place. */
+ * yields, returns, errors and the cpuTimeout stop in one place. Finished
+ * tasks keep their coroutine in a pool for the next spawn. */
 #include "gw_lua.h"
 #include "gw_conn.h"
 #include "gw.h"
@@ -13,15 +14,21 @@
 #include <lauxlib.h>
 #include <lua-cjson.h>
 #include <lualib.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #ifndef GW_LUA_DIR
 #define GW_LUA_DIR "lua"
 #endif
 
-#define HOOK_EVERY 10000 /* instructions between cpuTimeout checks */
+#define HOOK_EVERY 10000 /* instructions between checks of the fallback hook */
+#define STOP_EVERY 1000   /* instructions between stops once a slice ran over */
 #define POOL_MAX 64       /* finished tasks kept, with their coroutine, for reuse */
 
 struct gw_task {
@@ -39,6 +46,26 @@ struct gw_task {
     struct gw_task *pool_next; /* in g->pool */
 };
 
+/* The cpuTimeout guard. A count hook on every coroutine would make Lua 5.4
+ * run all code in its slow "trap" mode, a call per instruction: a fifth of
+ * a request's cost. Instead a watchdog thread looks at the running slice
+ * every few milliseconds; once it has run over, it signals the main thread,
+ * whose handler sets the hook on the coroutine running then (lua_sethook
+ * may be called from a signal handler: lua.c does it for Ctrl-C), and
+ * cpu_hook stops it. 'running' is kept by every entry into Lua (slice_enter)
+ * and by coroutine.resume, wrap and close, which the state gets from here.
+ * Without the thread (it could not be started) the hook is set for good. */
+struct watch {
+    pthread_t thread, main;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started, stop;
+    pid_t pid;                     /* of the process the thread runs in */
+    struct timespec period;
+    _Atomic double start;          /* slice start (ms) while Lua runs, else -1 */
+    lua_State *volatile running;   /* the coroutine running Lua code now */
+};
+
 struct gw_lua {
     lua_State *L;
     uv_loop_t *loop;
@@ -46,6 +73,7 @@ struct gw_lua {
     int runtime_ref;
     struct gw_task *current;
     double slice_start;
+    struct watch watch;
     struct gw_redis *redis;
     struct gateway_module *modules; /* C modules, loaded before the runtime */
     struct gw_task *unowned;        /* tasks nobody waits for (timer callbacks) */
@@ -70,25 +98,57 @@ lua_State *gw_task_thread(struct gw_task *t) { return t->co; }
 struct gw_task *gw_task_current(struct gw_lua *g) { return g->current; }
 void gw_task_set_waiting(struct gw_task *t, int waiting) { t->waiting = waiting; }
 int gw_task_is_waiting(struct gw_task *t) { return t->waiting; }
-void gw_lua_reset_slice(struct gw_lua *g) { g->slice_start = gw_now_ms(); }
+/* --- the cpuTimeout guard ------------------------------------------------ */
 
-int gw_lua_pcall(struct gw_lua *g, int nargs, int nres) {
-    double prev_start = g->slice_start;
+/* Set in a child forked while the state exists: see watch_after_fork. */
+static volatile sig_atomic_t watch_forked;
+static void watch_after_fork(struct gw_lua *g);
+
+/* What slice_enter replaced, for slice_leave to put back (slices nest: a
+ * task resumed from inside another). */
+struct slice {
+    double start;
+    lua_State *running;
+};
+
+static void slice_enter(struct gw_lua *g, lua_State *L, struct slice *prev) {
+    if (watch_forked) watch_after_fork(g);
+    prev->start = g->slice_start;
+    prev->running = g->watch.running;
     g->slice_start = gw_now_ms();
-    int rc = lua_pcall(g->L, nargs, nres, 0);
-    g->slice_start = prev_start;
-    return rc;
+    g->watch.running = L;
+    atomic_store_explicit(&g->watch.start, g->slice_start, memory_order_relaxed);
+}
+
+static void slice_leave(struct gw_lua *g, const struct slice *prev) {
+    g->slice_start = prev->start;
+    g->watch.running = prev->running;
+    atomic_store_explicit(&g->watch.start, prev->running ? prev->start : -1.0,
+                          memory_order_relaxed);
+}
+
+void gw_lua_reset_slice(struct gw_lua *g) {
+    g->slice_start = gw_now_ms();
+    atomic_store_explicit(&g->watch.start, g->slice_start, memory_order_relaxed);
+}
+
+static int over_time(struct gw_lua *g) {
+    return g->cfg.cpu_timeout > 0 && gw_now_ms() - g->slice_start > (double)g->cfg.cpu_timeout;
 }
 
 /* Stop code that runs too long without yielding: inside a task, yield out
  * of it (a pcall in the action cannot catch that); elsewhere, raise. The
- * check repeats every HOOK_EVERY instructions, so even code that catches
- * the error is stopped again at once. */
+ * hook stays on while the slice is over, so even code that catches the
+ * error is stopped again at once. Set for a slice that has ended (the
+ * signal came late, or the error ended the slice), it takes itself off. */
 static void cpu_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     struct gw_lua *g = hook_owner;
-    if (!g || g->cfg.cpu_timeout <= 0) return;
-    if (gw_now_ms() - g->slice_start <= (double)g->cfg.cpu_timeout) return;
+    if (!g) return;
+    if (!over_time(g)) {
+        if (g->watch.started) lua_sethook(L, NULL, 0, 0);
+        return;
+    }
     struct gw_task *t = gw_task_of(L);
     if (t && t == g->current && lua_isyieldable(L)) {
         t->cpu_exceeded = 1;
@@ -98,6 +158,242 @@ static void cpu_hook(lua_State *L, lua_Debug *ar) {
     if (t) t->cpu_exceeded = 1;
     luaL_error(L, "code ran for more than general.cpuTimeout (%d ms) without yielding",
                (int)g->cfg.cpu_timeout);
+}
+
+/* Hook 'L' to be stopped, unless it is already: setting it again would
+ * restart its count, and a task that spends its time in coroutines of its
+ * own might never reach it. */
+static void stop_soon(lua_State *L) {
+    if (lua_gethook(L) != cpu_hook) lua_sethook(L, cpu_hook, LUA_MASKCOUNT, STOP_EVERY);
+}
+
+/* On the main thread, from the watchdog: when the slice ran over, hook the
+ * coroutine running now and the task it runs in, so that a coroutine of the
+ * action's own that is stopped (it raises) cannot hand control back to a
+ * task that carries on. */
+static void watch_signal(int sig) {
+    (void)sig;
+    struct gw_lua *g = hook_owner;
+    if (!g || !g->watch.running || !over_time(g)) return;
+    stop_soon(g->watch.running);
+    if (g->current) stop_soon(g->current->co);
+}
+
+/* Back in 'L' from a coroutine: if the slice ran over meanwhile, 'L' is
+ * stopped too (the coroutine was, and raised into it). */
+static void watch_back(struct gw_lua *g, lua_State *L, lua_State *prev) {
+    g->watch.running = prev;
+    if (g->watch.started && over_time(g)) stop_soon(L);
+}
+
+static void *watch_main(void *arg) {
+    struct gw_lua *g = arg;
+    struct watch *w = &g->watch;
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += w->period.tv_sec;
+        until.tv_nsec += w->period.tv_nsec;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->cv, &w->mu, &until);
+        double start = atomic_load_explicit(&w->start, memory_order_relaxed);
+        if (!w->stop && start >= 0 && gw_now_ms() - start > (double)g->cfg.cpu_timeout)
+            pthread_kill(w->main, SIGRTMIN);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static void watch_atfork_child(void) { watch_forked = 1; }
+
+/* Start the watchdog: it looks every tenth of cpuTimeout, 5 to 100 ms.
+ * Returns GW_OK, or GW_ERR when it cannot run. */
+static int watch_start(struct gw_lua *g) {
+    static int atfork_set;
+    if (!atfork_set && pthread_atfork(NULL, NULL, watch_atfork_child) == 0) atfork_set = 1;
+    struct watch *w = &g->watch;
+    long every = g->cfg.cpu_timeout / 10;
+    if (every < 5) every = 5;
+    if (every > 100) every = 100;
+    w->period.tv_sec = every / 1000;
+    w->period.tv_nsec = (every % 1000) * 1000000L;
+    w->main = pthread_self();
+    w->pid = getpid();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = watch_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    pthread_condattr_t ca;
+    if (sigaction(SIGRTMIN, &sa, NULL) != 0 || pthread_condattr_init(&ca) != 0) return GW_ERR;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int ok = pthread_mutex_init(&w->mu, NULL) == 0;
+    if (ok && pthread_cond_init(&w->cv, &ca) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        ok = 0;
+    }
+    pthread_condattr_destroy(&ca);
+    if (!ok) return GW_ERR;
+    /* The thread takes none of the process's signals. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&w->thread, NULL, watch_main, g);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+        return GW_ERR;
+    }
+    w->started = 1;
+    return GW_OK;
+}
+
+/* A child forked while the state exists has no watchdog thread (threads do
+ * not survive fork), and a copy of its lock in whatever state it was in:
+ * its first slice starts a new one, or falls back to the hook for good. */
+static void watch_after_fork(struct gw_lua *g) {
+    watch_forked = 0;
+    if (!g->watch.started || g->watch.pid == getpid()) return; /* made after the fork */
+    g->watch.started = 0;
+    g->watch.stop = 0;
+    if (watch_start(g) != GW_OK) lua_sethook(g->L, cpu_hook, LUA_MASKCOUNT, HOOK_EVERY);
+}
+
+static void watch_stop(struct gw_lua *g) {
+    struct watch *w = &g->watch;
+    if (!w->started) return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    w->started = 0;
+}
+
+int gw_lua_pcall(struct gw_lua *g, int nargs, int nres) {
+    struct slice prev;
+    slice_enter(g, g->L, &prev);
+    int rc = lua_pcall(g->L, nargs, nres, 0);
+    slice_leave(g, &prev);
+    return rc;
+}
+
+/* coroutine.resume, wrap and close as Lua 5.4.4's lcorolib.c has them,
+ * keeping watch.running while the coroutine runs. */
+static lua_State *getco(lua_State *L) {
+    lua_State *co = lua_tothread(L, 1);
+    luaL_argexpected(L, co, 1, "thread");
+    return co;
+}
+
+static int auxresume(lua_State *L, lua_State *co, int narg) {
+    int status, nres;
+    if (!lua_checkstack(co, narg)) {
+        lua_pushliteral(L, "too many arguments to resume");
+        return -1;
+    }
+    lua_xmove(L, co, narg);
+    struct gw_lua *g = hook_owner;
+    lua_State *prev = g ? g->watch.running : NULL;
+    if (g) g->watch.running = co;
+    status = lua_resume(co, L, narg, &nres);
+    if (g) watch_back(g, L, prev);
+    if (status == LUA_OK || status == LUA_YIELD) {
+        if (!lua_checkstack(L, nres + 1)) {
+            lua_pop(co, nres);
+            lua_pushliteral(L, "too many results to resume");
+            return -1;
+        }
+        lua_xmove(co, L, nres);
+        return nres;
+    }
+    lua_xmove(co, L, 1);
+    return -1;
+}
+
+static int co_resume(lua_State *L) {
+    lua_State *co = getco(L);
+    int r = auxresume(L, co, lua_gettop(L) - 1);
+    if (r < 0) {
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    lua_insert(L, -(r + 1));
+    return r + 1;
+}
+
+static int co_auxwrap(lua_State *L) {
+    lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+    int r = auxresume(L, co, lua_gettop(L));
+    if (r < 0) {
+        int stat = lua_status(co);
+        if (stat != LUA_OK && stat != LUA_YIELD) {
+            stat = lua_resetthread(co); /* close its tbc variables */
+            lua_xmove(co, L, 1);
+        }
+        if (stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+            luaL_where(L, 1);
+            lua_insert(L, -2);
+            lua_concat(L, 2);
+        }
+        return lua_error(L);
+    }
+    return r;
+}
+
+static int co_wrap(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_State *co = lua_newthread(L);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 1);
+    lua_pushcclosure(L, co_auxwrap, 1);
+    return 1;
+}
+
+static int co_close(lua_State *L) {
+    static const char *const names[] = {"running", "dead", "suspended", "normal"};
+    lua_State *co = getco(L);
+    int status = 1; /* dead */
+    if (L == co) {
+        status = 0;
+    } else if (lua_status(co) == LUA_YIELD) {
+        status = 2;
+    } else if (lua_status(co) == LUA_OK) {
+        lua_Debug ar;
+        if (lua_getstack(co, 0, &ar)) status = 3;
+        else if (lua_gettop(co) != 0) status = 2;
+    }
+    if (status == 0 || status == 3) return luaL_error(L, "cannot close a %s coroutine", names[status]);
+    struct gw_lua *g = hook_owner;
+    lua_State *prev = g ? g->watch.running : NULL;
+    if (g) g->watch.running = co; /* its __close handlers run on it */
+    int rc = lua_resetthread(co);
+    if (g) watch_back(g, L, prev);
+    if (rc == LUA_OK) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    lua_xmove(co, L, 1);
+    return 2;
+}
+
+/* [-0, +0, m] Put the functions above in the coroutine library. */
+static void watch_coroutines(lua_State *L) {
+    static const luaL_Reg fns[] = {
+        {"resume", co_resume}, {"wrap", co_wrap}, {"close", co_close}, {NULL, NULL}};
+    lua_getglobal(L, "coroutine");
+    luaL_setfuncs(L, fns, 0);
+    lua_pop(L, 1);
 }
 
 void gw_task_attach(struct gw_task *t, struct gw_wait *w) {
@@ -153,8 +449,9 @@ static struct gw_task *task_new(struct gw_lua *g) {
         memset(t, 0, sizeof *t);
         t->co = co;
         t->ref = ref;
-        /* The action may have set a hook of its own on its coroutine: a new
-         * request gets the main thread's, as a new coroutine would. */
+        /* The action may have set a hook of its own on its coroutine, or the
+         * cpuTimeout guard one: the next task starts with the main thread's,
+         * as a new coroutine would. */
         lua_State *L = g->L;
         if (lua_gethook(co) != lua_gethook(L) || lua_gethookmask(co) != lua_gethookmask(L) ||
             lua_gethookcount(co) != lua_gethookcount(L))
@@ -191,17 +488,17 @@ void gw_task_abort(struct gw_task *t) {
 static int task_run(struct gw_task *t, int nargs) {
     struct gw_lua *g = t->g;
     struct gw_task *prev = g->current;
-    double prev_start = g->slice_start;
+    struct slice prev_slice;
     int nres = 0;
 
     g->current = t;
-    g->slice_start = gw_now_ms();
+    slice_enter(g, t->co, &prev_slice);
     t->running = 1;
     t->waiting = 0;
     int rc = lua_resume(t->co, prev ? prev->co : g->L, nargs, &nres);
     t->running = 0;
     g->current = prev;
-    g->slice_start = prev_start;
+    slice_leave(g, &prev_slice);
     if (!prev) gw_regex_collect(); /* no binding can be holding a pattern now */
 
     if (t->aborted) {
@@ -275,8 +572,10 @@ static int pcall_main(struct gw_lua *g, int nargs, int nres, char *err, size_t e
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, msghandler);
     lua_insert(L, base);
-    g->slice_start = gw_now_ms();
+    struct slice prev;
+    slice_enter(g, L, &prev);
     int rc = lua_pcall(L, nargs, nres, base);
+    slice_leave(g, &prev);
     lua_remove(L, base);
     if (rc != LUA_OK) {
         /* Only the first line: the file, line and reason. The traceback
@@ -344,13 +643,20 @@ static int setup_state(lua_State *L) {
     if (gw_config_load(L, s->config_path, s->ov, &g->cfg, s->err, s->errlen) != GW_OK) return 0;
     gw_log_set_level(g->cfg.log_level);
     gw_log_set_json(g->cfg.log_json);
-    /* Threads copy the main thread's hook, so every task is covered. */
-    lua_sethook(L, cpu_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    /* The cpuTimeout guard (see struct watch). Without its thread, the hook
+     * goes on the main thread for good; threads copy it, so every task is
+     * covered. */
+    watch_coroutines(L);
+    if (g->cfg.cpu_timeout > 0 && watch_start(g) != GW_OK)
+        lua_sethook(L, cpu_hook, LUA_MASKCOUNT, HOOK_EVERY);
 
     /* C modules load before actions, so api.<module> exists when they run.
      * Each process (every forked worker) loads its own. */
-    if (gw_module_load_all(L, -1, g->cfg.config_dir, &g->modules, s->err, s->errlen) != GW_OK)
-        return 0;
+    struct slice prev;
+    slice_enter(g, L, &prev);
+    int rc = gw_module_load_all(L, -1, g->cfg.config_dir, &g->modules, s->err, s->errlen);
+    slice_leave(g, &prev);
+    if (rc != GW_OK) return 0;
 
     lua_getglobal(L, "require");
     lua_pushliteral(L, "gateway.runtime");
@@ -372,6 +678,7 @@ struct gw_lua *gw_lua_new_alloc(lua_Alloc alloc, void *ud, uv_loop_t *loop,
     if (!g) gw_panic("out of memory");
     g->loop = loop;
     g->runtime_ref = LUA_NOREF;
+    atomic_init(&g->watch.start, -1.0);
     g->L = alloc ? lua_newstate(alloc, ud) : luaL_newstate();
     if (!g->L) {
         gw_fmt(err, errlen, "cannot create the Lua state: not enough memory");
@@ -399,6 +706,7 @@ fail:
 
 void gw_lua_free(struct gw_lua *g) {
     if (!g) return;
+    watch_stop(g);
     if (hook_owner == g) hook_owner = NULL;
     while (g->pool) {
         struct gw_task *t = g->pool;

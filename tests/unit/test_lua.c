@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -389,6 +390,68 @@ static void test_cpu_slice_per_resume(void **state) {
     finish(f);
 }
 
+/* Code spinning in a coroutine of the action's own is stopped there (it
+ * raises into the task, as any error does); a task that catches that and
+ * goes on is stopped itself. */
+static void test_cpu_timeout_in_own_coroutine(void **state) {
+    struct fixture *f = *state;
+    struct record r = {0}, caught = {0}, resumed = {0}, nested = {0};
+    push_fn(f, "coroutine.wrap(function() while true do end end)()");
+    assert_null(gw_task_spawn(f->g, 0, done_cb, &r));
+    assert_int_equal(r.status, GW_TASK_ERROR);
+    assert_non_null(strstr(r.strs[0], "cpuTimeout"));
+
+    push_fn(f, "while true do pcall(coroutine.wrap(function() while true do end end)) end");
+    assert_null(gw_task_spawn(f->g, 0, done_cb, &caught));
+    assert_int_equal(caught.status, GW_TASK_CPU);
+
+    push_fn(f, "while true do coroutine.resume(coroutine.create(function() while true do end end)) end");
+    assert_null(gw_task_spawn(f->g, 0, done_cb, &resumed));
+    assert_int_equal(resumed.status, GW_TASK_CPU);
+
+    push_fn(f, "local function spin() while true do end end\n"
+               "while true do coroutine.resume(coroutine.create(function()\n"
+               "  while true do pcall(coroutine.wrap(spin)) end end)) end");
+    assert_null(gw_task_spawn(f->g, 0, done_cb, &nested));
+    assert_int_equal(nested.status, GW_TASK_CPU);
+    finish(f);
+}
+
+/* Off the tasks (a call into the runtime on the main thread), the stop is
+ * an error, and the next call runs unhindered. */
+static void test_cpu_timeout_main_thread(void **state) {
+    struct fixture *f = *state;
+    lua_State *L = push_fn(f, "while true do end");
+    assert_int_equal(gw_lua_pcall(f->g, 0, 0), LUA_ERRRUN);
+    assert_non_null(strstr(lua_tostring(L, -1), "cpuTimeout"));
+    lua_pop(L, 1);
+    push_fn(f, "local n = 0 for i = 1, 100000 do n = n + i end return n");
+    assert_int_equal(gw_lua_pcall(f->g, 0, 1), LUA_OK);
+    assert_int_equal(lua_tointeger(L, -1), 5000050000);
+    lua_pop(L, 1);
+    finish(f);
+}
+
+/* A process forked with the state (threads do not survive fork) still has
+ * the stop. */
+static void test_cpu_timeout_after_fork(void **state) {
+    struct fixture *f = *state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct record r = {0};
+        alarm(30); /* a child that is never stopped fails instead of hanging */
+        push_fn(f, "while true do end");
+        gw_task_spawn(f->g, 0, done_cb, &r);
+        _exit(r.calls == 1 && r.status == GW_TASK_CPU ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    finish(f);
+}
+
 static void test_cpu_timeout_after_sleep(void **state) {
     struct fixture *f = *state;
     struct record r = {0};
@@ -470,18 +533,23 @@ static void test_pool_drops_a_failed_coroutine(void **state) {
     finish(f);
 }
 
-/* A task that changed its own coroutine's hook does not hand that to the
- * next task on the coroutine: the cpuTimeout stop still works there. */
+/* A task that set a hook of its own on its coroutine does not hand it to
+ * the next task on the coroutine, and the cpuTimeout stop works there. */
 static void test_pool_restores_the_hook(void **state) {
     struct fixture *f = *state;
-    struct record r1 = {0}, r2 = {0};
-    char a[64], b[64];
-    spawn_named(f, "debug.sethook(); return 1", &r1, a, sizeof a);
+    struct record r1 = {0}, r2 = {0}, r3 = {0};
+    char a[64], b[64], c[64];
+    spawn_named(f, "debug.sethook(function() hits = (hits or 0) + 1 end, 'l'); return 1", &r1, a,
+                sizeof a);
     assert_int_equal(r1.status, GW_TASK_OK);
-    spawn_named(f, "while true do end", &r2, b, sizeof b);
+    spawn_named(f, "local h = hits\nlocal x = 1\nx = x + 1\nreturn h == hits", &r2, b, sizeof b);
     assert_string_equal(a, b);
-    assert_int_equal(r2.calls, 1);
-    assert_int_equal(r2.status, GW_TASK_CPU);
+    assert_int_equal(r2.status, GW_TASK_OK);
+    assert_string_equal(r2.strs[0], "true");
+    spawn_named(f, "debug.sethook(); while true do end", &r3, c, sizeof c);
+    assert_string_equal(a, c);
+    assert_int_equal(r3.calls, 1);
+    assert_int_equal(r3.status, GW_TASK_CPU);
     finish(f);
 }
 
@@ -994,6 +1062,9 @@ int main(void) {
         T(test_cpu_timeout_not_caught_by_pcall),
         T_SLOW(test_cpu_slice_per_resume),
         T(test_cpu_timeout_after_sleep),
+        T(test_cpu_timeout_in_own_coroutine),
+        T(test_cpu_timeout_main_thread),
+        T(test_cpu_timeout_after_fork),
         T(test_pool_reuses_a_returned_coroutine),
         T(test_pool_drops_a_failed_coroutine),
         T(test_pool_restores_the_hook),
