@@ -74,9 +74,13 @@ static void dispatch(struct gw_conn *c) {
     gw_call_run(m->call); /* may reply, and free m, before returning */
 }
 
+/* Room for what the runtime adds to a message's ctx (the envelope's reply,
+ * params, data...), so it is not resized on the way. */
+#define CTX_FIELDS 12
+
 void gw_conn_message(struct gw_conn *c, const char *text, size_t len, int binary) {
     lua_State *L = gw_lua_state(c->g);
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, CTX_FIELDS);
     lua_pushlstring(L, text, len);
     lua_setfield(L, -2, "text");
     lua_pushboolean(L, binary);
