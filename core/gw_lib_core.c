@@ -193,9 +193,21 @@ static int core_log_enabled(lua_State *L) {
     return 1;
 }
 
+/* The text of the value at 'idx' for a log field: strings and numbers as
+ * they are (a number is converted in its slot), anything else as tostring()
+ * gives it, put in its slot so it stays anchored. */
+static const char *field_text(lua_State *L, int idx, size_t *len) {
+    int t = lua_type(L, idx);
+    if (t == LUA_TSTRING || t == LUA_TNUMBER) return lua_tolstring(L, idx, len);
+    luaL_tolstring(L, idx, NULL);
+    lua_replace(L, idx);
+    return lua_tolstring(L, idx, len);
+}
+
 /* core.log(level, msg|nil, fields)
  * 'fields' is either a list {k1, v1, k2, v2, ...} (kept in that order) or
- * a map (written in key order). Values are converted with tostring. */
+ * a map (written in key order). Values are converted with tostring. The
+ * texts stay on the stack while the line is written. */
 #define MAX_FIELDS 32
 static int core_log(lua_State *L) {
     int level = check_level(L, 1);
@@ -204,46 +216,41 @@ static int core_log(lua_State *L) {
     int n = 0;
     if (!gw_log_enabled(level)) return 0;
     lua_settop(L, 3);
-    lua_newtable(L); /* 4: keeps converted strings alive */
+    luaL_checkstack(L, 2 * MAX_FIELDS + 4, "too many log fields");
     if (lua_istable(L, 3) && lua_rawlen(L, 3) > 0) {
         lua_Integer len = (lua_Integer)lua_rawlen(L, 3);
         for (lua_Integer i = 1; i + 1 <= len && n < MAX_FIELDS; i += 2) {
             lua_rawgeti(L, 3, i);
             lua_rawgeti(L, 3, i + 1);
-            fields[n].key = luaL_tolstring(L, -2, NULL);
-            fields[n].value = luaL_tolstring(L, -2, &fields[n].value_len);
-            lua_rawseti(L, 4, 4 * n + 1);
-            lua_rawseti(L, 4, 4 * n + 2);
-            lua_rawseti(L, 4, 4 * n + 3);
-            lua_rawseti(L, 4, 4 * n + 4);
+            int top = lua_gettop(L);
+            fields[n].key = field_text(L, top - 1, NULL);
+            fields[n].value = field_text(L, top, &fields[n].value_len);
             n++;
         }
     } else if (lua_istable(L, 3)) {
         /* Sort the keys so a map logs the same way every time. */
-        lua_newtable(L); /* 5: key list */
+        lua_newtable(L); /* 4: key list */
         int nk = 0;
         lua_pushnil(L);
         while (lua_next(L, 3) && nk < MAX_FIELDS) {
             lua_pop(L, 1);
             if (lua_type(L, -1) == LUA_TSTRING) {
                 lua_pushvalue(L, -1);
-                lua_rawseti(L, 5, ++nk);
+                lua_rawseti(L, 4, ++nk);
             }
         }
         lua_getglobal(L, "table");
         lua_getfield(L, -1, "sort");
-        lua_pushvalue(L, 5);
+        lua_pushvalue(L, 4);
         lua_call(L, 1, 0);
         lua_pop(L, 1);
         for (int i = 1; i <= nk; i++) {
-            lua_rawgeti(L, 5, i);
+            lua_rawgeti(L, 4, i);
             lua_pushvalue(L, -1);
             lua_rawget(L, 3);
-            fields[n].key = lua_tostring(L, -2);
-            fields[n].value = luaL_tolstring(L, -1, &fields[n].value_len);
-            lua_rawseti(L, 4, 3 * n + 1);
-            lua_rawseti(L, 4, 3 * n + 2);
-            lua_rawseti(L, 4, 3 * n + 3);
+            int top = lua_gettop(L);
+            fields[n].key = lua_tostring(L, top - 1);
+            fields[n].value = field_text(L, top, &fields[n].value_len);
             n++;
         }
     }

@@ -36,15 +36,7 @@ local function idJson(rt, id)
   return encode(rt, id)
 end
 
--- Status texts, made once each.
-local STATUS_TEXT = {}
-local function statusText(status)
-  local text = STATUS_TEXT[status]
-  if text then return text end
-  text = tostring(math.tointeger(status) or 500)
-  if math.type(status) == "integer" and status >= 100 and status <= 999 then STATUS_TEXT[status] = text end
-  return text
-end
+local statusText = processor.statusText
 
 -- The envelope text. `reply` = { action, route, idKey, id }; errors is nil on success.
 -- One concatenation: no parts table, and the action, route and status texts are not
@@ -61,11 +53,11 @@ local function envelope(rt, reply, status, errors, data)
   local routeText = route == "" and '""' or stringJson(rt, route) or '""'
   if reply.idKey then
     return '{"errors":' .. errorsText .. ',"data":' .. dataText .. ',"action":' .. actionText
-      .. ',"route":' .. routeText .. ',"status":' .. statusText(status)
+      .. ',"route":' .. routeText .. ',"status":' .. statusText(status, "500")
       .. ',"' .. reply.idKey .. '":' .. (idJson(rt, reply.id) or "null") .. "}"
   end
   return '{"errors":' .. errorsText .. ',"data":' .. dataText .. ',"action":' .. actionText
-    .. ',"route":' .. routeText .. ',"status":' .. statusText(status) .. "}"
+    .. ',"route":' .. routeText .. ',"status":' .. statusText(status, "500") .. "}"
 end
 M.envelope = envelope
 

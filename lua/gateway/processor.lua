@@ -422,15 +422,50 @@ function P.loggableParams(rt, params)
 end
 
 -- One line per action at the action's logLevel (SPEC §10).
+
+-- Are params loggable as they are (nothing filtered, no file, nothing JSON cannot
+-- carry)? Then the log encodes them without a copy.
+local function loggableAsIs(rt, params)
+  local filtered = rt.filtered
+  for k, v in pairs(params) do
+    if filtered[k] then return false end
+    local t = type(v)
+    if t == "table" then
+      if type(v.filename) == "string" and type(v.data) == "string" then return false end
+    elseif t == "function" or t == "userdata" or t == "thread" then
+      return false
+    end
+  end
+  return true
+end
+
+-- A status as text: a whole number's digits (made once per status), anything else
+-- `fallback`, or tostring's text when there is none.
+local STATUS_TEXT = {}
+function P.statusText(status, fallback)
+  local text = STATUS_TEXT[status]
+  if text then return text end
+  local n = math.tointeger(status)
+  if not n then return fallback or tostring(status) end
+  text = tostring(n)
+  if n >= 100 and n <= 999 then STATUS_TEXT[n] = text end
+  return text
+end
+local statusText = P.statusText
+
 function P.log(rt, data, transport)
   local level = data.actionTemplate and data.actionTemplate.logLevel or "info"
   if data.status and data.status >= 500 and level ~= "crit" then level = "error" end
   if not core.log_enabled(level) then return end
-  local okJson, params = pcall(rt.json.encode, P.loggableParams(rt, data.params))
+  local params = data.params
+  if not (params and loggableAsIs(rt, params)) then params = P.loggableParams(rt, params) end
+  local okJson, paramsText = pcall(rt.json.encode, params)
+  local status = data.status
   local fields = {
-    "action", tostring(data.action), "type", transport, "status", tostring(data.status),
+    "action", tostring(data.action), "type", transport,
+    "status", statusText(status),
     "duration_ms", string.format("%.1f", data.duration or 0),
-    "connection", tostring(data.connection.id), "params", okJson and params or "?",
+    "connection", tostring(data.connection.id), "params", okJson and paramsText or "?",
   }
   if data.error then
     fields[#fields + 1] = "error"
