@@ -171,15 +171,23 @@ local function jsonpName(params)
   return nil
 end
 
+-- The headers of a JSON answer when the action set none: one table for all of them,
+-- which the transport only reads.
+local JSON_HEADERS = { ["Access-Control-Allow-Origin"] = "*", ["Content-Type"] = JSON_TYPE }
+
 -- status, headers, body for a finished data.
 local function render(rt, data, ctx)
-  local headers = baseHeaders()
-  for k, v in pairs(data.headers or {}) do headers[k] = tostring(v) end
-  if data.toRender == false then return 204, headers, "" end
+  local own, headers = data.headers, nil
+  if own and next(own) ~= nil then
+    headers = baseHeaders()
+    for k, v in pairs(own) do headers[k] = tostring(v) end
+  end
+  if data.toRender == false then return 204, headers or baseHeaders(), "" end
   local status = data.status
   local extension = ctx.connection and ctx.connection.extension
   if not data.error and extension and data.actionTemplate and data.actionTemplate.matchExtensionMimeType then
     -- The action answers as a file of that type: data.response is the body.
+    headers = headers or baseHeaders()
     headers["Content-Type"] = headers["Content-Type"] or core.mime_type(extension)
     local body = data.response
     if type(body) ~= "string" then body = encode(rt, body) or "" end
@@ -200,8 +208,11 @@ local function render(rt, data, ctx)
   end
   local cb = jsonpName(ctx.query)
   if cb then
+    headers = headers or baseHeaders()
     headers["Content-Type"] = "application/javascript; charset=utf-8"
     text = cb .. "(" .. text .. ");"
+  elseif not headers then
+    headers = JSON_HEADERS
   elseif not headers["Content-Type"] then
     headers["Content-Type"] = JSON_TYPE
   end
