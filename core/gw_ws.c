@@ -1,7 +1,8 @@
 /* See gw_ws.h. lws runs the upgrade, framing, ping/pong and the close
  * handshake; this file feeds what lws receives to gw_wsmsg, which
- * reassembles messages, hands them to gw_conn and writes queued answers
- * one per writable callback, as lws requires. */
+ * reassembles messages, hands them to gw_conn, and writes answers: at once
+ * when nothing is waiting to go out, else queued, one per writable
+ * callback. */
 #include "gw_ws.h"
 #include "gw.h"
 #include "gw_conn.h"
@@ -60,9 +61,34 @@ int gw_ws_handles(enum lws_callback_reasons reason) {
     }
 }
 
+#define DIRECT_MAX 8192 /* answers up to this size are sent from a stack buffer */
+
+/* Send an answer now: nothing of ours is queued and lws holds nothing back
+ * from an earlier write. Asking for a writable callback instead costs a
+ * loop iteration and, on libuv, four epoll_ctl calls per answer (lws adds
+ * POLLOUT, then takes it off, and uv_poll_start removes and re-adds the
+ * watcher each time). What the socket does not take, lws keeps and sends
+ * itself; the next answers then wait in the queue. Returns GW_ERR when the
+ * connection failed (it is dropped). */
+static int send_now(struct ws_conn *c, const char *msg, size_t len) {
+    unsigned char small[LWS_PRE + DIRECT_MAX];
+    unsigned char *buf = len <= DIRECT_MAX ? small : malloc(LWS_PRE + len);
+    if (!buf) return GW_ERR;
+    memcpy(buf + LWS_PRE, msg, len);
+    int w = lws_write(c->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT);
+    if (buf != small) free(buf);
+    if (w < 0) {
+        c->killed = 1;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return GW_ERR;
+    }
+    return GW_OK;
+}
+
 static int ws_send(void *transport, const char *msg, size_t len) {
     struct ws_conn *c = transport;
     if (c->killed || c->closing) return GW_ERR;
+    if (!c->out_head && !lws_partial_buffered(c->wsi)) return send_now(c, msg, len);
     long limit = gw_lua_config(lua_rt)->max_output_buffer;
     if (c->out_bytes + len > (size_t)limit) {
         gw_log(GW_LOG_WARNING, "websocket client not reading: %zu bytes queued, over maxOutputBuffer; disconnecting",
