@@ -86,13 +86,12 @@ static int core_utf8_valid(lua_State *L) {
     return 1;
 }
 
-/* core.json_may_overflow(text) -> boolean: may this JSON text hold a
- * number beyond a double's range? True for a digit followed by an exponent
- * or for a run of 309 digits or more; the caller then walks the decoded
- * value. One byte scan, so every request's JSON can afford it. */
-static int core_json_may_overflow(lua_State *L) {
-    size_t len, run = 0; /* digits in a row */
-    const char *s = luaL_checklstring(L, 1, &len);
+/* May this JSON text hold a number beyond a double's range? True for a
+ * digit followed by an exponent or for a run of 309 digits or more; the
+ * caller then walks the decoded value. One byte scan, so every request's
+ * JSON can afford it. */
+static int may_overflow(const char *s, size_t len) {
+    size_t run = 0; /* digits in a row */
     int found = 0;
     for (size_t i = 0; i < len && !found; i++) {
         if (s[i] >= '0' && s[i] <= '9') {
@@ -102,8 +101,31 @@ static int core_json_may_overflow(lua_State *L) {
             run = 0;
         }
     }
-    lua_pushboolean(L, found);
+    return found;
+}
+
+/* core.json_may_overflow(text) -> boolean (see may_overflow) */
+static int core_json_may_overflow(lua_State *L) {
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    lua_pushboolean(L, may_overflow(s, len));
     return 1;
+}
+
+/* core.json_decode(decode, text) -> value, may_overflow | nil
+ * A request's JSON text in one call: nil when it is not UTF-8 or 'decode'
+ * (cjson's) raises on it; else the value, and whether the caller must walk
+ * it for numbers out of range (json_may_overflow). */
+static int core_json_decode(lua_State *L) {
+    size_t len;
+    const char *s = luaL_checklstring(L, 2, &len);
+    if (!gw_utf8_valid(s, len)) return 0;
+    lua_settop(L, 2);
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) return 0;
+    lua_pushboolean(L, may_overflow(s, len));
+    return 2;
 }
 
 /* core.readdir(path) -> { {name=, dir=bool}, ... } sorted by name | nil, err */
@@ -291,6 +313,7 @@ static const luaL_Reg core_funcs[] = {
     {"now_ms", core_now_ms},         {"wall_ms", core_wall_ms},
     {"parse_query", core_parse_query}, {"url_decode", core_url_decode},
     {"utf8_valid", core_utf8_valid}, {"json_may_overflow", core_json_may_overflow},
+    {"json_decode", core_json_decode},
     {"readdir", core_readdir},
     {"is_dir", core_is_dir},         {"mime_type", core_mime_type},
     {"log", core_log},               {"log_enabled", core_log_enabled},

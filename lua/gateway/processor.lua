@@ -391,11 +391,10 @@ end
 -- A request's JSON text (a web body, a WebSocket or TCP message) decoded, or nil when it
 -- is not UTF-8, not JSON, or holds a number out of a double's range; the transports
 -- answer 400 for nil. Only a text with an exponent or a long run of digits is walked.
+local jsonDecode = core.json_decode
 function P.decode(rt, text)
-  if not core.utf8_valid(text) then return nil end
-  local ok, value = pcall(rt.json.decode, text)
-  if not ok then return nil end
-  if core.json_may_overflow(text) and hasNonFinite(value) then return nil end
+  local value, walk = jsonDecode(rt.json.decode, text)
+  if walk and hasNonFinite(value) then return nil end
   return value
 end
 
