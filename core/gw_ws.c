@@ -97,28 +97,6 @@ static int ws_send(void *transport, const char *msg, size_t len) {
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         return GW_ERR;
     }
-    if (!c->out_head && !lws_partial_buffered(c->wsi)) {
-        /* Nothing waits: write now. Asking lws for a writable callback
-         * instead costs two epoll_ctl calls and a loop turn per message;
-         * lws keeps whatever the socket does not take and sends it first. */
-        static unsigned char *scratch;
-        static size_t scratch_cap;
-        if (LWS_PRE + len > scratch_cap) {
-            size_t cap = scratch_cap ? scratch_cap : 4096;
-            while (cap < LWS_PRE + len) cap *= 2;
-            unsigned char *b = realloc(scratch, cap);
-            if (!b) return GW_ERR;
-            scratch = b;
-            scratch_cap = cap;
-        }
-        memcpy(scratch + LWS_PRE, msg, len);
-        if (lws_write(c->wsi, scratch + LWS_PRE, len, LWS_WRITE_TEXT) < 0) {
-            c->killed = 1;
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-            return GW_ERR;
-        }
-        return GW_OK;
-    }
     struct out_msg *m = malloc(sizeof *m + LWS_PRE + len);
     if (!m) return GW_ERR;
     m->next = NULL;
