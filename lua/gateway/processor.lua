@@ -75,7 +75,8 @@ local function settleNext(state, ok, r1, r2)
   return "ok", nil
 end
 
--- fn(a, next) and fn(a, b, next) until they complete (see callWithNext).
+-- fn(a, next) and fn(a, b, next) until they complete (see callWithNext). The state
+-- is made with room for `err` (the nil field), so next(err) does not grow it.
 local function callNext1(fn, a)
   if not takesNext(fn, 2) then return settle(xpcall(fn, captureRaise, a)) end
   local state = { done = false, waiting = false, co = coroutine.running(), err = nil }

@@ -303,15 +303,13 @@ function W.handle(rt, ctx)
       ctx.matchedRoute = { method = route.method, path = route.path, action = route.action }
     else
       -- One segment (most requests) needs no split.
-      local segs, candidate
+      local nsegs, candidate
       if rest:find("/", 1, true) then
-        segs = router.split(rest)
-        candidate = segs[1] or ""
+        local segs = router.split(rest)
+        nsegs, candidate = #segs, segs[1] or ""
       else
-        segs = rest == "" and 0 or 1
-        candidate = rest
+        nsegs, candidate = rest == "" and 0 or 1, rest
       end
-      local nsegs = type(segs) == "table" and #segs or segs
       if extension then candidate = candidate:gsub("%." .. extension:gsub("%p", "%%%0") .. "$", "") end
       if nsegs > 1 or not versions[candidate] then
         local action, handlerParams, pattern, named = handlers.resolve(rt.reg.handlerIndex, rest, nil, method)
