@@ -10,6 +10,7 @@
 #include "gw.h"
 #include "gw_call.h"
 #include "gw_http1.h"
+#include "gw_lib.h"
 #include "gw_log.h"
 #include "gw_query.h"
 #include "gw_static.h"
@@ -263,6 +264,19 @@ static char *put_str(char *p, const char *s) {
     return p + n;
 }
 
+/* "name: value\r\n" at 'p'; returns the end. */
+static char *put_field(char *p, const char *name, size_t nl, const char *value, size_t vl) {
+    memcpy(p, name, nl);
+    p += nl;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, value, vl);
+    p += vl;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
 /* Status line and the headers every answer has, into 'p'; returns the end. */
 static char *put_head(char *p, int status, int close) {
     p = put_str(p, "HTTP/1.1 ");
@@ -379,35 +393,16 @@ static void http_reply(void *ud, lua_State *L, int base, int n) {
                     /* A line break would let the value start a header of its own. */
                     gw_log(GW_LOG_ERROR, "dropped response header \"%.64s\": invalid characters", k);
                 } else if (kl == 12 && strcasecmp(k, "content-type") == 0) {
-                    memcpy(p, "Content-Type: ", 14);
-                    p += 14;
-                    memcpy(p, v, vl);
-                    p += vl;
-                    memcpy(p, "\r\n", 2);
-                    p += 2;
+                    p = put_field(p, "Content-Type", 12, v, vl);
                     ctype = NULL;
                 } else if (!framing_header(k, kl)) {
-                    memcpy(p, k, kl);
-                    p += kl;
-                    memcpy(p, ": ", 2);
-                    p += 2;
-                    memcpy(p, v, vl);
-                    p += vl;
-                    memcpy(p, "\r\n", 2);
-                    p += 2;
+                    p = put_field(p, k, kl, v, vl);
                 }
             }
             lua_pop(L, 1);
         }
     }
-    if (ctype) {
-        memcpy(p, "Content-Type: ", 14);
-        p += 14;
-        memcpy(p, ctype, ctype_len);
-        p += ctype_len;
-        memcpy(p, "\r\n", 2);
-        p += 2;
-    }
+    if (ctype) p = put_field(p, "Content-Type", 12, ctype, ctype_len);
     if (no_body) {
         /* RFC 9110 §8.6: never on a 204; on a 304 only the length a 200 would
          * have, which an action's answer does not tell. */
@@ -443,7 +438,7 @@ static void http_reply(void *ud, lua_State *L, int base, int n) {
 static void push_query(lua_State *L, const char *q, size_t len) {
     lua_newtable(L);
     char small[1024];
-    char *buf = len < sizeof small ? small : malloc(len + 1);
+    char *buf = len < sizeof small ? small : malloc(len + 1); /* decoding never grows */
     if (!buf) return;
     const char *end = q + len;
     while (q < end) {
@@ -452,28 +447,10 @@ static void push_query(lua_State *L, const char *q, size_t len) {
         const char *eq = memchr(q, '=', (size_t)(pe - q));
         const char *ke = eq ? eq : pe;
         if (ke > q) {
+            /* key and value decoded one after the other into 'buf' */
             size_t kl = gw_url_decode(q, (size_t)(ke - q), buf, 1);
-            lua_pushlstring(L, buf, kl);
-            size_t vl = eq ? gw_url_decode(eq + 1, (size_t)(pe - eq - 1), buf, 1) : 0;
-            lua_pushvalue(L, -1);
-            lua_rawget(L, -3);
-            int t = lua_type(L, -1);
-            if (t == LUA_TNIL) {
-                lua_pop(L, 1);
-                lua_pushlstring(L, buf, vl);
-                lua_rawset(L, -3);
-            } else if (t == LUA_TTABLE) {
-                lua_pushlstring(L, buf, vl);
-                lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-                lua_pop(L, 2);
-            } else {
-                lua_createtable(L, 2, 0);
-                lua_insert(L, -2);
-                lua_rawseti(L, -2, 1);
-                lua_pushlstring(L, buf, vl);
-                lua_rawseti(L, -2, 2);
-                lua_rawset(L, -3);
-            }
+            size_t vl = eq ? gw_url_decode(eq + 1, (size_t)(pe - eq - 1), buf + kl, 1) : 0;
+            gw_lib_add_pair(L, buf, kl, buf + kl, vl);
         }
         q = pe + 1;
     }

@@ -12,6 +12,7 @@
 #define GW_LIB_H
 
 #include <lua.h>
+#include <stddef.h>
 
 int gw_open_core(lua_State *L);
 int gw_open_regex(lua_State *L);
@@ -21,6 +22,12 @@ int gw_open_json(lua_State *L);
 /* 32 random hex characters (not NUL-terminated): GW_OK, or GW_ERR when
  * /dev/urandom cannot be read. core.random_id and api.json share it. */
 int gw_random_hex(char out[32]);
+
+/* [-0, +0, m] Add one decoded key/value pair to the table on top of L's
+ * stack, a repeated key becoming a list of its values (as Node's
+ * querystring does). A gw_query_pair_fn: 'ud' is the lua_State. The web
+ * transport's query table and core.parse_query share the rule. */
+int gw_lib_add_pair(void *ud, const char *key, size_t klen, const char *val, size_t vlen);
 
 /* Cancel every pending timer.after (shutdown). */
 void gw_loop_shutdown(void);

@@ -29,8 +29,7 @@ static int core_wall_ms(lua_State *L) {
     return 1;
 }
 
-/* A repeated key becomes an array of its values, as Node's querystring does. */
-static int add_pair(void *ud, const char *key, size_t klen, const char *val, size_t vlen) {
+int gw_lib_add_pair(void *ud, const char *key, size_t klen, const char *val, size_t vlen) {
     lua_State *L = ud;
     lua_pushlstring(L, key, klen);
     lua_pushvalue(L, -1);
@@ -64,7 +63,7 @@ static int core_parse_query(lua_State *L) {
         lua_settop(L, 1);
         lua_newtable(L);
     }
-    if (gw_query_parse(s, len, add_pair, L) != GW_OK) return luaL_error(L, "out of memory");
+    if (gw_query_parse(s, len, gw_lib_add_pair, L) != GW_OK) return luaL_error(L, "out of memory");
     return 1;
 }
 
