@@ -10,12 +10,7 @@ OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  ?= $(OPT)
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP
-# The process's allocator: Debian's mimalloc (libmimalloc-dev) takes the place of malloc
-# for the whole process, Lua's state included: fewer instructions per request and memory
-# that goes back after bursts (see docs/pipeline.md). `make MALLOC_LIBS=` links the C
-# library's; the sanitizer builds always do.
-MALLOC_LIBS ?= -lmimalloc
-LDLIBS  = $(MALLOC_LIBS) $(PKG_LIBS) -lhttp_parser -lm
+LDLIBS  = $(PKG_LIBS) -lhttp_parser -lm
 
 BUILD   ?= build
 LUA_DIR := $(CURDIR)/lua
@@ -107,7 +102,7 @@ test-unit: $(UNIT_BIN)
 # try one allocation in three failing (GW_OOM_STEP) and LeakSanitizer checks
 # that none of them leaks.
 test-unit-asan:
-	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan OPT="$(ASAN_OPT)" MALLOC_LIBS= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/tests/%)
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan OPT="$(ASAN_OPT)" $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/tests/%)
 	@set -e; for t in $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/tests/%); do echo "== $$t"; \
 	  GW_OOM_STEP=3 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $$t; done
 
@@ -125,7 +120,7 @@ test-asan: asan modules
 ASAN_OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
 asan:
-	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan OPT="$(ASAN_OPT)" MALLOC_LIBS= $(BUILD)/asan/gateway
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan OPT="$(ASAN_OPT)" $(BUILD)/asan/gateway
 
 # The gateway against nginx + Lua in one run (bench/README.md); BENCH_ARGS=--quick for a short one.
 bench:

@@ -7,7 +7,7 @@ set -euo pipefail
 
 build=(make gcc pkg-config liblua5.4-dev libwebsockets-dev libwebsockets-evlib-uv
        libuv1-dev libpcre2-dev libhiredis-dev lua-cjson-dev lua-cjson
-       libhttp-parser-dev libmimalloc-dev)
+       libhttp-parser-dev)
 case "${1:-build}" in
   build) want=("${build[@]}") ;;
   run)   want=("${build[@]}" redis-server) ;;
