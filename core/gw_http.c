@@ -551,7 +551,7 @@ static void dispatch(struct http_conn *c) {
         return;
     }
     lua_State *L = gw_lua_state(lua_rt);
-    lua_createtable(L, 0, 10);
+    lua_createtable(L, 0, 16); /* and what web.lua adds: connection, data, route... */
     lua_pushstring(L, method);
     lua_setfield(L, -2, "method");
     lua_pushlstring(L, decoded, (size_t)dlen);

@@ -168,8 +168,8 @@ def test_pipelined_requests_all_answered_in_order(g, data, expected):
     assert_alive_and_stops(g)
 
 
-# A request the gateway refuses, pipelined behind a GET: the status it is refused with, when the
-# HTTP layer gets to answer it before closing the connection.
+# A request the gateway refuses (or, for the file, answers 404), pipelined behind a GET: the
+# status it gets, after the GET's answer.
 REFUSED_BEHIND = [
     ("over-max-body-size", with_body(b"POST", b"/api/echo_params", b"x")
      .replace(b"Content-Length: 1", b"Content-Length: %d" % 10 ** 7), 413),
@@ -188,9 +188,7 @@ def test_pipelined_refused_request_never_stalls_the_worker(g, data, status):
         c.send(get(b"/api/echo_params?a=first") + data)
         assert echoed(c.response()) == "first"
         answer = c.response()
-        if answer is not None:
-            assert answer[0] == status, answer
-        assert answer is not None or c.closed_by_server(), "neither answered nor closed"
+        assert answer is not None and answer[0] == status, answer
     finally:
         c.close()
     assert_alive_and_stops(g)
@@ -353,25 +351,11 @@ def ws_close(c):
     assert f is not None and f[0] == 0x8, f
 
 
-def test_websocket_frames_in_the_upgrade_write(g):
-    """Two messages and a ping right behind the upgrade request, in the same write."""
-    c = Conn(g)
-    try:
-        ids = [1, 2]
-        data = upgrade_request() + frames_behind(ids)
-        c.send(data)
-        switched(c)
-        check_envelopes(ws_answers(c, ids, want_pong=b"are you there"))
-        ws_close(c)
-    finally:
-        c.close()
-    assert_alive_and_stops(g)
-
-
-@pytest.mark.parametrize("count", [4, 200], ids=["past-384-bytes", "past-4KiB"])
-def test_websocket_many_frames_in_the_upgrade_write(g, count):
-    """Messages and a ping behind the upgrade request, in the same write (200 of them: more
-    than 4 KiB)."""
+@pytest.mark.parametrize("count", [2, 4, 200], ids=["two", "past-384-bytes", "past-4KiB"])
+def test_websocket_frames_in_the_upgrade_write(g, count):
+    """Messages and a ping right behind the upgrade request, in the same write (past byte 384,
+    where lws used to build its 101 over them, and 200 of them: more than 4 KiB): every frame is
+    answered, the worker serves on and stops on SIGTERM."""
     c = Conn(g)
     try:
         ids = list(range(1, count + 1))
@@ -379,23 +363,6 @@ def test_websocket_many_frames_in_the_upgrade_write(g, count):
         switched(c)
         check_envelopes(ws_answers(c, ids, want_pong=b"are you there"))
         ws_close(c)
-    finally:
-        c.close()
-    assert_alive_and_stops(g)
-
-
-def test_websocket_frames_in_the_upgrade_write_never_stall(g):
-    """Whatever happens to the frames past byte 384, the worker neither loops nor crashes: the
-    connection ends (answered or closed), a fresh client is served, SIGTERM stops it."""
-    c = Conn(g)
-    try:
-        c.send(upgrade_request() + frames_behind(list(range(1, 201))))
-        switched(c)
-        deadline = time.monotonic() + gw.bound(WAIT)
-        while time.monotonic() < deadline:
-            f = read_frame(c, 1)
-            if f is None or f[0] == 0x8:
-                break
     finally:
         c.close()
     assert_alive_and_stops(g)
