@@ -723,6 +723,21 @@ def is_sanitizer_build(binary=None):
 SCALE = _scale()
 
 
+def recv_by(sock, deadline, size=65536):
+    """One recv that gives up at 'deadline' (a time.monotonic() value): the bytes read, b""
+    when the peer closed or reset the connection, None when the deadline came first."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return None
+    sock.settimeout(left)
+    try:
+        return sock.recv(size)
+    except socket.timeout:
+        return None
+    except ConnectionResetError:
+        return b""
+
+
 class LineClient:
     """A blocking client for the line protocol of the TCP socket server. Every read is bounded
     by 'timeout'."""
@@ -785,16 +800,9 @@ class LineClient:
         that arrives meanwhile is kept in self.buf."""
         deadline = time.monotonic() + (timeout or self.timeout)
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            chunk = recv_by(self.sock, deadline)
+            if chunk is None:
                 return False
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except ConnectionResetError:
-                return True
             if not chunk:
                 self.eof = True
                 return True

@@ -71,17 +71,10 @@ class Conn:
             time.sleep(pause)
 
     def _fill(self, deadline):
-        left = deadline - time.monotonic()
-        if left <= 0:
+        if deadline <= time.monotonic():
             raise AssertionError("no complete answer within %.1f s (have %r)"
                                  % (self.timeout, self.buf[:500]))
-        self.sock.settimeout(left)
-        try:
-            chunk = self.sock.recv(65536)
-        except socket.timeout:
-            chunk = None
-        except ConnectionResetError:
-            chunk = b""
+        chunk = gw.recv_by(self.sock, deadline)
         if chunk == b"":
             raise AssertionError("connection closed before a complete answer (have %r)"
                                  % self.buf[:500])
@@ -128,16 +121,9 @@ class Conn:
         nothing more sent; an answer arriving instead fails."""
         deadline = time.monotonic() + self.timeout
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            chunk = gw.recv_by(self.sock, deadline)
+            if chunk is None:
                 return False
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except ConnectionResetError:
-                break
             if not chunk:
                 break
             self.buf += chunk

@@ -54,16 +54,9 @@ class Conn:
         """Read more bytes; False once the server closed or the deadline passed."""
         if self.closed:
             return False
-        left = deadline - time.monotonic()
-        if left <= 0:
+        chunk = gw.recv_by(self.sock, deadline)
+        if chunk is None:
             return False
-        self.sock.settimeout(left)
-        try:
-            chunk = self.sock.recv(65536)
-        except socket.timeout:
-            return False
-        except ConnectionResetError:
-            chunk = b""
         if not chunk:
             self.closed = True
             return False
