@@ -277,20 +277,27 @@ static char *put_field(char *p, const char *name, size_t nl, const char *value, 
     return p;
 }
 
-/* Status line and the headers every answer has, into 'p'; returns the end. */
-static char *put_head(char *p, int status, int close) {
+/* What the answer's Connection header says: "close" when the connection
+ * ends after it, "keep-alive" to an HTTP/1.0 client that keeps it (it
+ * would close otherwise), NULL for HTTP/1.1's default. */
+static const char *connection_value(const struct http_conn *c) {
+    if (!c->keep_alive || stopping) return "close";
+    return c->minor == 0 ? "keep-alive" : NULL;
+}
+
+/* Status line and the headers every answer has, into 'p'; returns the end.
+ * 'connection' is the Connection header's value, or NULL for none. */
+static char *put_head(char *p, int status, const char *connection) {
     p = put_str(p, "HTTP/1.1 ");
     p = put_uint(p, (size_t)status);
     *p++ = ' ';
     p = put_str(p, reason(status));
     p = put_str(p, "\r\n");
-    const char *d = date_line();
-    size_t n = strlen(d);
-    memcpy(p, d, n);
-    p += n;
-    if (close) {
-        memcpy(p, "Connection: close\r\n", 19);
-        p += 19;
+    p = put_str(p, date_line());
+    if (connection) {
+        p = put_str(p, "Connection: ");
+        p = put_str(p, connection);
+        p = put_str(p, "\r\n");
     }
     return p;
 }
@@ -332,7 +339,7 @@ static void answer_error(struct http_conn *c, int status, const char *message) {
     char body[256];
     int blen = snprintf(body, sizeof body, "{\"error\":\"%s\",\"errors\":[\"%s\"]}", message, message);
     char *p = out_reserve(512 + (size_t)blen), *start = p;
-    p = put_head(p, status, 1);
+    p = put_head(p, status, "close");
     p += sprintf(p, "Content-Type: " JSON_TYPE "\r\nContent-Length: %d\r\n"
                     "Access-Control-Allow-Origin: *\r\n\r\n", blen);
     memcpy(p, body, (size_t)blen);
@@ -357,7 +364,8 @@ static void http_reply(void *ud, lua_State *L, int base, int n) {
     if (status < 200 || status > 999) status = 500; /* 1xx are not final answers */
     int no_body = status == 204 || status == 304;
     int send_body = !no_body && !c->head_only;
-    int close = !c->keep_alive || stopping;
+    const char *connection = connection_value(c);
+    int close = connection && strcmp(connection, "close") == 0;
     /* Headers first, sized as they go; the body is copied last. */
     size_t cap = 512, len;
     char *p, *start;
@@ -376,12 +384,7 @@ static void http_reply(void *ud, lua_State *L, int base, int n) {
         }
     }
     start = p = out_reserve(cap + (send_body ? blen : 0));
-    p = put_head(p, status, close);
-    if (!close && c->minor == 0) {
-        /* An HTTP/1.0 client keeps the connection only when told to. */
-        memcpy(p, "Connection: keep-alive\r\n", 24);
-        p += 24;
-    }
+    p = put_head(p, status, connection);
     if (n >= 2 && lua_istable(L, base + 1)) {
         lua_pushnil(L);
         while (lua_next(L, base + 1)) {
@@ -545,7 +548,7 @@ static void dispatch(struct http_conn *c) {
                                 (size_t)dlen - (size_t)(rest - decoded), c->head_only,
                                 gw_http1_header(hp, "if-none-match"),
                                 gw_http1_header(hp, "if-modified-since"),
-                                !c->keep_alive || stopping ? "close" : c->minor == 0 ? "keep-alive" : NULL);
+                                connection_value(c));
         if (decoded != small) free(decoded);
         if (!c->file) conn_close(c);
         return;
