@@ -9,7 +9,7 @@ CC      ?= cc
 OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS  ?= $(OPT)
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Icore $(WARN) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP
 LDLIBS  = $(PKG_LIBS) -lhttp_parser -lm
 
 BUILD   ?= build
@@ -17,10 +17,10 @@ LUA_DIR := $(CURDIR)/lua
 
 # Everything but main.c goes into a static library shared by the binary,
 # the unit tests and the Lua module used by busted.
-CORE_SRC := $(filter-out core/main.c core/gw_luamod.c,$(wildcard core/*.c))
+CORE_SRC := $(filter-out core/vm/luamod.c,$(wildcard core/*/*.c))
 CORE_OBJ := $(CORE_SRC:core/%.c=$(BUILD)/obj/%.o)
-PIC_SRC  := core/gw.c core/gw_luamod.c core/gw_lib_core.c core/gw_lib_regex.c core/gw_lib_json.c core/gw_regex.c \
-            core/gw_query.c core/gw_log.c core/gw_mime.c
+PIC_SRC  := core/base/gw.c core/vm/luamod.c core/vm/corelib.c core/vm/regexlib.c core/vm/jsonlib.c \
+            core/base/regex.c core/base/query.c core/base/log.c core/base/mime.c
 PIC_OBJ  := $(PIC_SRC:core/%.c=$(BUILD)/pic/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -50,6 +50,7 @@ $(BUILD)/pic/%.o: core/%.c
 	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
 
 $(BUILD)/libgw.a: $(CORE_OBJ)
+	@rm -f $@
 	$(AR) rcs $@ $^
 
 # Rebuilt each run (the module list is a make variable); replaced only when it changed.
@@ -137,9 +138,9 @@ FUZZ_BIN     := $(BUILD)/fuzz/http1
 
 fuzz: $(FUZZ_BIN)
 
-$(BUILD)/fuzz/http1: fuzz/http1.c core/gw_http1.c core/gw_http1.h core/gw.h
+$(BUILD)/fuzz/http1: fuzz/http1.c core/net/http1.c core/net/http1.h core/base/gw.h
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/http1.c core/gw_http1.c -lhttp_parser
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/http1.c core/net/http1.c -lhttp_parser
 
 # In `make test`: the corpus, then a short exploration.
 test-fuzz:
@@ -152,4 +153,4 @@ fuzz-run: $(FUZZ_BIN)
 clean:
 	rm -rf $(BUILD)
 
--include $(wildcard $(BUILD)/obj/*.d $(BUILD)/pic/*.d)
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/*/*.d $(BUILD)/pic/*/*.d)

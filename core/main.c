@@ -2,12 +2,12 @@
  * one server process, or a master that forks 'workers' of them, each with
  * listening sockets of its own in a SO_REUSEPORT group (one shared socket
  * where SO_REUSEPORT is unavailable), and restarts those that crash. */
-#include "gw.h"
-#include "gw_config.h"
-#include "gw_listen.h"
-#include "gw_log.h"
-#include "gw_lua.h"
-#include "gw_server.h"
+#include "base/gw.h"
+#include "vm/config.h"
+#include "net/listen.h"
+#include "base/log.h"
+#include "vm/vm.h"
+#include "net/server.h"
 
 #include <errno.h>
 #include <getopt.h>

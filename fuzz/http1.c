@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gw.h"
-#include "gw_http1.h"
+#include "base/gw.h"
+#include "net/http1.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -15,9 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gw.h"
-#include "gw_config.h"
-#include "gw_log.h"
+#include "base/gw.h"
+#include "vm/config.h"
+#include "base/log.h"
 
 struct fixture {
     char dir[256];

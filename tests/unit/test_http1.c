@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gw.h"
-#include "gw_http1.h"
+#include "base/gw.h"
+#include "net/http1.h"
 
 static const struct gw_http1_limits LIMITS = {16384, 100, 1 << 20};
 

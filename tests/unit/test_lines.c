@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gw.h"
-#include "gw_lines.h"
+#include "base/gw.h"
+#include "net/lines.h"
 
 #define TOO_LONG "<413>"
 

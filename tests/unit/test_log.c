@@ -8,8 +8,8 @@
 
 #include <string.h>
 
-#include "gw.h"
-#include "gw_log.h"
+#include "base/gw.h"
+#include "base/log.h"
 
 /* 2026-11-23T00:00:00Z plus 123 ms. */
 #define T0 1795392000123.0

@@ -17,12 +17,12 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "gw.h"
-#include "gw_config.h"
-#include "gw_conn.h"
-#include "gw_lib.h"
-#include "gw_log.h"
-#include "gw_lua.h"
+#include "base/gw.h"
+#include "vm/config.h"
+#include "runtime/conn.h"
+#include "vm/libs.h"
+#include "base/log.h"
+#include "vm/vm.h"
 
 struct fixture {
     char dir[256];

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gw.h"
-#include "gw_query.h"
+#include "base/gw.h"
+#include "base/query.h"
 
 #define MAX_PAIRS 32
 #define MAX_LEN 2048

@@ -9,8 +9,8 @@
 
 #include <string.h>
 
-#include "gw.h"
-#include "gw_redis.h"
+#include "base/gw.h"
+#include "base/redis.h"
 
 static char err[512];
 

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gw.h"
-#include "gw_regex.h"
+#include "base/gw.h"
+#include "base/regex.h"
 
 static char err[512];
 

@@ -15,8 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gw.h"
-#include "gw_static.h"
+#include "base/gw.h"
+#include "net/static.h"
 
 /* --- gw_static_rest ----------------------------------------------------- */
 

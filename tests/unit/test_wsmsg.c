@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gw.h"
-#include "gw_wsmsg.h"
+#include "base/gw.h"
+#include "net/wsmsg.h"
 
 /* The messages delivered, in order. */
 struct got {

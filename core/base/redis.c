@@ -1,0 +1,642 @@
+/* See gw_redis.h. One hiredis async context at a time, in one of four
+ * states: DOWN (waiting to retry), CONNECTING (connect, AUTH, SELECT and
+ * a PING in flight; user commands wait in our queue), READY, STOPPED.
+ * Every user command is a gw_redis_cmd on one list in issue order: sent
+ * ones first (Redis answers them in that order), then queued ones. With
+ * one timeout for all, deadlines grow along the list, so one timer armed
+ * for the oldest command that has not timed out covers them all. A
+ * command whose caller left (cancel, timeout) stays on the list with no
+ * callback until its reply comes, so the reply finds it and is dropped.
+ * The context sits on the loop through a copy of hiredis 1.0's libuv
+ * adapter (see poller_cb for why not the 0.14 one). */
+#include "base/redis.h"
+#include "base/gw.h"
+#include "base/log.h"
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 1000
+#define CONNECT_TIMEOUT_MS 2000 /* connect, AUTH, SELECT and PING of one attempt */
+
+enum state { ST_DOWN, ST_CONNECTING, ST_READY, ST_STOPPED };
+
+struct gw_redis_cmd {
+    struct gw_redis_cmd *prev, *next;
+    struct gw_redis *r;
+    gw_redis_reply_fn fn; /* NULL once the caller left: the reply is dropped */
+    void *ud;
+    uint64_t deadline;    /* uv_now() ms; unused without a timeout */
+    char *queued;         /* the formatted command until it is sent */
+    size_t queued_len;
+};
+
+struct gw_redis {
+    uv_loop_t *loop;
+    struct gw_redis_url url;
+    char name[1024];             /* the URL without its password */
+    long timeout_ms;
+    enum state state;
+    redisAsyncContext *ac;       /* NULL when DOWN or STOPPED */
+    int handshake_failed;
+    uv_timer_t conn_timer;       /* DOWN: next attempt; CONNECTING: gives up on it */
+    uv_timer_t cmd_timer;        /* the deadline of 'cursor' */
+    uint64_t retry_ms;
+    int outage_logged;           /* the current outage was logged once already */
+    struct gw_redis_cmd pending; /* list head */
+    struct gw_redis_cmd *cursor; /* oldest command not yet timed out, or &pending */
+    int open_handles;
+};
+
+static void connect_start(struct gw_redis *r);
+
+/* --- URL ---------------------------------------------------------------- */
+
+static int hexval(int c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode src[0..n) into 'out'. GW_ERR on a bad escape, a NUL, or
+ * when it does not fit. */
+static int decode(const char *src, size_t n, char *out, size_t outlen) {
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)src[i];
+        if (c == '%') {
+            if (i + 2 >= n) return GW_ERR;
+            int hi = hexval(src[i + 1]), lo = hexval(src[i + 2]);
+            if (hi < 0 || lo < 0) return GW_ERR;
+            c = hi * 16 + lo;
+            i += 2;
+        }
+        if (c == 0 || j + 1 >= outlen) return GW_ERR;
+        out[j++] = (char)c;
+    }
+    out[j] = '\0';
+    return GW_OK;
+}
+
+static int parse_number(const char *s, size_t n, long lo, long hi, long *out) {
+    long v = 0;
+    if (n == 0 || n > 10) return GW_ERR;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return GW_ERR;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < lo || v > hi) return GW_ERR;
+    *out = v;
+    return GW_OK;
+}
+
+static int url_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int url_fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return GW_ERR;
+}
+
+/* "db=N&password=P&user=U" */
+static int parse_query(const char *q, struct gw_redis_url *u, char *err, size_t errlen) {
+    while (*q) {
+        size_t n = strcspn(q, "&");
+        const char *eq = memchr(q, '=', n);
+        if (n > 0) {
+            if (!eq) return url_fail(err, errlen, "query parameter \"%.*s\" needs a value", (int)n, q);
+            size_t klen = (size_t)(eq - q), vlen = n - klen - 1;
+            long db;
+            if (klen == 2 && memcmp(q, "db", 2) == 0) {
+                if (parse_number(eq + 1, vlen, 0, INT_MAX, &db) != GW_OK)
+                    return url_fail(err, errlen, "db must be a number, got \"%.*s\"", (int)vlen, eq + 1);
+                u->db = (int)db;
+            } else if (klen == 8 && memcmp(q, "password", 8) == 0) {
+                if (decode(eq + 1, vlen, u->password, sizeof u->password) != GW_OK)
+                    return url_fail(err, errlen, "password: bad percent-escape or too long");
+            } else if (klen == 4 && memcmp(q, "user", 4) == 0) {
+                if (decode(eq + 1, vlen, u->user, sizeof u->user) != GW_OK)
+                    return url_fail(err, errlen, "user: bad percent-escape or too long");
+            } else {
+                return url_fail(err, errlen, "unknown query parameter \"%.*s\" (db, password, user)", (int)klen, q);
+            }
+        }
+        q += n;
+        if (*q == '&') q++;
+    }
+    return GW_OK;
+}
+
+/* [user]:password before the '@' */
+static int parse_userinfo(const char *s, size_t n, struct gw_redis_url *u, char *err, size_t errlen) {
+    const char *colon = memchr(s, ':', n);
+    if (!colon)
+        return url_fail(err, errlen, "put the password after a colon: redis://:password@host or "
+                        "redis://user:password@host");
+    size_t ulen = (size_t)(colon - s);
+    if (decode(s, ulen, u->user, sizeof u->user) != GW_OK)
+        return url_fail(err, errlen, "user: bad percent-escape or too long");
+    if (decode(colon + 1, n - ulen - 1, u->password, sizeof u->password) != GW_OK)
+        return url_fail(err, errlen, "password: bad percent-escape or too long");
+    return GW_OK;
+}
+
+/* host[:port][/db] or [v6][:port][/db] in s[0..n) */
+static int parse_hostpart(const char *s, size_t n, struct gw_redis_url *u, char *err, size_t errlen) {
+    const char *end = s + n, *host = s, *host_end, *p;
+    if (n && *s == '[') {
+        host = s + 1;
+        host_end = memchr(host, ']', (size_t)(end - host));
+        if (!host_end) return url_fail(err, errlen, "missing ']' after an IPv6 address");
+        p = host_end + 1;
+    } else {
+        host_end = s;
+        while (host_end < end && *host_end != ':' && *host_end != '/') host_end++;
+        p = host_end;
+    }
+    size_t hlen = (size_t)(host_end - host);
+    if (hlen == 0) return url_fail(err, errlen, "no host (redis://host:port/db)");
+    if (hlen >= sizeof u->host) return url_fail(err, errlen, "host name too long");
+    memcpy(u->host, host, hlen);
+    u->host[hlen] = '\0';
+    if (p < end && *p == ':') {
+        const char *ps = ++p;
+        while (p < end && *p != '/') p++;
+        long port;
+        if (parse_number(ps, (size_t)(p - ps), 1, 65535, &port) != GW_OK)
+            return url_fail(err, errlen, "port must be a number from 1 to 65535, got \"%.*s\"",
+                            (int)(p - ps), ps);
+        u->port = (int)port;
+    }
+    if (p < end && *p != '/') return url_fail(err, errlen, "unexpected \"%.*s\" after the host", (int)(end - p), p);
+    if (p < end) p++; /* the '/' */
+    if (p < end) {
+        long db;
+        if (parse_number(p, (size_t)(end - p), 0, INT_MAX, &db) != GW_OK)
+            return url_fail(err, errlen, "the database after '/' must be a number, got \"%.*s\"",
+                            (int)(end - p), p);
+        u->db = (int)db;
+    }
+    return GW_OK;
+}
+
+int gw_redis_url_parse(const char *url, struct gw_redis_url *out, char *err, size_t errlen) {
+    struct gw_redis_url u;
+    memset(&u, 0, sizeof u);
+    u.port = 6379;
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *p = url + 7;
+        size_t n = strcspn(p, "?");
+        u.is_unix = 1;
+        if (n == 0 || p[0] != '/')
+            return url_fail(err, errlen, "the socket path must be absolute: unix:///path/to/redis.sock");
+        if (n >= sizeof u.path)
+            return url_fail(err, errlen, "the socket path is too long (at most %d bytes)", (int)sizeof u.path - 1);
+        memcpy(u.path, p, n);
+        u.path[n] = '\0';
+        if (p[n] == '?' && parse_query(p + n + 1, &u, err, errlen) != GW_OK) return GW_ERR;
+    } else if (strncmp(url, "redis://", 8) == 0) {
+        const char *p = url + 8;
+        size_t n = strcspn(p, "?");
+        /* The last '@' ends the password, so '@', ':' and '/' may appear
+         * in it unescaped; '?' and '%' must be percent-escaped. */
+        const char *at = NULL;
+        for (const char *q = p; q < p + n; q++)
+            if (*q == '@') at = q;
+        if (at && parse_userinfo(p, (size_t)(at - p), &u, err, errlen) != GW_OK) return GW_ERR;
+        const char *hp = at ? at + 1 : p;
+        if (parse_hostpart(hp, (size_t)(p + n - hp), &u, err, errlen) != GW_OK) return GW_ERR;
+        if (p[n] == '?' && parse_query(p + n + 1, &u, err, errlen) != GW_OK) return GW_ERR;
+    } else if (strncmp(url, "rediss://", 9) == 0) {
+        return url_fail(err, errlen, "TLS (rediss://) is not supported");
+    } else {
+        return url_fail(err, errlen, "must start with redis:// or unix://");
+    }
+    if (u.user[0] && !u.password[0])
+        return url_fail(err, errlen, "a user needs a password");
+    *out = u;
+    return GW_OK;
+}
+
+void gw_redis_url_describe(const struct gw_redis_url *u, char *buf, size_t len) {
+    if (u->is_unix) {
+        gw_fmt(buf, len, "unix://%s?db=%d%s%s%s", u->path, u->db, u->user[0] ? "&user=" : "", u->user,
+               u->password[0] ? "&password=***" : "");
+        return;
+    }
+    int v6 = strchr(u->host, ':') != NULL;
+    gw_fmt(buf, len, "redis://%s%s%s%s%s:%d/%d", u->user, u->password[0] ? ":***@" : "",
+           v6 ? "[" : "", u->host, v6 ? "]" : "", u->port, u->db);
+}
+
+/* --- commands the shared connection cannot take ------------------------- */
+
+static int arg_is(const char *arg, size_t len, const char *name) {
+    return strlen(name) == len && strncasecmp(arg, name, len) == 0;
+}
+
+const char *gw_redis_refuses(int argc, const char **argv, const size_t *argvlen) {
+    static const char *const pubsub[] = {"subscribe", "psubscribe", "ssubscribe", "unsubscribe",
+                                         "punsubscribe", "sunsubscribe", "monitor", NULL};
+    static const char *const tx[] = {"multi", "exec", "discard", "watch", "unwatch", NULL};
+    static const char *const conn[] = {"select", "auth", "hello", "reset", "quit", "sync", "psync", NULL};
+    if (argc < 1) return "no command";
+    for (int i = 0; pubsub[i]; i++)
+        if (arg_is(argv[0], argvlen[0], pubsub[i]))
+            return "pub/sub and MONITOR need a connection of their own, which api.redis does not offer";
+    for (int i = 0; tx[i]; i++)
+        if (arg_is(argv[0], argvlen[0], tx[i]))
+            return "other actions' commands would land inside the transaction on the shared "
+                   "connection; use EVAL or FCALL for atomic work";
+    for (int i = 0; conn[i]; i++)
+        if (arg_is(argv[0], argvlen[0], conn[i]))
+            return "it would change the connection every action shares (the database and "
+                   "password come from redis.url)";
+    if (argc >= 2 && arg_is(argv[0], argvlen[0], "client") && arg_is(argv[1], argvlen[1], "reply"))
+        return "replies would no longer match their commands on the shared connection";
+    return NULL;
+}
+
+/* --- the pending list and its timer ------------------------------------- */
+
+static void cmd_unlink(struct gw_redis *r, struct gw_redis_cmd *c) {
+    if (r->cursor == c) r->cursor = c->next;
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+}
+
+static void cmd_free(struct gw_redis_cmd *c) {
+    if (c->queued) redisFreeCommand(c->queued);
+    free(c);
+}
+
+static void on_cmd_timer(uv_timer_t *h);
+
+static void arm_timer(struct gw_redis *r) {
+    if (r->timeout_ms <= 0 || r->cursor == &r->pending || uv_is_active((uv_handle_t *)&r->cmd_timer))
+        return;
+    uint64_t now = uv_now(r->loop);
+    uint64_t due = r->cursor->deadline > now ? r->cursor->deadline - now : 0;
+    uv_timer_start(&r->cmd_timer, on_cmd_timer, due, 0);
+}
+
+/* Time out every command whose deadline has passed. A callback may run
+ * Lua, which may send or cancel commands, so the cursor is re-read after
+ * each one (cmd_unlink keeps it valid). */
+static void on_cmd_timer(uv_timer_t *h) {
+    struct gw_redis *r = h->data;
+    uint64_t now = uv_now(r->loop);
+    while (r->cursor != &r->pending && r->cursor->deadline <= now) {
+        struct gw_redis_cmd *c = r->cursor;
+        gw_redis_reply_fn fn = c->fn;
+        void *ud = c->ud;
+        r->cursor = c->next;
+        c->fn = NULL;
+        if (c->queued) { /* never sent: nothing will answer it */
+            cmd_unlink(r, c);
+            cmd_free(c);
+        }
+        if (fn) fn(ud, NULL, "redis timeout");
+    }
+    arm_timer(r);
+}
+
+/* Fail every command still waiting for the handshake, one at a time from
+ * the head, since each callback may change the list. */
+static void fail_queued(struct gw_redis *r) {
+    for (;;) {
+        struct gw_redis_cmd *c = r->pending.next;
+        while (c != &r->pending && !c->queued) c = c->next;
+        if (c == &r->pending) return;
+        gw_redis_reply_fn fn = c->fn;
+        void *ud = c->ud;
+        cmd_unlink(r, c);
+        cmd_free(c);
+        if (fn) fn(ud, NULL, "redis unavailable");
+    }
+}
+
+/* A sent command's reply, or NULL when the context goes away (the
+ * connection was lost, or the client is stopping). */
+static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
+    struct gw_redis_cmd *c = privdata;
+    struct gw_redis *r = c->r;
+    gw_redis_reply_fn fn = c->fn;
+    void *ud = c->ud;
+    (void)ac;
+    cmd_unlink(r, c);
+    cmd_free(c);
+    if (fn) fn(ud, reply, reply ? NULL : "redis unavailable");
+}
+
+/* --- the context on the loop -------------------------------------------- */
+
+/* hiredis's own libuv adapter (adapters/libuv.h) as of hiredis 1.0. The
+ * 0.14 one Debian ships ignores a poll error: libuv reports POLLERR (a
+ * refused connect, a reset connection) as a status with no events, so
+ * hiredis would never look at the socket and the context would hang.
+ * Here an error wakes hiredis for the events it asked for; its read,
+ * write or connect check then meets the socket error and disconnects. */
+struct poller {
+    redisAsyncContext *ac; /* NULL once hiredis has let go of it */
+    uv_poll_t handle;
+    int events;
+};
+
+static void poller_cb(uv_poll_t *h, int status, int events) {
+    struct poller *p = h->data;
+    int ev = status < 0 ? p->events : events;
+    if (p->ac && (ev & UV_READABLE)) redisAsyncHandleRead(p->ac);
+    if (p->ac && (ev & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
+}
+
+static void poller_update(struct poller *p, int events) {
+    p->events = events;
+    if (events) uv_poll_start(&p->handle, events, poller_cb);
+    else uv_poll_stop(&p->handle);
+}
+
+static void poller_add_read(void *d) { struct poller *p = d; poller_update(p, p->events | UV_READABLE); }
+static void poller_del_read(void *d) { struct poller *p = d; poller_update(p, p->events & ~UV_READABLE); }
+static void poller_add_write(void *d) { struct poller *p = d; poller_update(p, p->events | UV_WRITABLE); }
+static void poller_del_write(void *d) { struct poller *p = d; poller_update(p, p->events & ~UV_WRITABLE); }
+
+static void poller_closed(uv_handle_t *h) { free(h->data); }
+
+/* hiredis is freeing the context (it closes the fd right after). */
+static void poller_cleanup(void *d) {
+    struct poller *p = d;
+    p->ac = NULL;
+    uv_close((uv_handle_t *)&p->handle, poller_closed);
+}
+
+static int poller_attach(redisAsyncContext *ac, uv_loop_t *loop) {
+    struct poller *p = calloc(1, sizeof *p);
+    if (!p) return GW_ERR;
+    if (uv_poll_init(loop, &p->handle, ac->c.fd) != 0) {
+        free(p);
+        return GW_ERR;
+    }
+    p->ac = ac;
+    p->handle.data = p;
+    ac->ev.data = p;
+    ac->ev.addRead = poller_add_read;
+    ac->ev.delRead = poller_del_read;
+    ac->ev.addWrite = poller_add_write;
+    ac->ev.delWrite = poller_del_write;
+    ac->ev.cleanup = poller_cleanup;
+    return GW_OK;
+}
+
+/* --- connecting ----------------------------------------------------------- */
+
+static void log_outage(struct gw_redis *r, const char *what, const char *why) {
+    if (!r->outage_logged)
+        gw_log(GW_LOG_WARNING, "redis: %s %s: %s (Redis commands fail with \"redis unavailable\"; "
+               "retrying in the background)", what, r->name, why);
+    else
+        gw_log(GW_LOG_DEBUG, "redis: %s %s: %s", what, r->name, why);
+    r->outage_logged = 1;
+}
+
+static void on_conn_timer(uv_timer_t *h);
+
+static void schedule_retry(struct gw_redis *r) {
+    r->state = ST_DOWN;
+    uv_timer_start(&r->conn_timer, on_conn_timer, r->retry_ms, 0);
+    r->retry_ms = r->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : r->retry_ms * 2;
+}
+
+/* The attempt or the connection is over (the context is gone or going). */
+static void went_down(struct gw_redis *r, const char *what, const char *why) {
+    r->ac = NULL;
+    log_outage(r, what, why);
+    schedule_retry(r);
+    fail_queued(r);
+}
+
+static void became_ready(struct gw_redis *r) {
+    r->state = ST_READY;
+    r->retry_ms = RETRY_MIN_MS;
+    r->outage_logged = 0;
+    uv_timer_stop(&r->conn_timer);
+    gw_log(GW_LOG_NOTICE, "redis: connected to %s", r->name);
+    int failed = 0;
+    for (struct gw_redis_cmd *c = r->pending.next; c != &r->pending; c = c->next) {
+        if (!c->queued) continue;
+        if (redisAsyncFormattedCommand(r->ac, on_reply, c, c->queued, c->queued_len) != REDIS_OK) {
+            failed = 1;
+            continue;
+        }
+        redisFreeCommand(c->queued);
+        c->queued = NULL;
+    }
+    if (failed) fail_queued(r);
+}
+
+/* Replies to AUTH, SELECT and the final PING. 'privdata' names the step. */
+static void on_handshake(redisAsyncContext *ac, void *reply, void *privdata) {
+    struct gw_redis *r = ac->data;
+    redisReply *rep = reply;
+    if (!r || r->ac != ac || !rep || r->handshake_failed) return;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        char why[512];
+        gw_fmt(why, sizeof why, "%s failed: %s", (const char *)privdata, rep->str);
+        r->handshake_failed = 1;
+        log_outage(r, "cannot use", why);
+        redisAsyncDisconnect(ac); /* after the remaining replies; then on_disconnect */
+        return;
+    }
+    if (strcmp(privdata, "PING") == 0) became_ready(r);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status) {
+    struct gw_redis *r = ac->data;
+    if (!r || r->ac != ac || status == REDIS_OK) return;
+    went_down(r, "cannot connect to", ac->c.errstr[0] ? ac->c.errstr : "connection failed");
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status) {
+    struct gw_redis *r = ac->data;
+    (void)status;
+    if (!r || r->ac != ac) return;
+    if (r->handshake_failed) {
+        r->ac = NULL;
+        schedule_retry(r);
+        fail_queued(r);
+        return;
+    }
+    int was_ready = r->state == ST_READY;
+    went_down(r, was_ready ? "lost the connection to" : "cannot connect to",
+              ac->c.errstr[0] ? ac->c.errstr : "connection closed");
+}
+
+static void send_handshake(struct gw_redis *r) {
+    char db[16];
+    if (r->url.password[0]) {
+        const char *argv[3] = {"AUTH", r->url.user, r->url.password};
+        size_t lens[3] = {4, strlen(r->url.user), strlen(r->url.password)};
+        if (r->url.user[0]) redisAsyncCommandArgv(r->ac, on_handshake, (void *)"AUTH", 3, argv, lens);
+        else {
+            argv[1] = r->url.password;
+            lens[1] = lens[2];
+            redisAsyncCommandArgv(r->ac, on_handshake, (void *)"AUTH", 2, argv, lens);
+        }
+    }
+    if (r->url.db != 0) {
+        gw_fmt(db, sizeof db, "%d", r->url.db);
+        const char *argv[2] = {"SELECT", db};
+        size_t lens[2] = {6, strlen(db)};
+        redisAsyncCommandArgv(r->ac, on_handshake, (void *)"SELECT", 2, argv, lens);
+    }
+    const char *argv[1] = {"PING"};
+    size_t lens[1] = {4};
+    redisAsyncCommandArgv(r->ac, on_handshake, (void *)"PING", 1, argv, lens);
+}
+
+static void connect_start(struct gw_redis *r) {
+    r->state = ST_CONNECTING;
+    r->handshake_failed = 0;
+    redisAsyncContext *ac = r->url.is_unix ? redisAsyncConnectUnix(r->url.path)
+                                           : redisAsyncConnect(r->url.host, r->url.port);
+    if (!ac) {
+        went_down(r, "cannot connect to", "out of memory");
+        return;
+    }
+    if (ac->err || poller_attach(ac, r->loop) != GW_OK) {
+        char why[256];
+        gw_fmt(why, sizeof why, "%s", ac->err ? ac->c.errstr : "cannot poll the socket");
+        redisAsyncFree(ac);
+        went_down(r, "cannot connect to", why);
+        return;
+    }
+    ac->data = r;
+    r->ac = ac;
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    send_handshake(r);
+    uv_timer_start(&r->conn_timer, on_conn_timer, CONNECT_TIMEOUT_MS, 0);
+}
+
+static void on_conn_timer(uv_timer_t *h) {
+    struct gw_redis *r = h->data;
+    if (r->state == ST_DOWN) {
+        connect_start(r);
+        return;
+    }
+    if (r->state != ST_CONNECTING || !r->ac) return;
+    /* Connecting or the handshake took too long: drop this attempt. Its
+     * callbacks see r->ac != ac and do nothing. */
+    redisAsyncContext *ac = r->ac;
+    r->ac = NULL;
+    redisAsyncFree(ac);
+    went_down(r, "cannot connect to", "timed out");
+}
+
+/* --- the client --------------------------------------------------------- */
+
+static void handle_closed(uv_handle_t *h) {
+    struct gw_redis *r = h->data;
+    if (--r->open_handles == 0) free(r);
+}
+
+struct gw_redis *gw_redis_new(uv_loop_t *loop, const char *url, long command_timeout_ms,
+                              char *err, size_t errlen) {
+    struct gw_redis_url u;
+    if (gw_redis_url_parse(url, &u, err, errlen) != GW_OK) return NULL;
+    struct gw_redis *r = calloc(1, sizeof *r);
+    if (!r) gw_panic("out of memory");
+    r->loop = loop;
+    r->url = u;
+    gw_redis_url_describe(&u, r->name, sizeof r->name);
+    r->timeout_ms = command_timeout_ms;
+    r->retry_ms = RETRY_MIN_MS;
+    r->pending.next = r->pending.prev = &r->pending;
+    r->cursor = &r->pending;
+    uv_timer_init(loop, &r->conn_timer);
+    uv_timer_init(loop, &r->cmd_timer);
+    r->conn_timer.data = r->cmd_timer.data = r;
+    r->open_handles = 2;
+    /* A write to a Redis that just died must be an error, not a signal. */
+    signal(SIGPIPE, SIG_IGN);
+    gw_log(GW_LOG_INFO, "redis: connecting to %s", r->name);
+    connect_start(r);
+    return r;
+}
+
+void gw_redis_free(struct gw_redis *r) {
+    if (!r) return;
+    r->state = ST_STOPPED;
+    uv_timer_stop(&r->conn_timer);
+    uv_timer_stop(&r->cmd_timer);
+    fail_queued(r);
+    if (r->ac) {
+        /* Runs on_reply with NULL for every sent command (their callers
+         * get "redis unavailable"); on_disconnect sees r->ac != ac. */
+        redisAsyncContext *ac = r->ac;
+        r->ac = NULL;
+        redisAsyncFree(ac);
+    }
+    if (r->pending.next != &r->pending) gw_panic("redis: commands left after stopping");
+    uv_close((uv_handle_t *)&r->conn_timer, handle_closed);
+    uv_close((uv_handle_t *)&r->cmd_timer, handle_closed);
+}
+
+int gw_redis_connected(const struct gw_redis *r) {
+    return r && r->state == ST_READY && r->ac &&
+           !(r->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING));
+}
+
+struct gw_redis_cmd *gw_redis_command(struct gw_redis *r, int argc, const char **argv,
+                                      const size_t *argvlen, gw_redis_reply_fn fn, void *ud) {
+    if (r->state != ST_READY && r->state != ST_CONNECTING) return NULL;
+    struct gw_redis_cmd *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->r = r;
+    c->fn = fn;
+    c->ud = ud;
+    if (r->timeout_ms > 0) {
+        /* Lua may have run for a while since the loop last read the clock. */
+        uv_update_time(r->loop);
+        c->deadline = uv_now(r->loop) + (uint64_t)r->timeout_ms;
+    }
+    if (r->state == ST_CONNECTING) {
+        int n = redisFormatCommandArgv(&c->queued, argc, argv, argvlen);
+        if (n < 0) {
+            free(c);
+            return NULL;
+        }
+        c->queued_len = (size_t)n;
+    } else if (redisAsyncCommandArgv(r->ac, on_reply, c, argc, argv, argvlen) != REDIS_OK) {
+        /* The context is going away: we are inside its last callbacks. */
+        free(c);
+        return NULL;
+    }
+    c->prev = r->pending.prev;
+    c->next = &r->pending;
+    r->pending.prev->next = c;
+    r->pending.prev = c;
+    if (r->cursor == &r->pending) r->cursor = c;
+    arm_timer(r);
+    return c;
+}
+
+void gw_redis_cancel(struct gw_redis_cmd *c) {
+    c->fn = NULL;
+    if (c->queued) { /* not sent: nothing will answer it */
+        cmd_unlink(c->r, c);
+        cmd_free(c);
+    }
+}

@@ -1,0 +1,939 @@
+/* See gw_http.h. A connection reads into one buffer shared by the whole
+ * process; bytes that are not parsed at once (a request still arriving,
+ * or pipelined behind one in flight) move to the connection's own
+ * 'pending' buffer. One request is in flight at a time; the next is parsed
+ * once its answer is written. Answers are assembled in a shared buffer
+ * and written with one uv_try_write; what the socket does not take is
+ * copied and queued. Deferred work (the next pipelined request, a file's
+ * next chunk) runs from the loop's idle phase, never from inside a reply. */
+#include "net/http.h"
+#include "base/gw.h"
+#include "runtime/call.h"
+#include "net/http1.h"
+#include "vm/libs.h"
+#include "base/log.h"
+#include "base/query.h"
+#include "net/static.h"
+
+#include <arpa/inet.h>
+#include <lauxlib.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READ_BUF (64 * 1024)
+#define PENDING_MAX (256 * 1024) /* pipelined bytes held while a request runs: stop reading beyond */
+#define SWEEP_MS 1000
+#define KEEPALIVE_MS 60000 /* an idle keep-alive connection closes after this */
+#define REQUEST_MS 30000   /* a request must arrive whole within this */
+#define STALL_MS 60000     /* a client not taking its answer for this long is dropped */
+#define JSON_TYPE "application/json; charset=utf-8"
+
+struct out_req {
+    uv_write_t req;
+    struct http_conn *c;
+    size_t len;
+    char data[];
+};
+
+struct http_conn {
+    uv_tcp_t tcp;
+    struct http_conn *prev, *next;       /* every open connection */
+    struct http_conn *rprev, *rnext;     /* the ready list (deferred work) */
+    int ready;
+    struct gw_http1 *parser;
+    char *pending; /* read and not parsed */
+    size_t pending_len, pending_cap;
+    struct gw_call *call;                /* the request in flight */
+    struct gw_static *file;              /* a file answer in progress */
+    size_t queued;                       /* bytes handed to uv_write, not yet written */
+    int nwrites;                         /* uv_write requests in flight */
+    int in_flight;                       /* a request is being answered */
+    int head_only, keep_alive, minor;
+    int reading_stopped;
+    int close_after;                     /* close once the queue is written */
+    int closing;
+    int dispatching;                     /* inside gw_call_run: reply is written after */
+    double last_active;
+    char ip[INET6_ADDRSTRLEN];
+    int port;
+};
+
+static struct gw_lua *lua_rt;
+static uv_loop_t *loop;
+static struct lws_vhost *ws_vhost;
+static struct http_conn *all_conns, *ready_head;
+static int nconns, stopping, probe_fixed;
+static uv_idle_t ready_idle;
+static uv_timer_t sweep;
+static char read_buf[READ_BUF];
+static int read_buf_busy;
+static char *obuf; /* answers are assembled here */
+static size_t obuf_cap;
+static int unsent_answers;
+
+static void conn_close(struct http_conn *c);
+static void process(struct http_conn *c, const char *data, size_t len);
+static void pump(struct http_conn *c);
+static void sweep_tick(uv_timer_t *t);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+int gw_http_count(void) { return nconns; }
+int gw_http_unsent(void) { return unsent_answers + gw_static_active(); }
+
+/* --- Deferred work -------------------------------------------------------- */
+
+static void ready_idle_cb(uv_idle_t *h) {
+    (void)h;
+    while (ready_head) {
+        struct http_conn *c = ready_head;
+        ready_head = c->rnext;
+        if (ready_head) ready_head->rprev = NULL;
+        c->ready = 0;
+        c->rnext = c->rprev = NULL;
+        pump(c);
+    }
+    uv_idle_stop(&ready_idle);
+}
+
+static void schedule(struct http_conn *c) {
+    if (c->ready || c->closing) return;
+    c->ready = 1;
+    c->rprev = NULL;
+    c->rnext = ready_head;
+    if (ready_head) ready_head->rprev = c;
+    ready_head = c;
+    uv_idle_start(&ready_idle, ready_idle_cb);
+}
+
+static void unschedule(struct http_conn *c) {
+    if (!c->ready) return;
+    if (c->rprev) c->rprev->rnext = c->rnext;
+    else ready_head = c->rnext;
+    if (c->rnext) c->rnext->rprev = c->rprev;
+    c->ready = 0;
+    c->rnext = c->rprev = NULL;
+}
+
+void gw_http_init(struct gw_lua *g, uv_loop_t *l, struct lws_vhost *vhost) {
+    lua_rt = g;
+    loop = l;
+    ws_vhost = vhost;
+    const char *probe = getenv("GATEWAY_BENCH_PROBE");
+    probe_fixed = probe && strcmp(probe, "fixed") == 0;
+    uv_idle_init(loop, &ready_idle);
+    uv_unref((uv_handle_t *)&ready_idle);
+    uv_timer_init(loop, &sweep);
+    uv_unref((uv_handle_t *)&sweep);
+    uv_timer_start(&sweep, sweep_tick, SWEEP_MS, SWEEP_MS);
+}
+
+/* --- Writing ---------------------------------------------------------- */
+
+static char *out_reserve(size_t need) {
+    if (need > obuf_cap) {
+        size_t cap = obuf_cap ? obuf_cap : 16384;
+        while (cap < need) cap *= 2;
+        char *b = realloc(obuf, cap);
+        if (!b) gw_panic("out of memory");
+        obuf = b;
+        obuf_cap = cap;
+    }
+    return obuf;
+}
+
+static void on_written(uv_write_t *w, int status) {
+    struct out_req *o = (struct out_req *)w;
+    struct http_conn *c = o->c;
+    c->queued -= o->len;
+    c->nwrites--;
+    free(o);
+    if (c->closing) return;
+    c->last_active = uv_now(loop);
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->nwrites == 0) schedule(c);
+}
+
+/* Hand bytes to the socket: what it does not take now is copied and
+ * queued, in order. GW_ERR when the connection has failed. */
+static int conn_write(struct http_conn *c, const char *data, size_t len) {
+    if (c->closing) return GW_ERR;
+    size_t done = 0;
+    if (c->nwrites == 0) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n < 0 && n != UV_EAGAIN) return GW_ERR;
+        if (n > 0) done = (size_t)n;
+        if (done == len) return GW_OK;
+    }
+    size_t rest = len - done;
+    struct out_req *o = malloc(sizeof *o + rest);
+    if (!o) return GW_ERR;
+    o->c = c;
+    o->len = rest;
+    memcpy(o->data, data + done, rest);
+    uv_buf_t b = uv_buf_init(o->data, (unsigned)rest);
+    if (uv_write(&o->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+        free(o);
+        return GW_ERR;
+    }
+    c->nwrites++;
+    c->queued += rest;
+    return GW_OK;
+}
+
+static const char *reason(int status) {
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 499: return "Client Closed Request";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+/* "Date: ..." for this second, formatted once a second. */
+static const char *date_line(void) {
+    static char line[64];
+    static time_t last;
+    time_t now = time(NULL);
+    if (now != last) {
+        char d[40];
+        gw_static_http_date(d, sizeof d, now);
+        snprintf(line, sizeof line, "Date: %s\r\n", d);
+        last = now;
+    }
+    return line;
+}
+
+/* Decimal digits of 'n' at 'p'; returns the end (printf costs more than the rest of a
+ * small answer's head). */
+static char *put_uint(char *p, size_t n) {
+    char tmp[24];
+    int i = 0;
+    do tmp[i++] = (char)('0' + n % 10);
+    while ((n /= 10));
+    while (i) *p++ = tmp[--i];
+    return p;
+}
+
+static char *put_str(char *p, const char *s) {
+    size_t n = strlen(s);
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* "name: value\r\n" at 'p'; returns the end. */
+static char *put_field(char *p, const char *name, size_t nl, const char *value, size_t vl) {
+    memcpy(p, name, nl);
+    p += nl;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, value, vl);
+    p += vl;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+/* What the answer's Connection header says: "close" when the connection
+ * ends after it, "keep-alive" to an HTTP/1.0 client that keeps it (it
+ * would close otherwise), NULL for HTTP/1.1's default. */
+static const char *connection_value(const struct http_conn *c) {
+    if (!c->keep_alive || stopping) return "close";
+    return c->minor == 0 ? "keep-alive" : NULL;
+}
+
+/* Status line and the headers every answer has, into 'p'; returns the end.
+ * 'connection' is the Connection header's value, or NULL for none. */
+static char *put_head(char *p, int status, const char *connection) {
+    p = put_str(p, "HTTP/1.1 ");
+    p = put_uint(p, (size_t)status);
+    *p++ = ' ';
+    p = put_str(p, reason(status));
+    p = put_str(p, "\r\n");
+    p = put_str(p, date_line());
+    if (connection) {
+        p = put_str(p, "Connection: ");
+        p = put_str(p, connection);
+        p = put_str(p, "\r\n");
+    }
+    return p;
+}
+
+/* Header names are tokens; values may not hold CR, LF or NUL. */
+static int header_safe(const char *s, size_t len, int is_name) {
+    if (is_name && !len) return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '\r' || ch == '\n' || ch == '\0') return 0;
+        if (is_name && (ch <= ' ' || ch == ':' || ch >= 0x7f)) return 0;
+    }
+    return 1;
+}
+
+/* Headers this layer writes itself, from the answer it frames. */
+static int framing_header(const char *k, size_t kl) {
+    return (kl == 14 && strcasecmp(k, "content-length") == 0) ||
+           (kl == 17 && strcasecmp(k, "transfer-encoding") == 0) ||
+           (kl == 10 && strcasecmp(k, "connection") == 0) || (kl == 4 && strcasecmp(k, "date") == 0);
+}
+
+/* The request's answer is on the wire (or queued): the connection may
+ * read its next request. */
+static void request_done(struct http_conn *c) {
+    c->in_flight = 0;
+    if (!c->keep_alive || stopping) c->close_after = 1;
+    if (c->close_after) {
+        /* Nothing more is read; close once the queue is written. */
+        if (c->nwrites == 0) conn_close(c);
+        return;
+    }
+    if (c->pending_len || c->reading_stopped) schedule(c);
+}
+
+/* Answer with a JSON error and close (the request's framing is lost or
+ * the connection should not go on). */
+static void answer_error(struct http_conn *c, int status, const char *message) {
+    char body[256];
+    int blen = snprintf(body, sizeof body, "{\"error\":\"%s\",\"errors\":[\"%s\"]}", message, message);
+    char *p = out_reserve(512 + (size_t)blen), *start = p;
+    p = put_head(p, status, "close");
+    p += sprintf(p, "Content-Type: " JSON_TYPE "\r\nContent-Length: %d\r\n"
+                    "Access-Control-Allow-Origin: *\r\n\r\n", blen);
+    memcpy(p, body, (size_t)blen);
+    p += blen;
+    c->close_after = 1;
+    c->in_flight = 1;
+    if (conn_write(c, start, (size_t)(p - start)) != GW_OK) {
+        conn_close(c);
+        return;
+    }
+    request_done(c);
+}
+
+/* runtime.handle's answer: (status, headers table, body string). */
+static void http_reply(void *ud, lua_State *L, int base, int n) {
+    struct http_conn *c = ud;
+    c->call = NULL;
+    size_t blen = 0;
+    const char *body = n >= 3 ? lua_tolstring(L, base + 2, &blen) : NULL;
+    if (!body) blen = 0;
+    int status = n >= 1 && lua_isinteger(L, base) ? (int)lua_tointeger(L, base) : 500;
+    if (status < 200 || status > 999) status = 500; /* 1xx are not final answers */
+    int no_body = status == 204 || status == 304;
+    int send_body = !no_body && !c->head_only;
+    const char *connection = connection_value(c);
+    int close = connection && strcmp(connection, "close") == 0;
+    /* Headers first, sized as they go; the body is copied last. */
+    size_t cap = 512, len;
+    char *p, *start;
+    const char *ctype = JSON_TYPE;
+    size_t ctype_len = sizeof JSON_TYPE - 1;
+    if (n >= 2 && lua_istable(L, base + 1)) {
+        lua_pushnil(L);
+        while (lua_next(L, base + 1)) {
+            if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) {
+                size_t kl, vl;
+                lua_tolstring(L, -2, &kl);
+                lua_tolstring(L, -1, &vl);
+                cap += kl + vl + 4;
+            }
+            lua_pop(L, 1);
+        }
+    }
+    start = p = out_reserve(cap + (send_body ? blen : 0));
+    p = put_head(p, status, connection);
+    if (n >= 2 && lua_istable(L, base + 1)) {
+        lua_pushnil(L);
+        while (lua_next(L, base + 1)) {
+            if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) {
+                size_t kl, vl;
+                const char *k = lua_tolstring(L, -2, &kl);
+                const char *v = lua_tolstring(L, -1, &vl);
+                if (!header_safe(k, kl, 1) || !header_safe(v, vl, 0)) {
+                    /* A line break would let the value start a header of its own. */
+                    gw_log(GW_LOG_ERROR, "dropped response header \"%.64s\": invalid characters", k);
+                } else if (kl == 12 && strcasecmp(k, "content-type") == 0) {
+                    p = put_field(p, "Content-Type", 12, v, vl);
+                    ctype = NULL;
+                } else if (!framing_header(k, kl)) {
+                    p = put_field(p, k, kl, v, vl);
+                }
+            }
+            lua_pop(L, 1);
+        }
+    }
+    if (ctype) p = put_field(p, "Content-Type", 12, ctype, ctype_len);
+    if (no_body) {
+        /* RFC 9110 §8.6: never on a 204; on a 304 only the length a 200 would
+         * have, which an action's answer does not tell. */
+        memcpy(p, "\r\n", 2);
+        p += 2;
+    } else {
+        p = put_str(p, "Content-Length: ");
+        p = put_uint(p, blen);
+        p = put_str(p, "\r\n\r\n");
+    }
+    if (send_body && blen) {
+        memcpy(p, body, blen);
+        p += blen;
+    }
+    len = (size_t)(p - start);
+    if (close) c->close_after = 1;
+    if (c->closing || conn_write(c, start, len) != GW_OK) {
+        if (!c->closing) conn_close(c);
+        return;
+    }
+    if (c->nwrites) {
+        unsent_answers++;
+        c->in_flight = 2; /* written once the queue drains */
+        return;
+    }
+    if (!c->dispatching) request_done(c);
+}
+
+/* --- Requests --------------------------------------------------------- */
+
+/* ctx.query: '&'-separated pairs, '+' a space, keys without a name
+ * skipped, a repeated key a list (as Node's querystring). */
+static void push_query(lua_State *L, const char *q, size_t len) {
+    lua_newtable(L);
+    char small[1024];
+    char *buf = len < sizeof small ? small : malloc(len + 1); /* decoding never grows */
+    if (!buf) return;
+    const char *end = q + len;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(pe - q));
+        const char *ke = eq ? eq : pe;
+        if (ke > q) {
+            /* key and value decoded one after the other into 'buf' */
+            size_t kl = gw_url_decode(q, (size_t)(ke - q), buf, 1);
+            size_t vl = eq ? gw_url_decode(eq + 1, (size_t)(pe - eq - 1), buf + kl, 1) : 0;
+            gw_lib_add_pair(L, buf, kl, buf + kl, vl);
+        }
+        q = pe + 1;
+    }
+    if (buf != small) free(buf);
+}
+
+static void push_headers(lua_State *L, const struct gw_http1 *p) {
+    int n = gw_http1_nfields(p);
+    lua_createtable(L, 0, n);
+    for (int i = 0; i < n; i++) {
+        const char *name, *value;
+        size_t nl, vl;
+        gw_http1_field(p, i, &name, &nl, &value, &vl);
+        lua_pushlstring(L, name, nl);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        if (lua_isstring(L, -1)) {
+            /* A repeated field: its values joined as one (RFC 9110 §5.3). */
+            lua_pushstring(L, ", ");
+            lua_pushlstring(L, value, vl);
+            lua_concat(L, 3);
+        } else {
+            lua_pop(L, 1);
+            lua_pushlstring(L, value, vl);
+        }
+        lua_rawset(L, -3);
+    }
+}
+
+static int method_served(const char *m) {
+    static const char *const served[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+    for (size_t i = 0; i < sizeof served / sizeof served[0]; i++)
+        if (strcmp(m, served[i]) == 0) return 1;
+    return 0;
+}
+
+static const struct gw_static_out static_out;
+
+/* A complete request: a file, the probe, or the runtime. */
+static void dispatch(struct http_conn *c) {
+    struct gw_http1 *hp = c->parser;
+    const struct gw_config *cfg = gw_lua_config(lua_rt);
+    const char *method = gw_http1_method(hp);
+    c->in_flight = 1;
+    c->keep_alive = gw_http1_keep_alive(hp);
+    c->minor = gw_http1_minor(hp);
+    c->head_only = strcmp(method, "HEAD") == 0;
+    if (!method_served(method)) {
+        answer_error(c, 501, "method not implemented");
+        return;
+    }
+    if (c->minor >= 1 && !gw_http1_header(hp, "host")) {
+        answer_error(c, 400, "missing Host header"); /* RFC 9112 §3.2 */
+        return;
+    }
+    size_t url_len, raw_len, query_len;
+    const char *url = gw_http1_url(hp, &url_len), *raw, *query;
+    if (gw_http1_split_target(url, url_len, &raw, &raw_len, &query, &query_len) != GW_OK) {
+        answer_error(c, 400, "invalid request target");
+        return;
+    }
+    if (probe_fixed) {
+        static const char fixed[] = "{\"ok\":true}";
+        lua_State *L = gw_lua_state(lua_rt);
+        int top = lua_gettop(L);
+        lua_pushinteger(L, 200);
+        lua_pushnil(L);
+        lua_pushlstring(L, fixed, sizeof fixed - 1);
+        c->dispatching = 1;
+        http_reply(c, L, top + 1, 3);
+        c->dispatching = 0;
+        lua_settop(L, top);
+        if (c->in_flight == 1 && !c->closing) request_done(c);
+        return;
+    }
+    char small[1024];
+    char *decoded = raw_len < sizeof small ? small : malloc(raw_len + 1);
+    if (!decoded) {
+        answer_error(c, 500, "out of memory");
+        return;
+    }
+    long dlen = gw_http1_decode_path(raw, raw_len, decoded);
+    if (dlen < 0) {
+        if (decoded != small) free(decoded);
+        answer_error(c, 400, "invalid path");
+        return;
+    }
+    decoded[dlen] = '\0';
+    const char *rest;
+    if ((strcmp(method, "GET") == 0 || c->head_only) && (rest = gw_static_rest(cfg->files_path, decoded))) {
+        c->file = gw_static_new(&static_out, c, loop, cfg->public_dir, decoded, rest,
+                                (size_t)dlen - (size_t)(rest - decoded), c->head_only,
+                                gw_http1_header(hp, "if-none-match"),
+                                gw_http1_header(hp, "if-modified-since"),
+                                connection_value(c));
+        if (decoded != small) free(decoded);
+        if (!c->file) conn_close(c);
+        return;
+    }
+    lua_State *L = gw_lua_state(lua_rt);
+    lua_createtable(L, 0, 16); /* and what web.lua adds: connection, data, route... */
+    lua_pushstring(L, method);
+    lua_setfield(L, -2, "method");
+    lua_pushlstring(L, decoded, (size_t)dlen);
+    lua_setfield(L, -2, "path");
+    if (decoded != small) free(decoded);
+    lua_pushlstring(L, raw, raw_len);
+    lua_setfield(L, -2, "rawPath");
+    push_query(L, query, query_len);
+    lua_setfield(L, -2, "query");
+    push_headers(L, hp);
+    lua_setfield(L, -2, "headers");
+    size_t body_len;
+    const char *body = gw_http1_body(hp, &body_len);
+    if (body) {
+        lua_pushlstring(L, body, body_len);
+        lua_setfield(L, -2, "body");
+    }
+    lua_pushstring(L, c->ip);
+    lua_setfield(L, -2, "remoteIP");
+    lua_pushinteger(L, c->port);
+    lua_setfield(L, -2, "remotePort");
+    c->dispatching = 1;
+    c->call = gw_call_new(lua_rt, "web", http_reply, c);
+    gw_call_run(c->call);
+    c->dispatching = 0;
+    /* Answered already (no wait in the action): go on with the next one. */
+    if (c->in_flight == 1 && !c->call && !c->closing) request_done(c);
+}
+
+/* Rebuild the upgrade request for libwebsockets, with what followed it,
+ * and hand it the socket: lws parses it again and runs the handshake. */
+static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len) {
+    struct gw_http1 *hp = c->parser;
+    size_t url_len, path_len, q_len;
+    const char *url = gw_http1_url(hp, &url_len), *path, *q;
+    /* lws takes the origin-form: an absolute-form target loses its authority. */
+    if (gw_http1_split_target(url, url_len, &path, &path_len, &q, &q_len) == GW_OK) {
+        url = path;
+        url_len = q_len ? (size_t)(q + q_len - path) : path_len;
+    }
+    size_t need = url_len + 32 + rest_len;
+    int nf = gw_http1_nfields(hp);
+    for (int i = 0; i < nf; i++) {
+        const char *name, *value;
+        size_t nl, vl;
+        gw_http1_field(hp, i, &name, &nl, &value, &vl);
+        need += nl + vl + 4;
+    }
+    char *buf = malloc(need);
+    int fd = -1;
+    uv_os_fd_t ufd;
+    if (!buf || uv_fileno((uv_handle_t *)&c->tcp, &ufd) != 0 || (fd = dup(ufd)) < 0) {
+        free(buf);
+        conn_close(c);
+        return;
+    }
+    char *p = buf;
+    p += sprintf(p, "GET ");
+    memcpy(p, url, url_len);
+    p += url_len;
+    p += sprintf(p, " HTTP/1.%d\r\n", gw_http1_minor(hp));
+    for (int i = 0; i < nf; i++) {
+        const char *name, *value;
+        size_t nl, vl;
+        gw_http1_field(hp, i, &name, &nl, &value, &vl);
+        memcpy(p, name, nl);
+        p += nl;
+        *p++ = ':';
+        *p++ = ' ';
+        memcpy(p, value, vl);
+        p += vl;
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    *p++ = '\r';
+    *p++ = '\n';
+    memcpy(p, rest, rest_len);
+    p += rest_len;
+    conn_close(c); /* closes our descriptor; lws owns the duplicate */
+    /* NULL: lws refused the handshake (or ran out of memory) and closes
+     * 'fd' itself, later, from a libuv close callback: closing it here
+     * too would close whatever socket has taken its number by then. */
+    if (!lws_adopt_socket_vhost_readbuf(ws_vhost, fd, buf, (size_t)(p - buf)))
+        gw_log(GW_LOG_INFO, "libwebsockets refused a WebSocket upgrade");
+    free(buf);
+}
+
+static int is_ws_upgrade(const struct gw_http1 *hp) {
+    const struct gw_config *cfg = gw_lua_config(lua_rt);
+    const char *up = gw_http1_header(hp, "upgrade");
+    if (!cfg->ws_enabled || !up || strcasecmp(up, "websocket") != 0) return 0;
+    if (strcmp(gw_http1_method(hp), "GET") != 0) return 0;
+    size_t url_len, path_len, q_len;
+    const char *url = gw_http1_url(hp, &url_len), *path, *q;
+    if (gw_http1_split_target(url, url_len, &path, &path_len, &q, &q_len) != GW_OK) return 0;
+    return path_len == strlen(cfg->ws_path) && memcmp(path, cfg->ws_path, path_len) == 0;
+}
+
+/* Keep the bytes not parsed yet. */
+static void keep_pending(struct http_conn *c, const char *data, size_t len) {
+    if (data >= c->pending && data < c->pending + c->pending_cap) {
+        memmove(c->pending, data, len);
+        c->pending_len = len;
+        return;
+    }
+    if (len > c->pending_cap) {
+        size_t cap = c->pending_cap ? c->pending_cap : 4096;
+        while (cap < len) cap *= 2;
+        char *b = realloc(c->pending, cap);
+        if (!b) gw_panic("out of memory");
+        c->pending = b;
+        c->pending_cap = cap;
+    }
+    memcpy(c->pending, data, len);
+    c->pending_len = len;
+}
+
+/* Parse requests out of 'data' while the connection is free to answer
+ * them; keep the rest for later. */
+static void process(struct http_conn *c, const char *data, size_t len) {
+    while (len && !c->closing) {
+        if (c->in_flight || c->file || c->nwrites || c->close_after) {
+            keep_pending(c, data, len);
+            return;
+        }
+        enum gw_http1_event ev;
+        size_t n = gw_http1_feed(c->parser, data, len, &ev);
+        data += n;
+        len -= n;
+        switch (ev) {
+        case GW_HTTP1_MORE:
+            if (len) { /* the parser stopped without saying why */
+                answer_error(c, 400, "malformed HTTP request");
+                return;
+            }
+            break;
+        case GW_HTTP1_CONTINUE:
+            if (conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) != GW_OK) {
+                conn_close(c);
+                return;
+            }
+            break;
+        case GW_HTTP1_ERROR:
+            answer_error(c, gw_http1_status(c->parser), gw_http1_message(c->parser));
+            return;
+        case GW_HTTP1_UPGRADE:
+            if (is_ws_upgrade(c->parser)) {
+                size_t blen;
+                if (gw_http1_body(c->parser, &blen)) {
+                    /* lws would read the body as frames: refuse rather than guess. */
+                    answer_error(c, 400, "WebSocket upgrade request with a body");
+                    return;
+                }
+                hand_to_lws(c, data, len);
+                return;
+            }
+            /* Not ours to switch: answered as plain HTTP (RFC 9110 §7.8). */
+            /* fall through */
+        case GW_HTTP1_REQUEST:
+            dispatch(c);
+            gw_http1_next(c->parser);
+            break;
+        }
+    }
+    if (!c->closing && !len) c->pending_len = 0;
+}
+
+/* Deferred work for 'c': the next chunk of a file, or the next request. */
+static void pump(struct http_conn *c) {
+    if (c->closing) return;
+    if (c->in_flight == 2 && c->nwrites == 0) {
+        unsent_answers--;
+        request_done(c);
+        if (c->closing) return;
+    }
+    if (c->close_after && !c->in_flight && !c->file && c->nwrites == 0) {
+        conn_close(c); /* the last answer has left (an error's, written in parts) */
+        return;
+    }
+    if (c->file) {
+        if (c->nwrites) return;
+        enum gw_static_step step = gw_static_writable(c->file);
+        if (step == GW_STATIC_MORE) return;
+        gw_static_free(c->file);
+        c->file = NULL;
+        if (step == GW_STATIC_ERROR) {
+            conn_close(c);
+            return;
+        }
+        request_done(c);
+        if (c->closing) return;
+    }
+    if (c->in_flight || c->nwrites) return;
+    if (c->pending_len) {
+        /* 'process' may keep a tail of pending in pending: it moves it down. */
+        process(c, c->pending, c->pending_len);
+        if (c->closing) return;
+    }
+    if (c->reading_stopped && !c->in_flight && c->pending_len < PENDING_MAX) {
+        c->reading_stopped = 0;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
+
+/* --- Files --------------------------------------------------------------- */
+
+static int static_write(void *conn, const char *data, size_t len) {
+    struct http_conn *c = conn;
+    c->last_active = uv_now(loop);
+    return conn_write(c, data, len);
+}
+
+static void static_wake(void *conn) { schedule(conn); }
+
+static const struct gw_static_out static_out = {static_write, static_wake};
+
+/* --- The socket ---------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)h;
+    (void)suggested;
+    if (read_buf_busy) {
+        /* Only while a callback reads again from inside another: never in practice. */
+        buf->base = malloc(READ_BUF);
+        buf->len = buf->base ? READ_BUF : 0;
+        return;
+    }
+    read_buf_busy = 1;
+    buf->base = read_buf;
+    buf->len = READ_BUF;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    struct http_conn *c = s->data;
+    int own = buf->base == read_buf;
+    if (nread < 0) {
+        if (own) read_buf_busy = 0;
+        else free(buf->base);
+        conn_close(c);
+        return;
+    }
+    c->last_active = uv_now(loop);
+    if (nread > 0) {
+        if (c->pending_len) {
+            /* Behind bytes already waiting: append, parse in order. */
+            size_t len = c->pending_len;
+            if (len + (size_t)nread > c->pending_cap) {
+                size_t cap = c->pending_cap * 2;
+                while (cap < len + (size_t)nread) cap *= 2;
+                char *b = realloc(c->pending, cap);
+                if (!b) gw_panic("out of memory");
+                c->pending = b;
+                c->pending_cap = cap;
+            }
+            memcpy(c->pending + len, buf->base, (size_t)nread);
+            c->pending_len = len + (size_t)nread;
+            if (!(c->in_flight || c->file || c->nwrites)) process(c, c->pending, c->pending_len);
+        } else {
+            process(c, buf->base, (size_t)nread);
+        }
+        if (!c->closing && c->pending_len >= PENDING_MAX && !c->reading_stopped) {
+            c->reading_stopped = 1;
+            uv_read_stop(s);
+        }
+    }
+    if (own) read_buf_busy = 0;
+    else free(buf->base);
+}
+
+static void on_closed(uv_handle_t *h) {
+    struct http_conn *c = h->data;
+    gw_http1_free(c->parser);
+    free(c->pending);
+    free(c);
+}
+
+static void conn_close(struct http_conn *c) {
+    if (c->closing) return;
+    c->closing = 1;
+    unschedule(c);
+    if (c->in_flight == 2) unsent_answers--;
+    if (c->call) {
+        struct gw_call *call = c->call;
+        c->call = NULL;
+        gw_call_cancel(call);
+    }
+    if (c->file) {
+        gw_static_free(c->file);
+        c->file = NULL;
+    }
+    if (c->prev) c->prev->next = c->next;
+    else all_conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    nconns--;
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+void gw_http_accept(int fd) {
+    struct http_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    const struct gw_config *cfg = gw_lua_config(lua_rt);
+    struct gw_http1_limits lim = {(uint32_t)cfg->max_header_size, cfg->max_headers, cfg->max_body_size};
+    if (!(c->parser = gw_http1_new(&lim))) {
+        close(fd);
+        free(c);
+        return;
+    }
+    if (uv_tcp_init(loop, &c->tcp) != 0) {
+        close(fd);
+        gw_http1_free(c->parser);
+        free(c);
+        return;
+    }
+    c->tcp.data = c;
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+        return;
+    }
+    c->tcp.data = c;
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, c->ip, sizeof c->ip);
+            c->port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, c->ip, sizeof c->ip);
+            c->port = ntohs(a->sin6_port);
+        }
+    }
+    c->last_active = uv_now(loop);
+    c->next = all_conns;
+    if (all_conns) all_conns->prev = c;
+    all_conns = c;
+    nconns++;
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) conn_close(c);
+}
+
+/* Close connections that sat idle, or whose request or answer stalled. */
+static void sweep_tick(uv_timer_t *t) {
+    (void)t;
+    double now = uv_now(loop);
+    for (struct http_conn *c = all_conns, *next; c; c = next) {
+        next = c->next;
+        double idle = now - c->last_active;
+        if (c->call) continue; /* actionTimeout bounds it */
+        if (c->nwrites || c->file) {
+            if (idle > STALL_MS) conn_close(c);
+        } else if (gw_http1_busy(c->parser)) {
+            if (idle > REQUEST_MS) conn_close(c);
+        } else if (idle > KEEPALIVE_MS) {
+            conn_close(c);
+        }
+    }
+}
+
+void gw_http_stop(void) {
+    /* Open connections are still answered (the runtime says 503 to new
+     * actions), each answer with "Connection: close". */
+    stopping = 1;
+}
+
+void gw_http_close_all(void) {
+    for (struct http_conn *c = all_conns, *next; c; c = next) {
+        next = c->next;
+        conn_close(c);
+    }
+    uv_timer_stop(&sweep);
+    uv_close((uv_handle_t *)&sweep, NULL);
+    uv_idle_stop(&ready_idle);
+    uv_close((uv_handle_t *)&ready_idle, NULL);
+    free(obuf);
+    obuf = NULL;
+    obuf_cap = 0;
+}

@@ -1,0 +1,36 @@
+/* The web transport: HTTP/1.1 on the web listener's sockets, driven by
+ * libuv and parsed by gw_http1. Each request becomes a ctx table for
+ * runtime.handle("web", ctx); its (status, headers, body) answer goes back
+ * in one write. Keep-alive and pipelining (answers in order, one request
+ * in flight per connection), Expect: 100-continue, chunked bodies. Static
+ * files stream from gw_static. A WebSocket upgrade on servers.websocket.path
+ * hands the socket, and the bytes read, to libwebsockets. */
+#ifndef GW_HTTP_H
+#define GW_HTTP_H
+
+#include <libwebsockets.h>
+#include <uv.h>
+
+#include "vm/vm.h"
+
+/* Set once before the first connection; 'vhost' takes WebSocket upgrades. */
+void gw_http_init(struct gw_lua *g, uv_loop_t *loop, struct lws_vhost *vhost);
+
+/* Serve a newly accepted socket; takes ownership of 'fd'. */
+void gw_http_accept(int fd);
+
+/* Answers not yet handed to the socket, and files still streaming
+ * (graceful shutdown waits for them). */
+int gw_http_unsent(void);
+
+/* Shutdown has begun: close idle connections now, the others once their
+ * answer is written. */
+void gw_http_stop(void);
+
+/* The end: close every connection still open, cancelling its request. */
+void gw_http_close_all(void);
+
+/* Open HTTP connections in this process. */
+int gw_http_count(void);
+
+#endif

@@ -1,0 +1,243 @@
+/* See gw_server.h. Shutdown order: mark the runtime as shutting down (new
+ * actions get 503), close the listeners, wait for in-flight calls up to
+ * general.shutdownTimeout, stop the Redis client, destroy the lws context,
+ * let the loop finish. */
+#include "net/server.h"
+#include "base/gw.h"
+#include "runtime/call.h"
+#include "runtime/conn.h"
+#include "net/http.h"
+#include "vm/libs.h"
+#include "net/listen.h"
+#include "base/log.h"
+#include "vm/vm.h"
+#include "base/redis.h"
+#include "net/socket.h"
+#include "net/ws.h"
+
+#include <libwebsockets.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+
+#define WS_RX_BUFFER 1024
+#define CLOSE_GRACE_MS 500 /* for clients to answer our close at shutdown */
+
+struct gw_server {
+    uv_loop_t *loop;
+    struct gw_lua *g;
+    struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    struct gw_listener web;
+    int web_fd;
+    struct gw_socket_server *socket;
+    struct gw_redis *redis;
+    int socket_fd, own_socket_fd;
+    struct lws_protocols protocols[2];
+    uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t drain;
+    double drain_started, close_started;
+    int stopping, closing_conns;
+};
+
+static void lws_emit(int level, const char *line) {
+    /* lws 4.1 reports every adoption with a read buffer at error level. */
+    if (strstr(line, "adopt_socket_readbuf: calling service")) return;
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
+    gw_log(level == LLL_ERR ? GW_LOG_ERROR : GW_LOG_WARNING, "lws: %.*s", (int)n, line);
+}
+
+static void on_web_accept(void *ud, int fd) {
+    (void)ud;
+    gw_http_accept(fd);
+}
+
+/* The one lws protocol: WebSocket connections gw_http hands over with
+ * their upgrade request (lws binds upgrades without a subprotocol to the
+ * first protocol). Plain HTTP never reaches lws. */
+static int web_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                        size_t len) {
+    if (gw_ws_handles(reason)) return gw_ws_callback(wsi, reason, user, in, len);
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static void print_listener(const char *kind, const char *scheme, const char *host, int fd) {
+    int port = gw_listen_port(fd);
+    const char *fmt = strchr(host, ':') ? "listening %s %s://[%s]:%d\n" : "listening %s %s://%s:%d\n";
+    printf(fmt, kind, scheme, host, port);
+    fflush(stdout);
+    gw_log(GW_LOG_NOTICE, "%s server listening on %s port %d", kind, host, port);
+}
+
+static void on_signal(uv_signal_t *h, int signum);
+
+struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd, int socket_fd,
+                                int print_listening, char *err, size_t errlen) {
+    const struct gw_config *cfg = gw_lua_config(g);
+    struct gw_server *s = calloc(1, sizeof *s);
+    if (!s) gw_panic("out of memory");
+    s->loop = loop;
+    s->g = g;
+
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit);
+    gw_ws_init(g);
+    s->protocols[0].name = "http";
+    s->protocols[0].callback = web_callback;
+    s->protocols[0].per_session_data_size = gw_ws_session_size();
+    /* lws gives every WebSocket a receive buffer of this size for its whole
+     * life (default 4 KiB). Most messages are far smaller; larger ones
+     * arrive in pieces that gw_ws reassembles. */
+    s->protocols[0].rx_buffer_size = WS_RX_BUFFER;
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    void *foreign[1] = {loop};
+    info.foreign_loops = foreign;
+    info.options = LWS_SERVER_OPTION_LIBUV;
+    info.protocols = s->protocols;
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* we listen; lws serves what we adopt */
+    info.max_http_header_data = 16384;
+    info.keepalive_timeout = 60;
+    info.timeout_secs = 30;
+    info.user = s;
+
+    s->web_fd = web_fd;
+    if (cfg->web_enabled && s->web_fd < 0 &&
+        (s->web_fd = gw_listen_open(cfg->web_host, cfg->web_port, err, errlen)) < 0)
+        goto fail;
+    s->socket_fd = socket_fd;
+    if (cfg->socket_enabled && s->socket_fd < 0) {
+        if ((s->socket_fd = gw_listen_open(cfg->socket_host, cfg->socket_port, err, errlen)) < 0) goto fail;
+        s->own_socket_fd = 1;
+    }
+    s->ctx = lws_create_context(&info);
+    if (!s->ctx || !(s->vhost = lws_get_vhost_by_name(s->ctx, "default"))) {
+        gw_fmt(err, errlen, "cannot start libwebsockets");
+        goto fail;
+    }
+    gw_http_init(g, loop, s->vhost);
+    if (cfg->web_enabled && gw_listener_start(&s->web, loop, s->web_fd, on_web_accept, s) != GW_OK) {
+        gw_fmt(err, errlen, "cannot poll the web listener");
+        goto fail;
+    }
+    if (cfg->socket_enabled && !(s->socket = gw_socket_start(loop, g, s->socket_fd))) {
+        gw_fmt(err, errlen, "cannot poll the socket listener");
+        goto fail;
+    }
+
+    uv_signal_init(loop, &s->sigterm);
+    uv_signal_init(loop, &s->sigint);
+    uv_signal_init(loop, &s->sighup);
+    s->sigterm.data = s->sigint.data = s->sighup.data = s;
+    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&s->sigint, on_signal, SIGINT);
+    uv_signal_start(&s->sighup, on_signal, SIGHUP);
+    uv_timer_init(loop, &s->drain);
+    s->drain.data = s;
+
+    /* Last, as nothing after it can fail; Redis being down is not an error. */
+    if (!(s->redis = gw_redis_new(loop, cfg->redis_url, cfg->redis_command_timeout, err, errlen)))
+        gw_panic("redis.url passed the config check but not gw_redis_new: %s", err);
+    gw_lua_set_redis(g, s->redis);
+
+    if (print_listening && cfg->web_enabled) print_listener("web", "http", cfg->web_host, s->web_fd);
+    if (print_listening && cfg->socket_enabled) print_listener("socket", "tcp", cfg->socket_host, s->socket_fd);
+    return s;
+fail:
+    if (s->ctx) lws_context_destroy(s->ctx);
+    if (s->web_fd >= 0 && web_fd < 0) close(s->web_fd);
+    if (s->own_socket_fd) close(s->socket_fd);
+    free(s);
+    return NULL;
+}
+
+static void finish_shutdown(struct gw_server *s) {
+    uv_timer_stop(&s->drain);
+    uv_close((uv_handle_t *)&s->drain, NULL);
+    uv_signal_stop(&s->sigterm);
+    uv_signal_stop(&s->sigint);
+    uv_signal_stop(&s->sighup);
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->sighup, NULL);
+    /* Tasks still waiting on Redis (timer callbacks; actions past the
+     * drain were aborted) get "redis unavailable" and may run on a little,
+     * so this comes before the timers are cancelled and lws goes. */
+    gw_lua_set_redis(s->g, NULL);
+    gw_redis_free(s->redis);
+    s->redis = NULL;
+    gw_loop_shutdown();        /* timer.after callbacks not yet started */
+    gw_task_abort_unowned(s->g); /* started ones still waiting (api.sleep, modules) */
+    if (s->socket) gw_socket_close(s->socket, 0);
+    gw_http_close_all();
+    lws_context_destroy(s->ctx);
+    s->ctx = NULL;
+}
+
+static int unsent_answers(void) { return gw_http_unsent() + gw_ws_unsent() + gw_socket_unsent(); }
+
+/* Shutdown in two steps, both bounded: wait for in-flight actions and for
+ * their answers to reach the sockets (shutdownTimeout), then close the
+ * persistent connections politely (WebSocket 1001, TCP after its queue)
+ * and give clients CLOSE_GRACE_MS to finish the close handshake. */
+static void drain_tick(uv_timer_t *h) {
+    struct gw_server *s = h->data;
+    double now = gw_now_ms();
+    if (!s->closing_conns) {
+        long limit = gw_lua_config(s->g)->shutdown_timeout;
+        int busy = gw_call_count() > 0 || unsent_answers() > 0;
+        if (busy && now - s->drain_started < (double)limit) return;
+        if (busy)
+            gw_log(GW_LOG_WARNING, "shutdownTimeout reached with %d actions still running and %d answers unsent",
+                   gw_call_count(), unsent_answers());
+        s->closing_conns = 1;
+        s->close_started = now;
+        gw_ws_close_all();
+        if (s->socket) gw_socket_close(s->socket, 1);
+        return;
+    }
+    if (gw_conn_count() == 0 || now - s->close_started >= CLOSE_GRACE_MS) finish_shutdown(s);
+}
+
+static void start_shutdown(struct gw_server *s) {
+    if (s->stopping) return;
+    s->stopping = 1;
+    gw_log(GW_LOG_NOTICE, "shutting down: waiting for %d in-flight actions", gw_call_count());
+    lua_State *L = gw_lua_state(s->g);
+    gw_lua_push_runtime(s->g, "shutdown");
+    if (gw_lua_pcall(s->g, 0, 0) != LUA_OK) {
+        gw_log(GW_LOG_ERROR, "runtime.shutdown: %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    if (gw_lua_config(s->g)->web_enabled) gw_listener_stop(&s->web, 1);
+    gw_http_stop();
+    if (s->socket) gw_socket_stop_accepting(s->socket);
+    s->drain_started = gw_now_ms();
+    uv_timer_start(&s->drain, drain_tick, 0, 20);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    struct gw_server *s = h->data;
+    if (signum == SIGHUP) {
+        gw_log(GW_LOG_NOTICE, "SIGHUP: reloading actions, middleware and routes");
+        if (gw_lua_reload(s->g) == GW_OK) gw_log(GW_LOG_NOTICE, "reload done");
+        return;
+    }
+    start_shutdown(s);
+}
+
+int gw_server_run(struct gw_server *s) {
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    if (s->ctx) lws_context_destroy(s->ctx);
+    if (s->socket) gw_socket_free(s->socket);
+    if (s->own_socket_fd) close(s->socket_fd);
+    free(s);
+    return 0;
+}

@@ -1,0 +1,25 @@
+/* The process's event loop and listeners: one libuv loop drives lws (as a
+ * foreign loop), timers and signals. SIGTERM/SIGINT drain in-flight
+ * actions then exit; SIGHUP reloads actions, middleware and routes. */
+#ifndef GW_SERVER_H
+#define GW_SERVER_H
+
+#include <stddef.h>
+
+#include "vm/vm.h"
+
+struct gw_server;
+
+/* Serve as the config says, on 'web_fd' and 'socket_fd' when the caller
+ * opened them (a worker's own SO_REUSEPORT sockets, or sockets shared by all
+ * workers; -1: open them here). 'print_listening' makes
+ * this process print the "listening ..." lines. On error returns NULL with
+ * a one-line reason in 'err'. */
+struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd, int socket_fd,
+                                int print_listening, char *err, size_t errlen);
+
+/* Run until shut down; returns the exit status (0 after a clean stop).
+ * Frees the server. */
+int gw_server_run(struct gw_server *s);
+
+#endif

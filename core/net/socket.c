@@ -1,0 +1,201 @@
+/* See gw_socket.h. Reads go into one shared buffer (the loop is single
+ * threaded and a read is consumed before the next) and are split into
+ * lines by gw_lines: a line that arrives whole is handed over from there
+ * without a copy, and only a line split across reads is collected per
+ * connection. */
+#include "net/socket.h"
+#include "base/gw.h"
+#include "runtime/conn.h"
+#include "net/lines.h"
+#include "net/listen.h"
+#include "base/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define READ_BUF 65536
+#define TOO_LONG "line is longer than maxLineLength"
+
+struct sock_conn {
+    uv_tcp_t tcp;
+    struct gw_socket_server *server;
+    struct sock_conn *prev, *next;
+    struct gw_conn *conn;
+    struct gw_lines lines;
+    size_t queued;  /* bytes written and not yet sent */
+    int closing;
+};
+
+struct gw_socket_server {
+    uv_loop_t *loop;
+    struct gw_lua *g;
+    struct gw_listener listener;
+    int listening;
+    struct sock_conn *conns;
+};
+
+struct write_req {
+    uv_write_t req;
+    struct sock_conn *c;
+    size_t len;
+    char data[];
+};
+
+static char read_buf[READ_BUF];
+static int unsent_writes; /* writes queued on every connection */
+
+int gw_socket_unsent(void) { return unsent_writes; }
+
+static void on_closed(uv_handle_t *h) {
+    struct sock_conn *c = h->data;
+    struct gw_socket_server *s = c->server;
+    if (c->prev) c->prev->next = c->next;
+    else s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    if (c->conn) gw_conn_closed(c->conn);
+    gw_lines_close(&c->lines);
+    free(c);
+}
+
+static void close_conn(struct sock_conn *c) {
+    if (uv_is_closing((uv_handle_t *)&c->tcp)) return;
+    c->closing = 1;
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void on_written(uv_write_t *req, int status) {
+    struct write_req *w = (struct write_req *)req;
+    (void)status; /* a failed write shows up as a read error and closes */
+    w->c->queued -= w->len;
+    unsent_writes--;
+    free(w);
+}
+
+static int sock_send(void *transport, const char *msg, size_t len) {
+    struct sock_conn *c = transport;
+    if (c->closing) return GW_ERR;
+    long limit = gw_lua_config(c->server->g)->max_output_buffer;
+    if (c->queued + len + 1 > (size_t)limit) {
+        gw_log(GW_LOG_WARNING, "socket client not reading: %zu bytes queued, over maxOutputBuffer; disconnecting",
+               c->queued + len + 1);
+        close_conn(c);
+        return GW_ERR;
+    }
+    struct write_req *w = malloc(sizeof *w + len + 1);
+    if (!w) return GW_ERR;
+    memcpy(w->data, msg, len);
+    w->data[len] = '\n';
+    w->c = c;
+    w->len = len + 1;
+    uv_buf_t buf = uv_buf_init(w->data, (unsigned int)(len + 1));
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written) != 0) {
+        free(w);
+        close_conn(c);
+        return GW_ERR;
+    }
+    c->queued += len + 1;
+    unsent_writes++;
+    return GW_OK;
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    (void)status;
+    struct sock_conn *c = req->data;
+    free(req);
+    close_conn(c);
+}
+
+/* quit: close once the goodbye has been sent. */
+static void sock_close(void *transport) {
+    struct sock_conn *c = transport;
+    if (c->closing) return;
+    c->closing = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        free(req);
+        c->closing = 0;
+        close_conn(c);
+        return;
+    }
+    req->data = c;
+}
+
+static const struct gw_conn_ops sock_ops = {sock_send, sock_close};
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)h;
+    (void)suggested;
+    *buf = uv_buf_init(read_buf, sizeof read_buf);
+}
+
+/* A line, or (line NULL) a line over maxLineLength; stop once closing. */
+static int on_line(void *ud, const char *line, size_t len) {
+    struct sock_conn *c = ud;
+    if (line) gw_conn_message(c->conn, line, len, 0);
+    else gw_conn_reject(c->conn, 413, TOO_LONG);
+    return c->closing;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    struct sock_conn *c = stream->data;
+    if (nread < 0) {
+        close_conn(c);
+        return;
+    }
+    if (!c->closing) gw_lines_feed(&c->lines, buf->base, (size_t)nread);
+}
+
+static void on_accept(void *ud, int fd) {
+    struct gw_socket_server *s = ud;
+    struct sock_conn *c = calloc(1, sizeof *c);
+    if (!c) gw_panic("out of memory");
+    c->server = s;
+    gw_lines_init(&c->lines, (size_t)gw_lua_config(s->g)->max_line_length, on_line, c);
+    uv_tcp_init(s->loop, &c->tcp);
+    c->tcp.data = c;
+    c->next = s->conns;
+    if (c->next) c->next->prev = c;
+    s->conns = c;
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
+        close_conn(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    lua_State *L = gw_lua_state(s->g);
+    lua_createtable(L, 0, 2);
+    gw_conn_push_peer(L, fd);
+    c->conn = gw_conn_open(s->g, "socket", &sock_ops, c);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+struct gw_socket_server *gw_socket_start(uv_loop_t *loop, struct gw_lua *g, int fd) {
+    struct gw_socket_server *s = calloc(1, sizeof *s);
+    if (!s) gw_panic("out of memory");
+    s->loop = loop;
+    s->g = g;
+    if (gw_listener_start(&s->listener, loop, fd, on_accept, s) != GW_OK) {
+        free(s);
+        return NULL;
+    }
+    s->listening = 1;
+    return s;
+}
+
+void gw_socket_stop_accepting(struct gw_socket_server *s) {
+    if (!s->listening) return;
+    gw_listener_stop(&s->listener, 0);
+    s->listening = 0;
+}
+
+void gw_socket_close(struct gw_socket_server *s, int graceful) {
+    gw_socket_stop_accepting(s);
+    for (struct sock_conn *c = s->conns; c; c = c->next) {
+        if (graceful) sock_close(c);
+        else close_conn(c);
+    }
+}
+
+void gw_socket_free(struct gw_socket_server *s) { free(s); }

@@ -1,0 +1,31 @@
+/* The TCP socket transport (servers.socket): a line protocol on plain
+ * libuv streams. Each line ("\n" or "\r\n") is one message of a persistent
+ * connection (gw_conn); lines over maxLineLength are answered 413 and
+ * dropped; answers are written as lines, up to general.maxOutputBuffer
+ * queued per client. */
+#ifndef GW_SOCKET_H
+#define GW_SOCKET_H
+
+#include <uv.h>
+
+#include "vm/vm.h"
+
+struct gw_socket_server;
+
+/* Serve connections accepted on the listening 'fd' (owned by the caller). */
+struct gw_socket_server *gw_socket_start(uv_loop_t *loop, struct gw_lua *g, int fd);
+
+/* Stop accepting (graceful shutdown starts). */
+void gw_socket_stop_accepting(struct gw_socket_server *s);
+
+/* Close every connection: 'graceful' after what is queued for it has
+ * been sent, else now (their handles finish closing on the loop). */
+void gw_socket_close(struct gw_socket_server *s, int graceful);
+
+/* Answers queued on every connection and not yet written. */
+int gw_socket_unsent(void);
+
+/* Free 's' once the loop has stopped (no handle of it is left). */
+void gw_socket_free(struct gw_socket_server *s);
+
+#endif

@@ -1,0 +1,304 @@
+/* See gw_ws.h. lws runs the upgrade, framing, ping/pong and the close
+ * handshake; this file feeds what lws receives to gw_wsmsg, which
+ * reassembles messages, hands them to gw_conn, and writes answers: at once
+ * when nothing is waiting to go out, else queued, one per writable
+ * callback. */
+#include "net/ws.h"
+#include "base/gw.h"
+#include "runtime/conn.h"
+#include "base/log.h"
+#include "net/wsmsg.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct out_msg {
+    struct out_msg *next;
+    size_t len;
+    unsigned char buf[]; /* LWS_PRE bytes for lws, then the payload */
+};
+
+struct ws_conn {
+    struct ws_conn *prev, *next; /* every open WebSocket, for shutdown */
+    struct lws *wsi;
+    struct gw_conn *conn;
+    struct gw_wsmsg in; /* the message being reassembled */
+    /* answers waiting for the socket */
+    struct out_msg *out_head, *out_tail;
+    size_t out_bytes;
+    int closing;    /* close once the queue is sent */
+    int going_away; /* ... with 1001: the server is shutting down */
+    int killed;     /* dropped for falling behind: send nothing more */
+};
+
+struct gw_ws_session {
+    struct ws_conn *c;
+};
+
+static struct gw_lua *lua_rt;
+static struct ws_conn *all_conns;
+static int unsent_msgs; /* queued answers of every connection */
+
+void gw_ws_init(struct gw_lua *g) { lua_rt = g; }
+int gw_ws_unsent(void) { return unsent_msgs; }
+size_t gw_ws_session_size(void) { return sizeof(struct gw_ws_session); }
+
+int gw_ws_handles(enum lws_callback_reasons reason) {
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_RECEIVE_PONG:
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+    case LWS_CALLBACK_CLOSED:
+    case LWS_CALLBACK_WS_SERVER_BIND_PROTOCOL:
+    case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
+    case LWS_CALLBACK_TIMER:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+#define DIRECT_MAX 8192 /* answers up to this size are sent from a stack buffer */
+
+/* Send an answer now: nothing of ours is queued and lws holds nothing back
+ * from an earlier write. Asking for a writable callback instead costs a
+ * loop iteration and, on libuv, four epoll_ctl calls per answer (lws adds
+ * POLLOUT, then takes it off, and uv_poll_start removes and re-adds the
+ * watcher each time). What the socket does not take, lws keeps and sends
+ * itself; the next answers then wait in the queue. Returns GW_ERR when the
+ * connection failed (it is dropped). */
+static int send_now(struct ws_conn *c, const char *msg, size_t len) {
+    unsigned char small[LWS_PRE + DIRECT_MAX];
+    unsigned char *buf = len <= DIRECT_MAX ? small : malloc(LWS_PRE + len);
+    if (!buf) return GW_ERR;
+    memcpy(buf + LWS_PRE, msg, len);
+    int w = lws_write(c->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT);
+    if (buf != small) free(buf);
+    if (w < 0) {
+        c->killed = 1;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return GW_ERR;
+    }
+    return GW_OK;
+}
+
+static int ws_send(void *transport, const char *msg, size_t len) {
+    struct ws_conn *c = transport;
+    if (c->killed || c->closing) return GW_ERR;
+    if (!c->out_head && !lws_partial_buffered(c->wsi)) return send_now(c, msg, len);
+    long limit = gw_lua_config(lua_rt)->max_output_buffer;
+    if (c->out_bytes + len > (size_t)limit) {
+        gw_log(GW_LOG_WARNING, "websocket client not reading: %zu bytes queued, over maxOutputBuffer; disconnecting",
+               c->out_bytes + len);
+        c->killed = 1;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return GW_ERR;
+    }
+    struct out_msg *m = malloc(sizeof *m + LWS_PRE + len);
+    if (!m) return GW_ERR;
+    m->next = NULL;
+    m->len = len;
+    memcpy(m->buf + LWS_PRE, msg, len);
+    if (c->out_tail) c->out_tail->next = m;
+    else c->out_head = m;
+    c->out_tail = m;
+    c->out_bytes += len;
+    unsent_msgs++;
+    lws_callback_on_writable(c->wsi);
+    return GW_OK;
+}
+
+static void ws_close(void *transport) {
+    struct ws_conn *c = transport;
+    c->closing = 1;
+    lws_callback_on_writable(c->wsi);
+}
+
+static const struct gw_conn_ops ws_ops = {ws_send, ws_close};
+
+void gw_ws_close_all(void) {
+    for (struct ws_conn *c = all_conns; c; c = c->next) {
+        c->going_away = 1;
+        ws_close(c);
+    }
+}
+
+/* Methods lws recognises, by the token its URI is stored under. */
+static const struct {
+    enum lws_token_indexes tok;
+    const char *name;
+} methods[] = {
+    {WSI_TOKEN_GET_URI, "GET"},       {WSI_TOKEN_POST_URI, "POST"},
+    {WSI_TOKEN_PUT_URI, "PUT"},       {WSI_TOKEN_PATCH_URI, "PATCH"},
+    {WSI_TOKEN_DELETE_URI, "DELETE"}, {WSI_TOKEN_OPTIONS_URI, "OPTIONS"},
+    {WSI_TOKEN_HEAD_URI, "HEAD"},
+};
+
+/* Headers lws does not parse itself but users commonly read. */
+static const char *custom_headers[] = {
+    "x-forwarded-for:", "x-forwarded-proto:", "x-real-ip:", "x-request-id:", "x-api-key:",
+    "x-requested-with:", "x-csrf-token:", NULL};
+
+static int is_uri_token(int tok) {
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if ((int)methods[i].tok == tok) return 1;
+    return tok == WSI_TOKEN_HTTP_URI_ARGS;
+}
+
+/* [-0, +1, m] The upgrade request's headers, names lower case. */
+static void push_headers(lua_State *L, struct lws *wsi) {
+    char small[1024];
+    lua_newtable(L);
+    for (int tok = 0; tok < WSI_TOKEN_COUNT; tok++) {
+        if (is_uri_token(tok)) continue;
+        int len = lws_hdr_total_length(wsi, (enum lws_token_indexes)tok);
+        if (len <= 0) continue;
+        const char *name = (const char *)lws_token_to_string((enum lws_token_indexes)tok);
+        if (!name || !*name || name[0] == ':') continue;
+        char *buf = len < (int)sizeof small ? small : malloc((size_t)len + 1);
+        if (!buf) continue;
+        int n = lws_hdr_copy(wsi, buf, len + 1, (enum lws_token_indexes)tok);
+        if (n >= 0) {
+            size_t nl = strlen(name);
+            lua_pushlstring(L, name, nl && name[nl - 1] == ':' ? nl - 1 : nl);
+            lua_pushlstring(L, buf, (size_t)n);
+            lua_rawset(L, -3);
+        }
+        if (buf != small) free(buf);
+    }
+    for (const char **h = custom_headers; *h; h++) {
+        int hl = (int)strlen(*h);
+        int len = lws_hdr_custom_length(wsi, *h, hl);
+        if (len < 0 || len >= (int)sizeof small) continue;
+        if (lws_hdr_custom_copy(wsi, small, (int)sizeof small, *h, hl) < 0) continue;
+        lua_pushlstring(L, *h, (size_t)hl - 1);
+        lua_pushstring(L, small);
+        lua_rawset(L, -3);
+    }
+}
+
+/* Only upgrades on the configured path become WebSockets. */
+static int upgrade_allowed(struct lws *wsi) {
+    const struct gw_config *cfg = gw_lua_config(lua_rt);
+    char path[512];
+    if (!cfg->ws_enabled) return 0;
+    if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0) return 0;
+    return strcmp(path, cfg->ws_path) == 0;
+}
+
+static void on_message(void *ud, const char *msg, size_t len, int binary) {
+    struct ws_conn *c = ud;
+    gw_conn_message(c->conn, msg, len, binary);
+}
+
+static void open_conn(struct gw_ws_session *s, struct lws *wsi) {
+    struct ws_conn *c = calloc(1, sizeof *c);
+    if (!c) gw_panic("out of memory");
+    c->wsi = wsi;
+    gw_wsmsg_init(&c->in, (size_t)gw_lua_config(lua_rt)->ws_max_message, on_message, c);
+    s->c = c;
+    c->next = all_conns;
+    if (c->next) c->next->prev = c;
+    all_conns = c;
+    lua_State *L = gw_lua_state(lua_rt);
+    lua_createtable(L, 0, 3);
+    gw_conn_push_peer(L, lws_get_socket_fd(wsi));
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, gw_lua_config(lua_rt)->ws_path);
+    lua_setfield(L, -2, "path");
+    push_headers(L, wsi);
+    lua_setfield(L, -2, "headers");
+    lua_setfield(L, -2, "rawConnection");
+    c->conn = gw_conn_open(lua_rt, "websocket", &ws_ops, c);
+}
+
+static void free_conn(struct ws_conn *c) {
+    if (c->prev) c->prev->next = c->next;
+    else all_conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    while (c->out_head) {
+        struct out_msg *m = c->out_head;
+        c->out_head = m->next;
+        unsent_msgs--;
+        free(m);
+    }
+    gw_wsmsg_close(&c->in);
+    free(c);
+}
+
+/* Feed one chunk of a message; it is delivered when it is complete. */
+static int receive(struct ws_conn *c, const char *in, size_t len) {
+    struct lws *wsi = c->wsi;
+    size_t remaining = lws_remaining_packet_payload(wsi);
+    int last = lws_is_final_fragment(wsi) && remaining == 0;
+    int rc = gw_wsmsg_feed(&c->in, in, len, lws_frame_is_binary(wsi), last, remaining);
+    if (rc == GW_WSMSG_TOO_BIG) {
+        static const char reason[] = "message larger than maxMessageSize";
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason, sizeof reason - 1);
+        return -1;
+    }
+    return rc == GW_WSMSG_OK ? 0 : -1;
+}
+
+/* One queued answer per writable callback. */
+static int write_next(struct ws_conn *c) {
+    if (c->killed) return -1;
+    struct out_msg *m = c->out_head;
+    if (m) {
+        c->out_head = m->next;
+        if (!c->out_head) c->out_tail = NULL;
+        c->out_bytes -= m->len;
+        unsent_msgs--;
+        int w = lws_write(c->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+        free(m);
+        if (w < 0) return -1;
+        if (c->out_head || c->closing) lws_callback_on_writable(c->wsi);
+        return 0;
+    }
+    if (c->closing) {
+        /* Returning -1 here would drop the socket without a close frame
+         * (lws treats a failed writable callback as a dead socket); from
+         * a timer callback lws sends the close and awaits the answer. */
+        static const char bye[] = "the server is shutting down";
+        if (c->going_away)
+            lws_close_reason(c->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)bye, sizeof bye - 1);
+        else
+            lws_close_reason(c->wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+        lws_set_timer_usecs(c->wsi, 1);
+    }
+    return 0;
+}
+
+int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                   size_t len) {
+    struct gw_ws_session *s = user;
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return upgrade_allowed(wsi) ? 0 : 1;
+    case LWS_CALLBACK_ESTABLISHED:
+        if (!s) return -1;
+        open_conn(s, wsi);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        if (!s || !s->c) return -1;
+        return receive(s->c, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (!s || !s->c) return 0;
+        return write_next(s->c);
+    case LWS_CALLBACK_TIMER: /* set by write_next: close with the reason given */
+        return -1;
+    case LWS_CALLBACK_CLOSED:
+        if (s && s->c) {
+            struct ws_conn *c = s->c;
+            s->c = NULL;
+            gw_conn_closed(c->conn);
+            free_conn(c);
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}

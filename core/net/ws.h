@@ -1,0 +1,31 @@
+/* The WebSocket transport: upgrades on the web listener at
+ * servers.websocket.path become persistent connections (gw_conn). Text
+ * messages are reassembled up to maxMessageSize (1009 beyond it); answers
+ * queue per connection up to general.maxOutputBuffer, past which a client
+ * that does not read is disconnected. */
+#ifndef GW_WS_H
+#define GW_WS_H
+
+#include <libwebsockets.h>
+
+#include "vm/vm.h"
+
+/* Set once before the lws context is created. */
+void gw_ws_init(struct gw_lua *g);
+
+/* Is 'reason' one the WebSocket side handles? The web listener's single
+ * lws protocol sends those here and the rest to gw_http_callback. */
+int gw_ws_handles(enum lws_callback_reasons reason);
+
+int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                   size_t len);
+
+size_t gw_ws_session_size(void);
+
+/* Answers queued on every connection and not yet written. */
+int gw_ws_unsent(void);
+
+/* Shutdown: close every connection with 1001 once its queue is sent. */
+void gw_ws_close_all(void);
+
+#endif

@@ -1,0 +1,58 @@
+/* A persistent client connection (WebSocket or TCP) as the runtime sees
+ * it: one Lua connection object for its whole life, the messages it has in
+ * flight, and a way for answers and server pushes to reach the client.
+ * Transports own the socket; this module owns everything in between. */
+#ifndef GW_CONN_H
+#define GW_CONN_H
+
+#include <lua.h>
+#include <stddef.h>
+
+#include "vm/vm.h"
+
+struct gw_conn;
+
+/* What a transport provides. Both may be called from inside a message's
+ * reply and from Lua (server push); neither may close synchronously:
+ * closing is reported later through gw_conn_closed(). */
+struct gw_conn_ops {
+    /* Queue one message for the client. GW_ERR means it was not queued
+     * (the client is too far behind or already closing). */
+    int (*send)(void *transport, const char *msg, size_t len);
+    /* Close after what is already queued has been sent. */
+    void (*close)(void *transport);
+};
+
+/* [-1, +0] Pop a table of connection fields (remoteIP, remotePort,
+ * rawConnection...) and open a connection of 'type' ("websocket",
+ * "socket"): runtime.open creates the Lua object and runs the create
+ * middleware. */
+struct gw_conn *gw_conn_open(struct gw_lua *g, const char *type, const struct gw_conn_ops *ops,
+                             void *transport);
+
+/* One message from the client (a text frame, a line). 'binary' marks a
+ * binary WebSocket frame. */
+void gw_conn_message(struct gw_conn *c, const char *text, size_t len, int binary);
+
+/* Input the transport refused before it became a message (a line over
+ * maxLineLength): answered with an error envelope of 'status'. */
+void gw_conn_reject(struct gw_conn *c, int status, const char *message);
+
+/* The client is gone: cancel the messages in flight, run the destroy
+ * middleware, release the Lua object, free 'c'. The transport must not
+ * use 'c' afterwards; ops are not called any more. */
+void gw_conn_closed(struct gw_conn *c);
+
+/* [-0, +0, m] Set remoteIP and remotePort of the peer of socket 'fd' in
+ * the table on top ("" and 0 when unknown). Every transport's connection
+ * fields start with these. */
+void gw_conn_push_peer(lua_State *L, int fd);
+
+/* Open persistent connections in this process. */
+int gw_conn_count(void);
+
+/* require "gateway.conn": send(handle, text) and close(handle) for server
+ * push, where handle is what runtime.open received. */
+int gw_open_conn(lua_State *L);
+
+#endif

@@ -1,0 +1,504 @@
+/* Config loading and validation against one schema table, so the keys,
+ * their types and their defaults are written down in a single place. */
+#include "vm/config.h"
+#include "base/gw.h"
+#include "base/log.h"
+#include "base/redis.h"
+
+#include <lauxlib.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum kind { K_TABLE, K_STRING, K_INT, K_BOOL, K_LIST, K_PATH, K_PATHLIST, K_ANY_LIST };
+
+struct key {
+    const char *path; /* dotted */
+    enum kind kind;
+    const char *def;  /* default as Lua source, NULL for none */
+    long min, max;    /* for K_INT */
+};
+
+static const struct key schema[] = {
+    {"name", K_STRING, "'gateway'", 0, 0},
+    {"workers", K_INT, "1", 1, 256},
+    {"paths", K_TABLE, NULL, 0, 0},
+    {"paths.actions", K_PATHLIST, "{'actions'}", 0, 0},
+    {"paths.middleware", K_PATHLIST, "{'middleware'}", 0, 0},
+    {"paths.routes", K_PATH, "'routes.lua'", 0, 0},
+    {"paths.public", K_PATH, "'public'", 0, 0},
+    {"servers", K_TABLE, NULL, 0, 0},
+    {"servers.web", K_TABLE, NULL, 0, 0},
+    {"servers.web.enabled", K_BOOL, "true", 0, 0},
+    {"servers.web.host", K_STRING, "'127.0.0.1'", 0, 0},
+    {"servers.web.port", K_INT, "8080", 0, 65535},
+    {"servers.web.urlPathForActions", K_STRING, "'api'", 0, 0},
+    {"servers.web.urlPathForFiles", K_STRING, "'public'", 0, 0},
+    {"servers.web.metadata", K_BOOL, "true", 0, 0},
+    {"servers.web.maxBodySize", K_INT, "1048576", 0, LONG_MAX},
+    {"servers.web.maxHeaderSize", K_INT, "16384", 1024, 1048576},
+    {"servers.web.maxHeaders", K_INT, "100", 1, 10000},
+    {"servers.websocket", K_TABLE, NULL, 0, 0},
+    {"servers.websocket.enabled", K_BOOL, "true", 0, 0},
+    {"servers.websocket.path", K_STRING, "'/ws'", 0, 0},
+    {"servers.websocket.maxMessageSize", K_INT, "1048576", 1, LONG_MAX},
+    {"servers.socket", K_TABLE, NULL, 0, 0},
+    {"servers.socket.enabled", K_BOOL, "false", 0, 0},
+    {"servers.socket.host", K_STRING, "'127.0.0.1'", 0, 0},
+    {"servers.socket.port", K_INT, "5000", 0, 65535},
+    {"servers.socket.maxLineLength", K_INT, "65536", 1, LONG_MAX},
+    {"general", K_TABLE, NULL, 0, 0},
+    {"general.simultaneousActions", K_INT, "5", 1, 1000000},
+    {"general.maxOutputBuffer", K_INT, "8388608", 1024, LONG_MAX},
+    {"general.actionTimeout", K_INT, "30000", 0, LONG_MAX},
+    {"general.cpuTimeout", K_INT, "2000", 0, LONG_MAX},
+    {"general.shutdownTimeout", K_INT, "5000", 0, LONG_MAX},
+    {"general.missingParamChecks", K_LIST, "{'nil', 'null', ''}", 0, 0},
+    {"general.disableParamScrubbing", K_BOOL, "false", 0, 0},
+    {"general.defaultMiddlewarePriority", K_INT, "100", LONG_MIN, LONG_MAX},
+    {"redis", K_TABLE, NULL, 0, 0},
+    {"redis.url", K_STRING, "'redis://127.0.0.1:6379/0'", 0, 0},
+    {"redis.prefix", K_STRING, "'gateway:'", 0, 0},
+    {"redis.commandTimeout", K_INT, "5000", 0, LONG_MAX},
+    {"logging", K_TABLE, NULL, 0, 0},
+    {"logging.level", K_STRING, "'info'", 0, 0},
+    {"logging.format", K_STRING, "'text'", 0, 0},
+    {"logging.filteredParams", K_LIST, "{'password'}", 0, 0},
+    {"modules", K_ANY_LIST, "{}", 0, 0},
+};
+#define NKEYS (sizeof schema / sizeof schema[0])
+
+struct loader {
+    lua_State *L;
+    const char *file;  /* for messages */
+    const char *text;  /* file contents, to find a key's line */
+    char *err;
+    size_t errlen;
+    const char *level_from; /* the override logging.level came from, if any */
+    const char *url_from;   /* the override redis.url came from, if any */
+};
+
+static int is_ident(char c) {
+    return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* Where "seg =" first occurs at or after 'from', as a pointer, or NULL. */
+static const char *find_assign(const char *from, const char *seg, size_t n) {
+    for (const char *p = from; *p; p++) {
+        if (strncmp(p, seg, n) != 0 || (p > from && is_ident(p[-1])) || is_ident(p[n])) continue;
+        const char *q = p + n;
+        while (*q == ' ' || *q == '\t' || *q == ']' || *q == '"' || *q == '\'') q++;
+        if (*q == '=' && q[1] != '=') return p;
+    }
+    return NULL;
+}
+
+/* The line of a dotted key: each segment is looked for after the one
+ * before it, so servers.web.port finds the port inside web = {...}.
+ * 0 when the last segment is not found. */
+static int find_line(const char *text, const char *dotted) {
+    const char *pos = text, *found = NULL;
+    char seg[128];
+    for (const char *p = dotted; *p;) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        gw_fmt(seg, sizeof seg, "%.*s", (int)n, p);
+        found = find_assign(pos, seg, strlen(seg));
+        if (found) pos = found + n;
+        p += n + (dot ? 1 : 0);
+    }
+    if (!found) return 0;
+    int line = 1;
+    for (const char *p = text; p < found; p++)
+        if (*p == '\n') line++;
+    return line;
+}
+
+static int fail(struct loader *ld, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct loader *ld, const char *key, const char *fmt, ...) {
+    char reason[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    int line = ld->text ? find_line(ld->text, key) : 0;
+    if (line) gw_fmt(ld->err, ld->errlen, "%s:%d: %s: %s", ld->file, line, key, reason);
+    else gw_fmt(ld->err, ld->errlen, "%s: %s: %s", ld->file, key, reason);
+    return GW_ERR;
+}
+
+static const struct key *lookup(const char *path) {
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(schema[i].path, path) == 0) return &schema[i];
+    return NULL;
+}
+
+static const char *kind_name(enum kind k) {
+    switch (k) {
+    case K_TABLE: return "a table";
+    case K_STRING: case K_PATH: return "a string";
+    case K_INT: return "an integer";
+    case K_BOOL: return "a boolean";
+    default: return "a list";
+    }
+}
+
+/* Check the table at the top of the stack, whose dotted name is 'prefix'
+ * ("" for the root): unknown keys, then each value's type. */
+static int check_table(struct loader *ld, const char *prefix) {
+    lua_State *L = ld->L;
+    char path[256];
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            lua_pop(L, 2);
+            return fail(ld, prefix[0] ? prefix : "config", "keys must be strings");
+        }
+        const char *k = lua_tostring(L, -2);
+        gw_fmt(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "", k);
+        const struct key *key = lookup(path);
+        if (!key) {
+            lua_pop(L, 2);
+            return fail(ld, path, "unknown key");
+        }
+        int t = lua_type(L, -1);
+        int ok = 1;
+        switch (key->kind) {
+        case K_TABLE: case K_ANY_LIST: ok = t == LUA_TTABLE; break;
+        case K_STRING: case K_PATH: ok = t == LUA_TSTRING; break;
+        case K_BOOL: ok = t == LUA_TBOOLEAN; break;
+        case K_INT: ok = lua_isinteger(L, -1) || (t == LUA_TNUMBER && lua_tonumber(L, -1) == (lua_Number)(long long)lua_tonumber(L, -1)); break;
+        case K_LIST: case K_PATHLIST:
+            ok = t == LUA_TTABLE || (key->kind == K_PATHLIST && t == LUA_TSTRING);
+            if (ok && t == LUA_TTABLE) {
+                lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+                for (lua_Integer i = 1; i <= n && ok; i++) {
+                    ok = lua_rawgeti(L, -1, i) == LUA_TSTRING;
+                    lua_pop(L, 1);
+                }
+                if (!ok) {
+                    lua_pop(L, 2);
+                    return fail(ld, path, "expected a list of strings");
+                }
+            }
+            break;
+        }
+        if (!ok) {
+            const char *got = luaL_typename(L, -1);
+            lua_pop(L, 2);
+            return fail(ld, path, "expected %s, got %s", kind_name(key->kind), got);
+        }
+        if (key->kind == K_INT) {
+            long long v = (long long)lua_tonumber(L, -1);
+            if (v < key->min || v > key->max) {
+                lua_pop(L, 2);
+                return fail(ld, path, "%lld is out of range (%ld..%ld)", v, key->min, key->max);
+            }
+        }
+        if (key->kind == K_TABLE) {
+            if (check_table(ld, path) != GW_OK) {
+                lua_pop(L, 2);
+                return GW_ERR;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    return GW_OK;
+}
+
+/* Walk to the table holding 'path' (creating sections), leaving it and
+ * pushing nothing else; returns the last segment. */
+static const char *descend(lua_State *L, const char *path, char *seg, size_t seglen) {
+    const char *p = path, *dot;
+    while ((dot = strchr(p, '.')) != NULL) {
+        gw_fmt(seg, seglen, "%.*s", (int)(dot - p), p);
+        if (lua_getfield(L, -1, seg) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, -3, seg);
+        }
+        lua_remove(L, -2);
+        p = dot + 1;
+    }
+    return p;
+}
+
+static void set_string(lua_State *L, const char *path, const char *value) {
+    char seg[128];
+    lua_pushvalue(L, -1);
+    const char *last = descend(L, path, seg, sizeof seg);
+    lua_pushstring(L, value);
+    lua_setfield(L, -2, last);
+    lua_pop(L, 1);
+}
+
+static void set_int(lua_State *L, const char *path, long long value) {
+    char seg[128];
+    lua_pushvalue(L, -1);
+    const char *last = descend(L, path, seg, sizeof seg);
+    lua_pushinteger(L, value);
+    lua_setfield(L, -2, last);
+    lua_pop(L, 1);
+}
+
+/* Fill defaults for absent keys, and make relative paths absolute. */
+static void complete(lua_State *L, const char *dir) {
+    char seg[128];
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &schema[i];
+        lua_pushvalue(L, -1);
+        const char *last = descend(L, k->path, seg, sizeof seg);
+        int t = lua_getfield(L, -1, last);
+        if (t == LUA_TNIL && k->def) {
+            lua_pop(L, 1);
+            char src[256];
+            luaL_loadstring(L, gw_fmt(src, sizeof src, "return %s", k->def));
+            lua_call(L, 0, 1);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, -3, last);
+        }
+        if (k->kind == K_PATHLIST && lua_type(L, -1) == LUA_TSTRING) {
+            lua_createtable(L, 1, 0);
+            lua_insert(L, -2);
+            lua_rawseti(L, -2, 1);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, -3, last);
+        }
+        if (k->kind == K_PATH || k->kind == K_PATHLIST) {
+            int n = k->kind == K_PATH ? 1 : (int)lua_rawlen(L, -1);
+            for (int j = 1; j <= n; j++) {
+                if (k->kind == K_PATHLIST) lua_rawgeti(L, -1, j);
+                const char *p = lua_tostring(L, -1);
+                if (p[0] != '/') {
+                    lua_pushfstring(L, "%s/%s", dir, p);
+                    if (k->kind == K_PATHLIST) lua_rawseti(L, -3, j);
+                    else lua_setfield(L, -3, last);
+                }
+                if (k->kind == K_PATHLIST) lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 2);
+    }
+}
+
+static long get_int(lua_State *L, const char *path) {
+    char seg[128];
+    lua_pushvalue(L, -1);
+    const char *last = descend(L, path, seg, sizeof seg);
+    lua_getfield(L, -1, last);
+    long v = (long)lua_tointeger(L, -1);
+    if (!lua_isinteger(L, -1)) v = (long)lua_tonumber(L, -1);
+    lua_pop(L, 2);
+    return v;
+}
+
+static void get_string(lua_State *L, const char *path, char *out, size_t outlen) {
+    char seg[128];
+    lua_pushvalue(L, -1);
+    const char *last = descend(L, path, seg, sizeof seg);
+    lua_getfield(L, -1, last);
+    gw_fmt(out, outlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+    lua_pop(L, 2);
+}
+
+/* [-0, +1, m] Push the contents of the regular file 'path' as a userdata
+ * and return them NUL-terminated, or push nothing and return NULL. The
+ * memory belongs to Lua, so an error raised later (out of memory) cannot
+ * leak it. */
+static const char *push_file(lua_State *L, const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return NULL;
+    char *buf = lua_newuserdatauv(L, (size_t)st.st_size + 1, 0);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    size_t got = fread(buf, 1, (size_t)st.st_size, f);
+    buf[got] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static int parse_port(const char *s, int *port) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < 0 || v > 65535) return GW_ERR;
+    *port = (int)v;
+    return GW_OK;
+}
+
+static int apply_overrides(struct loader *ld, const struct gw_config_overrides *ov) {
+    lua_State *L = ld->L;
+    const char *env;
+    int port;
+    ld->text = NULL; /* override errors have no line in the file */
+    if ((env = getenv("GATEWAY_PORT")) && *env) {
+        if (parse_port(env, &port) != GW_OK) return fail(ld, "GATEWAY_PORT", "not a port number: %s", env);
+        set_int(L, "servers.web.port", port);
+    }
+    if ((env = getenv("GATEWAY_REDIS_URL")) && *env) {
+        set_string(L, "redis.url", env);
+        ld->url_from = "GATEWAY_REDIS_URL";
+    }
+    if ((env = getenv("GATEWAY_LOG_LEVEL")) && *env) {
+        set_string(L, "logging.level", env);
+        ld->level_from = "GATEWAY_LOG_LEVEL";
+    }
+    if (ov) {
+        if (ov->host) set_string(L, "servers.web.host", ov->host);
+        if (ov->port >= 0) set_int(L, "servers.web.port", ov->port);
+        if (ov->workers > 0) set_int(L, "workers", ov->workers);
+        if (ov->redis_url) {
+            set_string(L, "redis.url", ov->redis_url);
+            ld->url_from = "--redis";
+        }
+        if (ov->log_level) {
+            set_string(L, "logging.level", ov->log_level);
+            ld->level_from = "--log-level";
+        }
+    }
+    return GW_OK;
+}
+
+int gw_config_load(lua_State *L, const char *path, const struct gw_config_overrides *ov,
+                   struct gw_config *out, char *err, size_t errlen) {
+    struct loader ld = {L, path ? path : "(defaults)", NULL, err, errlen, NULL, NULL};
+    const char *text = NULL;
+    int top = lua_gettop(L);
+
+    memset(out, 0, sizeof *out);
+    if (path) {
+        const char *slash = strrchr(path, '/');
+        char cwd[4096];
+        if (!slash) gw_fmt(out->config_dir, sizeof out->config_dir, "%s", getcwd(cwd, sizeof cwd) ? cwd : ".");
+        else if (path[0] == '/') gw_fmt(out->config_dir, sizeof out->config_dir, "%.*s", (int)(slash - path), path);
+        else gw_fmt(out->config_dir, sizeof out->config_dir, "%s/%.*s", getcwd(cwd, sizeof cwd) ? cwd : ".", (int)(slash - path), path);
+        if (slash == path) gw_fmt(out->config_dir, sizeof out->config_dir, "/");
+
+        if (!(text = push_file(L, path))) {
+            gw_fmt(err, errlen, "%s: cannot read the config file", path);
+            return GW_ERR;
+        }
+        ld.text = text; /* the file stays at top + 1 until the end */
+        if (luaL_loadbuffer(L, text, strlen(text), lua_pushfstring(L, "@%s", path)) != LUA_OK ||
+            lua_pcall(L, 0, 1, 0) != LUA_OK) {
+            gw_fmt(err, errlen, "%s", lua_tostring(L, -1));
+            goto fail;
+        }
+        lua_remove(L, -2); /* the chunk name */
+        if (!lua_istable(L, -1)) {
+            gw_fmt(err, errlen, "%s: the config file must return a table, got %s", path, luaL_typename(L, -1));
+            goto fail;
+        }
+        if (check_table(&ld, "") != GW_OK) goto fail;
+    } else {
+        char cwd[4096];
+        gw_fmt(out->config_dir, sizeof out->config_dir, "%s", getcwd(cwd, sizeof cwd) ? cwd : ".");
+        lua_newtable(L);
+    }
+
+    if (apply_overrides(&ld, ov) != GW_OK) goto fail;
+    ld.text = text;
+    complete(L, out->config_dir);
+
+    /* Values whose range a type cannot express. */
+    char buf[256];
+    get_string(L, "logging.level", buf, sizeof buf);
+    if ((out->log_level = gw_log_level_parse(buf)) < 0) {
+        if (ld.level_from) ld.text = NULL; /* not the file's fault */
+        fail(&ld, "logging.level", "unknown level \"%s\"%s%s (debug, info, notice, warning, error, crit)",
+             buf, ld.level_from ? " from " : "", ld.level_from ? ld.level_from : "");
+        goto fail;
+    }
+    get_string(L, "logging.format", buf, sizeof buf);
+    if (strcmp(buf, "text") != 0 && strcmp(buf, "json") != 0) {
+        fail(&ld, "logging.format", "must be \"text\" or \"json\", got \"%s\"", buf);
+        goto fail;
+    }
+    out->log_json = strcmp(buf, "json") == 0;
+    lua_getfield(L, -1, "general");
+    lua_getfield(L, -1, "missingParamChecks");
+    for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
+        lua_rawgeti(L, -1, i);
+        const char *c = lua_tostring(L, -1);
+        if (strcmp(c, "nil") != 0 && strcmp(c, "null") != 0 && strcmp(c, "") != 0) {
+            fail(&ld, "general.missingParamChecks", "unknown check \"%s\" (\"nil\", \"null\", \"\")", c);
+            goto fail;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+    {
+        char url[1024], why[256];
+        struct gw_redis_url u;
+        get_string(L, "redis.url", url, sizeof url);
+        if (gw_redis_url_parse(url, &u, why, sizeof why) != GW_OK) {
+            if (ld.url_from) {
+                ld.text = NULL; /* not the file's fault */
+                fail(&ld, "redis.url", "%s (from %s)", why, ld.url_from);
+            } else {
+                fail(&ld, "redis.url", "%s", why);
+            }
+            goto fail;
+        }
+    }
+    get_string(L, "servers.websocket.path", buf, sizeof buf);
+    if (buf[0] != '/') {
+        fail(&ld, "servers.websocket.path", "must start with '/'");
+        goto fail;
+    }
+
+    get_string(L, "name", out->name, sizeof out->name);
+    out->workers = (int)get_int(L, "workers");
+    {
+        lua_getfield(L, -1, "servers");
+        lua_getfield(L, -1, "web");
+        lua_getfield(L, -1, "enabled");
+        out->web_enabled = lua_toboolean(L, -1);
+        lua_getfield(L, -2, "metadata");
+        out->metadata = lua_toboolean(L, -1);
+        lua_pop(L, 3);
+        lua_getfield(L, -1, "websocket");
+        lua_getfield(L, -1, "enabled");
+        out->ws_enabled = lua_toboolean(L, -1);
+        lua_pop(L, 2);
+        lua_getfield(L, -1, "socket");
+        lua_getfield(L, -1, "enabled");
+        out->socket_enabled = lua_toboolean(L, -1);
+        lua_pop(L, 3);
+    }
+    get_string(L, "servers.web.host", out->web_host, sizeof out->web_host);
+    out->web_port = (int)get_int(L, "servers.web.port");
+    get_string(L, "servers.web.urlPathForActions", out->api_path, sizeof out->api_path);
+    get_string(L, "servers.web.urlPathForFiles", out->files_path, sizeof out->files_path);
+    out->max_body_size = get_int(L, "servers.web.maxBodySize");
+    out->max_header_size = get_int(L, "servers.web.maxHeaderSize");
+    out->max_headers = (int)get_int(L, "servers.web.maxHeaders");
+    get_string(L, "servers.websocket.path", out->ws_path, sizeof out->ws_path);
+    out->ws_max_message = get_int(L, "servers.websocket.maxMessageSize");
+    get_string(L, "servers.socket.host", out->socket_host, sizeof out->socket_host);
+    out->socket_port = (int)get_int(L, "servers.socket.port");
+    out->max_line_length = get_int(L, "servers.socket.maxLineLength");
+    out->simultaneous_actions = (int)get_int(L, "general.simultaneousActions");
+    out->max_output_buffer = get_int(L, "general.maxOutputBuffer");
+    out->action_timeout = get_int(L, "general.actionTimeout");
+    out->cpu_timeout = get_int(L, "general.cpuTimeout");
+    out->shutdown_timeout = get_int(L, "general.shutdownTimeout");
+    get_string(L, "redis.url", out->redis_url, sizeof out->redis_url);
+    out->redis_command_timeout = get_int(L, "redis.commandTimeout");
+    get_string(L, "paths.public", out->public_dir, sizeof out->public_dir);
+
+    if (text) lua_remove(L, top + 1);
+    return GW_OK;
+fail:
+    lua_settop(L, top);
+    return GW_ERR;
+}

@@ -1,0 +1,748 @@
+/* The Lua state and its tasks. Each task is a coroutine anchored in the
+ * registry; the thread's extra space points back at its task so bindings
+ * can find who is calling. Resuming goes through task_run, which handles
+ * yields, returns, errors and the cpuTimeout stop in one place. Finished
+ * tasks keep their coroutine in a pool for the next spawn. */
+#include "vm/vm.h"
+#include "runtime/conn.h"
+#include "base/gw.h"
+#include "vm/libs.h"
+#include "base/log.h"
+#include "modules/loader.h"
+#include "base/regex.h"
+
+#include <lauxlib.h>
+#include <lua-cjson.h>
+#include <lualib.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef GW_LUA_DIR
+#define GW_LUA_DIR "lua"
+#endif
+
+#define HOOK_EVERY 10000 /* instructions between checks of the fallback hook */
+#define STOP_EVERY 1000   /* instructions between stops once a slice ran over */
+#define POOL_MAX 64       /* finished tasks kept, with their coroutine, for reuse */
+
+struct gw_task {
+    struct gw_lua *g;
+    lua_State *co;
+    int ref;                /* anchors 'co' */
+    gw_task_done_fn done;
+    void *ud;
+    struct gw_wait waits;   /* list head of what it waits on */
+    int running;            /* inside lua_resume right now */
+    int aborted;            /* abort requested while running */
+    int waiting;            /* suspended in loop.wait() */
+    int cpu_exceeded;
+    struct gw_task *unowned_prev, *unowned_next; /* 'done' is NULL: in g->unowned */
+    struct gw_task *pool_next; /* in g->pool */
+};
+
+/* The cpuTimeout guard. A count hook on every coroutine would make Lua 5.4
+ * run all code in its slow "trap" mode, a call per instruction: a fifth of
+ * a request's cost. Instead a watchdog thread looks at the running slice
+ * every few milliseconds; once it has run over, it signals the main thread,
+ * whose handler sets the hook on the coroutine running then (lua_sethook
+ * may be called from a signal handler: lua.c does it for Ctrl-C), and
+ * cpu_hook stops it. 'running' is kept by every entry into Lua (slice_enter)
+ * and by coroutine.resume, wrap and close, which the state gets from here.
+ * Without the thread (it could not be started) the hook is set for good. */
+struct watch {
+    pthread_t thread, main;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started, stop;
+    pid_t pid;                     /* of the process the thread runs in */
+    struct timespec period;
+    _Atomic double start;          /* slice start (ms) while Lua runs, else -1 */
+    lua_State *volatile running;   /* the coroutine running Lua code now */
+};
+
+struct gw_lua {
+    lua_State *L;
+    uv_loop_t *loop;
+    struct gw_config cfg;
+    int runtime_ref;
+    struct gw_task *current;
+    double slice_start;
+    struct watch watch;
+    struct gw_redis *redis;
+    struct gateway_module *modules; /* C modules, loaded before the runtime */
+    struct gw_task *unowned;        /* tasks nobody waits for (timer callbacks) */
+    struct gw_task *pool;           /* finished tasks whose coroutine can run again */
+    int npool;
+};
+
+/* The hook has only a lua_State; there is one state per process. */
+static struct gw_lua *hook_owner;
+
+static struct gw_task **task_slot(lua_State *L) {
+    return (struct gw_task **)lua_getextraspace(L);
+}
+
+struct gw_task *gw_task_of(lua_State *L) { return *task_slot(L); }
+lua_State *gw_lua_state(struct gw_lua *g) { return g->L; }
+uv_loop_t *gw_lua_loop(struct gw_lua *g) { return g->loop; }
+const struct gw_config *gw_lua_config(struct gw_lua *g) { return &g->cfg; }
+void gw_lua_set_redis(struct gw_lua *g, struct gw_redis *r) { g->redis = r; }
+struct gw_redis *gw_lua_redis(struct gw_lua *g) { return g->redis; }
+lua_State *gw_task_thread(struct gw_task *t) { return t->co; }
+struct gw_task *gw_task_current(struct gw_lua *g) { return g->current; }
+void gw_task_set_waiting(struct gw_task *t, int waiting) { t->waiting = waiting; }
+int gw_task_is_waiting(struct gw_task *t) { return t->waiting; }
+/* --- the cpuTimeout guard ------------------------------------------------ */
+
+/* Set in a child forked while the state exists: see watch_after_fork. */
+static volatile sig_atomic_t watch_forked;
+static void watch_after_fork(struct gw_lua *g);
+
+/* What slice_enter replaced, for slice_leave to put back (slices nest: a
+ * task resumed from inside another). */
+struct slice {
+    double start;
+    lua_State *running;
+};
+
+static void slice_enter(struct gw_lua *g, lua_State *L, struct slice *prev) {
+    if (watch_forked) watch_after_fork(g);
+    prev->start = g->slice_start;
+    prev->running = g->watch.running;
+    g->slice_start = gw_now_ms();
+    g->watch.running = L;
+    atomic_store_explicit(&g->watch.start, g->slice_start, memory_order_relaxed);
+}
+
+static void slice_leave(struct gw_lua *g, const struct slice *prev) {
+    g->slice_start = prev->start;
+    g->watch.running = prev->running;
+    atomic_store_explicit(&g->watch.start, prev->running ? prev->start : -1.0,
+                          memory_order_relaxed);
+}
+
+void gw_lua_reset_slice(struct gw_lua *g) {
+    g->slice_start = gw_now_ms();
+    atomic_store_explicit(&g->watch.start, g->slice_start, memory_order_relaxed);
+}
+
+static int over_time(struct gw_lua *g) {
+    return g->cfg.cpu_timeout > 0 && gw_now_ms() - g->slice_start > (double)g->cfg.cpu_timeout;
+}
+
+/* Stop code that runs too long without yielding: inside a task, yield out
+ * of it (a pcall in the action cannot catch that); elsewhere, raise. The
+ * hook stays on while the slice is over, so even code that catches the
+ * error is stopped again at once. Set for a slice that has ended (the
+ * signal came late, or the error ended the slice), it takes itself off. */
+static void cpu_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    struct gw_lua *g = hook_owner;
+    if (!g) return;
+    if (!over_time(g)) {
+        if (g->watch.started) lua_sethook(L, NULL, 0, 0);
+        return;
+    }
+    struct gw_task *t = gw_task_of(L);
+    if (t && t == g->current && lua_isyieldable(L)) {
+        t->cpu_exceeded = 1;
+        lua_yield(L, 0);
+        return;
+    }
+    if (t) t->cpu_exceeded = 1;
+    luaL_error(L, "code ran for more than general.cpuTimeout (%d ms) without yielding",
+               (int)g->cfg.cpu_timeout);
+}
+
+/* Hook 'L' to be stopped, unless it is already: setting it again would
+ * restart its count, and a task that spends its time in coroutines of its
+ * own might never reach it. */
+static void stop_soon(lua_State *L) {
+    if (lua_gethook(L) != cpu_hook) lua_sethook(L, cpu_hook, LUA_MASKCOUNT, STOP_EVERY);
+}
+
+/* On the main thread, from the watchdog: when the slice ran over, hook the
+ * coroutine running now and the task it runs in, so that a coroutine of the
+ * action's own that is stopped (it raises) cannot hand control back to a
+ * task that carries on. */
+static void watch_signal(int sig) {
+    (void)sig;
+    struct gw_lua *g = hook_owner;
+    if (!g || !g->watch.running || !over_time(g)) return;
+    stop_soon(g->watch.running);
+    if (g->current) stop_soon(g->current->co);
+}
+
+/* Back in 'L' from a coroutine: if the slice ran over meanwhile, 'L' is
+ * stopped too (the coroutine was, and raised into it). */
+static void watch_back(struct gw_lua *g, lua_State *L, lua_State *prev) {
+    g->watch.running = prev;
+    if (g->watch.started && over_time(g)) stop_soon(L);
+}
+
+static void *watch_main(void *arg) {
+    struct gw_lua *g = arg;
+    struct watch *w = &g->watch;
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += w->period.tv_sec;
+        until.tv_nsec += w->period.tv_nsec;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->cv, &w->mu, &until);
+        double start = atomic_load_explicit(&w->start, memory_order_relaxed);
+        if (!w->stop && start >= 0 && gw_now_ms() - start > (double)g->cfg.cpu_timeout)
+            pthread_kill(w->main, SIGRTMIN);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static void watch_atfork_child(void) { watch_forked = 1; }
+
+/* Start the watchdog: it looks every tenth of cpuTimeout, 5 to 100 ms.
+ * Returns GW_OK, or GW_ERR when it cannot run. */
+static int watch_start(struct gw_lua *g) {
+    static int atfork_set;
+    if (!atfork_set && pthread_atfork(NULL, NULL, watch_atfork_child) == 0) atfork_set = 1;
+    struct watch *w = &g->watch;
+    long every = g->cfg.cpu_timeout / 10;
+    if (every < 5) every = 5;
+    if (every > 100) every = 100;
+    w->period.tv_sec = every / 1000;
+    w->period.tv_nsec = (every % 1000) * 1000000L;
+    w->main = pthread_self();
+    w->pid = getpid();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = watch_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    pthread_condattr_t ca;
+    if (sigaction(SIGRTMIN, &sa, NULL) != 0 || pthread_condattr_init(&ca) != 0) return GW_ERR;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int ok = pthread_mutex_init(&w->mu, NULL) == 0;
+    if (ok && pthread_cond_init(&w->cv, &ca) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        ok = 0;
+    }
+    pthread_condattr_destroy(&ca);
+    if (!ok) return GW_ERR;
+    /* The thread takes none of the process's signals. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&w->thread, NULL, watch_main, g);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+        return GW_ERR;
+    }
+    w->started = 1;
+    return GW_OK;
+}
+
+/* A child forked while the state exists has no watchdog thread (threads do
+ * not survive fork), and a copy of its lock in whatever state it was in:
+ * its first slice starts a new one, or falls back to the hook for good. */
+static void watch_after_fork(struct gw_lua *g) {
+    watch_forked = 0;
+    if (!g->watch.started || g->watch.pid == getpid()) return; /* made after the fork */
+    g->watch.started = 0;
+    g->watch.stop = 0;
+    if (watch_start(g) != GW_OK) lua_sethook(g->L, cpu_hook, LUA_MASKCOUNT, HOOK_EVERY);
+}
+
+static void watch_stop(struct gw_lua *g) {
+    struct watch *w = &g->watch;
+    if (!w->started) return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    w->started = 0;
+}
+
+int gw_lua_pcall(struct gw_lua *g, int nargs, int nres) {
+    struct slice prev;
+    slice_enter(g, g->L, &prev);
+    int rc = lua_pcall(g->L, nargs, nres, 0);
+    slice_leave(g, &prev);
+    return rc;
+}
+
+/* coroutine.resume, wrap and close as Lua 5.4.4's lcorolib.c has them,
+ * keeping watch.running while the coroutine runs. */
+static lua_State *getco(lua_State *L) {
+    lua_State *co = lua_tothread(L, 1);
+    luaL_argexpected(L, co, 1, "thread");
+    return co;
+}
+
+static int auxresume(lua_State *L, lua_State *co, int narg) {
+    int status, nres;
+    if (!lua_checkstack(co, narg)) {
+        lua_pushliteral(L, "too many arguments to resume");
+        return -1;
+    }
+    lua_xmove(L, co, narg);
+    struct gw_lua *g = hook_owner;
+    lua_State *prev = g ? g->watch.running : NULL;
+    if (g) g->watch.running = co;
+    status = lua_resume(co, L, narg, &nres);
+    if (g) watch_back(g, L, prev);
+    if (status == LUA_OK || status == LUA_YIELD) {
+        if (!lua_checkstack(L, nres + 1)) {
+            lua_pop(co, nres);
+            lua_pushliteral(L, "too many results to resume");
+            return -1;
+        }
+        lua_xmove(co, L, nres);
+        return nres;
+    }
+    lua_xmove(co, L, 1);
+    return -1;
+}
+
+static int co_resume(lua_State *L) {
+    lua_State *co = getco(L);
+    int r = auxresume(L, co, lua_gettop(L) - 1);
+    if (r < 0) {
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    lua_insert(L, -(r + 1));
+    return r + 1;
+}
+
+static int co_auxwrap(lua_State *L) {
+    lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+    int r = auxresume(L, co, lua_gettop(L));
+    if (r < 0) {
+        int stat = lua_status(co);
+        if (stat != LUA_OK && stat != LUA_YIELD) {
+            stat = lua_resetthread(co); /* close its tbc variables */
+            lua_xmove(co, L, 1);
+        }
+        if (stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+            luaL_where(L, 1);
+            lua_insert(L, -2);
+            lua_concat(L, 2);
+        }
+        return lua_error(L);
+    }
+    return r;
+}
+
+static int co_wrap(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_State *co = lua_newthread(L);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 1);
+    lua_pushcclosure(L, co_auxwrap, 1);
+    return 1;
+}
+
+static int co_close(lua_State *L) {
+    static const char *const names[] = {"running", "dead", "suspended", "normal"};
+    lua_State *co = getco(L);
+    int status = 1; /* dead */
+    if (L == co) {
+        status = 0;
+    } else if (lua_status(co) == LUA_YIELD) {
+        status = 2;
+    } else if (lua_status(co) == LUA_OK) {
+        lua_Debug ar;
+        if (lua_getstack(co, 0, &ar)) status = 3;
+        else if (lua_gettop(co) != 0) status = 2;
+    }
+    if (status == 0 || status == 3) return luaL_error(L, "cannot close a %s coroutine", names[status]);
+    struct gw_lua *g = hook_owner;
+    lua_State *prev = g ? g->watch.running : NULL;
+    if (g) g->watch.running = co; /* its __close handlers run on it */
+    int rc = lua_resetthread(co);
+    if (g) watch_back(g, L, prev);
+    if (rc == LUA_OK) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    lua_xmove(co, L, 1);
+    return 2;
+}
+
+/* [-0, +0, m] Put the functions above in the coroutine library. */
+static void watch_coroutines(lua_State *L) {
+    static const luaL_Reg fns[] = {
+        {"resume", co_resume}, {"wrap", co_wrap}, {"close", co_close}, {NULL, NULL}};
+    lua_getglobal(L, "coroutine");
+    luaL_setfuncs(L, fns, 0);
+    lua_pop(L, 1);
+}
+
+void gw_task_attach(struct gw_task *t, struct gw_wait *w) {
+    w->owner = t;
+    w->next = t->waits.next;
+    w->prev = &t->waits;
+    t->waits.next->prev = w;
+    t->waits.next = w;
+}
+
+void gw_task_detach(struct gw_wait *w) {
+    if (!w->owner) return;
+    w->prev->next = w->next;
+    w->next->prev = w->prev;
+    w->owner = NULL;
+    w->prev = w->next = NULL;
+}
+
+/* Release a task that has ended. A coroutine that returned normally is at
+ * rest (its status LUA_OK, no call in progress, nothing left open), so it
+ * goes to the pool with its task and serves the next spawn: no new thread,
+ * stack and CallInfo list per request. One that raised, was stopped or was
+ * aborted is dropped and collected. */
+static void task_free(struct gw_task *t, int reusable) {
+    struct gw_lua *g = t->g;
+    if (!t->done) {
+        if (t->unowned_prev) t->unowned_prev->unowned_next = t->unowned_next;
+        else g->unowned = t->unowned_next;
+        if (t->unowned_next) t->unowned_next->unowned_prev = t->unowned_prev;
+    }
+    /* Whatever it still owns (timer.after callbacks) outlives it. */
+    while (t->waits.next != &t->waits) gw_task_detach(t->waits.next);
+    *task_slot(t->co) = NULL;
+    if (reusable && g->npool < POOL_MAX && lua_status(t->co) == LUA_OK) {
+        lua_settop(t->co, 0);
+        t->pool_next = g->pool;
+        g->pool = t;
+        g->npool++;
+        return;
+    }
+    luaL_unref(g->L, LUA_REGISTRYINDEX, t->ref);
+    free(t);
+}
+
+/* A task for gw_task_spawn: a pooled one, or a new one with a new coroutine. */
+static struct gw_task *task_new(struct gw_lua *g) {
+    struct gw_task *t = g->pool;
+    if (t) {
+        g->pool = t->pool_next;
+        g->npool--;
+        lua_State *co = t->co;
+        int ref = t->ref;
+        memset(t, 0, sizeof *t);
+        t->co = co;
+        t->ref = ref;
+        /* The action may have set a hook of its own on its coroutine, or the
+         * cpuTimeout guard one: the next task starts with the main thread's,
+         * as a new coroutine would. */
+        lua_State *L = g->L;
+        if (lua_gethook(co) != lua_gethook(L) || lua_gethookmask(co) != lua_gethookmask(L) ||
+            lua_gethookcount(co) != lua_gethookcount(L))
+            lua_sethook(co, lua_gethook(L), lua_gethookmask(L), lua_gethookcount(L));
+        return t;
+    }
+    t = calloc(1, sizeof *t);
+    if (!t) gw_panic("out of memory");
+    t->co = lua_newthread(g->L);
+    t->ref = luaL_ref(g->L, LUA_REGISTRYINDEX);
+    return t;
+}
+
+static void task_cancel_waits(struct gw_task *t) {
+    while (t->waits.next != &t->waits) {
+        struct gw_wait *w = t->waits.next;
+        gw_task_detach(w);
+        w->cancel(w);
+    }
+}
+
+void gw_task_abort(struct gw_task *t) {
+    if (t->running) {
+        t->aborted = 1; /* task_run finishes the job when the resume returns */
+        return;
+    }
+    task_cancel_waits(t);
+    lua_resetthread(t->co); /* close pending to-be-closed variables */
+    task_free(t, 0);
+}
+
+/* Resume 't' with 'nargs' values on its stack. Returns 1 if the task
+ * ended (and was freed), 0 if it is suspended. */
+static int task_run(struct gw_task *t, int nargs) {
+    struct gw_lua *g = t->g;
+    struct gw_task *prev = g->current;
+    struct slice prev_slice;
+    int nres = 0;
+
+    g->current = t;
+    slice_enter(g, t->co, &prev_slice);
+    t->running = 1;
+    t->waiting = 0;
+    int rc = lua_resume(t->co, prev ? prev->co : g->L, nargs, &nres);
+    t->running = 0;
+    g->current = prev;
+    slice_leave(g, &prev_slice);
+    if (!prev) gw_regex_collect(); /* no binding can be holding a pattern now */
+
+    if (t->aborted) {
+        lua_settop(t->co, 0);
+        t->aborted = 0;
+        gw_task_abort(t);
+        return 1;
+    }
+    if (rc == LUA_YIELD && !t->cpu_exceeded) {
+        lua_pop(t->co, nres); /* whoever suspended it resumes it */
+        return 0;
+    }
+    enum gw_task_status status = GW_TASK_OK;
+    if (t->cpu_exceeded) {
+        status = GW_TASK_CPU;
+        lua_settop(t->co, 0);
+        gw_log(GW_LOG_ERROR, "stopped Lua code that ran for more than general.cpuTimeout (%ld ms)",
+               g->cfg.cpu_timeout);
+        task_cancel_waits(t);
+    } else if (rc != LUA_OK) {
+        status = GW_TASK_ERROR;
+        const char *msg = lua_tostring(t->co, -1);
+        luaL_traceback(t->co, t->co, msg ? msg : "(error object is not a string)", 0);
+        lua_remove(t->co, -2);
+        nres = 1;
+        task_cancel_waits(t);
+    }
+    if (t->done) t->done(t->ud, status, t->co, status == GW_TASK_CPU ? 0 : nres);
+    task_free(t, status == GW_TASK_OK);
+    return 1;
+}
+
+struct gw_task *gw_task_spawn(struct gw_lua *g, int nargs, gw_task_done_fn done, void *ud) {
+    lua_State *L = g->L;
+    struct gw_task *t = task_new(g);
+    t->g = g;
+    t->done = done;
+    t->ud = ud;
+    t->waits.next = t->waits.prev = &t->waits;
+    if (!done) {
+        t->unowned_next = g->unowned;
+        if (g->unowned) g->unowned->unowned_prev = t;
+        g->unowned = t;
+    }
+    *task_slot(t->co) = t;
+    lua_xmove(L, t->co, nargs + 1);
+    return task_run(t, nargs) ? NULL : t;
+}
+
+void gw_task_resume(struct gw_task *t, int nargs) { task_run(t, nargs); }
+
+void gw_task_abort_unowned(struct gw_lua *g) {
+    for (struct gw_task *t = g->unowned, *next; t; t = next) {
+        next = t->unowned_next;
+        if (!t->running) gw_task_abort(t);
+    }
+}
+
+/* --- state setup ------------------------------------------------------- */
+
+static int msghandler(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Protected call on the main thread; on error the message is in 'err'. */
+static int pcall_main(struct gw_lua *g, int nargs, int nres, char *err, size_t errlen) {
+    lua_State *L = g->L;
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, msghandler);
+    lua_insert(L, base);
+    struct slice prev;
+    slice_enter(g, L, &prev);
+    int rc = lua_pcall(L, nargs, nres, base);
+    slice_leave(g, &prev);
+    lua_remove(L, base);
+    if (rc != LUA_OK) {
+        /* Only the first line: the file, line and reason. The traceback
+         * goes to the log at debug level. */
+        const char *msg = lua_tostring(L, -1);
+        const char *nl = msg ? strchr(msg, '\n') : NULL;
+        gw_log(GW_LOG_DEBUG, "%s", msg ? msg : "?");
+        gw_fmt(err, errlen, "%.*s", nl ? (int)(nl - msg) : (int)strlen(msg ? msg : "?"), msg ? msg : "?");
+        lua_pop(L, 1);
+        return GW_ERR;
+    }
+    return GW_OK;
+}
+
+static void preload(lua_State *L, const char *name, lua_CFunction f) {
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, f);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
+struct gw_lua *gw_lua_new(uv_loop_t *loop, const char *config_path,
+                          const struct gw_config_overrides *ov, struct gw_config *cfg,
+                          char *err, size_t errlen) {
+    return gw_lua_new_alloc(NULL, NULL, loop, config_path, ov, cfg, err, errlen);
+}
+
+/* What gw_lua_new asks of setup_state, and its answer. */
+struct setup {
+    struct gw_lua *g;
+    const char *config_path;
+    const struct gw_config_overrides *ov;
+    char *err;
+    size_t errlen;
+    int rc;
+};
+
+/* Fill the new state: libraries, package.path, preloads, config, C modules,
+ * and the runtime with its actions. It runs under lua_pcall, so running out
+ * of memory anywhere in here fails gw_lua_new like any other error instead
+ * of aborting in an unprotected call. Sets s->rc; failures other than
+ * errors raised leave their message in s->err. */
+static int setup_state(lua_State *L) {
+    struct setup *s = lua_touserdata(L, 1);
+    struct gw_lua *g = s->g;
+    lua_settop(L, 0);
+    s->rc = GW_ERR;
+    luaL_openlibs(L);
+
+    const char *dir = getenv("GATEWAY_LUA_DIR");
+    if (!dir || !*dir) dir = GW_LUA_DIR;
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
+    lua_getfield(L, -2, "path");
+    lua_concat(L, 2);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+    preload(L, "gateway.core", gw_open_core);
+    preload(L, "gateway.loop", gw_open_loop);
+    preload(L, "gateway.conn", gw_open_conn);
+    preload(L, "cjson", luaopen_cjson);
+    lua_pushlightuserdata(L, g);
+    lua_setfield(L, LUA_REGISTRYINDEX, "gateway.lua");
+
+    if (gw_config_load(L, s->config_path, s->ov, &g->cfg, s->err, s->errlen) != GW_OK) return 0;
+    gw_log_set_level(g->cfg.log_level);
+    gw_log_set_json(g->cfg.log_json);
+    /* The cpuTimeout guard (see struct watch). Without its thread, the hook
+     * goes on the main thread for good; threads copy it, so every task is
+     * covered. */
+    watch_coroutines(L);
+    if (g->cfg.cpu_timeout > 0 && watch_start(g) != GW_OK)
+        lua_sethook(L, cpu_hook, LUA_MASKCOUNT, HOOK_EVERY);
+
+    /* C modules load before actions, so api.<module> exists when they run.
+     * Each process (every forked worker) loads its own. */
+    struct slice prev;
+    slice_enter(g, L, &prev);
+    int rc = gw_module_load_all(L, -1, g->cfg.config_dir, &g->modules, s->err, s->errlen);
+    slice_leave(g, &prev);
+    if (rc != GW_OK) return 0;
+
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "gateway.runtime");
+    if (pcall_main(g, 1, 1, s->err, s->errlen) != GW_OK) return 0;
+    g->runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    /* runtime.init(config, modules) loads actions, middleware and routes. */
+    gw_lua_push_runtime(g, "init");
+    lua_insert(L, -3);
+    if (pcall_main(g, 2, 0, s->err, s->errlen) != GW_OK) return 0;
+    s->rc = GW_OK;
+    return 0;
+}
+
+struct gw_lua *gw_lua_new_alloc(lua_Alloc alloc, void *ud, uv_loop_t *loop,
+                                const char *config_path, const struct gw_config_overrides *ov,
+                                struct gw_config *cfg, char *err, size_t errlen) {
+    struct gw_lua *g = calloc(1, sizeof *g);
+    if (!g) gw_panic("out of memory");
+    g->loop = loop;
+    g->runtime_ref = LUA_NOREF;
+    atomic_init(&g->watch.start, -1.0);
+    g->L = alloc ? lua_newstate(alloc, ud) : luaL_newstate();
+    if (!g->L) {
+        gw_fmt(err, errlen, "cannot create the Lua state: not enough memory");
+        goto fail;
+    }
+    lua_State *L = g->L;
+    *task_slot(L) = NULL;
+    hook_owner = g;
+
+    struct setup s = {g, config_path, ov, err, errlen, GW_ERR};
+    lua_pushcfunction(L, setup_state);
+    lua_pushlightuserdata(L, &s);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        gw_fmt(err, errlen, "%s", msg ? msg : "cannot set up the Lua state");
+        goto fail;
+    }
+    if (s.rc != GW_OK) goto fail;
+    *cfg = g->cfg;
+    return g;
+fail:
+    gw_lua_free(g);
+    return NULL;
+}
+
+void gw_lua_free(struct gw_lua *g) {
+    if (!g) return;
+    watch_stop(g);
+    if (hook_owner == g) hook_owner = NULL;
+    while (g->pool) {
+        struct gw_task *t = g->pool;
+        g->pool = t->pool_next;
+        free(t); /* its coroutine goes with the state */
+    }
+    gw_module_close_all(g->modules);
+    if (g->L) lua_close(g->L);
+    gw_module_unload_all(g->modules);
+    gw_regex_cache_clear();
+    free(g);
+}
+
+void gw_lua_push_runtime(struct gw_lua *g, const char *name) {
+    lua_rawgeti(g->L, LUA_REGISTRYINDEX, g->runtime_ref);
+    lua_getfield(g->L, -1, name);
+    lua_remove(g->L, -2);
+}
+
+int gw_lua_reload(struct gw_lua *g) {
+    char err[1024];
+    gw_lua_push_runtime(g, "reload");
+    if (pcall_main(g, 0, 0, err, sizeof err) != GW_OK) {
+        gw_log(GW_LOG_ERROR, "reload failed, keeping the loaded actions: %s", err);
+        return GW_ERR;
+    }
+    return GW_OK;
+}
+
+void gw_lua_print_summary(struct gw_lua *g) {
+    char err[1024];
+    gw_lua_push_runtime(g, "summary");
+    if (pcall_main(g, 0, 1, err, sizeof err) != GW_OK) {
+        fprintf(stderr, "%s\n", err);
+        return;
+    }
+    fputs(lua_tostring(g->L, -1) ? lua_tostring(g->L, -1) : "", stdout);
+    lua_pop(g->L, 1);
+}
