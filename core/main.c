@@ -6,7 +6,7 @@
 #include "vm/config.h"
 #include "net/listen.h"
 #include "base/log.h"
-#include "vm/vm.h"
+#include "runtime/runtime.h"
 #include "net/server.h"
 
 #include <errno.h>
@@ -71,7 +71,7 @@ static int run_worker(const char *config, const struct gw_config_overrides *ov,
     /* The master's reserving sockets are no business of a worker's. */
     if (web->reuseport) close(web->fd);
     if (sock->reuseport) close(sock->fd);
-    struct gw_lua *g = gw_lua_new(&loop, config, ov, &cfg, err, sizeof err);
+    struct gw_runtime *g = gw_runtime_new(&loop, config, ov, &cfg, err, sizeof err);
     if (!g) {
         fprintf(stderr, "gateway: %s\n", err);
         uv_loop_close(&loop);
@@ -86,12 +86,12 @@ static int run_worker(const char *config, const struct gw_config_overrides *ov,
         s = gw_server_new(&loop, g, web_fd, socket_fd, print_listening, err, sizeof err);
     if (!s) {
         fprintf(stderr, "gateway: %s\n", err);
-        gw_lua_free(g);
+        gw_runtime_free(g);
         uv_loop_close(&loop);
         return 1;
     }
     int rc = gw_server_run(s);
-    gw_lua_free(g);
+    gw_runtime_free(g);
     uv_loop_close(&loop);
     return rc;
 }
@@ -302,7 +302,7 @@ int main(int argc, char **argv) {
     struct gw_config cfg;
     uv_loop_t loop;
     uv_loop_init(&loop);
-    struct gw_lua *g = gw_lua_new(&loop, config, &ov, &cfg, err, sizeof err);
+    struct gw_runtime *g = gw_runtime_new(&loop, config, &ov, &cfg, err, sizeof err);
     if (!g) {
         fprintf(stderr, "gateway: %s\n", err);
         uv_loop_close(&loop);
@@ -310,8 +310,8 @@ int main(int argc, char **argv) {
     }
     if (check) {
         printf("config %s: ok\n", config ? config : "(defaults)");
-        gw_lua_print_summary(g);
-        gw_lua_free(g);
+        gw_runtime_print_summary(g);
+        gw_runtime_free(g);
         uv_loop_close(&loop);
         return 0;
     }
@@ -319,16 +319,16 @@ int main(int argc, char **argv) {
         struct gw_server *s = gw_server_new(&loop, g, -1, -1, 1, err, sizeof err);
         if (!s) {
             fprintf(stderr, "gateway: %s\n", err);
-            gw_lua_free(g);
+            gw_runtime_free(g);
             uv_loop_close(&loop);
             return 1;
         }
         int rc = gw_server_run(s);
-        gw_lua_free(g);
+        gw_runtime_free(g);
         uv_loop_close(&loop);
         return rc;
     }
-    gw_lua_free(g);
+    gw_runtime_free(g);
     uv_loop_close(&loop);
     return run_master(cfg.workers, config, &ov, &cfg);
 }

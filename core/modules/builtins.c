@@ -1,9 +1,11 @@
 /* The gateway's own modules, in load order. api.regex and api.json are
- * the tables gateway.core also offers plain Lua (busted specs), registered
- * field by field; api.redis and api.sleep suspend actions through the
- * async helper (core/mod_redis.c, core/mod_sleep.c). */
+ * the tables of gateway.regex and gateway.json (vm/regexlib.c,
+ * vm/jsonlib.c), registered field by field; api.redis and api.sleep suspend actions through the
+ * async helper (mod_redis.c, mod_sleep.c). */
 #include "modules/builtins.h"
 #include "gateway.h"
+#include "modules/mod_redis.h"
+#include "modules/mod_sleep.h"
 #include "vm/libs.h"
 
 #include <lauxlib.h>

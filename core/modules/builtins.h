@@ -21,9 +21,4 @@ extern const struct gw_static_module gw_builtin_modules[];
  * scripts/static-modules.sh (empty unless STATIC_MODULES is set). */
 extern const struct gw_static_module gw_static_modules[];
 
-int mod_redis_init(struct gateway_module *m);
-void mod_redis_free(struct gateway_module *m);
-int mod_sleep_init(struct gateway_module *m);
-void mod_sleep_free(struct gateway_module *m);
-
 #endif

@@ -1,14 +1,15 @@
-/* Loading C modules (the `modules` config key) and the functions of the
- * public API in gateway.h. Internal: modules include gateway.h only. */
-#ifndef GW_MODULE_H
-#define GW_MODULE_H
+/* Loading C modules (the `modules` config key): what the runtime asks of
+ * modules/. Modules themselves include gateway.h only. */
+#ifndef GW_LOADER_H
+#define GW_LOADER_H
 
 #include <lua.h>
 #include <stddef.h>
 
 struct gateway_module;
+struct gw_redis;
 
-/* [-0, +1, m] Load the built-in modules (gw_builtins.c), then every entry
+/* [-0, +1, m] Load the built-in modules (modules/builtins.c), then every entry
  * of config.modules (the config table at 'config_idx'): dlopen, or the
  * linked-in module of that name when it has no path; check the API
  * version; call init. Paths are relative to 'config_dir'. Pushes a list
@@ -27,5 +28,9 @@ void gw_module_close_all(struct gateway_module *list);
 /* dlclose and free the handles: after lua_close, since the state may hold
  * functions (and __gc metamethods) that live in the modules' code. */
 void gw_module_unload_all(struct gateway_module *list);
+
+/* The Redis client gateway_redis_* use, for every module on the list
+ * (NULL: none, they fail as "redis unavailable"). */
+void gw_module_set_redis(struct gateway_module *list, struct gw_redis *r);
 
 #endif

@@ -64,7 +64,7 @@ struct http_conn {
     int port;
 };
 
-static struct gw_lua *lua_rt;
+static struct gw_runtime *lua_rt;
 static uv_loop_t *loop;
 static struct lws_vhost *ws_vhost;
 static struct http_conn *all_conns, *ready_head;
@@ -121,7 +121,7 @@ static void unschedule(struct http_conn *c) {
     c->rnext = c->rprev = NULL;
 }
 
-void gw_http_init(struct gw_lua *g, uv_loop_t *l, struct lws_vhost *vhost) {
+void gw_http_init(struct gw_runtime *g, uv_loop_t *l, struct lws_vhost *vhost) {
     lua_rt = g;
     loop = l;
     ws_vhost = vhost;
@@ -495,7 +495,7 @@ static const struct gw_static_out static_out;
 /* A complete request: a file, the probe, or the runtime. */
 static void dispatch(struct http_conn *c) {
     struct gw_http1 *hp = c->parser;
-    const struct gw_config *cfg = gw_lua_config(lua_rt);
+    const struct gw_config *cfg = gw_runtime_config(lua_rt);
     const char *method = gw_http1_method(hp);
     c->in_flight = 1;
     c->keep_alive = gw_http1_keep_alive(hp);
@@ -517,7 +517,7 @@ static void dispatch(struct http_conn *c) {
     }
     if (probe_fixed) {
         static const char fixed[] = "{\"ok\":true}";
-        lua_State *L = gw_lua_state(lua_rt);
+        lua_State *L = gw_vm_state(gw_runtime_vm(lua_rt));
         int top = lua_gettop(L);
         lua_pushinteger(L, 200);
         lua_pushnil(L);
@@ -553,7 +553,7 @@ static void dispatch(struct http_conn *c) {
         if (!c->file) conn_close(c);
         return;
     }
-    lua_State *L = gw_lua_state(lua_rt);
+    lua_State *L = gw_vm_state(gw_runtime_vm(lua_rt));
     lua_createtable(L, 0, 16); /* and what web.lua adds: connection, data, route... */
     lua_pushstring(L, method);
     lua_setfield(L, -2, "method");
@@ -643,7 +643,7 @@ static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len) 
 }
 
 static int is_ws_upgrade(const struct gw_http1 *hp) {
-    const struct gw_config *cfg = gw_lua_config(lua_rt);
+    const struct gw_config *cfg = gw_runtime_config(lua_rt);
     const char *up = gw_http1_header(hp, "upgrade");
     if (!cfg->ws_enabled || !up || strcasecmp(up, "websocket") != 0) return 0;
     if (strcmp(gw_http1_method(hp), "GET") != 0) return 0;
@@ -858,7 +858,7 @@ void gw_http_accept(int fd) {
         close(fd);
         return;
     }
-    const struct gw_config *cfg = gw_lua_config(lua_rt);
+    const struct gw_config *cfg = gw_runtime_config(lua_rt);
     struct gw_http1_limits lim = {(uint32_t)cfg->max_header_size, cfg->max_headers, cfg->max_body_size};
     if (!(c->parser = gw_http1_new(&lim))) {
         close(fd);

@@ -11,10 +11,10 @@
 #include <libwebsockets.h>
 #include <uv.h>
 
-#include "vm/vm.h"
+#include "runtime/runtime.h"
 
 /* Set once before the first connection; 'vhost' takes WebSocket upgrades. */
-void gw_http_init(struct gw_lua *g, uv_loop_t *loop, struct lws_vhost *vhost);
+void gw_http_init(struct gw_runtime *g, uv_loop_t *loop, struct lws_vhost *vhost);
 
 /* Serve a newly accepted socket; takes ownership of 'fd'. */
 void gw_http_accept(int fd);

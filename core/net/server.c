@@ -31,7 +31,7 @@
 
 struct gw_server {
     uv_loop_t *loop;
-    struct gw_lua *g;
+    struct gw_runtime *g;
     struct lws_context *ctx;
     struct lws_vhost *vhost;
     struct gw_listener web;
@@ -78,9 +78,9 @@ static void print_listener(const char *kind, const char *scheme, const char *hos
 
 static void on_signal(uv_signal_t *h, int signum);
 
-struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd, int socket_fd,
+struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *g, int web_fd, int socket_fd,
                                 int print_listening, char *err, size_t errlen) {
-    const struct gw_config *cfg = gw_lua_config(g);
+    const struct gw_config *cfg = gw_runtime_config(g);
     struct gw_server *s = calloc(1, sizeof *s);
     if (!s) gw_panic("out of memory");
     s->loop = loop;
@@ -145,7 +145,7 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_lua *g, int web_fd, i
     /* Last, as nothing after it can fail; Redis being down is not an error. */
     if (!(s->redis = gw_redis_new(loop, cfg->redis_url, cfg->redis_command_timeout, err, errlen)))
         gw_panic("redis.url passed the config check but not gw_redis_new: %s", err);
-    gw_lua_set_redis(g, s->redis);
+    gw_runtime_set_redis(g, s->redis);
 
     if (print_listening && cfg->web_enabled) print_listener("web", "http", cfg->web_host, s->web_fd);
     if (print_listening && cfg->socket_enabled) print_listener("socket", "tcp", cfg->socket_host, s->socket_fd);
@@ -170,11 +170,11 @@ static void finish_shutdown(struct gw_server *s) {
     /* Tasks still waiting on Redis (timer callbacks; actions past the
      * drain were aborted) get "redis unavailable" and may run on a little,
      * so this comes before the timers are cancelled and lws goes. */
-    gw_lua_set_redis(s->g, NULL);
+    gw_runtime_set_redis(s->g, NULL);
     gw_redis_free(s->redis);
     s->redis = NULL;
     gw_loop_shutdown();        /* timer.after callbacks not yet started */
-    gw_task_abort_unowned(s->g); /* started ones still waiting (api.sleep, modules) */
+    gw_task_abort_unowned(gw_runtime_vm(s->g)); /* started ones still waiting (api.sleep, modules) */
     if (s->socket) gw_socket_close(s->socket, 0);
     gw_http_close_all();
     lws_context_destroy(s->ctx);
@@ -191,7 +191,7 @@ static void drain_tick(uv_timer_t *h) {
     struct gw_server *s = h->data;
     double now = gw_now_ms();
     if (!s->closing_conns) {
-        long limit = gw_lua_config(s->g)->shutdown_timeout;
+        long limit = gw_runtime_config(s->g)->shutdown_timeout;
         int busy = gw_call_count() > 0 || unsent_answers() > 0;
         if (busy && now - s->drain_started < (double)limit) return;
         if (busy)
@@ -210,13 +210,13 @@ static void start_shutdown(struct gw_server *s) {
     if (s->stopping) return;
     s->stopping = 1;
     gw_log(GW_LOG_NOTICE, "shutting down: waiting for %d in-flight actions", gw_call_count());
-    lua_State *L = gw_lua_state(s->g);
-    gw_lua_push_runtime(s->g, "shutdown");
-    if (gw_lua_pcall(s->g, 0, 0) != LUA_OK) {
+    lua_State *L = gw_vm_state(gw_runtime_vm(s->g));
+    gw_runtime_push(s->g, "shutdown");
+    if (gw_vm_pcall(gw_runtime_vm(s->g), 0, 0) != LUA_OK) {
         gw_log(GW_LOG_ERROR, "runtime.shutdown: %s", lua_tostring(L, -1));
         lua_pop(L, 1);
     }
-    if (gw_lua_config(s->g)->web_enabled) gw_listener_stop(&s->web, 1);
+    if (gw_runtime_config(s->g)->web_enabled) gw_listener_stop(&s->web, 1);
     gw_http_stop();
     if (s->socket) gw_socket_stop_accepting(s->socket);
     s->drain_started = gw_now_ms();
@@ -227,7 +227,7 @@ static void on_signal(uv_signal_t *h, int signum) {
     struct gw_server *s = h->data;
     if (signum == SIGHUP) {
         gw_log(GW_LOG_NOTICE, "SIGHUP: reloading actions, middleware and routes");
-        if (gw_lua_reload(s->g) == GW_OK) gw_log(GW_LOG_NOTICE, "reload done");
+        if (gw_runtime_reload(s->g) == GW_OK) gw_log(GW_LOG_NOTICE, "reload done");
         return;
     }
     start_shutdown(s);

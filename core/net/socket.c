@@ -29,7 +29,7 @@ struct sock_conn {
 
 struct gw_socket_server {
     uv_loop_t *loop;
-    struct gw_lua *g;
+    struct gw_runtime *g;
     struct gw_listener listener;
     int listening;
     struct sock_conn *conns;
@@ -75,7 +75,7 @@ static void on_written(uv_write_t *req, int status) {
 static int sock_send(void *transport, const char *msg, size_t len) {
     struct sock_conn *c = transport;
     if (c->closing) return GW_ERR;
-    long limit = gw_lua_config(c->server->g)->max_output_buffer;
+    long limit = gw_runtime_config(c->server->g)->max_output_buffer;
     if (c->queued + len + 1 > (size_t)limit) {
         gw_log(GW_LOG_WARNING, "socket client not reading: %zu bytes queued, over maxOutputBuffer; disconnecting",
                c->queued + len + 1);
@@ -152,7 +152,7 @@ static void on_accept(void *ud, int fd) {
     struct sock_conn *c = calloc(1, sizeof *c);
     if (!c) gw_panic("out of memory");
     c->server = s;
-    gw_lines_init(&c->lines, (size_t)gw_lua_config(s->g)->max_line_length, on_line, c);
+    gw_lines_init(&c->lines, (size_t)gw_runtime_config(s->g)->max_line_length, on_line, c);
     uv_tcp_init(s->loop, &c->tcp);
     c->tcp.data = c;
     c->next = s->conns;
@@ -164,14 +164,14 @@ static void on_accept(void *ud, int fd) {
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    lua_State *L = gw_lua_state(s->g);
+    lua_State *L = gw_vm_state(gw_runtime_vm(s->g));
     lua_createtable(L, 0, 2);
     gw_conn_push_peer(L, fd);
     c->conn = gw_conn_open(s->g, "socket", &sock_ops, c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
-struct gw_socket_server *gw_socket_start(uv_loop_t *loop, struct gw_lua *g, int fd) {
+struct gw_socket_server *gw_socket_start(uv_loop_t *loop, struct gw_runtime *g, int fd) {
     struct gw_socket_server *s = calloc(1, sizeof *s);
     if (!s) gw_panic("out of memory");
     s->loop = loop;

@@ -8,12 +8,12 @@
 
 #include <uv.h>
 
-#include "vm/vm.h"
+#include "runtime/runtime.h"
 
 struct gw_socket_server;
 
 /* Serve connections accepted on the listening 'fd' (owned by the caller). */
-struct gw_socket_server *gw_socket_start(uv_loop_t *loop, struct gw_lua *g, int fd);
+struct gw_socket_server *gw_socket_start(uv_loop_t *loop, struct gw_runtime *g, int fd);
 
 /* Stop accepting (graceful shutdown starts). */
 void gw_socket_stop_accepting(struct gw_socket_server *s);

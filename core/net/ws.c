@@ -35,11 +35,11 @@ struct gw_ws_session {
     struct ws_conn *c;
 };
 
-static struct gw_lua *lua_rt;
+static struct gw_runtime *lua_rt;
 static struct ws_conn *all_conns;
 static int unsent_msgs; /* queued answers of every connection */
 
-void gw_ws_init(struct gw_lua *g) { lua_rt = g; }
+void gw_ws_init(struct gw_runtime *g) { lua_rt = g; }
 int gw_ws_unsent(void) { return unsent_msgs; }
 size_t gw_ws_session_size(void) { return sizeof(struct gw_ws_session); }
 
@@ -89,7 +89,7 @@ static int ws_send(void *transport, const char *msg, size_t len) {
     struct ws_conn *c = transport;
     if (c->killed || c->closing) return GW_ERR;
     if (!c->out_head && !lws_partial_buffered(c->wsi)) return send_now(c, msg, len);
-    long limit = gw_lua_config(lua_rt)->max_output_buffer;
+    long limit = gw_runtime_config(lua_rt)->max_output_buffer;
     if (c->out_bytes + len > (size_t)limit) {
         gw_log(GW_LOG_WARNING, "websocket client not reading: %zu bytes queued, over maxOutputBuffer; disconnecting",
                c->out_bytes + len);
@@ -182,7 +182,7 @@ static void push_headers(lua_State *L, struct lws *wsi) {
 
 /* Only upgrades on the configured path become WebSockets. */
 static int upgrade_allowed(struct lws *wsi) {
-    const struct gw_config *cfg = gw_lua_config(lua_rt);
+    const struct gw_config *cfg = gw_runtime_config(lua_rt);
     char path[512];
     if (!cfg->ws_enabled) return 0;
     if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0) return 0;
@@ -198,16 +198,16 @@ static void open_conn(struct gw_ws_session *s, struct lws *wsi) {
     struct ws_conn *c = calloc(1, sizeof *c);
     if (!c) gw_panic("out of memory");
     c->wsi = wsi;
-    gw_wsmsg_init(&c->in, (size_t)gw_lua_config(lua_rt)->ws_max_message, on_message, c);
+    gw_wsmsg_init(&c->in, (size_t)gw_runtime_config(lua_rt)->ws_max_message, on_message, c);
     s->c = c;
     c->next = all_conns;
     if (c->next) c->next->prev = c;
     all_conns = c;
-    lua_State *L = gw_lua_state(lua_rt);
+    lua_State *L = gw_vm_state(gw_runtime_vm(lua_rt));
     lua_createtable(L, 0, 3);
     gw_conn_push_peer(L, lws_get_socket_fd(wsi));
     lua_createtable(L, 0, 2);
-    lua_pushstring(L, gw_lua_config(lua_rt)->ws_path);
+    lua_pushstring(L, gw_runtime_config(lua_rt)->ws_path);
     lua_setfield(L, -2, "path");
     push_headers(L, wsi);
     lua_setfield(L, -2, "headers");

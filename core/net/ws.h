@@ -8,10 +8,10 @@
 
 #include <libwebsockets.h>
 
-#include "vm/vm.h"
+#include "runtime/runtime.h"
 
 /* Set once before the lws context is created. */
-void gw_ws_init(struct gw_lua *g);
+void gw_ws_init(struct gw_runtime *g);
 
 /* Is 'reason' one the WebSocket side handles? The web listener's single
  * lws protocol sends those here and the rest to gw_http_callback. */

@@ -14,26 +14,20 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
-#define HANDLE_MT "gateway.conn.handle"
-
 struct message {
     struct message *prev, *next;
     struct gw_conn *conn;
     struct gw_call *call;
 };
 
-struct handle {
-    struct gw_conn *conn; /* NULL once the connection has closed */
-};
-
 struct gw_conn {
-    struct gw_lua *g;
+    struct gw_runtime *g;
     const char *type;
     const struct gw_conn_ops *ops;
     void *transport;
     int conn_ref;   /* the Lua connection object */
     int handle_ref; /* keeps the handle alive until it is emptied */
-    struct handle *handle;
+    struct gw_conn_handle *handle;
     struct message *inflight;
 };
 
@@ -61,7 +55,7 @@ static void on_reply(void *ud, lua_State *L, int base, int n) {
 
 /* [-1, +0] Pop a ctx table, add the connection, and run it as a call. */
 static void dispatch(struct gw_conn *c) {
-    lua_State *L = gw_lua_state(c->g);
+    lua_State *L = gw_vm_state(gw_runtime_vm(c->g));
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->conn_ref);
     lua_setfield(L, -2, "connection");
     struct message *m = calloc(1, sizeof *m);
@@ -79,7 +73,7 @@ static void dispatch(struct gw_conn *c) {
 #define CTX_FIELDS 12
 
 void gw_conn_message(struct gw_conn *c, const char *text, size_t len, int binary) {
-    lua_State *L = gw_lua_state(c->g);
+    lua_State *L = gw_vm_state(gw_runtime_vm(c->g));
     lua_createtable(L, 0, CTX_FIELDS);
     lua_pushlstring(L, text, len);
     lua_setfield(L, -2, "text");
@@ -89,7 +83,7 @@ void gw_conn_message(struct gw_conn *c, const char *text, size_t len, int binary
 }
 
 void gw_conn_reject(struct gw_conn *c, int status, const char *message) {
-    lua_State *L = gw_lua_state(c->g);
+    lua_State *L = gw_vm_state(gw_runtime_vm(c->g));
     lua_createtable(L, 0, 2);
     lua_createtable(L, 0, 2);
     lua_pushinteger(L, status);
@@ -100,9 +94,9 @@ void gw_conn_reject(struct gw_conn *c, int status, const char *message) {
     dispatch(c);
 }
 
-struct gw_conn *gw_conn_open(struct gw_lua *g, const char *type, const struct gw_conn_ops *ops,
+struct gw_conn *gw_conn_open(struct gw_runtime *g, const char *type, const struct gw_conn_ops *ops,
                              void *transport) {
-    lua_State *L = gw_lua_state(g);
+    lua_State *L = gw_vm_state(gw_runtime_vm(g));
     struct gw_conn *c = calloc(1, sizeof *c);
     if (!c) gw_panic("out of memory");
     c->g = g;
@@ -113,16 +107,17 @@ struct gw_conn *gw_conn_open(struct gw_lua *g, const char *type, const struct gw
 
     int fields = lua_gettop(L);
     c->handle = lua_newuserdatauv(L, sizeof *c->handle, 0);
-    c->handle->conn = c;
-    luaL_setmetatable(L, HANDLE_MT);
+    c->handle->ops = ops;
+    c->handle->transport = transport;
+    luaL_setmetatable(L, GW_CONN_HANDLE);
     lua_pushvalue(L, -1);
     c->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
-    gw_lua_push_runtime(g, "open");
+    gw_runtime_push(g, "open");
     lua_pushstring(L, type);
     lua_pushvalue(L, fields);
     lua_pushvalue(L, fields + 1);
-    if (gw_lua_pcall(g, 3, 1) != LUA_OK || !lua_istable(L, -1)) {
+    if (gw_vm_pcall(gw_runtime_vm(g), 3, 1) != LUA_OK || !lua_istable(L, -1)) {
         /* Only a bug in the runtime gets here; keep a bare object so the
          * connection still has one. */
         gw_log(GW_LOG_ERROR, "runtime.open: %s", lua_tostring(L, -1));
@@ -136,18 +131,18 @@ struct gw_conn *gw_conn_open(struct gw_lua *g, const char *type, const struct gw
 }
 
 void gw_conn_closed(struct gw_conn *c) {
-    lua_State *L = gw_lua_state(c->g);
-    c->handle->conn = NULL;
+    lua_State *L = gw_vm_state(gw_runtime_vm(c->g));
+    c->handle->ops = NULL;
     while (c->inflight) {
         struct message *m = c->inflight;
         unlink_message(m);
         gw_call_cancel(m->call);
         free(m);
     }
-    gw_lua_push_runtime(c->g, "close");
+    gw_runtime_push(c->g, "close");
     lua_pushstring(L, c->type);
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->conn_ref);
-    if (gw_lua_pcall(c->g, 2, 0) != LUA_OK) {
+    if (gw_vm_pcall(gw_runtime_vm(c->g), 2, 0) != LUA_OK) {
         gw_log(GW_LOG_ERROR, "runtime.close: %s", lua_tostring(L, -1));
         lua_pop(L, 1);
     }
@@ -183,29 +178,4 @@ void gw_conn_push_peer(lua_State *L, int fd) {
     lua_setfield(L, -2, "remoteIP");
     lua_pushinteger(L, port);
     lua_setfield(L, -2, "remotePort");
-}
-
-/* conn.send(handle, text) -> true | false */
-static int l_send(lua_State *L) {
-    struct handle *h = luaL_checkudata(L, 1, HANDLE_MT);
-    size_t len;
-    const char *text = luaL_checklstring(L, 2, &len);
-    lua_pushboolean(L, h->conn && h->conn->ops->send(h->conn->transport, text, len) == GW_OK);
-    return 1;
-}
-
-/* conn.close(handle) -> true | false */
-static int l_close(lua_State *L) {
-    struct handle *h = luaL_checkudata(L, 1, HANDLE_MT);
-    if (h->conn) h->conn->ops->close(h->conn->transport);
-    lua_pushboolean(L, h->conn != NULL);
-    return 1;
-}
-
-int gw_open_conn(lua_State *L) {
-    static const luaL_Reg fns[] = {{"send", l_send}, {"close", l_close}, {NULL, NULL}};
-    luaL_newmetatable(L, HANDLE_MT);
-    lua_pop(L, 1);
-    luaL_newlib(L, fns);
-    return 1;
 }

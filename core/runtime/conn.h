@@ -8,26 +8,16 @@
 #include <lua.h>
 #include <stddef.h>
 
-#include "vm/vm.h"
+#include "runtime/connlib.h"
+#include "runtime/runtime.h"
 
 struct gw_conn;
-
-/* What a transport provides. Both may be called from inside a message's
- * reply and from Lua (server push); neither may close synchronously:
- * closing is reported later through gw_conn_closed(). */
-struct gw_conn_ops {
-    /* Queue one message for the client. GW_ERR means it was not queued
-     * (the client is too far behind or already closing). */
-    int (*send)(void *transport, const char *msg, size_t len);
-    /* Close after what is already queued has been sent. */
-    void (*close)(void *transport);
-};
 
 /* [-1, +0] Pop a table of connection fields (remoteIP, remotePort,
  * rawConnection...) and open a connection of 'type' ("websocket",
  * "socket"): runtime.open creates the Lua object and runs the create
  * middleware. */
-struct gw_conn *gw_conn_open(struct gw_lua *g, const char *type, const struct gw_conn_ops *ops,
+struct gw_conn *gw_conn_open(struct gw_runtime *g, const char *type, const struct gw_conn_ops *ops,
                              void *transport);
 
 /* One message from the client (a text frame, a line). 'binary' marks a
@@ -50,9 +40,5 @@ void gw_conn_push_peer(lua_State *L, int fd);
 
 /* Open persistent connections in this process. */
 int gw_conn_count(void);
-
-/* require "gateway.conn": send(handle, text) and close(handle) for server
- * push, where handle is what runtime.open received. */
-int gw_open_conn(lua_State *L);
 
 #endif

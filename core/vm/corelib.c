@@ -1,11 +1,12 @@
 /* The "gateway.core" table: the pure helpers the Lua runtime needs from C
- * (clocks, query parsing, UTF-8 checks, directory listing, logging, regex, json,
- * ids). Nothing here touches the event loop. */
+ * (clocks, query parsing, UTF-8 checks, directory listing, logging, ids).
+ * Nothing here touches the event loop. */
 #include "base/gw.h"
-#include "vm/libs.h"
 #include "base/log.h"
 #include "base/mime.h"
 #include "base/query.h"
+#include "base/random.h"
+#include "vm/libs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -279,27 +280,6 @@ static int core_log(lua_State *L) {
     return 0;
 }
 
-/* 32 hex characters from /dev/urandom, read 4 KiB at a time: one read per
- * 256 ids instead of one per request. Returns GW_OK, or GW_ERR when
- * /dev/urandom cannot be read. */
-int gw_random_hex(char out[32]) {
-    static const char digits[] = "0123456789abcdef";
-    static unsigned char pool[4096];
-    static size_t used = sizeof pool;
-    static int fd = -1;
-    if (used + 16 > sizeof pool) {
-        if (fd < 0) fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || read(fd, pool, sizeof pool) != (ssize_t)sizeof pool) return GW_ERR;
-        used = 0;
-    }
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = digits[pool[used + (size_t)i] >> 4];
-        out[2 * i + 1] = digits[pool[used + (size_t)i] & 15];
-    }
-    used += 16;
-    return GW_OK;
-}
-
 /* core.random_id() -> 32 hex characters */
 static int core_random_id(lua_State *L) {
     char hex[32];
@@ -321,9 +301,5 @@ static const luaL_Reg core_funcs[] = {
 
 int gw_open_core(lua_State *L) {
     luaL_newlib(L, core_funcs);
-    gw_open_regex(L);
-    lua_setfield(L, -2, "regex");
-    gw_open_json(L);
-    lua_setfield(L, -2, "json");
     return 1;
 }

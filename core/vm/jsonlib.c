@@ -1,4 +1,4 @@
-/* The api.json table: lua-cjson with the gateway's settings, plus `[]`.
+/* The "gateway.json" table (api.json): lua-cjson with the gateway's settings, plus `[]`.
  *   encode(value) -> text    decode(text) -> value
  *   null                     the value JSON null decodes to
  *   empty_array              a value that encodes as []
@@ -7,6 +7,7 @@
  * call makes its own cjson instance: what users do to theirs cannot change
  * what the gateway emits. */
 #include "base/gw.h"
+#include "base/random.h"
 #include "vm/libs.h"
 
 #include <lauxlib.h>

@@ -1,27 +1,26 @@
-/* The Lua libraries the C core provides. Each opener pushes one table.
- *   gw_open_core  -> require "gateway.core": clocks, query parsing,
- *                    readdir, logging, .regex and .json (works in plain
- *                    Lua too)
- *   gw_open_regex -> the api.regex table
- *   gw_open_json  -> the api.json table (a cjson instance of its own)
- *   gw_open_loop  -> require "gateway.loop": timer.after, wait/wake;
- *                    needs the event loop, so only inside the gateway
- * The gateway's modules (gw_builtins.c) register regex and json as
- * api.regex and api.json; gateway.core has them too, as .regex and .json. */
-#ifndef GW_LIB_H
-#define GW_LIB_H
+/* The Lua libraries the vm provides, one file each, named after its table
+ * (as Lua's own l*lib.c are). Each opener pushes its table; the runtime
+ * preloads them (runtime/runtime.c), and the .so files in build/lua/gateway gives the
+ * pure ones to plain Lua for the busted specs (vm/luamod.c).
+ *   gw_open_core  -> "gateway.core"  (corelib.c): clocks, query parsing,
+ *                    UTF-8 checks, readdir, logging, ids
+ *   gw_open_regex -> "gateway.regex" (regexlib.c), also api.regex
+ *   gw_open_json  -> "gateway.json"  (jsonlib.c), also api.json; a cjson
+ *                    instance of its own at each call
+ *   gw_open_loop  -> "gateway.loop"  (looplib.c): after, wait/wake; needs
+ *                    the event loop, so only inside the gateway
+ * api.regex and api.json are registered by the built-in modules
+ * (modules/builtins.c), from the same openers. */
+#ifndef GW_LIBS_H
+#define GW_LIBS_H
 
 #include <lua.h>
 #include <stddef.h>
 
 int gw_open_core(lua_State *L);
 int gw_open_regex(lua_State *L);
-int gw_open_loop(lua_State *L);
 int gw_open_json(lua_State *L);
-
-/* 32 random hex characters (not NUL-terminated): GW_OK, or GW_ERR when
- * /dev/urandom cannot be read. core.random_id and api.json share it. */
-int gw_random_hex(char out[32]);
+int gw_open_loop(lua_State *L);
 
 /* [-0, +0, m] Add one decoded key/value pair to the table on top of L's
  * stack, a repeated key becoming a list of its values (as Node's
@@ -29,7 +28,7 @@ int gw_random_hex(char out[32]);
  * transport's query table and core.parse_query share the rule. */
 int gw_lib_add_pair(void *ud, const char *key, size_t klen, const char *val, size_t vlen);
 
-/* Cancel every pending timer.after (shutdown). */
+/* Cancel every pending loop.after timer (shutdown). */
 void gw_loop_shutdown(void);
 
 #endif

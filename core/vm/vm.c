@@ -4,15 +4,12 @@
  * yields, returns, errors and the cpuTimeout stop in one place. Finished
  * tasks keep their coroutine in a pool for the next spawn. */
 #include "vm/vm.h"
-#include "runtime/conn.h"
 #include "base/gw.h"
-#include "vm/libs.h"
 #include "base/log.h"
-#include "modules/loader.h"
 #include "base/regex.h"
 
 #include <lauxlib.h>
-#include <lua-cjson.h>
+#include <stddef.h>
 #include <lualib.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,16 +20,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef GW_LUA_DIR
-#define GW_LUA_DIR "lua"
-#endif
-
 #define HOOK_EVERY 10000 /* instructions between checks of the fallback hook */
 #define STOP_EVERY 1000   /* instructions between stops once a slice ran over */
 #define POOL_MAX 64       /* finished tasks kept, with their coroutine, for reuse */
 
 struct gw_task {
-    struct gw_lua *g;
+    struct gw_vm *vm;
     lua_State *co;
     int ref;                /* anchors 'co' */
     gw_task_done_fn done;
@@ -42,8 +35,11 @@ struct gw_task {
     int aborted;            /* abort requested while running */
     int waiting;            /* suspended in loop.wait() */
     int cpu_exceeded;
-    struct gw_task *unowned_prev, *unowned_next; /* 'done' is NULL: in g->unowned */
-    struct gw_task *pool_next; /* in g->pool */
+    struct gw_task *unowned_prev, *unowned_next; /* 'done' is NULL: in vm->unowned */
+    struct gw_task *pool_next; /* in vm->pool */
+    struct gw_wait wake;       /* attached while in the ready queue (gw_task_wake) */
+    int wake_nargs;
+    struct gw_task *ready_prev, *ready_next;
 };
 
 /* The cpuTimeout guard. A count hook on every coroutine would make Lua 5.4
@@ -66,43 +62,40 @@ struct watch {
     lua_State *volatile running;   /* the coroutine running Lua code now */
 };
 
-struct gw_lua {
+struct gw_vm {
     lua_State *L;
     uv_loop_t *loop;
-    struct gw_config cfg;
-    int runtime_ref;
+    long cpu_timeout;       /* ms, 0: no limit */
     struct gw_task *current;
     double slice_start;
     struct watch watch;
-    struct gw_redis *redis;
-    struct gateway_module *modules; /* C modules, loaded before the runtime */
     struct gw_task *unowned;        /* tasks nobody waits for (timer callbacks) */
     struct gw_task *pool;           /* finished tasks whose coroutine can run again */
     int npool;
+    struct gw_task *ready_head, *ready_tail; /* woken, to be resumed by the loop */
+    int nready;
+    uv_idle_t *ready_idle;          /* runs the ready queue; only while it is not empty */
 };
 
 /* The hook has only a lua_State; there is one state per process. */
-static struct gw_lua *hook_owner;
+static struct gw_vm *hook_owner;
 
 static struct gw_task **task_slot(lua_State *L) {
     return (struct gw_task **)lua_getextraspace(L);
 }
 
 struct gw_task *gw_task_of(lua_State *L) { return *task_slot(L); }
-lua_State *gw_lua_state(struct gw_lua *g) { return g->L; }
-uv_loop_t *gw_lua_loop(struct gw_lua *g) { return g->loop; }
-const struct gw_config *gw_lua_config(struct gw_lua *g) { return &g->cfg; }
-void gw_lua_set_redis(struct gw_lua *g, struct gw_redis *r) { g->redis = r; }
-struct gw_redis *gw_lua_redis(struct gw_lua *g) { return g->redis; }
+lua_State *gw_vm_state(struct gw_vm *vm) { return vm->L; }
+uv_loop_t *gw_vm_loop(struct gw_vm *vm) { return vm->loop; }
 lua_State *gw_task_thread(struct gw_task *t) { return t->co; }
-struct gw_task *gw_task_current(struct gw_lua *g) { return g->current; }
+struct gw_task *gw_task_current(struct gw_vm *vm) { return vm->current; }
 void gw_task_set_waiting(struct gw_task *t, int waiting) { t->waiting = waiting; }
 int gw_task_is_waiting(struct gw_task *t) { return t->waiting; }
 /* --- the cpuTimeout guard ------------------------------------------------ */
 
 /* Set in a child forked while the state exists: see watch_after_fork. */
 static volatile sig_atomic_t watch_forked;
-static void watch_after_fork(struct gw_lua *g);
+static void watch_after_fork(struct gw_vm *vm);
 
 /* What slice_enter replaced, for slice_leave to put back (slices nest: a
  * task resumed from inside another). */
@@ -111,29 +104,29 @@ struct slice {
     lua_State *running;
 };
 
-static void slice_enter(struct gw_lua *g, lua_State *L, struct slice *prev) {
-    if (watch_forked) watch_after_fork(g);
-    prev->start = g->slice_start;
-    prev->running = g->watch.running;
-    g->slice_start = gw_now_ms();
-    g->watch.running = L;
-    atomic_store_explicit(&g->watch.start, g->slice_start, memory_order_relaxed);
+static void slice_enter(struct gw_vm *vm, lua_State *L, struct slice *prev) {
+    if (watch_forked) watch_after_fork(vm);
+    prev->start = vm->slice_start;
+    prev->running = vm->watch.running;
+    vm->slice_start = gw_now_ms();
+    vm->watch.running = L;
+    atomic_store_explicit(&vm->watch.start, vm->slice_start, memory_order_relaxed);
 }
 
-static void slice_leave(struct gw_lua *g, const struct slice *prev) {
-    g->slice_start = prev->start;
-    g->watch.running = prev->running;
-    atomic_store_explicit(&g->watch.start, prev->running ? prev->start : -1.0,
+static void slice_leave(struct gw_vm *vm, const struct slice *prev) {
+    vm->slice_start = prev->start;
+    vm->watch.running = prev->running;
+    atomic_store_explicit(&vm->watch.start, prev->running ? prev->start : -1.0,
                           memory_order_relaxed);
 }
 
-void gw_lua_reset_slice(struct gw_lua *g) {
-    g->slice_start = gw_now_ms();
-    atomic_store_explicit(&g->watch.start, g->slice_start, memory_order_relaxed);
+void gw_vm_reset_slice(struct gw_vm *vm) {
+    vm->slice_start = gw_now_ms();
+    atomic_store_explicit(&vm->watch.start, vm->slice_start, memory_order_relaxed);
 }
 
-static int over_time(struct gw_lua *g) {
-    return g->cfg.cpu_timeout > 0 && gw_now_ms() - g->slice_start > (double)g->cfg.cpu_timeout;
+static int over_time(struct gw_vm *vm) {
+    return vm->cpu_timeout > 0 && gw_now_ms() - vm->slice_start > (double)vm->cpu_timeout;
 }
 
 /* Stop code that runs too long without yielding: inside a task, yield out
@@ -143,21 +136,21 @@ static int over_time(struct gw_lua *g) {
  * signal came late, or the error ended the slice), it takes itself off. */
 static void cpu_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
-    struct gw_lua *g = hook_owner;
-    if (!g) return;
-    if (!over_time(g)) {
-        if (g->watch.started) lua_sethook(L, NULL, 0, 0);
+    struct gw_vm *vm = hook_owner;
+    if (!vm) return;
+    if (!over_time(vm)) {
+        if (vm->watch.started) lua_sethook(L, NULL, 0, 0);
         return;
     }
     struct gw_task *t = gw_task_of(L);
-    if (t && t == g->current && lua_isyieldable(L)) {
+    if (t && t == vm->current && lua_isyieldable(L)) {
         t->cpu_exceeded = 1;
         lua_yield(L, 0);
         return;
     }
     if (t) t->cpu_exceeded = 1;
     luaL_error(L, "code ran for more than general.cpuTimeout (%d ms) without yielding",
-               (int)g->cfg.cpu_timeout);
+               (int)vm->cpu_timeout);
 }
 
 /* Hook 'L' to be stopped, unless it is already: setting it again would
@@ -173,22 +166,22 @@ static void stop_soon(lua_State *L) {
  * task that carries on. */
 static void watch_signal(int sig) {
     (void)sig;
-    struct gw_lua *g = hook_owner;
-    if (!g || !g->watch.running || !over_time(g)) return;
-    stop_soon(g->watch.running);
-    if (g->current) stop_soon(g->current->co);
+    struct gw_vm *vm = hook_owner;
+    if (!vm || !vm->watch.running || !over_time(vm)) return;
+    stop_soon(vm->watch.running);
+    if (vm->current) stop_soon(vm->current->co);
 }
 
 /* Back in 'L' from a coroutine: if the slice ran over meanwhile, 'L' is
  * stopped too (the coroutine was, and raised into it). */
-static void watch_back(struct gw_lua *g, lua_State *L, lua_State *prev) {
-    g->watch.running = prev;
-    if (g->watch.started && over_time(g)) stop_soon(L);
+static void watch_back(struct gw_vm *vm, lua_State *L, lua_State *prev) {
+    vm->watch.running = prev;
+    if (vm->watch.started && over_time(vm)) stop_soon(L);
 }
 
 static void *watch_main(void *arg) {
-    struct gw_lua *g = arg;
-    struct watch *w = &g->watch;
+    struct gw_vm *vm = arg;
+    struct watch *w = &vm->watch;
     pthread_mutex_lock(&w->mu);
     while (!w->stop) {
         struct timespec until;
@@ -201,7 +194,7 @@ static void *watch_main(void *arg) {
         }
         pthread_cond_timedwait(&w->cv, &w->mu, &until);
         double start = atomic_load_explicit(&w->start, memory_order_relaxed);
-        if (!w->stop && start >= 0 && gw_now_ms() - start > (double)g->cfg.cpu_timeout)
+        if (!w->stop && start >= 0 && gw_now_ms() - start > (double)vm->cpu_timeout)
             pthread_kill(w->main, SIGRTMIN);
     }
     pthread_mutex_unlock(&w->mu);
@@ -212,11 +205,11 @@ static void watch_atfork_child(void) { watch_forked = 1; }
 
 /* Start the watchdog: it looks every tenth of cpuTimeout, 5 to 100 ms.
  * Returns GW_OK, or GW_ERR when it cannot run. */
-static int watch_start(struct gw_lua *g) {
+static int watch_start(struct gw_vm *vm) {
     static int atfork_set;
     if (!atfork_set && pthread_atfork(NULL, NULL, watch_atfork_child) == 0) atfork_set = 1;
-    struct watch *w = &g->watch;
-    long every = g->cfg.cpu_timeout / 10;
+    struct watch *w = &vm->watch;
+    long every = vm->cpu_timeout / 10;
     if (every < 5) every = 5;
     if (every > 100) every = 100;
     w->period.tv_sec = every / 1000;
@@ -242,7 +235,7 @@ static int watch_start(struct gw_lua *g) {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&w->thread, NULL, watch_main, g);
+    int rc = pthread_create(&w->thread, NULL, watch_main, vm);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         pthread_cond_destroy(&w->cv);
@@ -256,16 +249,16 @@ static int watch_start(struct gw_lua *g) {
 /* A child forked while the state exists has no watchdog thread (threads do
  * not survive fork), and a copy of its lock in whatever state it was in:
  * its first slice starts a new one, or falls back to the hook for good. */
-static void watch_after_fork(struct gw_lua *g) {
+static void watch_after_fork(struct gw_vm *vm) {
     watch_forked = 0;
-    if (!g->watch.started || g->watch.pid == getpid()) return; /* made after the fork */
-    g->watch.started = 0;
-    g->watch.stop = 0;
-    if (watch_start(g) != GW_OK) lua_sethook(g->L, cpu_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    if (!vm->watch.started || vm->watch.pid == getpid()) return; /* made after the fork */
+    vm->watch.started = 0;
+    vm->watch.stop = 0;
+    if (watch_start(vm) != GW_OK) lua_sethook(vm->L, cpu_hook, LUA_MASKCOUNT, HOOK_EVERY);
 }
 
-static void watch_stop(struct gw_lua *g) {
-    struct watch *w = &g->watch;
+static void watch_stop(struct gw_vm *vm) {
+    struct watch *w = &vm->watch;
     if (!w->started) return;
     pthread_mutex_lock(&w->mu);
     w->stop = 1;
@@ -277,11 +270,11 @@ static void watch_stop(struct gw_lua *g) {
     w->started = 0;
 }
 
-int gw_lua_pcall(struct gw_lua *g, int nargs, int nres) {
+int gw_vm_pcall(struct gw_vm *vm, int nargs, int nres) {
     struct slice prev;
-    slice_enter(g, g->L, &prev);
-    int rc = lua_pcall(g->L, nargs, nres, 0);
-    slice_leave(g, &prev);
+    slice_enter(vm, vm->L, &prev);
+    int rc = lua_pcall(vm->L, nargs, nres, 0);
+    slice_leave(vm, &prev);
     return rc;
 }
 
@@ -300,11 +293,11 @@ static int auxresume(lua_State *L, lua_State *co, int narg) {
         return -1;
     }
     lua_xmove(L, co, narg);
-    struct gw_lua *g = hook_owner;
-    lua_State *prev = g ? g->watch.running : NULL;
-    if (g) g->watch.running = co;
+    struct gw_vm *vm = hook_owner;
+    lua_State *prev = vm ? vm->watch.running : NULL;
+    if (vm) vm->watch.running = co;
     status = lua_resume(co, L, narg, &nres);
-    if (g) watch_back(g, L, prev);
+    if (vm) watch_back(vm, L, prev);
     if (status == LUA_OK || status == LUA_YIELD) {
         if (!lua_checkstack(L, nres + 1)) {
             lua_pop(co, nres);
@@ -373,11 +366,11 @@ static int co_close(lua_State *L) {
         else if (lua_gettop(co) != 0) status = 2;
     }
     if (status == 0 || status == 3) return luaL_error(L, "cannot close a %s coroutine", names[status]);
-    struct gw_lua *g = hook_owner;
-    lua_State *prev = g ? g->watch.running : NULL;
-    if (g) g->watch.running = co; /* its __close handlers run on it */
+    struct gw_vm *vm = hook_owner;
+    lua_State *prev = vm ? vm->watch.running : NULL;
+    if (vm) vm->watch.running = co; /* its __close handlers run on it */
     int rc = lua_resetthread(co);
-    if (g) watch_back(g, L, prev);
+    if (vm) watch_back(vm, L, prev);
     if (rc == LUA_OK) {
         lua_pushboolean(L, 1);
         return 1;
@@ -412,38 +405,108 @@ void gw_task_detach(struct gw_wait *w) {
     w->prev = w->next = NULL;
 }
 
+/* --- the ready queue: wakes resumed from the loop ----------------------- */
+
+static void ready_unlink(struct gw_task *t) {
+    struct gw_vm *vm = t->vm;
+    if (t->ready_prev) t->ready_prev->ready_next = t->ready_next;
+    else vm->ready_head = t->ready_next;
+    if (t->ready_next) t->ready_next->ready_prev = t->ready_prev;
+    else vm->ready_tail = t->ready_prev;
+    t->ready_prev = t->ready_next = NULL;
+    vm->nready--;
+}
+
+/* The task was aborted before its turn (the wait is detached already). */
+static void wake_cancel(struct gw_wait *w) {
+    ready_unlink((struct gw_task *)((char *)w - offsetof(struct gw_task, wake)));
+}
+
+static void ready_idle_closed(uv_handle_t *h) { free(h); }
+
+static int task_run(struct gw_task *t, int nargs);
+
+/* One turn of the loop: resume the tasks ready now; those they wake wait
+ * for the next turn. The handle goes once the queue is empty, so an idle
+ * vm holds nothing open on the loop. */
+static void ready_run(uv_idle_t *h) {
+    struct gw_vm *vm = h->data;
+    for (int n = vm->nready; n > 0 && vm->ready_head; n--) {
+        struct gw_task *t = vm->ready_head;
+        ready_unlink(t);
+        gw_task_detach(&t->wake);
+        task_run(t, t->wake_nargs);
+    }
+    if (!vm->ready_head) {
+        vm->ready_idle = NULL;
+        uv_close((uv_handle_t *)h, ready_idle_closed);
+    }
+}
+
+void gw_task_wake(struct gw_task *t, int nargs) {
+    struct gw_vm *vm = t->vm;
+    t->waiting = 0;
+    t->wake_nargs = nargs;
+    t->wake.cancel = wake_cancel;
+    gw_task_attach(t, &t->wake);
+    t->ready_next = NULL;
+    t->ready_prev = vm->ready_tail;
+    if (vm->ready_tail) vm->ready_tail->ready_next = t;
+    else vm->ready_head = t;
+    vm->ready_tail = t;
+    vm->nready++;
+    if (!vm->ready_idle) {
+        uv_idle_t *h = malloc(sizeof *h);
+        if (!h) gw_panic("out of memory");
+        uv_idle_init(vm->loop, h);
+        h->data = vm;
+        uv_idle_start(h, ready_run);
+        vm->ready_idle = h;
+    }
+}
+
+const char *gw_task_cannot_wait(lua_State *L) {
+    if (!gw_task_of(L))
+        return "can only be called from an action, middleware or timer callback (not while "
+               "loading, nor from a coroutine of your own)";
+    if (!lua_isyieldable(L))
+        return "cannot wait here (a C function such as table.sort or string.gsub is calling this code)";
+    return NULL;
+}
+
 /* Release a task that has ended. A coroutine that returned normally is at
  * rest (its status LUA_OK, no call in progress, nothing left open), so it
  * goes to the pool with its task and serves the next spawn: no new thread,
  * stack and CallInfo list per request. One that raised, was stopped or was
  * aborted is dropped and collected. */
 static void task_free(struct gw_task *t, int reusable) {
-    struct gw_lua *g = t->g;
+    struct gw_vm *vm = t->vm;
     if (!t->done) {
         if (t->unowned_prev) t->unowned_prev->unowned_next = t->unowned_next;
-        else g->unowned = t->unowned_next;
+        else vm->unowned = t->unowned_next;
         if (t->unowned_next) t->unowned_next->unowned_prev = t->unowned_prev;
     }
+    if (t->wake.owner) ready_unlink(t);
     /* Whatever it still owns (timer.after callbacks) outlives it. */
     while (t->waits.next != &t->waits) gw_task_detach(t->waits.next);
     *task_slot(t->co) = NULL;
-    if (reusable && g->npool < POOL_MAX && lua_status(t->co) == LUA_OK) {
+    if (reusable && vm->npool < POOL_MAX && lua_status(t->co) == LUA_OK) {
         lua_settop(t->co, 0);
-        t->pool_next = g->pool;
-        g->pool = t;
-        g->npool++;
+        t->pool_next = vm->pool;
+        vm->pool = t;
+        vm->npool++;
         return;
     }
-    luaL_unref(g->L, LUA_REGISTRYINDEX, t->ref);
+    luaL_unref(vm->L, LUA_REGISTRYINDEX, t->ref);
     free(t);
 }
 
 /* A task for gw_task_spawn: a pooled one, or a new one with a new coroutine. */
-static struct gw_task *task_new(struct gw_lua *g) {
-    struct gw_task *t = g->pool;
+static struct gw_task *task_new(struct gw_vm *vm) {
+    struct gw_task *t = vm->pool;
     if (t) {
-        g->pool = t->pool_next;
-        g->npool--;
+        vm->pool = t->pool_next;
+        vm->npool--;
         lua_State *co = t->co;
         int ref = t->ref;
         memset(t, 0, sizeof *t);
@@ -452,7 +515,7 @@ static struct gw_task *task_new(struct gw_lua *g) {
         /* The action may have set a hook of its own on its coroutine, or the
          * cpuTimeout guard one: the next task starts with the main thread's,
          * as a new coroutine would. */
-        lua_State *L = g->L;
+        lua_State *L = vm->L;
         if (lua_gethook(co) != lua_gethook(L) || lua_gethookmask(co) != lua_gethookmask(L) ||
             lua_gethookcount(co) != lua_gethookcount(L))
             lua_sethook(co, lua_gethook(L), lua_gethookmask(L), lua_gethookcount(L));
@@ -460,8 +523,8 @@ static struct gw_task *task_new(struct gw_lua *g) {
     }
     t = calloc(1, sizeof *t);
     if (!t) gw_panic("out of memory");
-    t->co = lua_newthread(g->L);
-    t->ref = luaL_ref(g->L, LUA_REGISTRYINDEX);
+    t->co = lua_newthread(vm->L);
+    t->ref = luaL_ref(vm->L, LUA_REGISTRYINDEX);
     return t;
 }
 
@@ -486,19 +549,19 @@ void gw_task_abort(struct gw_task *t) {
 /* Resume 't' with 'nargs' values on its stack. Returns 1 if the task
  * ended (and was freed), 0 if it is suspended. */
 static int task_run(struct gw_task *t, int nargs) {
-    struct gw_lua *g = t->g;
-    struct gw_task *prev = g->current;
+    struct gw_vm *vm = t->vm;
+    struct gw_task *prev = vm->current;
     struct slice prev_slice;
     int nres = 0;
 
-    g->current = t;
-    slice_enter(g, t->co, &prev_slice);
+    vm->current = t;
+    slice_enter(vm, t->co, &prev_slice);
     t->running = 1;
     t->waiting = 0;
-    int rc = lua_resume(t->co, prev ? prev->co : g->L, nargs, &nres);
+    int rc = lua_resume(t->co, prev ? prev->co : vm->L, nargs, &nres);
     t->running = 0;
-    g->current = prev;
-    slice_leave(g, &prev_slice);
+    vm->current = prev;
+    slice_leave(vm, &prev_slice);
     if (!prev) gw_regex_collect(); /* no binding can be holding a pattern now */
 
     if (t->aborted) {
@@ -516,7 +579,7 @@ static int task_run(struct gw_task *t, int nargs) {
         status = GW_TASK_CPU;
         lua_settop(t->co, 0);
         gw_log(GW_LOG_ERROR, "stopped Lua code that ran for more than general.cpuTimeout (%ld ms)",
-               g->cfg.cpu_timeout);
+               vm->cpu_timeout);
         task_cancel_waits(t);
     } else if (rc != LUA_OK) {
         status = GW_TASK_ERROR;
@@ -531,17 +594,17 @@ static int task_run(struct gw_task *t, int nargs) {
     return 1;
 }
 
-struct gw_task *gw_task_spawn(struct gw_lua *g, int nargs, gw_task_done_fn done, void *ud) {
-    lua_State *L = g->L;
-    struct gw_task *t = task_new(g);
-    t->g = g;
+struct gw_task *gw_task_spawn(struct gw_vm *vm, int nargs, gw_task_done_fn done, void *ud) {
+    lua_State *L = vm->L;
+    struct gw_task *t = task_new(vm);
+    t->vm = vm;
     t->done = done;
     t->ud = ud;
     t->waits.next = t->waits.prev = &t->waits;
     if (!done) {
-        t->unowned_next = g->unowned;
-        if (g->unowned) g->unowned->unowned_prev = t;
-        g->unowned = t;
+        t->unowned_next = vm->unowned;
+        if (vm->unowned) vm->unowned->unowned_prev = t;
+        vm->unowned = t;
     }
     *task_slot(t->co) = t;
     lua_xmove(L, t->co, nargs + 1);
@@ -550,14 +613,14 @@ struct gw_task *gw_task_spawn(struct gw_lua *g, int nargs, gw_task_done_fn done,
 
 void gw_task_resume(struct gw_task *t, int nargs) { task_run(t, nargs); }
 
-void gw_task_abort_unowned(struct gw_lua *g) {
-    for (struct gw_task *t = g->unowned, *next; t; t = next) {
+void gw_task_abort_unowned(struct gw_vm *vm) {
+    for (struct gw_task *t = vm->unowned, *next; t; t = next) {
         next = t->unowned_next;
         if (!t->running) gw_task_abort(t);
     }
 }
 
-/* --- state setup ------------------------------------------------------- */
+/* --- the state ----------------------------------------------------------- */
 
 static int msghandler(lua_State *L) {
     const char *msg = lua_tostring(L, 1);
@@ -566,16 +629,15 @@ static int msghandler(lua_State *L) {
     return 1;
 }
 
-/* Protected call on the main thread; on error the message is in 'err'. */
-static int pcall_main(struct gw_lua *g, int nargs, int nres, char *err, size_t errlen) {
-    lua_State *L = g->L;
+int gw_vm_pcall_msg(struct gw_vm *vm, int nargs, int nres, char *err, size_t errlen) {
+    lua_State *L = vm->L;
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, msghandler);
     lua_insert(L, base);
     struct slice prev;
-    slice_enter(g, L, &prev);
+    slice_enter(vm, L, &prev);
     int rc = lua_pcall(L, nargs, nres, base);
-    slice_leave(g, &prev);
+    slice_leave(vm, &prev);
     lua_remove(L, base);
     if (rc != LUA_OK) {
         /* Only the first line: the file, line and reason. The traceback
@@ -590,159 +652,65 @@ static int pcall_main(struct gw_lua *g, int nargs, int nres, char *err, size_t e
     return GW_OK;
 }
 
-static void preload(lua_State *L, const char *name, lua_CFunction f) {
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    lua_pushcfunction(L, f);
-    lua_setfield(L, -2, name);
-    lua_pop(L, 1);
-}
+#define VM_KEY "gateway.vm" /* registry field: the vm, for gw_vm_of */
 
-struct gw_lua *gw_lua_new(uv_loop_t *loop, const char *config_path,
-                          const struct gw_config_overrides *ov, struct gw_config *cfg,
-                          char *err, size_t errlen) {
-    return gw_lua_new_alloc(NULL, NULL, loop, config_path, ov, cfg, err, errlen);
-}
-
-/* What gw_lua_new asks of setup_state, and its answer. */
-struct setup {
-    struct gw_lua *g;
-    const char *config_path;
-    const struct gw_config_overrides *ov;
-    char *err;
-    size_t errlen;
-    int rc;
-};
-
-/* Fill the new state: libraries, package.path, preloads, config, C modules,
- * and the runtime with its actions. It runs under lua_pcall, so running out
- * of memory anywhere in here fails gw_lua_new like any other error instead
- * of aborting in an unprotected call. Sets s->rc; failures other than
- * errors raised leave their message in s->err. */
-static int setup_state(lua_State *L) {
-    struct setup *s = lua_touserdata(L, 1);
-    struct gw_lua *g = s->g;
-    lua_settop(L, 0);
-    s->rc = GW_ERR;
+/* Under lua_pcall, so running out of memory fails gw_vm_new instead of
+ * aborting. */
+static int vm_open(lua_State *L) {
+    struct gw_vm *vm = lua_touserdata(L, 1);
     luaL_openlibs(L);
-
-    const char *dir = getenv("GATEWAY_LUA_DIR");
-    if (!dir || !*dir) dir = GW_LUA_DIR;
-    lua_getglobal(L, "package");
-    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
-    lua_getfield(L, -2, "path");
-    lua_concat(L, 2);
-    lua_setfield(L, -2, "path");
-    lua_pop(L, 1);
-    preload(L, "gateway.core", gw_open_core);
-    preload(L, "gateway.loop", gw_open_loop);
-    preload(L, "gateway.conn", gw_open_conn);
-    preload(L, "cjson", luaopen_cjson);
-    lua_pushlightuserdata(L, g);
-    lua_setfield(L, LUA_REGISTRYINDEX, "gateway.lua");
-
-    if (gw_config_load(L, s->config_path, s->ov, &g->cfg, s->err, s->errlen) != GW_OK) return 0;
-    gw_log_set_level(g->cfg.log_level);
-    gw_log_set_json(g->cfg.log_json);
-    /* The cpuTimeout guard (see struct watch). Without its thread, the hook
-     * goes on the main thread for good; threads copy it, so every task is
-     * covered. */
-    watch_coroutines(L);
-    if (g->cfg.cpu_timeout > 0 && watch_start(g) != GW_OK)
-        lua_sethook(L, cpu_hook, LUA_MASKCOUNT, HOOK_EVERY);
-
-    /* C modules load before actions, so api.<module> exists when they run.
-     * Each process (every forked worker) loads its own. */
-    struct slice prev;
-    slice_enter(g, L, &prev);
-    int rc = gw_module_load_all(L, -1, g->cfg.config_dir, &g->modules, s->err, s->errlen);
-    slice_leave(g, &prev);
-    if (rc != GW_OK) return 0;
-
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "gateway.runtime");
-    if (pcall_main(g, 1, 1, s->err, s->errlen) != GW_OK) return 0;
-    g->runtime_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-
-    /* runtime.init(config, modules) loads actions, middleware and routes. */
-    gw_lua_push_runtime(g, "init");
-    lua_insert(L, -3);
-    if (pcall_main(g, 2, 0, s->err, s->errlen) != GW_OK) return 0;
-    s->rc = GW_OK;
+    lua_pushlightuserdata(L, vm);
+    lua_setfield(L, LUA_REGISTRYINDEX, VM_KEY);
     return 0;
 }
 
-struct gw_lua *gw_lua_new_alloc(lua_Alloc alloc, void *ud, uv_loop_t *loop,
-                                const char *config_path, const struct gw_config_overrides *ov,
-                                struct gw_config *cfg, char *err, size_t errlen) {
-    struct gw_lua *g = calloc(1, sizeof *g);
-    if (!g) gw_panic("out of memory");
-    g->loop = loop;
-    g->runtime_ref = LUA_NOREF;
-    atomic_init(&g->watch.start, -1.0);
-    g->L = alloc ? lua_newstate(alloc, ud) : luaL_newstate();
-    if (!g->L) {
-        gw_fmt(err, errlen, "cannot create the Lua state: not enough memory");
-        goto fail;
+struct gw_vm *gw_vm_new(lua_Alloc alloc, void *ud, uv_loop_t *loop) {
+    struct gw_vm *vm = calloc(1, sizeof *vm);
+    if (!vm) return NULL;
+    vm->loop = loop;
+    atomic_init(&vm->watch.start, -1.0);
+    vm->L = alloc ? lua_newstate(alloc, ud) : luaL_newstate();
+    if (!vm->L) {
+        free(vm);
+        return NULL;
     }
-    lua_State *L = g->L;
-    *task_slot(L) = NULL;
-    hook_owner = g;
-
-    struct setup s = {g, config_path, ov, err, errlen, GW_ERR};
-    lua_pushcfunction(L, setup_state);
-    lua_pushlightuserdata(L, &s);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-        const char *msg = lua_tostring(L, -1);
-        gw_fmt(err, errlen, "%s", msg ? msg : "cannot set up the Lua state");
-        goto fail;
+    *task_slot(vm->L) = NULL;
+    hook_owner = vm;
+    lua_pushcfunction(vm->L, vm_open);
+    lua_pushlightuserdata(vm->L, vm);
+    if (lua_pcall(vm->L, 1, 0, 0) != LUA_OK) {
+        gw_vm_free(vm);
+        return NULL;
     }
-    if (s.rc != GW_OK) goto fail;
-    *cfg = g->cfg;
-    return g;
-fail:
-    gw_lua_free(g);
-    return NULL;
+    return vm;
 }
 
-void gw_lua_free(struct gw_lua *g) {
-    if (!g) return;
-    watch_stop(g);
-    if (hook_owner == g) hook_owner = NULL;
-    while (g->pool) {
-        struct gw_task *t = g->pool;
-        g->pool = t->pool_next;
+struct gw_vm *gw_vm_of(lua_State *L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, VM_KEY);
+    struct gw_vm *vm = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return vm;
+}
+
+void gw_vm_limit_cpu(struct gw_vm *vm, long ms) {
+    vm->cpu_timeout = ms;
+    watch_coroutines(vm->L);
+    /* Without its thread, the hook goes on the main thread for good;
+     * threads copy it, so every task is covered. */
+    if (ms > 0 && watch_start(vm) != GW_OK) lua_sethook(vm->L, cpu_hook, LUA_MASKCOUNT, HOOK_EVERY);
+}
+
+void gw_vm_free(struct gw_vm *vm) {
+    if (!vm) return;
+    watch_stop(vm);
+    if (hook_owner == vm) hook_owner = NULL;
+    while (vm->pool) {
+        struct gw_task *t = vm->pool;
+        vm->pool = t->pool_next;
         free(t); /* its coroutine goes with the state */
     }
-    gw_module_close_all(g->modules);
-    if (g->L) lua_close(g->L);
-    gw_module_unload_all(g->modules);
+    if (vm->ready_idle) uv_close((uv_handle_t *)vm->ready_idle, ready_idle_closed);
+    if (vm->L) lua_close(vm->L);
     gw_regex_cache_clear();
-    free(g);
-}
-
-void gw_lua_push_runtime(struct gw_lua *g, const char *name) {
-    lua_rawgeti(g->L, LUA_REGISTRYINDEX, g->runtime_ref);
-    lua_getfield(g->L, -1, name);
-    lua_remove(g->L, -2);
-}
-
-int gw_lua_reload(struct gw_lua *g) {
-    char err[1024];
-    gw_lua_push_runtime(g, "reload");
-    if (pcall_main(g, 0, 0, err, sizeof err) != GW_OK) {
-        gw_log(GW_LOG_ERROR, "reload failed, keeping the loaded actions: %s", err);
-        return GW_ERR;
-    }
-    return GW_OK;
-}
-
-void gw_lua_print_summary(struct gw_lua *g) {
-    char err[1024];
-    gw_lua_push_runtime(g, "summary");
-    if (pcall_main(g, 0, 1, err, sizeof err) != GW_OK) {
-        fprintf(stderr, "%s\n", err);
-        return;
-    }
-    fputs(lua_tostring(g->L, -1) ? lua_tostring(g->L, -1) : "", stdout);
-    lua_pop(g->L, 1);
+    free(vm);
 }

@@ -1,17 +1,17 @@
 /* The process's one Lua state, and tasks: coroutines the event loop
  * resumes. A task suspends on waits (timers, Redis commands) that it owns, so
- * aborting a task cancels everything it was waiting for. */
-#ifndef GW_LUA_H
-#define GW_LUA_H
+ * aborting a task cancels everything it was waiting for. Every resume comes
+ * from the loop (a callback of a timer, a socket, a reply, or the ready
+ * queue that gw_task_wake fills), never from inside another task's run. */
+#ifndef GW_VM_H
+#define GW_VM_H
 
 #include <lua.h>
+#include <stddef.h>
 #include <uv.h>
 
-#include "vm/config.h"
-
-struct gw_lua;
+struct gw_vm;
 struct gw_task;
-struct gw_redis;
 
 /* Something a task waits on. 'cancel' stops it and releases it; it is
  * called when the owning task is aborted. Completion must detach it first. */
@@ -31,57 +31,59 @@ enum gw_task_status {
  * and its stack are valid only during the call; the task is freed after. */
 typedef void (*gw_task_done_fn)(void *ud, enum gw_task_status status, lua_State *co, int nres);
 
-/* Create the state, load 'config_path' (NULL for defaults) with the
- * overrides, and load actions and middleware. On error returns NULL and a
- * one-line message in 'err'. */
-struct gw_lua *gw_lua_new(uv_loop_t *loop, const char *config_path,
-                          const struct gw_config_overrides *ov, struct gw_config *cfg,
-                          char *err, size_t errlen);
+/* A new Lua state with the standard libraries, its memory from 'alloc'
+ * and 'ud' (as lua_newstate takes them; NULL: the standard allocator, so
+ * tests can make allocations fail on demand). Tasks resume on 'loop'.
+ * NULL when there is not enough memory. */
+struct gw_vm *gw_vm_new(lua_Alloc alloc, void *ud, uv_loop_t *loop);
 
-/* gw_lua_new with the state's memory from 'alloc' and 'ud' (as
- * lua_newstate takes them; NULL: the standard allocator), so tests can
- * make allocations fail on demand. */
-struct gw_lua *gw_lua_new_alloc(lua_Alloc alloc, void *ud, uv_loop_t *loop,
-                                const char *config_path, const struct gw_config_overrides *ov,
-                                struct gw_config *cfg, char *err, size_t errlen);
-void gw_lua_free(struct gw_lua *g);
+/* Close the state (every task goes with it) and free the vm. */
+void gw_vm_free(struct gw_vm *vm);
 
-lua_State *gw_lua_state(struct gw_lua *g);
-uv_loop_t *gw_lua_loop(struct gw_lua *g);
-const struct gw_config *gw_lua_config(struct gw_lua *g);
+lua_State *gw_vm_state(struct gw_vm *vm);
+uv_loop_t *gw_vm_loop(struct gw_vm *vm);
 
-/* The Redis client api.redis uses (NULL: none, calls fail with "redis
- * unavailable"). The server owns it and sets it while it runs. */
-void gw_lua_set_redis(struct gw_lua *g, struct gw_redis *r);
-struct gw_redis *gw_lua_redis(struct gw_lua *g);
+/* The vm whose state (or one of its threads) 'L' is. */
+struct gw_vm *gw_vm_of(lua_State *L);
 
-/* [-0, +1, m] Push field 'name' of the runtime module (gateway.runtime). */
-void gw_lua_push_runtime(struct gw_lua *g, const char *name);
+/* [-0, +0, m] Stop Lua code that runs more than 'ms' milliseconds without
+ * yielding (general.cpuTimeout; 0: never): a watchdog thread, and
+ * coroutine.resume, wrap and close that keep track of what runs. Once,
+ * while setting the state up. */
+void gw_vm_limit_cpu(struct gw_vm *vm, long ms);
 
 /* lua_pcall on the main state with a CPU slice of its own: for calls
- * from C into the runtime (they start with a fresh general.cpuTimeout,
- * however long the loop was idle before). */
-int gw_lua_pcall(struct gw_lua *g, int nargs, int nres);
+ * from C into Lua (they start with a fresh cpuTimeout, however long the
+ * loop was idle before). The error, if any, is left on the stack. */
+int gw_vm_pcall(struct gw_vm *vm, int nargs, int nres);
 
-/* Re-read actions, middleware and routes; on failure the old set stays
- * and the reason is logged. Returns GW_OK or GW_ERR. */
-int gw_lua_reload(struct gw_lua *g);
+/* gw_vm_pcall with a traceback: on error the traceback goes to the log at
+ * debug level, its first line (file, line, reason) to 'err', and nothing
+ * stays on the stack. Returns GW_OK or GW_ERR. */
+int gw_vm_pcall_msg(struct gw_vm *vm, int nargs, int nres, char *err, size_t errlen);
 
-/* --check: print what was loaded. */
-void gw_lua_print_summary(struct gw_lua *g);
+/* Restart the cpuTimeout clock (between files while loading). */
+void gw_vm_reset_slice(struct gw_vm *vm);
 
 /* [-(nargs+1), +0] Pop a function and its 'nargs' arguments from the main
  * stack and run them in a new coroutine, right away. Returns the task, or
  * NULL when it already ended during this first run ('done' was called).
  * With 'done' NULL nobody waits for the task: gw_task_abort_unowned stops
  * it if it is still suspended at shutdown. */
-struct gw_task *gw_task_spawn(struct gw_lua *g, int nargs, gw_task_done_fn done, void *ud);
+struct gw_task *gw_task_spawn(struct gw_vm *vm, int nargs, gw_task_done_fn done, void *ud);
 
 /* The suspended task's thread, for pushing resume arguments. */
 lua_State *gw_task_thread(struct gw_task *t);
 
-/* Resume a suspended task with 'nargs' values pushed on its thread. */
+/* Resume a suspended task with 'nargs' values pushed on its thread: from
+ * a loop callback (a timer, a reply), not from inside a task. */
 void gw_task_resume(struct gw_task *t, int nargs);
+
+/* Resume it on the loop's next turn instead, with the 'nargs' values
+ * pushed on its thread: how one task wakes another (loop.wake), so a
+ * resume never nests inside a running task. Aborting the task before
+ * then cancels the wake. */
+void gw_task_wake(struct gw_task *t, int nargs);
 
 /* Stop a task for good: cancel its waits, drop its coroutine, free it.
  * 'done' is not called. Safe from inside the task's own callbacks. */
@@ -90,13 +92,13 @@ void gw_task_abort(struct gw_task *t);
 /* Abort every task spawned without a 'done' (timer callbacks) that is
  * still suspended: at shutdown, so their waits (module timers too) are
  * cancelled instead of keeping the loop alive. */
-void gw_task_abort_unowned(struct gw_lua *g);
+void gw_task_abort_unowned(struct gw_vm *vm);
 
 /* The task whose coroutine is 'L', or NULL (main thread, user coroutine). */
 struct gw_task *gw_task_of(lua_State *L);
 
 /* The task now running, if any. */
-struct gw_task *gw_task_current(struct gw_lua *g);
+struct gw_task *gw_task_current(struct gw_vm *vm);
 
 void gw_task_attach(struct gw_task *t, struct gw_wait *w);
 void gw_task_detach(struct gw_wait *w);
@@ -105,7 +107,9 @@ void gw_task_detach(struct gw_wait *w);
 void gw_task_set_waiting(struct gw_task *t, int waiting);
 int gw_task_is_waiting(struct gw_task *t);
 
-/* Restart the cpuTimeout clock (between files while loading). */
-void gw_lua_reset_slice(struct gw_lua *g);
+/* Why the code running on 'L' cannot suspend (a message that starts
+ * "can only be called from an action..." or "cannot wait here..."), or
+ * NULL when it can: every binding that waits asks this. */
+const char *gw_task_cannot_wait(lua_State *L);
 
 #endif

@@ -1,6 +1,6 @@
 -- Builds the `api` object every action, middleware and route file sees (SPEC §3.5).
 -- api.json, api.regex, api.redis and api.sleep are the gateway's built-in C modules
--- (core/gw_builtins.c), passed in by name; outside the gateway (busted specs) json and
+-- (core/modules/builtins.c), passed in by name; outside the gateway (busted specs) json and
 -- regex come from gateway.core and the parts that wait raise a clear error when called.
 
 local core = require("gateway.core")
@@ -33,18 +33,31 @@ local function unavailable(name)
   return function() error(name .. " is only available inside the gateway", 2) end
 end
 
+-- Runs an api.timer.after callback in its task; what it raises is logged, not lost.
+local function runCallback(fn)
+  local ok, err = xpcall(fn, debug.traceback)
+  if not ok then core.log("error", "timer callback failed", { "error", tostring(err) }) end
+end
+
 -- builtins: name -> the functions table of each built-in module, when in the gateway.
 function M.new(config, builtins)
   builtins = builtins or {}
   local okLoop, loop = pcall(require, "gateway.loop")
   if not okLoop then loop = nil end
-  local json = builtins.json or core.json
+  -- api.timer.after(ms, fn)
+  local function timerAfter(ms, fn)
+    if type(fn) ~= "function" then
+      error("bad argument #2 to 'after' (function expected, got " .. type(fn) .. ")", 2)
+    end
+    return loop.after(ms, runCallback, fn)
+  end
+  local json = builtins.json or require("gateway.json")
   local redis = builtins.redis
 
   local api = {
     config = readonly(config, "api.config"),
     json = json,
-    regex = builtins.regex or core.regex,
+    regex = builtins.regex or require("gateway.regex"),
     validators = require("gateway.validators"),
     formatters = require("gateway.formatters"),
     actions = { actions = {}, versions = {} },
@@ -63,7 +76,7 @@ function M.new(config, builtins)
   api.now = core.wall_ms
 
   api.sleep = builtins.sleep and builtins.sleep.sleep or unavailable("api.sleep")
-  api.timer = { after = loop and loop.after or unavailable("api.timer.after") }
+  api.timer = { after = loop and timerAfter or unavailable("api.timer.after") }
 
   -- api.redis.call(cmd, ...) -> reply; api.redis.pcall(cmd, ...) -> reply | nil, err;
   -- api.redis.connected() -> boolean. See core/mod_redis.c.

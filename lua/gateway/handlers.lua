@@ -7,6 +7,7 @@
 -- tries only the patterns that can match it.
 
 local core = require("gateway.core")
+local pcre = require("gateway.regex")
 
 local M = {}
 
@@ -115,7 +116,7 @@ function M.compile(list, make, generics)
     index.handlers[#index.handlers + 1] = compiled
     for _, pattern in ipairs(h.routes) do
       if type(pattern) ~= "string" then error(file .. ": routes must be strings", 0) end
-      local ok, err = pcall(core.regex.test, "", pattern)
+      local ok, err = pcall(pcre.test, "", pattern)
       if not ok then error(file .. ": " .. tostring(err), 0) end
       order = order + 1
       local entry = { order = order, pattern = pattern, handler = compiled }
@@ -165,7 +166,7 @@ function M.match(index, route)
       return nil
     end
     if not entry.needs or route:find(entry.needs, 1, true) then
-      local captures = core.regex.match(route, entry.pattern)
+      local captures = pcre.match(route, entry.pattern)
       if captures then return entry.handler, namedGroups(captures), entry.pattern end
     end
   end

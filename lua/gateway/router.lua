@@ -5,6 +5,7 @@
 -- whatever position), so a request only tries the routes that can match it, in file order.
 
 local core = require("gateway.core")
+local pcre = require("gateway.regex")
 
 local M = {}
 
@@ -27,7 +28,7 @@ local function compileSegment(seg, where)
   if rest == "" then return { name = name } end
   local regex = rest:match("^%((.*)%)$")
   if not regex then error(where .. ': bad variable segment "' .. seg .. '" (expected :name(regex))', 0) end
-  local ok, err = pcall(core.regex.test, "", regex)
+  local ok, err = pcall(pcre.test, "", regex)
   if not ok then error(where .. ": " .. tostring(err), 0) end
   return { name = name, regex = regex }
 end
@@ -109,7 +110,7 @@ local function tryRoute(route, segs)
       if seg:lower() ~= rseg.literal then return nil end
     else
       if i == n and route.trailing then seg = table.concat(segs, "/", n) end
-      if rseg.regex and not core.regex.test(seg, rseg.regex) then return nil end
+      if rseg.regex and not pcre.test(seg, rseg.regex) then return nil end
       params = params or {}
       params[rseg.name] = seg
     end

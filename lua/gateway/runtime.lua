@@ -1,5 +1,5 @@
--- The runtime C talks to: init, reload, summary, handle, fail, open, close, shutdown
--- and run_callback. It owns the loaded registry and the `api` global, and routes each
+-- The runtime C talks to: init, reload, summary, handle, fail, open, close and
+-- shutdown. It owns the loaded registry and the `api` global, and routes each
 -- request to its transport module.
 
 local core = require("gateway.core")
@@ -119,12 +119,6 @@ end
 
 function R.shutdown()
   rt.shuttingDown = true
-end
-
--- Runs an api.timer.after callback; what it raises is logged, not lost.
-function R.run_callback(fn)
-  local ok, err = xpcall(fn, debug.traceback)
-  if not ok then core.log("error", "timer callback failed", { "error", tostring(err) }) end
 end
 
 R.rt = rt

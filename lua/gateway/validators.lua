@@ -146,16 +146,16 @@ function validators.maxLength(n)
   end
 end
 
--- The pcre2 binding lives in the C core (build/lua/gateway/core.so). It is loaded on
--- first use so that this module loads without it.
-local core
+-- The pcre2 binding lives in the C core (gateway.regex; build/lua/gateway/regex.so
+-- outside the gateway). It is loaded on first use so that this module loads without it.
+local pcre
 
-local function loadCore()
-  if core == nil then
-    local ok, mod = pcall(require, "gateway.core")
-    core = ok and mod or false
+local function loadRegex()
+  if pcre == nil then
+    local ok, mod = pcall(require, "gateway.regex")
+    pcre = ok and mod or false
   end
-  return core or nil
+  return pcre or nil
 end
 
 -- regex(pattern [, message]): strings (and numbers, as text) must match the pcre2
@@ -169,14 +169,14 @@ function validators.regex(pattern, message)
     error("regex(pattern [, message]): message must be a string, got " .. type(message), 2)
   end
   message = message or "does not match the required pattern"
-  local c = loadCore()
-  if c then c.regex.test("", pattern) end
+  local re = loadRegex()
+  if re then re.test("", pattern) end
   return function(value)
     if type(value) == "number" then value = tostring(value) end
     if type(value) ~= "string" then return message end
-    local lib = loadCore()
-    if not lib then error("api.validators.regex needs the gateway.core module", 0) end
-    if lib.regex.test(value, pattern) then return true end
+    local lib = loadRegex()
+    if not lib then error("api.validators.regex needs the gateway.regex module", 0) end
+    if lib.test(value, pattern) then return true end
     return message
   end
 end
