@@ -141,9 +141,9 @@ FUZZ_BIN     := $(BUILD)/fuzz/http1
 
 fuzz: $(FUZZ_BIN)
 
-$(BUILD)/fuzz/http1: fuzz/http1.c core/net/http1.c core/net/http1.h core/base/gw.h
+$(BUILD)/fuzz/http1: fuzz/http1.c core/net/http1.c core/net/http1.h core/base/query.c core/base/query.h core/base/gw.h
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/http1.c core/net/http1.c -lhttp_parser
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/http1.c core/net/http1.c core/base/query.c -lhttp_parser
 
 # In `make test`: the corpus, then a short exploration.
 test-fuzz:

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/gw.h"
+#include "base/query.h"
 #include "net/http1.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -30,7 +31,7 @@ static void read_request(struct gw_http1 *p) {
     if (gw_http1_split_target(url, len, &path, &pl, &query, &ql) == GW_OK) {
         char *out = malloc(pl + 1);
         if (out) {
-            long n = gw_http1_decode_path(path, pl, out);
+            long n = gw_url_decode_strict(path, pl, out);
             if (n > (long)pl) abort();
             free(out);
         }

@@ -1,4 +1,4 @@
-/* Query-string parsing and UTF-8 checking; see gw_query.h. */
+/* Percent-decoding, query-string parsing and UTF-8 checking; see query.h. */
 #include "base/query.h"
 #include "base/gw.h"
 
@@ -12,7 +12,9 @@ static int hexval(char c) {
     return -1;
 }
 
-size_t gw_url_decode(const char *in, size_t len, char *out, int plus_is_space) {
+/* The one percent-decoder: a malformed escape is kept as it is, or, when
+ * 'strict', fails with -1. */
+static long decode(const char *in, size_t len, char *out, int plus_is_space, int strict) {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         int hi, lo;
@@ -20,13 +22,23 @@ size_t gw_url_decode(const char *in, size_t len, char *out, int plus_is_space) {
             (lo = hexval(in[i + 2])) >= 0) {
             out[o++] = (char)(hi << 4 | lo);
             i += 2;
+        } else if (in[i] == '%' && strict) {
+            return -1;
         } else if (in[i] == '+' && plus_is_space) {
             out[o++] = ' ';
         } else {
             out[o++] = in[i];
         }
     }
-    return o;
+    return (long)o;
+}
+
+size_t gw_url_decode(const char *in, size_t len, char *out, int plus_is_space) {
+    return (size_t)decode(in, len, out, plus_is_space, 0);
+}
+
+long gw_url_decode_strict(const char *in, size_t len, char *out) {
+    return decode(in, len, out, 0, 1);
 }
 
 int gw_query_parse(const char *s, size_t len, gw_query_pair_fn fn, void *ud) {

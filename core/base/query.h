@@ -1,5 +1,6 @@
-/* URL decoding and application/x-www-form-urlencoded parsing (query
- * strings and form bodies). Takes bytes, knows nothing of sockets or Lua. */
+/* Percent-decoding (the one decoder of the core: query strings, form
+ * bodies, request paths, Redis URLs) and application/x-www-form-urlencoded
+ * parsing. Takes bytes, knows nothing of sockets or Lua. */
 #ifndef GW_QUERY_H
 #define GW_QUERY_H
 
@@ -17,8 +18,13 @@ typedef int (*gw_query_pair_fn)(void *ud, const char *key, size_t klen,
 int gw_query_parse(const char *s, size_t len, gw_query_pair_fn fn, void *ud);
 
 /* Percent-decode 'len' bytes of 'in' into 'out' (room for 'len' bytes);
- * with 'plus_is_space', '+' becomes ' '. Returns the decoded length. */
+ * with 'plus_is_space', '+' becomes ' '. A '%' not followed by two hex
+ * digits is kept as it is, as browsers do. Returns the decoded length. */
 size_t gw_url_decode(const char *in, size_t len, char *out, int plus_is_space);
+
+/* The same for paths and URLs: '+' stays, and a malformed escape makes it
+ * fail with -1. */
+long gw_url_decode_strict(const char *in, size_t len, char *out);
 
 /* 1 if the bytes are well-formed UTF-8 (no overlongs, no surrogates). */
 int gw_utf8_valid(const char *s, size_t len);

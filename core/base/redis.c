@@ -12,6 +12,7 @@
 #include "base/redis.h"
 #include "base/gw.h"
 #include "base/log.h"
+#include "base/query.h"
 
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
@@ -60,30 +61,25 @@ static void connect_start(struct gw_redis *r);
 
 /* --- URL ---------------------------------------------------------------- */
 
-static int hexval(int c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decode src[0..n) into 'out'. GW_ERR on a bad escape, a NUL, or
- * when it does not fit. */
+/* Percent-decode src[0..n) into 'out' as a C string. GW_ERR on a bad
+ * escape, a NUL, or when it does not fit. */
 static int decode(const char *src, size_t n, char *out, size_t outlen) {
-    size_t j = 0;
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)src[i];
-        if (c == '%') {
-            if (i + 2 >= n) return GW_ERR;
-            int hi = hexval(src[i + 1]), lo = hexval(src[i + 2]);
-            if (hi < 0 || lo < 0) return GW_ERR;
-            c = hi * 16 + lo;
-            i += 2;
+    if (n >= outlen) {
+        /* Escapes shrink it: decode a copy to see whether it fits. */
+        char *tmp = malloc(n);
+        if (!tmp) return GW_ERR;
+        long m = gw_url_decode_strict(src, n, tmp);
+        int ok = m >= 0 && (size_t)m < outlen && !memchr(tmp, 0, (size_t)m);
+        if (ok) {
+            memcpy(out, tmp, (size_t)m);
+            out[m] = '\0';
         }
-        if (c == 0 || j + 1 >= outlen) return GW_ERR;
-        out[j++] = (char)c;
+        free(tmp);
+        return ok ? GW_OK : GW_ERR;
     }
-    out[j] = '\0';
+    long m = gw_url_decode_strict(src, n, out);
+    if (m < 0 || memchr(out, 0, (size_t)m)) return GW_ERR;
+    out[m] = '\0';
     return GW_OK;
 }
 

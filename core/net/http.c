@@ -535,7 +535,7 @@ static void dispatch(struct http_conn *c) {
         answer_error(c, 500, "out of memory");
         return;
     }
-    long dlen = gw_http1_decode_path(raw, raw_len, decoded);
+    long dlen = gw_url_decode_strict(raw, raw_len, decoded);
     if (dlen < 0) {
         if (decoded != small) free(decoded);
         answer_error(c, 400, "invalid path");

@@ -388,26 +388,3 @@ int gw_http1_split_target(const char *url, size_t len, const char **path, size_t
     *query_len = q ? (size_t)(end - q - 1) : 0;
     return GW_OK;
 }
-
-static int hexval(int c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-long gw_http1_decode_path(const char *in, size_t len, char *out) {
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (in[i] != '%') {
-            out[o++] = in[i];
-            continue;
-        }
-        if (i + 2 >= len) return -1;
-        int a = hexval((unsigned char)in[i + 1]), b = hexval((unsigned char)in[i + 2]);
-        if (a < 0 || b < 0) return -1;
-        out[o++] = (char)(a * 16 + b);
-        i += 2;
-    }
-    return (long)o;
-}

@@ -69,8 +69,4 @@ int gw_http1_minor(const struct gw_http1 *p); /* HTTP/1.x */
 int gw_http1_split_target(const char *url, size_t len, const char **path, size_t *path_len,
                           const char **query, size_t *query_len);
 
-/* Percent-decode a path into 'out' (room for 'len' bytes); '+' stays.
- * Returns the length, or -1 for a malformed escape. */
-long gw_http1_decode_path(const char *in, size_t len, char *out);
-
 #endif

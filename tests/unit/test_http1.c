@@ -283,20 +283,6 @@ static void test_split_target(void **state) {
     assert_int_equal(gw_http1_split_target("*", 1, &path, &pl, &query, &ql), GW_ERR);
 }
 
-static void test_decode_path(void **state) {
-    (void)state;
-    char out[64];
-    long n = gw_http1_decode_path("/a%2Fb+c%41", 11, out);
-    assert_int_equal(n, 7);
-    assert_memory_equal(out, "/a/b+cA", 7);
-    n = gw_http1_decode_path("/x%00y", 6, out);
-    assert_int_equal(n, 4);
-    assert_memory_equal(out, "/x\0y", 4);
-    assert_int_equal(gw_http1_decode_path("/%zz", 4, out), -1);
-    assert_int_equal(gw_http1_decode_path("/%4", 3, out), -1);
-    assert_int_equal(gw_http1_decode_path("/%", 2, out), -1);
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_simple_get),
@@ -312,7 +298,6 @@ int main(void) {
         cmocka_unit_test(test_zero_padded_length),
         cmocka_unit_test(test_header_limits),
         cmocka_unit_test(test_split_target),
-        cmocka_unit_test(test_decode_path),
     };
     return cmocka_run_group_tests_name("gw_http1", tests, NULL, NULL);
 }

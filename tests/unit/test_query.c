@@ -409,6 +409,21 @@ static void test_utf8_bad_continuation(void **state) {
     INVALID("\xf0\x9f\x98" "a");
 }
 
+/* Paths and URLs: '+' stays, a malformed escape fails. */
+static void test_url_decode_strict(void **state) {
+    (void)state;
+    char out[64];
+    long n = gw_url_decode_strict("/a%2Fb+c%41", 11, out);
+    assert_int_equal(n, 7);
+    assert_memory_equal(out, "/a/b+cA", 7);
+    n = gw_url_decode_strict("/x%00y", 6, out);
+    assert_int_equal(n, 4);
+    assert_memory_equal(out, "/x\0y", 4);
+    assert_int_equal(gw_url_decode_strict("/%zz", 4, out), -1);
+    assert_int_equal(gw_url_decode_strict("/%4", 3, out), -1);
+    assert_int_equal(gw_url_decode_strict("/%", 2, out), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_pairs),
@@ -430,6 +445,7 @@ int main(void) {
         cmocka_unit_test(test_url_decode_plus),
         cmocka_unit_test(test_url_decode_hex_case),
         cmocka_unit_test(test_url_decode_invalid),
+        cmocka_unit_test(test_url_decode_strict),
         cmocka_unit_test(test_utf8_valid),
         cmocka_unit_test(test_utf8_overlong),
         cmocka_unit_test(test_utf8_surrogates_and_range),
