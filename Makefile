@@ -37,7 +37,7 @@ STATIC_MODULES ?=
 STATIC_LDLIBS  ?=
 STATIC_A := $(BUILD)/static/modules.a
 
-.PHONY: fuzz fuzz-run test-fuzz all run test test-unit test-unit-asan test-lua test-integration test-asan asan clean deps bench modules FORCE
+.PHONY: test-layers fuzz fuzz-run test-fuzz all run test test-unit test-unit-asan test-lua test-integration test-asan asan clean deps bench modules FORCE
 
 all: $(BUILD)/gateway $(BUILD)/lua/gateway/core.so
 
@@ -97,7 +97,12 @@ run:
 test:
 	@scripts/ensure-deps.sh test
 	@$(MAKE) --no-print-directory all modules
-	@$(MAKE) --no-print-directory test-unit test-lua test-integration test-unit-asan test-asan test-fuzz
+	@$(MAKE) --no-print-directory test-layers test-unit test-lua test-integration test-unit-asan test-asan test-fuzz
+
+# core/'s floors and circles, from its includes and its objects' symbols
+# (docs/architecture.md).
+test-layers: $(BUILD)/gateway
+	@python3 scripts/check-layers.py --objects $(BUILD)/obj
 
 test-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
