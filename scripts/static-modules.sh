@@ -2,7 +2,7 @@
 # Build the modules linked into the binary (make STATIC_MODULES=...) into
 # OUT/modules.a: each folder's .c files compiled with the module's entry
 # points renamed to gateway_static_<name>_*, so several can be linked in,
-# plus the table gw_static_modules (core/gw_builtins.h) naming them. With
+# plus the table gw_static_modules (core/modules/builtins.h) naming them. With
 # no folders the table is empty. OUT/modules.a is replaced only when it
 # changed, so the gateway is relinked only then.
 #   scripts/static-modules.sh OUT "CC FLAGS" [FOLDER...]

@@ -1,4 +1,4 @@
-/* See gw_mime.h. */
+/* See mime.h. */
 #include "base/mime.h"
 
 #include <stddef.h>

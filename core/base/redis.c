@@ -1,4 +1,4 @@
-/* See gw_redis.h. One hiredis async context at a time, in one of four
+/* See redis.h. One hiredis async context at a time, in one of four
  * states: DOWN (waiting to retry), CONNECTING (connect, AUTH, SELECT and
  * a PING in flight; user commands wait in our queue), READY, STOPPED.
  * Every user command is a gw_redis_cmd on one list in issue order: sent

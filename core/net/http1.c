@@ -1,4 +1,4 @@
-/* See gw_http1.h. http_parser hands out pieces of the URL, names, values
+/* See http1.h. http_parser hands out pieces of the URL, names, values
  * and body as they arrive, possibly split across reads; they are copied
  * here so a request survives the read buffer it came in. The parser is
  * paused on each event, so one feed call never runs past a request. */

@@ -1,4 +1,4 @@
-/* See gw_lines.h. The buffer grows only for a line split across feeds,
+/* See lines.h. The buffer grows only for a line split across feeds,
  * never past max + 1 bytes, and is freed between lines once it has grown
  * large, so an idle client holds no big buffer. */
 #include "net/lines.h"

@@ -1,6 +1,6 @@
 /* The line framing of the TCP transport, as a parser fed bytes: splits
  * what the socket read into lines ending in "\n" or "\r\n", skips empty
- * ones and drops a line over the limit. No I/O: gw_socket.c feeds it and
+ * ones and drops a line over the limit. No I/O: net/socket.c feeds it and
  * gets each line through a callback. */
 #ifndef GW_LINES_H
 #define GW_LINES_H

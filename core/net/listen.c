@@ -1,4 +1,4 @@
-/* See gw_listen.h. Workers either listen on sockets of their own in one
+/* See listen.h. Workers either listen on sockets of their own in one
  * SO_REUSEPORT group (the kernel spreads connections over them) or poll one
  * inherited socket (the kernel gives each connection to one accept(); the
  * others get EAGAIN). */

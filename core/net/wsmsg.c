@@ -1,4 +1,4 @@
-/* See gw_wsmsg.h. The size check counts what is still to come of the
+/* See wsmsg.h. The size check counts what is still to come of the
  * current frame, so an oversized frame is refused at its first chunk; the
  * buffer never grows past max and is freed after a large message. */
 #include "net/wsmsg.h"

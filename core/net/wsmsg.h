@@ -1,6 +1,6 @@
 /* WebSocket message assembly, as a parser fed bytes: joins the chunks lws
  * hands over (parts of frames, fragments of a message) into whole
- * messages up to a size limit. No I/O and no lws: gw_ws.c feeds it what
+ * messages up to a size limit. No I/O and no lws: net/ws.c feeds it what
  * lws reports about each chunk. */
 #ifndef GW_WSMSG_H
 #define GW_WSMSG_H

@@ -1,5 +1,5 @@
 /* The api.regex table: pcre2 matching for Lua, using the pattern cache in
- * gw_regex.c. Captures are Lua tables: [0] the whole match, [1..n] the
+ * base/regex.c. Captures are Lua tables: [0] the whole match, [1..n] the
  * groups (absent when unset), plus one key per named group. */
 #include "vm/libs.h"
 #include "base/regex.h"

@@ -1,8 +1,10 @@
-/* The Lua state and its tasks. Each task is a coroutine anchored in the
- * registry; the thread's extra space points back at its task so bindings
- * can find who is calling. Resuming goes through task_run, which handles
- * yields, returns, errors and the cpuTimeout stop in one place. Finished
- * tasks keep their coroutine in a pool for the next spawn. */
+/* The Lua state and its tasks: the scheduler, and nothing of the gateway
+ * above it (runtime/runtime.c puts the state to use). Each task is a
+ * coroutine anchored in the registry; the thread's extra space points back
+ * at its task so bindings can find who is calling. Resuming goes through
+ * task_run, which handles yields, returns, errors and the cpuTimeout stop in
+ * one place; a wake goes through the ready queue, which the loop runs.
+ * Finished tasks keep their coroutine in a pool for the next spawn. */
 #include "vm/vm.h"
 #include "base/gw.h"
 #include "base/log.h"
@@ -97,8 +99,9 @@ int gw_task_is_waiting(struct gw_task *t) { return t->waiting; }
 static volatile sig_atomic_t watch_forked;
 static void watch_after_fork(struct gw_vm *vm);
 
-/* What slice_enter replaced, for slice_leave to put back (slices nest: a
- * task resumed from inside another). */
+/* What slice_enter replaced, for slice_leave to put back: slices nest when
+ * C enters Lua while Lua runs (a module resuming a task from inside an
+ * action, which gateway.h allows though the core never does it). */
 struct slice {
     double start;
     lua_State *running;

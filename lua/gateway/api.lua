@@ -79,7 +79,7 @@ function M.new(config, builtins)
   api.timer = { after = loop and timerAfter or unavailable("api.timer.after") }
 
   -- api.redis.call(cmd, ...) -> reply; api.redis.pcall(cmd, ...) -> reply | nil, err;
-  -- api.redis.connected() -> boolean. See core/mod_redis.c.
+  -- api.redis.connected() -> boolean. See core/modules/mod_redis.c.
   api.redis = {
     call = redis and redis.call or unavailable("api.redis.call"),
     pcall = redis and redis.pcall or unavailable("api.redis.pcall"),

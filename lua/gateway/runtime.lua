@@ -29,7 +29,7 @@ local function publish(reg)
   rt.api.documentation.documentation = docs.build(reg)
 end
 
--- C modules (core/gw_module.c): each { name, path, functions } the config lists becomes
+-- C modules (core/modules/loader.c): each { name, path, functions } the config lists becomes
 -- api.<name>; the built-in ones come first and api.new places them.
 local function splitModules(modules)
   local builtins, listed = {}, {}

@@ -1,5 +1,5 @@
--- Specs for api.regex (SPEC §6; core/gw_lib_regex.c on the pattern cache of
--- core/gw_regex.c): match and test, gsub with string, table and function replacements,
+-- Specs for api.regex (SPEC §6; core/vm/regexlib.c on the pattern cache of
+-- core/base/regex.c): match and test, gsub with string, table and function replacements,
 -- split, empty matches, UTF-8, the match limit, and bad patterns, which raise an error
 -- naming the pattern and the offset.
 

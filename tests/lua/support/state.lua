@@ -1,5 +1,5 @@
 -- A gateway state for specs, built by the same code as production:
---   * the config table the C loader (core/gw_config.c) would give: the defaults as
+--   * the config table the C loader (core/vm/config.c) would give: the defaults as
 --     gateway.lua.example documents them (tests/unit/test_config.c checks that file
 --     against the C schema, key by key), merged with the spec's overrides, relative
 --     paths made absolute against the repository root;
