@@ -4,8 +4,7 @@
  * async helper (mod_redis.c, mod_sleep.c). */
 #include "modules/builtins.h"
 #include "gateway.h"
-#include "modules/mod_redis.h"
-#include "modules/mod_sleep.h"
+#include "modules/mods.h"
 #include "vm/libs.h"
 
 #include <lauxlib.h>

@@ -7,7 +7,7 @@
  * Replies map to Lua as in Redis's own scripting. The calling action
  * suspends until the reply; the connection is the gateway's shared one. */
 #include "gateway.h"
-#include "modules/mod_redis.h"
+#include "modules/mods.h"
 
 #include <hiredis/hiredis.h>
 #include <lauxlib.h>

@@ -3,7 +3,7 @@
  * loop serves others; an aborted action (client gone, actionTimeout,
  * shutdown) stops its timer. */
 #include "gateway.h"
-#include "modules/mod_sleep.h"
+#include "modules/mods.h"
 
 #include <lauxlib.h>
 #include <stdlib.h>
