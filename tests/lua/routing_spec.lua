@@ -1,12 +1,12 @@
--- Specs for lua/gateway/router.lua (web routes), the matching half of
--- lua/gateway/handlers.lua (message routes) and lua/gateway/permissions.lua.
+-- Specs for lua/gateway/registry/router.lua (web routes), the matching half of
+-- lua/gateway/registry/handlers.lua (message routes) and lua/gateway/pipeline/permissions.lua.
 
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/lua/?.so;" .. package.cpath
 
-local router = require("gateway.router")
-local handlers = require("gateway.handlers")
-local permissions = require("gateway.permissions")
+local router = require("gateway.registry.router")
+local handlers = require("gateway.registry.handlers")
+local permissions = require("gateway.pipeline.permissions")
 
 local function exists() return true end
 

@@ -3,11 +3,11 @@
 -- Static files and web routes come from their own modules when they exist.
 
 local core = require("gateway.core")
-local processor = require("gateway.processor")
-local connections = require("gateway.connections")
-local router = require("gateway.router")
-local handlers = require("gateway.handlers")
-local session = require("gateway.session")
+local processor = require("gateway.pipeline.processor")
+local connections = require("gateway.services.connections")
+local router = require("gateway.registry.router")
+local handlers = require("gateway.registry.handlers")
+local session = require("gateway.services.session")
 
 local W = {}
 
