@@ -4,8 +4,8 @@
 -- layer, each requiring only its own layer and those below (tests/lua/layers_spec.lua):
 --   transport/  web, websocket, socket, and messages (the envelope protocol WebSocket and
 --               TCP share): a transport's input made into a processor call, the answer rendered
---   registry/   loader, router, handlers, resources, docs: what is loaded, and how a
---               request finds it
+--   registry/   loader, router, handlers, resources, docs: what is loaded, and which
+--               action a request names (router.resolve)
 --   services/   api and what actions use through it: cache, session, connections
 --   pipeline/   processor, inputs, validators, formatters, permissions: what runs for one
 --               action; it requires nothing of the layers above
