@@ -1,12 +1,12 @@
 -- Route matching cost per request with 10, 100 and 1,000 routes of each kind: web routes
--- (lua/gateway/router.lua) and handler patterns (lua/gateway/handlers.lua), measured in
--- process with the gateway's own pcre2 binding. Run through bench/routes.sh.
+-- (lua/gateway/registry/router.lua) and handler patterns (lua/gateway/registry/handlers.lua),
+-- measured in process with the gateway's own pcre2 binding. Run through bench/routes.sh.
 
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/lua/?.so;" .. package.cpath
 
-local router = require("gateway.router")
-local handlers = require("gateway.handlers")
+local router = require("gateway.registry.router")
+local handlers = require("gateway.registry.handlers")
 
 local ITER_BUDGET = tonumber(os.getenv("BENCH_ROUTES_SECONDS") or "0.3") -- per measurement
 

@@ -1,23 +1,32 @@
 -- The runtime C talks to: init, reload, summary, handle, fail, open, close and
 -- shutdown. It owns the loaded registry and the `api` global, and routes each
--- request to its transport module.
+-- request to its transport module. The modules it puts together sit in one folder per
+-- layer, each requiring only its own layer and those below (tests/lua/layers_spec.lua):
+--   transport/  web, websocket, socket, and messages (the envelope protocol WebSocket and
+--               TCP share): a transport's input made into a processor call, the answer rendered
+--   registry/   loader, router, handlers, resources, docs: what is loaded, and which
+--               action a request names (router.resolve)
+--   services/   api and what actions use through it: cache, session, connections
+--   pipeline/   processor, inputs, validators, formatters, permissions: what runs for one
+--               action; it requires nothing of the layers above
+-- registry/ and services/ both stand on pipeline/ and do not require each other.
 
 local core = require("gateway.core")
-local apiModule = require("gateway.api")
-local loader = require("gateway.loader")
-local processor = require("gateway.processor")
-local docs = require("gateway.docs")
-local connections = require("gateway.connections")
-local router = require("gateway.router")
-local handlers = require("gateway.handlers")
+local apiModule = require("gateway.services.api")
+local loader = require("gateway.registry.loader")
+local processor = require("gateway.pipeline.processor")
+local docs = require("gateway.registry.docs")
+local connections = require("gateway.services.connections")
+local router = require("gateway.registry.router")
+local handlers = require("gateway.registry.handlers")
 
 local R = {}
 
 local rt = { shuttingDown = false }
 local transports = {
-  web = require("gateway.web"),
-  websocket = require("gateway.websocket"),
-  socket = require("gateway.socket"),
+  web = require("gateway.transport.web"),
+  websocket = require("gateway.transport.websocket"),
+  socket = require("gateway.transport.socket"),
 }
 
 local function publish(reg)

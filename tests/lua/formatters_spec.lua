@@ -1,10 +1,10 @@
--- Specs for lua/gateway/formatters.lua, the built-ins behind api.formatters.
+-- Specs for lua/gateway/pipeline/formatters.lua, the built-ins behind api.formatters.
 -- Formatters are lenient: what they cannot convert must come back unchanged.
 
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/lua/?.so;" .. package.cpath
 
-local formatters = require("gateway.formatters")
+local formatters = require("gateway.pipeline.formatters")
 
 -- Asserts formatter(input) == expected for each { input, expected } pair, including the
 -- Lua number subtype (4 and 4.0 are equal but not the same result).

@@ -1,4 +1,4 @@
--- Specs for lua/gateway/inputs.lua, the inputs pipeline of SPEC §3.3:
+-- Specs for lua/gateway/pipeline/inputs.lua, the inputs pipeline of SPEC §3.3:
 -- compile-time name resolution and the per-request default -> formatter -> validator ->
 -- required steps, failures and their messages. The `api` and the options (missing
 -- checks, JSON null) are the ones the gateway builds from its default config, and the
@@ -7,9 +7,9 @@
 package.path = "tests/lua/?.lua;" .. package.path
 local state = require("support.state")
 
-local inputs = require("gateway.inputs")
-local validators = require("gateway.validators")
-local formatters = require("gateway.formatters")
+local inputs = require("gateway.pipeline.inputs")
+local validators = require("gateway.pipeline.validators")
+local formatters = require("gateway.pipeline.formatters")
 
 local st = state.new()
 local api = st.api

@@ -1,13 +1,13 @@
--- Specs for lua/gateway/messages.lua (the envelope protocol of SPEC §5/§8) and the verbs
--- of lua/gateway/socket.lua: parsing a message, rendering an envelope with its keys in
--- SPEC order, and the TCP verbs' answers, on the runtime state the gateway builds from
--- its default config (the example actions loaded).
+-- Specs for lua/gateway/transport/messages.lua (the envelope protocol of SPEC §5/§8) and the
+-- verbs of lua/gateway/transport/socket.lua: parsing a message, rendering an envelope with its
+-- keys in SPEC order, and the TCP verbs' answers, on the runtime state the gateway builds
+-- from its default config (the example actions loaded).
 
 package.path = "tests/lua/?.lua;" .. package.path
 local state = require("support.state")
 
-local messages = require("gateway.messages")
-local socket = require("gateway.socket")
+local messages = require("gateway.transport.messages")
+local socket = require("gateway.transport.socket")
 
 local st = state.new()
 local rt = st.rt

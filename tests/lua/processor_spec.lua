@@ -1,4 +1,4 @@
--- Specs for lua/gateway/processor.lua's plans and calls: each action's plan (its
+-- Specs for lua/gateway/pipeline/processor.lua's plans and calls: each action's plan (its
 -- middleware in running order, its blocked connection types) is made when a registry
 -- is published and made again by a reload; callWithNext takes next only from the
 -- functions that declare it; the connection a request's coroutine serves is forgotten
@@ -6,7 +6,7 @@
 
 package.path = "tests/lua/?.lua;" .. package.path
 local state = require("support.state")
-local processor = require("gateway.processor")
+local processor = require("gateway.pipeline.processor")
 
 local made = {}
 local function tmpdir()

@@ -1,12 +1,13 @@
--- Specs for lua/gateway/router.lua (web routes), the matching half of
--- lua/gateway/handlers.lua (message routes) and lua/gateway/permissions.lua.
+-- Specs for lua/gateway/registry/router.lua (web routes, and the precedence of SPEC §6 in
+-- router.resolve), the matching half of lua/gateway/registry/handlers.lua (message routes)
+-- and lua/gateway/pipeline/permissions.lua.
 
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/lua/?.so;" .. package.cpath
 
-local router = require("gateway.router")
-local handlers = require("gateway.handlers")
-local permissions = require("gateway.permissions")
+local router = require("gateway.registry.router")
+local handlers = require("gateway.registry.handlers")
+local permissions = require("gateway.pipeline.permissions")
 
 local function exists() return true end
 
@@ -120,6 +121,100 @@ describe("handlers", function()
     assert.equal("list", handlers.resolve(index, "items/", nil, "GET").name)
     local _, _, status = handlers.resolve(index, "items/", nil, "POST")
     assert.equal(405, status)
+  end)
+end)
+
+describe("router.resolve", function()
+  -- A registry as the loader makes it: `echo`, `show`, `status` and `files` are actions;
+  -- `echo` is also a web route's path, and `items/` a handler's.
+  local function make(def) return def end
+  local reg = {
+    versions = { echo = { 1 }, show = { 1 }, status = { 1 }, files = { 1 } },
+    routes = router.compile({
+      get = {
+        { path = "/users/:id", action = "show" },
+        { path = "/echo", action = "status" },
+        { path = "/v/:id", action = "show", apiVersion = 2 },
+        { path = "/files/:name", action = "files" },
+      },
+    }, "routes.lua", exists),
+    handlerIndex = handlers.compile({
+      { file = "items.lua", handler = { routes = { [[^items/(?P<pk>\d+)/$]], [[^items/$]], [[^echo]] },
+        actions = { retrieve = function() end, list = function() end, create = function() end } } },
+    }, make),
+  }
+
+  -- resolve with fresh params; returns its values and the params as they are after it.
+  local function resolve(method, rest, params, extension, rawRest)
+    params = params or {}
+    return { router.resolve(reg, method, rest, rawRest, params, extension) }, params
+  end
+
+  it("1. ?action= naming a loaded action wins over a web route", function()
+    local r, params = resolve("GET", "users/5", { action = "status" })
+    assert.same({ "status" }, r)
+    assert.is_nil(params.id)
+  end)
+
+  it("... but not when it names no action: the web route chooses", function()
+    local r, params = resolve("GET", "users/5", { action = "nope" })
+    assert.equal("show", r[1])
+    assert.same({ id = "5" }, r[2])
+    assert.equal("/users/:id", r[3].path)
+    assert.is_nil(r[4])
+    assert.same({ action = "nope", id = "5" }, params) -- params.action is the transport's
+  end)
+
+  it("2. a web route wins over a segment naming an action, for its own method", function()
+    assert.equal("status", resolve("GET", "echo")[1])
+    assert.equal("status", resolve("HEAD", "echo")[1]) -- HEAD tries get
+    assert.same({ "echo" }, (resolve("POST", "echo")))
+  end)
+
+  it("2. merges route params over query and body, and the route's apiVersion when none", function()
+    local r, params = resolve("GET", "v/7", { id = "from query" })
+    assert.equal("show", r[1])
+    assert.same({ id = "7", apiVersion = 2 }, params)
+    r, params = resolve("GET", "v/7", { apiVersion = "1" })
+    assert.same({ id = "7", apiVersion = "1" }, params)
+    _, params = resolve("GET", "v/7", { apiVersion = "" })
+    assert.equal(2, params.apiVersion)
+  end)
+
+  it("2. splits the raw path before decoding it", function()
+    local r = resolve("GET", "files/a/b", nil, nil, "files/a%2Fb")
+    assert.equal("files", r[1])
+    assert.same({ name = "a/b" }, r[2])
+  end)
+
+  it("3. a segment naming an action, its extension stripped, wins over a handler route", function()
+    assert.same({ "echo" }, (resolve("POST", "echo"))) -- ^echo would take POST (create)
+    assert.same({ "echo" }, (resolve("POST", "echo.json", nil, "json")))
+    assert.same({ "show" }, (resolve("GET", "show.gz", nil, "gz")))
+    assert.same({ "show.tar" }, (resolve("GET", "show.tar.gz", nil, "gz"))) -- the last one only
+  end)
+
+  it("4. a handler route chooses by method, its params merged", function()
+    local r, params = resolve("GET", "items/5/", { q = "1" })
+    assert.equal("retrieve", r[1])
+    assert.same({ pk = "5" }, r[2])
+    assert.equal([[^items/(?P<pk>\d+)/$]], r[3])
+    assert.equal("retrieve", r[4].name)
+    assert.same({ q = "1", pk = "5" }, params)
+    assert.equal("list", resolve("GET", "items/")[1])
+    assert.equal("create", resolve("POST", "echo/more")[1]) -- two segments: not an action name
+  end)
+
+  it("4. a handler that matches without the method's action is 405", function()
+    assert.same({ nil, 'Action "remove" not allowed.', 405 }, (resolve("DELETE", "items/5/")))
+  end)
+
+  it("5. else the name as given: the segment, the whole path, or ?action=", function()
+    assert.same({ "nope" }, (resolve("GET", "nope")))
+    assert.same({ "nope" }, (resolve("GET", "nope.json", nil, "json")))
+    assert.same({ "a/b" }, (resolve("GET", "a/b")))
+    assert.same({ "missing" }, (resolve("GET", "", { action = "missing" })))
+    assert.same({ "" }, (resolve("GET", "")))
   end)
 end)
 

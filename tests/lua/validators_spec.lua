@@ -1,4 +1,4 @@
--- Specs for lua/gateway/validators.lua, the built-ins behind api.validators.
+-- Specs for lua/gateway/pipeline/validators.lua, the built-ins behind api.validators.
 -- The regex validator runs on the C core's pcre2 binding (build/lua/gateway/core.so,
 -- which make test-lua builds): without it these specs fail rather than skip.
 
@@ -6,7 +6,7 @@ package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/lua/?.so;" .. package.cpath
 
 require("gateway.core")
-local validators = require("gateway.validators")
+local validators = require("gateway.pipeline.validators")
 
 -- Asserts that every value passes / fails with 'message'.
 local function passes(validator, values)

@@ -112,7 +112,8 @@ function S.new(overrides, dir)
   function st.inputs(actionName, params, connection, version)
     local versions = assert(st.rt.reg.versions[actionName], "no action " .. actionName)
     local action = st.rt.reg.actions[actionName][version or versions[#versions]]
-    return require("gateway.inputs").process(action, params, connection or {}, st.rt.inputOpts), params
+    local inputs = require("gateway.pipeline.inputs")
+    return inputs.process(action, params, connection or {}, st.rt.inputOpts), params
   end
 
   return st

@@ -8,7 +8,8 @@
 -- it yields the calling coroutine and raises { status = 503, message = "redis unavailable" }
 -- (or "redis timeout") when Redis cannot answer, as api.redis.call does.
 -- The web transport restores a session from `Authorization: Bearer <token>` and persistent
--- connections from an `authenticate` message (see gateway.web and gateway.messages).
+-- connections from an `authenticate` message (see gateway.transport.web and
+-- gateway.transport.messages).
 
 local core = require("gateway.core")
 

@@ -34,7 +34,7 @@ end
 -- showDocumentation, unless the project defines its own.
 function D.addBuiltins(reg, api)
   if reg.actions.showDocumentation then return end
-  local inputs = require("gateway.inputs")
+  local inputs = require("gateway.pipeline.inputs")
   local action = {
     name = "showDocumentation", description = "Return the API documentation", version = 1,
     inputs = {}, middleware = {}, permissions = {}, toDocument = false, _file = "(built in)",

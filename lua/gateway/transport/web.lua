@@ -1,13 +1,13 @@
 -- The web transport (SPEC §5, §6 web paths, §8 web): turns a request table from C into
 -- a connection and params, runs the processor, and renders status, headers and body.
--- Static files and web routes come from their own modules when they exist.
+-- Which action a path names is the router's (gateway.registry.router.resolve); static
+-- files are served by the C core before a GET or HEAD reaches Lua.
 
 local core = require("gateway.core")
-local processor = require("gateway.processor")
-local connections = require("gateway.connections")
-local router = require("gateway.router")
-local handlers = require("gateway.handlers")
-local session = require("gateway.session")
+local processor = require("gateway.pipeline.processor")
+local connections = require("gateway.services.connections")
+local router = require("gateway.registry.router")
+local session = require("gateway.services.session")
 
 local W = {}
 
@@ -250,8 +250,6 @@ local function apiRest(rt, path)
   return nil
 end
 
-local LOWER = { GET = "get", POST = "post", PUT = "put", PATCH = "patch", DELETE = "delete", HEAD = "head" }
-
 function W.handle(rt, ctx)
   local method = ctx.method
   if method == "OPTIONS" then
@@ -282,52 +280,24 @@ function W.handle(rt, ctx)
     for k, v in pairs(fromBody) do params[k] = v end
   end
 
-  -- Which action (SPEC §6): ?action= naming a real action; a web route; a single path
-  -- segment naming an action (its extension stripped); a handler route; else 404. What
-  -- the processor needs to know of the choice goes on ctx (its `extra`).
+  -- Which action (SPEC §6): the router decides, and merges the params of the route or
+  -- handler that chose it into params. What the processor needs to know of the choice
+  -- goes on ctx (its `extra`).
   local extension = path:match("%.([^./]+)$")
-  local versions = rt.reg.versions
-  local name
-  if type(params.action) == "string" and versions[params.action] then
-    name = params.action
+  local rawRest = ctx.rawPath and apiRest(rt, ctx.rawPath)
+  local name, routeParams, matched, handlerAction =
+    router.resolve(rt.reg, method, rest, rawRest, params, extension)
+  if not name then return plainError(rt, matched, routeParams, ctx) end -- a handler's 405
+  if handlerAction then
+    ctx.handlerAction, ctx.handlerStyle = handlerAction, true
+    ctx.route, ctx.matchedRoute, ctx.routeParams = rest, matched, routeParams
   else
-    local rawRest = ctx.rawPath and apiRest(rt, ctx.rawPath)
-    local route, routeParams = router.match(rt.reg.routes, LOWER[method] or method:lower(), rest, rawRest)
-    if route then
-      name = route.action
-      for k, v in pairs(routeParams) do params[k] = v end
-      if (params.apiVersion == nil or params.apiVersion == "") and route.apiVersion ~= nil then
-        params.apiVersion = route.apiVersion
-      end
+    if matched then
       ctx.route, ctx.routeParams = rest, routeParams
-      ctx.matchedRoute = { method = route.method, path = route.path, action = route.action }
-    else
-      -- One segment (most requests) needs no split.
-      local nsegs, candidate
-      if rest:find("/", 1, true) then
-        local segs = router.split(rest)
-        nsegs, candidate = #segs, segs[1] or ""
-      else
-        nsegs, candidate = rest == "" and 0 or 1, rest
-      end
-      if extension then candidate = candidate:gsub("%." .. extension:gsub("%p", "%%%0") .. "$", "") end
-      if nsegs > 1 or not versions[candidate] then
-        local action, handlerParams, pattern, named = handlers.resolve(rt.reg.handlerIndex, rest, nil, method)
-        if action then
-          name, ctx.handlerAction, ctx.route, ctx.matchedRoute, ctx.routeParams = action.name, action, rest, pattern, named
-          for k, v in pairs(handlerParams) do params[k] = v end
-          ctx.handlerStyle = true
-        elseif pattern == 405 then
-          return plainError(rt, 405, handlerParams, ctx)
-        end
-      end
-      if not name then
-        name = nsegs <= 1 and candidate or rest
-        if name == "" and type(params.action) == "string" then name = params.action end
-      end
+      ctx.matchedRoute = { method = matched.method, path = matched.path, action = matched.action }
     end
+    params.action = name
   end
-  if not ctx.handlerAction then params.action = name end
 
   -- Sessions (SPEC §9): `Authorization: Bearer <token>` restores connection.user before
   -- middleware and permissions run; an unknown or expired token leaves the request

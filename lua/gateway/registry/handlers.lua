@@ -65,7 +65,7 @@ local function handlerAction(entry, name, handler, make)
   return make(def, name)
 end
 
--- A generic the handler enables; the Redis-backed implementations (gateway.resources)
+-- A generic the handler enables; the Redis-backed implementations (gateway.registry.resources)
 -- plug in here: `generics[name](handler, name)` -> an action definition, or nil and a
 -- load error (a bad `resource`).
 local function genericAction(name, handler, make, generics)

@@ -3,10 +3,10 @@
 -- `transport` is the connection type ("websocket" or "socket").
 
 local core = require("gateway.core")
-local inputs = require("gateway.inputs")
-local processor = require("gateway.processor")
-local handlers = require("gateway.handlers")
-local session = require("gateway.session")
+local inputs = require("gateway.pipeline.inputs")
+local processor = require("gateway.pipeline.processor")
+local handlers = require("gateway.registry.handlers")
+local session = require("gateway.services.session")
 
 local M = {}
 

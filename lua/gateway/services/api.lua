@@ -4,8 +4,8 @@
 -- regex come from gateway.core and the parts that wait raise a clear error when called.
 
 local core = require("gateway.core")
-local connections = require("gateway.connections")
-local permissions = require("gateway.permissions")
+local connections = require("gateway.services.connections")
+local permissions = require("gateway.pipeline.permissions")
 
 local M = {}
 
@@ -58,8 +58,8 @@ function M.new(config, builtins)
     config = readonly(config, "api.config"),
     json = json,
     regex = builtins.regex or require("gateway.regex"),
-    validators = require("gateway.validators"),
-    formatters = require("gateway.formatters"),
+    validators = require("gateway.pipeline.validators"),
+    formatters = require("gateway.pipeline.formatters"),
     actions = { actions = {}, versions = {} },
     documentation = { documentation = {} },
     connections = { connections = {} },
@@ -86,11 +86,11 @@ function M.new(config, builtins)
     connected = redis and redis.connected or function() return false end,
   }
 
-  -- api.cache: ActionHero's cache on api.redis (SPEC §9). See gateway/cache.lua.
-  api.cache = require("gateway.cache").new(api, config)
+  -- api.cache: ActionHero's cache on api.redis (SPEC §9). See gateway/services/cache.lua.
+  api.cache = require("gateway.services.cache").new(api, config)
 
   -- api.session.create/load/destroy (SPEC §9 sessions): see gateway.session.
-  api.session = require("gateway.session").new(api)
+  api.session = require("gateway.services.session").new(api)
 
   function api.connections.count()
     local n = 0

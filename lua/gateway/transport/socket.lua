@@ -3,8 +3,8 @@
 -- connection's sticky params. Verbs answer {"status","data","context"} in that order.
 
 local core = require("gateway.core")
-local messages = require("gateway.messages")
-local processor = require("gateway.processor")
+local messages = require("gateway.transport.messages")
+local processor = require("gateway.pipeline.processor")
 
 local S = {}
 

@@ -12,7 +12,7 @@
 -- the index, even if the gateway dies mid-write. Reads of a list are one EVAL too (a
 -- consistent snapshot of count and page).
 
-local inputs = require("gateway.inputs")
+local inputs = require("gateway.pipeline.inputs")
 
 local M = {}
 

@@ -3,10 +3,10 @@
 -- startup (or is refused on reload) with one line naming the file and the reason.
 
 local core = require("gateway.core")
-local inputs = require("gateway.inputs")
-local router = require("gateway.router")
-local handlers = require("gateway.handlers")
-local permissions = require("gateway.permissions")
+local inputs = require("gateway.pipeline.inputs")
+local router = require("gateway.registry.router")
+local handlers = require("gateway.registry.handlers")
+local permissions = require("gateway.pipeline.permissions")
 
 local M = {}
 
@@ -287,6 +287,6 @@ function M.loadRoutes(path, reg, env)
 end
 
 -- Redis-backed generic implementations by name (SPEC §6): see gateway.resources.
-M.generics = require("gateway.resources").generics
+M.generics = require("gateway.registry.resources").generics
 
 return M

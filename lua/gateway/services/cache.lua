@@ -88,7 +88,7 @@ end
 
 -- The connection of the action running in this coroutine (nil outside an action).
 local function currentConnection()
-  return require("gateway.processor").connectionOf(coroutine.running())
+  return require("gateway.pipeline.processor").connectionOf(coroutine.running())
 end
 M.currentConnection = currentConnection
 

@@ -1,7 +1,7 @@
 -- The WebSocket transport (SPEC §8): every text frame is one message of the envelope
 -- protocol; params are not sticky between messages.
 
-local messages = require("gateway.messages")
+local messages = require("gateway.transport.messages")
 
 local W = {}
 

@@ -4,8 +4,8 @@
 -- transport is left to the transports; waiting on next() uses gateway.loop.
 
 local core = require("gateway.core")
-local inputs = require("gateway.inputs")
-local permissions = require("gateway.permissions")
+local inputs = require("gateway.pipeline.inputs")
+local permissions = require("gateway.pipeline.permissions")
 
 local P = {}
 

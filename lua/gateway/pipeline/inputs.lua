@@ -3,8 +3,8 @@
 -- process() runs on every request. Scrubbing undeclared params, turning failures into
 -- responses and turning raised errors into a 500 are left to the action processor.
 
-local builtinValidators = require("gateway.validators")
-local builtinFormatters = require("gateway.formatters")
+local builtinValidators = require("gateway.pipeline.validators")
+local builtinFormatters = require("gateway.pipeline.formatters")
 
 local inputs = {}
 

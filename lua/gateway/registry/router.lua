@@ -3,9 +3,12 @@
 -- segment the pcre2 regex accepts, and with matchTrailingPathParts the last variable takes
 -- the rest of the path. Each list is indexed by its routes' first static segment (at
 -- whatever position), so a request only tries the routes that can match it, in file order.
+-- M.resolve holds the whole precedence of a request under /api/: ?action=, web routes,
+-- one segment naming an action, handler routes (their matching is gateway.registry.handlers).
 
 local core = require("gateway.core")
 local pcre = require("gateway.regex")
+local handlers = require("gateway.registry.handlers")
 
 local M = {}
 
@@ -172,6 +175,64 @@ function M.match(compiled, method, path, rawPath)
     end
   end
   return nil
+end
+
+local LOWER = { GET = "get", POST = "post", PUT = "put", PATCH = "patch", DELETE = "delete",
+  HEAD = "head" }
+
+-- Which action a web request under /api/ names (SPEC §6), in this order:
+--   1. params.action naming a loaded action;
+--   2. a web route of `reg.routes` for `method` (its params are merged into `params`, and
+--      its apiVersion applies when params has none);
+--   3. a single path segment naming a loaded action, `extension` (".json" -> "json")
+--      stripped from it;
+--   4. a handler route of `reg.handlerIndex`, the handler action chosen by `method`
+--      (its params, query string and named groups, are merged into `params`);
+--   5. else the name as given (the segment, the whole path, or params.action), which the
+--      processor answers with 404.
+-- `method` is the HTTP method ("GET"), `rest` the decoded path after /api/ and `rawRest`
+-- the same before %-decoding, or nil (see M.match). Returns
+--   name                                           by name (1, 3, 5)
+--   name, routeParams, route                       a web route (2): its compiled entry
+--   name, namedGroups, pattern, handlerAction      a handler (4)
+--   nil, message, 405                              a handler matched, but not the method
+-- A path of one segment is not split: most requests name their action directly.
+function M.resolve(reg, method, rest, rawRest, params, extension)
+  local versions = reg.versions
+  local asked = params.action
+  if type(asked) == "string" and versions[asked] then return asked end
+
+  local route, routeParams = M.match(reg.routes, LOWER[method] or method:lower(), rest, rawRest)
+  if route then
+    for k, v in pairs(routeParams) do params[k] = v end
+    if (params.apiVersion == nil or params.apiVersion == "") and route.apiVersion ~= nil then
+      params.apiVersion = route.apiVersion
+    end
+    return route.action, routeParams, route
+  end
+
+  -- One segment (most requests) needs no split.
+  local nsegs, candidate
+  if rest:find("/", 1, true) then
+    local segs = split(rest)
+    nsegs, candidate = #segs, segs[1] or ""
+  else
+    nsegs, candidate = rest == "" and 0 or 1, rest
+  end
+  if extension then candidate = candidate:gsub("%." .. extension:gsub("%p", "%%%0") .. "$", "") end
+  if nsegs > 1 or not versions[candidate] then
+    local action, handlerParams, pattern, named =
+      handlers.resolve(reg.handlerIndex, rest, nil, method)
+    if action then
+      for k, v in pairs(handlerParams) do params[k] = v end
+      return action.name, named, pattern, action
+    elseif pattern == 405 then
+      return nil, handlerParams, 405
+    end
+  end
+  local name = nsegs <= 1 and candidate or rest
+  if name == "" and type(asked) == "string" then name = asked end
+  return name
 end
 
 -- How many routes were loaded.
