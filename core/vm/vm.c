@@ -100,8 +100,7 @@ static volatile sig_atomic_t watch_forked;
 static void watch_after_fork(struct gw_vm *vm);
 
 /* What slice_enter replaced, for slice_leave to put back: slices nest when
- * C enters Lua while Lua runs (a module resuming a task from inside an
- * action, which gateway.h allows though the core never does it). */
+ * C enters Lua while Lua runs (a pcall or a spawn from inside a task). */
 struct slice {
     double start;
     lua_State *running;
@@ -614,7 +613,12 @@ struct gw_task *gw_task_spawn(struct gw_vm *vm, int nargs, gw_task_done_fn done,
     return task_run(t, nargs) ? NULL : t;
 }
 
-void gw_task_resume(struct gw_task *t, int nargs) { task_run(t, nargs); }
+void gw_task_resume(struct gw_task *t, int nargs) {
+    /* From inside a running task (a module answering at once), the loop
+     * resumes it instead: a resume never nests. */
+    if (t->vm->current) gw_task_wake(t, nargs);
+    else task_run(t, nargs);
+}
 
 void gw_task_abort_unowned(struct gw_vm *vm) {
     for (struct gw_task *t = vm->unowned, *next; t; t = next) {

@@ -75,8 +75,9 @@ struct gw_task *gw_task_spawn(struct gw_vm *vm, int nargs, gw_task_done_fn done,
 /* The suspended task's thread, for pushing resume arguments. */
 lua_State *gw_task_thread(struct gw_task *t);
 
-/* Resume a suspended task with 'nargs' values pushed on its thread: from
- * a loop callback (a timer, a reply), not from inside a task. */
+/* Resume a suspended task with 'nargs' values pushed on its thread: now
+ * when called from a loop callback (a timer, a reply), on the loop's next
+ * turn (as gw_task_wake) when called from inside a running task. */
 void gw_task_resume(struct gw_task *t, int nargs);
 
 /* Resume it on the loop's next turn instead, with the 'nargs' values
