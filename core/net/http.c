@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "base/query.h"
 #include "net/static.h"
+#include "runtime/drain.h"
 
 #include <arpa/inet.h>
 #include <lauxlib.h>
@@ -68,14 +69,13 @@ static struct gw_runtime *lua_rt;
 static uv_loop_t *loop;
 static struct lws_vhost *ws_vhost;
 static struct http_conn *all_conns, *ready_head;
-static int nconns, stopping, probe_fixed;
+static int stopping, probe_fixed;
 static uv_idle_t ready_idle;
 static uv_timer_t sweep;
 static char read_buf[READ_BUF];
 static int read_buf_busy;
 static char *obuf; /* answers are assembled here */
 static size_t obuf_cap;
-static int unsent_answers;
 
 static void conn_close(struct http_conn *c);
 static void process(struct http_conn *c, const char *data, size_t len);
@@ -83,9 +83,6 @@ static void pump(struct http_conn *c);
 static void sweep_tick(uv_timer_t *t);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
-
-int gw_http_count(void) { return nconns; }
-int gw_http_unsent(void) { return unsent_answers + gw_static_active(); }
 
 /* --- Deferred work -------------------------------------------------------- */
 
@@ -427,7 +424,7 @@ static void http_reply(void *ud, lua_State *L, int base, int n) {
         return;
     }
     if (c->nwrites) {
-        unsent_answers++;
+        gw_drain_hold(GW_DRAIN_UNSENT);
         c->in_flight = 2; /* written once the queue drains */
         return;
     }
@@ -726,7 +723,7 @@ static void process(struct http_conn *c, const char *data, size_t len) {
 static void pump(struct http_conn *c) {
     if (c->closing) return;
     if (c->in_flight == 2 && c->nwrites == 0) {
-        unsent_answers--;
+        gw_drain_release(GW_DRAIN_UNSENT);
         request_done(c);
         if (c->closing) return;
     }
@@ -835,7 +832,7 @@ static void conn_close(struct http_conn *c) {
     if (c->closing) return;
     c->closing = 1;
     unschedule(c);
-    if (c->in_flight == 2) unsent_answers--;
+    if (c->in_flight == 2) gw_drain_release(GW_DRAIN_UNSENT);
     if (c->call) {
         struct gw_call *call = c->call;
         c->call = NULL;
@@ -848,7 +845,6 @@ static void conn_close(struct http_conn *c) {
     if (c->prev) c->prev->next = c->next;
     else all_conns = c->next;
     if (c->next) c->next->prev = c->prev;
-    nconns--;
     uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
@@ -896,7 +892,6 @@ void gw_http_accept(int fd) {
     c->next = all_conns;
     if (all_conns) all_conns->prev = c;
     all_conns = c;
-    nconns++;
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) conn_close(c);
 }
 

@@ -4,7 +4,8 @@
  * in one write. Keep-alive and pipelining (answers in order, one request
  * in flight per connection), Expect: 100-continue, chunked bodies. Static
  * files stream from gw_static. A WebSocket upgrade on servers.websocket.path
- * hands the socket, and the bytes read, to libwebsockets. */
+ * hands the socket, and the bytes read, to libwebsockets. Answers and
+ * files not yet written hold GW_DRAIN_UNSENT (runtime/drain.h). */
 #ifndef GW_HTTP_H
 #define GW_HTTP_H
 
@@ -19,18 +20,11 @@ void gw_http_init(struct gw_runtime *g, uv_loop_t *loop, struct lws_vhost *vhost
 /* Serve a newly accepted socket; takes ownership of 'fd'. */
 void gw_http_accept(int fd);
 
-/* Answers not yet handed to the socket, and files still streaming
- * (graceful shutdown waits for them). */
-int gw_http_unsent(void);
-
 /* Shutdown has begun: close idle connections now, the others once their
  * answer is written. */
 void gw_http_stop(void);
 
 /* The end: close every connection still open, cancelling its request. */
 void gw_http_close_all(void);
-
-/* Open HTTP connections in this process. */
-int gw_http_count(void);
 
 #endif

@@ -1,11 +1,12 @@
 /* See gw_server.h. Shutdown order: mark the runtime as shutting down (new
- * actions get 503), close the listeners, wait for in-flight calls up to
- * general.shutdownTimeout, stop the Redis client, destroy the lws context,
- * let the loop finish. */
+ * actions get 503), close the listeners, wait up to
+ * general.shutdownTimeout until the drain registry holds no call in flight
+ * and no unsent answer, close the persistent connections (up to
+ * CLOSE_GRACE_MS, until it holds none), stop the Redis client, close the
+ * web connections, destroy the lws context, let the loop finish. */
 #include "net/server.h"
 #include "base/gw.h"
-#include "runtime/call.h"
-#include "runtime/conn.h"
+#include "runtime/drain.h"
 #include "net/http.h"
 #include "vm/libs.h"
 #include "net/listen.h"
@@ -181,8 +182,6 @@ static void finish_shutdown(struct gw_server *s) {
     s->ctx = NULL;
 }
 
-static int unsent_answers(void) { return gw_http_unsent() + gw_ws_unsent() + gw_socket_unsent(); }
-
 /* Shutdown in two steps, both bounded: wait for in-flight actions and for
  * their answers to reach the sockets (shutdownTimeout), then close the
  * persistent connections politely (WebSocket 1001, TCP after its queue)
@@ -192,24 +191,26 @@ static void drain_tick(uv_timer_t *h) {
     double now = gw_now_ms();
     if (!s->closing_conns) {
         long limit = gw_runtime_config(s->g)->shutdown_timeout;
-        int busy = gw_call_count() > 0 || unsent_answers() > 0;
+        int calls = gw_drain_count(GW_DRAIN_CALLS), unsent = gw_drain_count(GW_DRAIN_UNSENT);
+        int busy = calls > 0 || unsent > 0;
         if (busy && now - s->drain_started < (double)limit) return;
         if (busy)
             gw_log(GW_LOG_WARNING, "shutdownTimeout reached with %d actions still running and %d answers unsent",
-                   gw_call_count(), unsent_answers());
+                   calls, unsent);
         s->closing_conns = 1;
         s->close_started = now;
         gw_ws_close_all();
         if (s->socket) gw_socket_close(s->socket, 1);
         return;
     }
-    if (gw_conn_count() == 0 || now - s->close_started >= CLOSE_GRACE_MS) finish_shutdown(s);
+    if (gw_drain_count(GW_DRAIN_CONNS) == 0 || now - s->close_started >= CLOSE_GRACE_MS) finish_shutdown(s);
 }
 
 static void start_shutdown(struct gw_server *s) {
     if (s->stopping) return;
     s->stopping = 1;
-    gw_log(GW_LOG_NOTICE, "shutting down: waiting for %d in-flight actions", gw_call_count());
+    gw_log(GW_LOG_NOTICE, "shutting down: waiting for %d in-flight actions",
+           gw_drain_count(GW_DRAIN_CALLS));
     lua_State *L = gw_vm_state(gw_runtime_vm(s->g));
     gw_runtime_push(s->g, "shutdown");
     if (gw_vm_pcall(gw_runtime_vm(s->g), 0, 0) != LUA_OK) {

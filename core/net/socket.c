@@ -9,6 +9,7 @@
 #include "net/lines.h"
 #include "net/listen.h"
 #include "base/log.h"
+#include "runtime/drain.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -43,9 +44,6 @@ struct write_req {
 };
 
 static char read_buf[READ_BUF];
-static int unsent_writes; /* writes queued on every connection */
-
-int gw_socket_unsent(void) { return unsent_writes; }
 
 static void on_closed(uv_handle_t *h) {
     struct sock_conn *c = h->data;
@@ -68,7 +66,7 @@ static void on_written(uv_write_t *req, int status) {
     struct write_req *w = (struct write_req *)req;
     (void)status; /* a failed write shows up as a read error and closes */
     w->c->queued -= w->len;
-    unsent_writes--;
+    gw_drain_release(GW_DRAIN_UNSENT);
     free(w);
 }
 
@@ -95,7 +93,7 @@ static int sock_send(void *transport, const char *msg, size_t len) {
         return GW_ERR;
     }
     c->queued += len + 1;
-    unsent_writes++;
+    gw_drain_hold(GW_DRAIN_UNSENT);
     return GW_OK;
 }
 

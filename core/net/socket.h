@@ -2,7 +2,7 @@
  * libuv streams. Each line ("\n" or "\r\n") is one message of a persistent
  * connection (gw_conn); lines over maxLineLength are answered 413 and
  * dropped; answers are written as lines, up to general.maxOutputBuffer
- * queued per client. */
+ * queued per client; each line being written holds GW_DRAIN_UNSENT. */
 #ifndef GW_SOCKET_H
 #define GW_SOCKET_H
 
@@ -21,9 +21,6 @@ void gw_socket_stop_accepting(struct gw_socket_server *s);
 /* Close every connection: 'graceful' after what is queued for it has
  * been sent, else now (their handles finish closing on the loop). */
 void gw_socket_close(struct gw_socket_server *s, int graceful);
-
-/* Answers queued on every connection and not yet written. */
-int gw_socket_unsent(void);
 
 /* Free 's' once the loop has stopped (no handle of it is left). */
 void gw_socket_free(struct gw_socket_server *s);

@@ -7,6 +7,7 @@
 #include "base/gw.h"
 #include "runtime/conn.h"
 #include "base/log.h"
+#include "runtime/drain.h"
 #include "net/wsmsg.h"
 
 #include <stdlib.h>
@@ -37,10 +38,8 @@ struct gw_ws_session {
 
 static struct gw_runtime *lua_rt;
 static struct ws_conn *all_conns;
-static int unsent_msgs; /* queued answers of every connection */
 
 void gw_ws_init(struct gw_runtime *g) { lua_rt = g; }
-int gw_ws_unsent(void) { return unsent_msgs; }
 size_t gw_ws_session_size(void) { return sizeof(struct gw_ws_session); }
 
 int gw_ws_handles(enum lws_callback_reasons reason) {
@@ -106,7 +105,7 @@ static int ws_send(void *transport, const char *msg, size_t len) {
     else c->out_head = m;
     c->out_tail = m;
     c->out_bytes += len;
-    unsent_msgs++;
+    gw_drain_hold(GW_DRAIN_UNSENT);
     lws_callback_on_writable(c->wsi);
     return GW_OK;
 }
@@ -222,7 +221,7 @@ static void free_conn(struct ws_conn *c) {
     while (c->out_head) {
         struct out_msg *m = c->out_head;
         c->out_head = m->next;
-        unsent_msgs--;
+        gw_drain_release(GW_DRAIN_UNSENT);
         free(m);
     }
     gw_wsmsg_close(&c->in);
@@ -251,7 +250,7 @@ static int write_next(struct ws_conn *c) {
         c->out_head = m->next;
         if (!c->out_head) c->out_tail = NULL;
         c->out_bytes -= m->len;
-        unsent_msgs--;
+        gw_drain_release(GW_DRAIN_UNSENT);
         int w = lws_write(c->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
         free(m);
         if (w < 0) return -1;

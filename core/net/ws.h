@@ -2,7 +2,8 @@
  * servers.websocket.path become persistent connections (gw_conn). Text
  * messages are reassembled up to maxMessageSize (1009 beyond it); answers
  * queue per connection up to general.maxOutputBuffer, past which a client
- * that does not read is disconnected. */
+ * that does not read is disconnected; each queued answer holds
+ * GW_DRAIN_UNSENT (runtime/drain.h) until it is written. */
 #ifndef GW_WS_H
 #define GW_WS_H
 
@@ -21,9 +22,6 @@ int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
                    size_t len);
 
 size_t gw_ws_session_size(void);
-
-/* Answers queued on every connection and not yet written. */
-int gw_ws_unsent(void);
 
 /* Shutdown: close every connection with 1001 once its queue is sent. */
 void gw_ws_close_all(void);
