@@ -14,17 +14,25 @@
 
 #include "runtime/runtime.h"
 
-/* Set once before the first connection; 'vhost' takes WebSocket upgrades. */
-void gw_http_init(struct gw_runtime *g, uv_loop_t *loop, struct lws_vhost *vhost);
+struct gw_http;
+
+/* The web server of runtime 'rt' on 'loop'; 'vhost' takes WebSocket
+ * upgrades. */
+struct gw_http *gw_http_new(struct gw_runtime *rt, uv_loop_t *loop, struct lws_vhost *vhost);
 
 /* Serve a newly accepted socket; takes ownership of 'fd'. */
-void gw_http_accept(int fd);
+void gw_http_accept(struct gw_http *h, int fd);
 
 /* Shutdown has begun: close idle connections now, the others once their
  * answer is written. */
-void gw_http_stop(void);
+void gw_http_stop(struct gw_http *h);
 
-/* The end: close every connection still open, cancelling its request. */
-void gw_http_close_all(void);
+/* The end: close every connection still open, cancelling its request,
+ * and the server's own handles. */
+void gw_http_close_all(struct gw_http *h);
+
+/* Free 'h' once the loop has stopped (after gw_http_close_all, its
+ * handles have finished closing). */
+void gw_http_free(struct gw_http *h);
 
 #endif

@@ -1,9 +1,11 @@
-/* See gw_server.h. Shutdown order: mark the runtime as shutting down (new
- * actions get 503), close the listeners, wait up to
- * general.shutdownTimeout until the drain registry holds no call in flight
- * and no unsent answer, close the persistent connections (up to
- * CLOSE_GRACE_MS, until it holds none), stop the Redis client, close the
- * web connections, destroy the lws context, let the loop finish. */
+/* See gw_server.h. The server makes the three transports (gw_http, gw_ws,
+ * gw_socket) with the runtime and owns them. Shutdown order: mark the
+ * runtime as shutting down (new actions get 503), close the listeners,
+ * wait up to general.shutdownTimeout until the drain registry holds no
+ * call in flight and no unsent answer, close the persistent connections
+ * (up to CLOSE_GRACE_MS, until it holds none), stop the Redis client,
+ * close the web connections, destroy the lws context, let the loop finish,
+ * free the transports. */
 #include "net/server.h"
 #include "base/gw.h"
 #include "runtime/drain.h"
@@ -37,7 +39,9 @@ struct gw_server {
     struct lws_vhost *vhost;
     struct gw_listener web;
     int web_fd;
-    struct gw_socket_server *socket;
+    struct gw_http *http;
+    struct gw_ws *ws;
+    struct gw_socket *socket;
     struct gw_redis *redis;
     int socket_fd, own_socket_fd;
     struct lws_protocols protocols[2];
@@ -56,8 +60,8 @@ static void lws_emit(int level, const char *line) {
 }
 
 static void on_web_accept(void *ud, int fd) {
-    (void)ud;
-    gw_http_accept(fd);
+    struct gw_server *s = ud;
+    gw_http_accept(s->http, fd);
 }
 
 /* The one lws protocol: WebSocket connections gw_http hands over with
@@ -88,9 +92,10 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *g, int web_f
     s->g = g;
 
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit);
-    gw_ws_init(g);
+    s->ws = gw_ws_new(g);
     s->protocols[0].name = "http";
     s->protocols[0].callback = web_callback;
+    s->protocols[0].user = s->ws; /* where gw_ws_callback finds it */
     s->protocols[0].per_session_data_size = gw_ws_session_size();
     /* lws gives every WebSocket a receive buffer of this size for its whole
      * life (default 4 KiB). Most messages are far smaller; larger ones
@@ -123,15 +128,18 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *g, int web_f
         gw_fmt(err, errlen, "cannot start libwebsockets");
         goto fail;
     }
-    gw_http_init(g, loop, s->vhost);
     if (cfg->web_enabled && gw_listener_start(&s->web, loop, s->web_fd, on_web_accept, s) != GW_OK) {
         gw_fmt(err, errlen, "cannot poll the web listener");
         goto fail;
     }
-    if (cfg->socket_enabled && !(s->socket = gw_socket_start(loop, g, s->socket_fd))) {
+    if (cfg->socket_enabled && !(s->socket = gw_socket_new(g, loop, s->socket_fd))) {
         gw_fmt(err, errlen, "cannot poll the socket listener");
         goto fail;
     }
+    /* Its handles live on the loop until gw_http_close_all, so it comes
+     * after everything that can fail; nothing is accepted before the loop
+     * runs. */
+    s->http = gw_http_new(g, loop, s->vhost);
 
     uv_signal_init(loop, &s->sigterm);
     uv_signal_init(loop, &s->sigint);
@@ -153,6 +161,7 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *g, int web_f
     return s;
 fail:
     if (s->ctx) lws_context_destroy(s->ctx);
+    gw_ws_free(s->ws);
     if (s->web_fd >= 0 && web_fd < 0) close(s->web_fd);
     if (s->own_socket_fd) close(s->socket_fd);
     free(s);
@@ -177,7 +186,7 @@ static void finish_shutdown(struct gw_server *s) {
     gw_loop_shutdown();        /* timer.after callbacks not yet started */
     gw_task_abort_unowned(gw_runtime_vm(s->g)); /* started ones still waiting (api.sleep, modules) */
     if (s->socket) gw_socket_close(s->socket, 0);
-    gw_http_close_all();
+    gw_http_close_all(s->http);
     lws_context_destroy(s->ctx);
     s->ctx = NULL;
 }
@@ -199,7 +208,7 @@ static void drain_tick(uv_timer_t *h) {
                    calls, unsent);
         s->closing_conns = 1;
         s->close_started = now;
-        gw_ws_close_all();
+        gw_ws_close_all(s->ws);
         if (s->socket) gw_socket_close(s->socket, 1);
         return;
     }
@@ -218,7 +227,7 @@ static void start_shutdown(struct gw_server *s) {
         lua_pop(L, 1);
     }
     if (gw_runtime_config(s->g)->web_enabled) gw_listener_stop(&s->web, 1);
-    gw_http_stop();
+    gw_http_stop(s->http);
     if (s->socket) gw_socket_stop_accepting(s->socket);
     s->drain_started = gw_now_ms();
     uv_timer_start(&s->drain, drain_tick, 0, 20);
@@ -238,6 +247,8 @@ int gw_server_run(struct gw_server *s) {
     uv_run(s->loop, UV_RUN_DEFAULT);
     if (s->ctx) lws_context_destroy(s->ctx);
     if (s->socket) gw_socket_free(s->socket);
+    gw_http_free(s->http);
+    gw_ws_free(s->ws);
     if (s->own_socket_fd) close(s->socket_fd);
     free(s);
     return 0;

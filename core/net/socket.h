@@ -10,19 +10,20 @@
 
 #include "runtime/runtime.h"
 
-struct gw_socket_server;
+struct gw_socket;
 
-/* Serve connections accepted on the listening 'fd' (owned by the caller). */
-struct gw_socket_server *gw_socket_start(uv_loop_t *loop, struct gw_runtime *g, int fd);
+/* Serve connections accepted on the listening 'fd' (owned by the caller)
+ * with the runtime 'rt'. NULL when 'fd' cannot be polled. */
+struct gw_socket *gw_socket_new(struct gw_runtime *rt, uv_loop_t *loop, int fd);
 
 /* Stop accepting (graceful shutdown starts). */
-void gw_socket_stop_accepting(struct gw_socket_server *s);
+void gw_socket_stop_accepting(struct gw_socket *s);
 
 /* Close every connection: 'graceful' after what is queued for it has
  * been sent, else now (their handles finish closing on the loop). */
-void gw_socket_close(struct gw_socket_server *s, int graceful);
+void gw_socket_close(struct gw_socket *s, int graceful);
 
 /* Free 's' once the loop has stopped (no handle of it is left). */
-void gw_socket_free(struct gw_socket_server *s);
+void gw_socket_free(struct gw_socket *s);
 
 #endif
