@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "base/query.h"
 #include "net/static.h"
+#include "runtime/drain.h"
 
 #include <arpa/inet.h>
 #include <lauxlib.h>
@@ -43,6 +44,7 @@ struct out_req {
 
 struct http_conn {
     uv_tcp_t tcp;
+    struct gw_http *server;
     struct http_conn *prev, *next;       /* every open connection */
     struct http_conn *rprev, *rnext;     /* the ready list (deferred work) */
     int ready;
@@ -64,18 +66,25 @@ struct http_conn {
     int port;
 };
 
-static struct gw_runtime *lua_rt;
-static uv_loop_t *loop;
-static struct lws_vhost *ws_vhost;
-static struct http_conn *all_conns, *ready_head;
-static int nconns, stopping, probe_fixed;
-static uv_idle_t ready_idle;
-static uv_timer_t sweep;
+struct gw_http {
+    struct gw_runtime *rt;
+    uv_loop_t *loop;
+    struct lws_vhost *ws_vhost;
+    struct http_conn *conns;      /* every open connection */
+    struct http_conn *ready_head; /* connections with deferred work */
+    uv_idle_t ready_idle;         /* runs the ready list */
+    uv_timer_t sweep;
+    int stopping;
+    int probe_fixed;              /* GATEWAY_BENCH_PROBE=fixed: answer without Lua */
+};
+
+/* Buffers, not state: the process runs one loop, a read is parsed and an
+ * answer assembled and handed to the socket before the next begins, so
+ * every connection of every server in the process shares them. */
 static char read_buf[READ_BUF];
 static int read_buf_busy;
 static char *obuf; /* answers are assembled here */
 static size_t obuf_cap;
-static int unsent_answers;
 
 static void conn_close(struct http_conn *c);
 static void process(struct http_conn *c, const char *data, size_t len);
@@ -84,54 +93,57 @@ static void sweep_tick(uv_timer_t *t);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-int gw_http_count(void) { return nconns; }
-int gw_http_unsent(void) { return unsent_answers + gw_static_active(); }
-
 /* --- Deferred work -------------------------------------------------------- */
 
-static void ready_idle_cb(uv_idle_t *h) {
-    (void)h;
-    while (ready_head) {
-        struct http_conn *c = ready_head;
-        ready_head = c->rnext;
-        if (ready_head) ready_head->rprev = NULL;
+static void ready_idle_cb(uv_idle_t *idle) {
+    struct gw_http *h = idle->data;
+    while (h->ready_head) {
+        struct http_conn *c = h->ready_head;
+        h->ready_head = c->rnext;
+        if (h->ready_head) h->ready_head->rprev = NULL;
         c->ready = 0;
         c->rnext = c->rprev = NULL;
         pump(c);
     }
-    uv_idle_stop(&ready_idle);
+    uv_idle_stop(&h->ready_idle);
 }
 
 static void schedule(struct http_conn *c) {
     if (c->ready || c->closing) return;
+    struct gw_http *h = c->server;
     c->ready = 1;
     c->rprev = NULL;
-    c->rnext = ready_head;
-    if (ready_head) ready_head->rprev = c;
-    ready_head = c;
-    uv_idle_start(&ready_idle, ready_idle_cb);
+    c->rnext = h->ready_head;
+    if (h->ready_head) h->ready_head->rprev = c;
+    h->ready_head = c;
+    uv_idle_start(&h->ready_idle, ready_idle_cb);
 }
 
 static void unschedule(struct http_conn *c) {
     if (!c->ready) return;
     if (c->rprev) c->rprev->rnext = c->rnext;
-    else ready_head = c->rnext;
+    else c->server->ready_head = c->rnext;
     if (c->rnext) c->rnext->rprev = c->rprev;
     c->ready = 0;
     c->rnext = c->rprev = NULL;
 }
 
-void gw_http_init(struct gw_runtime *g, uv_loop_t *l, struct lws_vhost *vhost) {
-    lua_rt = g;
-    loop = l;
-    ws_vhost = vhost;
+struct gw_http *gw_http_new(struct gw_runtime *rt, uv_loop_t *loop, struct lws_vhost *vhost) {
+    struct gw_http *h = calloc(1, sizeof *h);
+    if (!h) gw_panic("out of memory");
+    h->rt = rt;
+    h->loop = loop;
+    h->ws_vhost = vhost;
     const char *probe = getenv("GATEWAY_BENCH_PROBE");
-    probe_fixed = probe && strcmp(probe, "fixed") == 0;
-    uv_idle_init(loop, &ready_idle);
-    uv_unref((uv_handle_t *)&ready_idle);
-    uv_timer_init(loop, &sweep);
-    uv_unref((uv_handle_t *)&sweep);
-    uv_timer_start(&sweep, sweep_tick, SWEEP_MS, SWEEP_MS);
+    h->probe_fixed = probe && strcmp(probe, "fixed") == 0;
+    uv_idle_init(loop, &h->ready_idle);
+    h->ready_idle.data = h;
+    uv_unref((uv_handle_t *)&h->ready_idle);
+    uv_timer_init(loop, &h->sweep);
+    h->sweep.data = h;
+    uv_unref((uv_handle_t *)&h->sweep);
+    uv_timer_start(&h->sweep, sweep_tick, SWEEP_MS, SWEEP_MS);
+    return h;
 }
 
 /* --- Writing ---------------------------------------------------------- */
@@ -155,7 +167,7 @@ static void on_written(uv_write_t *w, int status) {
     c->nwrites--;
     free(o);
     if (c->closing) return;
-    c->last_active = uv_now(loop);
+    c->last_active = uv_now(c->tcp.loop);
     if (status < 0) {
         conn_close(c);
         return;
@@ -281,7 +293,7 @@ static char *put_field(char *p, const char *name, size_t nl, const char *value, 
  * ends after it, "keep-alive" to an HTTP/1.0 client that keeps it (it
  * would close otherwise), NULL for HTTP/1.1's default. */
 static const char *connection_value(const struct http_conn *c) {
-    if (!c->keep_alive || stopping) return "close";
+    if (!c->keep_alive || c->server->stopping) return "close";
     return c->minor == 0 ? "keep-alive" : NULL;
 }
 
@@ -324,7 +336,7 @@ static int framing_header(const char *k, size_t kl) {
  * read its next request. */
 static void request_done(struct http_conn *c) {
     c->in_flight = 0;
-    if (!c->keep_alive || stopping) c->close_after = 1;
+    if (!c->keep_alive || c->server->stopping) c->close_after = 1;
     if (c->close_after) {
         /* Nothing more is read; close once the queue is written. */
         if (c->nwrites == 0) conn_close(c);
@@ -427,7 +439,7 @@ static void http_reply(void *ud, lua_State *L, int base, int n) {
         return;
     }
     if (c->nwrites) {
-        unsent_answers++;
+        gw_drain_hold(GW_DRAIN_UNSENT);
         c->in_flight = 2; /* written once the queue drains */
         return;
     }
@@ -494,8 +506,9 @@ static const struct gw_static_out static_out;
 
 /* A complete request: a file, the probe, or the runtime. */
 static void dispatch(struct http_conn *c) {
+    struct gw_http *h = c->server;
     struct gw_http1 *hp = c->parser;
-    const struct gw_config *cfg = gw_runtime_config(lua_rt);
+    const struct gw_config *cfg = gw_runtime_config(h->rt);
     const char *method = gw_http1_method(hp);
     c->in_flight = 1;
     c->keep_alive = gw_http1_keep_alive(hp);
@@ -515,9 +528,9 @@ static void dispatch(struct http_conn *c) {
         answer_error(c, 400, "invalid request target");
         return;
     }
-    if (probe_fixed) {
+    if (h->probe_fixed) {
         static const char fixed[] = "{\"ok\":true}";
-        lua_State *L = gw_vm_state(gw_runtime_vm(lua_rt));
+        lua_State *L = gw_vm_state(gw_runtime_vm(h->rt));
         int top = lua_gettop(L);
         lua_pushinteger(L, 200);
         lua_pushnil(L);
@@ -544,7 +557,7 @@ static void dispatch(struct http_conn *c) {
     decoded[dlen] = '\0';
     const char *rest;
     if ((strcmp(method, "GET") == 0 || c->head_only) && (rest = gw_static_rest(cfg->files_path, decoded))) {
-        c->file = gw_static_new(&static_out, c, loop, cfg->public_dir, decoded, rest,
+        c->file = gw_static_new(&static_out, c, h->loop, cfg->public_dir, decoded, rest,
                                 (size_t)dlen - (size_t)(rest - decoded), c->head_only,
                                 gw_http1_header(hp, "if-none-match"),
                                 gw_http1_header(hp, "if-modified-since"),
@@ -553,7 +566,7 @@ static void dispatch(struct http_conn *c) {
         if (!c->file) conn_close(c);
         return;
     }
-    lua_State *L = gw_vm_state(gw_runtime_vm(lua_rt));
+    lua_State *L = gw_vm_state(gw_runtime_vm(h->rt));
     lua_createtable(L, 0, 16); /* and what web.lua adds: connection, data, route... */
     lua_pushstring(L, method);
     lua_setfield(L, -2, "method");
@@ -577,7 +590,7 @@ static void dispatch(struct http_conn *c) {
     lua_pushinteger(L, c->port);
     lua_setfield(L, -2, "remotePort");
     c->dispatching = 1;
-    c->call = gw_call_new(lua_rt, "web", http_reply, c);
+    c->call = gw_call_new(h->rt, "web", http_reply, c);
     gw_call_run(c->call);
     c->dispatching = 0;
     /* Answered already (no wait in the action): go on with the next one. */
@@ -633,17 +646,19 @@ static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len) 
     *p++ = '\n';
     memcpy(p, rest, rest_len);
     p += rest_len;
+    struct lws_vhost *vhost = c->server->ws_vhost;
     conn_close(c); /* closes our descriptor; lws owns the duplicate */
     /* NULL: lws refused the handshake (or ran out of memory) and closes
      * 'fd' itself, later, from a libuv close callback: closing it here
      * too would close whatever socket has taken its number by then. */
-    if (!lws_adopt_socket_vhost_readbuf(ws_vhost, fd, buf, (size_t)(p - buf)))
+    if (!lws_adopt_socket_vhost_readbuf(vhost, fd, buf, (size_t)(p - buf)))
         gw_log(GW_LOG_INFO, "libwebsockets refused a WebSocket upgrade");
     free(buf);
 }
 
-static int is_ws_upgrade(const struct gw_http1 *hp) {
-    const struct gw_config *cfg = gw_runtime_config(lua_rt);
+static int is_ws_upgrade(const struct http_conn *c) {
+    const struct gw_http1 *hp = c->parser;
+    const struct gw_config *cfg = gw_runtime_config(c->server->rt);
     const char *up = gw_http1_header(hp, "upgrade");
     if (!cfg->ws_enabled || !up || strcasecmp(up, "websocket") != 0) return 0;
     if (strcmp(gw_http1_method(hp), "GET") != 0) return 0;
@@ -701,7 +716,7 @@ static void process(struct http_conn *c, const char *data, size_t len) {
             answer_error(c, gw_http1_status(c->parser), gw_http1_message(c->parser));
             return;
         case GW_HTTP1_UPGRADE:
-            if (is_ws_upgrade(c->parser)) {
+            if (is_ws_upgrade(c)) {
                 size_t blen;
                 if (gw_http1_body(c->parser, &blen)) {
                     /* lws would read the body as frames: refuse rather than guess. */
@@ -726,7 +741,7 @@ static void process(struct http_conn *c, const char *data, size_t len) {
 static void pump(struct http_conn *c) {
     if (c->closing) return;
     if (c->in_flight == 2 && c->nwrites == 0) {
-        unsent_answers--;
+        gw_drain_release(GW_DRAIN_UNSENT);
         request_done(c);
         if (c->closing) return;
     }
@@ -763,7 +778,7 @@ static void pump(struct http_conn *c) {
 
 static int static_write(void *conn, const char *data, size_t len) {
     struct http_conn *c = conn;
-    c->last_active = uv_now(loop);
+    c->last_active = uv_now(c->tcp.loop);
     return conn_write(c, data, len);
 }
 
@@ -796,7 +811,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         conn_close(c);
         return;
     }
-    c->last_active = uv_now(loop);
+    c->last_active = uv_now(c->tcp.loop);
     if (nread > 0) {
         if (c->pending_len) {
             /* Behind bytes already waiting: append, parse in order. */
@@ -835,7 +850,7 @@ static void conn_close(struct http_conn *c) {
     if (c->closing) return;
     c->closing = 1;
     unschedule(c);
-    if (c->in_flight == 2) unsent_answers--;
+    if (c->in_flight == 2) gw_drain_release(GW_DRAIN_UNSENT);
     if (c->call) {
         struct gw_call *call = c->call;
         c->call = NULL;
@@ -846,26 +861,26 @@ static void conn_close(struct http_conn *c) {
         c->file = NULL;
     }
     if (c->prev) c->prev->next = c->next;
-    else all_conns = c->next;
+    else c->server->conns = c->next;
     if (c->next) c->next->prev = c->prev;
-    nconns--;
     uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
-void gw_http_accept(int fd) {
+void gw_http_accept(struct gw_http *h, int fd) {
     struct http_conn *c = calloc(1, sizeof *c);
     if (!c) {
         close(fd);
         return;
     }
-    const struct gw_config *cfg = gw_runtime_config(lua_rt);
+    c->server = h;
+    const struct gw_config *cfg = gw_runtime_config(h->rt);
     struct gw_http1_limits lim = {(uint32_t)cfg->max_header_size, cfg->max_headers, cfg->max_body_size};
     if (!(c->parser = gw_http1_new(&lim))) {
         close(fd);
         free(c);
         return;
     }
-    if (uv_tcp_init(loop, &c->tcp) != 0) {
+    if (uv_tcp_init(h->loop, &c->tcp) != 0) {
         close(fd);
         gw_http1_free(c->parser);
         free(c);
@@ -892,19 +907,18 @@ void gw_http_accept(int fd) {
             c->port = ntohs(a->sin6_port);
         }
     }
-    c->last_active = uv_now(loop);
-    c->next = all_conns;
-    if (all_conns) all_conns->prev = c;
-    all_conns = c;
-    nconns++;
+    c->last_active = uv_now(h->loop);
+    c->next = h->conns;
+    if (h->conns) h->conns->prev = c;
+    h->conns = c;
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) conn_close(c);
 }
 
 /* Close connections that sat idle, or whose request or answer stalled. */
 static void sweep_tick(uv_timer_t *t) {
-    (void)t;
-    double now = uv_now(loop);
-    for (struct http_conn *c = all_conns, *next; c; c = next) {
+    struct gw_http *h = t->data;
+    double now = uv_now(h->loop);
+    for (struct http_conn *c = h->conns, *next; c; c = next) {
         next = c->next;
         double idle = now - c->last_active;
         if (c->call) continue; /* actionTimeout bounds it */
@@ -918,22 +932,24 @@ static void sweep_tick(uv_timer_t *t) {
     }
 }
 
-void gw_http_stop(void) {
+void gw_http_stop(struct gw_http *h) {
     /* Open connections are still answered (the runtime says 503 to new
      * actions), each answer with "Connection: close". */
-    stopping = 1;
+    h->stopping = 1;
 }
 
-void gw_http_close_all(void) {
-    for (struct http_conn *c = all_conns, *next; c; c = next) {
+void gw_http_close_all(struct gw_http *h) {
+    for (struct http_conn *c = h->conns, *next; c; c = next) {
         next = c->next;
         conn_close(c);
     }
-    uv_timer_stop(&sweep);
-    uv_close((uv_handle_t *)&sweep, NULL);
-    uv_idle_stop(&ready_idle);
-    uv_close((uv_handle_t *)&ready_idle, NULL);
+    uv_timer_stop(&h->sweep);
+    uv_close((uv_handle_t *)&h->sweep, NULL);
+    uv_idle_stop(&h->ready_idle);
+    uv_close((uv_handle_t *)&h->ready_idle, NULL);
     free(obuf);
     obuf = NULL;
     obuf_cap = 0;
 }
+
+void gw_http_free(struct gw_http *h) { free(h); }

@@ -4,7 +4,8 @@
  * in one write. Keep-alive and pipelining (answers in order, one request
  * in flight per connection), Expect: 100-continue, chunked bodies. Static
  * files stream from gw_static. A WebSocket upgrade on servers.websocket.path
- * hands the socket, and the bytes read, to libwebsockets. */
+ * hands the socket, and the bytes read, to libwebsockets. Answers and
+ * files not yet written hold GW_DRAIN_UNSENT (runtime/drain.h). */
 #ifndef GW_HTTP_H
 #define GW_HTTP_H
 
@@ -13,24 +14,25 @@
 
 #include "runtime/runtime.h"
 
-/* Set once before the first connection; 'vhost' takes WebSocket upgrades. */
-void gw_http_init(struct gw_runtime *g, uv_loop_t *loop, struct lws_vhost *vhost);
+struct gw_http;
+
+/* The web server of runtime 'rt' on 'loop'; 'vhost' takes WebSocket
+ * upgrades. */
+struct gw_http *gw_http_new(struct gw_runtime *rt, uv_loop_t *loop, struct lws_vhost *vhost);
 
 /* Serve a newly accepted socket; takes ownership of 'fd'. */
-void gw_http_accept(int fd);
-
-/* Answers not yet handed to the socket, and files still streaming
- * (graceful shutdown waits for them). */
-int gw_http_unsent(void);
+void gw_http_accept(struct gw_http *h, int fd);
 
 /* Shutdown has begun: close idle connections now, the others once their
  * answer is written. */
-void gw_http_stop(void);
+void gw_http_stop(struct gw_http *h);
 
-/* The end: close every connection still open, cancelling its request. */
-void gw_http_close_all(void);
+/* The end: close every connection still open, cancelling its request,
+ * and the server's own handles. */
+void gw_http_close_all(struct gw_http *h);
 
-/* Open HTTP connections in this process. */
-int gw_http_count(void);
+/* Free 'h' once the loop has stopped (after gw_http_close_all, its
+ * handles have finished closing). */
+void gw_http_free(struct gw_http *h);
 
 #endif

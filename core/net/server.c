@@ -1,11 +1,14 @@
-/* See gw_server.h. Shutdown order: mark the runtime as shutting down (new
- * actions get 503), close the listeners, wait for in-flight calls up to
- * general.shutdownTimeout, stop the Redis client, destroy the lws context,
- * let the loop finish. */
+/* See gw_server.h. The server makes the three transports (gw_http, gw_ws,
+ * gw_socket) with the runtime and owns them. Shutdown order: mark the
+ * runtime as shutting down (new actions get 503), close the listeners,
+ * wait up to general.shutdownTimeout until the drain registry holds no
+ * call in flight and no unsent answer, close the persistent connections
+ * (up to CLOSE_GRACE_MS, until it holds none), stop the Redis client,
+ * close the web connections, destroy the lws context, let the loop finish,
+ * free the transports. */
 #include "net/server.h"
 #include "base/gw.h"
-#include "runtime/call.h"
-#include "runtime/conn.h"
+#include "runtime/drain.h"
 #include "net/http.h"
 #include "vm/libs.h"
 #include "net/listen.h"
@@ -36,7 +39,9 @@ struct gw_server {
     struct lws_vhost *vhost;
     struct gw_listener web;
     int web_fd;
-    struct gw_socket_server *socket;
+    struct gw_http *http;
+    struct gw_ws *ws;
+    struct gw_socket *socket;
     struct gw_redis *redis;
     int socket_fd, own_socket_fd;
     struct lws_protocols protocols[2];
@@ -55,8 +60,8 @@ static void lws_emit(int level, const char *line) {
 }
 
 static void on_web_accept(void *ud, int fd) {
-    (void)ud;
-    gw_http_accept(fd);
+    struct gw_server *s = ud;
+    gw_http_accept(s->http, fd);
 }
 
 /* The one lws protocol: WebSocket connections gw_http hands over with
@@ -87,9 +92,10 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *g, int web_f
     s->g = g;
 
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit);
-    gw_ws_init(g);
+    s->ws = gw_ws_new(g);
     s->protocols[0].name = "http";
     s->protocols[0].callback = web_callback;
+    s->protocols[0].user = s->ws; /* where gw_ws_callback finds it */
     s->protocols[0].per_session_data_size = gw_ws_session_size();
     /* lws gives every WebSocket a receive buffer of this size for its whole
      * life (default 4 KiB). Most messages are far smaller; larger ones
@@ -122,15 +128,18 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *g, int web_f
         gw_fmt(err, errlen, "cannot start libwebsockets");
         goto fail;
     }
-    gw_http_init(g, loop, s->vhost);
     if (cfg->web_enabled && gw_listener_start(&s->web, loop, s->web_fd, on_web_accept, s) != GW_OK) {
         gw_fmt(err, errlen, "cannot poll the web listener");
         goto fail;
     }
-    if (cfg->socket_enabled && !(s->socket = gw_socket_start(loop, g, s->socket_fd))) {
+    if (cfg->socket_enabled && !(s->socket = gw_socket_new(g, loop, s->socket_fd))) {
         gw_fmt(err, errlen, "cannot poll the socket listener");
         goto fail;
     }
+    /* Its handles live on the loop until gw_http_close_all, so it comes
+     * after everything that can fail; nothing is accepted before the loop
+     * runs. */
+    s->http = gw_http_new(g, loop, s->vhost);
 
     uv_signal_init(loop, &s->sigterm);
     uv_signal_init(loop, &s->sigint);
@@ -152,6 +161,7 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *g, int web_f
     return s;
 fail:
     if (s->ctx) lws_context_destroy(s->ctx);
+    gw_ws_free(s->ws);
     if (s->web_fd >= 0 && web_fd < 0) close(s->web_fd);
     if (s->own_socket_fd) close(s->socket_fd);
     free(s);
@@ -176,12 +186,10 @@ static void finish_shutdown(struct gw_server *s) {
     gw_loop_shutdown();        /* timer.after callbacks not yet started */
     gw_task_abort_unowned(gw_runtime_vm(s->g)); /* started ones still waiting (api.sleep, modules) */
     if (s->socket) gw_socket_close(s->socket, 0);
-    gw_http_close_all();
+    gw_http_close_all(s->http);
     lws_context_destroy(s->ctx);
     s->ctx = NULL;
 }
-
-static int unsent_answers(void) { return gw_http_unsent() + gw_ws_unsent() + gw_socket_unsent(); }
 
 /* Shutdown in two steps, both bounded: wait for in-flight actions and for
  * their answers to reach the sockets (shutdownTimeout), then close the
@@ -192,24 +200,26 @@ static void drain_tick(uv_timer_t *h) {
     double now = gw_now_ms();
     if (!s->closing_conns) {
         long limit = gw_runtime_config(s->g)->shutdown_timeout;
-        int busy = gw_call_count() > 0 || unsent_answers() > 0;
+        int calls = gw_drain_count(GW_DRAIN_CALLS), unsent = gw_drain_count(GW_DRAIN_UNSENT);
+        int busy = calls > 0 || unsent > 0;
         if (busy && now - s->drain_started < (double)limit) return;
         if (busy)
             gw_log(GW_LOG_WARNING, "shutdownTimeout reached with %d actions still running and %d answers unsent",
-                   gw_call_count(), unsent_answers());
+                   calls, unsent);
         s->closing_conns = 1;
         s->close_started = now;
-        gw_ws_close_all();
+        gw_ws_close_all(s->ws);
         if (s->socket) gw_socket_close(s->socket, 1);
         return;
     }
-    if (gw_conn_count() == 0 || now - s->close_started >= CLOSE_GRACE_MS) finish_shutdown(s);
+    if (gw_drain_count(GW_DRAIN_CONNS) == 0 || now - s->close_started >= CLOSE_GRACE_MS) finish_shutdown(s);
 }
 
 static void start_shutdown(struct gw_server *s) {
     if (s->stopping) return;
     s->stopping = 1;
-    gw_log(GW_LOG_NOTICE, "shutting down: waiting for %d in-flight actions", gw_call_count());
+    gw_log(GW_LOG_NOTICE, "shutting down: waiting for %d in-flight actions",
+           gw_drain_count(GW_DRAIN_CALLS));
     lua_State *L = gw_vm_state(gw_runtime_vm(s->g));
     gw_runtime_push(s->g, "shutdown");
     if (gw_vm_pcall(gw_runtime_vm(s->g), 0, 0) != LUA_OK) {
@@ -217,7 +227,7 @@ static void start_shutdown(struct gw_server *s) {
         lua_pop(L, 1);
     }
     if (gw_runtime_config(s->g)->web_enabled) gw_listener_stop(&s->web, 1);
-    gw_http_stop();
+    gw_http_stop(s->http);
     if (s->socket) gw_socket_stop_accepting(s->socket);
     s->drain_started = gw_now_ms();
     uv_timer_start(&s->drain, drain_tick, 0, 20);
@@ -237,6 +247,8 @@ int gw_server_run(struct gw_server *s) {
     uv_run(s->loop, UV_RUN_DEFAULT);
     if (s->ctx) lws_context_destroy(s->ctx);
     if (s->socket) gw_socket_free(s->socket);
+    gw_http_free(s->http);
+    gw_ws_free(s->ws);
     if (s->own_socket_fd) close(s->socket_fd);
     free(s);
     return 0;

@@ -9,6 +9,7 @@
 #include "net/lines.h"
 #include "net/listen.h"
 #include "base/log.h"
+#include "runtime/drain.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,7 @@
 
 struct sock_conn {
     uv_tcp_t tcp;
-    struct gw_socket_server *server;
+    struct gw_socket *server;
     struct sock_conn *prev, *next;
     struct gw_conn *conn;
     struct gw_lines lines;
@@ -27,9 +28,9 @@ struct sock_conn {
     int closing;
 };
 
-struct gw_socket_server {
+struct gw_socket {
     uv_loop_t *loop;
-    struct gw_runtime *g;
+    struct gw_runtime *rt;
     struct gw_listener listener;
     int listening;
     struct sock_conn *conns;
@@ -42,14 +43,13 @@ struct write_req {
     char data[];
 };
 
+/* Shared by every connection of every server, not kept per server: the
+ * process runs one loop, and each read is split into lines before the next. */
 static char read_buf[READ_BUF];
-static int unsent_writes; /* writes queued on every connection */
-
-int gw_socket_unsent(void) { return unsent_writes; }
 
 static void on_closed(uv_handle_t *h) {
     struct sock_conn *c = h->data;
-    struct gw_socket_server *s = c->server;
+    struct gw_socket *s = c->server;
     if (c->prev) c->prev->next = c->next;
     else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -68,14 +68,14 @@ static void on_written(uv_write_t *req, int status) {
     struct write_req *w = (struct write_req *)req;
     (void)status; /* a failed write shows up as a read error and closes */
     w->c->queued -= w->len;
-    unsent_writes--;
+    gw_drain_release(GW_DRAIN_UNSENT);
     free(w);
 }
 
 static int sock_send(void *transport, const char *msg, size_t len) {
     struct sock_conn *c = transport;
     if (c->closing) return GW_ERR;
-    long limit = gw_runtime_config(c->server->g)->max_output_buffer;
+    long limit = gw_runtime_config(c->server->rt)->max_output_buffer;
     if (c->queued + len + 1 > (size_t)limit) {
         gw_log(GW_LOG_WARNING, "socket client not reading: %zu bytes queued, over maxOutputBuffer; disconnecting",
                c->queued + len + 1);
@@ -95,7 +95,7 @@ static int sock_send(void *transport, const char *msg, size_t len) {
         return GW_ERR;
     }
     c->queued += len + 1;
-    unsent_writes++;
+    gw_drain_hold(GW_DRAIN_UNSENT);
     return GW_OK;
 }
 
@@ -148,11 +148,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 }
 
 static void on_accept(void *ud, int fd) {
-    struct gw_socket_server *s = ud;
+    struct gw_socket *s = ud;
     struct sock_conn *c = calloc(1, sizeof *c);
     if (!c) gw_panic("out of memory");
     c->server = s;
-    gw_lines_init(&c->lines, (size_t)gw_runtime_config(s->g)->max_line_length, on_line, c);
+    gw_lines_init(&c->lines, (size_t)gw_runtime_config(s->rt)->max_line_length, on_line, c);
     uv_tcp_init(s->loop, &c->tcp);
     c->tcp.data = c;
     c->next = s->conns;
@@ -164,18 +164,18 @@ static void on_accept(void *ud, int fd) {
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    lua_State *L = gw_vm_state(gw_runtime_vm(s->g));
+    lua_State *L = gw_vm_state(gw_runtime_vm(s->rt));
     lua_createtable(L, 0, 2);
     gw_conn_push_peer(L, fd);
-    c->conn = gw_conn_open(s->g, "socket", &sock_ops, c);
+    c->conn = gw_conn_open(s->rt, "socket", &sock_ops, c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
-struct gw_socket_server *gw_socket_start(uv_loop_t *loop, struct gw_runtime *g, int fd) {
-    struct gw_socket_server *s = calloc(1, sizeof *s);
+struct gw_socket *gw_socket_new(struct gw_runtime *rt, uv_loop_t *loop, int fd) {
+    struct gw_socket *s = calloc(1, sizeof *s);
     if (!s) gw_panic("out of memory");
     s->loop = loop;
-    s->g = g;
+    s->rt = rt;
     if (gw_listener_start(&s->listener, loop, fd, on_accept, s) != GW_OK) {
         free(s);
         return NULL;
@@ -184,13 +184,13 @@ struct gw_socket_server *gw_socket_start(uv_loop_t *loop, struct gw_runtime *g, 
     return s;
 }
 
-void gw_socket_stop_accepting(struct gw_socket_server *s) {
+void gw_socket_stop_accepting(struct gw_socket *s) {
     if (!s->listening) return;
     gw_listener_stop(&s->listener, 0);
     s->listening = 0;
 }
 
-void gw_socket_close(struct gw_socket_server *s, int graceful) {
+void gw_socket_close(struct gw_socket *s, int graceful) {
     gw_socket_stop_accepting(s);
     for (struct sock_conn *c = s->conns; c; c = c->next) {
         if (graceful) sock_close(c);
@@ -198,4 +198,4 @@ void gw_socket_close(struct gw_socket_server *s, int graceful) {
     }
 }
 
-void gw_socket_free(struct gw_socket_server *s) { free(s); }
+void gw_socket_free(struct gw_socket *s) { free(s); }

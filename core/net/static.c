@@ -8,6 +8,7 @@
 #include "base/mime.h"
 #include "base/gw.h"
 #include "base/log.h"
+#include "runtime/drain.h"
 
 #include <fcntl.h>
 #include <inttypes.h>
@@ -55,10 +56,6 @@ struct gw_static {
     int headers_sent;
     double started;
 };
-
-static int active;
-
-int gw_static_active(void) { return active; }
 
 /* --- Pure helpers ----------------------------------------------------- */
 
@@ -325,7 +322,7 @@ struct gw_static *gw_static_new(const struct gw_static_out *out, void *conn, uv_
         free_now(st);
         return NULL;
     }
-    active++;
+    gw_drain_hold(GW_DRAIN_UNSENT);
     st->work.data = st;
     if (strlen(rest) != len || uv_queue_work(loop, &st->work, open_job, on_opened) != 0) {
         /* A NUL inside the path: nothing to open. */
@@ -442,7 +439,7 @@ static void log_request(struct gw_static *st) {
 void gw_static_free(struct gw_static *st) {
     if (!st || st->released) return;
     log_request(st);
-    active--;
+    gw_drain_release(GW_DRAIN_UNSENT);
     st->released = 1;
     st->conn = NULL;
     /* A job not started yet is dropped; a running one completes first. */

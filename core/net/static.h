@@ -57,9 +57,6 @@ enum gw_static_step gw_static_writable(struct gw_static *st);
  * NULL. */
 void gw_static_free(struct gw_static *st);
 
-/* File answers started and not yet freed (graceful shutdown waits). */
-int gw_static_active(void);
-
 /* --- Pure helpers, exposed for the unit tests ------------------------- */
 
 /* Resolve 'rest' (a %-decoded URL path relative to the folder) inside

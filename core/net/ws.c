@@ -2,11 +2,13 @@
  * handshake; this file feeds what lws receives to gw_wsmsg, which
  * reassembles messages, hands them to gw_conn, and writes answers: at once
  * when nothing is waiting to go out, else queued, one per writable
- * callback. */
+ * callback. A connection finds its gw_ws in the lws protocol's 'user'
+ * when it opens and keeps a pointer to it. */
 #include "net/ws.h"
 #include "base/gw.h"
 #include "runtime/conn.h"
 #include "base/log.h"
+#include "runtime/drain.h"
 #include "net/wsmsg.h"
 
 #include <stdlib.h>
@@ -19,6 +21,7 @@ struct out_msg {
 };
 
 struct ws_conn {
+    struct gw_ws *server;
     struct ws_conn *prev, *next; /* every open WebSocket, for shutdown */
     struct lws *wsi;
     struct gw_conn *conn;
@@ -35,12 +38,20 @@ struct gw_ws_session {
     struct ws_conn *c;
 };
 
-static struct gw_runtime *lua_rt;
-static struct ws_conn *all_conns;
-static int unsent_msgs; /* queued answers of every connection */
+struct gw_ws {
+    struct gw_runtime *rt;
+    struct ws_conn *conns; /* every open WebSocket, for shutdown */
+};
 
-void gw_ws_init(struct gw_runtime *g) { lua_rt = g; }
-int gw_ws_unsent(void) { return unsent_msgs; }
+struct gw_ws *gw_ws_new(struct gw_runtime *rt) {
+    struct gw_ws *ws = calloc(1, sizeof *ws);
+    if (!ws) gw_panic("out of memory");
+    ws->rt = rt;
+    return ws;
+}
+
+void gw_ws_free(struct gw_ws *ws) { free(ws); }
+
 size_t gw_ws_session_size(void) { return sizeof(struct gw_ws_session); }
 
 int gw_ws_handles(enum lws_callback_reasons reason) {
@@ -89,7 +100,7 @@ static int ws_send(void *transport, const char *msg, size_t len) {
     struct ws_conn *c = transport;
     if (c->killed || c->closing) return GW_ERR;
     if (!c->out_head && !lws_partial_buffered(c->wsi)) return send_now(c, msg, len);
-    long limit = gw_runtime_config(lua_rt)->max_output_buffer;
+    long limit = gw_runtime_config(c->server->rt)->max_output_buffer;
     if (c->out_bytes + len > (size_t)limit) {
         gw_log(GW_LOG_WARNING, "websocket client not reading: %zu bytes queued, over maxOutputBuffer; disconnecting",
                c->out_bytes + len);
@@ -106,7 +117,7 @@ static int ws_send(void *transport, const char *msg, size_t len) {
     else c->out_head = m;
     c->out_tail = m;
     c->out_bytes += len;
-    unsent_msgs++;
+    gw_drain_hold(GW_DRAIN_UNSENT);
     lws_callback_on_writable(c->wsi);
     return GW_OK;
 }
@@ -119,8 +130,8 @@ static void ws_close(void *transport) {
 
 static const struct gw_conn_ops ws_ops = {ws_send, ws_close};
 
-void gw_ws_close_all(void) {
-    for (struct ws_conn *c = all_conns; c; c = c->next) {
+void gw_ws_close_all(struct gw_ws *ws) {
+    for (struct ws_conn *c = ws->conns; c; c = c->next) {
         c->going_away = 1;
         ws_close(c);
     }
@@ -181,8 +192,8 @@ static void push_headers(lua_State *L, struct lws *wsi) {
 }
 
 /* Only upgrades on the configured path become WebSockets. */
-static int upgrade_allowed(struct lws *wsi) {
-    const struct gw_config *cfg = gw_runtime_config(lua_rt);
+static int upgrade_allowed(struct gw_ws *ws, struct lws *wsi) {
+    const struct gw_config *cfg = gw_runtime_config(ws->rt);
     char path[512];
     if (!cfg->ws_enabled) return 0;
     if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0) return 0;
@@ -194,35 +205,36 @@ static void on_message(void *ud, const char *msg, size_t len, int binary) {
     gw_conn_message(c->conn, msg, len, binary);
 }
 
-static void open_conn(struct gw_ws_session *s, struct lws *wsi) {
+static void open_conn(struct gw_ws *ws, struct gw_ws_session *s, struct lws *wsi) {
     struct ws_conn *c = calloc(1, sizeof *c);
     if (!c) gw_panic("out of memory");
+    c->server = ws;
     c->wsi = wsi;
-    gw_wsmsg_init(&c->in, (size_t)gw_runtime_config(lua_rt)->ws_max_message, on_message, c);
+    gw_wsmsg_init(&c->in, (size_t)gw_runtime_config(ws->rt)->ws_max_message, on_message, c);
     s->c = c;
-    c->next = all_conns;
+    c->next = ws->conns;
     if (c->next) c->next->prev = c;
-    all_conns = c;
-    lua_State *L = gw_vm_state(gw_runtime_vm(lua_rt));
+    ws->conns = c;
+    lua_State *L = gw_vm_state(gw_runtime_vm(ws->rt));
     lua_createtable(L, 0, 3);
     gw_conn_push_peer(L, lws_get_socket_fd(wsi));
     lua_createtable(L, 0, 2);
-    lua_pushstring(L, gw_runtime_config(lua_rt)->ws_path);
+    lua_pushstring(L, gw_runtime_config(ws->rt)->ws_path);
     lua_setfield(L, -2, "path");
     push_headers(L, wsi);
     lua_setfield(L, -2, "headers");
     lua_setfield(L, -2, "rawConnection");
-    c->conn = gw_conn_open(lua_rt, "websocket", &ws_ops, c);
+    c->conn = gw_conn_open(ws->rt, "websocket", &ws_ops, c);
 }
 
 static void free_conn(struct ws_conn *c) {
     if (c->prev) c->prev->next = c->next;
-    else all_conns = c->next;
+    else c->server->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     while (c->out_head) {
         struct out_msg *m = c->out_head;
         c->out_head = m->next;
-        unsent_msgs--;
+        gw_drain_release(GW_DRAIN_UNSENT);
         free(m);
     }
     gw_wsmsg_close(&c->in);
@@ -251,7 +263,7 @@ static int write_next(struct ws_conn *c) {
         c->out_head = m->next;
         if (!c->out_head) c->out_tail = NULL;
         c->out_bytes -= m->len;
-        unsent_msgs--;
+        gw_drain_release(GW_DRAIN_UNSENT);
         int w = lws_write(c->wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
         free(m);
         if (w < 0) return -1;
@@ -277,10 +289,10 @@ int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
     struct gw_ws_session *s = user;
     switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        return upgrade_allowed(wsi) ? 0 : 1;
+        return upgrade_allowed(lws_get_protocol(wsi)->user, wsi) ? 0 : 1;
     case LWS_CALLBACK_ESTABLISHED:
         if (!s) return -1;
-        open_conn(s, wsi);
+        open_conn(lws_get_protocol(wsi)->user, s, wsi);
         return 0;
     case LWS_CALLBACK_RECEIVE:
         if (!s || !s->c) return -1;

@@ -2,7 +2,8 @@
  * servers.websocket.path become persistent connections (gw_conn). Text
  * messages are reassembled up to maxMessageSize (1009 beyond it); answers
  * queue per connection up to general.maxOutputBuffer, past which a client
- * that does not read is disconnected. */
+ * that does not read is disconnected; each queued answer holds
+ * GW_DRAIN_UNSENT (runtime/drain.h) until it is written. */
 #ifndef GW_WS_H
 #define GW_WS_H
 
@@ -10,8 +11,12 @@
 
 #include "runtime/runtime.h"
 
-/* Set once before the lws context is created. */
-void gw_ws_init(struct gw_runtime *g);
+struct gw_ws;
+
+/* The WebSocket server of runtime 'rt'. The lws protocol whose callback
+ * calls gw_ws_callback carries it in its 'user' field (set before the lws
+ * context is created), where gw_ws_callback finds it. */
+struct gw_ws *gw_ws_new(struct gw_runtime *rt);
 
 /* Is 'reason' one the WebSocket side handles? The web listener's single
  * lws protocol sends those here and the rest to gw_http_callback. */
@@ -22,10 +27,10 @@ int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 
 size_t gw_ws_session_size(void);
 
-/* Answers queued on every connection and not yet written. */
-int gw_ws_unsent(void);
-
 /* Shutdown: close every connection with 1001 once its queue is sent. */
-void gw_ws_close_all(void);
+void gw_ws_close_all(struct gw_ws *ws);
+
+/* Free 'ws' once the lws context is destroyed (no connection is left). */
+void gw_ws_free(struct gw_ws *ws);
 
 #endif

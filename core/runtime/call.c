@@ -1,8 +1,10 @@
 /* See gw_call.h. A call owns a task and a timeout timer; it ends exactly
- * once, through finish(), and is freed when its timer handle has closed. */
+ * once, through finish(), and is freed when its timer handle has closed.
+ * From new to finish it holds GW_DRAIN_CALLS, which shutdown waits on. */
 #include "runtime/call.h"
 #include "base/gw.h"
 #include "base/log.h"
+#include "runtime/drain.h"
 
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -18,16 +20,12 @@ struct gw_call {
     int finished;
 };
 
-static int active_calls;
-
-int gw_call_count(void) { return active_calls; }
-
 static void call_closed(uv_handle_t *h) { free(h->data); }
 
 static void finish(struct gw_call *c) {
     if (c->finished) return;
     c->finished = 1;
-    active_calls--;
+    gw_drain_release(GW_DRAIN_CALLS);
     luaL_unref(gw_vm_state(gw_runtime_vm(c->g)), LUA_REGISTRYINDEX, c->ctx_ref);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, call_closed);
@@ -93,7 +91,7 @@ struct gw_call *gw_call_new(struct gw_runtime *g, const char *transport, gw_call
     c->ctx_ref = LUA_NOREF;
     uv_timer_init(gw_vm_loop(gw_runtime_vm(g)), &c->timer);
     c->timer.data = c;
-    active_calls++;
+    gw_drain_hold(GW_DRAIN_CALLS);
     return c;
 }
 

@@ -27,7 +27,4 @@ void gw_call_run(struct gw_call *c);
  * never reply. */
 void gw_call_cancel(struct gw_call *c);
 
-/* Calls started and not yet finished, for graceful shutdown. */
-int gw_call_count(void);
-
 #endif

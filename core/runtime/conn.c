@@ -8,6 +8,7 @@
 #include "base/gw.h"
 #include "runtime/call.h"
 #include "base/log.h"
+#include "runtime/drain.h"
 
 #include <arpa/inet.h>
 #include <lauxlib.h>
@@ -30,10 +31,6 @@ struct gw_conn {
     struct gw_conn_handle *handle;
     struct message *inflight;
 };
-
-static int open_conns;
-
-int gw_conn_count(void) { return open_conns; }
 
 static void unlink_message(struct message *m) {
     if (m->prev) m->prev->next = m->next;
@@ -126,7 +123,7 @@ struct gw_conn *gw_conn_open(struct gw_runtime *g, const char *type, const struc
     }
     c->conn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, fields - 1);
-    open_conns++;
+    gw_drain_hold(GW_DRAIN_CONNS);
     return c;
 }
 
@@ -154,7 +151,7 @@ void gw_conn_closed(struct gw_conn *c) {
      * step with that garbage: after a burst of dropped clients, memory goes
      * back to what it was instead of waiting for the next cycle. */
     lua_gc(L, LUA_GCSTEP, 0);
-    open_conns--;
+    gw_drain_release(GW_DRAIN_CONNS);
     free(c);
 }
 

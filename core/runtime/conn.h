@@ -38,7 +38,4 @@ void gw_conn_closed(struct gw_conn *c);
  * fields start with these. */
 void gw_conn_push_peer(lua_State *L, int fd);
 
-/* Open persistent connections in this process. */
-int gw_conn_count(void);
-
 #endif
