@@ -567,7 +567,7 @@ static void dispatch(struct http_conn *c) {
         return;
     }
     lua_State *L = gw_vm_state(gw_runtime_vm(h->rt));
-    lua_createtable(L, 0, 16); /* and what web.lua adds: connection, data, route... */
+    lua_createtable(L, 0, 16); /* and what transport/web.lua adds: connection, data, route... */
     lua_pushstring(L, method);
     lua_setfield(L, -2, "method");
     lua_pushlstring(L, decoded, (size_t)dlen);

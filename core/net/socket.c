@@ -1,4 +1,4 @@
-/* See gw_socket.h. Reads go into one shared buffer (the loop is single
+/* See socket.h. Reads go into one shared buffer (the loop is single
  * threaded and a read is consumed before the next) and are split into
  * lines by gw_lines: a line that arrives whole is handed over from there
  * without a copy, and only a line split across reads is collected per

@@ -1,4 +1,4 @@
-/* See gw_static.h. One request goes: open (resolve, open, fstat) as one
+/* See static.h. One request goes: open (resolve, open, fstat) as one
  * job on libuv's threadpool; then, for a body, uv_fs_read of one chunk at
  * a time into the request's buffer, each chunk written once the
  * connection's output has drained. The first chunk goes out with the headers in one

@@ -19,7 +19,7 @@ struct gw_ws;
 struct gw_ws *gw_ws_new(struct gw_runtime *rt);
 
 /* Is 'reason' one the WebSocket side handles? The web listener's single
- * lws protocol sends those here and the rest to gw_http_callback. */
+ * lws protocol sends those here and the rest to lws_callback_http_dummy. */
 int gw_ws_handles(enum lws_callback_reasons reason);
 
 int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,

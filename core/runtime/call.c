@@ -1,4 +1,4 @@
-/* See gw_call.h. A call owns a task and a timeout timer; it ends exactly
+/* See call.h. A call owns a task and a timeout timer; it ends exactly
  * once, through finish(), and is freed when its timer handle has closed.
  * From new to finish it holds GW_DRAIN_CALLS, which shutdown waits on. */
 #include "runtime/call.h"

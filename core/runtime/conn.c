@@ -1,4 +1,4 @@
-/* See gw_conn.h. Each message becomes a gw_call running
+/* See conn.h. Each message becomes a gw_call running
  * runtime.handle(type, ctx) with ctx = { connection, text, binary } or
  * { connection, reject = { status, message } }; its answer is (text,
  * closeAfter). The calls in flight are kept in a list so a disconnect can
