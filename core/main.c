@@ -71,8 +71,8 @@ static int run_worker(const char *config, const struct gw_config_overrides *ov,
     /* The master's reserving sockets are no business of a worker's. */
     if (web->reuseport) close(web->fd);
     if (sock->reuseport) close(sock->fd);
-    struct gw_runtime *g = gw_runtime_new(&loop, config, ov, &cfg, err, sizeof err);
-    if (!g) {
+    struct gw_runtime *rt = gw_runtime_new(&loop, config, ov, &cfg, err, sizeof err);
+    if (!rt) {
         fprintf(stderr, "gateway: %s\n", err);
         uv_loop_close(&loop);
         return 1;
@@ -83,15 +83,15 @@ static int run_worker(const char *config, const struct gw_config_overrides *ov,
     int web_fd = -1, socket_fd = -1;
     if ((web->fd < 0 || (web_fd = worker_listen(web, err, sizeof err)) >= 0) &&
         (sock->fd < 0 || (socket_fd = worker_listen(sock, err, sizeof err)) >= 0))
-        s = gw_server_new(&loop, g, web_fd, socket_fd, print_listening, err, sizeof err);
+        s = gw_server_new(&loop, rt, web_fd, socket_fd, print_listening, err, sizeof err);
     if (!s) {
         fprintf(stderr, "gateway: %s\n", err);
-        gw_runtime_free(g);
+        gw_runtime_free(rt);
         uv_loop_close(&loop);
         return 1;
     }
     int rc = gw_server_run(s);
-    gw_runtime_free(g);
+    gw_runtime_free(rt);
     uv_loop_close(&loop);
     return rc;
 }
@@ -302,33 +302,33 @@ int main(int argc, char **argv) {
     struct gw_config cfg;
     uv_loop_t loop;
     uv_loop_init(&loop);
-    struct gw_runtime *g = gw_runtime_new(&loop, config, &ov, &cfg, err, sizeof err);
-    if (!g) {
+    struct gw_runtime *rt = gw_runtime_new(&loop, config, &ov, &cfg, err, sizeof err);
+    if (!rt) {
         fprintf(stderr, "gateway: %s\n", err);
         uv_loop_close(&loop);
         return 1;
     }
     if (check) {
         printf("config %s: ok\n", config ? config : "(defaults)");
-        gw_runtime_print_summary(g);
-        gw_runtime_free(g);
+        gw_runtime_print_summary(rt);
+        gw_runtime_free(rt);
         uv_loop_close(&loop);
         return 0;
     }
     if (cfg.workers <= 1) {
-        struct gw_server *s = gw_server_new(&loop, g, -1, -1, 1, err, sizeof err);
+        struct gw_server *s = gw_server_new(&loop, rt, -1, -1, 1, err, sizeof err);
         if (!s) {
             fprintf(stderr, "gateway: %s\n", err);
-            gw_runtime_free(g);
+            gw_runtime_free(rt);
             uv_loop_close(&loop);
             return 1;
         }
         int rc = gw_server_run(s);
-        gw_runtime_free(g);
+        gw_runtime_free(rt);
         uv_loop_close(&loop);
         return rc;
     }
-    gw_runtime_free(g);
+    gw_runtime_free(rt);
     uv_loop_close(&loop);
     return run_master(cfg.workers, config, &ov, &cfg);
 }

@@ -34,7 +34,7 @@
 
 struct gw_server {
     uv_loop_t *loop;
-    struct gw_runtime *g;
+    struct gw_runtime *rt;
     struct lws_context *ctx;
     struct lws_vhost *vhost;
     struct gw_listener web;
@@ -83,16 +83,16 @@ static void print_listener(const char *kind, const char *scheme, const char *hos
 
 static void on_signal(uv_signal_t *h, int signum);
 
-struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *g, int web_fd, int socket_fd,
+struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_fd, int socket_fd,
                                 int print_listening, char *err, size_t errlen) {
-    const struct gw_config *cfg = gw_runtime_config(g);
+    const struct gw_config *cfg = gw_runtime_config(rt);
     struct gw_server *s = calloc(1, sizeof *s);
     if (!s) gw_panic("out of memory");
     s->loop = loop;
-    s->g = g;
+    s->rt = rt;
 
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit);
-    s->ws = gw_ws_new(g);
+    s->ws = gw_ws_new(rt);
     s->protocols[0].name = "http";
     s->protocols[0].callback = web_callback;
     s->protocols[0].user = s->ws; /* where gw_ws_callback finds it */
@@ -132,14 +132,14 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *g, int web_f
         gw_fmt(err, errlen, "cannot poll the web listener");
         goto fail;
     }
-    if (cfg->socket_enabled && !(s->socket = gw_socket_new(g, loop, s->socket_fd))) {
+    if (cfg->socket_enabled && !(s->socket = gw_socket_new(rt, loop, s->socket_fd))) {
         gw_fmt(err, errlen, "cannot poll the socket listener");
         goto fail;
     }
     /* Its handles live on the loop until gw_http_close_all, so it comes
      * after everything that can fail; nothing is accepted before the loop
      * runs. */
-    s->http = gw_http_new(g, loop, s->vhost);
+    s->http = gw_http_new(rt, loop, s->vhost);
 
     uv_signal_init(loop, &s->sigterm);
     uv_signal_init(loop, &s->sigint);
@@ -154,7 +154,7 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *g, int web_f
     /* Last, as nothing after it can fail; Redis being down is not an error. */
     if (!(s->redis = gw_redis_new(loop, cfg->redis_url, cfg->redis_command_timeout, err, errlen)))
         gw_panic("redis.url passed the config check but not gw_redis_new: %s", err);
-    gw_runtime_set_redis(g, s->redis);
+    gw_runtime_set_redis(rt, s->redis);
 
     if (print_listening && cfg->web_enabled) print_listener("web", "http", cfg->web_host, s->web_fd);
     if (print_listening && cfg->socket_enabled) print_listener("socket", "tcp", cfg->socket_host, s->socket_fd);
@@ -180,11 +180,11 @@ static void finish_shutdown(struct gw_server *s) {
     /* Tasks still waiting on Redis (timer callbacks; actions past the
      * drain were aborted) get "redis unavailable" and may run on a little,
      * so this comes before the timers are cancelled and lws goes. */
-    gw_runtime_set_redis(s->g, NULL);
+    gw_runtime_set_redis(s->rt, NULL);
     gw_redis_free(s->redis);
     s->redis = NULL;
     gw_loop_shutdown();        /* timer.after callbacks not yet started */
-    gw_task_abort_unowned(gw_runtime_vm(s->g)); /* started ones still waiting (api.sleep, modules) */
+    gw_task_abort_unowned(gw_runtime_vm(s->rt)); /* started ones still waiting (api.sleep, modules) */
     if (s->socket) gw_socket_close(s->socket, 0);
     gw_http_close_all(s->http);
     lws_context_destroy(s->ctx);
@@ -199,7 +199,7 @@ static void drain_tick(uv_timer_t *h) {
     struct gw_server *s = h->data;
     double now = gw_now_ms();
     if (!s->closing_conns) {
-        long limit = gw_runtime_config(s->g)->shutdown_timeout;
+        long limit = gw_runtime_config(s->rt)->shutdown_timeout;
         int calls = gw_drain_count(GW_DRAIN_CALLS), unsent = gw_drain_count(GW_DRAIN_UNSENT);
         int busy = calls > 0 || unsent > 0;
         if (busy && now - s->drain_started < (double)limit) return;
@@ -220,13 +220,13 @@ static void start_shutdown(struct gw_server *s) {
     s->stopping = 1;
     gw_log(GW_LOG_NOTICE, "shutting down: waiting for %d in-flight actions",
            gw_drain_count(GW_DRAIN_CALLS));
-    lua_State *L = gw_vm_state(gw_runtime_vm(s->g));
-    gw_runtime_push(s->g, "shutdown");
-    if (gw_vm_pcall(gw_runtime_vm(s->g), 0, 0) != LUA_OK) {
+    lua_State *L = gw_vm_state(gw_runtime_vm(s->rt));
+    gw_runtime_push(s->rt, "shutdown");
+    if (gw_vm_pcall(gw_runtime_vm(s->rt), 0, 0) != LUA_OK) {
         gw_log(GW_LOG_ERROR, "runtime.shutdown: %s", lua_tostring(L, -1));
         lua_pop(L, 1);
     }
-    if (gw_runtime_config(s->g)->web_enabled) gw_listener_stop(&s->web, 1);
+    if (gw_runtime_config(s->rt)->web_enabled) gw_listener_stop(&s->web, 1);
     gw_http_stop(s->http);
     if (s->socket) gw_socket_stop_accepting(s->socket);
     s->drain_started = gw_now_ms();
@@ -237,7 +237,7 @@ static void on_signal(uv_signal_t *h, int signum) {
     struct gw_server *s = h->data;
     if (signum == SIGHUP) {
         gw_log(GW_LOG_NOTICE, "SIGHUP: reloading actions, middleware and routes");
-        if (gw_runtime_reload(s->g) == GW_OK) gw_log(GW_LOG_NOTICE, "reload done");
+        if (gw_runtime_reload(s->rt) == GW_OK) gw_log(GW_LOG_NOTICE, "reload done");
         return;
     }
     start_shutdown(s);

@@ -15,7 +15,7 @@ struct gw_server;
  * workers; -1: open them here). 'print_listening' makes
  * this process print the "listening ..." lines. On error returns NULL with
  * a one-line reason in 'err'. */
-struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *g, int web_fd, int socket_fd,
+struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_fd, int socket_fd,
                                 int print_listening, char *err, size_t errlen);
 
 /* Run until shut down; returns the exit status (0 after a clean stop).

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 
 struct gw_call {
-    struct gw_runtime *g;
+    struct gw_runtime *rt;
     const char *transport;
     gw_call_reply_fn reply;
     void *ud;
@@ -26,7 +26,7 @@ static void finish(struct gw_call *c) {
     if (c->finished) return;
     c->finished = 1;
     gw_drain_release(GW_DRAIN_CALLS);
-    luaL_unref(gw_vm_state(gw_runtime_vm(c->g)), LUA_REGISTRYINDEX, c->ctx_ref);
+    luaL_unref(gw_vm_state(gw_runtime_vm(c->rt)), LUA_REGISTRYINDEX, c->ctx_ref);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, call_closed);
 }
@@ -34,15 +34,15 @@ static void finish(struct gw_call *c) {
 /* runtime.fail(transport, ctx, status, message) on the main thread; a
  * status of 0 means bookkeeping only (nobody to answer). */
 static void fail(struct gw_call *c, int status, const char *message) {
-    lua_State *L = gw_vm_state(gw_runtime_vm(c->g));
+    lua_State *L = gw_vm_state(gw_runtime_vm(c->rt));
     int base = lua_gettop(L);
-    gw_runtime_push(c->g, "fail");
+    gw_runtime_push(c->rt, "fail");
     lua_pushstring(L, c->transport);
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->ctx_ref);
     if (status) lua_pushinteger(L, status);
     else lua_pushnil(L);
     lua_pushstring(L, message);
-    if (gw_vm_pcall(gw_runtime_vm(c->g), 4, LUA_MULTRET) != LUA_OK) {
+    if (gw_vm_pcall(gw_runtime_vm(c->rt), 4, LUA_MULTRET) != LUA_OK) {
         gw_log(GW_LOG_ERROR, "runtime.fail raised: %s", lua_tostring(L, -1));
         lua_settop(L, base);
         /* Last resort: a bare answer the transport can still send. */
@@ -80,34 +80,34 @@ static void timed_out(uv_timer_t *h) {
     fail(c, 504, "action timed out");
 }
 
-struct gw_call *gw_call_new(struct gw_runtime *g, const char *transport, gw_call_reply_fn reply,
+struct gw_call *gw_call_new(struct gw_runtime *rt, const char *transport, gw_call_reply_fn reply,
                             void *ud) {
     struct gw_call *c = calloc(1, sizeof *c);
     if (!c) gw_panic("out of memory");
-    c->g = g;
+    c->rt = rt;
     c->transport = transport;
     c->reply = reply;
     c->ud = ud;
     c->ctx_ref = LUA_NOREF;
-    uv_timer_init(gw_vm_loop(gw_runtime_vm(g)), &c->timer);
+    uv_timer_init(gw_vm_loop(gw_runtime_vm(rt)), &c->timer);
     c->timer.data = c;
     gw_drain_hold(GW_DRAIN_CALLS);
     return c;
 }
 
 void gw_call_run(struct gw_call *c) {
-    lua_State *L = gw_vm_state(gw_runtime_vm(c->g));
+    lua_State *L = gw_vm_state(gw_runtime_vm(c->rt));
     lua_pushvalue(L, -1);
     c->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    long timeout = gw_runtime_config(c->g)->action_timeout;
+    long timeout = gw_runtime_config(c->rt)->action_timeout;
     if (timeout > 0) {
-        uv_update_time(gw_vm_loop(gw_runtime_vm(c->g)));
+        uv_update_time(gw_vm_loop(gw_runtime_vm(c->rt)));
         uv_timer_start(&c->timer, timed_out, (uint64_t)timeout, 0);
     }
-    gw_runtime_push(c->g, "handle");
+    gw_runtime_push(c->rt, "handle");
     lua_pushstring(L, c->transport);
     lua_rotate(L, -3, 2); /* handle, transport, ctx */
-    c->task = gw_task_spawn(gw_runtime_vm(c->g), 2, task_done, c);
+    c->task = gw_task_spawn(gw_runtime_vm(c->rt), 2, task_done, c);
 }
 
 void gw_call_cancel(struct gw_call *c) {

@@ -16,7 +16,7 @@ struct gw_call;
  * gw_call is finished and must not be touched again. */
 typedef void (*gw_call_reply_fn)(void *ud, lua_State *L, int base, int n);
 
-struct gw_call *gw_call_new(struct gw_runtime *g, const char *transport, gw_call_reply_fn reply,
+struct gw_call *gw_call_new(struct gw_runtime *rt, const char *transport, gw_call_reply_fn reply,
                             void *ud);
 
 /* [-1, +0] Pop the ctx table from the main stack and start. The reply may

@@ -22,7 +22,7 @@ struct message {
 };
 
 struct gw_conn {
-    struct gw_runtime *g;
+    struct gw_runtime *rt;
     const char *type;
     const struct gw_conn_ops *ops;
     void *transport;
@@ -52,7 +52,7 @@ static void on_reply(void *ud, lua_State *L, int base, int n) {
 
 /* [-1, +0] Pop a ctx table, add the connection, and run it as a call. */
 static void dispatch(struct gw_conn *c) {
-    lua_State *L = gw_vm_state(gw_runtime_vm(c->g));
+    lua_State *L = gw_vm_state(gw_runtime_vm(c->rt));
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->conn_ref);
     lua_setfield(L, -2, "connection");
     struct message *m = calloc(1, sizeof *m);
@@ -61,7 +61,7 @@ static void dispatch(struct gw_conn *c) {
     m->next = c->inflight;
     if (m->next) m->next->prev = m;
     c->inflight = m;
-    m->call = gw_call_new(c->g, c->type, on_reply, m);
+    m->call = gw_call_new(c->rt, c->type, on_reply, m);
     gw_call_run(m->call); /* may reply, and free m, before returning */
 }
 
@@ -70,7 +70,7 @@ static void dispatch(struct gw_conn *c) {
 #define CTX_FIELDS 12
 
 void gw_conn_message(struct gw_conn *c, const char *text, size_t len, int binary) {
-    lua_State *L = gw_vm_state(gw_runtime_vm(c->g));
+    lua_State *L = gw_vm_state(gw_runtime_vm(c->rt));
     lua_createtable(L, 0, CTX_FIELDS);
     lua_pushlstring(L, text, len);
     lua_setfield(L, -2, "text");
@@ -80,7 +80,7 @@ void gw_conn_message(struct gw_conn *c, const char *text, size_t len, int binary
 }
 
 void gw_conn_reject(struct gw_conn *c, int status, const char *message) {
-    lua_State *L = gw_vm_state(gw_runtime_vm(c->g));
+    lua_State *L = gw_vm_state(gw_runtime_vm(c->rt));
     lua_createtable(L, 0, 2);
     lua_createtable(L, 0, 2);
     lua_pushinteger(L, status);
@@ -91,12 +91,12 @@ void gw_conn_reject(struct gw_conn *c, int status, const char *message) {
     dispatch(c);
 }
 
-struct gw_conn *gw_conn_open(struct gw_runtime *g, const char *type, const struct gw_conn_ops *ops,
+struct gw_conn *gw_conn_open(struct gw_runtime *rt, const char *type, const struct gw_conn_ops *ops,
                              void *transport) {
-    lua_State *L = gw_vm_state(gw_runtime_vm(g));
+    lua_State *L = gw_vm_state(gw_runtime_vm(rt));
     struct gw_conn *c = calloc(1, sizeof *c);
     if (!c) gw_panic("out of memory");
-    c->g = g;
+    c->rt = rt;
     c->type = type;
     c->ops = ops;
     c->transport = transport;
@@ -110,11 +110,11 @@ struct gw_conn *gw_conn_open(struct gw_runtime *g, const char *type, const struc
     lua_pushvalue(L, -1);
     c->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
-    gw_runtime_push(g, "open");
+    gw_runtime_push(rt, "open");
     lua_pushstring(L, type);
     lua_pushvalue(L, fields);
     lua_pushvalue(L, fields + 1);
-    if (gw_vm_pcall(gw_runtime_vm(g), 3, 1) != LUA_OK || !lua_istable(L, -1)) {
+    if (gw_vm_pcall(gw_runtime_vm(rt), 3, 1) != LUA_OK || !lua_istable(L, -1)) {
         /* Only a bug in the runtime gets here; keep a bare object so the
          * connection still has one. */
         gw_log(GW_LOG_ERROR, "runtime.open: %s", lua_tostring(L, -1));
@@ -128,7 +128,7 @@ struct gw_conn *gw_conn_open(struct gw_runtime *g, const char *type, const struc
 }
 
 void gw_conn_closed(struct gw_conn *c) {
-    lua_State *L = gw_vm_state(gw_runtime_vm(c->g));
+    lua_State *L = gw_vm_state(gw_runtime_vm(c->rt));
     c->handle->ops = NULL;
     while (c->inflight) {
         struct message *m = c->inflight;
@@ -136,10 +136,10 @@ void gw_conn_closed(struct gw_conn *c) {
         gw_call_cancel(m->call);
         free(m);
     }
-    gw_runtime_push(c->g, "close");
+    gw_runtime_push(c->rt, "close");
     lua_pushstring(L, c->type);
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->conn_ref);
-    if (gw_vm_pcall(gw_runtime_vm(c->g), 2, 0) != LUA_OK) {
+    if (gw_vm_pcall(gw_runtime_vm(c->rt), 2, 0) != LUA_OK) {
         gw_log(GW_LOG_ERROR, "runtime.close: %s", lua_tostring(L, -1));
         lua_pop(L, 1);
     }

@@ -17,7 +17,7 @@ struct gw_conn;
  * rawConnection...) and open a connection of 'type' ("websocket",
  * "socket"): runtime.open creates the Lua object and runs the create
  * middleware. */
-struct gw_conn *gw_conn_open(struct gw_runtime *g, const char *type, const struct gw_conn_ops *ops,
+struct gw_conn *gw_conn_open(struct gw_runtime *rt, const char *type, const struct gw_conn_ops *ops,
                              void *transport);
 
 /* One message from the client (a text frame, a line). 'binary' marks a
