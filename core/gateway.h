@@ -154,11 +154,14 @@ int gateway_async_yield(lua_State *L);
 lua_State *gateway_async_thread(struct gateway_async *a);
 
 /* Resume the action with the 'nresults' values pushed on the thread as the
- * function's return values; frees 'a'. Call from a loop callback only (not
+ * function's return values; frees 'a'. Call from a loop callback (not
  * before the function has yielded), and not after cancel ran. The action
  * runs until it next suspends or ends before this returns, so data valid
  * in the callback (a Redis reply) is still valid in a lua_yieldk
- * continuation: push it as light userdata, which allocates nothing. */
+ * continuation: push it as light userdata, which allocates nothing.
+ * Called from inside a running action instead (one action handing another
+ * a value), it resumes on the loop's next turn, never nested: push Lua
+ * values then, not pointers to data that dies with the call. */
 void gateway_async_resume(struct gateway_async *a, int nresults);
 
 /* Redis: commands over the gateway's shared connection (the one api.redis
