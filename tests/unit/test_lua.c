@@ -730,6 +730,67 @@ static void test_wait_wake_several_values(void **state) {
     finish(f);
 }
 
+/* A task parked by a C function (as a module's async call parks it) and
+ * resumed from inside another task: the resume waits for the loop, so the
+ * resumer ends first and no resume nests in another. */
+static struct gw_task *parked;
+
+static int l_park(lua_State *L) {
+    parked = gw_task_of(L);
+    return lua_yield(L, 0);
+}
+
+static int l_unpark(lua_State *L) {
+    lua_State *co = gw_task_thread(parked);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 1);
+    gw_task_resume(parked, 1);
+    lua_pushboolean(L, gw_task_current(gw_vm_of(L)) == gw_task_of(L)); /* still the resumer */
+    return 1;
+}
+
+static void test_resume_from_a_task_waits_for_the_loop(void **state) {
+    struct fixture *f = *state;
+    struct record ra = {0}, rb = {0};
+    lua_State *L = gw_vm_state(gw_runtime_vm(f->g));
+    lua_register(L, "park", l_park);
+    lua_register(L, "unpark", l_unpark);
+    push_fn(f, "return 'parked got ' .. park()");
+    struct gw_task *a = gw_task_spawn(gw_runtime_vm(f->g), 0, done_cb, &ra);
+    assert_non_null(a);
+    push_fn(f, "return unpark('x')");
+    assert_null(gw_task_spawn(gw_runtime_vm(f->g), 0, done_cb, &rb));
+    assert_int_equal(rb.calls, 1);
+    assert_string_equal(rb.strs[0], "true");
+    assert_int_equal(ra.calls, 0);
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(ra.calls, 1);
+    assert_int_equal(ra.status, GW_TASK_OK);
+    assert_string_equal(ra.strs[0], "parked got x");
+    assert_true(rb.order < ra.order);
+    finish(f);
+}
+
+/* A task aborted while its wake waits in the ready queue: the wake goes
+ * with it, and the loop has nothing left to run. */
+static void test_abort_cancels_a_pending_wake(void **state) {
+    struct fixture *f = *state;
+    struct record ra = {0}, rb = {0};
+    lua_State *L = gw_vm_state(gw_runtime_vm(f->g));
+    push_fn(f, "return require('gateway.loop').wait()");
+    struct gw_task *a = gw_task_spawn(gw_runtime_vm(f->g), 0, done_cb, &ra);
+    assert_non_null(a);
+    push_fn(f, "local th = ...; return require('gateway.loop').wake(th, 'x')");
+    lua_pushthread(gw_task_thread(a));
+    lua_xmove(gw_task_thread(a), L, 1);
+    assert_null(gw_task_spawn(gw_runtime_vm(f->g), 1, done_cb, &rb));
+    assert_string_equal(rb.strs[0], "true");
+    gw_task_abort(a);
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(ra.calls, 0);
+    finish(f);
+}
+
 static void test_wake_not_waiting(void **state) {
     struct fixture *f = *state;
     struct record ra = {0}, rb = {0};
@@ -1096,6 +1157,8 @@ int main(void) {
         T(test_wait_wake),
         T(test_wait_wake_several_values),
         T(test_wake_not_waiting),
+        T(test_resume_from_a_task_waits_for_the_loop),
+        T(test_abort_cancels_a_pending_wake),
         T(test_loop_outside_task),
         cmocka_unit_test(test_action_missing_description),
         cmocka_unit_test(test_bad_config),
