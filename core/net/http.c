@@ -15,8 +15,10 @@
 #include "base/query.h"
 #include "net/static.h"
 #include "runtime/drain.h"
+#include "net/conncap.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <lauxlib.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -29,10 +31,8 @@
 
 #define READ_BUF (64 * 1024)
 #define PENDING_MAX (256 * 1024) /* pipelined bytes held while a request runs: stop reading beyond */
-#define SWEEP_MS 1000
-#define KEEPALIVE_MS 60000 /* an idle keep-alive connection closes after this */
-#define REQUEST_MS 30000   /* a request must arrive whole within this */
-#define STALL_MS 60000     /* a client not taking its answer for this long is dropped */
+#define SWEEP_MS 1000      /* how often the time limits (servers.web.*Timeout) are checked */
+#define RATE_GRACE_MS 5000 /* a body's first seconds, before minBodyRate applies */
 #define JSON_TYPE "application/json; charset=utf-8"
 
 struct out_req {
@@ -62,6 +62,15 @@ struct http_conn {
     int closing;
     int dispatching;                     /* inside gw_call_run: reply is written after */
     double last_active;
+    /* Time limits (sweep_tick): when the request's head began (accept for
+     * the first); the body's rate mark, set by the sweep that first sees the
+     * body arrive. */
+    double started, body_mark;
+    long long body_mark_len;
+    int idle;                            /* between requests: keepAliveTimeout applies */
+    int eof;                             /* the client shut its side: answer, then close */
+    struct gw_conncap_peer *peer;        /* its place under general.maxConnections */
+    int counted;
     char ip[INET6_ADDRSTRLEN];
     int port;
 };
@@ -336,7 +345,10 @@ static int framing_header(const char *k, size_t kl) {
  * read its next request. */
 static void request_done(struct http_conn *c) {
     c->in_flight = 0;
-    if (!c->keep_alive || c->server->stopping) c->close_after = 1;
+    c->started = uv_now(c->tcp.loop); /* for a pipelined request already read */
+    c->idle = 1;
+    c->body_mark = 0;
+    if (!c->keep_alive || c->server->stopping || (c->eof && !c->pending_len)) c->close_after = 1;
     if (c->close_after) {
         /* Nothing more is read; close once the queue is written. */
         if (c->nwrites == 0) conn_close(c);
@@ -647,6 +659,9 @@ static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len) 
     memcpy(p, rest, rest_len);
     p += rest_len;
     struct lws_vhost *vhost = c->server->ws_vhost;
+    /* The WebSocket takes its own place once open (ws.c). */
+    gw_conncap_leave(c->peer);
+    c->counted = 0;
     conn_close(c); /* closes our descriptor; lws owns the duplicate */
     /* NULL: lws refused the handshake (or ran out of memory) and closes
      * 'fd' itself, later, from a libuv close callback: closing it here
@@ -768,7 +783,11 @@ static void pump(struct http_conn *c) {
         process(c, c->pending, c->pending_len);
         if (c->closing) return;
     }
-    if (c->reading_stopped && !c->in_flight && c->pending_len < PENDING_MAX) {
+    if (c->eof && !c->in_flight && !c->file && !c->nwrites) {
+        conn_close(c); /* every request the client sent before its EOF is answered */
+        return;
+    }
+    if (c->reading_stopped && !c->eof && !c->in_flight && c->pending_len < PENDING_MAX) {
         c->reading_stopped = 0;
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
@@ -802,16 +821,49 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     buf->len = READ_BUF;
 }
 
+/* Has the client reset the connection (it had closed it altogether)? */
+static int peer_reset(struct http_conn *c) {
+    uv_os_fd_t fd;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return 1;
+    return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0;
+}
+
+/* The client shut its write side (or closed). What it sent before is
+ * still answered, then the connection closes: a client may half-close
+ * after its request (shutdown(SHUT_WR)). One that closed altogether is
+ * told apart only by writing to it: an action still running gets an
+ * interim "100 Continue" (RFC 9110 §15.2: clients skip unexpected 1xx),
+ * which a closed socket answers with a reset, seen below or by the sweep;
+ * then its call is cancelled as before. */
+static void half_closed(struct http_conn *c) {
+    c->eof = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (!(c->in_flight || c->file || c->nwrites || c->pending_len)) {
+        conn_close(c); /* nothing asked, or a request that can no longer complete */
+        return;
+    }
+    if (c->call && c->in_flight == 1 && !c->nwrites && c->minor >= 1) {
+        if (conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) != GW_OK || peer_reset(c)) conn_close(c);
+    }
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     struct http_conn *c = s->data;
     int own = buf->base == read_buf;
     if (nread < 0) {
         if (own) read_buf_busy = 0;
         else free(buf->base);
-        conn_close(c);
+        if (nread == UV_EOF) half_closed(c);
+        else conn_close(c);
         return;
     }
     c->last_active = uv_now(c->tcp.loop);
+    if (c->idle) { /* a request's first byte */
+        c->idle = 0;
+        c->started = c->last_active;
+    }
     if (nread > 0) {
         if (c->pending_len) {
             /* Behind bytes already waiting: append, parse in order. */
@@ -841,6 +893,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void on_closed(uv_handle_t *h) {
     struct http_conn *c = h->data;
+    if (c->counted) gw_conncap_leave(c->peer);
     gw_http1_free(c->parser);
     free(c->pending);
     free(c);
@@ -866,21 +919,43 @@ static void conn_close(struct http_conn *c) {
     uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
+/* Past a connection cap: a 503 written at once, without reading the
+ * request (whatever it is, a WebSocket upgrade too), and the socket closed. */
+static void refuse(struct gw_http *h, int fd, const char *message) {
+    char body[160], answer[512];
+    int blen = snprintf(body, sizeof body, "{\"error\":\"%s\",\"errors\":[\"%s\"]}", message, message);
+    int n = snprintf(answer, sizeof answer, "HTTP/1.1 503 Service Unavailable\r\n%sConnection: close\r\n"
+                     "Content-Type: " JSON_TYPE "\r\nContent-Length: %d\r\n"
+                     "Access-Control-Allow-Origin: *\r\n\r\n%s", date_line(), blen, body);
+    gw_conncap_refuse(h->loop, fd, answer, (size_t)n);
+}
+
 void gw_http_accept(struct gw_http *h, int fd) {
+    struct gw_conncap_peer *peer;
+    const char *why;
+    if (gw_conncap_take(fd, 0, &peer, &why) != GW_OK) {
+        refuse(h, fd, why);
+        return;
+    }
     struct http_conn *c = calloc(1, sizeof *c);
     if (!c) {
+        gw_conncap_leave(peer);
         close(fd);
         return;
     }
     c->server = h;
+    c->peer = peer;
+    c->counted = 1;
     const struct gw_config *cfg = gw_runtime_config(h->rt);
     struct gw_http1_limits lim = {(uint32_t)cfg->max_header_size, cfg->max_headers, cfg->max_body_size};
     if (!(c->parser = gw_http1_new(&lim))) {
+        gw_conncap_leave(peer);
         close(fd);
         free(c);
         return;
     }
     if (uv_tcp_init(h->loop, &c->tcp) != 0) {
+        gw_conncap_leave(peer);
         close(fd);
         gw_http1_free(c->parser);
         free(c);
@@ -907,26 +982,52 @@ void gw_http_accept(struct gw_http *h, int fd) {
             c->port = ntohs(a->sin6_port);
         }
     }
-    c->last_active = uv_now(h->loop);
+    c->last_active = c->started = uv_now(h->loop);
     c->next = h->conns;
     if (h->conns) h->conns->prev = c;
     h->conns = c;
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) conn_close(c);
 }
 
-/* Close connections that sat idle, or whose request or answer stalled. */
+/* A request body that stopped, or trickles below minBodyRate (averaged
+ * from the first sweep that saw it, once RATE_GRACE_MS have passed)? */
+static int body_too_slow(struct http_conn *c, const struct gw_config *cfg, double now, long long got) {
+    if (now - c->last_active > (double)cfg->body_timeout) return 1;
+    if (!c->body_mark) {
+        c->body_mark = now;
+        c->body_mark_len = got;
+        return 0;
+    }
+    double elapsed = now - c->body_mark;
+    return cfg->min_body_rate > 0 && elapsed >= RATE_GRACE_MS &&
+           (double)(got - c->body_mark_len) * 1000.0 < (double)cfg->min_body_rate * elapsed;
+}
+
+/* The time limits, once a second: a head that does not arrive within
+ * headerTimeout and a body that stalls or trickles get 408 and close; an
+ * idle keep-alive connection (or a new one that sent nothing) closes
+ * silently; so does a client that takes none of its answer for
+ * sendTimeout. A request in an action is bounded by actionTimeout. */
 static void sweep_tick(uv_timer_t *t) {
     struct gw_http *h = t->data;
+    const struct gw_config *cfg = gw_runtime_config(h->rt);
     double now = uv_now(h->loop);
     for (struct http_conn *c = h->conns, *next; c; c = next) {
         next = c->next;
-        double idle = now - c->last_active;
-        if (c->call) continue; /* actionTimeout bounds it */
+        if (c->call) {
+            if (c->eof && peer_reset(c)) conn_close(c); /* see half_closed */
+            continue;
+        }
         if (c->nwrites || c->file) {
-            if (idle > STALL_MS) conn_close(c);
+            if (now - c->last_active > (double)cfg->send_timeout) conn_close(c);
+        } else if (c->in_flight || c->close_after) {
+            continue;
         } else if (gw_http1_busy(c->parser)) {
-            if (idle > REQUEST_MS) conn_close(c);
-        } else if (idle > KEEPALIVE_MS) {
+            long long got = gw_http1_body_received(c->parser);
+            if (got < 0 ? now - c->started > (double)cfg->header_timeout : body_too_slow(c, cfg, now, got))
+                answer_error(c, 408, got < 0 ? "request header timeout" : "request body timeout");
+        } else if (c->idle ? now - c->last_active > (double)cfg->keep_alive_timeout
+                           : now - c->started > (double)cfg->header_timeout) {
             conn_close(c);
         }
     }

@@ -337,6 +337,10 @@ void gw_http1_next(struct gw_http1 *p) {
 
 int gw_http1_busy(const struct gw_http1 *p) { return p->started; }
 
+long long gw_http1_body_received(const struct gw_http1 *p) {
+    return p->headers_done ? (long long)p->body_len : -1;
+}
+
 const char *gw_http1_method(const struct gw_http1 *p) {
     return http_method_str((enum http_method)p->parser.method);
 }

@@ -46,6 +46,10 @@ void gw_http1_next(struct gw_http1 *p);
 /* 1 while a request has begun and is not complete. */
 int gw_http1_busy(const struct gw_http1 *p);
 
+/* Body bytes received so far (decoded when chunked), or -1 while the head
+ * is still arriving. */
+long long gw_http1_body_received(const struct gw_http1 *p);
+
 /* --- The request (valid until gw_http1_next) -------------------------- */
 
 const char *gw_http1_method(const struct gw_http1 *p); /* "GET", ... */

@@ -17,6 +17,7 @@
 #include "base/redis.h"
 #include "net/socket.h"
 #include "net/ws.h"
+#include "net/conncap.h"
 
 #include <libwebsockets.h>
 #include <lauxlib.h>
@@ -90,6 +91,7 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
     if (!s) gw_panic("out of memory");
     s->loop = loop;
     s->rt = rt;
+    gw_conncap_init(cfg->max_connections, cfg->max_connections_per_ip);
 
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit);
     s->ws = gw_ws_new(rt);
@@ -187,6 +189,7 @@ static void finish_shutdown(struct gw_server *s) {
     gw_task_abort_unowned(gw_runtime_vm(s->rt)); /* started ones still waiting (api.sleep, modules) */
     if (s->socket) gw_socket_close(s->socket, 0);
     gw_http_close_all(s->http);
+    gw_conncap_close_all();
     lws_context_destroy(s->ctx);
     s->ctx = NULL;
 }

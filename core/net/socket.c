@@ -10,7 +10,9 @@
 #include "net/listen.h"
 #include "base/log.h"
 #include "runtime/drain.h"
+#include "net/conncap.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,6 +25,7 @@ struct sock_conn {
     struct gw_socket *server;
     struct sock_conn *prev, *next;
     struct gw_conn *conn;
+    struct gw_conncap_peer *peer; /* its place under general.maxConnections */
     struct gw_lines lines;
     size_t queued;  /* bytes written and not yet sent */
     int closing;
@@ -54,6 +57,7 @@ static void on_closed(uv_handle_t *h) {
     else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     if (c->conn) gw_conn_closed(c->conn);
+    gw_conncap_leave(c->peer);
     gw_lines_close(&c->lines);
     free(c);
 }
@@ -149,9 +153,19 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 
 static void on_accept(void *ud, int fd) {
     struct gw_socket *s = ud;
+    struct gw_conncap_peer *peer;
+    const char *why;
+    if (gw_conncap_take(fd, 0, &peer, &why) != GW_OK) {
+        char line[160]; /* the envelope of a refused message (messages.lua) */
+        int n = snprintf(line, sizeof line, "{\"errors\":[\"%s\"],\"data\":null,\"action\":null,"
+                         "\"route\":null,\"status\":503}\n", why);
+        gw_conncap_refuse(s->loop, fd, line, (size_t)n);
+        return;
+    }
     struct sock_conn *c = calloc(1, sizeof *c);
     if (!c) gw_panic("out of memory");
     c->server = s;
+    c->peer = peer;
     gw_lines_init(&c->lines, (size_t)gw_runtime_config(s->rt)->max_line_length, on_line, c);
     uv_tcp_init(s->loop, &c->tcp);
     c->tcp.data = c;

@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "runtime/drain.h"
 #include "net/wsmsg.h"
+#include "net/conncap.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@ struct ws_conn {
     int closing;    /* close once the queue is sent */
     int going_away; /* ... with 1001: the server is shutting down */
     int killed;     /* dropped for falling behind: send nothing more */
+    struct gw_conncap_peer *peer; /* its place under general.maxConnections */
 };
 
 struct gw_ws_session {
@@ -210,6 +212,9 @@ static void open_conn(struct gw_ws *ws, struct gw_ws_session *s, struct lws *wsi
     if (!c) gw_panic("out of memory");
     c->server = ws;
     c->wsi = wsi;
+    /* The upgrade request's HTTP connection passed the caps and gave its place to this one. */
+    const char *unused;
+    gw_conncap_take(lws_get_socket_fd(wsi), 1, &c->peer, &unused);
     gw_wsmsg_init(&c->in, (size_t)gw_runtime_config(ws->rt)->ws_max_message, on_message, c);
     s->c = c;
     c->next = ws->conns;
@@ -238,6 +243,7 @@ static void free_conn(struct ws_conn *c) {
         free(m);
     }
     gw_wsmsg_close(&c->in);
+    gw_conncap_leave(c->peer);
     free(c);
 }
 

@@ -42,6 +42,11 @@ static const struct key schema[] = {
     {"servers.web.maxBodySize", K_INT, "1048576", 0, LONG_MAX},
     {"servers.web.maxHeaderSize", K_INT, "16384", 1024, 1048576},
     {"servers.web.maxHeaders", K_INT, "100", 1, 10000},
+    {"servers.web.headerTimeout", K_INT, "10000", 1, LONG_MAX},
+    {"servers.web.bodyTimeout", K_INT, "10000", 1, LONG_MAX},
+    {"servers.web.minBodyRate", K_INT, "1024", 0, LONG_MAX},
+    {"servers.web.keepAliveTimeout", K_INT, "60000", 1, LONG_MAX},
+    {"servers.web.sendTimeout", K_INT, "60000", 1, LONG_MAX},
     {"servers.websocket", K_TABLE, NULL, 0, 0},
     {"servers.websocket.enabled", K_BOOL, "true", 0, 0},
     {"servers.websocket.path", K_STRING, "'/ws'", 0, 0},
@@ -60,6 +65,8 @@ static const struct key schema[] = {
     {"general.missingParamChecks", K_LIST, "{'nil', 'null', ''}", 0, 0},
     {"general.disableParamScrubbing", K_BOOL, "false", 0, 0},
     {"general.defaultMiddlewarePriority", K_INT, "100", LONG_MIN, LONG_MAX},
+    {"general.maxConnections", K_INT, "16384", 1, LONG_MAX},
+    {"general.maxConnectionsPerIP", K_INT, "0", 0, LONG_MAX},
     {"redis", K_TABLE, NULL, 0, 0},
     {"redis.url", K_STRING, "'redis://127.0.0.1:6379/0'", 0, 0},
     {"redis.prefix", K_STRING, "'gateway:'", 0, 0},
@@ -482,6 +489,11 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
     out->max_body_size = get_int(L, "servers.web.maxBodySize");
     out->max_header_size = get_int(L, "servers.web.maxHeaderSize");
     out->max_headers = (int)get_int(L, "servers.web.maxHeaders");
+    out->header_timeout = get_int(L, "servers.web.headerTimeout");
+    out->body_timeout = get_int(L, "servers.web.bodyTimeout");
+    out->min_body_rate = get_int(L, "servers.web.minBodyRate");
+    out->keep_alive_timeout = get_int(L, "servers.web.keepAliveTimeout");
+    out->send_timeout = get_int(L, "servers.web.sendTimeout");
     get_string(L, "servers.websocket.path", out->ws_path, sizeof out->ws_path);
     out->ws_max_message = get_int(L, "servers.websocket.maxMessageSize");
     get_string(L, "servers.socket.host", out->socket_host, sizeof out->socket_host);
@@ -492,6 +504,8 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
     out->action_timeout = get_int(L, "general.actionTimeout");
     out->cpu_timeout = get_int(L, "general.cpuTimeout");
     out->shutdown_timeout = get_int(L, "general.shutdownTimeout");
+    out->max_connections = get_int(L, "general.maxConnections");
+    out->max_connections_per_ip = get_int(L, "general.maxConnectionsPerIP");
     get_string(L, "redis.url", out->redis_url, sizeof out->redis_url);
     out->redis_command_timeout = get_int(L, "redis.commandTimeout");
     get_string(L, "paths.public", out->public_dir, sizeof out->public_dir);

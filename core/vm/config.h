@@ -15,6 +15,10 @@ struct gw_config {
     long max_body_size;
     long max_header_size; /* request line and headers, bytes */
     int max_headers;      /* header fields per request */
+    /* ms: the request head from its first byte; between two reads of a body; an idle
+     * keep-alive connection; a client not taking its answer. Bytes/s: a body's least
+     * average rate after its first 5 s (0: none). */
+    long header_timeout, body_timeout, keep_alive_timeout, send_timeout, min_body_rate;
     int ws_enabled;
     char ws_path[256];
     long ws_max_message;
@@ -24,6 +28,8 @@ struct gw_config {
     long action_timeout, cpu_timeout, shutdown_timeout;
     int simultaneous_actions;
     long max_output_buffer; /* bytes queued for a persistent client */
+    long max_connections;        /* client connections per worker, every transport */
+    long max_connections_per_ip; /* ... from one address (0: no limit) */
     int log_level, log_json;
     char redis_url[1024];
     long redis_command_timeout; /* ms; 0: none */
