@@ -150,11 +150,13 @@ build() {
 start_gateway() {
   [[ -f $EXAMPLE_CONFIG ]] || die "$EXAMPLE_CONFIG not found"
   # A private config: the example as the benchmarks run it (bench/lib.sh), with the
-  # WebSocket server on at $WS_PATH.
+  # WebSocket server on at $WS_PATH and room for every connection it opens.
   local cfg=$TMP/gateway.lua
   write_example_config "$cfg" "c.servers.websocket = c.servers.websocket or {}
 c.servers.websocket.enabled = true
-c.servers.websocket.path = \"$WS_PATH\""
+c.servers.websocket.path = \"$WS_PATH\"
+c.general = c.general or {}
+c.general.maxConnections = math.max(c.general.maxConnections or 0, $((max_conns + 64)))"
   GW_ERR=$TMP/gateway.stderr
   launch_gateway "$cfg" "$TMP/gateway.stdout" "$GW_ERR" "${GW_CPU[@]}"
   PORT=$GATEWAY_PORT
