@@ -18,7 +18,6 @@
 #include "net/conncap.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <lauxlib.h>
 #include <netinet/in.h>
 #include <stdio.h>
