@@ -243,6 +243,85 @@ static int arg_is(const char *arg, size_t len, const char *name) {
     return strlen(name) == len && strncasecmp(arg, name, len) == 0;
 }
 
+/* A blocking command's timeout argument is zero: it would wait forever,
+ * holding up every command behind it on the shared connection. */
+static int zero_timeout(const char *arg, size_t len) {
+    char buf[64];
+    if (len == 0 || len >= sizeof buf) return 0;
+    memcpy(buf, arg, len);
+    buf[len] = '\0';
+    char *end;
+    double d = strtod(buf, &end);
+    return *end == '\0' && d == 0;
+}
+
+/* XREAD [COUNT n] [BLOCK ms] STREAMS ... and XREADGROUP GROUP g c [COUNT n]
+ * [BLOCK ms] [NOACK] STREAMS ...: BLOCK 0 waits forever. */
+static int xread_blocks_forever(int argc, const char **argv, const size_t *argvlen) {
+    for (int i = 1; i < argc;) {
+        if (arg_is(argv[i], argvlen[i], "streams")) return 0;
+        if (arg_is(argv[i], argvlen[i], "group")) i += 3;
+        else if (arg_is(argv[i], argvlen[i], "count")) i += 2;
+        else if (arg_is(argv[i], argvlen[i], "block"))
+            return i + 1 < argc && zero_timeout(argv[i + 1], argvlen[i + 1]);
+        else i++;
+    }
+    return 0;
+}
+
+/* Where a blocking command's timeout is. */
+enum guard { G_ALWAYS, G_TIMEOUT_LAST, G_TIMEOUT_FIRST, G_XREAD };
+
+/* Commands that stall or wreck the connection and the server every worker
+ * shares, refused unless redis.allowCommands names them (gw_redis_allow).
+ * A name with a space is a command and its subcommand. Each reason names
+ * the command and the key, since it ends up in the action's error. */
+#define HOW(name) "; to allow it, name \"" name "\" in redis.allowCommands"
+static const struct guarded {
+    const char *name;
+    enum guard guard;
+    const char *why;
+} guarded[] = {
+    {"FLUSHALL", G_ALWAYS, "it deletes every key of the Redis every worker shares" HOW("FLUSHALL")},
+    {"FLUSHDB", G_ALWAYS, "it deletes every key of the database every worker shares" HOW("FLUSHDB")},
+    {"CONFIG", G_ALWAYS, "it changes the Redis server every worker shares" HOW("CONFIG")},
+    {"SHUTDOWN", G_ALWAYS, "it stops the Redis server every worker shares" HOW("SHUTDOWN")},
+    {"DEBUG", G_ALWAYS, "it can stall, crash or change the Redis server every worker shares" HOW("DEBUG")},
+    {"CLIENT KILL", G_ALWAYS, "it can close the connections of every worker" HOW("CLIENT KILL")},
+    {"CLIENT PAUSE", G_ALWAYS, "it stalls every worker's Redis commands" HOW("CLIENT PAUSE")},
+    {"WAIT", G_ALWAYS, "it holds up the shared connection until replicas answer" HOW("WAIT")},
+    {"WAITAOF", G_ALWAYS, "it holds up the shared connection until the AOF is synced" HOW("WAITAOF")},
+    {"SCRIPT FLUSH", G_ALWAYS, "it removes the scripts every worker relies on" HOW("SCRIPT FLUSH")},
+    {"FUNCTION FLUSH", G_ALWAYS, "it removes the functions every worker relies on" HOW("FUNCTION FLUSH")},
+    {"BLPOP", G_TIMEOUT_LAST, "with timeout 0 it holds up the shared connection forever" HOW("BLPOP")},
+    {"BRPOP", G_TIMEOUT_LAST, "with timeout 0 it holds up the shared connection forever" HOW("BRPOP")},
+    {"BRPOPLPUSH", G_TIMEOUT_LAST, "with timeout 0 it holds up the shared connection forever" HOW("BRPOPLPUSH")},
+    {"BLMOVE", G_TIMEOUT_LAST, "with timeout 0 it holds up the shared connection forever" HOW("BLMOVE")},
+    {"BZPOPMIN", G_TIMEOUT_LAST, "with timeout 0 it holds up the shared connection forever" HOW("BZPOPMIN")},
+    {"BZPOPMAX", G_TIMEOUT_LAST, "with timeout 0 it holds up the shared connection forever" HOW("BZPOPMAX")},
+    {"BLMPOP", G_TIMEOUT_FIRST, "with timeout 0 it holds up the shared connection forever" HOW("BLMPOP")},
+    {"BZMPOP", G_TIMEOUT_FIRST, "with timeout 0 it holds up the shared connection forever" HOW("BZMPOP")},
+    {"XREAD", G_XREAD, "with BLOCK 0 it holds up the shared connection forever" HOW("XREAD")},
+    {"XREADGROUP", G_XREAD, "with BLOCK 0 it holds up the shared connection forever" HOW("XREADGROUP")},
+};
+#undef HOW
+#define NGUARDED (sizeof guarded / sizeof guarded[0])
+
+/* Process-wide, as the config is: gw_redis_allow sets it at startup. */
+static unsigned long allowed;
+
+/* The index of the guarded entry the command is, or -1. */
+static int guarded_index(int argc, const char **argv, const size_t *argvlen) {
+    for (size_t i = 0; i < NGUARDED; i++) {
+        const char *name = guarded[i].name, *space = strchr(name, ' ');
+        size_t n = space ? (size_t)(space - name) : strlen(name);
+        if (argvlen[0] != n || strncasecmp(argv[0], name, n) != 0) continue;
+        if (space && (argc < 2 || !arg_is(argv[1], argvlen[1], space + 1))) continue;
+        return (int)i;
+    }
+    return -1;
+}
+
 const char *gw_redis_refuses(int argc, const char **argv, const size_t *argvlen) {
     static const char *const pubsub[] = {"subscribe", "psubscribe", "ssubscribe", "unsubscribe",
                                          "punsubscribe", "sunsubscribe", "monitor", NULL};
@@ -262,8 +341,36 @@ const char *gw_redis_refuses(int argc, const char **argv, const size_t *argvlen)
                    "password come from redis.url)";
     if (argc >= 2 && arg_is(argv[0], argvlen[0], "client") && arg_is(argv[1], argvlen[1], "reply"))
         return "replies would no longer match their commands on the shared connection";
+    int g = guarded_index(argc, argv, argvlen);
+    if (g < 0 || (allowed & (1UL << g))) return NULL;
+    switch (guarded[g].guard) {
+    case G_ALWAYS: return guarded[g].why;
+    case G_TIMEOUT_LAST:
+        return argc >= 2 && zero_timeout(argv[argc - 1], argvlen[argc - 1]) ? guarded[g].why : NULL;
+    case G_TIMEOUT_FIRST:
+        return argc >= 2 && zero_timeout(argv[1], argvlen[1]) ? guarded[g].why : NULL;
+    case G_XREAD: return xread_blocks_forever(argc, argv, argvlen) ? guarded[g].why : NULL;
+    }
     return NULL;
 }
+
+int gw_redis_allowable(const char *name) {
+    for (size_t i = 0; i < NGUARDED; i++)
+        if (strcasecmp(name, guarded[i].name) == 0) return (int)i;
+    return -1;
+}
+
+const char *gw_redis_allowable_names(void) {
+    static char names[512];
+    if (!names[0]) {
+        size_t off = 0;
+        for (size_t i = 0; i < NGUARDED; i++)
+            off += (size_t)snprintf(names + off, sizeof names - off, "%s%s", i ? ", " : "", guarded[i].name);
+    }
+    return names;
+}
+
+void gw_redis_allow(unsigned long mask) { allowed = mask; }
 
 /* --- the pending list and its timer ------------------------------------- */
 

@@ -35,10 +35,27 @@ int gw_redis_url_parse(const char *url, struct gw_redis_url *out, char *err, siz
 /* The URL without its password, for logs: "redis://user:***@host:6379/0". */
 void gw_redis_url_describe(const struct gw_redis_url *u, char *buf, size_t len);
 
-/* Why a command must not go over the shared connection (SUBSCRIBE, MULTI,
- * SELECT, ...: they change the connection for every other caller), or
- * NULL when it may. 'argv[0]' is the command name. */
+/* Why a command must not go over the shared connection, or NULL when it
+ * may. Always refused: SUBSCRIBE, MULTI, SELECT, ... (they change the
+ * connection for every other caller). Refused unless allowed by name
+ * (gw_redis_allow): commands that stall or wreck the connection or the
+ * server every worker shares: FLUSHALL, FLUSHDB, CONFIG, SHUTDOWN, DEBUG,
+ * CLIENT KILL, CLIENT PAUSE, WAIT, WAITAOF, SCRIPT FLUSH, FUNCTION FLUSH,
+ * and blocking pops and moves with timeout 0 (XREAD/XREADGROUP with
+ * BLOCK 0); their reason names the command and redis.allowCommands.
+ * Names are case-insensitive; 'argv[0]' is the command name. */
 const char *gw_redis_refuses(int argc, const char **argv, const size_t *argvlen);
+
+/* The bit (0..31) of a command gw_redis_refuses refuses unless allowed
+ * ("FLUSHDB", "CLIENT KILL", any case), or -1 for any other name. */
+int gw_redis_allowable(const char *name);
+
+/* Those names, comma-separated, for error messages. */
+const char *gw_redis_allowable_names(void);
+
+/* Allow the commands whose bits (1 << gw_redis_allowable(name)) are set
+ * in 'mask', for the whole process (redis.allowCommands); 0 by default. */
+void gw_redis_allow(unsigned long mask);
 
 /* Called exactly once per command unless it was cancelled: with the reply
  * (valid only during the call; it may be an error reply) and err NULL, or

@@ -1,0 +1,140 @@
+"""Redis under faults (issue 14): commands refused on the shared connection unless
+redis.allowCommands names them; a stopped Redis (SIGSTOP) under load, with the pending
+commands bounded (redis.maxPending), the connection dropped after repeated timeouts and
+remade after SIGCONT, and TCP keepalive on it; a generic write whose command timed out
+answered 504 (it may have happened) while a read stays 503; an unpaged generic list cut at
+redis.maxListSize.
+
+Every test starts a private redis-server (conftest's private_redis) it may pause, stop
+(SIGSTOP) or flush; each is stopped by PID at the end."""
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+import gateway as gw
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REDIS_ACTIONS = os.path.join(HERE, "redis_actions")
+RESOURCES = os.path.join(HERE, "resource_actions")
+
+pytestmark = pytest.mark.asan
+
+ALLOW_HINT = 'name "%s" in redis.allowCommands'
+
+
+def redis_config(url, actions=None, **redis):
+    return {"paths": {"actions": actions or [gw.EXAMPLE_ACTIONS, gw.TEST_ACTIONS, REDIS_ACTIONS]},
+            "redis": dict({"url": url}, **redis),
+            "general": {"simultaneousActions": 1000, "actionTimeout": 10000}}
+
+
+def run_cmd(g, *args, mode="try"):
+    return g.json("POST", "/api/redisRun", {"command": args[0], "args": list(args[1:]), "mode": mode})
+
+
+def wait_connected(g, timeout=None):
+    deadline = time.monotonic() + (timeout or gw.bound(5))
+    while True:
+        status, body = g.get("/api/redisConnected")
+        if status == 200 and body["connected"]:
+            return
+        assert time.monotonic() < deadline, "not connected to Redis\n" + g.describe()
+        time.sleep(0.02)
+
+
+def key(name="k"):
+    return "itest:faults:%s:%s" % (uuid.uuid4().hex[:10], name)
+
+
+# -- refused commands ---------------------------------------------------------------------
+
+# One of each class, in the forms an action would send them, and the name the error gives.
+REFUSED = [
+    (["FLUSHALL"], "FLUSHALL"),
+    (["flushdb"], "FLUSHDB"),
+    (["CONFIG", "SET", "maxmemory", "1"], "CONFIG"),
+    (["SHUTDOWN", "NOSAVE"], "SHUTDOWN"),
+    (["DEBUG", "SLEEP", "0"], "DEBUG"),
+    (["CLIENT", "KILL", "TYPE", "normal"], "CLIENT KILL"),
+    (["client", "pause", "1000"], "CLIENT PAUSE"),
+    (["WAIT", "1", "0"], "WAIT"),
+    (["BLPOP", "itest:faults:none", "0"], "BLPOP"),
+    (["BRPOPLPUSH", "itest:faults:a", "itest:faults:b", "0"], "BRPOPLPUSH"),
+    (["BLMOVE", "itest:faults:a", "itest:faults:b", "LEFT", "RIGHT", "0"], "BLMOVE"),
+    (["BZPOPMIN", "itest:faults:z", "0"], "BZPOPMIN"),
+    (["BLMPOP", "0", "1", "itest:faults:a", "LEFT"], "BLMPOP"),
+    (["XREAD", "BLOCK", "0", "STREAMS", "itest:faults:s", "$"], "XREAD"),
+    (["XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "itest:faults:s", ">"], "XREADGROUP"),
+    (["SCRIPT", "FLUSH"], "SCRIPT FLUSH"),
+    (["FUNCTION", "FLUSH"], "FUNCTION FLUSH"),
+]
+
+
+def test_dangerous_commands_are_refused_with_the_name_and_the_key(make_gateway, private_redis):
+    r = private_redis()
+    g = make_gateway(redis_config(r.url()))
+    wait_connected(g)
+    k = key()
+    r.command("SET", k, "kept")
+    for args, name in REFUSED:
+        status, body = run_cmd(g, *args)
+        assert status == 200 and body["ok"] is False, (args, body)
+        text = body["raised"]["text"]
+        assert text.startswith("api.redis.call: %s is not allowed: " % args[0]), (args, text)
+        assert ALLOW_HINT % name in text, (args, text)
+        # pcall raises too: a refused command is a bug in the action, not Redis trouble.
+        offset = g.log_size()
+        status, body = run_cmd(g, *args, mode="pcall")
+        assert status == 500, (args, body)
+        assert g.wait_for_log(re.escape("api.redis.pcall: %s is not allowed" % args[0]),
+                              since=offset), g.describe()
+    # Nothing reached Redis: the key, the server and its config are as they were.
+    assert r.command("GET", k) == b"kept"
+    assert r.command("CONFIG", "GET", "maxmemory")[1] == b"0"
+    # A blocking command with a timeout, other CLIENT and SCRIPT subcommands: fine.
+    status, body = run_cmd(g, "BLPOP", k + ":list", "0.01")
+    assert status == 200 and body["ok"] is True and body["reply"] == {"type": "nil"}, body
+    status, body = run_cmd(g, "CLIENT", "GETNAME")
+    assert status == 200 and body["ok"] is True, body
+    status, body = run_cmd(g, "SCRIPT", "EXISTS", "0" * 40)
+    assert status == 200 and body["ok"] is True, body
+    g.assert_serving()
+
+
+def test_allow_commands_by_name(make_gateway, private_redis):
+    r = private_redis()
+    g = make_gateway(redis_config(r.url(), allowCommands=["flushdb", "BLPOP", "CLIENT KILL"]))
+    wait_connected(g)
+    k = key()
+    r.command("SET", k, "v")
+    r.command("RPUSH", k + ":list", "x")
+    status, body = run_cmd(g, "FLUSHDB")
+    assert status == 200 and body["reply"] == {"type": "status", "value": "OK"}, body
+    assert r.command("DBSIZE") == 0
+    r.command("RPUSH", k + ":list", "x")
+    status, body = run_cmd(g, "BLPOP", k + ":list", "0")  # timeout 0, allowed: the value is there
+    assert status == 200 and body["reply"]["value"][1] == {"type": "string", "value": "x"}, body
+    status, body = run_cmd(g, "CLIENT", "KILL", "ID", "999999999")
+    assert status == 200 and body["reply"] == {"type": "integer", "value": 0}, body  # none killed
+    # Not named: still refused.
+    status, body = run_cmd(g, "FLUSHALL")
+    assert body["ok"] is False and ALLOW_HINT % "FLUSHALL" in body["raised"]["text"], body
+    status, body = run_cmd(g, "CLIENT", "PAUSE", "10")
+    assert body["ok"] is False and ALLOW_HINT % "CLIENT PAUSE" in body["raised"]["text"], body
+
+
+def test_allow_commands_with_an_unknown_name_is_a_startup_error(gateway_bin, tmp_path):
+    config = gw.default_config(str(tmp_path))
+    config["redis"] = {"allowCommands": ["FLUSHDB", "SUBSCRIBE"]}
+    path = gw.write_config(str(tmp_path / "gateway.lua"), config)
+    res = gw.run_cli(["--config", path, "--check"])
+    assert res.returncode == 1, res
+    assert 'redis.allowCommands: "SUBSCRIBE" is not a command the gateway refuses' in res.stderr, res
