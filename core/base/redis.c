@@ -27,6 +27,11 @@
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 1000
 #define CONNECT_TIMEOUT_MS 2000 /* connect, AUTH, SELECT and PING of one attempt */
+/* Sent commands that time out one after another, with no reply between
+ * them, before the connection is taken for dead (a stopped or black-holed
+ * Redis) and replaced: everything on it fails at once instead of queueing
+ * for ever, and new commands fail fast until a new connection is ready. */
+#define RESET_AFTER_TIMEOUTS 3
 
 enum state { ST_DOWN, ST_CONNECTING, ST_READY, ST_STOPPED };
 
@@ -45,6 +50,10 @@ struct gw_redis {
     struct gw_redis_url url;
     char name[1024];             /* the URL without its password */
     long timeout_ms;
+    long max_pending;            /* commands on the list; past it new ones fail */
+    long npending;
+    int timeouts_in_row;         /* sent commands timed out since the last reply */
+    int full_logged;             /* the current overload was logged already */
     enum state state;
     redisAsyncContext *ac;       /* NULL when DOWN or STOPPED */
     int handshake_failed;
@@ -376,6 +385,7 @@ void gw_redis_allow(unsigned long mask) { allowed = mask; }
 
 static void cmd_unlink(struct gw_redis *r, struct gw_redis_cmd *c) {
     if (r->cursor == c) r->cursor = c->next;
+    r->npending--;
     c->prev->next = c->next;
     c->next->prev = c->prev;
 }
@@ -386,6 +396,7 @@ static void cmd_free(struct gw_redis_cmd *c) {
 }
 
 static void on_cmd_timer(uv_timer_t *h);
+static void reset(struct gw_redis *r);
 
 static void arm_timer(struct gw_redis *r) {
     if (r->timeout_ms <= 0 || r->cursor == &r->pending || uv_is_active((uv_handle_t *)&r->cmd_timer))
@@ -410,9 +421,12 @@ static void on_cmd_timer(uv_timer_t *h) {
         if (c->queued) { /* never sent: nothing will answer it */
             cmd_unlink(r, c);
             cmd_free(c);
+        } else {
+            r->timeouts_in_row++;
         }
         if (fn) fn(ud, NULL, "redis timeout");
     }
+    if (r->timeouts_in_row >= RESET_AFTER_TIMEOUTS && r->state == ST_READY && r->ac) reset(r);
     arm_timer(r);
 }
 
@@ -441,6 +455,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     (void)ac;
     cmd_unlink(r, c);
     cmd_free(c);
+    if (reply) r->timeouts_in_row = 0;
     if (fn) fn(ud, reply, reply ? NULL : "redis unavailable");
 }
 
@@ -530,8 +545,28 @@ static void went_down(struct gw_redis *r, const char *what, const char *why) {
     fail_queued(r);
 }
 
+/* Too many commands in a row timed out: drop the connection, fail every
+ * command on it with "redis unavailable" (a write among them may still
+ * have run) and reconnect with the usual backoff. From the command timer,
+ * outside any hiredis callback. */
+static void reset(struct gw_redis *r) {
+    redisAsyncContext *ac = r->ac;
+    char why[128];
+    gw_fmt(why, sizeof why, "%d commands in a row got no reply within %ld ms", r->timeouts_in_row,
+           r->timeout_ms);
+    r->ac = NULL;
+    r->timeouts_in_row = 0;
+    log_outage(r, "dropped the connection to", why);
+    schedule_retry(r); /* DOWN first: callers that send again fail at once */
+    /* Runs on_reply with NULL for every sent command; on_disconnect sees
+     * r->ac != ac. */
+    redisAsyncFree(ac);
+    fail_queued(r);
+}
+
 static void became_ready(struct gw_redis *r) {
     r->state = ST_READY;
+    r->timeouts_in_row = 0;
     r->retry_ms = RETRY_MIN_MS;
     r->outage_logged = 0;
     uv_timer_stop(&r->conn_timer);
@@ -625,6 +660,9 @@ static void connect_start(struct gw_redis *r) {
         went_down(r, "cannot connect to", why);
         return;
     }
+    /* A peer that vanished (host down, a dropped route) is found within
+     * about 30 s even when no command is waiting; a unix socket needs none. */
+    if (!r->url.is_unix) redisEnableKeepAlive(&ac->c);
     ac->data = r;
     r->ac = ac;
     redisAsyncSetConnectCallback(ac, on_connect);
@@ -656,7 +694,7 @@ static void handle_closed(uv_handle_t *h) {
 }
 
 struct gw_redis *gw_redis_new(uv_loop_t *loop, const char *url, long command_timeout_ms,
-                              char *err, size_t errlen) {
+                              long max_pending, char *err, size_t errlen) {
     struct gw_redis_url u;
     if (gw_redis_url_parse(url, &u, err, errlen) != GW_OK) return NULL;
     struct gw_redis *r = calloc(1, sizeof *r);
@@ -665,6 +703,7 @@ struct gw_redis *gw_redis_new(uv_loop_t *loop, const char *url, long command_tim
     r->url = u;
     gw_redis_url_describe(&u, r->name, sizeof r->name);
     r->timeout_ms = command_timeout_ms;
+    r->max_pending = max_pending > 0 ? max_pending : LONG_MAX;
     r->retry_ms = RETRY_MIN_MS;
     r->pending.next = r->pending.prev = &r->pending;
     r->cursor = &r->pending;
@@ -705,6 +744,14 @@ int gw_redis_connected(const struct gw_redis *r) {
 struct gw_redis_cmd *gw_redis_command(struct gw_redis *r, int argc, const char **argv,
                                       const size_t *argvlen, gw_redis_reply_fn fn, void *ud) {
     if (r->state != ST_READY && r->state != ST_CONNECTING) return NULL;
+    if (r->npending >= r->max_pending) {
+        if (!r->full_logged)
+            gw_log(GW_LOG_WARNING, "redis: %ld commands are waiting for %s (redis.maxPending); new "
+                   "ones fail with \"redis unavailable\" until it answers", r->npending, r->name);
+        r->full_logged = 1;
+        return NULL;
+    }
+    if (r->full_logged && r->npending < r->max_pending / 2) r->full_logged = 0;
     struct gw_redis_cmd *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->r = r;
@@ -731,6 +778,7 @@ struct gw_redis_cmd *gw_redis_command(struct gw_redis *r, int argc, const char *
     c->next = &r->pending;
     r->pending.prev->next = c;
     r->pending.prev = c;
+    r->npending++;
     if (r->cursor == &r->pending) r->cursor = c;
     arm_timer(r);
     return c;

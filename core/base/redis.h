@@ -68,10 +68,14 @@ typedef void (*gw_redis_reply_fn)(void *ud, const struct redisReply *reply, cons
  * to reach Redis is not an error: it is logged once per outage and
  * retried with backoff (100 ms doubling to 1 s); one attempt (connect,
  * AUTH, SELECT, PING) may take 2 s. 'command_timeout_ms' bounds every
- * command (0: no bound). Returns NULL with a reason in 'err' only for a
- * bad URL. */
+ * command (0: no bound); when 3 sent commands in a row time out with no
+ * reply between them, the connection is dropped (everything on it gets
+ * "redis unavailable") and made again. At most 'max_pending' commands
+ * wait for replies (timed-out ones count until their reply or the reset);
+ * past it gw_redis_command fails at once. TCP connections use keepalive.
+ * Returns NULL with a reason in 'err' only for a bad URL. */
 struct gw_redis *gw_redis_new(uv_loop_t *loop, const char *url, long command_timeout_ms,
-                              char *err, size_t errlen);
+                              long max_pending, char *err, size_t errlen);
 
 /* Stop: every pending command gets "redis unavailable" (its callback runs
  * now), the connection closes, and the client is freed once its handles
@@ -84,7 +88,8 @@ int gw_redis_connected(const struct gw_redis *r);
 
 /* Send a command (arguments are copied). While the connection is being
  * set up (connecting, AUTH, SELECT) it waits in a queue and is sent once
- * the connection is ready; while Redis is down it fails at once. Returns
+ * the connection is ready; while Redis is down, or while 'max_pending'
+ * commands are waiting, it fails at once. Returns
  * the pending command, or NULL when it failed at once ('fn' is then never
  * called). */
 struct gw_redis_cmd *gw_redis_command(struct gw_redis *r, int argc, const char **argv,

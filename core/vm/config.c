@@ -64,6 +64,7 @@ static const struct key schema[] = {
     {"redis.url", K_STRING, "'redis://127.0.0.1:6379/0'", 0, 0},
     {"redis.prefix", K_STRING, "'gateway:'", 0, 0},
     {"redis.commandTimeout", K_INT, "5000", 0, LONG_MAX},
+    {"redis.maxPending", K_INT, "10000", 1, LONG_MAX},
     {"redis.allowCommands", K_LIST, "{}", 0, 0},
     {"logging", K_TABLE, NULL, 0, 0},
     {"logging.level", K_STRING, "'info'", 0, 0},
@@ -510,6 +511,7 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
     out->shutdown_timeout = get_int(L, "general.shutdownTimeout");
     get_string(L, "redis.url", out->redis_url, sizeof out->redis_url);
     out->redis_command_timeout = get_int(L, "redis.commandTimeout");
+    out->redis_max_pending = get_int(L, "redis.maxPending");
     get_string(L, "paths.public", out->public_dir, sizeof out->public_dir);
 
     if (text) lua_remove(L, top + 1);

@@ -138,3 +138,85 @@ def test_allow_commands_with_an_unknown_name_is_a_startup_error(gateway_bin, tmp
     res = gw.run_cli(["--config", path, "--check"])
     assert res.returncode == 1, res
     assert 'redis.allowCommands: "SUBSCRIBE" is not a command the gateway refuses' in res.stderr, res
+
+
+# -- a stopped Redis under load -----------------------------------------------------------
+
+def ws_burst(g, messages, timeout):
+    """Send every message on one WebSocket at once; return (answers, seconds each took)."""
+    async def go():
+        async with g.ws_connect() as ws:
+            sent = {}
+            for i, m in enumerate(messages):
+                m = dict(m, request_id=i)
+                sent[i] = time.monotonic()
+                await ws.send(json.dumps(m))
+            out = {}
+            while len(out) < len(messages):
+                a = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+                out[a["request_id"]] = (a, time.monotonic() - sent[a["request_id"]])
+            return [out[i] for i in range(len(messages))]
+    return asyncio.run(asyncio.wait_for(go(), timeout * 2))
+
+
+def keepalive_on(port):
+    """The gateway's TCP connection to Redis on 'port' has a keepalive timer (ss -o)."""
+    out = subprocess.run(["ss", "-tnoH", "state", "established", "dst", "127.0.0.1:%d" % port],
+                         capture_output=True, text=True, timeout=10).stdout
+    return out, "keepalive" in out
+
+
+def test_stopped_redis_under_load_is_bounded_and_recovers(make_gateway, private_redis):
+    r = private_redis(tcp=True)
+    g = make_gateway(redis_config(r.tcp_url(), commandTimeout=300, maxPending=100))
+    wait_connected(g)
+    out, on = keepalive_on(r.port)
+    assert on, "no keepalive on the gateway's Redis connection:\n" + out
+    k = key()
+    rss_before = g.rss_kib()
+    offset = g.log_size()
+    os.kill(r.proc.pid, signal.SIGSTOP)
+    try:
+        # 400 commands at once: 100 wait for Redis (redis.maxPending), the rest fail at once.
+        msgs = [{"action": "redisIncr", "data": {"key": k}}] * 400
+        answers = ws_burst(g, msgs, timeout=gw.bound(10))
+        statuses = [(a["status"], a["errors"]) for a, _ in answers]
+        assert all(s == 503 for s, _ in statuses), statuses[:5]
+        timeouts = [t for a, t in answers if a["errors"] == ["redis timeout"]]
+        fast = [t for a, t in answers if a["errors"] == ["redis unavailable"]]
+        assert len(timeouts) + len(fast) == 400, statuses[:5]
+        assert len(timeouts) <= 100 and len(fast) >= 300, (len(timeouts), len(fast))
+        assert g.wait_for_log(r"warning redis: 100 commands are waiting for .*redis\.maxPending",
+                              since=offset), g.describe()
+        # Three timeouts in a row: the connection is dropped, not left to queue.
+        assert g.wait_for_log(r"redis: dropped the connection to .*: \d+ commands in a row got no "
+                              r"reply within 300 ms", timeout=gw.bound(5), since=offset), g.describe()
+        # Sustained load while Redis stays stopped: every request is answered 503, within a
+        # bound (at most a command timeout, or a 2 s handshake that cannot finish), and the
+        # worker's memory stays put.
+        deadline = time.monotonic() + 3
+        rounds = 0
+        while time.monotonic() < deadline:
+            answers = ws_burst(g, [{"action": "redisIncr", "data": {"key": k}}] * 200,
+                               timeout=gw.bound(10))
+            assert all(a["status"] == 503 for a, _ in answers), answers[:3]
+            assert max(t for _, t in answers) < gw.bound(3), max(t for _, t in answers)
+            rounds += 1
+        assert rounds >= 1
+        g.assert_serving()  # what needs no Redis keeps working
+        grown = g.rss_kib() - rss_before
+        assert grown < 30 * 1024, "RSS grew by %d KiB with Redis stopped" % grown
+    finally:
+        os.kill(r.proc.pid, signal.SIGCONT)
+    # Recovery: a Redis-backed request answers 200 within a bound.
+    deadline = time.monotonic() + gw.bound(8)
+    while True:
+        status, body = g.json("POST", "/api/redisIncr", {"key": k + ":after"})
+        if status == 200:
+            break
+        assert status == 503, body
+        assert time.monotonic() < deadline, "no recovery after SIGCONT\n" + g.describe()
+        time.sleep(0.05)
+    assert body["value"] == 1, body
+    out, on = keepalive_on(r.port)
+    assert on, "no keepalive on the new connection:\n" + out

@@ -812,15 +812,17 @@ static void test_redis_command_timeout(void **state) {
     assert_contains(f->err, "redis.commandTimeout");
 }
 
-/* redis.allowCommands reaches C; a name the gateway
+/* redis.maxPending and redis.allowCommands reach C; a name the gateway
  * does not guard (a typo, or SUBSCRIBE, which is never allowed) stops
  * startup with the list of names it accepts. */
 static void test_redis_limits(void **state) {
     struct fixture *f = *state;
     load_ok(f, "return {}\n");
+    assert_int_equal(f->cfg.redis_max_pending, 10000);
     assert_true(f->cfg.redis_allow == 0);
     lua_pop(f->L, 1);
-    load_ok(f, "return { redis = { allowCommands = { 'flushdb', 'CLIENT KILL' } } }\n");
+    load_ok(f, "return { redis = { maxPending = 5, allowCommands = { 'flushdb', 'CLIENT KILL' } } }\n");
+    assert_int_equal(f->cfg.redis_max_pending, 5);
     assert_true(f->cfg.redis_allow == ((1UL << gw_redis_allowable("FLUSHDB")) |
                                        (1UL << gw_redis_allowable("CLIENT KILL"))));
     lua_pop(f->L, 1);
@@ -829,6 +831,8 @@ static void test_redis_limits(void **state) {
     assert_contains(f->err, "FLUSHALL, FLUSHDB");
     load_fail(f, "return { redis = { allowCommands = { 'SUBSCRIBE' } } }\n");
     assert_contains(f->err, "\"SUBSCRIBE\" is not a command");
+    load_fail(f, "return { redis = { maxPending = 0 } }\n");
+    assert_contains(f->err, "redis.maxPending");
 }
 
 /* A URL the client could not use stops startup, naming the key and the
