@@ -66,6 +66,7 @@ static const struct key schema[] = {
     {"redis.commandTimeout", K_INT, "5000", 0, LONG_MAX},
     {"redis.maxPending", K_INT, "10000", 1, LONG_MAX},
     {"redis.allowCommands", K_LIST, "{}", 0, 0},
+    {"redis.maxListSize", K_INT, "1000", 1, LONG_MAX},
     {"logging", K_TABLE, NULL, 0, 0},
     {"logging.level", K_STRING, "'info'", 0, 0},
     {"logging.format", K_STRING, "'text'", 0, 0},

@@ -220,3 +220,82 @@ def test_stopped_redis_under_load_is_bounded_and_recovers(make_gateway, private_
     assert body["value"] == 1, body
     out, on = keepalive_on(r.port)
     assert on, "no keepalive on the new connection:\n" + out
+
+
+# -- generic writes that time out -----------------------------------------------------------
+
+def resource_gateway(make_gateway, r, **redis):
+    config = redis_config(r.url(), actions=[RESOURCES, REDIS_ACTIONS], commandTimeout=300, **redis)
+    config["redis"]["prefix"] = "itest:faults:"
+    g = make_gateway(config)
+    wait_connected(g)
+    return g
+
+
+def pause(r, ms, mode="ALL"):
+    """CLIENT PAUSE from a connection of the test's own; returns when the pause ends."""
+    assert r.command("CLIENT", "PAUSE", str(ms), mode) == "OK"
+    return time.monotonic() + ms / 1000.0
+
+
+def wait_unpaused(g, until, timeout=None):
+    """Sleep until the pause is over (polling meanwhile would add timeouts in a row, and at
+    three the gateway drops the connection, and the paused write with it), then until the
+    gateway answers a read again."""
+    time.sleep(max(0.0, until - time.monotonic()) + 0.05)
+    deadline = time.monotonic() + (timeout or gw.bound(8))
+    while True:
+        status, body = g.json("GET", "/api/items/")
+        if status == 200:
+            return body
+        assert time.monotonic() < deadline, "Redis still paused\n" + g.describe()
+        time.sleep(0.05)
+
+
+WRITE_TIMEOUT = "redis timeout: the write may have happened"
+
+
+def test_generic_write_that_times_out_is_504_and_may_have_happened(make_gateway, private_redis):
+    r = private_redis()
+    g = resource_gateway(make_gateway, r)
+    status, body = g.json("POST", "/api/items/", {"title": "one"})
+    assert status == 201, body
+    pk = body["id"]
+
+    # CLIENT PAUSE WRITE: reads are answered, EVAL (a write) waits until the pause ends.
+    steps = [("POST", "/api/items/", {"title": "two"}),
+             ("PUT", "/api/items/%d/" % pk, {"title": "put"}),
+             ("PATCH", "/api/items/%d/" % pk, {"content": "patched"}),
+             ("DELETE", "/api/items/%d/" % pk, None)]
+    for method, path, payload in steps:
+        until = pause(r, 1000, "WRITE")
+        status, body = g.json(method, path, payload)
+        assert status == 504, (method, body)
+        assert gw.error_text(body) == WRITE_TIMEOUT, (method, body)
+        items = wait_unpaused(g, until)
+    # Each write did happen once Redis went on: the client was right to be told "maybe".
+    assert [(i["title"], i["content"]) for i in items] == [("two", "")], items
+    assert r.command("EXISTS", "itest:faults:resource:item:obj:%d" % pk) == 0
+
+    # A read that times out stays 503 "redis timeout".
+    until = pause(r, 1000)
+    status, body = g.json("GET", "/api/items/%d/" % items[0]["id"])
+    assert status == 503 and gw.error_text(body) == "redis timeout", body
+    wait_unpaused(g, until)
+
+
+def test_unpaged_list_is_cut_at_max_list_size(make_gateway, private_redis):
+    r = private_redis()
+    g = resource_gateway(make_gateway, r, maxListSize=5)
+    for i in range(8):
+        status, body = g.json("POST", "/api/items/", {"title": "t%d" % i})
+        assert status == 201, body
+    offset = g.log_size()
+    status, body = g.json("GET", "/api/items/")
+    assert status == 200, body
+    assert [i["title"] for i in body] == ["t0", "t1", "t2", "t3", "t4"], body
+    assert g.wait_for_log(r'warning resource "item": list answers the first 5 of 8 objects '
+                          r"\(redis.maxListSize\)", since=offset), g.describe()
+    # Over WebSocket too, and a paged resource is not affected.
+    [a] = gw.exchange(g, "ws", [{"action": "list", "route": "items/"}])
+    assert a["status"] == 200 and len(a["data"]) == 5, a
