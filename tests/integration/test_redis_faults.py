@@ -168,7 +168,9 @@ def keepalive_on(port):
 
 def test_stopped_redis_under_load_is_bounded_and_recovers(make_gateway, private_redis):
     r = private_redis(tcp=True)
-    g = make_gateway(redis_config(r.tcp_url(), commandTimeout=300, maxPending=100))
+    # The timeout is long enough for the whole first burst to be in before any times out
+    # (also on the sanitizer build).
+    g = make_gateway(redis_config(r.tcp_url(), commandTimeout=1500, maxPending=100))
     wait_connected(g)
     out, on = keepalive_on(r.port)
     assert on, "no keepalive on the gateway's Redis connection:\n" + out
@@ -190,7 +192,7 @@ def test_stopped_redis_under_load_is_bounded_and_recovers(make_gateway, private_
                               since=offset), g.describe()
         # Three timeouts in a row: the connection is dropped, not left to queue.
         assert g.wait_for_log(r"redis: dropped the connection to .*: \d+ commands in a row got no "
-                              r"reply within 300 ms", timeout=gw.bound(5), since=offset), g.describe()
+                              r"reply within 1500 ms", timeout=gw.bound(5), since=offset), g.describe()
         # Sustained load while Redis stays stopped: every request is answered 503, within a
         # bound (at most a command timeout, or a 2 s handshake that cannot finish), and the
         # worker's memory stays put.
@@ -200,7 +202,7 @@ def test_stopped_redis_under_load_is_bounded_and_recovers(make_gateway, private_
             answers = ws_burst(g, [{"action": "redisIncr", "data": {"key": k}}] * 200,
                                timeout=gw.bound(10))
             assert all(a["status"] == 503 for a, _ in answers), answers[:3]
-            assert max(t for _, t in answers) < gw.bound(3), max(t for _, t in answers)
+            assert max(t for _, t in answers) < gw.bound(4), max(t for _, t in answers)
             rounds += 1
         assert rounds >= 1
         g.assert_serving()  # what needs no Redis keeps working
