@@ -319,13 +319,18 @@ static const struct guarded {
 /* Process-wide, as the config is: gw_redis_allow sets it at startup. */
 static unsigned long allowed;
 
-/* The index of the guarded entry the command is, or -1. */
+/* The index of the guarded entry the command is, or -1. Every Redis
+ * command passes here, so the length of each name's first word is worked
+ * out once and most commands are turned away by it. */
 static int guarded_index(int argc, const char **argv, const size_t *argvlen) {
+    static size_t first_len[NGUARDED];
+    if (!first_len[0])
+        for (size_t i = 0; i < NGUARDED; i++) first_len[i] = strcspn(guarded[i].name, " ");
     for (size_t i = 0; i < NGUARDED; i++) {
-        const char *name = guarded[i].name, *space = strchr(name, ' ');
-        size_t n = space ? (size_t)(space - name) : strlen(name);
+        const char *name = guarded[i].name;
+        size_t n = first_len[i];
         if (argvlen[0] != n || strncasecmp(argv[0], name, n) != 0) continue;
-        if (space && (argc < 2 || !arg_is(argv[1], argvlen[1], space + 1))) continue;
+        if (name[n] == ' ' && (argc < 2 || !arg_is(argv[1], argvlen[1], name + n + 1))) continue;
         return (int)i;
     }
     return -1;
