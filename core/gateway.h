@@ -177,8 +177,10 @@ struct gateway_redis_cmd; /* opaque: one pending command */
  * timeout") runs exactly once, later, from the loop, unless cancelled. The
  * reply (possibly an error reply, REDIS_REPLY_ERROR) is valid only during
  * the call. Returns -1 when Redis is down or not configured ("redis
- * unavailable": 'done' never runs), -2 for a command the shared
- * connection refuses (SUBSCRIBE, MULTI, SELECT, ...) or bad arguments. */
+ * unavailable": 'done' never runs; also when redis.maxPending commands
+ * are waiting), -2 for a command the shared connection refuses
+ * (SUBSCRIBE, MULTI, SELECT, ...; FLUSHDB, CONFIG, ... unless
+ * redis.allowCommands names them) or bad arguments. */
 int gateway_redis_command(struct gateway_module *m, int argc, const char **argv,
                           const size_t *argvlen,
                           void (*done)(void *ud, const struct redisReply *reply, const char *err),

@@ -27,6 +27,11 @@
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 1000
 #define CONNECT_TIMEOUT_MS 2000 /* connect, AUTH, SELECT and PING of one attempt */
+/* Sent commands that time out one after another, with no reply between
+ * them, before the connection is taken for dead (a stopped or black-holed
+ * Redis) and replaced: everything on it fails at once instead of queueing
+ * for ever, and new commands fail fast until a new connection is ready. */
+#define RESET_AFTER_TIMEOUTS 3
 
 enum state { ST_DOWN, ST_CONNECTING, ST_READY, ST_STOPPED };
 
@@ -45,6 +50,10 @@ struct gw_redis {
     struct gw_redis_url url;
     char name[1024];             /* the URL without its password */
     long timeout_ms;
+    long max_pending;            /* commands on the list; past it new ones fail */
+    long npending;
+    int timeouts_in_row;         /* sent commands timed out since the last reply */
+    int full_logged;             /* the current overload was logged already */
     enum state state;
     redisAsyncContext *ac;       /* NULL when DOWN or STOPPED */
     int handshake_failed;
@@ -243,6 +252,90 @@ static int arg_is(const char *arg, size_t len, const char *name) {
     return strlen(name) == len && strncasecmp(arg, name, len) == 0;
 }
 
+/* A blocking command's timeout argument is zero: it would wait forever,
+ * holding up every command behind it on the shared connection. */
+static int zero_timeout(const char *arg, size_t len) {
+    char buf[64];
+    if (len == 0 || len >= sizeof buf) return 0;
+    memcpy(buf, arg, len);
+    buf[len] = '\0';
+    char *end;
+    double d = strtod(buf, &end);
+    return *end == '\0' && d == 0;
+}
+
+/* XREAD [COUNT n] [BLOCK ms] STREAMS ... and XREADGROUP GROUP g c [COUNT n]
+ * [BLOCK ms] [NOACK] STREAMS ...: BLOCK 0 waits forever. */
+static int xread_blocks_forever(int argc, const char **argv, const size_t *argvlen) {
+    for (int i = 1; i < argc;) {
+        if (arg_is(argv[i], argvlen[i], "streams")) return 0;
+        if (arg_is(argv[i], argvlen[i], "group")) i += 3;
+        else if (arg_is(argv[i], argvlen[i], "count")) i += 2;
+        else if (arg_is(argv[i], argvlen[i], "block"))
+            return i + 1 < argc && zero_timeout(argv[i + 1], argvlen[i + 1]);
+        else i++;
+    }
+    return 0;
+}
+
+/* Where a blocking command's timeout is. */
+enum guard { G_ALWAYS, G_TIMEOUT_LAST, G_TIMEOUT_FIRST, G_XREAD };
+
+/* Commands that stall or wreck the connection and the server every worker
+ * shares, refused unless redis.allowCommands names them (gw_redis_allow).
+ * A name with a space is a command and its subcommand. Each reason names
+ * the command and the key, since it ends up in the action's error. */
+#define HOW(name) "; to allow it, name \"" name "\" in redis.allowCommands"
+static const struct guarded {
+    const char *name;
+    enum guard guard;
+    const char *why;
+} guarded[] = {
+    {"FLUSHALL", G_ALWAYS, "it deletes every key of the Redis every worker shares" HOW("FLUSHALL")},
+    {"FLUSHDB", G_ALWAYS, "it deletes every key of the database every worker shares" HOW("FLUSHDB")},
+    {"CONFIG", G_ALWAYS, "it changes the Redis server every worker shares" HOW("CONFIG")},
+    {"SHUTDOWN", G_ALWAYS, "it stops the Redis server every worker shares" HOW("SHUTDOWN")},
+    {"DEBUG", G_ALWAYS, "it can stall, crash or change the Redis server every worker shares" HOW("DEBUG")},
+    {"CLIENT KILL", G_ALWAYS, "it can close the connections of every worker" HOW("CLIENT KILL")},
+    {"CLIENT PAUSE", G_ALWAYS, "it stalls every worker's Redis commands" HOW("CLIENT PAUSE")},
+    {"WAIT", G_ALWAYS, "it holds up the shared connection until replicas answer" HOW("WAIT")},
+    {"WAITAOF", G_ALWAYS, "it holds up the shared connection until the AOF is synced" HOW("WAITAOF")},
+    {"SCRIPT FLUSH", G_ALWAYS, "it removes the scripts every worker relies on" HOW("SCRIPT FLUSH")},
+    {"FUNCTION FLUSH", G_ALWAYS, "it removes the functions every worker relies on" HOW("FUNCTION FLUSH")},
+    {"BLPOP", G_TIMEOUT_LAST, "with timeout 0 it holds up the shared connection forever" HOW("BLPOP")},
+    {"BRPOP", G_TIMEOUT_LAST, "with timeout 0 it holds up the shared connection forever" HOW("BRPOP")},
+    {"BRPOPLPUSH", G_TIMEOUT_LAST, "with timeout 0 it holds up the shared connection forever" HOW("BRPOPLPUSH")},
+    {"BLMOVE", G_TIMEOUT_LAST, "with timeout 0 it holds up the shared connection forever" HOW("BLMOVE")},
+    {"BZPOPMIN", G_TIMEOUT_LAST, "with timeout 0 it holds up the shared connection forever" HOW("BZPOPMIN")},
+    {"BZPOPMAX", G_TIMEOUT_LAST, "with timeout 0 it holds up the shared connection forever" HOW("BZPOPMAX")},
+    {"BLMPOP", G_TIMEOUT_FIRST, "with timeout 0 it holds up the shared connection forever" HOW("BLMPOP")},
+    {"BZMPOP", G_TIMEOUT_FIRST, "with timeout 0 it holds up the shared connection forever" HOW("BZMPOP")},
+    {"XREAD", G_XREAD, "with BLOCK 0 it holds up the shared connection forever" HOW("XREAD")},
+    {"XREADGROUP", G_XREAD, "with BLOCK 0 it holds up the shared connection forever" HOW("XREADGROUP")},
+};
+#undef HOW
+#define NGUARDED (sizeof guarded / sizeof guarded[0])
+
+/* Process-wide, as the config is: gw_redis_allow sets it at startup. */
+static unsigned long allowed;
+
+/* The index of the guarded entry the command is, or -1. Every Redis
+ * command passes here, so the length of each name's first word is worked
+ * out once and most commands are turned away by it. */
+static int guarded_index(int argc, const char **argv, const size_t *argvlen) {
+    static size_t first_len[NGUARDED];
+    if (!first_len[0])
+        for (size_t i = 0; i < NGUARDED; i++) first_len[i] = strcspn(guarded[i].name, " ");
+    for (size_t i = 0; i < NGUARDED; i++) {
+        const char *name = guarded[i].name;
+        size_t n = first_len[i];
+        if (argvlen[0] != n || strncasecmp(argv[0], name, n) != 0) continue;
+        if (name[n] == ' ' && (argc < 2 || !arg_is(argv[1], argvlen[1], name + n + 1))) continue;
+        return (int)i;
+    }
+    return -1;
+}
+
 const char *gw_redis_refuses(int argc, const char **argv, const size_t *argvlen) {
     static const char *const pubsub[] = {"subscribe", "psubscribe", "ssubscribe", "unsubscribe",
                                          "punsubscribe", "sunsubscribe", "monitor", NULL};
@@ -262,13 +355,42 @@ const char *gw_redis_refuses(int argc, const char **argv, const size_t *argvlen)
                    "password come from redis.url)";
     if (argc >= 2 && arg_is(argv[0], argvlen[0], "client") && arg_is(argv[1], argvlen[1], "reply"))
         return "replies would no longer match their commands on the shared connection";
+    int g = guarded_index(argc, argv, argvlen);
+    if (g < 0 || (allowed & (1UL << g))) return NULL;
+    switch (guarded[g].guard) {
+    case G_ALWAYS: return guarded[g].why;
+    case G_TIMEOUT_LAST:
+        return argc >= 2 && zero_timeout(argv[argc - 1], argvlen[argc - 1]) ? guarded[g].why : NULL;
+    case G_TIMEOUT_FIRST:
+        return argc >= 2 && zero_timeout(argv[1], argvlen[1]) ? guarded[g].why : NULL;
+    case G_XREAD: return xread_blocks_forever(argc, argv, argvlen) ? guarded[g].why : NULL;
+    }
     return NULL;
 }
+
+int gw_redis_allowable(const char *name) {
+    for (size_t i = 0; i < NGUARDED; i++)
+        if (strcasecmp(name, guarded[i].name) == 0) return (int)i;
+    return -1;
+}
+
+const char *gw_redis_allowable_names(void) {
+    static char names[512];
+    if (!names[0]) {
+        size_t off = 0;
+        for (size_t i = 0; i < NGUARDED; i++)
+            off += (size_t)snprintf(names + off, sizeof names - off, "%s%s", i ? ", " : "", guarded[i].name);
+    }
+    return names;
+}
+
+void gw_redis_allow(unsigned long mask) { allowed = mask; }
 
 /* --- the pending list and its timer ------------------------------------- */
 
 static void cmd_unlink(struct gw_redis *r, struct gw_redis_cmd *c) {
     if (r->cursor == c) r->cursor = c->next;
+    r->npending--;
     c->prev->next = c->next;
     c->next->prev = c->prev;
 }
@@ -279,6 +401,7 @@ static void cmd_free(struct gw_redis_cmd *c) {
 }
 
 static void on_cmd_timer(uv_timer_t *h);
+static void reset(struct gw_redis *r);
 
 static void arm_timer(struct gw_redis *r) {
     if (r->timeout_ms <= 0 || r->cursor == &r->pending || uv_is_active((uv_handle_t *)&r->cmd_timer))
@@ -303,9 +426,12 @@ static void on_cmd_timer(uv_timer_t *h) {
         if (c->queued) { /* never sent: nothing will answer it */
             cmd_unlink(r, c);
             cmd_free(c);
+        } else {
+            r->timeouts_in_row++;
         }
         if (fn) fn(ud, NULL, "redis timeout");
     }
+    if (r->timeouts_in_row >= RESET_AFTER_TIMEOUTS && r->state == ST_READY && r->ac) reset(r);
     arm_timer(r);
 }
 
@@ -334,6 +460,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     (void)ac;
     cmd_unlink(r, c);
     cmd_free(c);
+    if (reply) r->timeouts_in_row = 0;
     if (fn) fn(ud, reply, reply ? NULL : "redis unavailable");
 }
 
@@ -423,8 +550,28 @@ static void went_down(struct gw_redis *r, const char *what, const char *why) {
     fail_queued(r);
 }
 
+/* Too many commands in a row timed out: drop the connection, fail every
+ * command on it with "redis unavailable" (a write among them may still
+ * have run) and reconnect with the usual backoff. From the command timer,
+ * outside any hiredis callback. */
+static void reset(struct gw_redis *r) {
+    redisAsyncContext *ac = r->ac;
+    char why[128];
+    gw_fmt(why, sizeof why, "%d commands in a row got no reply within %ld ms", r->timeouts_in_row,
+           r->timeout_ms);
+    r->ac = NULL;
+    r->timeouts_in_row = 0;
+    log_outage(r, "dropped the connection to", why);
+    schedule_retry(r); /* DOWN first: callers that send again fail at once */
+    /* Runs on_reply with NULL for every sent command; on_disconnect sees
+     * r->ac != ac. */
+    redisAsyncFree(ac);
+    fail_queued(r);
+}
+
 static void became_ready(struct gw_redis *r) {
     r->state = ST_READY;
+    r->timeouts_in_row = 0;
     r->retry_ms = RETRY_MIN_MS;
     r->outage_logged = 0;
     uv_timer_stop(&r->conn_timer);
@@ -518,6 +665,9 @@ static void connect_start(struct gw_redis *r) {
         went_down(r, "cannot connect to", why);
         return;
     }
+    /* A peer that vanished (host down, a dropped route) is found within
+     * about 30 s even when no command is waiting; a unix socket needs none. */
+    if (!r->url.is_unix) redisEnableKeepAlive(&ac->c);
     ac->data = r;
     r->ac = ac;
     redisAsyncSetConnectCallback(ac, on_connect);
@@ -549,7 +699,7 @@ static void handle_closed(uv_handle_t *h) {
 }
 
 struct gw_redis *gw_redis_new(uv_loop_t *loop, const char *url, long command_timeout_ms,
-                              char *err, size_t errlen) {
+                              long max_pending, char *err, size_t errlen) {
     struct gw_redis_url u;
     if (gw_redis_url_parse(url, &u, err, errlen) != GW_OK) return NULL;
     struct gw_redis *r = calloc(1, sizeof *r);
@@ -558,6 +708,7 @@ struct gw_redis *gw_redis_new(uv_loop_t *loop, const char *url, long command_tim
     r->url = u;
     gw_redis_url_describe(&u, r->name, sizeof r->name);
     r->timeout_ms = command_timeout_ms;
+    r->max_pending = max_pending > 0 ? max_pending : LONG_MAX;
     r->retry_ms = RETRY_MIN_MS;
     r->pending.next = r->pending.prev = &r->pending;
     r->cursor = &r->pending;
@@ -598,6 +749,14 @@ int gw_redis_connected(const struct gw_redis *r) {
 struct gw_redis_cmd *gw_redis_command(struct gw_redis *r, int argc, const char **argv,
                                       const size_t *argvlen, gw_redis_reply_fn fn, void *ud) {
     if (r->state != ST_READY && r->state != ST_CONNECTING) return NULL;
+    if (r->npending >= r->max_pending) {
+        if (!r->full_logged)
+            gw_log(GW_LOG_WARNING, "redis: %ld commands are waiting for %s (redis.maxPending); new "
+                   "ones fail with \"redis unavailable\" until it answers", r->npending, r->name);
+        r->full_logged = 1;
+        return NULL;
+    }
+    if (r->full_logged && r->npending < r->max_pending / 2) r->full_logged = 0;
     struct gw_redis_cmd *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->r = r;
@@ -624,6 +783,7 @@ struct gw_redis_cmd *gw_redis_command(struct gw_redis *r, int argc, const char *
     c->next = &r->pending;
     r->pending.prev->next = c;
     r->pending.prev = c;
+    r->npending++;
     if (r->cursor == &r->pending) r->cursor = c;
     arm_timer(r);
     return c;

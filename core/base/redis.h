@@ -35,10 +35,27 @@ int gw_redis_url_parse(const char *url, struct gw_redis_url *out, char *err, siz
 /* The URL without its password, for logs: "redis://user:***@host:6379/0". */
 void gw_redis_url_describe(const struct gw_redis_url *u, char *buf, size_t len);
 
-/* Why a command must not go over the shared connection (SUBSCRIBE, MULTI,
- * SELECT, ...: they change the connection for every other caller), or
- * NULL when it may. 'argv[0]' is the command name. */
+/* Why a command must not go over the shared connection, or NULL when it
+ * may. Always refused: SUBSCRIBE, MULTI, SELECT, ... (they change the
+ * connection for every other caller). Refused unless allowed by name
+ * (gw_redis_allow): commands that stall or wreck the connection or the
+ * server every worker shares: FLUSHALL, FLUSHDB, CONFIG, SHUTDOWN, DEBUG,
+ * CLIENT KILL, CLIENT PAUSE, WAIT, WAITAOF, SCRIPT FLUSH, FUNCTION FLUSH,
+ * and blocking pops and moves with timeout 0 (XREAD/XREADGROUP with
+ * BLOCK 0); their reason names the command and redis.allowCommands.
+ * Names are case-insensitive; 'argv[0]' is the command name. */
 const char *gw_redis_refuses(int argc, const char **argv, const size_t *argvlen);
+
+/* The bit (0..31) of a command gw_redis_refuses refuses unless allowed
+ * ("FLUSHDB", "CLIENT KILL", any case), or -1 for any other name. */
+int gw_redis_allowable(const char *name);
+
+/* Those names, comma-separated, for error messages. */
+const char *gw_redis_allowable_names(void);
+
+/* Allow the commands whose bits (1 << gw_redis_allowable(name)) are set
+ * in 'mask', for the whole process (redis.allowCommands); 0 by default. */
+void gw_redis_allow(unsigned long mask);
 
 /* Called exactly once per command unless it was cancelled: with the reply
  * (valid only during the call; it may be an error reply) and err NULL, or
@@ -51,10 +68,14 @@ typedef void (*gw_redis_reply_fn)(void *ud, const struct redisReply *reply, cons
  * to reach Redis is not an error: it is logged once per outage and
  * retried with backoff (100 ms doubling to 1 s); one attempt (connect,
  * AUTH, SELECT, PING) may take 2 s. 'command_timeout_ms' bounds every
- * command (0: no bound). Returns NULL with a reason in 'err' only for a
- * bad URL. */
+ * command (0: no bound); when 3 sent commands in a row time out with no
+ * reply between them, the connection is dropped (everything on it gets
+ * "redis unavailable") and made again. At most 'max_pending' commands
+ * wait for replies (timed-out ones count until their reply or the reset);
+ * past it gw_redis_command fails at once. TCP connections use keepalive.
+ * Returns NULL with a reason in 'err' only for a bad URL. */
 struct gw_redis *gw_redis_new(uv_loop_t *loop, const char *url, long command_timeout_ms,
-                              char *err, size_t errlen);
+                              long max_pending, char *err, size_t errlen);
 
 /* Stop: every pending command gets "redis unavailable" (its callback runs
  * now), the connection closes, and the client is freed once its handles
@@ -67,7 +88,8 @@ int gw_redis_connected(const struct gw_redis *r);
 
 /* Send a command (arguments are copied). While the connection is being
  * set up (connecting, AUTH, SELECT) it waits in a queue and is sent once
- * the connection is ready; while Redis is down it fails at once. Returns
+ * the connection is ready; while Redis is down, or while 'max_pending'
+ * commands are waiting, it fails at once. Returns
  * the pending command, or NULL when it failed at once ('fn' is then never
  * called). */
 struct gw_redis_cmd *gw_redis_command(struct gw_redis *r, int argc, const char **argv,

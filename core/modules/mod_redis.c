@@ -5,7 +5,10 @@
  *   pcall(cmd, ...) -> reply | nil, err   (never raises for Redis trouble)
  *   connected()     -> boolean
  * Replies map to Lua as in Redis's own scripting. The calling action
- * suspends until the reply; the connection is the gateway's shared one. */
+ * suspends until the reply; the connection is the gateway's shared one.
+ * A command it refuses (gw_redis_refuses: SUBSCRIBE, MULTI, ...; FLUSHDB,
+ * CONFIG, ... unless redis.allowCommands names them) raises from call and
+ * pcall alike, naming the command and the reason. */
 #include "gateway.h"
 #include "modules/mods.h"
 

@@ -154,7 +154,9 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
     s->drain.data = s;
 
     /* Last, as nothing after it can fail; Redis being down is not an error. */
-    if (!(s->redis = gw_redis_new(loop, cfg->redis_url, cfg->redis_command_timeout, err, errlen)))
+    gw_redis_allow(cfg->redis_allow);
+    if (!(s->redis = gw_redis_new(loop, cfg->redis_url, cfg->redis_command_timeout,
+                                  cfg->redis_max_pending, err, errlen)))
         gw_panic("redis.url passed the config check but not gw_redis_new: %s", err);
     gw_runtime_set_redis(rt, s->redis);
 

@@ -71,6 +71,9 @@ static const struct key schema[] = {
     {"redis.url", K_STRING, "'redis://127.0.0.1:6379/0'", 0, 0},
     {"redis.prefix", K_STRING, "'gateway:'", 0, 0},
     {"redis.commandTimeout", K_INT, "5000", 0, LONG_MAX},
+    {"redis.maxPending", K_INT, "10000", 1, LONG_MAX},
+    {"redis.allowCommands", K_LIST, "{}", 0, 0},
+    {"redis.maxListSize", K_INT, "1000", 1, LONG_MAX},
     {"logging", K_TABLE, NULL, 0, 0},
     {"logging.level", K_STRING, "'info'", 0, 0},
     {"logging.format", K_STRING, "'text'", 0, 0},
@@ -457,6 +460,21 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
             goto fail;
         }
     }
+    lua_getfield(L, -1, "redis");
+    lua_getfield(L, -1, "allowCommands");
+    for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
+        lua_rawgeti(L, -1, i);
+        const char *c = lua_tostring(L, -1);
+        int bit = gw_redis_allowable(c);
+        if (bit < 0) {
+            fail(&ld, "redis.allowCommands", "\"%s\" is not a command the gateway refuses unless "
+                 "allowed (%s)", c, gw_redis_allowable_names());
+            goto fail;
+        }
+        out->redis_allow |= 1UL << bit;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
     get_string(L, "servers.websocket.path", buf, sizeof buf);
     if (buf[0] != '/') {
         fail(&ld, "servers.websocket.path", "must start with '/'");
@@ -508,6 +526,7 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
     out->max_connections_per_ip = get_int(L, "general.maxConnectionsPerIP");
     get_string(L, "redis.url", out->redis_url, sizeof out->redis_url);
     out->redis_command_timeout = get_int(L, "redis.commandTimeout");
+    out->redis_max_pending = get_int(L, "redis.maxPending");
     get_string(L, "paths.public", out->public_dir, sizeof out->public_dir);
 
     if (text) lua_remove(L, top + 1);

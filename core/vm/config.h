@@ -33,6 +33,8 @@ struct gw_config {
     int log_level, log_json;
     char redis_url[1024];
     long redis_command_timeout; /* ms; 0: none */
+    long redis_max_pending;     /* commands waiting for Redis; past it new ones fail */
+    unsigned long redis_allow;  /* redis.allowCommands as gw_redis_allow's mask */
     char config_dir[4096];
     char public_dir[4096];  /* paths.public, absolute */
 };

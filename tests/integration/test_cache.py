@@ -38,7 +38,9 @@ def cgw(gateway_bin, redis_url, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("cgw")
     config = gw.deep_merge(gw.default_config(str(workdir), redis_url),
                            {"paths": {"actions": ACTIONS},
-                            "general": {"simultaneousActions": 100, "actionTimeout": 5000}})
+                            "general": {"simultaneousActions": 100, "actionTimeout": 5000},
+                            # cacheKeys' flushScripts empties the script cache.
+                            "redis": {"allowCommands": ["SCRIPT FLUSH"]}})
     with gw.serving(workdir, config) as g:  # exit status 0 and no sanitizer report at the end
         deadline = time.monotonic() + gw.bound(5)
         while True:

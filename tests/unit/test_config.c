@@ -17,6 +17,7 @@
 
 #include "base/gw.h"
 #include "vm/config.h"
+#include "base/redis.h"
 #include "base/log.h"
 
 struct fixture {
@@ -811,6 +812,29 @@ static void test_redis_command_timeout(void **state) {
     assert_contains(f->err, "redis.commandTimeout");
 }
 
+/* redis.maxPending and redis.allowCommands reach C; a name the gateway
+ * does not guard (a typo, or SUBSCRIBE, which is never allowed) stops
+ * startup with the list of names it accepts. */
+static void test_redis_limits(void **state) {
+    struct fixture *f = *state;
+    load_ok(f, "return {}\n");
+    assert_int_equal(f->cfg.redis_max_pending, 10000);
+    assert_true(f->cfg.redis_allow == 0);
+    lua_pop(f->L, 1);
+    load_ok(f, "return { redis = { maxPending = 5, allowCommands = { 'flushdb', 'CLIENT KILL' } } }\n");
+    assert_int_equal(f->cfg.redis_max_pending, 5);
+    assert_true(f->cfg.redis_allow == ((1UL << gw_redis_allowable("FLUSHDB")) |
+                                       (1UL << gw_redis_allowable("CLIENT KILL"))));
+    lua_pop(f->L, 1);
+    load_fail(f, "return { redis = {\n allowCommands = { 'FLUSHBD' } } }\n");
+    assert_contains(f->err, ":2: redis.allowCommands: \"FLUSHBD\" is not a command the gateway refuses");
+    assert_contains(f->err, "FLUSHALL, FLUSHDB");
+    load_fail(f, "return { redis = { allowCommands = { 'SUBSCRIBE' } } }\n");
+    assert_contains(f->err, "\"SUBSCRIBE\" is not a command");
+    load_fail(f, "return { redis = { maxPending = 0 } }\n");
+    assert_contains(f->err, "redis.maxPending");
+}
+
 /* A URL the client could not use stops startup, naming the key and the
  * line; the password is not repeated in the message. */
 static void test_bad_redis_url(void **state) {
@@ -876,6 +900,7 @@ int main(void) {
         T(test_bad_env_log_level),
         T(test_override_error_has_no_file_line),
         T(test_redis_command_timeout),
+        T(test_redis_limits),
         T(test_bad_redis_url),
         T(test_bad_redis_url_from_overrides),
     };

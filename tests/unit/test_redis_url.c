@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "base/gw.h"
@@ -203,9 +204,60 @@ static void test_refused_commands(void **state) {
     const char *client_reply[] = {"CLIENT", "reply", "off"};
     assert_non_null(refuses(3, client_reply));
     const char *fine[][2] = {{"GET", "k"}, {"EVAL", "return 1"}, {"CLIENT", "LIST"},
-                             {"SUBSCRIBER", "x"}, {"DEBUG", "SLEEP"}};
+                             {"SUBSCRIBER", "x"}, {"SCRIPT", "LOAD"}, {"FUNCTION", "LIST"}};
     for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++)
         if (refuses(2, fine[i])) fail_msg("%s %s must be allowed", fine[i][0], fine[i][1]);
+}
+
+/* Refused unless redis.allowCommands names them: each class, any case,
+ * with the command and the key in the reason; blocking ones only with a
+ * zero timeout. */
+static void test_dangerous_commands(void **state) {
+    (void)state;
+    const char *const cases[][6] = {
+        {"FLUSHALL"}, {"flushdb", "ASYNC"}, {"CONFIG", "SET", "save", ""}, {"Shutdown", "NOSAVE"},
+        {"DEBUG", "SLEEP", "1"}, {"CLIENT", "kill", "ID", "3"}, {"client", "PAUSE", "100"},
+        {"WAIT", "1", "0"}, {"WAITAOF", "1", "0", "0"}, {"SCRIPT", "FLUSH"}, {"function", "flush"},
+        {"BLPOP", "a", "b", "0"}, {"brpop", "a", "0.0"}, {"BRPOPLPUSH", "a", "b", "0"},
+        {"BLMOVE", "a", "b", "LEFT", "RIGHT", "0"}, {"BZPOPMIN", "z", "0"}, {"BZPOPMAX", "z", "00"},
+        {"BLMPOP", "0", "1", "a", "LEFT"}, {"BZMPOP", "0", "1", "z", "MIN"},
+        {"XREAD", "COUNT", "2", "block", "0", "STREAMS"}, {"XREADGROUP", "GROUP", "g", "c", "BLOCK", "0"},
+    };
+    const char *names[] = {"FLUSHALL", "FLUSHDB", "CONFIG", "SHUTDOWN", "DEBUG", "CLIENT KILL",
+                           "CLIENT PAUSE", "WAIT", "WAITAOF", "SCRIPT FLUSH", "FUNCTION FLUSH",
+                           "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BZPOPMIN", "BZPOPMAX", "BLMPOP",
+                           "BZMPOP", "XREAD", "XREADGROUP"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int argc = 0;
+        while (argc < 6 && cases[i][argc]) argc++;
+        const char *why = refuses(argc, (const char **)cases[i]);
+        if (!why) fail_msg("%s must be refused", names[i]);
+        char hint[128];
+        snprintf(hint, sizeof hint, "name \"%s\" in redis.allowCommands", names[i]);
+        if (!strstr(why, hint)) fail_msg("%s: the reason \"%s\" lacks '%s'", names[i], why, hint);
+        int bit = gw_redis_allowable(names[i]);
+        assert_true(bit >= 0);
+        gw_redis_allow(1UL << bit);
+        if (refuses(argc, (const char **)cases[i])) fail_msg("%s allowed by name is still refused", names[i]);
+        gw_redis_allow(0);
+    }
+    /* Blocking with a timeout, XREAD without BLOCK 0 (a group named BLOCK
+     * is not the option), other CLIENT subcommands: fine. */
+    const char *const fine[][7] = {
+        {"BLPOP", "a", "1"}, {"BRPOP", "a", "0.5"}, {"BLMPOP", "0.1", "1", "a", "LEFT"},
+        {"XREAD", "BLOCK", "10", "STREAMS", "s", "$"}, {"XREAD", "STREAMS", "block", "0"},
+        {"XREADGROUP", "GROUP", "BLOCK", "0", "STREAMS", "s", ">"}, {"CLIENT", "SETNAME", "x"},
+    };
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+        int argc = 0;
+        while (argc < 7 && fine[i][argc]) argc++;
+        if (refuses(argc, (const char **)fine[i])) fail_msg("%s (case %zu) must be allowed", fine[i][0], i);
+    }
+    /* The always-refused ones cannot be allowed, and names are checked. */
+    assert_int_equal(gw_redis_allowable("SUBSCRIBE"), -1);
+    assert_int_equal(gw_redis_allowable("FLUSHBD"), -1);
+    assert_true(gw_redis_allowable("client kill") >= 0);
+    assert_non_null(strstr(gw_redis_allowable_names(), "FLUSHDB, CONFIG"));
 }
 
 int main(void) {
@@ -223,6 +275,7 @@ int main(void) {
         cmocka_unit_test(test_bad_unix),
         cmocka_unit_test(test_describe_hides_password),
         cmocka_unit_test(test_refused_commands),
+        cmocka_unit_test(test_dangerous_commands),
     };
     return cmocka_run_group_tests_name("gw_redis url", tests, NULL, NULL);
 }

@@ -11,6 +11,12 @@
 -- Every write is one EVAL (below), so an object is never half-written or missing from
 -- the index, even if the gateway dies mid-write. Reads of a list are one EVAL too (a
 -- consistent snapshot of count and page).
+--
+-- A write whose EVAL got no reply within redis.commandTimeout may still run (Redis may be
+-- slow, not gone): it answers 504 WRITE_TIMEOUT so the client knows to look before it
+-- repeats a create (update, partial_update and remove are safe to repeat). A read that
+-- times out stays 503 "redis timeout". A list without pageSize answers at most
+-- redis.maxListSize objects, the first in id order.
 
 local inputs = require("gateway.pipeline.inputs")
 
@@ -57,6 +63,7 @@ return out
 local NOT_FOUND = "Not found."
 local INVALID_PAGE = "Invalid page."
 local NOT_OBJECT = "data must be a JSON object"
+local WRITE_TIMEOUT = "redis timeout: the write may have happened"
 local RESERVED_FIELDS = { id = true, pk = true, page = true, payload = true }
 
 -- utf8 length, or the byte length of an invalid string.
@@ -254,6 +261,20 @@ local function eval(api, script, keys, args)
   return api.redis.call("EVAL", table.unpack(argv))
 end
 
+-- eval for a write: a timeout is raised as 504 WRITE_TIMEOUT (the write is in doubt);
+-- every other failure as it came.
+local function write(api, script, keys, args)
+  local ok, result = pcall(eval, api, script, keys, args)
+  if ok then return result end
+  if type(result) == "table" and result.message == "redis timeout" then
+    error({ status = 504, message = WRITE_TIMEOUT }, 0)
+  end
+  error(result, 0)
+end
+
+-- Resources whose unpaged list was cut to redis.maxListSize (logged once each).
+local truncatedLogged = {}
+
 local IMPL = {}
 
 function IMPL.create(res)
@@ -265,7 +286,7 @@ function IMPL.create(res)
       local p = prefix(api, res)
       local args = { p .. "obj:" }
       for _, v in ipairs(pairsToStore(api, values, res.keys)) do args[#args + 1] = v end
-      local flat = eval(api, CREATE, { p .. "id", p .. "index" }, args)
+      local flat = write(api, CREATE, { p .. "id", p .. "index" }, args)
       data.response = toObject(api, res, flat)
       data.status = 201
     end,
@@ -297,7 +318,7 @@ local function updater(partial)
         if not values then return end
         local args = { pk, partial and "0" or "1" }
         for _, v in ipairs(pairsToStore(api, values, res.keys)) do args[#args + 1] = v end
-        local flat = eval(api, UPDATE, { p .. "obj:" .. pk, p .. "index" }, args)
+        local flat = write(api, UPDATE, { p .. "obj:" .. pk, p .. "index" }, args)
         if #flat == 0 then return fail(data, 404, NOT_FOUND) end
         data.response = toObject(api, res, flat)
       end,
@@ -313,7 +334,7 @@ function IMPL.remove(res)
       local pk = pkOf(data)
       if not pk then return fail(data, 404, NOT_FOUND) end
       local p = prefix(api, res)
-      local n = eval(api, DELETE, { p .. "obj:" .. pk, p .. "index" }, { pk })
+      local n = write(api, DELETE, { p .. "obj:" .. pk, p .. "index" }, { pk })
       if n == 0 then return fail(data, 404, NOT_FOUND) end
       data.response = nil
       data.status = 204
@@ -346,7 +367,15 @@ function IMPL.list(res)
         return list
       end
       if not size then
-        data.response = objects(eval(api, PAGE, { p .. "index" }, { p .. "obj:", 0, -1 }))
+        local max = math.tointeger(api.config.redis.maxListSize) or 1000
+        local reply = eval(api, PAGE, { p .. "index" }, { p .. "obj:", 0, max - 1 })
+        if reply[1] > max and not truncatedLogged[res.name] then
+          truncatedLogged[res.name] = true
+          api.log(string.format('resource "%s": list answers the first %d of %d objects '
+            .. "(redis.maxListSize); give the resource a pageSize to page through all of them",
+            res.name, max, reply[1]), "warning")
+        end
+        data.response = objects(reply)
         return
       end
       local pageParam = data.params.page
