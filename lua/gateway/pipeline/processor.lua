@@ -139,6 +139,20 @@ local function setRaised(data, capture, where)
   setError(data, INTERNAL, 500)
 end
 
+-- A postProcessor raised: the action has run (and may have written), so a bug here
+-- must not tell the client it failed. It is logged and the answer goes out as it is; a
+-- raised table with a status is a deliberate error, as next(thatTable) is.
+local function postRaised(data, capture, name)
+  local e = capture.raised
+  if type(e) == "table" and e.status ~= nil then
+    if not data.error then setError(data, e) end
+    return
+  end
+  core.log("error", "Lua error in the postProcessor of middleware " .. name
+    .. " (the action's answer is sent as it is)",
+    { "action", tostring(data.action), "error", capture.traceback })
+end
+
 -- The middleware a request runs through: global ones by priority, then the action's
 -- own, in the order listed (a global one listed again runs once).
 local function middlewareFor(reg, action)
@@ -317,17 +331,27 @@ local function pipeline(rt, connection, actionName, params, extra)
     local kind, e = callNext2(action.run, rt.api, data)
     if kind == "raised" then setRaised(data, e, "action " .. action.name) end
     if kind == "error" then setError(data, e) end
-    if kind == "ok" and type(e) == "table" then
+    if kind == "ok" and type(e) == "table" and type(data.response) == "table" then
       for k, v in pairs(e) do data.response[k] = v end
     end
     if data.error then return P.finish(data) end
   end
 
   local post = plan.post
+  if #post > 0 then
+    -- The contract (README "Middleware"): postProcessors always see data.response as an
+    -- object. A result that is not one (a list, a string, nothing) moves to data.body,
+    -- which the transports send as it is.
+    local r = data.response
+    if type(r) ~= "table" or rawget(r, 1) ~= nil then
+      if data.body == nil then data.body = r == nil and rt.json.null or r end
+      data.response = {}
+    end
+  end
   for i = 1, #post do
     local m = post[i]
     local kind, e = callNext1(m.postProcessor, data)
-    if kind == "raised" then setRaised(data, e, "middleware " .. m.name) end
+    if kind == "raised" then postRaised(data, e, m.name) end
     if kind == "error" and not data.error then setError(data, e) end
   end
   return P.finish(data)
@@ -366,7 +390,7 @@ end
 -- that completed but whose answer could not be rendered (an error raised while logging
 -- or encoding it): either way the answer is now this error, not the response.
 function P.abort(data, status, message)
-  data.response = {}
+  data.response, data.body = {}, nil
   setError(data, message, status or 500)
   if data._finished then
     -- Its pending slot was released when it completed: only the outcome changes.

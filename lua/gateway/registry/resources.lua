@@ -315,7 +315,7 @@ function IMPL.remove(res)
       local p = prefix(api, res)
       local n = eval(api, DELETE, { p .. "obj:" .. pk, p .. "index" }, { pk })
       if n == 0 then return fail(data, 404, NOT_FOUND) end
-      data.response = nil
+      data.body = api.json.null -- no body; data.response stays an object (see processor)
       data.status = 204
     end,
   }
@@ -346,7 +346,8 @@ function IMPL.list(res)
         return list
       end
       if not size then
-        data.response = objects(eval(api, PAGE, { p .. "index" }, { p .. "obj:", 0, -1 }))
+        -- An array: the body itself, so middleware's fields cannot turn it into an object.
+        data.body = objects(eval(api, PAGE, { p .. "index" }, { p .. "obj:", 0, -1 }))
         return
       end
       local pageParam = data.params.page

@@ -180,7 +180,9 @@ function M.complete(rt, ctx, data)
   if data.toRender == false then return nil end
   local reply = ctx.reply or ctx
   if data.error then return envelope(rt, reply, data.status, errorsOf(data)) end
-  return envelope(rt, reply, data.status, nil, data.response)
+  local body = data.body
+  if body == nil then body = data.response end
+  return envelope(rt, reply, data.status, nil, body)
 end
 
 -- One text message from a client.
