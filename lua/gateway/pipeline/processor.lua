@@ -432,14 +432,43 @@ function P.encode(rt, value)
   return nil
 end
 
--- Params as they appear in logs and receivedParams: filtered names replaced, an uploaded
--- file (web multipart) shown without its bytes, which may be binary.
-function P.loggableParams(rt, params)
+-- Is `k` a filtered param name (logging.filteredParams, without case)? rt.filtered holds
+-- the names in lower case.
+local lower = string.lower
+local function isFiltered(filtered, k)
+  if type(k) ~= "string" then return false end
+  return filtered[k] or filtered[lower(k)] or false
+end
+
+local MAX_DEPTH = 32 -- deeper tables (or a cycle an action made) log as "[...]"
+
+-- A copy of a table of params with filtered keys replaced at any depth, and values JSON
+-- cannot carry left out.
+local function filteredCopy(filtered, t, depth)
+  if depth > MAX_DEPTH then return "[...]" end
   local out = {}
+  for k, v in pairs(t) do
+    if isFiltered(filtered, k) then
+      out[k] = "[FILTERED]"
+    else
+      local tv = type(v)
+      if tv == "table" then out[k] = filteredCopy(filtered, v, depth + 1)
+      elseif tv ~= "function" and tv ~= "userdata" and tv ~= "thread" then out[k] = v end
+    end
+  end
+  return out
+end
+
+-- Params as they appear in logs and receivedParams: filtered names replaced (nested keys
+-- too, any case), an uploaded file (web multipart) shown without its bytes, which may
+-- be binary.
+function P.loggableParams(rt, params)
+  local out, filtered = {}, rt.filtered
   for k, v in pairs(params or {}) do
-    if rt.filtered[k] then out[k] = "[FILTERED]"
+    if isFiltered(filtered, k) then out[k] = "[FILTERED]"
     elseif type(v) == "table" and type(v.filename) == "string" and type(v.data) == "string" then
       out[k] = { filename = v.filename, type = v.type, size = #v.data }
+    elseif type(v) == "table" then out[k] = filteredCopy(filtered, v, 2)
     elseif type(v) ~= "function" and type(v) ~= "userdata" and type(v) ~= "thread" then out[k] = v end
   end
   return out
@@ -447,15 +476,32 @@ end
 
 -- One line per action at the action's logLevel (SPEC §10).
 
+-- Does a nested table need a copy to be logged (a filtered key, something JSON cannot
+-- carry, or too deep)?
+local function nestedNeedsCopy(filtered, t, depth)
+  if depth > MAX_DEPTH then return true end
+  for k, v in pairs(t) do
+    if isFiltered(filtered, k) then return true end
+    local tv = type(v)
+    if tv == "table" then
+      if nestedNeedsCopy(filtered, v, depth + 1) then return true end
+    elseif tv == "function" or tv == "userdata" or tv == "thread" then
+      return true
+    end
+  end
+  return false
+end
+
 -- Are params loggable as they are (nothing filtered, no file, nothing JSON cannot
 -- carry)? Then the log encodes them without a copy.
 local function loggableAsIs(rt, params)
   local filtered = rt.filtered
   for k, v in pairs(params) do
-    if filtered[k] then return false end
+    if isFiltered(filtered, k) then return false end
     local t = type(v)
     if t == "table" then
       if type(v.filename) == "string" and type(v.data) == "string" then return false end
+      if nestedNeedsCopy(filtered, v, 2) then return false end
     elseif t == "function" or t == "userdata" or t == "thread" then
       return false
     end
