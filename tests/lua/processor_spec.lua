@@ -178,3 +178,32 @@ describe("the middleware contract (postProcessors)", function()
     assert.equal(409, st.call(st.connection("socket"), { action = "a" }).status)
   end)
 end)
+
+describe("loggableParams", function()
+  local rt = { filtered = { password = true, apikey = true } }
+
+  it("filters nested keys, in lists too, whatever their case", function()
+    local params = {
+      user = { name = "ann", password = "a", Deep = { PassWord = "b" } },
+      PASSWORD = "c", ApiKey = "d", list = { { password = "e" }, "plain" }, n = 1,
+    }
+    assert.same({
+      user = { name = "ann", password = "[FILTERED]", Deep = { PassWord = "[FILTERED]" } },
+      PASSWORD = "[FILTERED]", ApiKey = "[FILTERED]", list = { { password = "[FILTERED]" }, "plain" }, n = 1,
+    }, processor.loggableParams(rt, params))
+    -- The request's own params are left as they were.
+    assert.equal("a", params.user.password)
+  end)
+
+  it("stops at a cycle an action made", function()
+    local t = { a = 1 }
+    t.self = t
+    local out = processor.loggableParams(rt, { t = t })
+    local depth, node = 0, out.t
+    while type(node) == "table" do
+      node, depth = node.self, depth + 1
+    end
+    assert.equal("[...]", node)
+    assert.is_true(depth < 40)
+  end)
+end)
