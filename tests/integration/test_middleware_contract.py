@@ -26,7 +26,7 @@ pytestmark = pytest.mark.asan
 def config(workdir, redis_url, middleware):
     c = gw.default_config(str(workdir), redis_url, actions=[ACTIONS], middleware=[middleware])
     c["redis"]["prefix"] = "itest:contract:%s:" % uuid.uuid4().hex[:8]
-    c["general"]["actionTimeout"] = 5000
+    c["general"]["actionTimeout"] = 1000
     return c
 
 
@@ -127,6 +127,19 @@ def test_stamp_on_an_object_answer(stamped):
     assert status == 200 and body["answer"] == 42 and body["note"] == "x", body
     (env,) = ws(stamped, {"action": "plainObject"})
     assert env["data"] == {"answer": 42, "note": "x"}, env
+
+
+def test_a_post_processor_that_never_completes_after_a_write(stamped):
+    """actionTimeout in a postProcessor: the write happened, so its answer goes out (not
+    504), and the log says which middleware did not complete."""
+    key = "itest:contract:hang:" + uuid.uuid4().hex
+    offset = stamped.log_size()
+    status, body = stamped.json("POST", "/api/bumpCounter", {"key": key})
+    assert status == 200 and body["value"] == 1 and body["note"] == "x", body
+    (env,) = ws(stamped, {"action": "bumpCounter", "data": {"key": key}})
+    assert env["status"] == 200 and env["data"] == {"value": 2, "note": "x"}, env
+    assert stamped.wait_for_log(r"the postProcessor of middleware stamp did not complete "
+                                r"\(action timed out\)", since=offset)
 
 
 # -- a raising postProcessor -------------------------------------------------------------

@@ -350,6 +350,7 @@ local function pipeline(rt, connection, actionName, params, extra)
   end
   for i = 1, #post do
     local m = post[i]
+    data._post = m.name -- for P.abort: the action has run
     local kind, e = callNext1(m.postProcessor, data)
     if kind == "raised" then postRaised(data, e, m.name) end
     if kind == "error" and not data.error then setError(data, e) end
@@ -390,6 +391,14 @@ end
 -- that completed but whose answer could not be rendered (an error raised while logging
 -- or encoding it): either way the answer is now this error, not the response.
 function P.abort(data, status, message)
+  if data._post and not data._finished and status and status ~= 499 then
+    -- A postProcessor did not complete (actionTimeout, cpuTimeout): the action has run
+    -- (and may have written), so its answer goes out as it is, as when one raises.
+    core.log("error", "the postProcessor of middleware " .. data._post .. " did not complete ("
+      .. tostring(message) .. "); the action's answer is sent as it is",
+      { "action", tostring(data.action) })
+    return P.finish(data)
+  end
   data.response, data.body = {}, nil
   setError(data, message, status or 500)
   if data._finished then
