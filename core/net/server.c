@@ -2,7 +2,8 @@
  * gw_socket) with the runtime and owns them. Shutdown order: mark the
  * runtime as shutting down (new actions get 503), close the listeners,
  * wait up to general.shutdownTimeout until the drain registry holds no
- * call in flight and no unsent answer, close the persistent connections
+ * call in flight and no unsent answer, no api.timer.after callback due
+ * before the deadline is pending and none is running, close the persistent connections
  * (up to CLOSE_GRACE_MS, until it holds none), stop the Redis client,
  * close the web connections, destroy the lws context, let the loop finish,
  * free the transports. */
@@ -49,6 +50,7 @@ struct gw_server {
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain;
     double drain_started, close_started;
+    uint64_t drain_deadline; /* loop time: timers due by then are waited for */
     int stopping, closing_conns;
 };
 
@@ -187,8 +189,12 @@ static void finish_shutdown(struct gw_server *s) {
     gw_runtime_set_redis(s->rt, NULL);
     gw_redis_free(s->redis);
     s->redis = NULL;
-    gw_loop_shutdown();        /* timer.after callbacks not yet started */
-    gw_task_abort_unowned(gw_runtime_vm(s->rt)); /* started ones still waiting (api.sleep, modules) */
+    gw_loop_shutdown();        /* timer.after callbacks not yet started: logged as dropped */
+    /* Started ones still waiting (api.sleep, modules). */
+    int stopped = gw_task_abort_unowned(gw_runtime_vm(s->rt));
+    if (stopped > 0)
+        gw_log(GW_LOG_WARNING, "shutdown: stopped %d api.timer.after callback%s still running", stopped,
+               stopped == 1 ? "" : "s");
     if (s->socket) gw_socket_close(s->socket, 0);
     gw_http_close_all(s->http);
     gw_conncap_close_all();
@@ -206,11 +212,17 @@ static void drain_tick(uv_timer_t *h) {
     if (!s->closing_conns) {
         long limit = gw_runtime_config(s->rt)->shutdown_timeout;
         int calls = gw_drain_count(GW_DRAIN_CALLS), unsent = gw_drain_count(GW_DRAIN_UNSENT);
-        int busy = calls > 0 || unsent > 0;
+        /* Work actions left for later: timers due before the deadline, and
+         * timer callbacks that have started and not ended. */
+        int timers = gw_loop_timers_due(s->drain_deadline);
+        int callbacks = gw_vm_unowned_count(gw_runtime_vm(s->rt));
+        int busy = calls > 0 || unsent > 0 || timers > 0 || callbacks > 0;
         if (busy && now - s->drain_started < (double)limit) return;
         if (busy)
-            gw_log(GW_LOG_WARNING, "shutdownTimeout reached with %d actions still running and %d answers unsent",
-                   calls, unsent);
+            gw_log(GW_LOG_WARNING,
+                   "shutdownTimeout reached with %d actions still running, %d answers unsent, "
+                   "%d timer callbacks running",
+                   calls, unsent, callbacks);
         s->closing_conns = 1;
         s->close_started = now;
         gw_ws_close_all(s->ws);
@@ -235,6 +247,9 @@ static void start_shutdown(struct gw_server *s) {
     gw_http_stop(s->http);
     if (s->socket) gw_socket_stop_accepting(s->socket);
     s->drain_started = gw_now_ms();
+    gw_loop_shutdown_begin();
+    uv_update_time(s->loop);
+    s->drain_deadline = uv_now(s->loop) + (uint64_t)gw_runtime_config(s->rt)->shutdown_timeout;
     uv_timer_start(&s->drain, drain_tick, 0, 20);
 }
 

@@ -16,6 +16,7 @@
 
 #include <lua.h>
 #include <stddef.h>
+#include <stdint.h>
 
 int gw_open_core(lua_State *L);
 int gw_open_regex(lua_State *L);
@@ -28,7 +29,17 @@ int gw_open_loop(lua_State *L);
  * transport's query table and core.parse_query share the rule. */
 int gw_lib_add_pair(void *ud, const char *key, size_t klen, const char *val, size_t vlen);
 
-/* Cancel every pending loop.after timer (shutdown). */
+/* Graceful shutdown has begun: from now on a timer cancelled is logged as
+ * dropped, and one set by a timer callback is not counted by
+ * gw_loop_timers_due. */
+void gw_loop_shutdown_begin(void);
+
+/* How many pending loop.after timers fire at or before 'deadline' (loop
+ * time, uv_now): work the drain waits for. */
+int gw_loop_timers_due(uint64_t deadline);
+
+/* Cancel every pending loop.after timer (shutdown), logging each as
+ * dropped and how many there were. */
 void gw_loop_shutdown(void);
 
 #endif

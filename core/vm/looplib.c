@@ -5,13 +5,21 @@
  *                      turn; its values are what wait() returns
  *   reset_slice()      restart the cpuTimeout clock
  * (api.sleep is a module on gateway.h: modules/mod_sleep.c.) An after()
- * timer set by a task is a gw_wait it owns, so an aborted task cancels it. */
+ * timer set by a task is a gw_wait it owns, so an aborted task cancels it.
+ * At shutdown the server waits for timers due before its deadline
+ * (gw_loop_timers_due); every timer cancelled after gw_loop_shutdown_begin
+ * is logged as dropped. */
 #include "base/gw.h"
+#include "base/log.h"
 #include "vm/libs.h"
 #include "vm/vm.h"
 
 #include <lauxlib.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 struct timer_wait {
     struct gw_wait w;
@@ -19,10 +27,15 @@ struct timer_wait {
     struct gw_vm *vm;
     int fn_ref; /* { fn, args... } */
     int nargs;
+    uint64_t due;  /* loop time (uv_now) it fires at */
+    int late;      /* set during shutdown by a timer callback: not waited for */
     struct timer_wait *all_prev, *all_next; /* every live timer, for shutdown */
 };
 
 static struct timer_wait *all_timers;
+static int shutting_down;
+static int dropped_logged; /* one line per dropped timer, up to DROPPED_LINES */
+#define DROPPED_LINES 10
 
 static struct gw_vm *loop_owner(lua_State *L) {
     return lua_touserdata(L, lua_upvalueindex(1));
@@ -41,8 +54,29 @@ static void timer_release(struct timer_wait *tw) {
     uv_close((uv_handle_t *)&tw->timer, timer_closed);
 }
 
+/* Work that will never run, said in the log (never lost silently). */
+static void log_dropped(struct timer_wait *tw) {
+    if (dropped_logged++ >= DROPPED_LINES) return;
+    uint64_t now = uv_now(tw->timer.loop);
+    long long due_in = tw->due > now ? (long long)(tw->due - now) : 0;
+    char due_in_text[24], due_at[40];
+    snprintf(due_in_text, sizeof due_in_text, "%lld", due_in);
+    double at = gw_wall_ms() + (double)due_in;
+    time_t secs = (time_t)(at / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(due_at, sizeof due_at, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(due_at + n, sizeof due_at - n, ".%03dZ", (int)((long long)at % 1000));
+    struct gw_log_field fields[] = {
+        {"due_in_ms", due_in_text, strlen(due_in_text)},
+        {"due_at", due_at, strlen(due_at)},
+    };
+    gw_log_fields(GW_LOG_WARNING, "api.timer.after callback dropped at shutdown", fields, 2);
+}
+
 static void timer_cancel(struct gw_wait *w) {
     struct timer_wait *tw = (struct timer_wait *)w;
+    if (shutting_down) log_dropped(tw);
     uv_timer_stop(&tw->timer);
     timer_release(tw);
 }
@@ -75,6 +109,7 @@ static struct timer_wait *timer_new(lua_State *L, struct gw_vm *vm, lua_Integer 
     uv_update_time(gw_vm_loop(vm));
     tw->timer.data = tw;
     uv_timer_start(&tw->timer, timer_fired, (uint64_t)(ms < 0 ? 0 : ms), 0);
+    tw->due = uv_now(gw_vm_loop(vm)) + (uint64_t)(ms < 0 ? 0 : ms);
     tw->all_next = all_timers;
     if (all_timers) all_timers->all_prev = tw;
     all_timers = tw;
@@ -97,6 +132,9 @@ static int loop_after(lua_State *L) {
     tw->nargs = nargs;
     struct gw_task *t = gw_task_of(L);
     if (t) gw_task_attach(t, &tw->w); /* else only shutdown cancels it */
+    /* A timer callback that sets another while the server drains (a job that
+     * reschedules itself) would otherwise hold the drain to its deadline. */
+    tw->late = shutting_down && t && gw_task_is_unowned(t);
     return 0;
 }
 
@@ -143,10 +181,35 @@ int gw_open_loop(lua_State *L) {
     return 1;
 }
 
+void gw_loop_shutdown_begin(void) {
+    shutting_down = 1;
+    dropped_logged = 0;
+}
+
+int gw_loop_timers_due(uint64_t deadline) {
+    int n = 0;
+    for (struct timer_wait *tw = all_timers; tw; tw = tw->all_next)
+        if (!tw->late && tw->due <= deadline) n++;
+    return n;
+}
+
 void gw_loop_shutdown(void) {
+    int n = 0;
+    uint64_t first = UINT64_MAX, last = 0, now = 0;
+    shutting_down = 1;
+    for (struct timer_wait *tw = all_timers; tw; tw = tw->all_next) {
+        now = uv_now(tw->timer.loop);
+        if (tw->due < first) first = tw->due;
+        if (tw->due > last) last = tw->due;
+        n++;
+    }
     while (all_timers) {
         struct timer_wait *tw = all_timers;
         gw_task_detach(&tw->w);
         timer_cancel(&tw->w);
     }
+    if (n > 0)
+        gw_log(GW_LOG_WARNING, "shutdown: dropped %d api.timer.after callback%s not yet run (due in %llu to %llu ms)",
+               n, n == 1 ? "" : "s", (unsigned long long)(first > now ? first - now : 0),
+               (unsigned long long)(last > now ? last - now : 0));
 }

@@ -620,12 +620,25 @@ void gw_task_resume(struct gw_task *t, int nargs) {
     else task_run(t, nargs);
 }
 
-void gw_task_abort_unowned(struct gw_vm *vm) {
+int gw_task_abort_unowned(struct gw_vm *vm) {
+    int n = 0;
     for (struct gw_task *t = vm->unowned, *next; t; t = next) {
         next = t->unowned_next;
-        if (!t->running) gw_task_abort(t);
+        if (!t->running) {
+            gw_task_abort(t);
+            n++;
+        }
     }
+    return n;
 }
+
+int gw_vm_unowned_count(struct gw_vm *vm) {
+    int n = 0;
+    for (struct gw_task *t = vm->unowned; t; t = t->unowned_next) n++;
+    return n;
+}
+
+int gw_task_is_unowned(const struct gw_task *t) { return t->done == NULL; }
 
 /* --- the state ----------------------------------------------------------- */
 

@@ -93,7 +93,15 @@ void gw_task_abort(struct gw_task *t);
 /* Abort every task spawned without a 'done' (timer callbacks) that is
  * still suspended: at shutdown, so their waits (module timers too) are
  * cancelled instead of keeping the loop alive. */
-void gw_task_abort_unowned(struct gw_vm *vm);
+/* Returns how many it aborted. */
+int gw_task_abort_unowned(struct gw_vm *vm);
+
+/* How many tasks spawned without a 'done' (timer callbacks) have started
+ * and not ended: work graceful shutdown waits for. */
+int gw_vm_unowned_count(struct gw_vm *vm);
+
+/* Was 't' spawned without a 'done' (a timer callback)? */
+int gw_task_is_unowned(const struct gw_task *t);
 
 /* The task whose coroutine is 'L', or NULL (main thread, user coroutine). */
 struct gw_task *gw_task_of(lua_State *L);

@@ -69,7 +69,8 @@ function R.init(config, modules)
   for k, v in pairs(rt.api.json) do rt.json[k] = v end
   rt.inputOpts = { missing = processor.missingChecks(config), null = rt.json.null }
   rt.filtered = {}
-  for _, name in ipairs(config.logging.filteredParams) do rt.filtered[name] = true end
+  -- Names compared without case (processor.loggableParams): `password` filters PASSWORD.
+  for _, name in ipairs(config.logging.filteredParams) do rt.filtered[tostring(name):lower()] = true end
   rt.modules = listed
   addModules(rt.api, rt.modules)
   _G.api = rt.api

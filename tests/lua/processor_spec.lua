@@ -135,3 +135,75 @@ describe("the connection a coroutine serves", function()
     assert.is_nil(processor.connectionOf(coroutine.running()))
   end)
 end)
+
+describe("the middleware contract (postProcessors)", function()
+  local function withPost(post, run)
+    local dir = tmpdir()
+    os.execute("mkdir -p " .. dir .. "/actions " .. dir .. "/mw")
+    writeFile(dir .. "/actions/a.lua", "return { name = 'a', description = 'a', run = " .. run .. " }")
+    writeFile(dir .. "/mw/post.lua", "return { name = 'post', global = true, postProcessor = " .. post .. " }")
+    return state.new({ paths = { actions = { dir .. "/actions" }, middleware = { dir .. "/mw" } } })
+  end
+  local stamp = "function(data) data.response.note = 'x' end"
+
+  it("gives postProcessors an object; a list result is sent as it is", function()
+    local st = withPost(stamp, "function(api, data) data.response = { 1, 2 } end")
+    local r = st.call(st.connection("socket"), { action = "a" })
+    assert.equal(200, r.status)
+    assert.same({ 1, 2 }, r.data)
+  end)
+
+  it("keeps a string result and a nil result", function()
+    local st = withPost(stamp, "function(api, data) data.response = 'text' end")
+    assert.equal("text", st.call(st.connection("socket"), { action = "a" }).data)
+    st = withPost(stamp, "function(api, data) data.response = nil end")
+    local r = st.call(st.connection("socket"), { action = "a" })
+    assert.equal(200, r.status)
+    assert.is_true(r.data == nil or r.data == st.rt.json.null)
+  end)
+
+  it("adds the middleware's fields to an object result", function()
+    local st = withPost(stamp, "function(api, data) data.response.a = 1 end")
+    assert.same({ a = 1, note = "x" }, st.call(st.connection("socket"), { action = "a" }).data)
+  end)
+
+  it("sends the action's answer when a postProcessor raises", function()
+    local st = withPost("function(data) error('boom') end", "function(api, data) data.response.a = 1 end")
+    local r = st.call(st.connection("socket"), { action = "a" })
+    assert.equal(200, r.status)
+    assert.same({ a = 1 }, r.data)
+    -- A raised table with a status is a deliberate error (as next(err)).
+    st = withPost("function(data) error({ status = 409, message = 'no' }) end",
+      "function(api, data) data.response.a = 1 end")
+    assert.equal(409, st.call(st.connection("socket"), { action = "a" }).status)
+  end)
+end)
+
+describe("loggableParams", function()
+  local rt = { filtered = { password = true, apikey = true } }
+
+  it("filters nested keys, in lists too, whatever their case", function()
+    local params = {
+      user = { name = "ann", password = "a", Deep = { PassWord = "b" } },
+      PASSWORD = "c", ApiKey = "d", list = { { password = "e" }, "plain" }, n = 1,
+    }
+    assert.same({
+      user = { name = "ann", password = "[FILTERED]", Deep = { PassWord = "[FILTERED]" } },
+      PASSWORD = "[FILTERED]", ApiKey = "[FILTERED]", list = { { password = "[FILTERED]" }, "plain" }, n = 1,
+    }, processor.loggableParams(rt, params))
+    -- The request's own params are left as they were.
+    assert.equal("a", params.user.password)
+  end)
+
+  it("stops at a cycle an action made", function()
+    local t = { a = 1 }
+    t.self = t
+    local out = processor.loggableParams(rt, { t = t })
+    local depth, node = 0, out.t
+    while type(node) == "table" do
+      node, depth = node.self, depth + 1
+    end
+    assert.equal("[...]", node)
+    assert.is_true(depth < 40)
+  end)
+end)

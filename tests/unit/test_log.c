@@ -226,7 +226,23 @@ static void test_json_key_escaping(void **state) {
 
 /* --- truncation --------------------------------------------------------- */
 
-static void check_truncation(void) {
+/* A line never spills past its buffer. Text: a prefix of the full line
+ * until the cut, and never a raw newline. JSON: whenever the buffer holds
+ * the time and level, the line is an object (the last byte is its '}', the
+ * quotes balance), the fields that did not fit left out. */
+static int quotes_balance(const char *s) {
+    int open = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p == '\\' && open) {
+            p++;
+            continue;
+        }
+        if (*p == '"') open = !open;
+    }
+    return !open;
+}
+
+static void check_truncation(int json) {
     struct gw_log_field f[] = {FIELD("path", "/a b/c"), FIELD("n", "12345")};
     char full[512], buf[600];
     size_t full_len = gw_log_format(full, sizeof full, T0, GW_LOG_NOTICE, "truncate me", f, 2);
@@ -236,25 +252,73 @@ static void check_truncation(void) {
     for (size_t len = 1; len <= full_len + 2; len++) {
         memset(buf, 'X', sizeof buf);
         size_t n = gw_log_format(buf, len, T0, GW_LOG_NOTICE, "truncate me", f, 2);
-        size_t want = len - 1 < full_len ? len - 1 : full_len;
-        assert_int_equal(n, want);
+        assert_true(n <= len - 1);
         assert_int_equal(buf[n], '\0');
-        assert_memory_equal(buf, full, n);
+        assert_int_equal(n, strlen(buf));
         /* Nothing written past the buffer. */
         for (size_t i = len; i < sizeof buf; i++) assert_int_equal(buf[i], 'X');
+        if (len > full_len) assert_string_equal(buf, full);
+        assert_null(strchr(buf, '\n'));
+        if (json && len > 60) {
+            assert_int_equal(buf[0], '{');
+            assert_int_equal(buf[n - 1], '}');
+            assert_true(quotes_balance(buf));
+        }
     }
 }
 
 static void test_truncation_text(void **state) {
     (void)state;
-    check_truncation();
+    check_truncation(0);
 }
 
 static void test_truncation_json(void **state) {
     (void)state;
-    check_truncation();
+    check_truncation(1);
 }
 
+/* A huge value is cut inside its quotes: the line stays valid JSON and the
+ * fields after it are still there. */
+static void test_json_long_value_cut_inside(void **state) {
+    (void)state;
+    static char big[100000], buf[20000];
+    memset(big, 'v', sizeof big);
+    big[5000] = '"';
+    big[6000] = '\n';
+    memcpy(big + 4090, "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 8); /* é around the cut */
+    struct gw_log_field f[] = {{"params", big, sizeof big}, FIELD("status", "200")};
+    size_t n = gw_log_format(buf, sizeof buf, T0, GW_LOG_INFO, "m", f, 2);
+    assert_true(n < sizeof buf - 1);
+    assert_int_equal(buf[n - 1], '}');
+    assert_true(quotes_balance(buf));
+    assert_non_null(strstr(buf, "...[truncated]\",\"status\":\"200\"}"));
+    /* Not inside a UTF-8 sequence: what comes before the marker is whole. */
+    const char *cut = strstr(buf, "...[truncated]");
+    assert_true(((unsigned char)cut[-1] & 0xC0) != 0xC0);
+    assert_true(((unsigned char)cut[-1] < 0x80) || (unsigned char)cut[-2] == 0xc3);
+    for (const char *p = buf; *p; p++) assert_true((unsigned char)*p >= 0x20);
+    /* A huge message too. */
+    big[sizeof big - 1] = '\0';
+    n = gw_log_format(buf, sizeof buf, T0, GW_LOG_INFO, big, f + 1, 1);
+    assert_int_equal(buf[n - 1], '}');
+    assert_true(quotes_balance(buf));
+    assert_non_null(strstr(buf, "...[truncated]\",\"status\":\"200\"}"));
+}
+
+/* Text lines escape control characters (and DEL) in the message, the keys
+ * and the values: a client cannot forge a line. */
+static void test_text_escapes_everywhere(void **state) {
+    (void)state;
+    struct gw_log_field f[] = {FIELD("k\ney", "v\r\n2026-01-01T00:00:00.000Z error forged"),
+                               FIELD("d", "a\x7f" "b"), FIELD("t", "a\tb")};
+    fmt(GW_LOG_INFO, "msg\n2026-01-01T00:00:00.000Z error forged\x1b[31m\x7f", f, 3);
+    assert_null(strchr(line, '\n'));
+    assert_null(strchr(line, '\r'));
+    for (const char *p = line; *p; p++) assert_true((unsigned char)*p >= 0x20 && (unsigned char)*p != 0x7f);
+    assert_string_equal(line, TS0 " info msg\\n2026-01-01T00:00:00.000Z error forged\\u001b[31m\\u007f"
+                              " \"k\\ney\"=\"v\\r\\n2026-01-01T00:00:00.000Z error forged\""
+                              " d=\"a\\u007fb\" t=\"a\\tb\"");
+}
 static void test_truncation_long_value(void **state) {
     (void)state;
     static char big[20000];
@@ -287,6 +351,8 @@ int main(void) {
         cmocka_unit_test_setup(test_truncation_text, text_mode),
         cmocka_unit_test_setup_teardown(test_truncation_json, json_mode, text_mode),
         cmocka_unit_test_setup(test_truncation_long_value, text_mode),
+        cmocka_unit_test_setup_teardown(test_json_long_value_cut_inside, json_mode, text_mode),
+        cmocka_unit_test_setup(test_text_escapes_everywhere, text_mode),
     };
     return cmocka_run_group_tests_name("gw_log", tests, NULL, NULL);
 }

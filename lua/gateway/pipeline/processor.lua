@@ -139,6 +139,20 @@ local function setRaised(data, capture, where)
   setError(data, INTERNAL, 500)
 end
 
+-- A postProcessor raised: the action has run (and may have written), so a bug here
+-- must not tell the client it failed. It is logged and the answer goes out as it is; a
+-- raised table with a status is a deliberate error, as next(thatTable) is.
+local function postRaised(data, capture, name)
+  local e = capture.raised
+  if type(e) == "table" and e.status ~= nil then
+    if not data.error then setError(data, e) end
+    return
+  end
+  core.log("error", "Lua error in the postProcessor of middleware " .. name
+    .. " (the action's answer is sent as it is)",
+    { "action", tostring(data.action), "error", capture.traceback })
+end
+
 -- The middleware a request runs through: global ones by priority, then the action's
 -- own, in the order listed (a global one listed again runs once).
 local function middlewareFor(reg, action)
@@ -317,17 +331,28 @@ local function pipeline(rt, connection, actionName, params, extra)
     local kind, e = callNext2(action.run, rt.api, data)
     if kind == "raised" then setRaised(data, e, "action " .. action.name) end
     if kind == "error" then setError(data, e) end
-    if kind == "ok" and type(e) == "table" then
+    if kind == "ok" and type(e) == "table" and type(data.response) == "table" then
       for k, v in pairs(e) do data.response[k] = v end
     end
     if data.error then return P.finish(data) end
   end
 
   local post = plan.post
+  if #post > 0 then
+    -- The contract (README "Middleware"): postProcessors always see data.response as an
+    -- object. A result that is not one (a list, a string, nothing) moves to data.body,
+    -- which the transports send as it is.
+    local r = data.response
+    if type(r) ~= "table" or rawget(r, 1) ~= nil then
+      if data.body == nil then data.body = r == nil and rt.json.null or r end
+      data.response = {}
+    end
+  end
   for i = 1, #post do
     local m = post[i]
+    data._post = m.name -- for P.abort: the action has run
     local kind, e = callNext1(m.postProcessor, data)
-    if kind == "raised" then setRaised(data, e, "middleware " .. m.name) end
+    if kind == "raised" then postRaised(data, e, m.name) end
     if kind == "error" and not data.error then setError(data, e) end
   end
   return P.finish(data)
@@ -366,7 +391,15 @@ end
 -- that completed but whose answer could not be rendered (an error raised while logging
 -- or encoding it): either way the answer is now this error, not the response.
 function P.abort(data, status, message)
-  data.response = {}
+  if data._post and not data._finished and status and status ~= 499 then
+    -- A postProcessor did not complete (actionTimeout, cpuTimeout): the action has run
+    -- (and may have written), so its answer goes out as it is, as when one raises.
+    core.log("error", "the postProcessor of middleware " .. data._post .. " did not complete ("
+      .. tostring(message) .. "); the action's answer is sent as it is",
+      { "action", tostring(data.action) })
+    return P.finish(data)
+  end
+  data.response, data.body = {}, nil
   setError(data, message, status or 500)
   if data._finished then
     -- Its pending slot was released when it completed: only the outcome changes.
@@ -408,14 +441,43 @@ function P.encode(rt, value)
   return nil
 end
 
--- Params as they appear in logs and receivedParams: filtered names replaced, an uploaded
--- file (web multipart) shown without its bytes, which may be binary.
-function P.loggableParams(rt, params)
+-- Is `k` a filtered param name (logging.filteredParams, without case)? rt.filtered holds
+-- the names in lower case.
+local lower = string.lower
+local function isFiltered(filtered, k)
+  if type(k) ~= "string" then return false end
+  return filtered[k] or filtered[lower(k)] or false
+end
+
+local MAX_DEPTH = 32 -- deeper tables (or a cycle an action made) log as "[...]"
+
+-- A copy of a table of params with filtered keys replaced at any depth, and values JSON
+-- cannot carry left out.
+local function filteredCopy(filtered, t, depth)
+  if depth > MAX_DEPTH then return "[...]" end
   local out = {}
+  for k, v in pairs(t) do
+    if isFiltered(filtered, k) then
+      out[k] = "[FILTERED]"
+    else
+      local tv = type(v)
+      if tv == "table" then out[k] = filteredCopy(filtered, v, depth + 1)
+      elseif tv ~= "function" and tv ~= "userdata" and tv ~= "thread" then out[k] = v end
+    end
+  end
+  return out
+end
+
+-- Params as they appear in logs and receivedParams: filtered names replaced (nested keys
+-- too, any case), an uploaded file (web multipart) shown without its bytes, which may
+-- be binary.
+function P.loggableParams(rt, params)
+  local out, filtered = {}, rt.filtered
   for k, v in pairs(params or {}) do
-    if rt.filtered[k] then out[k] = "[FILTERED]"
+    if isFiltered(filtered, k) then out[k] = "[FILTERED]"
     elseif type(v) == "table" and type(v.filename) == "string" and type(v.data) == "string" then
       out[k] = { filename = v.filename, type = v.type, size = #v.data }
+    elseif type(v) == "table" then out[k] = filteredCopy(filtered, v, 2)
     elseif type(v) ~= "function" and type(v) ~= "userdata" and type(v) ~= "thread" then out[k] = v end
   end
   return out
@@ -423,15 +485,32 @@ end
 
 -- One line per action at the action's logLevel (SPEC §10).
 
+-- Does a nested table need a copy to be logged (a filtered key, something JSON cannot
+-- carry, or too deep)?
+local function nestedNeedsCopy(filtered, t, depth)
+  if depth > MAX_DEPTH then return true end
+  for k, v in pairs(t) do
+    if isFiltered(filtered, k) then return true end
+    local tv = type(v)
+    if tv == "table" then
+      if nestedNeedsCopy(filtered, v, depth + 1) then return true end
+    elseif tv == "function" or tv == "userdata" or tv == "thread" then
+      return true
+    end
+  end
+  return false
+end
+
 -- Are params loggable as they are (nothing filtered, no file, nothing JSON cannot
 -- carry)? Then the log encodes them without a copy.
 local function loggableAsIs(rt, params)
   local filtered = rt.filtered
   for k, v in pairs(params) do
-    if filtered[k] then return false end
+    if isFiltered(filtered, k) then return false end
     local t = type(v)
     if t == "table" then
       if type(v.filename) == "string" and type(v.data) == "string" then return false end
+      if nestedNeedsCopy(filtered, v, 2) then return false end
     elseif t == "function" or t == "userdata" or t == "thread" then
       return false
     end

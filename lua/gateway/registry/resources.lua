@@ -336,7 +336,7 @@ function IMPL.remove(res)
       local p = prefix(api, res)
       local n = write(api, DELETE, { p .. "obj:" .. pk, p .. "index" }, { pk })
       if n == 0 then return fail(data, 404, NOT_FOUND) end
-      data.response = nil
+      data.body = api.json.null -- no body; data.response stays an object (see processor)
       data.status = 204
     end,
   }
@@ -375,7 +375,8 @@ function IMPL.list(res)
             .. "(redis.maxListSize); give the resource a pageSize to page through all of them",
             res.name, max, reply[1]), "warning")
         end
-        data.response = objects(reply)
+        -- An array: the body itself, so middleware's fields cannot turn it into an object.
+        data.body = objects(reply)
         return
       end
       local pageParam = data.params.page

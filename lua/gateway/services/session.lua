@@ -3,6 +3,7 @@
 --   create(connection, user, ttlMs) -> token    stores the user, sets connection.user/.session
 --   load(token)                     -> user | nil  (unknown, expired or malformed token)
 --   destroy(connection)             -> true | false (whether a stored session was deleted)
+--   check(connection)               -> nil | err    (clears a session Redis no longer has)
 -- The user is stored as JSON at `redis.prefix .. "session:" .. token` with PX ttlMs (default
 -- 24 h); the expiry is fixed at creation (no sliding renewal). Every call does Redis work, so
 -- it yields the calling coroutine and raises { status = 503, message = "redis unavailable" }
@@ -85,6 +86,31 @@ function M.new(api)
       return nil, err
     end
     return user
+  end
+
+  -- Is the session of a persistent connection still there? Each message on a WebSocket
+  -- or TCP connection that holds one asks before its action runs, so a logout elsewhere
+  -- (any connection, worker or node) or an expiry ends it here too: connection.user and
+  -- connection.session are cleared when Redis no longer has the token. One EXISTS per
+  -- message, as the web's Bearer lookup is one GET per request. Returns nil, or the
+  -- error to answer when Redis cannot tell (err as in restore).
+  function S.check(connection)
+    local token = connection.session
+    if not M.validToken(token) then
+      connection.user, connection.session = nil, nil
+      return nil
+    end
+    local ok, n = pcall(api.redis.call, "EXISTS", key(token))
+    if not ok then
+      local err = n
+      if type(err) ~= "table" or not err.status then
+        core.log("error", "session check failed", { "error", tostring(type(err) == "table" and err.err or err) })
+        err = { status = 500, message = "The server experienced an internal error" }
+      end
+      return err
+    end
+    if n == 0 then connection.user, connection.session = nil, nil end
+    return nil
   end
 
   return S

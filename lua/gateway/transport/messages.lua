@@ -142,7 +142,14 @@ local function runParsed(rt, ctx, transport, action, route, params)
     for k, v in pairs(routeParams) do params[k] = v end
     ctx.handlerAction, ctx.matchedRoute, ctx.routeParams = chosen, pattern, named
   end
-  local data = processor.run(rt, ctx.connection, action, params, ctx)
+  -- Sessions end everywhere: a connection's session is checked on each message (a logout
+  -- elsewhere or an expiry clears connection.user before middleware and permissions run).
+  local connection = ctx.connection
+  if connection.session ~= nil then
+    local err = rt.api.session.check(connection)
+    if err then return reject(rt, ctx, transport, err.status, err.message, ctx) end
+  end
+  local data = processor.run(rt, connection, action, params, ctx)
   return M.complete(rt, ctx, data)
 end
 
@@ -180,7 +187,9 @@ function M.complete(rt, ctx, data)
   if data.toRender == false then return nil end
   local reply = ctx.reply or ctx
   if data.error then return envelope(rt, reply, data.status, errorsOf(data)) end
-  return envelope(rt, reply, data.status, nil, data.response)
+  local body = data.body
+  if body == nil then body = data.response end
+  return envelope(rt, reply, data.status, nil, body)
 end
 
 -- One text message from a client.

@@ -145,6 +145,9 @@ local encode = processor.encode
 local function bodyTable(rt, data)
   local body = data.response
   if type(body) ~= "table" then body = { response = body } end
+  -- A result that is not an object (data.body, see the processor) goes under `response`,
+  -- beside what middleware added, as a non-table data.response does.
+  if data.body ~= nil then body.response = data.body end
   if data.error then
     body.error = data.error.fields or data.error.message
     body.errors = data.errors
@@ -186,10 +189,11 @@ local function render(rt, data, ctx)
   local status = data.status
   local extension = ctx.connection and ctx.connection.extension
   if not data.error and extension and data.actionTemplate and data.actionTemplate.matchExtensionMimeType then
-    -- The action answers as a file of that type: data.response is the body.
+    -- The action answers as a file of that type: data.body (or data.response) is the body.
     headers = headers or baseHeaders()
     headers["Content-Type"] = headers["Content-Type"] or core.mime_type(extension)
-    local body = data.response
+    local body = data.body
+    if body == nil then body = data.response end
     if type(body) ~= "string" then body = encode(rt, body) or "" end
     return status, headers, body
   end
@@ -197,7 +201,10 @@ local function render(rt, data, ctx)
   if ctx.handlerStyle then
     -- Handler routes answer the result itself (an array for a list), or the error.
     bodyValue = data.error and { error = data.error.fields or data.error.message, errors = data.errors }
-      or data.response
+    if not bodyValue then
+      bodyValue = data.body
+      if bodyValue == nil then bodyValue = data.response end
+    end
   else
     bodyValue = bodyTable(rt, data)
   end
