@@ -164,6 +164,33 @@ describe("socket verbs", function()
     end)())
   end)
 
+  it("splits a verb line as the old pattern did, in linear time", function()
+    local old = function(text) return text:match("^%s*(%S+)%s*(.-)%s*$") end
+    local cases = { "paramAdd a=b", "  paramAdd   a = b  ", "word", " word ", "w\t x\ty \r",
+      "", "   ", "a b", "a  b  c  ", "\ta", "x\v\fy" }
+    for _, text in ipairs(cases) do
+      local w1, a1 = old(text)
+      local w2, a2 = socket.splitWord(text)
+      assert.equal(w1, w2, text)
+      assert.equal(a1, a2, text)
+    end
+    -- Random lines of words and runs of white space.
+    local pieces = { "a", "bc", "=", " ", "  ", "\t", "\r", "x=y" }
+    math.randomseed(14)
+    for _ = 1, 2000 do
+      local parts = {}
+      for i = 1, math.random(0, 8) do parts[i] = pieces[math.random(#pieces)] end
+      local text = table.concat(parts)
+      local w1, a1 = old(text)
+      local w2, a2 = socket.splitWord(text)
+      assert.equal(w1, w2, text)
+      assert.equal(a1, a2, text)
+    end
+    local word, arg = socket.splitWord("x y" .. (" "):rep(60000) .. "z ")
+    assert.equal("x", word)
+    assert.equal("y" .. (" "):rep(60000) .. "z", arg)
+  end)
+
   it("says goodbye and asks to close on quit and exit", function()
     for _, word in ipairs({ "quit", "exit" }) do
       local out, close = verb(connection(), word)

@@ -1,0 +1,74 @@
+"""Limits of WebSocket and TCP clients that are slow, silent or greedy (issue 14): WebSocket
+pings (servers.websocket.pingInterval, pongTimeout) and fragmentTimeout, fragment reassembly
+bounded by maxMessageSize; TCP lineTimeout, idleTimeout, sticky params capped (maxParams,
+maxParamBytes), half-close; client input that used to make a Lua pattern take quadratic time
+(a TCP line, a multipart part header) answered without freezing the worker.
+
+Limits are set short here; every wait is bounded, upper bounds on time go through gw.bound()."""
+
+import asyncio
+import json
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+import gateway as gw
+
+pytestmark = pytest.mark.asan
+
+
+def run(coro, timeout=45):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def tcp(overrides):
+    return gw.deep_merge({"servers": {"socket": {"enabled": True, "port": 0}}}, overrides)
+
+
+# -- linear-time parsing of client input ----------------------------------------------------
+
+def _served_meanwhile(g, send_slow_input):
+    """Send the slow input, then time a plain HTTP request to the same (single) worker."""
+    send_slow_input()
+    time.sleep(0.2)  # the worker has read it
+    start = time.monotonic()
+    g.assert_serving()
+    return time.monotonic() - start
+
+
+def test_tcp_line_of_spaces_does_not_freeze_the_worker(make_gateway):
+    g = make_gateway(tcp({}))
+    with g.line_client() as c:
+        took = _served_meanwhile(g, lambda: c.send_line("x y" + " " * 60000 + "z"))
+        assert took < gw.bound(1.0), "HTTP waited %.1f s behind one TCP line" % took
+        env = c.read_json(timeout=gw.bound(2.0))
+        assert env["status"] == 404 and env["action"] == "x", env
+        assert env["errors"] == ["unknown action or invalid apiVersion"], env
+        # A verb's argument keeps its inner spaces and loses the outer ones.
+        answer = c.call("paramAdd a=b" + " " * 60000 + "c" + " " * 100)
+        assert answer["status"] == "OK", answer
+        assert c.call("paramView a")["data"] == "b" + " " * 60000 + "c"
+
+
+def test_multipart_header_of_spaces_does_not_freeze_the_worker(make_gateway):
+    g = make_gateway({})
+    boundary = "gwBoundary7MA4YWxk"
+    body = ("--%s\r\nContent-Disposition: form-data; name=\"a\"\r\nX-Pad: a%sb\r\n\r\nvalue\r\n"
+            "--%s--\r\n" % (boundary, " " * 200000, boundary)).encode()
+    result = {}
+
+    def post():
+        result["r"] = g.request("POST", "/api/echo_params", body,
+                                {"Content-Type": "multipart/form-data; boundary=" + boundary},
+                                timeout=60)
+
+    t = threading.Thread(target=post)
+    took = _served_meanwhile(g, t.start)
+    t.join(60)
+    assert took < gw.bound(1.0), "HTTP waited %.1f s behind one multipart body" % took
+    r = result["r"]
+    assert r.status == 200, r.body
+    assert r.json()["params"]["a"] == "value", r.body
