@@ -51,6 +51,8 @@ static const struct key schema[] = {
     {"servers.socket.host", K_STRING, "'127.0.0.1'", 0, 0},
     {"servers.socket.port", K_INT, "5000", 0, 65535},
     {"servers.socket.maxLineLength", K_INT, "65536", 1, LONG_MAX},
+    {"servers.socket.maxParams", K_INT, "64", 0, 1000000},
+    {"servers.socket.maxParamBytes", K_INT, "65536", 0, LONG_MAX},
     {"general", K_TABLE, NULL, 0, 0},
     {"general.simultaneousActions", K_INT, "5", 1, 1000000},
     {"general.maxOutputBuffer", K_INT, "8388608", 1024, LONG_MAX},

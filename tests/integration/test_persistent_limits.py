@@ -72,3 +72,42 @@ def test_multipart_header_of_spaces_does_not_freeze_the_worker(make_gateway):
     r = result["r"]
     assert r.status == 200, r.body
     assert r.json()["params"]["a"] == "value", r.body
+# -- TCP: sticky params ---------------------------------------------------------------------
+
+def test_sticky_params_are_capped(make_gateway):
+    g = make_gateway(tcp({"servers": {"socket": {"maxParams": 4, "maxParamBytes": 100}}}))
+    with g.line_client() as c:
+        for i in range(4):
+            assert c.call("paramAdd k%d=v" % i)["status"] == "OK"
+        assert c.call("paramAdd k4=v") == {
+            "status": "error", "error": "too many sticky params (maxParams is 4)",
+            "context": "response"}
+        assert c.call("paramAdd k0=" + "x" * 90) == {
+            "status": "error", "error": "sticky params too large (maxParamBytes is 100)",
+            "context": "response"}
+        assert c.call("paramsView")["data"] == {"k0": "v", "k1": "v", "k2": "v", "k3": "v"}
+        assert c.call("paramDelete k3")["status"] == "OK"
+        assert c.call("paramAdd k0=" + "x" * 80)["status"] == "OK"
+
+
+def test_sticky_param_flood_keeps_memory_bounded(make_gateway):
+    g = make_gateway(tcp({"general": {"actionTimeout": 10000}}))
+    value = "v" * 1500
+    with g.line_client() as c:
+        assert c.call("paramAdd warm=up")["status"] == "OK"
+        before = g.rss_kib()
+        # 20000 params of 1.5 kB: 30 MB kept per connection without the caps.
+        n, batch, answers = 20000, 500, []
+        for start in range(0, n, batch):
+            c.send("".join("paramAdd k%d=%s\n" % (i, value) for i in range(start, start + batch)))
+            answers += [c.read_json() for _ in range(batch)]
+        after = g.rss_kib()
+        ok = [a for a in answers if a["status"] == "OK"]
+        refused = [a for a in answers if a["status"] == "error"]
+        assert len(ok) + len(refused) == n
+        # maxParamBytes (64 KiB) is reached before maxParams (64).
+        assert len(ok) < 64, len(ok)
+        assert refused[0]["error"] == "sticky params too large (maxParamBytes is 65536)", refused[0]
+        assert len(c.call("paramsView")["data"]) == len(ok) + 1
+    assert after - before < 10 * 1024, "RSS grew by %d KiB" % (after - before)
+    g.assert_serving()

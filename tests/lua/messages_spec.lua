@@ -164,6 +164,26 @@ describe("socket verbs", function()
     end)())
   end)
 
+  it("caps sticky params in count and bytes, refusing the one over", function()
+    local limits = rt.config.servers.socket
+    local saved = { limits.maxParams, limits.maxParamBytes }
+    limits.maxParams, limits.maxParamBytes = 3, 20
+    local c = connection()
+    for i = 1, 3 do assert.equal("OK", verb(c, "paramAdd k" .. i .. "=v").status) end
+    local out = verb(c, "paramAdd k4=v")
+    assert.equal("error", out.status)
+    assert.equal("too many sticky params (maxParams is 3)", out.error)
+    assert.is_nil(c.params.k4)
+    -- Replacing a key adds none; its old value no longer counts.
+    assert.equal("OK", verb(c, "paramAdd k1=" .. ("x"):rep(10)).status)
+    out = verb(c, "paramAdd k2=" .. ("y"):rep(4))
+    assert.equal("sticky params too large (maxParamBytes is 20)", out.error)
+    assert.equal("v", c.params.k2)
+    verb(c, "paramsDelete")
+    assert.equal("OK", verb(c, "paramAdd k4=v").status)
+    limits.maxParams, limits.maxParamBytes = saved[1], saved[2]
+  end)
+
   it("splits a verb line as the old pattern did, in linear time", function()
     local old = function(text) return text:match("^%s*(%S+)%s*(.-)%s*$") end
     local cases = { "paramAdd a=b", "  paramAdd   a = b  ", "word", " word ", "w\t x\ty \r",

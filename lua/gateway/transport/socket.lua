@@ -30,11 +30,39 @@ local function details(c)
   }
 end
 
+-- What a sticky param counts against servers.socket.maxParamBytes: the bytes of a string
+-- (actions may store other values on connection.params; those count 8).
+local function sizeOf(value)
+  return type(value) == "string" and #value or 8
+end
+
+-- paramAdd within the connection's limits: at most maxParams params and maxParamBytes
+-- bytes of keys and values, counted as they would be after the add (replacing a key
+-- frees its old value). nil when it fits, else the error text.
+local function overLimits(rt, params, k, v)
+  local limits = rt.config.servers.socket
+  local count, bytes = 1, #k + #v
+  for key, value in pairs(params) do
+    if key ~= k then
+      count, bytes = count + 1, bytes + sizeOf(key) + sizeOf(value)
+    end
+  end
+  if count > limits.maxParams then
+    return "too many sticky params (maxParams is " .. limits.maxParams .. ")"
+  end
+  if bytes > limits.maxParamBytes then
+    return "sticky params too large (maxParamBytes is " .. limits.maxParamBytes .. ")"
+  end
+  return nil
+end
+
 -- Each verb: function(rt, connection, argument) -> answer text[, close].
 local VERBS = {
   paramAdd = function(rt, c, arg)
     local k, v = arg:match("^([^=%s]+)=(.*)$")
     if not k then return verbError(rt, "paramAdd needs key=value") end
+    local err = overLimits(rt, c.params, k, v)
+    if err then return verbError(rt, err) end
     c.params[k] = v
     return verbOk(rt, nil)
   end,
