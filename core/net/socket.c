@@ -26,6 +26,7 @@ struct sock_conn {
     struct gw_lines lines;
     size_t queued;  /* bytes written and not yet sent */
     int closing;
+    int eof;        /* the client shut down its side; closing once answered */
 };
 
 struct gw_socket {
@@ -66,7 +67,9 @@ static void close_conn(struct sock_conn *c) {
 
 static void on_written(uv_write_t *req, int status) {
     struct write_req *w = (struct write_req *)req;
-    (void)status; /* a failed write shows up as a read error and closes */
+    /* A failed write shows up as a read error and closes, unless the
+     * client has half-closed (we read no more): then it closes here. */
+    if (status < 0 && w->c->eof) close_conn(w->c);
     w->c->queued -= w->len;
     gw_drain_release(GW_DRAIN_UNSENT);
     free(w);
@@ -140,6 +143,15 @@ static int on_line(void *ud, const char *line, size_t len) {
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     struct sock_conn *c = stream->data;
+    if (nread == UV_EOF && !c->closing) {
+        /* A half-close: the client has sent all it will, and still reads
+         * the answers. What it sent is answered, then we close. A line
+         * left without its "\n" is dropped. */
+        c->eof = 1;
+        uv_read_stop(stream);
+        gw_conn_finish(c->conn);
+        return;
+    }
     if (nread < 0) {
         close_conn(c);
         return;

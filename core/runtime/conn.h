@@ -28,6 +28,11 @@ void gw_conn_message(struct gw_conn *c, const char *text, size_t len, int binary
  * maxLineLength): answered with an error envelope of 'status'. */
 void gw_conn_reject(struct gw_conn *c, int status, const char *message);
 
+/* The client has sent all it will (it shut down its side): close the
+ * connection, through ops->close, once no message is in flight, so the
+ * answers to what it sent still reach it. */
+void gw_conn_finish(struct gw_conn *c);
+
 /* The client is gone: cancel the messages in flight, run the destroy
  * middleware, release the Lua object, free 'c'. The transport must not
  * use 'c' afterwards; ops are not called any more. */

@@ -111,3 +111,29 @@ def test_sticky_param_flood_keeps_memory_bounded(make_gateway):
         assert len(c.call("paramsView")["data"]) == len(ok) + 1
     assert after - before < 10 * 1024, "RSS grew by %d KiB" % (after - before)
     g.assert_serving()
+
+
+# -- TCP: half-close --------------------------------------------------------------------------
+
+def test_tcp_half_close_still_gets_the_answers(make_gateway):
+    g = make_gateway(tcp({}))
+    with g.line_client() as c:
+        c.send('{"action": "sleepTest", "data": {"sleepDuration": 300}, "request_id": 1}\n'
+               'paramAdd a=b\n'
+               '{"action": "randomNumber", "request_id": 2}\n'
+               'half a line, dropped')
+        c.sock.shutdown(socket.SHUT_WR)
+        answers = [c.read_json(timeout=gw.bound(3.0)) for _ in range(3)]
+        assert c.wait_closed(gw.bound(2.0)), "not closed after the answers"
+    assert answers[0] == {"status": "OK", "data": None, "context": "response"}, answers
+    assert answers[1]["request_id"] == 2 and answers[1]["status"] == 200, answers
+    assert answers[2]["request_id"] == 1 and answers[2]["status"] == 200, answers
+    assert c.buf == b""
+
+
+def test_tcp_half_close_with_nothing_in_flight_closes(make_gateway):
+    g = make_gateway(tcp({}))
+    with g.line_client() as c:
+        c.sock.shutdown(socket.SHUT_WR)
+        assert c.wait_closed(gw.bound(2.0))
+    g.assert_serving()
