@@ -51,6 +51,8 @@ static const struct key schema[] = {
     {"servers.socket.host", K_STRING, "'127.0.0.1'", 0, 0},
     {"servers.socket.port", K_INT, "5000", 0, 65535},
     {"servers.socket.maxLineLength", K_INT, "65536", 1, LONG_MAX},
+    {"servers.socket.lineTimeout", K_INT, "10000", 0, LONG_MAX},
+    {"servers.socket.idleTimeout", K_INT, "0", 0, LONG_MAX},
     {"servers.socket.maxParams", K_INT, "64", 0, 1000000},
     {"servers.socket.maxParamBytes", K_INT, "65536", 0, LONG_MAX},
     {"general", K_TABLE, NULL, 0, 0},
@@ -489,6 +491,8 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
     get_string(L, "servers.socket.host", out->socket_host, sizeof out->socket_host);
     out->socket_port = (int)get_int(L, "servers.socket.port");
     out->max_line_length = get_int(L, "servers.socket.maxLineLength");
+    out->line_timeout = get_int(L, "servers.socket.lineTimeout");
+    out->idle_timeout = get_int(L, "servers.socket.idleTimeout");
     out->simultaneous_actions = (int)get_int(L, "general.simultaneousActions");
     out->max_output_buffer = get_int(L, "general.maxOutputBuffer");
     out->action_timeout = get_int(L, "general.actionTimeout");

@@ -137,3 +137,90 @@ def test_tcp_half_close_with_nothing_in_flight_closes(make_gateway):
         c.sock.shutdown(socket.SHUT_WR)
         assert c.wait_closed(gw.bound(2.0))
     g.assert_serving()
+
+
+# -- TCP: lineTimeout and idleTimeout -------------------------------------------------------
+
+LINE_TIMEOUT = tcp({"servers": {"socket": {"lineTimeout": 500}}})
+
+
+def test_tcp_half_line_gets_408_and_is_closed(make_gateway):
+    g = make_gateway(LINE_TIMEOUT)
+    offset = g.log_size()
+    with g.line_client() as c:
+        assert c.call('{"action": "randomNumber"}')["status"] == 200
+        c.send('{"action": "randomNum')
+        start = time.monotonic()
+        env = c.read_json(timeout=gw.bound(0.5 + 2.0))
+        took = time.monotonic() - start
+        assert env == {"errors": ["line not completed within lineTimeout"], "data": None,
+                       "action": "", "route": "", "status": 408}, env
+        assert took >= 0.4, took
+        assert c.wait_closed(gw.bound(2.0)), "not closed after the 408"
+    g.wait_for_log(r"not completed within lineTimeout", since=offset)
+    g.assert_serving()
+
+
+def test_tcp_line_timeout_counts_from_the_first_byte(make_gateway):
+    # A line that keeps moving, one byte at a time, is still bounded.
+    g = make_gateway(LINE_TIMEOUT)
+    with g.line_client() as c:
+        start = time.monotonic()
+        got = None
+        while got is None and time.monotonic() - start < gw.bound(0.5 + 2.0):
+            try:
+                c.send(b"x")
+            except OSError:
+                break
+            try:
+                got = c.read_json(timeout=0.05)
+            except AssertionError:
+                if c.eof:
+                    break
+        if got is None:
+            got = c.read_json(timeout=gw.bound(1.0))
+        assert got["status"] == 408, got
+        assert c.wait_closed(gw.bound(2.0))
+
+
+def test_tcp_lines_in_pieces_within_the_timeout_are_answered(make_gateway):
+    g = make_gateway(tcp({"servers": {"socket": {"lineTimeout": 2000}}}))
+    with g.line_client() as c:
+        for _ in range(3):
+            # Each line starts its own clock: three lines take longer than one lineTimeout.
+            c.send('{"action": "echo_params",')
+            time.sleep(0.3)
+            c.send(' "a": "b"}\n{"action": "ran')
+            time.sleep(0.4)
+            c.send('domNumber"}\n')
+            assert c.read_json()["status"] == 200
+            assert c.read_json()["status"] == 200
+
+
+def test_tcp_idle_timeout_is_off_by_default(make_gateway):
+    g = make_gateway(tcp({}))
+    with g.line_client() as c:
+        assert not c.wait_closed(1.5)
+        assert c.call("paramsView")["status"] == "OK"
+
+
+def test_tcp_idle_client_is_closed(make_gateway):
+    g = make_gateway(tcp({"servers": {"socket": {"idleTimeout": 600}},
+                          "general": {"actionTimeout": 5000}}))
+    offset = g.log_size()
+    with g.line_client() as silent, g.line_client() as talker, g.line_client() as waiter:
+        waiter.send_line('{"action": "sleepTest", "data": {"sleepDuration": 1500}}')
+        start = time.monotonic()
+        # The talker sends a line every 200 ms and is kept.
+        while time.monotonic() - start < 1.2:
+            assert talker.call("paramsView")["status"] == "OK"
+            time.sleep(0.2)
+        assert silent.wait_closed(gw.bound(2.0)), "silent client not closed"
+        assert silent.buf == b"", silent.buf  # closed without a word
+        # The waiter is silent but has an action in flight: it gets its answer.
+        assert waiter.read_json(timeout=gw.bound(3.0))["status"] == 200
+        assert waiter.wait_closed(gw.bound(2.0)), "idle after its answer, but not closed"
+        # Silent since the loop, the talker is idle too now.
+        assert talker.wait_closed(gw.bound(2.0)), "talker not closed once silent"
+    g.assert_serving()
+    g.wait_for_log(r"idle for idleTimeout", since=offset)

@@ -243,6 +243,14 @@ describe("messages on a connection, as the transports hand them over", function(
     assert.equal(0, c.pendingActions)
   end)
 
+  it("asks to close after a refusal that ends the connection (a line past lineTimeout)", function()
+    local c = connection()
+    local text, close = st.runtime.handle("socket", { connection = c,
+      reject = { status = 408, message = "line not completed within lineTimeout", close = true } })
+    assert.equal(408, decoded(text).status)
+    assert.is_true(close)
+  end)
+
   it("answers an error, not the response, when a completed action's answer fails", function()
     -- What gw_call does when rendering raised after the action completed (out of
     -- memory, say): runtime.fail with 500 on the ctx of the request.
