@@ -46,6 +46,10 @@ static const struct key schema[] = {
     {"servers.websocket.enabled", K_BOOL, "true", 0, 0},
     {"servers.websocket.path", K_STRING, "'/ws'", 0, 0},
     {"servers.websocket.maxMessageSize", K_INT, "1048576", 1, LONG_MAX},
+    /* ms; lws counts whole seconds (rounded up) and at most 65535 */
+    {"servers.websocket.pingInterval", K_INT, "20000", 0, 65535000},
+    {"servers.websocket.pongTimeout", K_INT, "20000", 1, 65535000},
+    {"servers.websocket.fragmentTimeout", K_INT, "10000", 0, LONG_MAX},
     {"servers.socket", K_TABLE, NULL, 0, 0},
     {"servers.socket.enabled", K_BOOL, "false", 0, 0},
     {"servers.socket.host", K_STRING, "'127.0.0.1'", 0, 0},
@@ -488,6 +492,9 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
     out->max_headers = (int)get_int(L, "servers.web.maxHeaders");
     get_string(L, "servers.websocket.path", out->ws_path, sizeof out->ws_path);
     out->ws_max_message = get_int(L, "servers.websocket.maxMessageSize");
+    out->ws_ping_interval = get_int(L, "servers.websocket.pingInterval");
+    out->ws_pong_timeout = get_int(L, "servers.websocket.pongTimeout");
+    out->ws_fragment_timeout = get_int(L, "servers.websocket.fragmentTimeout");
     get_string(L, "servers.socket.host", out->socket_host, sizeof out->socket_host);
     out->socket_port = (int)get_int(L, "servers.socket.port");
     out->max_line_length = get_int(L, "servers.socket.maxLineLength");

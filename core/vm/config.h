@@ -18,6 +18,8 @@ struct gw_config {
     int ws_enabled;
     char ws_path[256];
     long ws_max_message;
+    long ws_ping_interval, ws_pong_timeout; /* ms; ping 0: no pings */
+    long ws_fragment_timeout;               /* ms to complete a message; 0: none */
     int socket_enabled, socket_port;
     char socket_host[256];
     long max_line_length;

@@ -224,3 +224,209 @@ def test_tcp_idle_client_is_closed(make_gateway):
         assert talker.wait_closed(gw.bound(2.0)), "talker not closed once silent"
     g.assert_serving()
     g.wait_for_log(r"idle for idleTimeout", since=offset)
+
+
+# -- a raw WebSocket client: it sends what it is told and answers nothing -------------------
+
+def ws_frame(opcode, payload, fin=True, mask=b"\x01\x02\x03\x04"):
+    n = len(payload)
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+class RawWs:
+    """A socket past the WebSocket handshake that answers nothing by itself."""
+
+    def __init__(self, g):
+        self.sock = socket.create_connection((g.host, g.port), timeout=5)
+        self.sock.sendall(("GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                           "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n" % g.port).encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(4096)
+            assert chunk, "closed during the handshake: %r" % data
+            data += chunk
+        head, _, self.buf = data.partition(b"\r\n\r\n")
+        assert head.split(b"\r\n", 1)[0].split()[1] == b"101", data
+        self.closed = False
+
+    def send(self, opcode, payload, fin=True):
+        """False when the server has closed the connection."""
+        try:
+            self.sock.sendall(ws_frame(opcode, payload, fin))
+            return True
+        except OSError:
+            return False
+
+    def _frame(self):
+        buf = self.buf
+        if len(buf) < 2:
+            return None
+        n, at = buf[1] & 0x7F, 2
+        if n == 126:
+            n, at = (struct.unpack("!H", buf[2:4])[0], 4) if len(buf) >= 4 else (1 << 62, 4)
+        elif n == 127:
+            n, at = (struct.unpack("!Q", buf[2:10])[0], 10) if len(buf) >= 10 else (1 << 62, 10)
+        if len(buf) < at + n:
+            return None
+        self.buf = buf[at + n:]
+        return buf[0] & 0x0F, buf[at:at + n]
+
+    def read(self, timeout, until_frame=False):
+        """Frames the server sends until it closes the connection or 'timeout' passes (or, with
+        'until_frame', the first frame comes): a list of (seconds since the call, opcode,
+        payload). self.closed tells whether the server closed."""
+        start = time.monotonic()
+        frames = []
+        while True:
+            frame = self._frame()
+            while frame:
+                frames.append((time.monotonic() - start,) + frame)
+                frame = self._frame()
+            if self.closed or (until_frame and frames):
+                return frames
+            left = start + timeout - time.monotonic()
+            if left <= 0:
+                return frames
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                self.closed = True
+            self.buf += chunk
+
+    def finish_close(self, frames):
+        """Answer the server's close frame, as a client does; True when the server then closes
+        the connection (or had already)."""
+        if self.closed:
+            return True
+        if close_code(frames)[0] is None or not self.send(0x8, b"\x03\xe8"):
+            return self.closed
+        self.read(gw.bound(2.0))
+        return self.closed
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def close_code(frames):
+    for _, opcode, payload in frames:
+        if opcode == 0x8:
+            return struct.unpack("!H", payload[:2])[0], payload[2:].decode()
+    return None, None
+
+
+# -- WebSocket: pings -----------------------------------------------------------------------
+
+def test_ws_client_that_never_answers_pings_is_closed(make_gateway):
+    g = make_gateway({"servers": {"websocket": {"pingInterval": 1000, "pongTimeout": 1000}}})
+    with RawWs(g) as ws:
+        frames = ws.read(gw.bound(2.0 + 3.0))
+    pings = [f for f in frames if f[1] == 0x9]
+    assert pings, "no ping in %r" % frames
+    assert pings[0][0] >= 0.8, "pinged before pingInterval: %r" % frames
+    assert ws.closed, "not closed within pingInterval + pongTimeout: %r" % frames
+    g.assert_serving()
+
+
+def test_ws_client_that_answers_pings_stays_open(make_gateway):
+    # The websockets client answers pings by itself.
+    g = make_gateway({"servers": {"websocket": {"pingInterval": 1000, "pongTimeout": 1000}}})
+
+    async def go():
+        async with g.ws_connect() as ws:
+            await asyncio.sleep(3.5)  # three ping intervals, each answered
+            await ws.send(json.dumps({"action": "randomNumber"}))
+            return json.loads(await asyncio.wait_for(ws.recv(), 5))
+
+    assert run(go())["status"] == 200
+
+
+def test_ws_ping_interval_zero_sends_no_pings(make_gateway):
+    g = make_gateway({"servers": {"websocket": {"pingInterval": 0, "pongTimeout": 1000}}})
+    with RawWs(g) as ws:
+        frames = ws.read(2.5)
+    assert not frames and not ws.closed, frames
+
+
+# -- WebSocket: fragments -------------------------------------------------------------------
+
+FRAGMENTS = {"servers": {"websocket": {"fragmentTimeout": 500, "pingInterval": 0}}}
+FIRST = b'{"action": "echo_params", "a": "'
+
+
+def test_ws_first_fragment_and_nothing_more_closes_with_1008(make_gateway):
+    g = make_gateway(FRAGMENTS)
+    offset = g.log_size()
+    with RawWs(g) as ws:
+        ws.send(0x1, FIRST, fin=False)
+        frames = ws.read(gw.bound(0.5 + 1.5), until_frame=True)
+        assert close_code(frames) == (1008, "message not completed within fragmentTimeout"), frames
+        assert frames[0][0] >= 0.4, "closed before fragmentTimeout: %r" % frames
+        assert ws.finish_close(frames), "not closed after the close handshake"
+    g.wait_for_log(r"not completed within fragmentTimeout", since=offset)
+    g.assert_serving()
+
+
+def test_ws_fragments_that_keep_coming_are_still_bounded(make_gateway):
+    # fragmentTimeout counts from the first fragment, not from the last.
+    g = make_gateway(FRAGMENTS)
+    with RawWs(g) as ws:
+        ws.send(0x1, FIRST, fin=False)
+        start = time.monotonic()
+        frames = []
+        while not frames and time.monotonic() - start < gw.bound(0.5 + 1.5):
+            if not ws.send(0x0, b"x", fin=False):
+                break
+            frames = ws.read(0.05, until_frame=True)
+        frames += ws.read(gw.bound(1.0), until_frame=True)
+        assert close_code(frames)[0] == 1008, frames
+        assert ws.finish_close(frames)
+
+
+def test_ws_fragmented_messages_in_time_are_answered(make_gateway):
+    g = make_gateway({"servers": {"websocket": {"fragmentTimeout": 3000, "pingInterval": 0}}})
+    with RawWs(g) as ws:
+        for opcode, piece, fin in ((0x1, b'{"action": "echo_', False), (0x0, b'params", "a": ', False),
+                                   (0x0, b'"slow"}', True)):
+            ws.send(opcode, piece, fin)
+            time.sleep(0.1)
+        # A second message, fragmented too: its time starts at its own first fragment.
+        ws.send(0x1, b'{"action": "randomNumber"', fin=False)
+        time.sleep(0.1)
+        ws.send(0x0, b"}")
+        frames = ws.read(1.0)
+    texts = [json.loads(p) for _, op, p in frames if op == 0x1]
+    assert [t["status"] for t in texts] == [200, 200], frames
+    assert texts[0]["data"]["params"]["a"] == "slow"
+    assert not ws.closed
+
+
+def test_ws_many_small_fragments_over_max_message_size_close_with_1009(make_gateway):
+    g = make_gateway({"servers": {"websocket": {"maxMessageSize": 1024, "pingInterval": 0}}})
+    with RawWs(g) as ws:
+        ws.send(0x1, FIRST, fin=False)
+        for _ in range(200):
+            if not ws.send(0x0, b"abcdefgh", fin=False):
+                break  # closed while we were still sending: what we are checking
+        frames = ws.read(gw.bound(2.0), until_frame=True)
+        assert close_code(frames)[0] == 1009, frames
+        assert ws.finish_close(frames)
+    g.assert_serving()
