@@ -84,25 +84,25 @@ static void print_listener(const char *kind, const char *scheme, const char *hos
 
 static void on_signal(uv_signal_t *h, int signum);
 
-/* Whole seconds, rounded up: lws times its pings in seconds. */
-static uint16_t ms_to_secs(long ms) {
+/* Whole seconds, rounded up (lws times its pings in seconds), at most
+ * 'max'. */
+static long ms_to_secs(long ms, long max) {
     long secs = (ms + 999) / 1000;
-    return (uint16_t)(secs > 65535 ? 65535 : secs);
+    return secs > max ? max : secs;
 }
 
 /* WebSocket liveness, run by lws for every connection of the vhost: after
  * pingInterval without a pong (or since the upgrade) it sends a ping, and
- * it drops the connection when pongTimeout more pass without one. Without
- * pings there is no hangup either. */
+ * it drops the connection when pongTimeout more pass without one. The
+ * hangup must come later than the ping, or lws hangs up without pinging;
+ * a hangup time of 0 turns the checks off. */
 static void set_idle_policy(struct gw_server *s, const struct gw_config *cfg,
                             struct lws_context_creation_info *info) {
     if (cfg->ws_ping_interval > 0) {
-        s->idle_policy.secs_since_valid_ping = ms_to_secs(cfg->ws_ping_interval);
-        s->idle_policy.secs_since_valid_hangup =
-            ms_to_secs(cfg->ws_ping_interval + cfg->ws_pong_timeout);
-    } else {
-        s->idle_policy.secs_since_valid_ping = 0xffff; /* 18 hours: lws has no "never" */
-        s->idle_policy.secs_since_valid_hangup = 0xffff;
+        long ping = ms_to_secs(cfg->ws_ping_interval, 65534);
+        long hangup = ms_to_secs(cfg->ws_ping_interval + cfg->ws_pong_timeout, 65535);
+        s->idle_policy.secs_since_valid_ping = (uint16_t)ping;
+        s->idle_policy.secs_since_valid_hangup = (uint16_t)(hangup > ping ? hangup : ping + 1);
     }
     info->retry_and_idle_policy = &s->idle_policy;
 }

@@ -351,6 +351,15 @@ def test_ws_client_that_never_answers_pings_is_closed(make_gateway):
     g.assert_serving()
 
 
+def test_ws_short_pong_timeout_still_pings_first(make_gateway):
+    # Both round up to whole seconds; the drop still comes after a ping, a second later.
+    g = make_gateway({"servers": {"websocket": {"pingInterval": 500, "pongTimeout": 1}}})
+    with RawWs(g) as ws:
+        frames = ws.read(gw.bound(2.0 + 3.0))
+    assert [f[1] for f in frames] == [0x9], frames
+    assert ws.closed, frames
+
+
 def test_ws_client_that_answers_pings_stays_open(make_gateway):
     # The websockets client answers pings by itself.
     g = make_gateway({"servers": {"websocket": {"pingInterval": 1000, "pongTimeout": 1000}}})
