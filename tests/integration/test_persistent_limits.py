@@ -210,16 +210,16 @@ def test_tcp_idle_timeout_is_off_by_default(make_gateway):
 
 
 def test_tcp_idle_client_is_closed(make_gateway):
-    g = make_gateway(tcp({"servers": {"socket": {"idleTimeout": 600}},
+    g = make_gateway(tcp({"servers": {"socket": {"idleTimeout": 1000}},
                           "general": {"actionTimeout": 5000}}))
     offset = g.log_size()
     with g.line_client() as silent, g.line_client() as talker, g.line_client() as waiter:
-        waiter.send_line('{"action": "sleepTest", "data": {"sleepDuration": 1500}}')
+        waiter.send_line('{"action": "sleepTest", "data": {"sleepDuration": 2000}}')
         start = time.monotonic()
-        # The talker sends a line every 200 ms and is kept.
-        while time.monotonic() - start < 1.2:
+        # The talker sends a line every 100 ms and is kept.
+        while time.monotonic() - start < 1.5:
             assert talker.call("paramsView")["status"] == "OK"
-            time.sleep(0.2)
+            time.sleep(0.1)
         assert silent.wait_closed(gw.bound(2.0)), "silent client not closed"
         assert silent.buf == b"", silent.buf  # closed without a word
         # The waiter is silent but has an action in flight: it gets its answer.
@@ -284,10 +284,10 @@ class RawWs:
         self.buf = buf[at + n:]
         return buf[0] & 0x0F, buf[at:at + n]
 
-    def read(self, timeout, until_frame=False):
+    def read(self, timeout, until_frame=False, count=None):
         """Frames the server sends until it closes the connection or 'timeout' passes (or, with
-        'until_frame', the first frame comes): a list of (seconds since the call, opcode,
-        payload). self.closed tells whether the server closed."""
+        'until_frame', the first frame comes; with 'count', that many): a list of (seconds since
+        the call, opcode, payload). self.closed tells whether the server closed."""
         start = time.monotonic()
         frames = []
         while True:
@@ -295,7 +295,7 @@ class RawWs:
             while frame:
                 frames.append((time.monotonic() - start,) + frame)
                 frame = self._frame()
-            if self.closed or (until_frame and frames):
+            if self.closed or (until_frame and frames) or (count and len(frames) >= count):
                 return frames
             left = start + timeout - time.monotonic()
             if left <= 0:
@@ -361,8 +361,8 @@ def test_ws_short_pong_timeout_still_pings_first(make_gateway):
 
 
 def test_ws_client_that_answers_pings_stays_open(make_gateway):
-    # The websockets client answers pings by itself.
-    g = make_gateway({"servers": {"websocket": {"pingInterval": 1000, "pongTimeout": 1000}}})
+    # The websockets client answers pings by itself (pongTimeout leaves it time on a busy box).
+    g = make_gateway({"servers": {"websocket": {"pingInterval": 1000, "pongTimeout": 3000}}})
 
     async def go():
         async with g.ws_connect() as ws:
@@ -426,7 +426,7 @@ def test_ws_fragmented_messages_in_time_are_answered(make_gateway):
         ws.send(0x1, b'{"action": "randomNumber"', fin=False)
         time.sleep(0.1)
         ws.send(0x0, b"}")
-        frames = ws.read(1.0)
+        frames = ws.read(gw.bound(3.0), count=2)
     texts = [json.loads(p) for _, op, p in frames if op == 0x1]
     assert [t["status"] for t in texts] == [200, 200], frames
     assert texts[0]["data"]["params"]["a"] == "slow"
