@@ -66,6 +66,7 @@ int gw_lines_feed(struct gw_lines *r, const char *p, size_t n) {
             break;
         }
         size_t len = (size_t)(nl - p);
+        r->ends++;
         if (r->discarding) {
             r->discarding = 0;
         } else if (r->len == 0) {
@@ -90,3 +91,5 @@ int gw_lines_feed(struct gw_lines *r, const char *p, size_t n) {
     }
     return stop;
 }
+
+int gw_lines_pending(const struct gw_lines *r) { return r->len > 0 || r->discarding; }

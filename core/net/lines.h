@@ -21,6 +21,7 @@ struct gw_lines {
     char *buf;        /* the start of a line still waiting for its end */
     size_t len, cap;
     int discarding;   /* inside a line already reported too long */
+    unsigned long ends; /* line ends ("\n") seen so far */
 };
 
 void gw_lines_init(struct gw_lines *r, size_t max, gw_lines_fn fn, void *ud);
@@ -32,5 +33,11 @@ void gw_lines_close(struct gw_lines *r);
  * copy; only a line split across feeds is collected. Returns 1 when the
  * callback stopped it, else 0. */
 int gw_lines_feed(struct gw_lines *r, const char *p, size_t n);
+
+/* 1 when a line has begun and not ended: what was fed ends inside a line
+ * (one being collected, or one too long being dropped). With 'ends', a
+ * transport can time a line from its first byte: the line pending after
+ * a feed began in that feed when 'ends' changed, or was pending before. */
+int gw_lines_pending(const struct gw_lines *r);
 
 #endif

@@ -47,6 +47,7 @@ struct gw_server {
     struct gw_redis *redis;
     int socket_fd, own_socket_fd;
     struct lws_protocols protocols[2];
+    lws_retry_bo_t idle_policy; /* WebSocket pings; lws keeps a pointer to it */
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain;
     double drain_started, close_started;
@@ -86,6 +87,29 @@ static void print_listener(const char *kind, const char *scheme, const char *hos
 
 static void on_signal(uv_signal_t *h, int signum);
 
+/* Whole seconds, rounded up (lws times its pings in seconds), at most
+ * 'max'. */
+static long ms_to_secs(long ms, long max) {
+    long secs = (ms + 999) / 1000;
+    return secs > max ? max : secs;
+}
+
+/* WebSocket liveness, run by lws for every connection of the vhost: after
+ * pingInterval without a pong (or since the upgrade) it sends a ping, and
+ * it drops the connection when pongTimeout more pass without one. The
+ * hangup must come later than the ping, or lws hangs up without pinging;
+ * a hangup time of 0 turns the checks off. */
+static void set_idle_policy(struct gw_server *s, const struct gw_config *cfg,
+                            struct lws_context_creation_info *info) {
+    if (cfg->ws_ping_interval > 0) {
+        long ping = ms_to_secs(cfg->ws_ping_interval, 65534);
+        long hangup = ms_to_secs(cfg->ws_ping_interval + cfg->ws_pong_timeout, 65535);
+        s->idle_policy.secs_since_valid_ping = (uint16_t)ping;
+        s->idle_policy.secs_since_valid_hangup = (uint16_t)(hangup > ping ? hangup : ping + 1);
+    }
+    info->retry_and_idle_policy = &s->idle_policy;
+}
+
 struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_fd, int socket_fd,
                                 int print_listening, char *err, size_t errlen) {
     const struct gw_config *cfg = gw_runtime_config(rt);
@@ -117,6 +141,7 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
     info.keepalive_timeout = 60;
     info.timeout_secs = 30;
     info.user = s;
+    set_idle_policy(s, cfg, &info);
 
     s->web_fd = web_fd;
     if (cfg->web_enabled && s->web_fd < 0 &&

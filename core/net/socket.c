@@ -2,7 +2,9 @@
  * threaded and a read is consumed before the next) and are split into
  * lines by gw_lines: a line that arrives whole is handed over from there
  * without a copy, and only a line split across reads is collected per
- * connection. */
+ * connection. One timer per server sweeps the connections for
+ * servers.socket.lineTimeout and idleTimeout, as Redis's clientsCron
+ * does for its timeout. */
 #include "net/socket.h"
 #include "base/gw.h"
 #include "runtime/conn.h"
@@ -19,6 +21,9 @@
 
 #define READ_BUF 65536
 #define TOO_LONG "line is longer than maxLineLength"
+#define TOO_SLOW "line not completed within lineTimeout"
+#define SWEEP_MIN_MS 10
+#define SWEEP_MAX_MS 1000
 
 struct sock_conn {
     uv_tcp_t tcp;
@@ -28,7 +33,10 @@ struct sock_conn {
     struct gw_conncap_peer *peer; /* its place under general.maxConnections */
     struct gw_lines lines;
     size_t queued;  /* bytes written and not yet sent */
+    double line_started; /* when the pending line's first byte came (ms); 0: none */
+    double last_active;  /* last read or answer sent (ms), for idleTimeout */
     int closing;
+    int eof;        /* the client shut down its side; closing once answered */
 };
 
 struct gw_socket {
@@ -37,6 +45,8 @@ struct gw_socket {
     struct gw_listener listener;
     int listening;
     struct sock_conn *conns;
+    uv_timer_t sweep; /* lineTimeout and idleTimeout; runs while there are connections */
+    uint64_t sweep_ms; /* its period; 0: neither limit is set */
 };
 
 struct write_req {
@@ -70,7 +80,9 @@ static void close_conn(struct sock_conn *c) {
 
 static void on_written(uv_write_t *req, int status) {
     struct write_req *w = (struct write_req *)req;
-    (void)status; /* a failed write shows up as a read error and closes */
+    /* A failed write shows up as a read error and closes, unless the
+     * client has half-closed (we read no more): then it closes here. */
+    if (status < 0 && w->c->eof) close_conn(w->c);
     w->c->queued -= w->len;
     gw_drain_release(GW_DRAIN_UNSENT);
     free(w);
@@ -99,6 +111,7 @@ static int sock_send(void *transport, const char *msg, size_t len) {
         return GW_ERR;
     }
     c->queued += len + 1;
+    c->last_active = gw_now_ms();
     gw_drain_hold(GW_DRAIN_UNSENT);
     return GW_OK;
 }
@@ -138,17 +151,66 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static int on_line(void *ud, const char *line, size_t len) {
     struct sock_conn *c = ud;
     if (line) gw_conn_message(c->conn, line, len, 0);
-    else gw_conn_reject(c->conn, 413, TOO_LONG);
+    else gw_conn_reject(c->conn, 413, TOO_LONG, 0);
     return c->closing;
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     struct sock_conn *c = stream->data;
+    if (nread == UV_EOF && !c->closing) {
+        /* A half-close: the client has sent all it will, and still reads
+         * the answers. What it sent is answered, then we close. A line
+         * left without its "\n" is dropped. */
+        c->eof = 1;
+        uv_read_stop(stream);
+        gw_conn_finish(c->conn);
+        return;
+    }
     if (nread < 0) {
         close_conn(c);
         return;
     }
-    if (!c->closing) gw_lines_feed(&c->lines, buf->base, (size_t)nread);
+    if (c->closing || nread == 0) return;
+    double now = gw_now_ms();
+    unsigned long ends = c->lines.ends;
+    c->last_active = now;
+    gw_lines_feed(&c->lines, buf->base, (size_t)nread);
+    if (!gw_lines_pending(&c->lines)) c->line_started = 0;
+    else if (c->line_started == 0 || c->lines.ends != ends) c->line_started = now;
+}
+
+/* A line begun more than lineTimeout ago gets a 408 envelope, then the
+ * connection is closed; a client silent for idleTimeout (nothing in
+ * flight for it) is closed without a word, as Redis closes its idle
+ * clients. */
+static void on_sweep(uv_timer_t *t) {
+    struct gw_socket *s = t->data;
+    const struct gw_config *cfg = gw_runtime_config(s->rt);
+    double now = gw_now_ms();
+    for (struct sock_conn *c = s->conns; c; c = c->next) {
+        if (c->closing || c->eof || !c->conn) continue;
+        if (cfg->line_timeout > 0 && c->line_started > 0 && now - c->line_started >= (double)cfg->line_timeout) {
+            gw_log(GW_LOG_INFO, "socket line not completed within lineTimeout (%ld ms): closing", cfg->line_timeout);
+            c->line_started = 0;
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            gw_conn_reject(c->conn, 408, TOO_SLOW, 1);
+        } else if (cfg->idle_timeout > 0 && now - c->last_active >= (double)cfg->idle_timeout &&
+                   !gw_conn_busy(c->conn)) {
+            gw_log(GW_LOG_INFO, "socket client idle for idleTimeout (%ld ms): closing", cfg->idle_timeout);
+            sock_close(c);
+        }
+    }
+    if (!s->conns) uv_timer_stop(t);
+}
+
+/* A tenth of the shorter limit, so a connection is closed at most 10%
+ * late; 0 when there is no limit to check. */
+static uint64_t sweep_period(const struct gw_config *cfg) {
+    long t = cfg->line_timeout;
+    if (cfg->idle_timeout > 0 && (t <= 0 || cfg->idle_timeout < t)) t = cfg->idle_timeout;
+    if (t <= 0) return 0;
+    t /= 10;
+    return (uint64_t)(t < SWEEP_MIN_MS ? SWEEP_MIN_MS : t > SWEEP_MAX_MS ? SWEEP_MAX_MS : t);
 }
 
 static void on_accept(void *ud, int fd) {
@@ -178,6 +240,9 @@ static void on_accept(void *ud, int fd) {
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    c->last_active = gw_now_ms();
+    if (s->sweep_ms && !uv_is_active((uv_handle_t *)&s->sweep))
+        uv_timer_start(&s->sweep, on_sweep, s->sweep_ms, s->sweep_ms);
     lua_State *L = gw_vm_state(gw_runtime_vm(s->rt));
     lua_createtable(L, 0, 2);
     gw_conn_push_peer(L, fd);
@@ -195,6 +260,10 @@ struct gw_socket *gw_socket_new(struct gw_runtime *rt, uv_loop_t *loop, int fd) 
         return NULL;
     }
     s->listening = 1;
+    s->sweep_ms = sweep_period(gw_runtime_config(rt));
+    uv_timer_init(loop, &s->sweep);
+    uv_unref((uv_handle_t *)&s->sweep);
+    s->sweep.data = s;
     return s;
 }
 
@@ -206,6 +275,7 @@ void gw_socket_stop_accepting(struct gw_socket *s) {
 
 void gw_socket_close(struct gw_socket *s, int graceful) {
     gw_socket_stop_accepting(s);
+    if (!graceful && !uv_is_closing((uv_handle_t *)&s->sweep)) uv_close((uv_handle_t *)&s->sweep, NULL);
     for (struct sock_conn *c = s->conns; c; c = c->next) {
         if (graceful) sock_close(c);
         else close_conn(c);

@@ -1,8 +1,11 @@
 /* The TCP socket transport (servers.socket): a line protocol on plain
  * libuv streams. Each line ("\n" or "\r\n") is one message of a persistent
  * connection (gw_conn); lines over maxLineLength are answered 413 and
- * dropped; answers are written as lines, up to general.maxOutputBuffer
- * queued per client; each line being written holds GW_DRAIN_UNSENT. */
+ * dropped; a line not completed within lineTimeout is answered 408 and the
+ * connection closed; a client silent for idleTimeout is closed; a client
+ * that half-closes gets its answers, then the close. Answers are written
+ * as lines, up to general.maxOutputBuffer queued per client; each line
+ * being written holds GW_DRAIN_UNSENT. */
 #ifndef GW_SOCKET_H
 #define GW_SOCKET_H
 

@@ -30,6 +30,7 @@ struct ws_conn {
     /* answers waiting for the socket */
     struct out_msg *out_head, *out_tail;
     size_t out_bytes;
+    double msg_started; /* when the message being reassembled began (ms) */
     int closing;    /* close once the queue is sent */
     int going_away; /* ... with 1001: the server is shutting down */
     int killed;     /* dropped for falling behind: send nothing more */
@@ -247,17 +248,46 @@ static void free_conn(struct ws_conn *c) {
     free(c);
 }
 
+/* Arm the lws timer to check the message begun now against
+ * fragmentTimeout. The timer is the connection's one lws timer, also used
+ * to close (write_next): once closing, it is left alone. */
+static void message_started(struct ws_conn *c) {
+    long limit = gw_runtime_config(c->server->rt)->ws_fragment_timeout;
+    c->msg_started = gw_now_ms();
+    if (limit > 0 && !c->closing) lws_set_timer_usecs(c->wsi, (lws_usec_t)limit * 1000);
+}
+
+/* The timer fired outside a close: 1 when the message in progress is past
+ * fragmentTimeout (the close reason is set), else 0 (re-armed for what is
+ * left when a later message is in progress). */
+static int message_too_slow(struct ws_conn *c) {
+    long limit = gw_runtime_config(c->server->rt)->ws_fragment_timeout;
+    if (!c->in.in_progress || limit <= 0) return 0;
+    double left = c->msg_started + (double)limit - gw_now_ms();
+    if (left > 1) {
+        lws_set_timer_usecs(c->wsi, (lws_usec_t)(left * 1000));
+        return 0;
+    }
+    static const char reason[] = "message not completed within fragmentTimeout";
+    gw_log(GW_LOG_INFO, "websocket message not completed within fragmentTimeout (%ld ms): closing with 1008",
+           limit);
+    lws_close_reason(c->wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)reason, sizeof reason - 1);
+    return 1;
+}
+
 /* Feed one chunk of a message; it is delivered when it is complete. */
 static int receive(struct ws_conn *c, const char *in, size_t len) {
     struct lws *wsi = c->wsi;
     size_t remaining = lws_remaining_packet_payload(wsi);
     int last = lws_is_final_fragment(wsi) && remaining == 0;
+    int was_in_progress = c->in.in_progress;
     int rc = gw_wsmsg_feed(&c->in, in, len, lws_frame_is_binary(wsi), last, remaining);
     if (rc == GW_WSMSG_TOO_BIG) {
         static const char reason[] = "message larger than maxMessageSize";
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason, sizeof reason - 1);
         return -1;
     }
+    if (rc == GW_WSMSG_OK && c->in.in_progress && !was_in_progress) message_started(c);
     return rc == GW_WSMSG_OK ? 0 : -1;
 }
 
@@ -306,8 +336,11 @@ int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
     case LWS_CALLBACK_SERVER_WRITEABLE:
         if (!s || !s->c) return 0;
         return write_next(s->c);
-    case LWS_CALLBACK_TIMER: /* set by write_next: close with the reason given */
-        return -1;
+    case LWS_CALLBACK_TIMER:
+        /* Set by write_next (close with the reason given), or by
+         * message_started. */
+        if (!s || !s->c || s->c->closing || s->c->killed) return -1;
+        return message_too_slow(s->c) ? -1 : 0;
     case LWS_CALLBACK_CLOSED:
         if (s && s->c) {
             struct ws_conn *c = s->c;

@@ -1,6 +1,8 @@
 /* The WebSocket transport: upgrades on the web listener at
  * servers.websocket.path become persistent connections (gw_conn). Text
- * messages are reassembled up to maxMessageSize (1009 beyond it); answers
+ * messages are reassembled up to maxMessageSize (1009 beyond it), and
+ * within fragmentTimeout of their first part (1008 past it); pings and
+ * the pong deadline are lws's idle policy (net/server.c). Answers
  * queue per connection up to general.maxOutputBuffer, past which a client
  * that does not read is disconnected; each queued answer holds
  * GW_DRAIN_UNSENT (runtime/drain.h) until it is written. */

@@ -1,6 +1,6 @@
 /* See conn.h. Each message becomes a gw_call running
  * runtime.handle(type, ctx) with ctx = { connection, text, binary } or
- * { connection, reject = { status, message } }; its answer is (text,
+ * { connection, reject = { status, message, close } }; its answer is (text,
  * closeAfter). The calls in flight are kept in a list so a disconnect can
  * cancel them all. Lua reaches the connection for pushes through a small
  * userdata handle that is emptied when the connection closes. */
@@ -30,6 +30,7 @@ struct gw_conn {
     int handle_ref; /* keeps the handle alive until it is emptied */
     struct gw_conn_handle *handle;
     struct message *inflight;
+    int finishing; /* close once nothing is in flight (gw_conn_finish) */
 };
 
 static void unlink_message(struct message *m) {
@@ -47,7 +48,8 @@ static void on_reply(void *ud, lua_State *L, int base, int n) {
     size_t len = 0;
     const char *text = n >= 1 && lua_type(L, base) == LUA_TSTRING ? lua_tolstring(L, base, &len) : NULL;
     if (text) c->ops->send(c->transport, text, len);
-    if (n >= 2 && lua_toboolean(L, base + 1)) c->ops->close(c->transport);
+    if ((n >= 2 && lua_toboolean(L, base + 1)) || (c->finishing && !c->inflight))
+        c->ops->close(c->transport);
 }
 
 /* [-1, +0] Pop a ctx table, add the connection, and run it as a call. */
@@ -79,16 +81,25 @@ void gw_conn_message(struct gw_conn *c, const char *text, size_t len, int binary
     dispatch(c);
 }
 
-void gw_conn_reject(struct gw_conn *c, int status, const char *message) {
+void gw_conn_reject(struct gw_conn *c, int status, const char *message, int close_after) {
     lua_State *L = gw_vm_state(gw_runtime_vm(c->rt));
     lua_createtable(L, 0, 2);
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 3);
     lua_pushinteger(L, status);
     lua_setfield(L, -2, "status");
     lua_pushstring(L, message);
     lua_setfield(L, -2, "message");
+    lua_pushboolean(L, close_after);
+    lua_setfield(L, -2, "close");
     lua_setfield(L, -2, "reject");
     dispatch(c);
+}
+
+int gw_conn_busy(const struct gw_conn *c) { return c->inflight != NULL; }
+
+void gw_conn_finish(struct gw_conn *c) {
+    c->finishing = 1;
+    if (!c->inflight) c->ops->close(c->transport);
 }
 
 struct gw_conn *gw_conn_open(struct gw_runtime *rt, const char *type, const struct gw_conn_ops *ops,

@@ -25,8 +25,18 @@ struct gw_conn *gw_conn_open(struct gw_runtime *rt, const char *type, const stru
 void gw_conn_message(struct gw_conn *c, const char *text, size_t len, int binary);
 
 /* Input the transport refused before it became a message (a line over
- * maxLineLength): answered with an error envelope of 'status'. */
-void gw_conn_reject(struct gw_conn *c, int status, const char *message);
+ * maxLineLength): answered with an error envelope of 'status', and the
+ * connection closed after it when 'close_after' is set (a line past
+ * lineTimeout). */
+void gw_conn_reject(struct gw_conn *c, int status, const char *message, int close_after);
+
+/* 1 while a message of 'c' is in flight (its answer not given yet). */
+int gw_conn_busy(const struct gw_conn *c);
+
+/* The client has sent all it will (it shut down its side): close the
+ * connection, through ops->close, once no message is in flight, so the
+ * answers to what it sent still reach it. */
+void gw_conn_finish(struct gw_conn *c);
 
 /* The client is gone: cancel the messages in flight, run the destroy
  * middleware, release the Lua object, free 'c'. The transport must not

@@ -51,11 +51,19 @@ static const struct key schema[] = {
     {"servers.websocket.enabled", K_BOOL, "true", 0, 0},
     {"servers.websocket.path", K_STRING, "'/ws'", 0, 0},
     {"servers.websocket.maxMessageSize", K_INT, "1048576", 1, LONG_MAX},
+    /* ms; lws counts whole seconds (rounded up) and at most 65535 */
+    {"servers.websocket.pingInterval", K_INT, "20000", 0, 65535000},
+    {"servers.websocket.pongTimeout", K_INT, "20000", 1, 65535000},
+    {"servers.websocket.fragmentTimeout", K_INT, "10000", 0, LONG_MAX},
     {"servers.socket", K_TABLE, NULL, 0, 0},
     {"servers.socket.enabled", K_BOOL, "false", 0, 0},
     {"servers.socket.host", K_STRING, "'127.0.0.1'", 0, 0},
     {"servers.socket.port", K_INT, "5000", 0, 65535},
     {"servers.socket.maxLineLength", K_INT, "65536", 1, LONG_MAX},
+    {"servers.socket.lineTimeout", K_INT, "10000", 0, LONG_MAX},
+    {"servers.socket.idleTimeout", K_INT, "0", 0, LONG_MAX},
+    {"servers.socket.maxParams", K_INT, "64", 0, 1000000},
+    {"servers.socket.maxParamBytes", K_INT, "65536", 0, LONG_MAX},
     {"general", K_TABLE, NULL, 0, 0},
     {"general.simultaneousActions", K_INT, "5", 1, 1000000},
     {"general.maxOutputBuffer", K_INT, "8388608", 1024, LONG_MAX},
@@ -514,9 +522,14 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
     out->send_timeout = get_int(L, "servers.web.sendTimeout");
     get_string(L, "servers.websocket.path", out->ws_path, sizeof out->ws_path);
     out->ws_max_message = get_int(L, "servers.websocket.maxMessageSize");
+    out->ws_ping_interval = get_int(L, "servers.websocket.pingInterval");
+    out->ws_pong_timeout = get_int(L, "servers.websocket.pongTimeout");
+    out->ws_fragment_timeout = get_int(L, "servers.websocket.fragmentTimeout");
     get_string(L, "servers.socket.host", out->socket_host, sizeof out->socket_host);
     out->socket_port = (int)get_int(L, "servers.socket.port");
     out->max_line_length = get_int(L, "servers.socket.maxLineLength");
+    out->line_timeout = get_int(L, "servers.socket.lineTimeout");
+    out->idle_timeout = get_int(L, "servers.socket.idleTimeout");
     out->simultaneous_actions = (int)get_int(L, "general.simultaneousActions");
     out->max_output_buffer = get_int(L, "general.maxOutputBuffer");
     out->action_timeout = get_int(L, "general.actionTimeout");

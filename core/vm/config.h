@@ -22,9 +22,13 @@ struct gw_config {
     int ws_enabled;
     char ws_path[256];
     long ws_max_message;
+    long ws_ping_interval, ws_pong_timeout; /* ms; ping 0: no pings */
+    long ws_fragment_timeout;               /* ms to complete a message; 0: none */
     int socket_enabled, socket_port;
     char socket_host[256];
     long max_line_length;
+    long line_timeout; /* ms to complete a started line; 0: none */
+    long idle_timeout; /* ms a silent client is kept; 0: forever */
     long action_timeout, cpu_timeout, shutdown_timeout;
     int simultaneous_actions;
     long max_output_buffer; /* bytes queued for a persistent client */

@@ -164,6 +164,53 @@ describe("socket verbs", function()
     end)())
   end)
 
+  it("caps sticky params in count and bytes, refusing the one over", function()
+    local limits = rt.config.servers.socket
+    local saved = { limits.maxParams, limits.maxParamBytes }
+    limits.maxParams, limits.maxParamBytes = 3, 20
+    local c = connection()
+    for i = 1, 3 do assert.equal("OK", verb(c, "paramAdd k" .. i .. "=v").status) end
+    local out = verb(c, "paramAdd k4=v")
+    assert.equal("error", out.status)
+    assert.equal("too many sticky params (maxParams is 3)", out.error)
+    assert.is_nil(c.params.k4)
+    -- Replacing a key adds none; its old value no longer counts.
+    assert.equal("OK", verb(c, "paramAdd k1=" .. ("x"):rep(10)).status)
+    out = verb(c, "paramAdd k2=" .. ("y"):rep(4))
+    assert.equal("sticky params too large (maxParamBytes is 20)", out.error)
+    assert.equal("v", c.params.k2)
+    verb(c, "paramsDelete")
+    assert.equal("OK", verb(c, "paramAdd k4=v").status)
+    limits.maxParams, limits.maxParamBytes = saved[1], saved[2]
+  end)
+
+  it("splits a verb line as the old pattern did, in linear time", function()
+    local old = function(text) return text:match("^%s*(%S+)%s*(.-)%s*$") end
+    local cases = { "paramAdd a=b", "  paramAdd   a = b  ", "word", " word ", "w\t x\ty \r",
+      "", "   ", "a b", "a  b  c  ", "\ta", "x\v\fy" }
+    for _, text in ipairs(cases) do
+      local w1, a1 = old(text)
+      local w2, a2 = socket.splitWord(text)
+      assert.equal(w1, w2, text)
+      assert.equal(a1, a2, text)
+    end
+    -- Random lines of words and runs of white space.
+    local pieces = { "a", "bc", "=", " ", "  ", "\t", "\r", "x=y" }
+    math.randomseed(14)
+    for _ = 1, 2000 do
+      local parts = {}
+      for i = 1, math.random(0, 8) do parts[i] = pieces[math.random(#pieces)] end
+      local text = table.concat(parts)
+      local w1, a1 = old(text)
+      local w2, a2 = socket.splitWord(text)
+      assert.equal(w1, w2, text)
+      assert.equal(a1, a2, text)
+    end
+    local word, arg = socket.splitWord("x y" .. (" "):rep(60000) .. "z ")
+    assert.equal("x", word)
+    assert.equal("y" .. (" "):rep(60000) .. "z", arg)
+  end)
+
   it("says goodbye and asks to close on quit and exit", function()
     for _, word in ipairs({ "quit", "exit" }) do
       local out, close = verb(connection(), word)
@@ -194,6 +241,14 @@ describe("messages on a connection, as the transports hand them over", function(
       text)
     assert.equal(1, c.messageCount)
     assert.equal(0, c.pendingActions)
+  end)
+
+  it("asks to close after a refusal that ends the connection (a line past lineTimeout)", function()
+    local c = connection()
+    local text, close = st.runtime.handle("socket", { connection = c,
+      reject = { status = 408, message = "line not completed within lineTimeout", close = true } })
+    assert.equal(408, decoded(text).status)
+    assert.is_true(close)
   end)
 
   it("answers an error, not the response, when a completed action's answer fails", function()

@@ -310,6 +310,40 @@ static void test_large_buffer_released(void **state) {
     free(big);
 }
 
+/* --- a pending line, for lineTimeout ------------------------------------------ */
+
+/* gw_lines_pending tells whether what was fed ends inside a line, and
+ * 'ends' counts newlines, so a transport can tell a line that began in the
+ * last feed from one that goes on. */
+static void test_pending_and_ends(void **state) {
+    (void)state;
+    struct events *e = events_new();
+    struct gw_lines r;
+    gw_lines_init(&r, 8, record, e);
+    assert_false(gw_lines_pending(&r));
+    gw_lines_feed(&r, "ab", 2);
+    assert_true(gw_lines_pending(&r));
+    assert_int_equal(r.ends, 0);
+    gw_lines_feed(&r, "c\nd", 3);
+    assert_true(gw_lines_pending(&r)); /* "d" began in this feed */
+    assert_int_equal(r.ends, 1);
+    gw_lines_feed(&r, "\n\r\n", 3);
+    assert_false(gw_lines_pending(&r));
+    assert_int_equal(r.ends, 3); /* empty lines end too */
+    /* A line too long, being dropped, is still pending until its newline. */
+    gw_lines_feed(&r, "123456789012", 12);
+    assert_true(gw_lines_pending(&r));
+    gw_lines_feed(&r, "zzz", 3);
+    assert_true(gw_lines_pending(&r));
+    assert_int_equal(r.ends, 3);
+    gw_lines_feed(&r, "z\n", 2);
+    assert_false(gw_lines_pending(&r));
+    assert_int_equal(r.ends, 4);
+    assert_string_equal(e->text, "abc|d|" TOO_LONG "|");
+    gw_lines_close(&r);
+    free(e);
+}
+
 /* --- stopping ------------------------------------------------------------------ */
 
 static void test_callback_stops(void **state) {
@@ -355,6 +389,7 @@ int main(void) {
         cmocka_unit_test(test_long_line_dropped_until_newline),
         cmocka_unit_test(test_buffer_bounded),
         cmocka_unit_test(test_large_buffer_released),
+        cmocka_unit_test(test_pending_and_ends),
         cmocka_unit_test(test_callback_stops),
     };
     return cmocka_run_group_tests_name("gw_lines", tests, NULL, NULL);

@@ -185,6 +185,22 @@ static void test_fragments_over_max(void **state) {
     assert_memory_equal(f->got.text[0], "ok", 2);
 }
 
+/* Many small fragments add up: the one that crosses max is refused, and
+ * the buffer never grew past max; 'in_progress' tells a message is open
+ * (what fragmentTimeout times) until it ends or is refused. */
+static void test_many_small_fragments_over_max(void **state) {
+    struct fixture *f = *state;
+    assert_false(f->m.in_progress);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(feed(f, "ab", 0, 0, 0), GW_WSMSG_OK);
+        assert_true(f->m.in_progress);
+    }
+    assert_int_equal(feed(f, "c", 0, 0, 0), GW_WSMSG_TOO_BIG);
+    assert_false(f->m.in_progress);
+    assert_true(f->m.cap <= 16);
+    assert_int_equal(f->got.count, 0);
+}
+
 /* A large message's buffer is freed once it is delivered, so an idle
  * connection holds none; a small one is kept for the next message. */
 struct sizes {
@@ -244,6 +260,7 @@ int main(void) {
         T(test_one_frame_over_max),
         T(test_frame_refused_at_first_chunk),
         T(test_fragments_over_max),
+        T(test_many_small_fragments_over_max),
         cmocka_unit_test(test_large_buffer_released),
     };
     return cmocka_run_group_tests_name("gw_wsmsg", tests, NULL, NULL);

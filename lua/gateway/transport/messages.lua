@@ -196,7 +196,9 @@ end
 function M.handle(rt, ctx, transport)
   local connection = ctx.connection
   connection.messageCount = connection.messageCount + 1
-  if ctx.reject then return reject(rt, ctx, transport, ctx.reject.status, ctx.reject.message) end
+  if ctx.reject then
+    return reject(rt, ctx, transport, ctx.reject.status, ctx.reject.message), ctx.reject.close
+  end
   if ctx.binary then return reject(rt, ctx, transport, 400, "binary frames are not supported") end
   local err = parseInto(rt, ctx, ctx.text)
   if err then return reject(rt, ctx, transport, 400, err, ctx) end
