@@ -301,5 +301,6 @@ static const luaL_Reg core_funcs[] = {
 
 int gw_open_core(lua_State *L) {
     luaL_newlib(L, core_funcs);
+    luaL_setfuncs(L, gw_regex_core_funcs, 0);
     return 1;
 }
