@@ -22,6 +22,7 @@ struct gw_config {
     char socket_host[256];
     long max_line_length;
     long action_timeout, cpu_timeout, shutdown_timeout;
+    long lua_memory_limit; /* bytes; 0: none */
     int simultaneous_actions;
     long max_output_buffer; /* bytes queued for a persistent client */
     int log_level, log_json;
