@@ -112,19 +112,86 @@ static int core_json_may_overflow(lua_State *L) {
     return 1;
 }
 
-/* core.json_decode(decode, text) -> value, may_overflow | nil
+/* What a request's JSON text holds, read before cjson builds anything
+ * from it: how deep its arrays and objects nest, how many values they hold
+ * (an upper bound: each '[', '{' and ',' outside strings), and whether it
+ * may hold a number out of a double's range (may_overflow, outside
+ * strings). Stops at the first limit passed. One byte scan, so every
+ * request's JSON can afford it. For a text cjson accepts the scan reads
+ * the same tokens cjson does, so what cjson would build is bounded too. */
+struct json_scan {
+    int too_deep, too_many, may_overflow;
+};
+
+static void scan_json(const char *s, size_t len, lua_Integer max_depth, lua_Integer max_values,
+                      struct json_scan *out) {
+    lua_Integer depth = 0, values = 0;
+    size_t run = 0; /* digits in a row */
+    int in_string = 0;
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (in_string) {
+            if (c == '\\') i++;
+            else if (c == '"') in_string = 0;
+            continue;
+        }
+        if (c >= '0' && c <= '9') {
+            if (++run >= 309) out->may_overflow = 1;
+            continue;
+        }
+        if (run > 0 && (c == 'e' || c == 'E')) out->may_overflow = 1;
+        run = 0;
+        if (c == '"') {
+            in_string = 1;
+        } else if (c == ']' || c == '}') {
+            depth--;
+        } else if (c == '[' || c == '{' || c == ',') {
+            if (c != ',' && ++depth > max_depth) {
+                out->too_deep = 1;
+                return;
+            }
+            if (++values > max_values) { /* a container counts for its first value */
+                out->too_many = 1;
+                return;
+            }
+        }
+    }
+}
+
+/* core.json_decode(decode, text [, max_depth [, max_values]]) -> value, may_overflow
+ *                                                               | nil [, reason]
  * A request's JSON text in one call: nil when it is not UTF-8 or 'decode'
- * (cjson's) raises on it; else the value, and whether the caller must walk
- * it for numbers out of range (json_may_overflow). */
+ * (cjson's) raises on it; nil and a reason naming the limit when it nests
+ * deeper than max_depth (general.jsonMaxDepth) or holds more than
+ * max_values values (general.jsonMaxElements); else the value, and whether
+ * the caller must walk it for numbers out of range. Running out of memory
+ * is raised, not taken for bad JSON. */
 static int core_json_decode(lua_State *L) {
     size_t len;
     const char *s = luaL_checklstring(L, 2, &len);
+    lua_Integer max_depth = luaL_optinteger(L, 3, 1000);
+    lua_Integer max_values = luaL_optinteger(L, 4, LUA_MAXINTEGER);
     if (!gw_utf8_valid(s, len)) return 0;
+    struct json_scan scan;
+    scan_json(s, len, max_depth, max_values, &scan);
+    if (scan.too_deep) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "nested deeper than general.jsonMaxDepth (%I)", max_depth);
+        return 2;
+    }
+    if (scan.too_many) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "more than general.jsonMaxElements (%I) values", max_values);
+        return 2;
+    }
     lua_settop(L, 2);
     lua_pushvalue(L, 1);
     lua_pushvalue(L, 2);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) return 0;
-    lua_pushboolean(L, may_overflow(s, len));
+    int rc = lua_pcall(L, 1, 1, 0);
+    if (rc == LUA_ERRMEM) return lua_error(L);
+    if (rc != LUA_OK) return 0;
+    lua_pushboolean(L, scan.may_overflow);
     return 2;
 }
 
