@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,9 +65,10 @@ struct watch {
     lua_State *volatile running;   /* the coroutine running Lua code now */
 };
 
-/* The luaMemoryLimit guard: every allocation of the state goes through
- * mem_alloc, which counts the bytes held and, while a task runs Lua code
- * ('capped'), refuses growth past 'limit'. Lua then collects garbage and
+/* The luaMemoryLimit guard: once a cap is set, every allocation of the
+ * state goes through mem_alloc, which counts the bytes held and, while a
+ * task runs Lua code
+ * ('cap' is then 'limit'), refuses growth past it. Lua then collects garbage and
  * tries again, and if that is not enough raises a memory error in the
  * task, where a protected call is always active (the resume). Outside task
  * runs the cap is lifted: the runtime's own work (spawning a task, pushing
@@ -74,12 +76,13 @@ struct watch {
  * connection) is bounded by what the transports accept, and runs partly
  * outside any protected call, where a memory error would abort. */
 struct memory {
-    lua_Alloc alloc;  /* the caller's allocator, NULL: realloc and free */
+    lua_Alloc alloc;  /* the caller's allocator (mem_alloc_with), or NULL (mem_alloc) */
     void *ud;
     size_t used;      /* bytes the state holds now */
     size_t limit;     /* general.luaMemoryLimit; 0: none */
-    int capped;       /* refuse growth past 'limit' now */
+    size_t cap;       /* what growth may not pass now: 'limit' in a task run, else SIZE_MAX */
     int refused;      /* an allocation was refused during this task run */
+    int counting;     /* mem_alloc is the state's allocator (from the first cap set) */
 };
 
 struct gw_vm {
@@ -114,40 +117,74 @@ void gw_task_set_waiting(struct gw_task *t, int waiting) { t->waiting = waiting;
 int gw_task_is_waiting(struct gw_task *t) { return t->waiting; }
 /* --- the memory limit ----------------------------------------------------- */
 
+/* Would a block of 'nsize' bytes more pass the cap? (Lua keeps sizes below
+ * half of SIZE_MAX, and so is 'used': no wrap-around.) */
+static int over_cap(struct memory *m, size_t nsize) {
+    if (m->used + nsize > m->cap) {
+        m->refused = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* The allocator of a state made with the standard one: realloc and free,
+ * as lauxlib's l_alloc, plus the count. Every allocation of a request
+ * comes here, so it is kept to a few instructions. */
 static void *mem_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     struct memory *m = ud;
-    size_t old = ptr ? osize : 0; /* without ptr, osize is a type tag */
-    if (m->capped && nsize > old && (m->used > m->limit || nsize - old > m->limit - m->used)) {
-        m->refused = 1;
+    void *p;
+    if (!ptr) { /* a new object (osize is its type): most calls */
+        if (nsize == 0 || over_cap(m, nsize)) return NULL;
+        if ((p = malloc(nsize)) != NULL) m->used += nsize;
+        return p;
+    }
+    if (nsize == 0) {
+        m->used -= osize;
+        free(ptr);
         return NULL;
     }
-    void *p;
-    if (m->alloc) {
-        p = m->alloc(m->ud, ptr, osize, nsize);
-    } else if (nsize == 0) {
-        free(ptr);
-        p = NULL;
-    } else {
-        p = realloc(ptr, nsize);
-    }
+    if (nsize > osize && over_cap(m, nsize - osize)) return NULL;
+    if ((p = realloc(ptr, nsize)) != NULL) m->used += nsize - osize; /* modular: a shrink subtracts */
+    return p;
+}
+
+/* The same, handing on to the caller's allocator (the OOM tests' one). */
+static void *mem_alloc_with(void *ud, void *ptr, size_t osize, size_t nsize) {
+    struct memory *m = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize > old && over_cap(m, nsize - old)) return NULL;
+    void *p = m->alloc(m->ud, ptr, osize, nsize);
     if (nsize == 0) m->used -= old;
-    else if (p) m->used += nsize - old; /* modular: a shrink subtracts */
+    else if (p) m->used += nsize - old;
     return p;
 }
 
 /* Lift the cap for the runtime's own work (see struct memory); returns what
  * to give back to cap_restore. */
-static int cap_lift(struct gw_vm *vm) {
-    int was = vm->mem.capped;
-    vm->mem.capped = 0;
+static size_t cap_lift(struct gw_vm *vm) {
+    size_t was = vm->mem.cap;
+    vm->mem.cap = SIZE_MAX;
     return was;
 }
 
-static void cap_restore(struct gw_vm *vm, int was) { vm->mem.capped = was; }
+static void cap_restore(struct gw_vm *vm, size_t was) { vm->mem.cap = was; }
 
-void gw_vm_limit_memory(struct gw_vm *vm, size_t bytes) { vm->mem.limit = bytes; }
+/* Bytes the state holds, as Lua counts them (the same sizes mem_alloc sees). */
+static size_t gc_count(lua_State *L) {
+    return (size_t)lua_gc(L, LUA_GCCOUNT) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB);
+}
 
-size_t gw_vm_memory(struct gw_vm *vm) { return vm->mem.used; }
+/* The allocator goes in with the first cap, so that a state without one
+ * (luaMemoryLimit = 0) allocates as it did, without the count. */
+void gw_vm_limit_memory(struct gw_vm *vm, size_t bytes) {
+    vm->mem.limit = bytes;
+    if (bytes == 0 || vm->mem.counting) return;
+    vm->mem.used = gc_count(vm->L);
+    lua_setallocf(vm->L, vm->mem.alloc ? mem_alloc_with : mem_alloc, &vm->mem);
+    vm->mem.counting = 1;
+}
+
+size_t gw_vm_memory(struct gw_vm *vm) { return vm->mem.counting ? vm->mem.used : gc_count(vm->L); }
 
 /* --- the cpuTimeout guard ------------------------------------------------ */
 
@@ -330,11 +367,11 @@ static void watch_stop(struct gw_vm *vm) {
 
 int gw_vm_pcall(struct gw_vm *vm, int nargs, int nres) {
     struct slice prev;
-    int capped = cap_lift(vm);
+    size_t cap = cap_lift(vm);
     slice_enter(vm, vm->L, &prev);
     int rc = lua_pcall(vm->L, nargs, nres, 0);
     slice_leave(vm, &prev);
-    cap_restore(vm, capped);
+    cap_restore(vm, cap);
     return rc;
 }
 
@@ -619,11 +656,12 @@ static int task_run(struct gw_task *t, int nargs) {
     slice_enter(vm, t->co, &prev_slice);
     t->running = 1;
     t->waiting = 0;
-    int refused = vm->mem.refused, capped = vm->mem.capped;
+    int refused = vm->mem.refused;
+    size_t cap = vm->mem.cap;
     vm->mem.refused = 0;
-    vm->mem.capped = vm->mem.limit > 0;
+    vm->mem.cap = vm->mem.limit > 0 ? vm->mem.limit : SIZE_MAX;
     int rc = lua_resume(t->co, prev ? prev->co : vm->L, nargs, &nres);
-    vm->mem.capped = capped;
+    vm->mem.cap = cap;
     if (vm->mem.refused) {
         gw_log(GW_LOG_ERROR, "Lua code ran out of memory: the state holds %zu bytes and "
                "general.luaMemoryLimit is %zu", vm->mem.used, vm->mem.limit);
@@ -682,9 +720,9 @@ struct gw_task *gw_task_spawn(struct gw_vm *vm, int nargs, gw_task_done_fn done,
     lua_State *L = vm->L;
     /* From inside a task (a timer set at once), the new coroutine is made
      * outside any protected call on the main thread: no cap for it. */
-    int capped = cap_lift(vm);
+    size_t cap = cap_lift(vm);
     struct gw_task *t = task_new(vm);
-    cap_restore(vm, capped);
+    cap_restore(vm, cap);
     t->vm = vm;
     t->done = done;
     t->ud = ud;
@@ -728,11 +766,11 @@ int gw_vm_pcall_msg(struct gw_vm *vm, int nargs, int nres, char *err, size_t err
     lua_pushcfunction(L, msghandler);
     lua_insert(L, base);
     struct slice prev;
-    int capped = cap_lift(vm);
+    size_t cap = cap_lift(vm);
     slice_enter(vm, L, &prev);
     int rc = lua_pcall(L, nargs, nres, base);
     slice_leave(vm, &prev);
-    cap_restore(vm, capped);
+    cap_restore(vm, cap);
     lua_remove(L, base);
     if (rc != LUA_OK) {
         /* Only the first line: the file, line and reason. The traceback
@@ -764,8 +802,8 @@ struct gw_vm *gw_vm_new(lua_Alloc alloc, void *ud, uv_loop_t *loop) {
     if (!vm) return NULL;
     vm->loop = loop;
     atomic_init(&vm->watch.start, -1.0);
-    /* luaL_newstate for its panic and warning functions; then every
-     * allocation goes through mem_alloc, which hands on to 'alloc'. */
+    /* luaL_newstate for its panic and warning functions; gw_vm_limit_memory
+     * puts mem_alloc in front of its allocator, or of 'alloc'. */
     vm->L = alloc ? lua_newstate(alloc, ud) : luaL_newstate();
     if (!vm->L) {
         free(vm);
@@ -773,8 +811,7 @@ struct gw_vm *gw_vm_new(lua_Alloc alloc, void *ud, uv_loop_t *loop) {
     }
     vm->mem.alloc = alloc;
     vm->mem.ud = ud;
-    vm->mem.used = (size_t)lua_gc(vm->L, LUA_GCCOUNT) * 1024 + (size_t)lua_gc(vm->L, LUA_GCCOUNTB);
-    lua_setallocf(vm->L, mem_alloc, &vm->mem);
+    vm->mem.cap = SIZE_MAX;
     *task_slot(vm->L) = NULL;
     hook_owner = vm;
     lua_pushcfunction(vm->L, vm_open);

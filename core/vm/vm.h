@@ -58,8 +58,9 @@ void gw_vm_limit_cpu(struct gw_vm *vm, long ms);
  * memory error in the task, and a line naming the limit goes to the log.
  * Setting up, spawning tasks and the runtime's calls from C
  * (gw_vm_pcall, gw_vm_pcall_msg) are not capped, so that the runtime can
- * always answer for a task that failed. It composes with the allocator
- * given to gw_vm_new. */
+ * always answer for a task that failed. The first cap set puts a counting
+ * allocator in front of the state's (the one given to gw_vm_new); without
+ * a cap nothing is counted. Call it while no Lua code runs but the caller. */
 void gw_vm_limit_memory(struct gw_vm *vm, size_t bytes);
 
 /* Bytes the state holds now (what the cap compares). */
