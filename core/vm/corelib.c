@@ -123,31 +123,34 @@ struct json_scan {
     int too_deep, too_many, may_overflow;
 };
 
+enum { J_OTHER, J_DIGIT, J_EXP, J_QUOTE, J_OPEN, J_CLOSE, J_COMMA };
+
+static const unsigned char json_class[256] = {
+    ['0'] = J_DIGIT, ['1'] = J_DIGIT, ['2'] = J_DIGIT, ['3'] = J_DIGIT, ['4'] = J_DIGIT,
+    ['5'] = J_DIGIT, ['6'] = J_DIGIT, ['7'] = J_DIGIT, ['8'] = J_DIGIT, ['9'] = J_DIGIT,
+    ['e'] = J_EXP,   ['E'] = J_EXP,   ['"'] = J_QUOTE,
+    ['['] = J_OPEN,  ['{'] = J_OPEN,  [']'] = J_CLOSE, ['}'] = J_CLOSE, [','] = J_COMMA,
+};
+
 static void scan_json(const char *s, size_t len, lua_Integer max_depth, lua_Integer max_values,
                       struct json_scan *out) {
     lua_Integer depth = 0, values = 0;
     size_t run = 0; /* digits in a row */
-    int in_string = 0;
     memset(out, 0, sizeof *out);
     for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (in_string) {
-            if (c == '\\') i++;
-            else if (c == '"') in_string = 0;
-            continue;
-        }
-        if (c >= '0' && c <= '9') {
+        switch (json_class[(unsigned char)s[i]]) {
+        case J_DIGIT:
             if (++run >= 309) out->may_overflow = 1;
             continue;
-        }
-        if (run > 0 && (c == 'e' || c == 'E')) out->may_overflow = 1;
-        run = 0;
-        if (c == '"') {
-            in_string = 1;
-        } else if (c == ']' || c == '}') {
-            depth--;
-        } else if (c == '[' || c == '{' || c == ',') {
-            if (c != ',' && ++depth > max_depth) {
+        case J_EXP:
+            if (run > 0) out->may_overflow = 1;
+            break;
+        case J_QUOTE: /* to the closing quote, past escapes */
+            for (i++; i < len && s[i] != '"'; i++)
+                if (s[i] == '\\') i++;
+            break;
+        case J_OPEN:
+            if (++depth > max_depth) {
                 out->too_deep = 1;
                 return;
             }
@@ -155,7 +158,20 @@ static void scan_json(const char *s, size_t len, lua_Integer max_depth, lua_Inte
                 out->too_many = 1;
                 return;
             }
+            break;
+        case J_CLOSE:
+            depth--;
+            break;
+        case J_COMMA:
+            if (++values > max_values) {
+                out->too_many = 1;
+                return;
+            }
+            break;
+        default:
+            break;
         }
+        run = 0;
     }
 }
 

@@ -67,10 +67,10 @@ struct watch {
 
 /* The luaMemoryLimit guard: once a cap is set, every allocation of the
  * state goes through mem_alloc, which counts the bytes held and, while a
- * task runs Lua code
- * ('cap' is then 'limit'), refuses growth past it. Lua then collects garbage and
- * tries again, and if that is not enough raises a memory error in the
- * task, where a protected call is always active (the resume). Outside task
+ * task runs Lua code ('cap' is then 'limit'), refuses growth past it. Lua
+ * then collects garbage and tries again, and if that is not enough raises
+ * a memory error in the task, where a protected call is always active (the
+ * resume). Outside task
  * runs the cap is lifted: the runtime's own work (spawning a task, pushing
  * a request, rendering the 500 of a task that failed, closing a
  * connection) is bounded by what the transports accept, and runs partly
