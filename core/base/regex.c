@@ -143,9 +143,24 @@ fail:
     return NULL;
 }
 
+/* The limits every match runs under (see GW_REGEX_MATCH_LIMIT). Made on
+ * first use; NULL when that fails, and pcre2's own defaults apply. */
+static pcre2_match_context *match_context(void) {
+    static pcre2_match_context *ctx;
+    static int made;
+    if (!made) {
+        made = 1;
+        if ((ctx = pcre2_match_context_create(NULL)) != NULL) {
+            pcre2_set_match_limit(ctx, GW_REGEX_MATCH_LIMIT);
+            pcre2_set_depth_limit(ctx, GW_REGEX_DEPTH_LIMIT);
+        }
+    }
+    return ctx;
+}
+
 int gw_regex_exec(const struct gw_regex *re, const char *subject, size_t len, size_t offset,
                   PCRE2_SIZE **ov) {
-    int rc = pcre2_match(re->code, (PCRE2_SPTR)subject, len, offset, 0, re->md, NULL);
+    int rc = pcre2_match(re->code, (PCRE2_SPTR)subject, len, offset, 0, re->md, match_context());
     if (rc == PCRE2_ERROR_NOMATCH) return 0;
     if (rc < 0) return rc;
     if (rc == 0) rc = (int)pcre2_get_ovector_count(re->md);

@@ -22,8 +22,20 @@ struct gw_regex {
 const struct gw_regex *gw_regex_get(const char *pattern, size_t len, const char *flags,
                                     char *err, size_t errlen);
 
-/* Match from 'offset'. Returns the number of captured pairs (>= 1) and
- * sets *ov to the ovector, 0 for no match, or a negative pcre2 error. */
+/* Every match stops after this many backtracking steps (pcre2's match
+ * limit; its default is ten million) and this much nesting (its depth
+ * limit, for the interpreter; JIT code has its own stack): a pattern that
+ * backtracks catastrophically on a client's input, such as ^(a+)+$ against
+ * "aaa...ab", fails in a millisecond or so with PCRE2_ERROR_MATCHLIMIT
+ * instead of holding the worker for seconds. Patterns that work on route
+ * segments and form values need a few hundred steps. */
+#define GW_REGEX_MATCH_LIMIT 100000
+#define GW_REGEX_DEPTH_LIMIT 10000
+
+/* Match from 'offset', within the limits above. Returns the number of
+ * captured pairs (>= 1) and sets *ov to the ovector, 0 for no match, or a
+ * negative pcre2 error (PCRE2_ERROR_MATCHLIMIT, PCRE2_ERROR_DEPTHLIMIT
+ * when a limit was hit). */
 int gw_regex_exec(const struct gw_regex *re, const char *subject, size_t len, size_t offset,
                   PCRE2_SIZE **ov);
 

@@ -90,6 +90,7 @@ static int setup(lua_State *L) {
     gw_log_set_level(rt->cfg.log_level);
     gw_log_set_json(rt->cfg.log_json);
     gw_vm_limit_cpu(rt->vm, rt->cfg.cpu_timeout);
+    gw_vm_limit_memory(rt->vm, (size_t)rt->cfg.lua_memory_limit);
 
     /* C modules load before actions, so api.<module> exists when they run.
      * Each process (every forked worker) loads its own. Their init runs in

@@ -69,6 +69,10 @@ static const struct key schema[] = {
     {"general.maxOutputBuffer", K_INT, "8388608", 1024, LONG_MAX},
     {"general.actionTimeout", K_INT, "30000", 0, LONG_MAX},
     {"general.cpuTimeout", K_INT, "2000", 0, LONG_MAX},
+    /* Memory and client-input bounds (issue 14: vm limits). */
+    {"general.luaMemoryLimit", K_INT, "268435456", 0, LONG_MAX},
+    {"general.jsonMaxDepth", K_INT, "64", 1, 1000},
+    {"general.jsonMaxElements", K_INT, "100000", 1, LONG_MAX},
     {"general.shutdownTimeout", K_INT, "5000", 0, LONG_MAX},
     {"general.missingParamChecks", K_LIST, "{'nil', 'null', ''}", 0, 0},
     {"general.disableParamScrubbing", K_BOOL, "false", 0, 0},
@@ -534,6 +538,7 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
     out->max_output_buffer = get_int(L, "general.maxOutputBuffer");
     out->action_timeout = get_int(L, "general.actionTimeout");
     out->cpu_timeout = get_int(L, "general.cpuTimeout");
+    out->lua_memory_limit = get_int(L, "general.luaMemoryLimit");
     out->shutdown_timeout = get_int(L, "general.shutdownTimeout");
     out->max_connections = get_int(L, "general.maxConnections");
     out->max_connections_per_ip = get_int(L, "general.maxConnectionsPerIP");

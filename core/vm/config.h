@@ -30,6 +30,7 @@ struct gw_config {
     long line_timeout; /* ms to complete a started line; 0: none */
     long idle_timeout; /* ms a silent client is kept; 0: forever */
     long action_timeout, cpu_timeout, shutdown_timeout;
+    long lua_memory_limit; /* bytes; 0: none */
     int simultaneous_actions;
     long max_output_buffer; /* bytes queued for a persistent client */
     long max_connections;        /* client connections per worker, every transport */

@@ -112,19 +112,102 @@ static int core_json_may_overflow(lua_State *L) {
     return 1;
 }
 
-/* core.json_decode(decode, text) -> value, may_overflow | nil
+/* What a request's JSON text holds, read before cjson builds anything
+ * from it: how deep its arrays and objects nest, how many values they hold
+ * (an upper bound: each '[', '{' and ',' outside strings), and whether it
+ * may hold a number out of a double's range (may_overflow, outside
+ * strings). Stops at the first limit passed. One byte scan, so every
+ * request's JSON can afford it. For a text cjson accepts the scan reads
+ * the same tokens cjson does, so what cjson would build is bounded too. */
+struct json_scan {
+    int too_deep, too_many, may_overflow;
+};
+
+enum { J_OTHER, J_DIGIT, J_EXP, J_QUOTE, J_OPEN, J_CLOSE, J_COMMA };
+
+static const unsigned char json_class[256] = {
+    ['0'] = J_DIGIT, ['1'] = J_DIGIT, ['2'] = J_DIGIT, ['3'] = J_DIGIT, ['4'] = J_DIGIT,
+    ['5'] = J_DIGIT, ['6'] = J_DIGIT, ['7'] = J_DIGIT, ['8'] = J_DIGIT, ['9'] = J_DIGIT,
+    ['e'] = J_EXP,   ['E'] = J_EXP,   ['"'] = J_QUOTE,
+    ['['] = J_OPEN,  ['{'] = J_OPEN,  [']'] = J_CLOSE, ['}'] = J_CLOSE, [','] = J_COMMA,
+};
+
+static void scan_json(const char *s, size_t len, lua_Integer max_depth, lua_Integer max_values,
+                      struct json_scan *out) {
+    lua_Integer depth = 0, values = 0;
+    size_t run = 0; /* digits in a row */
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < len; i++) {
+        switch (json_class[(unsigned char)s[i]]) {
+        case J_DIGIT:
+            if (++run >= 309) out->may_overflow = 1;
+            continue;
+        case J_EXP:
+            if (run > 0) out->may_overflow = 1;
+            break;
+        case J_QUOTE: /* to the closing quote, past escapes */
+            for (i++; i < len && s[i] != '"'; i++)
+                if (s[i] == '\\') i++;
+            break;
+        case J_OPEN:
+            if (++depth > max_depth) {
+                out->too_deep = 1;
+                return;
+            }
+            if (++values > max_values) { /* a container counts for its first value */
+                out->too_many = 1;
+                return;
+            }
+            break;
+        case J_CLOSE:
+            depth--;
+            break;
+        case J_COMMA:
+            if (++values > max_values) {
+                out->too_many = 1;
+                return;
+            }
+            break;
+        default:
+            break;
+        }
+        run = 0;
+    }
+}
+
+/* core.json_decode(decode, text [, max_depth [, max_values]]) -> value, may_overflow
+ *                                                               | nil [, reason]
  * A request's JSON text in one call: nil when it is not UTF-8 or 'decode'
- * (cjson's) raises on it; else the value, and whether the caller must walk
- * it for numbers out of range (json_may_overflow). */
+ * (cjson's) raises on it; nil and a reason naming the limit when it nests
+ * deeper than max_depth (general.jsonMaxDepth) or holds more than
+ * max_values values (general.jsonMaxElements); else the value, and whether
+ * the caller must walk it for numbers out of range. Running out of memory
+ * is raised, not taken for bad JSON. */
 static int core_json_decode(lua_State *L) {
     size_t len;
     const char *s = luaL_checklstring(L, 2, &len);
+    lua_Integer max_depth = luaL_optinteger(L, 3, 1000);
+    lua_Integer max_values = luaL_optinteger(L, 4, LUA_MAXINTEGER);
     if (!gw_utf8_valid(s, len)) return 0;
+    struct json_scan scan;
+    scan_json(s, len, max_depth, max_values, &scan);
+    if (scan.too_deep) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "nested deeper than general.jsonMaxDepth (%I)", max_depth);
+        return 2;
+    }
+    if (scan.too_many) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "more than general.jsonMaxElements (%I) values", max_values);
+        return 2;
+    }
     lua_settop(L, 2);
     lua_pushvalue(L, 1);
     lua_pushvalue(L, 2);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) return 0;
-    lua_pushboolean(L, may_overflow(s, len));
+    int rc = lua_pcall(L, 1, 1, 0);
+    if (rc == LUA_ERRMEM) return lua_error(L);
+    if (rc != LUA_OK) return 0;
+    lua_pushboolean(L, scan.may_overflow);
     return 2;
 }
 
@@ -301,5 +384,6 @@ static const luaL_Reg core_funcs[] = {
 
 int gw_open_core(lua_State *L) {
     luaL_newlib(L, core_funcs);
+    luaL_setfuncs(L, gw_regex_core_funcs, 0);
     return 1;
 }

@@ -14,6 +14,7 @@
 #ifndef GW_LIBS_H
 #define GW_LIBS_H
 
+#include <lauxlib.h>
 #include <lua.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,6 +23,11 @@ int gw_open_core(lua_State *L);
 int gw_open_regex(lua_State *L);
 int gw_open_json(lua_State *L);
 int gw_open_loop(lua_State *L);
+
+/* core.regex_match and core.regex_test (regexlib.c), which gw_open_core
+ * adds to its table: api.regex's match and test, except that a match over
+ * pcre2's limits is no match instead of an error (for client input). */
+extern const luaL_Reg gw_regex_core_funcs[];
 
 /* [-0, +0, m] Add one decoded key/value pair to the table on top of L's
  * stack, a repeated key becoming a list of its values (as Node's

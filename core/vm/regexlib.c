@@ -1,6 +1,8 @@
 /* The api.regex table: pcre2 matching for Lua, using the pattern cache in
  * base/regex.c. Captures are Lua tables: [0] the whole match, [1..n] the
- * groups (absent when unset), plus one key per named group. */
+ * groups (absent when unset), plus one key per named group. A match that
+ * hits pcre2's limits (GW_REGEX_MATCH_LIMIT) raises; core.regex_match and
+ * core.regex_test, for the router and the validators, count it as no match. */
 #include "vm/libs.h"
 #include "base/regex.h"
 
@@ -41,14 +43,32 @@ static void push_captures(lua_State *L, const struct gw_regex *re, const char *s
     }
 }
 
+static int over_limit(int rc) {
+    return rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT ||
+           rc == PCRE2_ERROR_HEAPLIMIT;
+}
+
 static int exec_or_raise(lua_State *L, const struct gw_regex *re, const char *subj, size_t len,
                          size_t offset, PCRE2_SIZE **ov) {
     int rc = gw_regex_exec(re, subj, len, offset, ov);
     if (rc < 0) {
+        if (over_limit(rc))
+            return luaL_error(L, "regex match failed: the pattern backtracks too much on this "
+                                 "subject (more than %d steps)", GW_REGEX_MATCH_LIMIT);
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(rc, msg, sizeof msg);
         return luaL_error(L, "regex match failed: %s", (const char *)msg);
     }
+    return rc;
+}
+
+/* exec_or_raise where client input decides the match (route segments,
+ * handler routes, validated values): a match over the limits is no match. */
+static int exec_or_nomatch(lua_State *L, const struct gw_regex *re, const char *subj, size_t len,
+                           PCRE2_SIZE **ov) {
+    int rc = gw_regex_exec(re, subj, len, 0, ov);
+    if (rc < 0 && over_limit(rc)) return 0;
+    if (rc < 0) return exec_or_raise(L, re, subj, len, 0, ov);
     return rc;
 }
 
@@ -191,6 +211,33 @@ static int regex_split(lua_State *L) {
     lua_rawseti(L, -2, ++n);
     return 1;
 }
+
+/* core.regex_match(subject, pattern [, flags]) -> captures | nil */
+static int regex_match_or_nil(lua_State *L) {
+    size_t len;
+    PCRE2_SIZE *ov;
+    const char *subj = luaL_checklstring(L, 1, &len);
+    const struct gw_regex *re = check_regex(L, 2, 3);
+    if (exec_or_nomatch(L, re, subj, len, &ov) == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    push_captures(L, re, subj, ov);
+    return 1;
+}
+
+/* core.regex_test(subject, pattern [, flags]) -> boolean */
+static int regex_test_or_false(lua_State *L) {
+    size_t len;
+    PCRE2_SIZE *ov;
+    const char *subj = luaL_checklstring(L, 1, &len);
+    const struct gw_regex *re = check_regex(L, 2, 3);
+    lua_pushboolean(L, exec_or_nomatch(L, re, subj, len, &ov) > 0);
+    return 1;
+}
+
+const luaL_Reg gw_regex_core_funcs[] = {
+    {"regex_match", regex_match_or_nil}, {"regex_test", regex_test_or_false}, {NULL, NULL}};
 
 static const luaL_Reg regex_funcs[] = {
     {"match", regex_match}, {"test", regex_test}, {"gsub", regex_gsub},

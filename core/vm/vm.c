@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,26 @@ struct watch {
     lua_State *volatile running;   /* the coroutine running Lua code now */
 };
 
+/* The luaMemoryLimit guard: once a cap is set, every allocation of the
+ * state goes through mem_alloc, which counts the bytes held and, while a
+ * task runs Lua code ('cap' is then 'limit'), refuses growth past it. Lua
+ * then collects garbage and tries again, and if that is not enough raises
+ * a memory error in the task, where a protected call is always active (the
+ * resume). Outside task
+ * runs the cap is lifted: the runtime's own work (spawning a task, pushing
+ * a request, rendering the 500 of a task that failed, closing a
+ * connection) is bounded by what the transports accept, and runs partly
+ * outside any protected call, where a memory error would abort. */
+struct memory {
+    lua_Alloc alloc;  /* the caller's allocator (mem_alloc_with), or NULL (mem_alloc) */
+    void *ud;
+    size_t used;      /* bytes the state holds now */
+    size_t limit;     /* general.luaMemoryLimit; 0: none */
+    size_t cap;       /* what growth may not pass now: 'limit' in a task run, else SIZE_MAX */
+    int refused;      /* an allocation was refused during this task run */
+    int counting;     /* mem_alloc is the state's allocator (from the first cap set) */
+};
+
 struct gw_vm {
     lua_State *L;
     uv_loop_t *loop;
@@ -77,6 +98,7 @@ struct gw_vm {
     struct gw_task *ready_head, *ready_tail; /* woken, to be resumed by the loop */
     int nready;
     uv_idle_t *ready_idle;          /* runs the ready queue; only while it is not empty */
+    struct memory mem;
 };
 
 /* The hook has only a lua_State; there is one state per process. */
@@ -93,6 +115,77 @@ lua_State *gw_task_thread(struct gw_task *t) { return t->co; }
 struct gw_task *gw_task_current(struct gw_vm *vm) { return vm->current; }
 void gw_task_set_waiting(struct gw_task *t, int waiting) { t->waiting = waiting; }
 int gw_task_is_waiting(struct gw_task *t) { return t->waiting; }
+/* --- the memory limit ----------------------------------------------------- */
+
+/* Would a block of 'nsize' bytes more pass the cap? (Lua keeps sizes below
+ * half of SIZE_MAX, and so is 'used': no wrap-around.) */
+static int over_cap(struct memory *m, size_t nsize) {
+    if (m->used + nsize > m->cap) {
+        m->refused = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* The allocator of a state made with the standard one: realloc and free,
+ * as lauxlib's l_alloc, plus the count. Every allocation of a request
+ * comes here, so it is kept to a few instructions. */
+static void *mem_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+    struct memory *m = ud;
+    void *p;
+    if (!ptr) { /* a new object (osize is its type): most calls */
+        if (nsize == 0 || over_cap(m, nsize)) return NULL;
+        if ((p = malloc(nsize)) != NULL) m->used += nsize;
+        return p;
+    }
+    if (nsize == 0) {
+        m->used -= osize;
+        free(ptr);
+        return NULL;
+    }
+    if (nsize > osize && over_cap(m, nsize - osize)) return NULL;
+    if ((p = realloc(ptr, nsize)) != NULL) m->used += nsize - osize; /* modular: a shrink subtracts */
+    return p;
+}
+
+/* The same, handing on to the caller's allocator (the OOM tests' one). */
+static void *mem_alloc_with(void *ud, void *ptr, size_t osize, size_t nsize) {
+    struct memory *m = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize > old && over_cap(m, nsize - old)) return NULL;
+    void *p = m->alloc(m->ud, ptr, osize, nsize);
+    if (nsize == 0) m->used -= old;
+    else if (p) m->used += nsize - old;
+    return p;
+}
+
+/* Lift the cap for the runtime's own work (see struct memory); returns what
+ * to give back to cap_restore. */
+static size_t cap_lift(struct gw_vm *vm) {
+    size_t was = vm->mem.cap;
+    vm->mem.cap = SIZE_MAX;
+    return was;
+}
+
+static void cap_restore(struct gw_vm *vm, size_t was) { vm->mem.cap = was; }
+
+/* Bytes the state holds, as Lua counts them (the same sizes mem_alloc sees). */
+static size_t gc_count(lua_State *L) {
+    return (size_t)lua_gc(L, LUA_GCCOUNT) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB);
+}
+
+/* The allocator goes in with the first cap, so that a state without one
+ * (luaMemoryLimit = 0) allocates as it did, without the count. */
+void gw_vm_limit_memory(struct gw_vm *vm, size_t bytes) {
+    vm->mem.limit = bytes;
+    if (bytes == 0 || vm->mem.counting) return;
+    vm->mem.used = gc_count(vm->L);
+    lua_setallocf(vm->L, vm->mem.alloc ? mem_alloc_with : mem_alloc, &vm->mem);
+    vm->mem.counting = 1;
+}
+
+size_t gw_vm_memory(struct gw_vm *vm) { return vm->mem.counting ? vm->mem.used : gc_count(vm->L); }
+
 /* --- the cpuTimeout guard ------------------------------------------------ */
 
 /* Set in a child forked while the state exists: see watch_after_fork. */
@@ -274,9 +367,11 @@ static void watch_stop(struct gw_vm *vm) {
 
 int gw_vm_pcall(struct gw_vm *vm, int nargs, int nres) {
     struct slice prev;
+    size_t cap = cap_lift(vm);
     slice_enter(vm, vm->L, &prev);
     int rc = lua_pcall(vm->L, nargs, nres, 0);
     slice_leave(vm, &prev);
+    cap_restore(vm, cap);
     return rc;
 }
 
@@ -427,6 +522,7 @@ static void wake_cancel(struct gw_wait *w) {
 static void ready_idle_closed(uv_handle_t *h) { free(h); }
 
 static int task_run(struct gw_task *t, int nargs);
+static int task_finish(struct gw_task *t, int rc, int nres);
 
 /* One turn of the loop: resume the tasks ready now; those they wake wait
  * for the next turn. The handle goes once the queue is empty, so an idle
@@ -560,11 +656,35 @@ static int task_run(struct gw_task *t, int nargs) {
     slice_enter(vm, t->co, &prev_slice);
     t->running = 1;
     t->waiting = 0;
+    int refused = vm->mem.refused;
+    size_t cap = vm->mem.cap;
+    vm->mem.refused = 0;
+    vm->mem.cap = vm->mem.limit > 0 ? vm->mem.limit : SIZE_MAX;
     int rc = lua_resume(t->co, prev ? prev->co : vm->L, nargs, &nres);
+    vm->mem.cap = cap;
+    if (vm->mem.refused) {
+        gw_log(GW_LOG_ERROR, "Lua code ran out of memory: the state holds %zu bytes and "
+               "general.luaMemoryLimit is %zu", vm->mem.used, vm->mem.limit);
+    }
+    int collect = vm->mem.refused;
+    vm->mem.refused = refused;
     t->running = 0;
     vm->current = prev;
     slice_leave(vm, &prev_slice);
     if (!prev) gw_regex_collect(); /* no binding can be holding a pattern now */
+    if (collect) {
+        /* What the task built is garbage once it ends (or it was caught and
+         * is on the way out): give it back now, not a cycle later. */
+        int ended = task_finish(t, rc, nres);
+        lua_gc(vm->L, LUA_GCCOLLECT);
+        return ended;
+    }
+    return task_finish(t, rc, nres);
+}
+
+/* The rest of task_run, once the resume returned 'rc' with 'nres' results. */
+static int task_finish(struct gw_task *t, int rc, int nres) {
+    struct gw_vm *vm = t->vm;
 
     if (t->aborted) {
         lua_settop(t->co, 0);
@@ -598,7 +718,11 @@ static int task_run(struct gw_task *t, int nargs) {
 
 struct gw_task *gw_task_spawn(struct gw_vm *vm, int nargs, gw_task_done_fn done, void *ud) {
     lua_State *L = vm->L;
+    /* From inside a task (a timer set at once), the new coroutine is made
+     * outside any protected call on the main thread: no cap for it. */
+    size_t cap = cap_lift(vm);
     struct gw_task *t = task_new(vm);
+    cap_restore(vm, cap);
     t->vm = vm;
     t->done = done;
     t->ud = ud;
@@ -655,9 +779,11 @@ int gw_vm_pcall_msg(struct gw_vm *vm, int nargs, int nres, char *err, size_t err
     lua_pushcfunction(L, msghandler);
     lua_insert(L, base);
     struct slice prev;
+    size_t cap = cap_lift(vm);
     slice_enter(vm, L, &prev);
     int rc = lua_pcall(L, nargs, nres, base);
     slice_leave(vm, &prev);
+    cap_restore(vm, cap);
     lua_remove(L, base);
     if (rc != LUA_OK) {
         /* Only the first line: the file, line and reason. The traceback
@@ -689,11 +815,16 @@ struct gw_vm *gw_vm_new(lua_Alloc alloc, void *ud, uv_loop_t *loop) {
     if (!vm) return NULL;
     vm->loop = loop;
     atomic_init(&vm->watch.start, -1.0);
+    /* luaL_newstate for its panic and warning functions; gw_vm_limit_memory
+     * puts mem_alloc in front of its allocator, or of 'alloc'. */
     vm->L = alloc ? lua_newstate(alloc, ud) : luaL_newstate();
     if (!vm->L) {
         free(vm);
         return NULL;
     }
+    vm->mem.alloc = alloc;
+    vm->mem.ud = ud;
+    vm->mem.cap = SIZE_MAX;
     *task_slot(vm->L) = NULL;
     hook_owner = vm;
     lua_pushcfunction(vm->L, vm_open);

@@ -52,6 +52,20 @@ struct gw_vm *gw_vm_of(lua_State *L);
  * while setting the state up. */
 void gw_vm_limit_cpu(struct gw_vm *vm, long ms);
 
+/* Cap the memory the state holds at 'bytes' (general.luaMemoryLimit; 0:
+ * no cap). The cap applies while a task runs Lua code: an allocation that
+ * would pass it is refused (after a garbage collection), which raises a
+ * memory error in the task, and a line naming the limit goes to the log.
+ * Setting up, spawning tasks and the runtime's calls from C
+ * (gw_vm_pcall, gw_vm_pcall_msg) are not capped, so that the runtime can
+ * always answer for a task that failed. The first cap set puts a counting
+ * allocator in front of the state's (the one given to gw_vm_new); without
+ * a cap nothing is counted. Call it while no Lua code runs but the caller. */
+void gw_vm_limit_memory(struct gw_vm *vm, size_t bytes);
+
+/* Bytes the state holds now (what the cap compares). */
+size_t gw_vm_memory(struct gw_vm *vm);
+
 /* lua_pcall on the main state with a CPU slice of its own: for calls
  * from C into Lua (they start with a fresh cpuTimeout, however long the
  * loop was idle before). The error, if any, is left on the stack. */

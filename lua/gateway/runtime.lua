@@ -68,6 +68,8 @@ function R.init(config, modules)
   rt.json = {}
   for k, v in pairs(rt.api.json) do rt.json[k] = v end
   rt.inputOpts = { missing = processor.missingChecks(config), null = rt.json.null }
+  rt.jsonMaxDepth = config.general.jsonMaxDepth
+  rt.jsonMaxElements = config.general.jsonMaxElements
   rt.filtered = {}
   -- Names compared without case (processor.loggableParams): `password` filters PASSWORD.
   for _, name in ipairs(config.logging.filteredParams) do rt.filtered[tostring(name):lower()] = true end

@@ -236,9 +236,22 @@ describe("api.regex", function()
   describe("limits", function()
     it("stops catastrophic backtracking with an error instead of hanging", function()
       local started = os.clock()
-      assert.equal("regex match failed: match limit exceeded",
+      assert.equal("regex match failed: the pattern backtracks too much on this subject (more than 100000 steps)",
         raised(regex.match, ("a"):rep(40) .. "b", "^(a+)+$"))
+      assert.matches("backtracks too much", raised(regex.test, ("a"):rep(40) .. "b", "^(a+)+$"))
+      assert.matches("backtracks too much", raised(regex.gsub, ("a"):rep(40) .. "b", "^(a+)+$", ""))
       assert.is_true(os.clock() - started < 30)
+    end)
+
+    it("counts a match over the limit as no match in core.regex_match and core.regex_test", function()
+      local core = require("gateway.core")
+      local subject = ("a"):rep(40) .. "b"
+      assert.is_nil(core.regex_match(subject, "^(a+)+$"))
+      assert.is_false(core.regex_test(subject, "^(a+)+$"))
+      assert.same({ [0] = "aaa", "aaa" }, core.regex_match("aaa", "^(a+)+$"))
+      assert.is_true(core.regex_test("aaa", "^(a+)+$"))
+      assert.is_false(core.regex_test("b", "^(a+)+$"))
+      assert.matches("invalid regex", raised(core.regex_test, "a", "("))
     end)
 
     it("keeps working past the cache's size (4096 patterns), old patterns included", function()

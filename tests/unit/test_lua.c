@@ -1126,6 +1126,69 @@ static void test_oom_running_an_action(void **state) {
     free(f);
 }
 
+/* general.luaMemoryLimit on a state whose memory comes from the caller's
+ * allocator: an action that allocates without bound fails with 500, the
+ * memory comes back, and the next request is answered. With the cap below
+ * what the state already holds, every task fails at its first allocation,
+ * yet opening the connection, spawning the task and rendering the 500 (the
+ * runtime's own work, partly outside protected calls) still allocate. */
+static void test_memory_limit(void **state) {
+    (void)state;
+    struct oom o = {0, 0, 0, 0, 0};
+    struct fixture *f = oom_examples_state(&o);
+    int log_level = gw_log_get_level();
+    gw_log_set_level(GW_LOG_CRIT);
+    struct gw_vm *vm = gw_runtime_vm(f->g);
+    lua_State *L = gw_vm_state(vm);
+    size_t base = gw_vm_memory(vm);
+    assert_true(base > 100000);
+    size_t limit = base + 4 * 1024 * 1024;
+    gw_vm_limit_memory(vm, limit);
+
+    struct wire w;
+    lua_createtable(L, 0, 2);
+    gw_conn_push_peer(L, -1);
+    struct gw_conn *c = gw_conn_open(f->g, "socket", &wire_ops, &w);
+    send_line(f, c, &w, money_line);
+    assert_string_equal(w.last, money_ok);
+
+    /* The global middleware calls oom_arm() before each action: a hog. */
+    assert_int_equal(luaL_dostring(L, "oom_arm = function() local t = {} "
+                                      "for i = 1, 1e8 do t[i] = ('x'):rep(64) .. i end end"),
+                     LUA_OK);
+    long count = o.count;
+    for (int i = 0; i < 3; i++) {
+        send_line(f, c, &w, money_line);
+        assert_string_equal(w.last, money_500);
+        assert_true(gw_vm_memory(vm) < limit);
+    }
+    assert_true(o.count > count + 1000); /* the hog's memory came from 'o' */
+    assert_int_equal(o.refused, 0);       /* ... and the cap, not 'o', refused it */
+    assert_int_equal(luaL_dostring(L, "oom_arm = nil"), LUA_OK);
+    send_line(f, c, &w, money_line);
+    assert_string_equal(w.last, money_ok);
+    gw_conn_closed(c);
+
+    /* Below what the state holds: no task gets far, the runtime answers. */
+    gw_vm_limit_memory(vm, 1);
+    lua_createtable(L, 0, 2);
+    gw_conn_push_peer(L, -1);
+    c = gw_conn_open(f->g, "socket", &wire_ops, &w);
+    for (int i = 0; i < 3; i++) {
+        send_line(f, c, &w, money_line);
+        /* (The task failed before it read the message: a bare envelope.) */
+        assert_non_null(strstr(w.last, "\"status\":500"));
+    }
+    gw_vm_limit_memory(vm, 0);
+    send_line(f, c, &w, money_line);
+    assert_string_equal(w.last, money_ok);
+    gw_conn_closed(c);
+    gw_log_set_level(log_level);
+    finish(f);
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 #define T_SLOW(fn) cmocka_unit_test_setup_teardown(fn, setup_slow, teardown)
 
@@ -1164,6 +1227,7 @@ int main(void) {
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_oom_loading),
         cmocka_unit_test(test_oom_running_an_action),
+        cmocka_unit_test(test_memory_limit),
     };
     return cmocka_run_group_tests_name("gw_lua", tests, NULL, NULL);
 }

@@ -424,10 +424,13 @@ end
 
 -- A request's JSON text (a web body, a WebSocket or TCP message) decoded, or nil when it
 -- is not UTF-8, not JSON, or holds a number out of a double's range; the transports
--- answer 400 for nil. Only a text with an exponent or a long run of digits is walked.
+-- answer 400 for nil. Past general.jsonMaxDepth or jsonMaxElements, nil and the reason,
+-- which names the limit, before any table is built. Only a text with an exponent or a
+-- long run of digits is walked.
 local jsonDecode = core.json_decode
 function P.decode(rt, text)
-  local value, walk = jsonDecode(rt.json.decode, text)
+  local value, walk = jsonDecode(rt.json.decode, text, rt.jsonMaxDepth, rt.jsonMaxElements)
+  if value == nil then return nil, walk end
   if walk and hasNonFinite(value) then return nil end
   return value
 end

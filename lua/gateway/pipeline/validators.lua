@@ -148,12 +148,16 @@ end
 
 -- The pcre2 binding lives in the C core (gateway.regex; build/lua/gateway/regex.so
 -- outside the gateway). It is loaded on first use so that this module loads without it.
-local pcre
+-- Values are tested with core.regex_test, for which a match over pcre2's limits (a
+-- pattern backtracking catastrophically on the value) is no match: the value fails.
+local pcre, clientTest
 
 local function loadRegex()
   if pcre == nil then
     local ok, mod = pcall(require, "gateway.regex")
     pcre = ok and mod or false
+    local okCore, core = pcall(require, "gateway.core")
+    clientTest = okCore and core.regex_test or (pcre and pcre.test)
   end
   return pcre or nil
 end
@@ -176,7 +180,7 @@ function validators.regex(pattern, message)
     if type(value) ~= "string" then return message end
     local lib = loadRegex()
     if not lib then error("api.validators.regex needs the gateway.regex module", 0) end
-    if lib.test(value, pattern) then return true end
+    if clientTest(value, pattern) then return true end
     return message
   end
 end

@@ -166,7 +166,8 @@ function M.match(index, route)
       return nil
     end
     if not entry.needs or route:find(entry.needs, 1, true) then
-      local captures = pcre.match(route, entry.pattern)
+      -- A route the pattern cannot decide within pcre2's match limit is no match.
+      local captures = core.regex_match(route, entry.pattern)
       if captures then return entry.handler, namedGroups(captures), entry.pattern end
     end
   end

@@ -113,7 +113,9 @@ local function tryRoute(route, segs)
       if seg:lower() ~= rseg.literal then return nil end
     else
       if i == n and route.trailing then seg = table.concat(segs, "/", n) end
-      if rseg.regex and not pcre.test(seg, rseg.regex) then return nil end
+      -- core.regex_test: a segment the pattern cannot decide within pcre2's match
+      -- limit does not match (the client gets what any other segment would).
+      if rseg.regex and not core.regex_test(seg, rseg.regex) then return nil end
       params = params or {}
       params[rseg.name] = seg
     end

@@ -84,7 +84,8 @@ end
 -- reply as well. Params are the `data` object itself (or `params`, its alias), with the
 -- other top-level keys that are not the envelope's added where data has none.
 local function parseInto(rt, r, text)
-  local msg = processor.decode(rt, text)
+  local msg, why = processor.decode(rt, text)
+  if why then return "invalid JSON: " .. why end
   if type(msg) ~= "table" or text:match("^%s*%[") then return "invalid JSON" end
   local null = rt.json.null
   if msg.request_id ~= nil then

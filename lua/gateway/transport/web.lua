@@ -124,8 +124,8 @@ local function bodyParams(rt, ctx)
   local looksJson = mt == "application/json" or mt:match("%+json$")
     or (mt == "" and body:match("^%s*[%[{]"))
   if looksJson then
-    local value = processor.decode(rt, body)
-    if value == nil then return nil, "invalid JSON body" end
+    local value, why = processor.decode(rt, body)
+    if value == nil then return nil, why and "invalid JSON body: " .. why or "invalid JSON body" end
     if value == rt.json.null then return {} end
     if type(value) == "table" and not body:match("^%s*%[") then return value end
     return { payload = value }
