@@ -40,13 +40,21 @@ if [ "$jobs" -le 1 ]; then
     for t in "$@"; do one "$t" || failed=1; done
     exit $failed
 fi
-# In parallel: each target in its own background job, JOBS at a time.
+# In parallel: JOBS lanes, target i in lane i mod JOBS, each lane in turn.
 failed=0
 pids=""
-for t in "$@"; do
-    one "$t" &
+lane=0
+while [ "$lane" -lt "$jobs" ]; do
+    (
+        i=0 rc=0
+        for t in "$@"; do
+            if [ $((i % jobs)) -eq "$lane" ]; then one "$t" || rc=1; fi
+            i=$((i + 1))
+        done
+        exit $rc
+    ) &
     pids="$pids $!"
-    while [ "$(jobs -pr | wc -l)" -ge "$jobs" ]; do sleep 1; done
+    lane=$((lane + 1))
 done
 for p in $pids; do wait "$p" || failed=1; done
 exit $failed
