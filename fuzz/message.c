@@ -13,6 +13,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (fuzz_has_token(data, size)) return 0;
     fuzz_runtime();
     struct fuzz_conn c;
     struct gw_conn *conn = fuzz_open("websocket", &c);

@@ -97,6 +97,15 @@ static void fuzz_close(void *transport) {
 
 static const struct gw_conn_ops fuzz_ops = {fuzz_send, fuzz_close};
 
+/* 1 if the input holds the text of api.json's empty-array token. The token
+ * is 32 random hex digits per process that encode rewrites to [] (core/vm/
+ * jsonlib.c); no client can know it, but libFuzzer reads it from the
+ * comparisons it watches and sends it back, which would only show that the
+ * rewrite works. Such inputs are skipped. */
+static inline int fuzz_has_token(const uint8_t *data, size_t size) {
+    return memmem(data, size, "empty_array:", 12) != NULL;
+}
+
 /* The runtime, made on the first call. */
 static inline struct gw_runtime *fuzz_runtime(void) {
     if (fuzz_rt) return fuzz_rt;

@@ -41,6 +41,7 @@ static int on_line(void *ud, const char *line, size_t len) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
+    if (fuzz_has_token(data, size)) return 0;
     fuzz_runtime();
     size_t step = data[0] % 65; /* 0: all at once */
     const char *in = (const char *)data + 1;
