@@ -37,7 +37,7 @@ STATIC_MODULES ?=
 STATIC_LDLIBS  ?=
 STATIC_A := $(BUILD)/static/modules.a
 
-.PHONY: test-layers fuzz fuzz-run fuzz-long test-fuzz all run test test-unit test-unit-asan test-lua test-integration test-asan asan clean deps bench modules FORCE
+.PHONY: test-layers fuzz fuzz-run fuzz-long test-fuzz smoke all run test test-unit test-unit-asan test-lua test-integration test-asan asan clean deps bench modules FORCE
 
 all: $(BUILD)/gateway $(BUILD)/lua/gateway/core.so
 
@@ -173,6 +173,11 @@ fuzz-run: fuzz
 # Each target for an hour (FUZZ_LONG_SECONDS), FUZZ_JOBS at a time.
 fuzz-long:
 	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(FUZZ_LONG_SECONDS)
+
+# The black-box smoke (scripts/smoke.py) against a gateway it starts, for SMOKE_SECONDS.
+SMOKE_SECONDS ?= 60
+smoke: all
+	python3 scripts/smoke.py --gateway $(BUILD)/gateway --seconds $(SMOKE_SECONDS) --log $(BUILD)/smoke-inputs.jsonl
 
 clean:
 	rm -rf $(BUILD)
