@@ -37,7 +37,7 @@ STATIC_MODULES ?=
 STATIC_LDLIBS  ?=
 STATIC_A := $(BUILD)/static/modules.a
 
-.PHONY: test-layers fuzz fuzz-run fuzz-long test-fuzz smoke all run test test-unit test-unit-asan test-lua test-integration test-asan asan clean deps bench modules FORCE
+.PHONY: test-layers fuzz fuzz-bins fuzz-run fuzz-long test-fuzz smoke all run test test-unit test-unit-asan test-lua test-integration test-asan asan clean deps bench modules FORCE
 
 all: $(BUILD)/gateway $(BUILD)/lua/gateway/core.so
 
@@ -157,7 +157,10 @@ FUZZ_BINS    := $(addprefix $(BUILD)/,$(FUZZ_TARGETS))
 
 fuzz:
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz CC=$(FUZZ_CC) OPT="$(FUZZ_LIB_OPT)" \
-	  FUZZ_TARGETS="$(FUZZ_TARGETS)" $(addprefix $(BUILD)/fuzz/,$(FUZZ_TARGETS))
+	  FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz-bins
+
+# Only in the second make, where BUILD is $(BUILD)/fuzz.
+fuzz-bins: $(FUZZ_BINS)
 
 $(FUZZ_BINS): $(BUILD)/%: fuzz/%.c fuzz/runtime.h $(BUILD)/libgw.a $(STATIC_A)
 	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -DFUZZ_PROJECT='"$(CURDIR)/fuzz/project"' -o $@ $< \
@@ -165,7 +168,7 @@ $(FUZZ_BINS): $(BUILD)/%: fuzz/%.c fuzz/runtime.h $(BUILD)/libgw.a $(STATIC_A)
 
 # In `make test`: each target's seeds, then a short exploration (a minute in all).
 test-fuzz:
-	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=7
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=6
 
 fuzz-run: fuzz
 	@scripts/fuzz.sh -j $(FUZZ_JOBS) $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
