@@ -7,6 +7,7 @@
 # FUZZ_DIR/crash-<target>-*, its output to FUZZ_DIR/<target>.log, and one
 # line per run to FUZZ_DIR/runs.log (date, target, seconds, executions,
 # result) so the time fuzzed adds up. JOBS targets run at once (default 1).
+# fuzz/<target>.options, when there is one, holds more libFuzzer flags.
 # Exits non-zero if any target found a crash, a leak or a timeout.
 set -eu
 jobs=1
@@ -21,8 +22,11 @@ one() {
     start=$(date +%s)
     status=ok
     # -timeout: one input may not take 10 s; -rss_limit_mb: nor grow past 2 GB.
+    # fuzz/<target>.options adds flags of its own.
+    opts=$(cat "fuzz/$t.options" 2>/dev/null || true)
+    # shellcheck disable=SC2086
     "$dir/$t" -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-        -print_final_stats=1 -artifact_prefix="$dir/crash-$t-" \
+        -print_final_stats=1 -artifact_prefix="$dir/crash-$t-" $opts \
         "$dir/corpus-$t" "fuzz/corpus/$t" >"$dir/$t.log" 2>&1 || status=FAILED
     end=$(date +%s)
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/$t.log" | tail -n 1)
