@@ -128,13 +128,19 @@ static void gen_value(struct gen *g, int depth) {
     }
 }
 
-static char file[4096];
+static char dir[] = "/tmp/gw-fuzz-config-XXXXXX", file[sizeof dir + 16];
+
+/* The config file and its folder go when the process ends. */
+static void remove_file(void) {
+    unlink(file);
+    rmdir(dir);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!file[0]) {
-        char dir[] = "/tmp/gw-fuzz-config-XXXXXX";
         if (!mkdtemp(dir)) abort();
         snprintf(file, sizeof file, "%s/gateway.lua", dir);
+        atexit(remove_file);
         unsetenv("GATEWAY_PORT");
         unsetenv("GATEWAY_REDIS_URL");
         unsetenv("GATEWAY_LOG_LEVEL");
