@@ -22,6 +22,7 @@ import os
 import random
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -479,6 +480,10 @@ def main(argv=None):
             if rc != 0:
                 print("smoke: the gateway's exit status was %s (log: %s/gateway.log)" % (rc, workdir))
                 status = 1
+            if status == 0:
+                shutil.rmtree(workdir, ignore_errors=True)
+            else:
+                print("smoke: the gateway's config and log are in %s" % workdir)
     return status
 
 
