@@ -37,7 +37,7 @@ STATIC_MODULES ?=
 STATIC_LDLIBS  ?=
 STATIC_A := $(BUILD)/static/modules.a
 
-.PHONY: test-layers fuzz fuzz-run test-fuzz all run test test-unit test-unit-asan test-lua test-integration test-asan asan clean deps bench modules FORCE
+.PHONY: test-layers fuzz fuzz-bins fuzz-run fuzz-long test-fuzz smoke all run test test-unit test-unit-asan test-lua test-integration test-asan asan clean deps bench modules FORCE
 
 all: $(BUILD)/gateway $(BUILD)/lua/gateway/core.so
 
@@ -126,7 +126,7 @@ test-asan: asan modules
 	GATEWAY_BIN=$(CURDIR)/$(BUILD)/asan/gateway LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  /usr/bin/python3 -m pytest -q -m asan tests/integration
 
-ASAN_OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+ASAN_OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan OPT="$(ASAN_OPT)" $(BUILD)/asan/gateway
@@ -136,27 +136,51 @@ bench:
 	@scripts/ensure-deps.sh bench
 	bench/compare.sh $(BENCH_ARGS)
 
-# libFuzzer targets (clang, Debian's libclang-rt-14-dev): `make fuzz-run`
-# replays fuzz/corpus/<target> then explores for FUZZ_SECONDS; new inputs
-# that found new paths go to $(BUILD)/fuzz/corpus-<target>.
+# libFuzzer targets (clang, Debian's libclang-rt-14-dev; docs/reliability.md):
+# fuzz/<target>.c -> $(BUILD)/fuzz/<target>, each with its seeds in
+# fuzz/corpus/<target>. They link a libgw.a of their own, built with clang
+# and the sanitizers under $(BUILD)/fuzz (a second make with BUILD set
+# there). `make fuzz-run` replays each target's seeds then explores for
+# FUZZ_SECONDS; new inputs that found new paths go to
+# $(BUILD)/fuzz/corpus-<target>, crashes to $(BUILD)/fuzz/crash-*, logs to
+# $(BUILD)/fuzz/<target>.log. FUZZ_TARGETS picks some; FUZZ_JOBS runs that
+# many targets at once.
 FUZZ_CC      ?= clang
+FUZZ_TARGETS ?= http1 query wsmsg lines message socket router config
 FUZZ_SECONDS ?= 60
-FUZZ_FLAGS   := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icore
-FUZZ_BIN     := $(BUILD)/fuzz/http1
+FUZZ_LONG_SECONDS ?= 3600
+FUZZ_JOBS    ?= 1
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_LIB_OPT := -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN)
+# The targets themselves, as the second make (BUILD=$(BUILD)/fuzz) names them.
+FUZZ_BINS    := $(addprefix $(BUILD)/,$(FUZZ_TARGETS))
 
-fuzz: $(FUZZ_BIN)
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/fuzz CC=$(FUZZ_CC) OPT="$(FUZZ_LIB_OPT)" \
+	  FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz-bins
 
-$(BUILD)/fuzz/http1: fuzz/http1.c core/net/http1.c core/net/http1.h core/base/query.c core/base/query.h core/base/gw.h
-	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ fuzz/http1.c core/net/http1.c core/base/query.c -lhttp_parser
+# Only in the second make, where BUILD is $(BUILD)/fuzz.
+fuzz-bins: $(FUZZ_BINS)
 
-# In `make test`: the corpus, then a short exploration.
+$(FUZZ_BINS): $(BUILD)/%: fuzz/%.c fuzz/runtime.h $(BUILD)/libgw.a $(STATIC_A)
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -DFUZZ_PROJECT='"$(CURDIR)/fuzz/project"' -o $@ $< \
+	  -Wl,--start-group $(BUILD)/libgw.a $(STATIC_A) -Wl,--end-group $(LDLIBS) $(STATIC_LDLIBS)
+
+# In `make test`: each target's seeds, then a short exploration (a minute in all).
 test-fuzz:
-	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=20
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=6
 
-fuzz-run: $(FUZZ_BIN)
-	@mkdir -p $(BUILD)/fuzz/corpus-http1
-	$(BUILD)/fuzz/http1 -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(BUILD)/fuzz/corpus-http1 fuzz/corpus/http1
+fuzz-run: fuzz
+	@scripts/fuzz.sh -j $(FUZZ_JOBS) $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Each target for an hour (FUZZ_LONG_SECONDS), FUZZ_JOBS at a time.
+fuzz-long:
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(FUZZ_LONG_SECONDS)
+
+# The black-box smoke (scripts/smoke.py) against a gateway it starts, for SMOKE_SECONDS.
+SMOKE_SECONDS ?= 60
+smoke: all
+	python3 scripts/smoke.py --gateway $(BUILD)/gateway --seconds $(SMOKE_SECONDS) --log $(BUILD)/smoke-inputs.jsonl
 
 clean:
 	rm -rf $(BUILD)

@@ -195,7 +195,10 @@ static int check_table(struct loader *ld, const char *prefix) {
         case K_TABLE: case K_ANY_LIST: ok = t == LUA_TTABLE; break;
         case K_STRING: case K_PATH: ok = t == LUA_TSTRING; break;
         case K_BOOL: ok = t == LUA_TBOOLEAN; break;
-        case K_INT: ok = lua_isinteger(L, -1) || (t == LUA_TNUMBER && lua_tonumber(L, -1) == (lua_Number)(long long)lua_tonumber(L, -1)); break;
+        case K_INT: /* an integer, or a float with an integer's value (not inf, nan or 1e300) */
+            ok = 0;
+            if (t == LUA_TNUMBER) (void)lua_tointegerx(L, -1, &ok);
+            break;
         case K_LIST: case K_PATHLIST:
             ok = t == LUA_TTABLE || (key->kind == K_PATHLIST && t == LUA_TSTRING);
             if (ok && t == LUA_TTABLE) {
@@ -217,7 +220,7 @@ static int check_table(struct loader *ld, const char *prefix) {
             return fail(ld, path, "expected %s, got %s", kind_name(key->kind), got);
         }
         if (key->kind == K_INT) {
-            long long v = (long long)lua_tonumber(L, -1);
+            long long v = (long long)lua_tointeger(L, -1);
             if (v < key->min || v > key->max) {
                 lua_pop(L, 2);
                 return fail(ld, path, "%lld is out of range (%ld..%ld)", v, key->min, key->max);

@@ -535,6 +535,24 @@ static void test_out_of_range(void **state) {
     assert_contains(f->err, "general.simultaneousActions");
 }
 
+/* Numbers no integer holds (found by fuzz/config.c: converting them was
+ * undefined behaviour, which the sanitizer build stops on). */
+static void test_non_integral_numbers(void **state) {
+    struct fixture *f = *state;
+    static const char *const values[] = {"1/0", "-1/0", "0/0", "1e300", "-1e300", "2^63"};
+    char text[128];
+    for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+        gw_fmt(text, sizeof text, "return { workers = %s }\n", values[i]);
+        load_fail(f, text);
+        assert_contains(f->err, "workers");
+        assert_contains(f->err, "expected an integer");
+    }
+    load_fail(f, "return { workers = math.maxinteger }\n");
+    assert_contains(f->err, "out of range");
+    load_fail(f, "return { servers = { web = { port = math.mininteger } } }\n");
+    assert_contains(f->err, "out of range");
+}
+
 static void test_bad_logging_level(void **state) {
     struct fixture *f = *state;
     load_fail(f, "return {\n  logging = {\n    level = \"loud\",\n  },\n}\n");
@@ -880,6 +898,7 @@ int main(void) {
         T(test_wrong_types),
         T(test_error_line_is_the_offending_key),
         T(test_out_of_range),
+        T(test_non_integral_numbers),
         T(test_bad_logging_level),
         T(test_bad_logging_format),
         T(test_bad_missing_param_check),
