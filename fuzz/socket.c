@@ -25,7 +25,7 @@ static int on_line(void *ud, const char *line, size_t len) {
     struct feed *f = ud;
     if (f->c->closed) return 1;
     if (!line) {
-        gw_conn_reject(f->conn, 413, "line too long");
+        gw_conn_reject(f->conn, 413, "line too long", 0);
         f->expected++;
         return 0;
     }
