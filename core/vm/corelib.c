@@ -371,6 +371,12 @@ static int core_random_id(lua_State *L) {
     return 1;
 }
 
+/* core.regex_match(subject, pattern [, flags]) -> captures | nil, and
+ * core.regex_test(...) -> boolean: gateway.regex's, with a match over
+ * pcre2's limits counted as no match (the subject is client input). */
+static int core_regex_match(lua_State *L) { return gw_regex_lua_match(L, 1); }
+static int core_regex_test(lua_State *L) { return gw_regex_lua_test(L, 1); }
+
 static const luaL_Reg core_funcs[] = {
     {"now_ms", core_now_ms},         {"wall_ms", core_wall_ms},
     {"parse_query", core_parse_query}, {"url_decode", core_url_decode},
@@ -380,10 +386,10 @@ static const luaL_Reg core_funcs[] = {
     {"is_dir", core_is_dir},         {"mime_type", core_mime_type},
     {"log", core_log},               {"log_enabled", core_log_enabled},
     {"random_id", core_random_id},
+    {"regex_match", core_regex_match}, {"regex_test", core_regex_test},
     {NULL, NULL}};
 
 int gw_open_core(lua_State *L) {
     luaL_newlib(L, core_funcs);
-    luaL_setfuncs(L, gw_regex_core_funcs, 0);
     return 1;
 }

@@ -1,9 +1,10 @@
 /* The Lua libraries the vm provides, one file each, named after its table
  * (as Lua's own l*lib.c are). Each opener pushes its table; the runtime
- * preloads them (runtime/runtime.c), and the .so files in build/lua/gateway gives the
- * pure ones to plain Lua for the busted specs (vm/luamod.c).
+ * preloads them (runtime/runtime.c), and the .so files in build/lua/gateway give
+ * the pure ones to plain Lua for the busted specs (vm/luamod.c).
  *   gw_open_core  -> "gateway.core"  (corelib.c): clocks, query parsing,
- *                    UTF-8 checks, readdir, logging, ids
+ *                    UTF-8 checks, readdir, logging, ids, JSON decoding of
+ *                    requests, regex matching of client input
  *   gw_open_regex -> "gateway.regex" (regexlib.c), also api.regex
  *   gw_open_json  -> "gateway.json"  (jsonlib.c), also api.json; a cjson
  *                    instance of its own at each call
@@ -24,10 +25,12 @@ int gw_open_regex(lua_State *L);
 int gw_open_json(lua_State *L);
 int gw_open_loop(lua_State *L);
 
-/* core.regex_match and core.regex_test (regexlib.c), which gw_open_core
- * adds to its table: api.regex's match and test, except that a match over
- * pcre2's limits is no match instead of an error (for client input). */
-extern const luaL_Reg gw_regex_core_funcs[];
+/* [-0, +1] match(subject, pattern [, flags]) and test(...) as gateway.regex
+ * has them (regexlib.c); with 'limit_is_nomatch' a match over pcre2's
+ * limits is no match instead of an error: core.regex_match and
+ * core.regex_test (corelib.c), for client input (routes, validators). */
+int gw_regex_lua_match(lua_State *L, int limit_is_nomatch);
+int gw_regex_lua_test(lua_State *L, int limit_is_nomatch);
 
 /* [-0, +0, m] Add one decoded key/value pair to the table on top of L's
  * stack, a repeated key becoming a list of its values (as Node's

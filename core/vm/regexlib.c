@@ -72,13 +72,14 @@ static int exec_or_nomatch(lua_State *L, const struct gw_regex *re, const char *
     return rc;
 }
 
-/* api.regex.match(subject, pattern [, flags]) -> captures | nil */
-static int regex_match(lua_State *L) {
+int gw_regex_lua_match(lua_State *L, int limit_is_nomatch) {
     size_t len;
     PCRE2_SIZE *ov;
     const char *subj = luaL_checklstring(L, 1, &len);
     const struct gw_regex *re = check_regex(L, 2, 3);
-    if (exec_or_raise(L, re, subj, len, 0, &ov) == 0) {
+    int rc = limit_is_nomatch ? exec_or_nomatch(L, re, subj, len, &ov)
+                              : exec_or_raise(L, re, subj, len, 0, &ov);
+    if (rc == 0) {
         lua_pushnil(L);
         return 1;
     }
@@ -86,15 +87,22 @@ static int regex_match(lua_State *L) {
     return 1;
 }
 
-/* api.regex.test(subject, pattern [, flags]) -> boolean */
-static int regex_test(lua_State *L) {
+int gw_regex_lua_test(lua_State *L, int limit_is_nomatch) {
     size_t len;
     PCRE2_SIZE *ov;
     const char *subj = luaL_checklstring(L, 1, &len);
     const struct gw_regex *re = check_regex(L, 2, 3);
-    lua_pushboolean(L, exec_or_raise(L, re, subj, len, 0, &ov) > 0);
+    int rc = limit_is_nomatch ? exec_or_nomatch(L, re, subj, len, &ov)
+                              : exec_or_raise(L, re, subj, len, 0, &ov);
+    lua_pushboolean(L, rc > 0);
     return 1;
 }
+
+/* api.regex.match(subject, pattern [, flags]) -> captures | nil */
+static int regex_match(lua_State *L) { return gw_regex_lua_match(L, 0); }
+
+/* api.regex.test(subject, pattern [, flags]) -> boolean */
+static int regex_test(lua_State *L) { return gw_regex_lua_test(L, 0); }
 
 /* Where the next search starts after a match [s, e): past an empty match
  * by one character so the loop always moves forward. */
@@ -211,33 +219,6 @@ static int regex_split(lua_State *L) {
     lua_rawseti(L, -2, ++n);
     return 1;
 }
-
-/* core.regex_match(subject, pattern [, flags]) -> captures | nil */
-static int regex_match_or_nil(lua_State *L) {
-    size_t len;
-    PCRE2_SIZE *ov;
-    const char *subj = luaL_checklstring(L, 1, &len);
-    const struct gw_regex *re = check_regex(L, 2, 3);
-    if (exec_or_nomatch(L, re, subj, len, &ov) == 0) {
-        lua_pushnil(L);
-        return 1;
-    }
-    push_captures(L, re, subj, ov);
-    return 1;
-}
-
-/* core.regex_test(subject, pattern [, flags]) -> boolean */
-static int regex_test_or_false(lua_State *L) {
-    size_t len;
-    PCRE2_SIZE *ov;
-    const char *subj = luaL_checklstring(L, 1, &len);
-    const struct gw_regex *re = check_regex(L, 2, 3);
-    lua_pushboolean(L, exec_or_nomatch(L, re, subj, len, &ov) > 0);
-    return 1;
-}
-
-const luaL_Reg gw_regex_core_funcs[] = {
-    {"regex_match", regex_match_or_nil}, {"regex_test", regex_test_or_false}, {NULL, NULL}};
 
 static const luaL_Reg regex_funcs[] = {
     {"match", regex_match}, {"test", regex_test}, {"gsub", regex_gsub},
