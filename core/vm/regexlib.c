@@ -48,38 +48,43 @@ static int over_limit(int rc) {
            rc == PCRE2_ERROR_HEAPLIMIT;
 }
 
-static int exec_or_raise(lua_State *L, const struct gw_regex *re, const char *subj, size_t len,
-                         size_t offset, PCRE2_SIZE **ov) {
+/* Match from 'offset'; a failure raises, except a match over the limits
+ * when 'limit_is_nomatch' (client input decides the match: route segments,
+ * handler routes, validated values), which is no match. */
+static int exec_match(lua_State *L, const struct gw_regex *re, const char *subj, size_t len,
+                      size_t offset, int limit_is_nomatch, PCRE2_SIZE **ov) {
     int rc = gw_regex_exec(re, subj, len, offset, ov);
-    if (rc < 0) {
-        if (over_limit(rc))
-            return luaL_error(L, "regex match failed: the pattern backtracks too much on this "
-                                 "subject (more than %d steps)", GW_REGEX_MATCH_LIMIT);
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(rc, msg, sizeof msg);
-        return luaL_error(L, "regex match failed: %s", (const char *)msg);
+    if (rc >= 0) return rc;
+    if (over_limit(rc)) {
+        if (limit_is_nomatch) return 0;
+        return luaL_error(L, "regex match failed: the pattern backtracks too much on this "
+                             "subject (more than %d steps)", GW_REGEX_MATCH_LIMIT);
     }
-    return rc;
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(rc, msg, sizeof msg);
+    return luaL_error(L, "regex match failed: %s", (const char *)msg);
 }
 
-/* exec_or_raise where client input decides the match (route segments,
- * handler routes, validated values): a match over the limits is no match. */
-static int exec_or_nomatch(lua_State *L, const struct gw_regex *re, const char *subj, size_t len,
-                           PCRE2_SIZE **ov) {
-    int rc = gw_regex_exec(re, subj, len, 0, ov);
-    if (rc < 0 && over_limit(rc)) return 0;
-    if (rc < 0) return exec_or_raise(L, re, subj, len, 0, ov);
-    return rc;
+static int exec_or_raise(lua_State *L, const struct gw_regex *re, const char *subj, size_t len,
+                         size_t offset, PCRE2_SIZE **ov) {
+    return exec_match(L, re, subj, len, offset, 0, ov);
+}
+
+/* match(subject, pattern [, flags]) from the arguments: the result of
+ * exec_match, with the subject in '*subj' and the pattern in '*re'. */
+static int match_args(lua_State *L, int limit_is_nomatch, const struct gw_regex **re,
+                      const char **subj, PCRE2_SIZE **ov) {
+    size_t len;
+    *subj = luaL_checklstring(L, 1, &len);
+    *re = check_regex(L, 2, 3);
+    return exec_match(L, *re, *subj, len, 0, limit_is_nomatch, ov);
 }
 
 int gw_regex_lua_match(lua_State *L, int limit_is_nomatch) {
-    size_t len;
+    const struct gw_regex *re;
+    const char *subj;
     PCRE2_SIZE *ov;
-    const char *subj = luaL_checklstring(L, 1, &len);
-    const struct gw_regex *re = check_regex(L, 2, 3);
-    int rc = limit_is_nomatch ? exec_or_nomatch(L, re, subj, len, &ov)
-                              : exec_or_raise(L, re, subj, len, 0, &ov);
-    if (rc == 0) {
+    if (match_args(L, limit_is_nomatch, &re, &subj, &ov) == 0) {
         lua_pushnil(L);
         return 1;
     }
@@ -88,13 +93,10 @@ int gw_regex_lua_match(lua_State *L, int limit_is_nomatch) {
 }
 
 int gw_regex_lua_test(lua_State *L, int limit_is_nomatch) {
-    size_t len;
+    const struct gw_regex *re;
+    const char *subj;
     PCRE2_SIZE *ov;
-    const char *subj = luaL_checklstring(L, 1, &len);
-    const struct gw_regex *re = check_regex(L, 2, 3);
-    int rc = limit_is_nomatch ? exec_or_nomatch(L, re, subj, len, &ov)
-                              : exec_or_raise(L, re, subj, len, 0, &ov);
-    lua_pushboolean(L, rc > 0);
+    lua_pushboolean(L, match_args(L, limit_is_nomatch, &re, &subj, &ov) > 0);
     return 1;
 }
 
