@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "base/query.h"
 #include "net/static.h"
+#include "net/ws.h"
 #include "runtime/drain.h"
 #include "net/conncap.h"
 
@@ -68,16 +69,23 @@ struct http_conn {
     long long body_mark_len;
     int idle;                            /* between requests: keepAliveTimeout applies */
     int eof;                             /* the client shut its side: answer, then close */
+    /* A WebSocket upgrade: the runtime's call decides (upgrading), then
+     * pump() acts on its decision (upgrade_state) from the loop; an
+     * accepted one holds the prepared connection object (upgrade_ref). */
+    int upgrading, upgrade_state, upgrade_ref;
     struct gw_conncap_peer *peer;        /* its place under general.maxConnections */
     int counted;
     char ip[INET6_ADDRSTRLEN];
     int port;
 };
 
+enum { UPGRADE_ACCEPTED = 1, UPGRADE_PASS };
+
 struct gw_http {
     struct gw_runtime *rt;
     uv_loop_t *loop;
     struct lws_vhost *ws_vhost;
+    struct gw_ws *ws;
     struct http_conn *conns;      /* every open connection */
     struct http_conn *ready_head; /* connections with deferred work */
     uv_idle_t ready_idle;         /* runs the ready list */
@@ -136,12 +144,14 @@ static void unschedule(struct http_conn *c) {
     c->rnext = c->rprev = NULL;
 }
 
-struct gw_http *gw_http_new(struct gw_runtime *rt, uv_loop_t *loop, struct lws_vhost *vhost) {
+struct gw_http *gw_http_new(struct gw_runtime *rt, uv_loop_t *loop, struct lws_vhost *vhost,
+                            struct gw_ws *ws) {
     struct gw_http *h = calloc(1, sizeof *h);
     if (!h) gw_panic("out of memory");
     h->rt = rt;
     h->loop = loop;
     h->ws_vhost = vhost;
+    h->ws = ws;
     const char *probe = getenv("GATEWAY_BENCH_PROBE");
     h->probe_fixed = probe && strcmp(probe, "fixed") == 0;
     uv_idle_init(loop, &h->ready_idle);
@@ -515,6 +525,35 @@ static int method_served(const char *m) {
 
 static const struct gw_static_out static_out;
 
+/* [-0, +1, m] The request's ctx table for the runtime: method, path
+ * (decoded), rawPath, query, headers, body, remoteIP, remotePort. */
+static void push_ctx(struct http_conn *c, lua_State *L, const char *method, const char *path,
+                     size_t path_len, const char *raw, size_t raw_len, const char *query,
+                     size_t query_len) {
+    struct gw_http1 *hp = c->parser;
+    lua_createtable(L, 0, 16); /* and what transport/web.lua adds: connection, data, route... */
+    lua_pushstring(L, method);
+    lua_setfield(L, -2, "method");
+    lua_pushlstring(L, path, path_len);
+    lua_setfield(L, -2, "path");
+    lua_pushlstring(L, raw, raw_len);
+    lua_setfield(L, -2, "rawPath");
+    push_query(L, query, query_len);
+    lua_setfield(L, -2, "query");
+    push_headers(L, hp);
+    lua_setfield(L, -2, "headers");
+    size_t body_len;
+    const char *body = gw_http1_body(hp, &body_len);
+    if (body) {
+        lua_pushlstring(L, body, body_len);
+        lua_setfield(L, -2, "body");
+    }
+    lua_pushstring(L, c->ip);
+    lua_setfield(L, -2, "remoteIP");
+    lua_pushinteger(L, c->port);
+    lua_setfield(L, -2, "remotePort");
+}
+
 /* A complete request: a file, the probe, or the runtime. */
 static void dispatch(struct http_conn *c) {
     struct gw_http *h = c->server;
@@ -578,28 +617,8 @@ static void dispatch(struct http_conn *c) {
         return;
     }
     lua_State *L = gw_vm_state(gw_runtime_vm(h->rt));
-    lua_createtable(L, 0, 16); /* and what transport/web.lua adds: connection, data, route... */
-    lua_pushstring(L, method);
-    lua_setfield(L, -2, "method");
-    lua_pushlstring(L, decoded, (size_t)dlen);
-    lua_setfield(L, -2, "path");
+    push_ctx(c, L, method, decoded, (size_t)dlen, raw, raw_len, query, query_len);
     if (decoded != small) free(decoded);
-    lua_pushlstring(L, raw, raw_len);
-    lua_setfield(L, -2, "rawPath");
-    push_query(L, query, query_len);
-    lua_setfield(L, -2, "query");
-    push_headers(L, hp);
-    lua_setfield(L, -2, "headers");
-    size_t body_len;
-    const char *body = gw_http1_body(hp, &body_len);
-    if (body) {
-        lua_pushlstring(L, body, body_len);
-        lua_setfield(L, -2, "body");
-    }
-    lua_pushstring(L, c->ip);
-    lua_setfield(L, -2, "remoteIP");
-    lua_pushinteger(L, c->port);
-    lua_setfield(L, -2, "remotePort");
     c->dispatching = 1;
     c->call = gw_call_new(h->rt, "web", http_reply, c);
     gw_call_run(c->call);
@@ -609,8 +628,9 @@ static void dispatch(struct http_conn *c) {
 }
 
 /* Rebuild the upgrade request for libwebsockets, with what followed it,
- * and hand it the socket: lws parses it again and runs the handshake. */
-static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len) {
+ * and hand it the socket with the connection object the runtime prepared
+ * ('ref'): lws parses the request again and runs the handshake. */
+static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len, int ref) {
     struct gw_http1 *hp = c->parser;
     size_t url_len, path_len, q_len;
     const char *url = gw_http1_url(hp, &url_len), *path, *q;
@@ -632,6 +652,7 @@ static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len) 
     uv_os_fd_t ufd;
     if (!buf || uv_fileno((uv_handle_t *)&c->tcp, &ufd) != 0 || (fd = dup(ufd)) < 0) {
         free(buf);
+        luaL_unref(gw_vm_state(gw_runtime_vm(c->server->rt)), LUA_REGISTRYINDEX, ref);
         conn_close(c);
         return;
     }
@@ -657,29 +678,116 @@ static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len) 
     *p++ = '\n';
     memcpy(p, rest, rest_len);
     p += rest_len;
-    struct lws_vhost *vhost = c->server->ws_vhost;
     /* The WebSocket takes its own place once open (ws.c). */
     gw_conncap_leave(c->peer);
     c->counted = 0;
     conn_close(c); /* closes our descriptor; lws owns the duplicate */
-    /* NULL: lws refused the handshake (or ran out of memory) and closes
-     * 'fd' itself, later, from a libuv close callback: closing it here
-     * too would close whatever socket has taken its number by then. */
-    if (!lws_adopt_socket_vhost_readbuf(vhost, fd, buf, (size_t)(p - buf)))
+    /* lws closes 'fd' itself when it refuses the handshake (later, from a
+     * libuv close callback: closing it here too would close whatever
+     * socket has taken its number by then). */
+    if (gw_ws_adopt(c->server->ws, c->server->ws_vhost, fd, buf, (size_t)(p - buf), ref) != GW_OK)
         gw_log(GW_LOG_INFO, "libwebsockets refused a WebSocket upgrade");
     free(buf);
 }
 
+/* A GET asking to switch to WebSocket while WebSockets are on: the
+ * runtime decides which consumer, if any, takes its path. */
 static int is_ws_upgrade(const struct http_conn *c) {
     const struct gw_http1 *hp = c->parser;
-    const struct gw_config *cfg = gw_runtime_config(c->server->rt);
     const char *up = gw_http1_header(hp, "upgrade");
-    if (!cfg->ws_enabled || !up || strcasecmp(up, "websocket") != 0) return 0;
-    if (strcmp(gw_http1_method(hp), "GET") != 0) return 0;
-    size_t url_len, path_len, q_len;
-    const char *url = gw_http1_url(hp, &url_len), *path, *q;
-    if (gw_http1_split_target(url, url_len, &path, &path_len, &q, &q_len) != GW_OK) return 0;
-    return path_len == strlen(cfg->ws_path) && memcmp(path, cfg->ws_path, path_len) == 0;
+    if (!gw_runtime_config(c->server->rt)->ws_enabled || !up || strcasecmp(up, "websocket") != 0) return 0;
+    return strcmp(gw_http1_method(hp), "GET") == 0;
+}
+
+/* runtime.handle("upgrade")'s answer: 101 and the prepared connection
+ * object (accepted), nothing (no consumer has the path: served as plain
+ * HTTP), or an HTTP answer (status, headers, body) given before closing.
+ * The first two are acted on from the loop (pump), never from inside the
+ * call's completion. */
+static void upgrade_reply(void *ud, lua_State *L, int base, int n) {
+    struct http_conn *c = ud;
+    c->call = NULL;
+    int status = n >= 1 && lua_isinteger(L, base) ? (int)lua_tointeger(L, base) : 0;
+    if (status == 101 && n >= 4 && lua_istable(L, base + 3)) {
+        lua_pushvalue(L, base + 3);
+        c->upgrade_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        c->upgrade_state = UPGRADE_ACCEPTED;
+        schedule(c);
+        return;
+    }
+    if (status == 0) {
+        c->upgrade_state = UPGRADE_PASS;
+        schedule(c);
+        return;
+    }
+    c->upgrading = 0;
+    http_reply(c, L, base, n); /* keep_alive is off: the connection closes after it */
+}
+
+/* Ask the runtime about the upgrade request the parser holds; the bytes
+ * that followed it wait in 'pending' (frames a client sent behind it). */
+static void start_upgrade(struct http_conn *c) {
+    struct gw_http *h = c->server;
+    struct gw_http1 *hp = c->parser;
+    c->in_flight = 1;
+    c->keep_alive = 0; /* a refused upgrade closes: what follows it may be frames */
+    c->minor = gw_http1_minor(hp);
+    c->head_only = 0;
+    if (c->minor >= 1 && !gw_http1_header(hp, "host")) {
+        answer_error(c, 400, "missing Host header");
+        return;
+    }
+    size_t url_len, raw_len, query_len;
+    const char *url = gw_http1_url(hp, &url_len), *raw, *query;
+    if (gw_http1_split_target(url, url_len, &raw, &raw_len, &query, &query_len) != GW_OK) {
+        answer_error(c, 400, "invalid request target");
+        return;
+    }
+    char small[1024];
+    char *decoded = raw_len < sizeof small ? small : malloc(raw_len + 1);
+    if (!decoded) {
+        answer_error(c, 500, "out of memory");
+        return;
+    }
+    long dlen = gw_url_decode_strict(raw, raw_len, decoded);
+    if (dlen < 0) {
+        if (decoded != small) free(decoded);
+        answer_error(c, 400, "invalid path");
+        return;
+    }
+    lua_State *L = gw_vm_state(gw_runtime_vm(h->rt));
+    push_ctx(c, L, "GET", decoded, (size_t)dlen, raw, raw_len, query, query_len);
+    if (decoded != small) free(decoded);
+    /* RFC 6455 §4.2.1: what lws would refuse after the runtime said yes. */
+    const char *key = gw_http1_header(hp, "sec-websocket-key");
+    const char *version = gw_http1_header(hp, "sec-websocket-version");
+    if (!key || !*key || !version || strcmp(version, "13") != 0) {
+        lua_pushstring(L, !key || !*key ? "missing Sec-WebSocket-Key"
+                                        : "unsupported Sec-WebSocket-Version (13 is)");
+        lua_setfield(L, -2, "badHandshake");
+    }
+    c->upgrading = 1;
+    c->dispatching = 1;
+    c->call = gw_call_new(h->rt, "upgrade", upgrade_reply, c);
+    gw_call_run(c->call);
+    c->dispatching = 0;
+    if (c->in_flight == 1 && !c->call && !c->closing && !c->upgrade_state) request_done(c);
+}
+
+/* pump(): act on the runtime's decision about an upgrade. */
+static void finish_upgrade(struct http_conn *c) {
+    int state = c->upgrade_state, ref = c->upgrade_ref;
+    c->upgrade_state = 0;
+    c->upgrade_ref = 0;
+    c->upgrading = 0;
+    if (state == UPGRADE_ACCEPTED) {
+        hand_to_lws(c, c->pending, c->pending_len, ref);
+        return;
+    }
+    /* Not ours to switch: answered as plain HTTP (RFC 9110 §7.8). */
+    c->in_flight = 0;
+    dispatch(c);
+    gw_http1_next(c->parser);
 }
 
 /* Keep the bytes not parsed yet. */
@@ -737,7 +845,9 @@ static void process(struct http_conn *c, const char *data, size_t len) {
                     answer_error(c, 400, "WebSocket upgrade request with a body");
                     return;
                 }
-                hand_to_lws(c, data, len);
+                if (len) keep_pending(c, data, len);
+                else c->pending_len = 0;
+                start_upgrade(c);
                 return;
             }
             /* Not ours to switch: answered as plain HTTP (RFC 9110 §7.8). */
@@ -754,6 +864,10 @@ static void process(struct http_conn *c, const char *data, size_t len) {
 /* Deferred work for 'c': the next chunk of a file, or the next request. */
 static void pump(struct http_conn *c) {
     if (c->closing) return;
+    if (c->upgrade_state) {
+        finish_upgrade(c);
+        if (c->closing) return;
+    }
     if (c->in_flight == 2 && c->nwrites == 0) {
         gw_drain_release(GW_DRAIN_UNSENT);
         request_done(c);
@@ -843,7 +957,7 @@ static void half_closed(struct http_conn *c) {
         conn_close(c); /* nothing asked, or a request that can no longer complete */
         return;
     }
-    if (c->call && c->in_flight == 1 && !c->nwrites && c->minor >= 1) {
+    if (c->call && c->in_flight == 1 && !c->nwrites && c->minor >= 1 && !c->upgrading) {
         if (conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) != GW_OK || peer_reset(c)) conn_close(c);
     }
 }
@@ -911,6 +1025,10 @@ static void conn_close(struct http_conn *c) {
     if (c->file) {
         gw_static_free(c->file);
         c->file = NULL;
+    }
+    if (c->upgrade_ref) {
+        luaL_unref(gw_vm_state(gw_runtime_vm(c->server->rt)), LUA_REGISTRYINDEX, c->upgrade_ref);
+        c->upgrade_ref = 0;
     }
     if (c->prev) c->prev->next = c->next;
     else c->server->conns = c->next;

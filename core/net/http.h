@@ -3,8 +3,10 @@
  * runtime.handle("web", ctx); its (status, headers, body) answer goes back
  * in one write. Keep-alive and pipelining (answers in order, one request
  * in flight per connection), Expect: 100-continue, chunked bodies. Static
- * files stream from gw_static. A WebSocket upgrade on servers.websocket.path
- * hands the socket, and the bytes read, to libwebsockets. Answers and
+ * files stream from gw_static. A WebSocket upgrade is put to the runtime
+ * (runtime.handle("upgrade", ctx): which consumer takes the path, its
+ * connect check); once accepted, the socket, the bytes read and the
+ * prepared connection object go to libwebsockets (gw_ws_adopt). Answers and
  * files not yet written hold GW_DRAIN_UNSENT (runtime/drain.h). */
 #ifndef GW_HTTP_H
 #define GW_HTTP_H
@@ -12,13 +14,15 @@
 #include <libwebsockets.h>
 #include <uv.h>
 
+#include "net/ws.h"
 #include "runtime/runtime.h"
 
 struct gw_http;
 
-/* The web server of runtime 'rt' on 'loop'; 'vhost' takes WebSocket
- * upgrades. */
-struct gw_http *gw_http_new(struct gw_runtime *rt, uv_loop_t *loop, struct lws_vhost *vhost);
+/* The web server of runtime 'rt' on 'loop'; 'ws' on 'vhost' takes the
+ * WebSocket upgrades. */
+struct gw_http *gw_http_new(struct gw_runtime *rt, uv_loop_t *loop, struct lws_vhost *vhost,
+                            struct gw_ws *ws);
 
 /* Serve a newly accepted socket; takes ownership of 'fd'. */
 void gw_http_accept(struct gw_http *h, int fd);

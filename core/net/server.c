@@ -168,7 +168,7 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
     /* Its handles live on the loop until gw_http_close_all, so it comes
      * after everything that can fail; nothing is accepted before the loop
      * runs. */
-    s->http = gw_http_new(rt, loop, s->vhost);
+    s->http = gw_http_new(rt, loop, s->vhost, s->ws);
 
     uv_signal_init(loop, &s->sigterm);
     uv_signal_init(loop, &s->sigint);

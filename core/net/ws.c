@@ -12,6 +12,8 @@
 #include "net/wsmsg.h"
 #include "net/conncap.h"
 
+#include <lauxlib.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +46,7 @@ struct gw_ws_session {
 struct gw_ws {
     struct gw_runtime *rt;
     struct ws_conn *conns; /* every open WebSocket, for shutdown */
+    int handoff;           /* see gw_ws_adopt */
 };
 
 struct gw_ws *gw_ws_new(struct gw_runtime *rt) {
@@ -69,6 +72,7 @@ int gw_ws_handles(enum lws_callback_reasons reason) {
     case LWS_CALLBACK_WS_SERVER_BIND_PROTOCOL:
     case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
     case LWS_CALLBACK_TIMER:
+    case LWS_CALLBACK_WSI_DESTROY:
         return 1;
     default:
         return 0;
@@ -140,67 +144,31 @@ void gw_ws_close_all(struct gw_ws *ws) {
     }
 }
 
-/* Methods lws recognises, by the token its URI is stored under. */
-static const struct {
-    enum lws_token_indexes tok;
-    const char *name;
-} methods[] = {
-    {WSI_TOKEN_GET_URI, "GET"},       {WSI_TOKEN_POST_URI, "POST"},
-    {WSI_TOKEN_PUT_URI, "PUT"},       {WSI_TOKEN_PATCH_URI, "PATCH"},
-    {WSI_TOKEN_DELETE_URI, "DELETE"}, {WSI_TOKEN_OPTIONS_URI, "OPTIONS"},
-    {WSI_TOKEN_HEAD_URI, "HEAD"},
-};
-
-/* Headers lws does not parse itself but users commonly read. */
-static const char *custom_headers[] = {
-    "x-forwarded-for:", "x-forwarded-proto:", "x-real-ip:", "x-request-id:", "x-api-key:",
-    "x-requested-with:", "x-csrf-token:", NULL};
-
-static int is_uri_token(int tok) {
-    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
-        if ((int)methods[i].tok == tok) return 1;
-    return tok == WSI_TOKEN_HTTP_URI_ARGS;
+/* The connection object prepared for a handshake lws runs now: within
+ * gw_ws_adopt (ws->handoff), or later when lws deferred it (the wsi's
+ * opaque user data). 0 when there is none. */
+static int handoff_of(struct gw_ws *ws, struct lws *wsi) {
+    if (ws->handoff) return ws->handoff;
+    return (int)(intptr_t)lws_get_opaque_user_data(wsi);
 }
 
-/* [-0, +1, m] The upgrade request's headers, names lower case. */
-static void push_headers(lua_State *L, struct lws *wsi) {
-    char small[1024];
-    lua_newtable(L);
-    for (int tok = 0; tok < WSI_TOKEN_COUNT; tok++) {
-        if (is_uri_token(tok)) continue;
-        int len = lws_hdr_total_length(wsi, (enum lws_token_indexes)tok);
-        if (len <= 0) continue;
-        const char *name = (const char *)lws_token_to_string((enum lws_token_indexes)tok);
-        if (!name || !*name || name[0] == ':') continue;
-        char *buf = len < (int)sizeof small ? small : malloc((size_t)len + 1);
-        if (!buf) continue;
-        int n = lws_hdr_copy(wsi, buf, len + 1, (enum lws_token_indexes)tok);
-        if (n >= 0) {
-            size_t nl = strlen(name);
-            lua_pushlstring(L, name, nl && name[nl - 1] == ':' ? nl - 1 : nl);
-            lua_pushlstring(L, buf, (size_t)n);
-            lua_rawset(L, -3);
-        }
-        if (buf != small) free(buf);
+int gw_ws_adopt(struct gw_ws *ws, struct lws_vhost *vhost, int fd, const char *buf, size_t len, int ref) {
+    ws->handoff = ref;
+    struct lws *wsi = lws_adopt_socket_vhost_readbuf(vhost, fd, buf, len);
+    int pending = ws->handoff != 0; /* not taken by an ESTABLISHED inside the call */
+    ws->handoff = 0;
+    if (!wsi) {
+        if (pending) luaL_unref(gw_vm_state(gw_runtime_vm(ws->rt)), LUA_REGISTRYINDEX, ref);
+        return GW_ERR;
     }
-    for (const char **h = custom_headers; *h; h++) {
-        int hl = (int)strlen(*h);
-        int len = lws_hdr_custom_length(wsi, *h, hl);
-        if (len < 0 || len >= (int)sizeof small) continue;
-        if (lws_hdr_custom_copy(wsi, small, (int)sizeof small, *h, hl) < 0) continue;
-        lua_pushlstring(L, *h, (size_t)hl - 1);
-        lua_pushstring(L, small);
-        lua_rawset(L, -3);
-    }
+    if (pending) lws_set_opaque_user_data(wsi, (void *)(intptr_t)ref);
+    return GW_OK;
 }
 
-/* Only upgrades on the configured path become WebSockets. */
+/* Only upgrades the runtime accepted (a consumer took the path) become
+ * WebSockets. */
 static int upgrade_allowed(struct gw_ws *ws, struct lws *wsi) {
-    const struct gw_config *cfg = gw_runtime_config(ws->rt);
-    char path[512];
-    if (!cfg->ws_enabled) return 0;
-    if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0) return 0;
-    return strcmp(path, cfg->ws_path) == 0;
+    return gw_runtime_config(ws->rt)->ws_enabled && handoff_of(ws, wsi) != 0;
 }
 
 static void on_message(void *ud, const char *msg, size_t len, int binary) {
@@ -208,7 +176,7 @@ static void on_message(void *ud, const char *msg, size_t len, int binary) {
     gw_conn_message(c->conn, msg, len, binary);
 }
 
-static void open_conn(struct gw_ws *ws, struct gw_ws_session *s, struct lws *wsi) {
+static void open_conn(struct gw_ws *ws, struct gw_ws_session *s, struct lws *wsi, int ref) {
     struct ws_conn *c = calloc(1, sizeof *c);
     if (!c) gw_panic("out of memory");
     c->server = ws;
@@ -221,15 +189,12 @@ static void open_conn(struct gw_ws *ws, struct gw_ws_session *s, struct lws *wsi
     c->next = ws->conns;
     if (c->next) c->next->prev = c;
     ws->conns = c;
+    /* The connection object the runtime prepared on the upgrade request
+     * (transport/websocket.lua): its consumer, URL kwargs, user, headers. */
     lua_State *L = gw_vm_state(gw_runtime_vm(ws->rt));
-    lua_createtable(L, 0, 3);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
     gw_conn_push_peer(L, lws_get_socket_fd(wsi));
-    lua_createtable(L, 0, 2);
-    lua_pushstring(L, gw_runtime_config(ws->rt)->ws_path);
-    lua_setfield(L, -2, "path");
-    push_headers(L, wsi);
-    lua_setfield(L, -2, "headers");
-    lua_setfield(L, -2, "rawConnection");
     c->conn = gw_conn_open(ws->rt, "websocket", &ws_ops, c);
 }
 
@@ -326,10 +291,25 @@ int gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
     switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return upgrade_allowed(lws_get_protocol(wsi)->user, wsi) ? 0 : 1;
-    case LWS_CALLBACK_ESTABLISHED:
-        if (!s) return -1;
-        open_conn(lws_get_protocol(wsi)->user, s, wsi);
+    case LWS_CALLBACK_ESTABLISHED: {
+        struct gw_ws *ws = lws_get_protocol(wsi)->user;
+        int ref = handoff_of(ws, wsi);
+        if (!s || !ref) return -1; /* upgrade_allowed let it through: never */
+        ws->handoff = 0;
+        lws_set_opaque_user_data(wsi, NULL);
+        open_conn(ws, s, wsi, ref);
         return 0;
+    }
+    case LWS_CALLBACK_WSI_DESTROY: {
+        /* A deferred handshake that never completed: its object is let go. */
+        int ref = (int)(intptr_t)lws_get_opaque_user_data(wsi);
+        if (ref) {
+            lws_set_opaque_user_data(wsi, NULL);
+            luaL_unref(gw_vm_state(gw_runtime_vm(((struct gw_ws *)lws_get_protocol(wsi)->user)->rt)),
+                       LUA_REGISTRYINDEX, ref);
+        }
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
     case LWS_CALLBACK_RECEIVE:
         if (!s || !s->c) return -1;
         return receive(s->c, in, len);

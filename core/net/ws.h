@@ -1,5 +1,6 @@
 /* The WebSocket transport: upgrades on the web listener at
- * servers.websocket.path become persistent connections (gw_conn). Text
+ * a path a consumer takes (the runtime decides; net/http.c asks) become
+ * persistent connections (gw_conn). Text
  * messages are reassembled up to maxMessageSize (1009 beyond it), and
  * within fragmentTimeout of their first part (1008 past it); pings and
  * the pong deadline are lws's idle policy (net/server.c). Answers
@@ -19,6 +20,13 @@ struct gw_ws;
  * calls gw_ws_callback carries it in its 'user' field (set before the lws
  * context is created), where gw_ws_callback finds it. */
 struct gw_ws *gw_ws_new(struct gw_runtime *rt);
+
+/* Hand lws the socket 'fd' of an upgrade the runtime accepted, with the
+ * request's bytes (and any read behind them) in 'buf'; 'ref' is the
+ * registry reference of the connection object the runtime prepared, which
+ * the connection takes when the handshake completes (or which is released
+ * when it does not). GW_ERR when lws refused it at once (it closes 'fd'). */
+int gw_ws_adopt(struct gw_ws *ws, struct lws_vhost *vhost, int fd, const char *buf, size_t len, int ref);
 
 /* Is 'reason' one the WebSocket side handles? The web listener's single
  * lws protocol sends those here and the rest to lws_callback_http_dummy. */

@@ -17,8 +17,10 @@ local loader = require("gateway.registry.loader")
 local processor = require("gateway.pipeline.processor")
 local docs = require("gateway.registry.docs")
 local connections = require("gateway.services.connections")
+local groups = require("gateway.services.consumers")
 local router = require("gateway.registry.router")
 local handlers = require("gateway.registry.handlers")
+local consumers = require("gateway.registry.consumers")
 
 local R = {}
 
@@ -26,6 +28,7 @@ local rt = { shuttingDown = false }
 local transports = {
   web = require("gateway.transport.web"),
   websocket = require("gateway.transport.websocket"),
+  upgrade = require("gateway.transport.websocket").upgrade,
   socket = require("gateway.transport.socket"),
 }
 
@@ -107,6 +110,12 @@ function R.summary()
   for _, m in ipairs(rt.modules) do lines[#lines + 1] = string.format("  %s  %s", m.name, m.path) end
   lines[#lines + 1] = string.format("routes: %d", router.count(rt.reg.routes))
   lines[#lines + 1] = string.format("handlers: %d (%d routes)", #rt.reg.handlers, handlers.count(rt.reg.handlerIndex))
+  if consumers.count(rt.reg.consumers) > 0 then
+    lines[#lines + 1] = string.format("consumers: %d", consumers.count(rt.reg.consumers))
+    for _, c in ipairs(rt.reg.consumers.list) do
+      lines[#lines + 1] = string.format("  %s  %s", c.pattern, c.file)
+    end
+  end
   return table.concat(lines, "\n") .. "\n"
 end
 
@@ -119,13 +128,20 @@ function R.fail(transport, ctx, status, message)
 end
 
 -- A persistent connection opens: its connection object, with create middleware run.
--- `handle` is what gateway.conn needs to push to it.
+-- `handle` is what gateway.conn needs to push to it. A WebSocket's object was prepared
+-- on its upgrade request (transport/websocket.lua) and comes back as `fields`.
 function R.open(type_, fields, handle)
+  if fields.id then
+    connections.open(rt, fields, handle)
+    groups.opened(fields)
+    return fields
+  end
   return connections.new(rt, type_, fields, handle)
 end
 
 -- It closed: destroy middleware, and it is forgotten.
 function R.close(_, connection)
+  groups.closed(connection)
   connections.destroy(rt, connection)
 end
 

@@ -203,3 +203,31 @@ def test_show_documentation(gateway):
         "description": "I am an API method which will generate a random number",
         "inputs": {"multiplier": {"required": False, "default": 1}},
         "outputExample": {"randomNumber": 0.123}}}, docs["randomNumber"]
+
+
+# -- chat (a consumer) --------------------------------------------------------------------
+
+def test_chat_consumer_reaches_the_room_only(gateway):
+    import asyncio
+    import json
+
+    async def recv(ws):
+        return json.loads(await asyncio.wait_for(ws.recv(), 5))
+
+    async def go():
+        async with gateway.ws_connect("/ws/chat/lobby/") as a, gateway.ws_connect("/ws/chat/lobby/") as b, \
+                gateway.ws_connect("/ws/chat/attic/") as c:
+            await a.send(json.dumps({"action": "say", "data": {"message": "hi"}, "request_id": 1}))
+            got_a = [await recv(a) for _ in (1, 2)]
+            got_b = await recv(b)
+            await c.send(json.dumps({"action": "members", "request_id": 2}))
+            members = await recv(c)  # the attic heard nothing before its own answer
+            return got_a, got_b, members
+    got_a, got_b, members = asyncio.run(go())
+    answer = [m for m in got_a if m.get("request_id") == 1][0]
+    assert answer["status"] == 200 and answer["data"] == {"delivered": 2}, answer
+    event = [m for m in got_a if "event" in m][0]
+    assert event["room"] == "lobby" and event["message"] == "hi" and event["from"]
+    assert got_b == event
+    assert members["request_id"] == 2 and members["data"]["room"] == "attic", members
+    assert len(members["data"]["members"]) == 1

@@ -962,10 +962,11 @@ def test_upgrade_to_another_protocol_is_plain_http(g):
 
 
 def test_refused_handshake_leaves_other_sockets_alone(make_gateway):
-    # lws refuses an upgrade without Sec-WebSocket-Key and closes the socket it was handed,
-    # later, from its libuv close callback. Connections accepted in the same loop turn
-    # (queued while an action holds the loop) must keep their sockets: a second close of
-    # that descriptor would hit whichever of them reused its number.
+    # An upgrade without Sec-WebSocket-Key is refused (400, then closed), which lws used to
+    # do itself, closing the socket later from its libuv close callback. Connections
+    # accepted in the same loop turn (queued while an action holds the loop) must keep
+    # their sockets: a second close of that descriptor would hit whichever of them reused
+    # its number.
     busy = make_gateway({"general": {"cpuTimeout": 300},
                          "servers": {"web": {"metadata": False}}})
     with Conn(busy) as a, Conn(busy) as blocker:
@@ -988,6 +989,8 @@ def test_refused_handshake_leaves_other_sockets_alone(make_gateway):
         finally:
             for o in others:
                 o.close()
+        status, _, body = a.response()
+        assert status == 400 and b"missing Sec-WebSocket-Key" in body, (status, body)
         assert a.closed()
     busy.assert_serving()
 

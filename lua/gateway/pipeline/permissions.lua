@@ -33,18 +33,22 @@ function M.unknown(registry, names)
   return nil
 end
 
+-- The (message, status) of a denial's reason: a string, or a table { status =, message = };
+-- nil gives the standard 403.
+function M.reason(reason)
+  if type(reason) == "table" then
+    return tostring(reason.message or M.DENIED), math.tointeger(tonumber(reason.status)) or 403
+  end
+  if type(reason) == "string" and reason ~= "" then return reason, 403 end
+  return M.DENIED, 403
+end
+
 -- Run every check in order; nil when all pass, else (message, status) of the first denial.
 -- A check that raises propagates (the processor answers 500).
 function M.check(registry, names, data)
   for _, name in ipairs(names) do
     local ok, reason = registry[name](data)
-    if ok ~= true then
-      if type(reason) == "table" then
-        return tostring(reason.message or M.DENIED), math.tointeger(tonumber(reason.status)) or 403
-      end
-      if type(reason) == "string" and reason ~= "" then return reason, 403 end
-      return M.DENIED, 403
-    end
+    if ok ~= true then return M.reason(reason) end
   end
   return nil
 end

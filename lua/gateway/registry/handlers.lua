@@ -40,8 +40,9 @@ end
 M.literalFirstSegment = literalFirstSegment
 
 -- The action a handler's `actions[name]` entry becomes. `make(def, name)` validates a full
--- definition as an action (the loader's rules) and returns it.
-local function handlerAction(entry, name, handler, make)
+-- definition as an action (the loader's rules) and returns it. `inherited` are the
+-- handler's permissions, checked before the action's own.
+local function handlerAction(entry, name, inherited, make)
   local def = entry
   if type(entry) == "function" then
     def = {
@@ -58,7 +59,7 @@ local function handlerAction(entry, name, handler, make)
   def.name = def.name or name
   def.description = def.description or ("handler action " .. name)
   local perms = {}
-  for _, p in ipairs(handler.permissions or {}) do perms[#perms + 1] = p end
+  for _, p in ipairs(inherited) do perms[#perms + 1] = p end
   for _, p in ipairs(def.permissions or {}) do perms[#perms + 1] = p end
   def.permissions = perms
   def._handler = true
@@ -68,7 +69,7 @@ end
 -- A generic the handler enables; the Redis-backed implementations (gateway.registry.resources)
 -- plug in here: `generics[name](handler, name)` -> an action definition, or nil and a
 -- load error (a bad `resource`).
-local function genericAction(name, handler, make, generics)
+local function genericAction(name, handler, inherited, make, generics)
   local impl = generics and generics[name]
   local def, err
   if impl then
@@ -82,59 +83,91 @@ local function genericAction(name, handler, make, generics)
       return nil, 'generic "' .. name .. '" needs Redis (not available yet)'
     end,
   }
-  def.permissions = def.permissions or handler.permissions or {}
+  def.permissions = def.permissions or inherited
   def._handler = true
   return make(def, name)
 end
 
+-- The actions of one handler table (a handler file, or a consumer: see
+-- gateway.registry.consumers): its `actions` and the generics it enables, by name.
+-- `inherit` false leaves the table's own `permissions` out of its actions (a consumer
+-- checks them before routing). Raises "file: reason".
+function M.compileActions(h, file, make, generics, inherit)
+  local inherited = inherit == false and {} or (h.permissions or {})
+  local actions = {}
+  local function mk(def, n) return make(def, n, file) end
+  if h.actions ~= nil and type(h.actions) ~= "table" then error(file .. ": 'actions' must be a table", 0) end
+  for name, entry in pairs(h.actions or {}) do
+    local a, err = handlerAction(entry, name, inherited, mk)
+    if not a then error(file .. ": " .. err, 0) end
+    actions[name] = a
+  end
+  if h.generics ~= nil and type(h.generics) ~= "table" then error(file .. ": 'generics' must be a list", 0) end
+  for _, g in ipairs(h.generics or {}) do
+    if not M.GENERICS[g] then error(file .. ': unknown generic "' .. tostring(g) .. '"', 0) end
+    if not actions[g] then
+      local a, err = genericAction(g, h, inherited, mk, generics)
+      if not a then error(file .. ": " .. err, 0) end
+      actions[g] = a
+      if g == "remove" and not actions.destroy then actions.destroy = actions[g] end
+      if g == "destroy" and not actions.remove then actions.remove = actions[g] end
+    end
+  end
+  return actions
+end
+
+function M.newIndex()
+  return { entries = {}, byFirst = {}, any = {}, handlers = {}, byName = {} }
+end
+
+-- Add a compiled handler's route patterns to `index`, after those already there.
+function M.addRoutes(index, compiled)
+  index.handlers[#index.handlers + 1] = compiled
+  for _, pattern in ipairs(compiled.routes) do
+    local entry = { order = #index.entries + 1, pattern = pattern, handler = compiled }
+    index.entries[#index.entries + 1] = entry
+    local seg = literalFirstSegment(pattern)
+    -- An unanchored pattern can only match a route that contains its literal prefix:
+    -- a plain substring test skips the regex for every other route.
+    if not seg and pattern:sub(1, 1) ~= "^" then
+      local lit = literalPrefix(pattern)
+      if #lit >= 2 then entry.needs = lit end
+    end
+    if seg then
+      index.byFirst[seg] = index.byFirst[seg] or {}
+      table.insert(index.byFirst[seg], entry)
+    else
+      index.any[#index.any + 1] = entry
+    end
+  end
+end
+
 -- Compile the loaded handler files ({ file, handler } in load order) into an index.
--- `make(def, name, file)` turns a definition into a validated action.
+-- `make(def, name, file)` turns a definition into a validated action. Handlers with a
+-- `name` are also listed in index.byName (consumers name their child handlers).
 function M.compile(list, make, generics)
-  local index = { entries = {}, byFirst = {}, any = {}, handlers = {} }
-  local order = 0
+  local index = M.newIndex()
   for _, item in ipairs(list) do
     local h, file = item.handler, item.file
     if type(h.routes) ~= "table" or #h.routes == 0 then
       error(file .. ": a handler's 'routes' must be a non-empty list of patterns", 0)
     end
-    local compiled = { file = file, actions = {}, permissions = h.permissions or {}, resource = h.resource }
-    for name, entry in pairs(h.actions or {}) do
-      local a, err = handlerAction(entry, name, h, function(def, n) return make(def, n, file) end)
-      if not a then error(file .. ": " .. err, 0) end
-      compiled.actions[name] = a
+    if h.name ~= nil and (type(h.name) ~= "string" or h.name == "") then
+      error(file .. ": a handler's 'name' must be a non-empty string", 0)
     end
-    for _, g in ipairs(h.generics or {}) do
-      if not M.GENERICS[g] then error(file .. ': unknown generic "' .. tostring(g) .. '"', 0) end
-      if not compiled.actions[g] then
-        local a, err = genericAction(g, h, function(def, n) return make(def, n, file) end, generics)
-        if not a then error(file .. ": " .. err, 0) end
-        compiled.actions[g] = a
-        if g == "remove" and not compiled.actions.destroy then compiled.actions.destroy = compiled.actions[g] end
-        if g == "destroy" and not compiled.actions.remove then compiled.actions.remove = compiled.actions[g] end
-      end
+    if h.name and index.byName[h.name] then
+      error(file .. ': handler name "' .. h.name .. '" is taken (also in ' .. index.byName[h.name].file .. ")", 0)
     end
-    index.handlers[#index.handlers + 1] = compiled
     for _, pattern in ipairs(h.routes) do
       if type(pattern) ~= "string" then error(file .. ": routes must be strings", 0) end
       local ok, err = pcall(pcre.test, "", pattern)
       if not ok then error(file .. ": " .. tostring(err), 0) end
-      order = order + 1
-      local entry = { order = order, pattern = pattern, handler = compiled }
-      index.entries[#index.entries + 1] = entry
-      local seg = literalFirstSegment(pattern)
-      -- An unanchored pattern can only match a route that contains its literal prefix:
-      -- a plain substring test skips the regex for every other route.
-      if not seg and pattern:sub(1, 1) ~= "^" then
-        local lit = literalPrefix(pattern)
-        if #lit >= 2 then entry.needs = lit end
-      end
-      if seg then
-        index.byFirst[seg] = index.byFirst[seg] or {}
-        table.insert(index.byFirst[seg], entry)
-      else
-        index.any[#index.any + 1] = entry
-      end
     end
+    local compiled = { file = file, name = h.name, routes = h.routes, permissions = h.permissions or {},
+      resource = h.resource }
+    compiled.actions = M.compileActions(h, file, make, generics)
+    if h.name then index.byName[h.name] = compiled end
+    M.addRoutes(index, compiled)
   end
   return index
 end

@@ -6,6 +6,7 @@ local core = require("gateway.core")
 local inputs = require("gateway.pipeline.inputs")
 local router = require("gateway.registry.router")
 local handlers = require("gateway.registry.handlers")
+local consumers = require("gateway.registry.consumers")
 local permissions = require("gateway.pipeline.permissions")
 
 local M = {}
@@ -181,7 +182,7 @@ end
 
 function M.loadInto(config, api, env, modules)
   local reg = {
-    actions = {}, versions = {}, handlers = {},
+    actions = {}, versions = {}, handlers = {}, consumerFiles = {},
     middleware = {}, connectionMiddleware = {}, middlewareCount = 0,
     globalMiddleware = {}, connectionMiddlewareList = {},
   }
@@ -227,7 +228,9 @@ function M.loadInto(config, api, env, modules)
       if type(result) ~= "table" then
         fileError(path, "an action file must return a table, got " .. type(result))
       end
-      if result.routes ~= nil and result.run == nil then
+      if result.consumer ~= nil and result.run == nil then
+        reg.consumerFiles[#reg.consumerFiles + 1] = { file = path, consumer = result }
+      elseif result.routes ~= nil and result.run == nil then
         reg.handlers[#reg.handlers + 1] = { file = path, handler = result }
       elseif isAction(result) then
         validateAction(result, path, api)
@@ -252,6 +255,7 @@ function M.loadInto(config, api, env, modules)
     return def
   end
   reg.handlerIndex = handlers.compile(reg.handlers, makeHandlerAction, M.generics)
+  reg.consumers = consumers.compile(reg.consumerFiles, reg.handlerIndex, makeHandlerAction, M.generics)
 
   -- Middleware and permissions named by actions and handler actions must exist.
   local function checkNames(a)
@@ -268,6 +272,11 @@ function M.loadInto(config, api, env, modules)
   end
   for _, h in ipairs(reg.handlerIndex.handlers) do
     for _, a in pairs(h.actions) do checkNames(a) end
+  end
+  for _, c in ipairs(reg.consumers.list) do
+    for _, a in pairs(c.actions) do checkNames(a) end
+    local unknown = permissions.unknown(api.permissions.permissions, c.permissions)
+    if unknown then fileError(c.file, 'consumer "' .. c.name .. '": unknown permission "' .. unknown .. '"') end
   end
 
   sortVersions(reg)

@@ -98,6 +98,9 @@ function M.new(config, builtins)
     return n
   end
 
+  -- api.consumers.broadcast / groupSend / members: see gateway.services.consumers.
+  api.consumers = require("gateway.services.consumers").api(json)
+
   -- api.connections.send(id, message) -> true | false: server push to a WebSocket or
   -- TCP connection; a table is sent as JSON.
   function api.connections.send(id, message)

@@ -55,6 +55,13 @@ function C.destroy(rt, connection)
   rt.api.connections.connections[connection.id] = nil
 end
 
+-- Push `text` to an open persistent connection: true when it was queued.
+function C.sendText(connection, text)
+  local handle = handles[connection]
+  if not handle or not conn then return false end
+  return conn.send(handle, text)
+end
+
 -- Push `message` (a string as it is, anything else as JSON) to the open persistent
 -- connection `id`: true when it was queued.
 function C.send(registry, json, id, message)

@@ -6,6 +6,8 @@ local core = require("gateway.core")
 local inputs = require("gateway.pipeline.inputs")
 local processor = require("gateway.pipeline.processor")
 local handlers = require("gateway.registry.handlers")
+local consumers = require("gateway.registry.consumers")
+local permissions = require("gateway.pipeline.permissions")
 local session = require("gateway.services.session")
 
 local M = {}
@@ -120,19 +122,92 @@ function M.parse(rt, text)
   return { action = r.action, route = r.route or "", params = r.params, reply = reply }
 end
 
+-- A message on a consumer's connection (see gateway.registry.consumers): the consumer's
+-- permissions first, before routing; params are the message's data < the URL kwargs <
+-- the route's named groups. Without a route: the consumer's own action (a generic or one
+-- of its `actions`), else an action by name, else 405. With a route: the first of its
+-- child handlers whose pattern matches, else the consumer's own action of that name
+-- (the fallback), else 404. Returns the chosen handler action (nil for an action by
+-- name), or nil, false and the envelope of a refusal.
+local function routeConsumer(rt, ctx, transport, consumer, action, route, params)
+  local connection = ctx.connection
+  if #consumer.permissions > 0 then
+    local message, status = permissions.check(rt.reg.permissions, consumer.permissions,
+      { connection = connection, params = params, action = action, route = route })
+    if message then return nil, false, reject(rt, ctx, transport, status, message, ctx) end
+  end
+  local kwargs = connection.kwargs
+  if kwargs then
+    for k, v in pairs(kwargs) do params[k] = v end
+  end
+  local own = consumer.actions[action]
+  if route == "" then
+    if own then
+      ctx.routeParams = kwargs
+      return own
+    end
+    if rt.reg.versions[action] then
+      params.action = action
+      return nil
+    end
+    return nil, false, reject(rt, ctx, transport, 405, 'Action "' .. action .. '" not allowed.', ctx)
+  end
+  local chosen, routeParams, pattern, named = handlers.resolve(consumer.children, route, action)
+  if chosen then
+    for k, v in pairs(routeParams) do params[k] = v end
+    -- Never scrubbed: the URL kwargs under the route's named groups.
+    local kept = named
+    if kwargs and next(kwargs) then
+      kept = {}
+      for k, v in pairs(kwargs) do kept[k] = v end
+      for k, v in pairs(named) do kept[k] = v end
+    end
+    ctx.matchedRoute, ctx.routeParams = pattern, kept
+    return chosen
+  end
+  if pattern == 404 and own then
+    local query = route:match("%?(.*)$")
+    if query and query ~= "" then
+      for k, v in pairs(core.parse_query(query)) do
+        if kwargs == nil or kwargs[k] == nil then params[k] = v end
+      end
+    end
+    ctx.routeParams = kwargs
+    return own
+  end
+  return nil, false, reject(rt, ctx, transport, pattern, routeParams, ctx)
+end
+
 -- Run a parsed message's action on the connection and answer with the envelope. With a
 -- route, a handler chooses the action and the route's params win over the message's.
 -- `ctx` is the reply the envelope echoes (action, route, idKey, id) and the processor's
 -- `extra` (route, handler action, matched route, data).
 local function runParsed(rt, ctx, transport, action, route, params)
   ctx.transport = transport
-  -- Sessions (SPEC §9): the built-in `authenticate` message, unless the project defines
-  -- an action of that name (then theirs runs).
-  if action == "authenticate" and route == "" and not rt.reg.versions.authenticate then
+  local connection = ctx.connection
+  local consumer = consumers.of(rt.reg.consumers, connection)
+  if consumer == false then
+    local path = connection.rawConnection and connection.rawConnection.path or ""
+    return reject(rt, ctx, transport, 404, 'consumer for "' .. path .. '" not found', ctx)
+  end
+  -- Sessions (SPEC §9): the built-in `authenticate` message, unless the project (or the
+  -- consumer) defines an action of that name (then theirs runs).
+  if action == "authenticate" and route == "" and not rt.reg.versions.authenticate
+      and not (consumer and consumer.actions.authenticate) then
     return M.authenticate(rt, ctx, transport, { params = params, reply = ctx })
   end
   ctx.route = route
-  if route == "" then
+  -- Sessions end everywhere: a connection's session is checked on each message (a logout
+  -- elsewhere or an expiry clears connection.user before middleware and permissions run).
+  if connection.session ~= nil then
+    local err = rt.api.session.check(connection)
+    if err then return reject(rt, ctx, transport, err.status, err.message, ctx) end
+  end
+  if consumer then
+    local chosen, ok, refusal = routeConsumer(rt, ctx, transport, consumer, action, route, params)
+    if ok == false then return refusal end
+    ctx.handlerAction = chosen
+  elseif route == "" then
     params.action = action -- as on the web (and in ActionHero)
   else
     local chosen, routeParams, pattern, named = handlers.resolve(rt.reg.handlerIndex, route, action)
@@ -142,13 +217,6 @@ local function runParsed(rt, ctx, transport, action, route, params)
     end
     for k, v in pairs(routeParams) do params[k] = v end
     ctx.handlerAction, ctx.matchedRoute, ctx.routeParams = chosen, pattern, named
-  end
-  -- Sessions end everywhere: a connection's session is checked on each message (a logout
-  -- elsewhere or an expiry clears connection.user before middleware and permissions run).
-  local connection = ctx.connection
-  if connection.session ~= nil then
-    local err = rt.api.session.check(connection)
-    if err then return reject(rt, ctx, transport, err.status, err.message, ctx) end
   end
   local data = processor.run(rt, connection, action, params, ctx)
   return M.complete(rt, ctx, data)

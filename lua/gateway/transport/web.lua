@@ -230,12 +230,17 @@ local function render(rt, data, ctx)
 end
 
 -- A plain JSON error without the processor (bad path, bad body).
-local function plainError(rt, status, message, ctx)
+-- The answer alone, not logged: (status, headers, body).
+local function errorAnswer(rt, status, message)
   local headers = baseHeaders()
   headers["Content-Type"] = JSON_TYPE
-  local text = encode(rt, { error = message, errors = { message } })
+  return status, headers, encode(rt, { error = message, errors = { message } })
+end
+W.errorAnswer = errorAnswer
+
+local function plainError(rt, status, message, ctx)
   core.log("info", nil, { "path", ctx.path, "type", "web", "status", tostring(status), "error", message })
-  return status, headers, text
+  return errorAnswer(rt, status, message)
 end
 
 -- "/<urlPathForActions>" and "/<urlPathForFiles>", with and without a slash after them,
