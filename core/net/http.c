@@ -676,7 +676,7 @@ static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len, 
     }
     *p++ = '\r';
     *p++ = '\n';
-    memcpy(p, rest, rest_len);
+    if (rest_len) memcpy(p, rest, rest_len); /* 'rest' is NULL when nothing was read behind */
     p += rest_len;
     /* The WebSocket takes its own place once open (ws.c). */
     gw_conncap_leave(c->peer);
