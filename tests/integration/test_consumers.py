@@ -338,6 +338,14 @@ def test_the_default_consumer_is_unchanged(g):
     assert whoami["status"] == 404
 
 
+def test_a_bearer_session_on_the_default_consumers_upgrade(g):
+    token = login(g, "carol")
+    [me] = run(g, "/ws", {"action": "me"}, headers={"Authorization": "Bearer " + token})
+    assert me["data"] == {"user": {"name": "carol"}}, me
+    [anonymous] = run(g, "/ws", {"action": "me"}, headers={"Authorization": "Bearer nope"})
+    assert anonymous["status"] == 200 and anonymous["data"] == {"user": None}, anonymous
+
+
 def test_tcp_keeps_the_global_behaviour(g):
     obj = create(g, "tcp")
     retrieve, whoami = gw.exchange(g, "tcp", [{"action": "retrieve", "route": "items/%d/" % obj["id"]},
@@ -352,3 +360,47 @@ def test_http_upgrade_elsewhere_is_plain_http(g):
                                                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
                                                "Sec-WebSocket-Version": "13"})
     assert status == 200 and json.loads(body)["note"] == "x"
+
+
+# -- reload ------------------------------------------------------------------------------------
+
+CONSUMER = '''return {
+  consumer = [[^/ws/%(name)s/(?P<n>\\d+)/$]],
+  actions = { which = function(api, data) return { name = "%(name)s", version = %(version)d, n = data.params.n }, 200 end },
+}
+'''
+
+
+def test_reload_reaches_open_connections(make_gateway, tmp_path):
+    import signal
+    import time
+    actions = tmp_path / "reload_actions"
+    actions.mkdir()
+    (actions / "one.lua").write_text(CONSUMER % {"name": "one", "version": 1})
+    g = make_gateway({"paths": {"actions": [str(actions)]}})
+
+    async def go():
+        async with g.ws_connect("/ws/one/4/") as ws:
+            async def which():
+                await ws.send(json.dumps({"action": "which"}))
+                return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+            before = await which()
+            (actions / "one.lua").write_text(CONSUMER % {"name": "one", "version": 2})
+            (actions / "two.lua").write_text(CONSUMER % {"name": "two", "version": 1})
+            offset = g.log_size()
+            g.signal(signal.SIGHUP)
+            assert g.wait_for_log(r"reload", timeout=gw.bound(5), since=offset), g.describe()
+            changed = await which()
+            (actions / "one.lua").unlink()
+            offset = g.log_size()
+            g.signal(signal.SIGHUP)
+            assert g.wait_for_log(r"reload", timeout=gw.bound(5), since=offset), g.describe()
+            gone = await which()
+            return before, changed, gone
+    before, changed, gone = asyncio.run(go())
+    assert before["data"] == {"name": "one", "version": 1, "n": "4"}, before
+    assert changed["data"] == {"name": "one", "version": 2, "n": "4"}, changed
+    assert gone["status"] == 404 and gone["errors"] == ['consumer for "/ws/one/4/" not found'], gone
+    [answer] = run(g, "/ws/two/9/", {"action": "which"})
+    assert answer["data"] == {"name": "two", "version": 1, "n": "9"}
+    assert handshake_status(g, "/ws/one/4/") == 404

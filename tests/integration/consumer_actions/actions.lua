@@ -10,6 +10,10 @@ return {
     inputs = { pk = {}, note = {} },
     run = function(api, data) data.response = { pk = data.params.pk, note = data.params.note } end,
   },
+  me = {
+    name = "me", description = "the connection's user",
+    run = function(api, data) data.response = { user = data.connection.user or api.json.null } end,
+  },
   login = {
     name = "login", description = "a session for the given user name",
     inputs = { user = { required = true } },
