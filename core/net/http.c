@@ -554,6 +554,25 @@ static void push_ctx(struct http_conn *c, lua_State *L, const char *method, cons
     lua_setfield(L, -2, "remotePort");
 }
 
+/* The percent-decoded path, NUL-terminated, in 'small' or (when longer) a
+ * buffer to free; NULL once the error is answered (400 for a bad escape). */
+static char *decode_path(struct http_conn *c, const char *raw, size_t raw_len, char *small,
+                         size_t small_len, long *dlen) {
+    char *decoded = raw_len < small_len ? small : malloc(raw_len + 1);
+    if (!decoded) {
+        answer_error(c, 500, "out of memory");
+        return NULL;
+    }
+    *dlen = gw_url_decode_strict(raw, raw_len, decoded);
+    if (*dlen < 0) {
+        if (decoded != small) free(decoded);
+        answer_error(c, 400, "invalid path");
+        return NULL;
+    }
+    decoded[*dlen] = '\0';
+    return decoded;
+}
+
 /* A complete request: a file, the probe, or the runtime. */
 static void dispatch(struct http_conn *c) {
     struct gw_http *h = c->server;
@@ -593,18 +612,9 @@ static void dispatch(struct http_conn *c) {
         return;
     }
     char small[1024];
-    char *decoded = raw_len < sizeof small ? small : malloc(raw_len + 1);
-    if (!decoded) {
-        answer_error(c, 500, "out of memory");
-        return;
-    }
-    long dlen = gw_url_decode_strict(raw, raw_len, decoded);
-    if (dlen < 0) {
-        if (decoded != small) free(decoded);
-        answer_error(c, 400, "invalid path");
-        return;
-    }
-    decoded[dlen] = '\0';
+    long dlen;
+    char *decoded = decode_path(c, raw, raw_len, small, sizeof small, &dlen);
+    if (!decoded) return;
     const char *rest;
     if ((strcmp(method, "GET") == 0 || c->head_only) && (rest = gw_static_rest(cfg->files_path, decoded))) {
         c->file = gw_static_new(&static_out, c, h->loop, cfg->public_dir, decoded, rest,
@@ -744,17 +754,9 @@ static void start_upgrade(struct http_conn *c) {
         return;
     }
     char small[1024];
-    char *decoded = raw_len < sizeof small ? small : malloc(raw_len + 1);
-    if (!decoded) {
-        answer_error(c, 500, "out of memory");
-        return;
-    }
-    long dlen = gw_url_decode_strict(raw, raw_len, decoded);
-    if (dlen < 0) {
-        if (decoded != small) free(decoded);
-        answer_error(c, 400, "invalid path");
-        return;
-    }
+    long dlen;
+    char *decoded = decode_path(c, raw, raw_len, small, sizeof small, &dlen);
+    if (!decoded) return;
     lua_State *L = gw_vm_state(gw_runtime_vm(h->rt));
     push_ctx(c, L, "GET", decoded, (size_t)dlen, raw, raw_len, query, query_len);
     if (decoded != small) free(decoded);

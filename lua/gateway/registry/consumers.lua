@@ -87,15 +87,6 @@ function M.compile(list, index, make, generics)
   return out
 end
 
--- Named groups of a match as string kwargs.
-local function kwargsOf(captures)
-  local kwargs = {}
-  for k, v in pairs(captures) do
-    if type(k) == "string" and type(v) == "string" then kwargs[k] = v end
-  end
-  return kwargs
-end
-
 -- The consumer that takes a WebSocket upgrade to `path` (decoded, no query): the
 -- consumer (M.DEFAULT for servers.websocket.path) and its URL kwargs, or nil.
 function M.match(consumers, defaultPath, path)
@@ -103,7 +94,7 @@ function M.match(consumers, defaultPath, path)
   for _, c in ipairs(consumers.list) do
     local subject = c.strip and path:gsub("^/", "") or path
     local captures = core.regex_match(subject, c.pattern)
-    if captures then return c, kwargsOf(captures) end
+    if captures then return c, handlers.namedGroups(captures) end
   end
   return nil
 end

@@ -172,7 +172,7 @@ function M.compile(list, make, generics)
   return index
 end
 
--- Named groups of a match as string params.
+-- Named groups of a match as string params (also a consumer's URL kwargs).
 local function namedGroups(captures)
   local params = {}
   for k, v in pairs(captures) do
@@ -222,6 +222,8 @@ function M.resolve(index, route, name, method)
   for k, v in pairs(params) do all[k] = v end
   return action, all, pattern, params
 end
+
+M.namedGroups = namedGroups
 
 function M.count(index)
   return #index.entries
