@@ -554,6 +554,25 @@ static void push_ctx(struct http_conn *c, lua_State *L, const char *method, cons
     lua_setfield(L, -2, "remotePort");
 }
 
+/* The request's path and query (raw); GW_ERR once a 400 is answered: an
+ * HTTP/1.1 request without Host (RFC 9112 §3.2), or a target that is not
+ * one. */
+static int request_target(struct http_conn *c, const char **raw, size_t *raw_len, const char **query,
+                          size_t *query_len) {
+    struct gw_http1 *hp = c->parser;
+    if (c->minor >= 1 && !gw_http1_header(hp, "host")) {
+        answer_error(c, 400, "missing Host header");
+        return GW_ERR;
+    }
+    size_t url_len;
+    const char *url = gw_http1_url(hp, &url_len);
+    if (gw_http1_split_target(url, url_len, raw, raw_len, query, query_len) != GW_OK) {
+        answer_error(c, 400, "invalid request target");
+        return GW_ERR;
+    }
+    return GW_OK;
+}
+
 /* The percent-decoded path, NUL-terminated, in 'small' or (when longer) a
  * buffer to free; NULL once the error is answered (400 for a bad escape). */
 static char *decode_path(struct http_conn *c, const char *raw, size_t raw_len, char *small,
@@ -587,16 +606,9 @@ static void dispatch(struct http_conn *c) {
         answer_error(c, 501, "method not implemented");
         return;
     }
-    if (c->minor >= 1 && !gw_http1_header(hp, "host")) {
-        answer_error(c, 400, "missing Host header"); /* RFC 9112 §3.2 */
-        return;
-    }
-    size_t url_len, raw_len, query_len;
-    const char *url = gw_http1_url(hp, &url_len), *raw, *query;
-    if (gw_http1_split_target(url, url_len, &raw, &raw_len, &query, &query_len) != GW_OK) {
-        answer_error(c, 400, "invalid request target");
-        return;
-    }
+    size_t raw_len, query_len;
+    const char *raw, *query;
+    if (request_target(c, &raw, &raw_len, &query, &query_len) != GW_OK) return;
     if (h->probe_fixed) {
         static const char fixed[] = "{\"ok\":true}";
         lua_State *L = gw_vm_state(gw_runtime_vm(h->rt));
@@ -743,16 +755,9 @@ static void start_upgrade(struct http_conn *c) {
     c->keep_alive = 0; /* a refused upgrade closes: what follows it may be frames */
     c->minor = gw_http1_minor(hp);
     c->head_only = 0;
-    if (c->minor >= 1 && !gw_http1_header(hp, "host")) {
-        answer_error(c, 400, "missing Host header");
-        return;
-    }
-    size_t url_len, raw_len, query_len;
-    const char *url = gw_http1_url(hp, &url_len), *raw, *query;
-    if (gw_http1_split_target(url, url_len, &raw, &raw_len, &query, &query_len) != GW_OK) {
-        answer_error(c, 400, "invalid request target");
-        return;
-    }
+    size_t raw_len, query_len;
+    const char *raw, *query;
+    if (request_target(c, &raw, &raw_len, &query, &query_len) != GW_OK) return;
     char small[1024];
     long dlen;
     char *decoded = decode_path(c, raw, raw_len, small, sizeof small, &dlen);
