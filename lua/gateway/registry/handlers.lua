@@ -14,7 +14,8 @@ local M = {}
 M.GENERICS = { retrieve = true, list = true, create = true, update = true,
   partial_update = true, remove = true, destroy = true }
 
--- HTTP method -> handler action name (GET depends on whether the route names a `pk`).
+-- HTTP method -> handler action name (GET depends on whether the route names a `pk`, or
+-- the handler's lookupField).
 M.HTTP_ACTIONS = { POST = "create", PUT = "update", PATCH = "partial_update", DELETE = "remove" }
 
 local METACHARS = "^([^\\%.%^%$|%?%*%+%(%)%[%]{}]*)"
@@ -97,7 +98,8 @@ function M.compile(list, make, generics)
     if type(h.routes) ~= "table" or #h.routes == 0 then
       error(file .. ": a handler's 'routes' must be a non-empty list of patterns", 0)
     end
-    local compiled = { file = file, actions = {}, permissions = h.permissions or {}, resource = h.resource }
+    local compiled = { file = file, actions = {}, permissions = h.permissions or {}, resource = h.resource,
+      lookupField = type(h.lookupField) == "string" and h.lookupField or nil }
     for name, entry in pairs(h.actions or {}) do
       local a, err = handlerAction(entry, name, h, function(def, n) return make(def, n, file) end)
       if not a then error(file .. ": " .. err, 0) end
@@ -181,7 +183,7 @@ function M.resolve(index, route, name, method)
   local handler, params, pattern = M.match(index, path)
   if not handler then return nil, 'route "' .. route .. '" not found', 404 end
   if method then
-    name = M.HTTP_ACTIONS[method] or ((method == "GET" or method == "HEAD") and (params.pk and "retrieve" or "list"))
+    name = M.HTTP_ACTIONS[method] or ((method == "GET" or method == "HEAD") and ((params.pk or handler.lookupField and params[handler.lookupField]) and "retrieve" or "list"))
   end
   local action = name and handler.actions[name]
   if not action then return nil, 'Action "' .. tostring(name) .. '" not allowed.', 405 end
