@@ -438,7 +438,7 @@ local function toObject(api, res, flat)
       obj.id = math.tointeger(tonumber(v)) or v
     elseif res.fields[k] then
       local ok, value = pcall(api.json.decode, v)
-      obj[k] = ok and value or v
+      if ok then obj[k] = value else obj[k] = v end -- `ok and value or v` turns false into "false"
     end
   end
   for _, k in ipairs(res.keys) do
@@ -529,10 +529,12 @@ local function objectAllowed(api, res, data, obj)
   return false
 end
 
-local function isMissing(value, opts)
+-- Missing as the inputs pipeline says (general.missingParamChecks), except that "" given to
+-- an integer, number or boolean field is a value, and an invalid one (DRF's fields).
+local function isMissing(value, opts, field)
   if value == nil then return opts.missing["nil"] == true end
   if value == opts.null then return opts.missing["null"] == true end
-  if value == "" then return opts.missing[""] == true end
+  if value == "" then return opts.missing[""] == true and (field.type or "string") == "string" end
   return false
 end
 
@@ -563,17 +565,17 @@ local function validate(api, opts, res, data, mode)
       if field.blank == false and isBlank(value) then
         message = MSG.blank
       else
-        if isMissing(value, opts) and mode ~= "partial" and input.default ~= nil then
+        if isMissing(value, opts, field) and mode ~= "partial" and input.default ~= nil then
           value = defaultOf(input, key, connection, action, value)
         end
-        if not isMissing(value, opts) then
+        if not isMissing(value, opts, field) then
           for _, formatter in ipairs(input._formatters) do
             value = formatter(value, connection, action, key)
           end
         end
         if field.blank == false and isBlank(value) then
           message = MSG.blank
-        elseif isMissing(value, opts) then
+        elseif isMissing(value, opts, field) then
           if field.required then
             message, required = key .. " is a required parameter for this action", true
           end
