@@ -58,12 +58,12 @@ def ctx(gateway_bin, redis_url, tmp_path_factory):
             redis("DEL", *keys)
 
 
-def wait_ready(g):
+def wait_ready(g, path="/api/articles/"):
     """Until a Redis-backed generic answers (503 until the client has connected)."""
     deadline = time.monotonic() + gw.bound(5)
     while True:
-        status, body = g.json("GET", "/api/articles/")
-        if status == 200:
+        status, body = g.json("GET", path)
+        if status != 503:
             return
         assert status == 503, (status, body)
         assert time.monotonic() < deadline, "Redis not ready\n" + g.describe()
@@ -473,3 +473,46 @@ def test_add_object_misuse_raises(gateway_bin, redis_url, tmp_path):
     res = gw.run_cli(["--config", config, "--check"], timeout=5)
     out = res.stdout + "\n" + res.stderr
     assert res.returncode == 1 and "misuse.lua" in out and "api.permissions.addObject: x needs a function" in out, out
+
+
+# -- the lookup index --------------------------------------------------------------------------
+
+LEGACY = os.path.join(HERE, "rule_legacy")
+
+
+def test_lookup_index_follows_writers_that_do_not_know_it(g, redis, prefix, redis_url, tmp_path):
+    """Objects written by a gateway without the lookupField (before it existed, or another
+    node) are found: its writes drop the index's "complete" mark and the next lookup
+    rebuilds it with one scan."""
+    config = gw.default_config(str(tmp_path), redis_url, actions=[LEGACY])
+    config["redis"]["prefix"] = prefix
+    with gw.serving(tmp_path, config) as old:
+        wait_ready(old, "/api/legacy/0/")
+        first = create(old, "http", "legacy/", {"slug": "one"})
+        assert call(g, "http", "retrieve", "legacyslugs/one/")[1] == first
+        marks = prefix + "resource:legacy:lookups"
+        assert redis("HGET", marks, "slug") == "1"
+        # The old gateway writes: a new object, a rename, a removal.
+        second = create(old, "ws", "legacy/", {"slug": "two"})
+        assert redis("HGET", marks, "slug") is None
+        assert call(g, "ws", "retrieve", "legacyslugs/two/")[1] == second
+        assert call(old, "http", "partial_update", "legacy/%d/" % first["id"], {"slug": "uno"})[0] == 200
+        assert call(g, "http", "retrieve", "legacyslugs/one/") == (404, None, [NOT_FOUND])
+        assert call(g, "http", "retrieve", "legacyslugs/uno/")[1]["id"] == first["id"]
+        assert call(old, "ws", "remove", "legacy/%d/" % second["id"]) == (204, None, [])
+        assert call(g, "ws", "retrieve", "legacyslugs/two/") == (404, None, [NOT_FOUND])
+
+
+def test_lookup_index_drops_entries_the_object_no_longer_holds(g, redis, prefix):
+    slug = "stale-" + uuid.uuid4().hex[:6]
+    page = create(g, "ws", "pages/", {"slug": slug})
+    assert call(g, "ws", "retrieve", "pages/%s/" % slug)[0] == 200
+    # A write behind the gateway's back (redis-cli): the index still names the old value.
+    key = prefix + "resource:page:obj:%d" % page["id"]
+    redis("HSET", key, "slug", '"%s-new"' % slug)
+    assert call(g, "ws", "retrieve", "pages/%s/" % slug) == (404, None, [NOT_FOUND])
+    members = redis("ZRANGE", prefix + "resource:page:lookup:slug", 0, -1)
+    assert not any(m.startswith('"%s"' % slug) for m in members), members
+    # Dropping the mark has the index rebuilt (what such a writer should do).
+    redis("HDEL", prefix + "resource:page:lookups", "slug")
+    assert call(g, "ws", "retrieve", "pages/%s-new/" % slug)[1]["id"] == page["id"]

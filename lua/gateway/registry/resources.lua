@@ -8,6 +8,8 @@
 --   P.."index"     zset    member = id, score = id: the ordered index
 --   P.."obj:"..id  hash    "id" -> the id, and one entry per field holding its value
 --                          JSON-encoded (a field without a value has no entry)
+--   P.."lookup:"..field  zset  the lookup index of a lookupField (see INDEX below)
+--   P.."lookups"   hash    field -> "1" while its lookup index is complete
 -- Every write is one EVAL (below), so an object is never half-written or missing from
 -- the index, even if the gateway dies mid-write. Reads of a list are one EVAL too (a
 -- consistent snapshot of count and page).
@@ -17,25 +19,68 @@
 -- repeats a create (update, partial_update and remove are safe to repeat). A read that
 -- times out stays 503 "redis timeout". A list without pageSize answers at most
 -- redis.maxListSize objects, the first in id order.
+--
+-- Fields are checked here, not by the inputs pipeline, in DRF's order (see validate).
+-- Handler-level options: objectPermissions (api.permissions.addObject) run on the loaded
+-- object in retrieve, update, partial_update and remove; lookupField finds the object by
+-- a field's value. An update or remove that loaded the object to decide passes it to its
+-- write script, which writes only if it is unchanged (else the generic starts over).
 
 local inputs = require("gateway.pipeline.inputs")
 local permissions = require("gateway.pipeline.permissions")
 
 local M = {}
 
--- KEYS: id counter, index. ARGV: object key prefix, then field, JSON value pairs.
-local CREATE = [[
+-- The lookup indexes (lookupField): for each field some handler on the resource uses as
+-- its lookupField, P.."lookup:"..field is a sorted set (scores 0) of "<JSON value>\0<id
+-- padded to 20 digits>", so a lexicographic range finds a value's objects in id order in
+-- O(log n); P.."lookups" is a hash field -> "1" while that index is complete. Every write
+-- script starts with ARGV: P, the count and names of the indexed fields of this load
+-- (every lookupField of every handler on the resource), and keeps them up to date. A
+-- write by a gateway that does not know an index (an older config, another node) drops
+-- its "complete" mark instead, and the next lookup rebuilds it with one scan.
+local INDEX = [=[
+local P = ARGV[1]
+local indexed = {}
+for j = 1, tonumber(ARGV[2]) do indexed[j] = ARGV[2 + j] end
+local base = 3 + #indexed
+local function member(value, id)
+  return value .. '\0' .. string.rep('0', 20 - #id) .. id
+end
+local function indexedValues(key)
+  if #indexed == 0 then return {} end
+  return redis.call('HMGET', key, unpack(indexed))
+end
+local function reindex(key, id, old)
+  local mine = {}
+  for j, f in ipairs(indexed) do
+    mine[f] = true
+    local new = redis.call('HGET', key, f)
+    if old[j] ~= new then
+      if old[j] then redis.call('ZREM', P .. 'lookup:' .. f, member(old[j], id)) end
+      if new then redis.call('ZADD', P .. 'lookup:' .. f, 0, member(new, id)) end
+    end
+  end
+  for _, f in ipairs(redis.call('HKEYS', P .. 'lookups')) do
+    if not mine[f] then redis.call('HDEL', P .. 'lookups', f) end
+  end
+end
+]=]
+
+-- KEYS: id counter, index. ARGV: (INDEX), object key prefix, then field, JSON value pairs.
+local CREATE = INDEX .. [[
 local id = redis.call('INCR', KEYS[1])
-local key = ARGV[1] .. id
-redis.call('HSET', key, 'id', id, unpack(ARGV, 2))
+local key = ARGV[base] .. id
+redis.call('HSET', key, 'id', id, unpack(ARGV, base + 1))
 redis.call('ZADD', KEYS[2], id, id)
+reindex(key, tostring(id), {})
 return redis.call('HGETALL', key)
 ]]
 
 -- The check a careful write starts with (an update or remove that first loaded the object
 -- to run object permissions or to find it by lookupField): the object must still be the
 -- one that was loaded, hash entry for hash entry. ARGV[i] is the count of the flat list
--- that follows (0: no check). Sets `i` past the list; `changed` is true when it differs.
+-- that follows (0: no check). -> same, the index past the list.
 local SAME = [=[
 local function same(key, i)
   local n = tonumber(ARGV[i])
@@ -51,56 +96,79 @@ local function same(key, i)
 end
 ]=]
 
--- KEYS: object, index. ARGV: id, clear ('1': a full update, whose omitted fields become
--- absent), the count and names of the readOnly fields a full update keeps, the expected
--- object (SAME), then field, JSON value pairs. An empty reply: no such object; 0: the
--- object changed since it was loaded.
-local UPDATE = SAME .. [[
+-- KEYS: object, index. ARGV: (INDEX), id, clear ('1': a full update, whose omitted fields
+-- become absent), the count and names of the readOnly fields a full update keeps, the
+-- expected object (SAME), then field, JSON value pairs. An empty reply: no such object;
+-- 0: the object changed since it was loaded.
+local UPDATE = INDEX .. SAME .. [[
 if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
-local nkeep = tonumber(ARGV[3])
-local ok, i = same(KEYS[1], 4 + nkeep)
+local id, nkeep = ARGV[base], tonumber(ARGV[base + 2])
+local ok, i = same(KEYS[1], base + 3 + nkeep)
 if not ok then return 0 end
+local old = indexedValues(KEYS[1])
 local kept = {}
-if ARGV[2] == '1' then
+if ARGV[base + 1] == '1' then
   if nkeep > 0 then
-    local values = redis.call('HMGET', KEYS[1], unpack(ARGV, 4, 3 + nkeep))
+    local values = redis.call('HMGET', KEYS[1], unpack(ARGV, base + 3, base + 2 + nkeep))
     for j = 1, nkeep do
-      if values[j] then kept[#kept + 1] = ARGV[3 + j]; kept[#kept + 1] = values[j] end
+      if values[j] then kept[#kept + 1] = ARGV[base + 2 + j]; kept[#kept + 1] = values[j] end
     end
   end
   redis.call('DEL', KEYS[1])
 end
-redis.call('HSET', KEYS[1], 'id', ARGV[1], unpack(kept))
+redis.call('HSET', KEYS[1], 'id', id, unpack(kept))
 if #ARGV >= i then redis.call('HSET', KEYS[1], unpack(ARGV, i)) end
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[1])
+redis.call('ZADD', KEYS[2], id, id)
+reindex(KEYS[1], id, old)
 return redis.call('HGETALL', KEYS[1])
 ]]
 
--- KEYS: object, index. ARGV: id, the expected object (SAME). 1 when it existed and was
--- deleted, 0 when it did not exist, -1 when it changed since it was loaded.
-local DELETE = SAME .. [[
+-- KEYS: object, index. ARGV: (INDEX), id, the expected object (SAME). 1 when it existed
+-- and was deleted, 0 when it did not exist, -1 when it changed since it was loaded.
+local DELETE = INDEX .. SAME .. [[
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if not same(KEYS[1], 2) then return -1 end
+if not same(KEYS[1], base + 1) then return -1 end
+local old = indexedValues(KEYS[1])
 local n = redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[base])
+reindex(KEYS[1], ARGV[base], old)
 return n
 ]]
 
--- KEYS: index. ARGV: object key prefix, field, then the JSON encodings that match.
--- -> the first object in id order whose field holds one of them (its hash), or {}.
--- O(n) in the resource's objects: a scan inside Redis, 1000 ids at a time.
+-- KEYS: index. ARGV: P, field, then the JSON encodings that match. -> the hash of the
+-- first object in id order whose field holds one of them, or {}. O(log n) with a complete
+-- lookup index; builds it first when it is not (one scan of the resource, O(n)).
 local FIND = [=[
-local want = {}
-for i = 3, #ARGV do want[ARGV[i]] = true end
-local first = 0
-while true do
-  local ids = redis.call('ZRANGE', KEYS[1], first, first + 999)
-  if #ids == 0 then return {} end
-  for _, id in ipairs(ids) do
-    local v = redis.call('HGET', ARGV[1] .. id, ARGV[2])
-    if v and want[v] then return redis.call('HGETALL', ARGV[1] .. id) end
+local P, field = ARGV[1], ARGV[2]
+local zkey = P .. 'lookup:' .. field
+if redis.call('HGET', P .. 'lookups', field) ~= '1' then
+  redis.call('DEL', zkey)
+  local first = 0
+  while true do
+    local ids = redis.call('ZRANGE', KEYS[1], first, first + 999)
+    if #ids == 0 then break end
+    for _, id in ipairs(ids) do
+      local v = redis.call('HGET', P .. 'obj:' .. id, field)
+      if v then redis.call('ZADD', zkey, 0, v .. '\0' .. string.rep('0', 20 - #id) .. id) end
+    end
+    first = first + 1000
   end
-  first = first + 1000
+  redis.call('HSET', P .. 'lookups', field, '1')
+end
+while true do
+  local best, bestMember, bestValue
+  for i = 3, #ARGV do
+    local found = redis.call('ZRANGEBYLEX', zkey, '[' .. ARGV[i] .. '\0', '[' .. ARGV[i] .. '\0\255', 'LIMIT', 0, 1)
+    if found[1] then
+      local padded = string.sub(found[1], -20)
+      if not best or padded < best then best, bestMember, bestValue = padded, found[1], ARGV[i] end
+    end
+  end
+  if not best then return {} end
+  local key = P .. 'obj:' .. string.match(best, '^0*(%d+)$')
+  -- An entry the index kept for a value the object no longer holds is dropped.
+  if redis.call('HGET', key, field) == bestValue then return redis.call('HGETALL', key) end
+  redis.call('ZREM', zkey, bestMember)
 end
 ]=]
 
@@ -360,6 +428,10 @@ end
 -- Handler-level options (objectPermissions, lookupField) are read here too: two handlers
 -- may share a resource name with different options.
 local compiled = setmetatable({}, { __mode = "k" })
+-- The lookup-indexed fields of each resource name, per load: every handler of one load
+-- on a resource keeps the union of their lookupFields indexed. A load is told by its
+-- api.permissions table (each load makes a new one).
+local indexedByLoad = setmetatable({}, { __mode = "k" })
 local function compile(handler)
   if compiled[handler] then return compiled[handler] end
   local r = handler.resource
@@ -416,6 +488,16 @@ local function compile(handler)
     -- by each load; the loader checks the names once every file has run).
     objectRegistry = api and api.permissions and api.permissions.objects,
   }
+  local load = api and api.permissions or M
+  indexedByLoad[load] = indexedByLoad[load] or {}
+  local indexed = indexedByLoad[load][r.name] or {}
+  indexedByLoad[load][r.name] = indexed
+  if lookupField and not indexed[lookupField] then
+    indexed[lookupField] = true
+    indexed[#indexed + 1] = lookupField
+    table.sort(indexed)
+  end
+  res.indexed = indexed
   -- An update or remove compares the object it writes with the one it loaded when the
   -- load decided something (a permission, or which object a lookupField names).
   res.careful = #objectPermissions > 0 or lookupField ~= nil
@@ -508,7 +590,7 @@ local function find(api, res, data)
   end
   local forms = lookupForms(api, res.fields[res.lookupField], value)
   if not forms or #forms == 0 then return nil end
-  local args = { p .. "obj:", res.lookupField }
+  local args = { p, res.lookupField }
   for _, f in ipairs(forms) do args[#args + 1] = f end
   local flat = eval(api, FIND, { p .. "index" }, args)
   if #flat == 0 then return nil end
@@ -628,6 +710,14 @@ local function write(api, script, keys, args)
   error(result, 0)
 end
 
+-- The first arguments of every write script (INDEX): the key prefix and the indexed
+-- fields of the resource.
+local function indexArgs(p, res)
+  local args = { p, #res.indexed }
+  for i, f in ipairs(res.indexed) do args[2 + i] = f end
+  return args
+end
+
 -- Appends the expected object (SAME's count and flat list) to args: the loaded hash when
 -- the write is careful, else nothing to compare.
 local function expect(args, res, flat)
@@ -651,7 +741,8 @@ function IMPL.create(res)
       local values = validate(api, inputOpts(api), res, data, "create")
       if not values then return end
       local p = prefix(api, res)
-      local args = { p .. "obj:" }
+      local args = indexArgs(p, res)
+      args[#args + 1] = p .. "obj:"
       for _, v in ipairs(pairsToStore(api, values, res.keys)) do args[#args + 1] = v end
       local flat = write(api, CREATE, { p .. "id", p .. "index" }, args)
       data.response = toObject(api, res, flat)
@@ -689,7 +780,8 @@ local function updater(partial)
             values = validate(api, inputOpts(api), res, data, partial and "partial" or "update")
             if not values then return end
           end
-          local args = { id, partial and "0" or "1", #res.readOnlyKeys }
+          local args = indexArgs(p, res)
+          for _, v in ipairs({ id, partial and "0" or "1", #res.readOnlyKeys }) do args[#args + 1] = v end
           for _, k in ipairs(res.readOnlyKeys) do args[#args + 1] = k end
           expect(args, res, flat)
           for _, v in ipairs(pairsToStore(api, values, res.keys)) do args[#args + 1] = v end
@@ -722,7 +814,8 @@ function IMPL.remove(res)
           id = idOf(data.params.pk)
           if not id then return fail(data, 404, NOT_FOUND) end
         end
-        local args = { id }
+        local args = indexArgs(p, res)
+        args[#args + 1] = id
         expect(args, res, flat)
         local n = write(api, DELETE, { p .. "obj:" .. id, p .. "index" }, args)
         if n == 0 then return fail(data, 404, NOT_FOUND) end
