@@ -505,9 +505,15 @@ local function compile(handler)
   return res
 end
 
--- Key prefix of a resource, from the config of the running gateway.
+-- Key prefix of a resource, from the config of the running gateway (fixed for the
+-- process: a reload reloads the files, not the config), worked out once per handler.
 local function prefix(api, res)
-  return tostring(api.config.redis.prefix or "") .. "resource:" .. res.name .. ":"
+  local p = res.prefix
+  if not p then
+    p = tostring(api.config.redis.prefix or "") .. "resource:" .. res.name .. ":"
+    res.prefix = p
+  end
+  return p
 end
 
 -- A hash reply (flat field, value list) as the object: id a number, fields decoded, every
@@ -679,11 +685,14 @@ local function validate(api, opts, res, data, mode)
   return values
 end
 
--- The options for the field checks: the gateway's missing checks and JSON null.
-local function inputOpts(api)
+-- The options for the field checks: the gateway's missing checks and JSON null (the
+-- config is fixed for the process: worked out once per handler).
+local function inputOpts(api, res)
+  if res.opts then return res.opts end
   local checks = {}
   for _, c in ipairs(api.config.general.missingParamChecks) do checks[c] = true end
-  return { missing = checks, null = api.json.null }
+  res.opts = { missing = checks, null = api.json.null }
+  return res.opts
 end
 
 -- The field, JSON value pairs to store (fields without a value are left out).
@@ -738,7 +747,7 @@ function IMPL.create(res)
   return {
     inputs = "fields",
     run = function(api, data)
-      local values = validate(api, inputOpts(api), res, data, "create")
+      local values = validate(api, inputOpts(api, res), res, data, "create")
       if not values then return end
       local p = prefix(api, res)
       local args = indexArgs(p, res)
@@ -757,7 +766,7 @@ function IMPL.retrieve(res)
       local _, flat = find(api, res, data)
       if not flat then return fail(data, 404, NOT_FOUND) end
       local obj = toObject(api, res, flat)
-      if not objectAllowed(api, res, data, obj) then return end
+      if res.objectPermissions[1] and not objectAllowed(api, res, data, obj) then return end
       data.response = obj
     end,
   }
@@ -777,7 +786,7 @@ local function updater(partial)
           if not id then return fail(data, 404, NOT_FOUND) end
           if not objectAllowed(api, res, data, toObject(api, res, flat)) then return end
           if not values then
-            values = validate(api, inputOpts(api), res, data, partial and "partial" or "update")
+            values = validate(api, inputOpts(api, res), res, data, partial and "partial" or "update")
             if not values then return end
           end
           local args = indexArgs(p, res)
