@@ -197,6 +197,9 @@ local function validate(input, key, value, connection, action)
   end
   return nil
 end
+-- Also run by the resource generics (gateway.registry.resources), whose fields order
+-- their own checks before an input's validators.
+inputs.validate = validate
 
 -- Applies the action's inputs to 'params' in place. opts.missing is the set of enabled
 -- missing checks ("nil", "null", ""), opts.null the JSON null value. Returns nil when

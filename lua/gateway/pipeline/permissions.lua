@@ -1,6 +1,9 @@
 -- Permissions (SPEC §7): named checks `function(data) -> true | false|nil [, reason]` that
 -- actions and handlers list in `permissions = {...}`. A denial is 403 with the standard
 -- message, or with the reason: a string, or a table { status =, message = }.
+-- Object permissions (`function(data, object)`, registered with addObject and listed in a
+-- handler's `objectPermissions`) live in a namespace of their own and answer the same way;
+-- the generics run them on the object they loaded (gateway.registry.resources).
 
 local M = {}
 
@@ -16,11 +19,19 @@ function M.new()
     end,
     allowAny = function() return true end,
   }
-  local api = { permissions = registry }
+  -- Object permissions are a separate namespace: a name may be both a plain permission and
+  -- an object permission (say "isOwner" checking data only, and checking the object).
+  local objects = {}
+  local api = { permissions = registry, objects = objects }
   function api.add(name, fn)
     if type(name) ~= "string" or name == "" then error("api.permissions.add: name must be a string", 2) end
     if type(fn) ~= "function" then error("api.permissions.add: " .. name .. " needs a function", 2) end
     registry[name] = fn
+  end
+  function api.addObject(name, fn)
+    if type(name) ~= "string" or name == "" then error("api.permissions.addObject: name must be a string", 2) end
+    if type(fn) ~= "function" then error("api.permissions.addObject: " .. name .. " needs a function", 2) end
+    objects[name] = fn
   end
   return api
 end
@@ -44,10 +55,11 @@ function M.reason(reason)
 end
 
 -- Run every check in order; nil when all pass, else (message, status) of the first denial.
--- A check that raises propagates (the processor answers 500).
-function M.check(registry, names, data)
+-- A check that raises propagates (the processor answers 500). With `object`, the checks
+-- are object permissions and get (data, object).
+function M.check(registry, names, data, object)
   for _, name in ipairs(names) do
-    local ok, reason = registry[name](data)
+    local ok, reason = registry[name](data, object)
     if ok ~= true then return M.reason(reason) end
   end
   return nil

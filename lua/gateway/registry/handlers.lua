@@ -14,7 +14,8 @@ local M = {}
 M.GENERICS = { retrieve = true, list = true, create = true, update = true,
   partial_update = true, remove = true, destroy = true }
 
--- HTTP method -> handler action name (GET depends on whether the route names a `pk`).
+-- HTTP method -> handler action name (GET depends on whether the route names a `pk`, or
+-- the handler's lookupField).
 M.HTTP_ACTIONS = { POST = "create", PUT = "update", PATCH = "partial_update", DELETE = "remove" }
 
 local METACHARS = "^([^\\%.%^%$|%?%*%+%(%)%[%]{}]*)"
@@ -164,7 +165,7 @@ function M.compile(list, make, generics)
       if not ok then error(file .. ": " .. tostring(err), 0) end
     end
     local compiled = { file = file, name = h.name, routes = h.routes, permissions = h.permissions or {},
-      resource = h.resource }
+      resource = h.resource, lookupField = type(h.lookupField) == "string" and h.lookupField or nil }
     compiled.actions = M.compileActions(h, file, make, generics)
     if h.name then index.byName[h.name] = compiled end
     M.addRoutes(index, compiled)
@@ -214,7 +215,7 @@ function M.resolve(index, route, name, method)
   local handler, params, pattern = M.match(index, path)
   if not handler then return nil, 'route "' .. route .. '" not found', 404 end
   if method then
-    name = M.HTTP_ACTIONS[method] or ((method == "GET" or method == "HEAD") and (params.pk and "retrieve" or "list"))
+    name = M.HTTP_ACTIONS[method] or ((method == "GET" or method == "HEAD") and ((params.pk or handler.lookupField and params[handler.lookupField]) and "retrieve" or "list"))
   end
   local action = name and handler.actions[name]
   if not action then return nil, 'Action "' .. tostring(name) .. '" not allowed.', 405 end

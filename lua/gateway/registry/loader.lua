@@ -256,6 +256,8 @@ function M.loadInto(config, api, env, modules)
   end
   reg.handlerIndex = handlers.compile(reg.handlers, makeHandlerAction, M.generics)
   reg.consumers = consumers.compile(reg.consumerFiles, reg.handlerIndex, makeHandlerAction, M.generics)
+  M.checkObjectPermissions(reg.handlers, api.permissions.objects)
+  M.checkObjectPermissions(reg.consumerFiles, api.permissions.objects)
 
   -- Middleware and permissions named by actions and handler actions must exist.
   local function checkNames(a)
@@ -282,6 +284,24 @@ function M.loadInto(config, api, env, modules)
   sortVersions(reg)
   reg.routes = M.loadRoutes(config.paths.routes, reg, env)
   return reg
+end
+
+-- The object permissions handlers list (`objectPermissions`, run by the generics) must be
+-- registered with api.permissions.addObject; checked once every file has loaded, as files
+-- register them at load time. `list` holds { file, handler } or { file, consumer }.
+function M.checkObjectPermissions(list, objects)
+  for _, item in ipairs(list) do
+    local names = (item.handler or item.consumer).objectPermissions
+    if names ~= nil and type(names) ~= "table" then
+      fileError(item.file, "objectPermissions must be a list of names")
+    end
+    for _, name in ipairs(names or {}) do
+      if not objects[name] then
+        fileError(item.file, 'unknown object permission "' .. tostring(name)
+          .. '" (register it with api.permissions.addObject)')
+      end
+    end
+  end
 end
 
 -- The web routes file (SPEC §6); a missing file means no routes.
