@@ -404,3 +404,35 @@ def test_reload_reaches_open_connections(make_gateway, tmp_path):
     [answer] = run(g, "/ws/two/9/", {"action": "which"})
     assert answer["data"] == {"name": "two", "version": 1, "n": "9"}
     assert handshake_status(g, "/ws/one/4/") == 404
+
+
+# -- generics on a consumer: lookupField from the URL, field rules, object permissions ----------
+
+def test_only_the_author_may_change_a_note_looked_up_by_its_slug(g):
+    alice = {"Authorization": "Bearer " + login(g, "alice")}
+    bob = {"Authorization": "Bearer " + login(g, "bob")}
+    slug = "note-" + uuid.uuid4().hex[:8]
+    [created] = run(g, "/ws/notes/", {"action": "create", "data": {"slug": slug, "body": "hi", "author": "mallory"}},
+                    headers=alice)
+    assert created["status"] == 201, created
+    assert created["data"]["author"] == "alice" and created["data"]["votes"] == 0, created
+    path = "/ws/notes/%s/" % slug
+    denied, seen = run(g, path, {"action": "partial_update", "data": {"body": "bob was here"}},
+                       {"action": "retrieve"}, headers=bob)
+    assert denied["status"] == 403, denied
+    assert denied["errors"] == ["You do not have permission to perform this action."]
+    assert seen["status"] == 403, seen
+    [anonymous] = run(g, path, {"action": "retrieve"})
+    assert anonymous["status"] == 403, anonymous
+    blank, typed, changed, kept = run(g, path,
+                                      {"action": "partial_update", "data": {"body": ""}},
+                                      {"action": "partial_update", "data": {"votes": "many"}},
+                                      {"action": "partial_update", "data": {"votes": "3", "author": "bob"}},
+                                      {"action": "retrieve"}, headers=alice)
+    assert blank["status"] == 422 and blank["errors"] == [{"body": ["This field may not be blank."]}], blank
+    assert typed["status"] == 422 and typed["errors"] == [{"votes": ["A valid integer is required."]}], typed
+    assert changed["status"] == 200 and changed["data"]["votes"] == 3, changed
+    assert kept["data"] == {"id": created["data"]["id"], "slug": slug, "body": "hi", "votes": 3, "author": "alice"}, kept
+    removed, gone = run(g, path, {"action": "remove"}, {"action": "retrieve"}, headers=alice)
+    assert removed["status"] == 204 and removed["data"] is None, removed
+    assert gone["status"] == 404 and gone["errors"] == ["Not found."], gone
