@@ -226,7 +226,9 @@
         } catch (e) { // say a cycle or a BigInt in data: this call fails, not the client
           return reject(new GatewayError("cannot send: " + e.message, { code: "invalid", action: frame.action }));
         }
-        if (direct || this.state === "open") return this._arm(call, timeout)._send(call);
+        // A socket already closing (its close event still to come) would drop the frame.
+        var sendable = this.state === "open" && this._ws.readyState === 1; // WebSocket.OPEN
+        if (direct || sendable) return this._arm(call, timeout)._send(call);
         if (this._queue.length >= this.options.maxQueue) {
           return reject(new GatewayError("too many calls waiting for the connection (maxQueue " +
             this.options.maxQueue + ")", { code: "queue_full", action: frame.action }));

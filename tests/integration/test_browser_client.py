@@ -369,3 +369,77 @@ def test_reconnect_after_the_gateway_restarts(chrome, make_gateway, redis_url, t
     assert events[2:4] == ["main reconnect 1", "main close 1006"], events
     assert events[-1] == "main open (reconnected)", events
     assert events.count("main open (reconnected)") == 1
+
+
+def test_backoff_doubles_with_jitter_up_to_max_delay(chrome, site):
+    """Against a port where nothing listens: each wait is in [ceiling/2, ceiling], the
+    ceiling doubling from minDelay up to maxDelay."""
+    port = gw.free_port()
+
+    async def scenario(page):
+        return await page.evaluate("""(async () => {
+          const c = new GatewayClient("ws://127.0.0.1:%d/ws", {minDelay: 20, maxDelay: 80});
+          const seen = [];
+          await new Promise(done => c.on("reconnect", e => { seen.push(e); if (seen.length === 6) done(); }));
+          c.close();
+          return {seen, state: c.state};
+        })()""" % port, timeout=WAIT)
+
+    res = in_page(chrome, site, scenario)
+    assert [e["attempt"] for e in res["seen"]] == [1, 2, 3, 4, 5, 6]
+    for e, ceiling in zip(res["seen"], [20, 40, 80, 80, 80, 80]):
+        assert ceiling / 2 <= e["delay"] <= ceiling, res["seen"]
+    assert res["state"] == "closed"
+
+
+def test_token_refused_on_reconnect_is_dropped_and_reported(chrome, site):
+    """The session ends elsewhere (logout over HTTP with the Bearer token); the connection then
+    drops: the re-sent authenticate gets 401, the client reports it as an "error" event, forgets
+    the token, and the queued call goes on unauthenticated (here: profile's 401)."""
+    async def scenario(page):
+        await page.click("login")
+        await page.wait_for("document.getElementById('session').textContent === 'logged in as alice'", WAIT)
+        token = await page.evaluate("demo.gw._token")
+        status, body = await asyncio.to_thread(
+            site.json, "POST", "/api/logout", headers={"Authorization": "Bearer " + token})
+        assert status == 200 and body["loggedOut"] is True, body
+        return await page.evaluate("""(async () => {
+          const errors = [];
+          demo.gw.on("error", e => errors.push([e.status, e.message, e.action]));
+          const reopened = new Promise(r => demo.gw.on("open", r));
+          demo.gw._ws.close();  // as if the network dropped it: the client reconnects
+          const profile = demo.gw.call("profile").then(d => d.user.name, e => [e.status, e.message]);
+          await reopened;
+          return {errors, profile: await profile, token: demo.gw._token};
+        })()""", timeout=WAIT)
+
+    res = in_page(chrome, site, scenario)
+    assert res["errors"] == [[401, "invalid or expired token", "authenticate"]], res
+    assert res["profile"] == [401, "Authentication credentials were not provided."], res
+    assert res["token"] is None
+
+# -- the README's snippet -------------------------------------------------------------------
+
+
+def readme_snippet():
+    """The module script of README's "Browser client" example, as it is written there."""
+    with open(os.path.join(gw.REPO, "README.md")) as f:
+        text = f.read()
+    section = text.split("\n## Browser client\n", 1)[1]
+    block = section.split("```html\n", 1)[1].split("```", 1)[0]
+    start = '<script type="module">\n'
+    assert block.startswith(start) and block.rstrip().endswith("</script>"), block
+    return block[len(start):block.rindex("</script>")]
+
+
+def test_readme_snippet_runs(chrome, site):
+    code = readme_snippet() + "\nwindow.readme = { randomNumber, token, state: gw.state };\n"
+
+    async def scenario(page):
+        await page.evaluate("(() => { const s = document.createElement('script'); s.type = 'module';"
+                            " s.textContent = %s; document.body.append(s); })()" % js(code))
+        await page.wait_for("window.readme", WAIT, "the README's snippet finished")
+        return await page.evaluate("window.readme")
+
+    res = in_page(chrome, site, scenario)
+    assert 0 <= res["randomNumber"] < 10 and len(res["token"]) >= 16 and res["state"] == "open", res
