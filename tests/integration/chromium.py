@@ -15,12 +15,15 @@ import tempfile
 import time
 import urllib.request
 
+import gateway as gw
+
 START_TIMEOUT = 30.0  # seconds for the DevTools endpoint to appear
 STEP_TIMEOUT = 15.0  # seconds for one DevTools command
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--no-proxy-server", "--disable-extensions", "--mute-audio",
+         "--disable-crash-reporter", "--disable-breakpad",
          "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0"]
 
 
@@ -42,9 +45,15 @@ class Chromium:
     def start(self, timeout=START_TIMEOUT):
         self._log = open(self.log_path, "wb")
         cmd = [self.path] + FLAGS + ["--user-data-dir=" + self.profile, "about:blank"]
+        # HOME and XDG folders inside the profile: nothing is written to the real home, and
+        # the crash handlers (which leave the process group) name the profile in their
+        # command line, so stop() can find them.
+        home = os.path.join(self.profile, "home")
+        env = dict(os.environ, HOME=home, XDG_CONFIG_HOME=os.path.join(home, ".config"),
+                   XDG_CACHE_HOME=os.path.join(home, ".cache"))
         # Its own process group: stop() reaches the renderer and helper processes too.
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=self._log, start_new_session=True)
+                                     stderr=self._log, start_new_session=True, env=env)
         # Chromium writes the port it picked into DevToolsActivePort once it listens.
         marker = os.path.join(self.profile, "DevToolsActivePort")
         deadline = time.monotonic() + timeout
@@ -86,26 +95,53 @@ class Chromium:
         except OSError:
             return ""
 
+    def _processes(self):
+        """Live PIDs of this Chromium: its process group, and the crash handlers that left it
+        (found by the profile folder in their command line)."""
+        pids = set(gw._group_members(self.proc.pid))
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % name, "rb") as f:
+                    mine = self.profile.encode() in f.read()
+                with open("/proc/%s/stat" % name) as f:
+                    zombie = f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            except OSError:
+                continue
+            if mine and not zombie:
+                pids.add(int(name))
+        return sorted(pids)
+
     def stop(self):
-        """SIGTERM to the process group, up to 5 s, then SIGKILL; remove the profile."""
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.proc is not None:
-            try:  # helpers of the group that outlived the browser process
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(timeout=5)
+        """SIGTERM to the process group, up to 5 s for every process of this Chromium to go,
+        then SIGKILL to each by PID and up to 5 s more; remove the profile. Fails if one
+        survives that."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        for last in (False, True):
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None and not self._processes():
+                    break
+                time.sleep(0.05)
+            if last:
+                break
+            for pid in self._processes() + [self.proc.pid]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.proc.wait(timeout=5)
         if not self._log.closed:
             self._log.close()
+        left = self._processes()
         shutil.rmtree(self.profile, ignore_errors=True)
+        assert not left, "chromium processes outlived SIGKILL: %s" % left
 
 
 class JSError(AssertionError):
