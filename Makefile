@@ -134,7 +134,7 @@ test-unit-asan:
 test-lua: $(BUILD)/lua/gateway/core.so $(BUILD)/lua/gateway/testhost.so $(BUILD)/gateway
 	GATEWAY_LOG_LEVEL=crit busted --lua=lua5.4 tests/lua
 
-test-integration: $(BUILD)/gateway modules
+test-integration: $(BUILD)/gateway modules $(BUILD)/lua/gateway/testhost.so
 	/usr/bin/python3 -m pytest -q tests/integration
 
 # The abuse tests again, against the sanitizer build.

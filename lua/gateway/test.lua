@@ -102,7 +102,7 @@ Connection.__index = Connection
 --              relative to it, as for the gateway)
 --   redis      a Redis URL to use instead of a private redis-server (also
 --              GATEWAY_TEST_REDIS_URL); the specs share its keys with whoever else uses it
---   logLevel   the runtime's log level (default: GATEWAY_LOG_LEVEL, else the config's)
+--   logLevel   the runtime's log level (default: GATEWAY_LOG_LEVEL, else "warning")
 --   redisServer  the redis-server to run (default "redis-server", from PATH)
 function H.start(opts)
   opts = opts or {}
@@ -123,7 +123,10 @@ function H.start(opts)
     redis = startRedis(th, opts.redisServer or "redis-server")
     url = redis.url
   end
-  local ok, host = pcall(th.new, config, url, opts.logLevel)
+  -- Quiet by default: the runtime's log lines would mix with busted's output.
+  local level = opts.logLevel or os.getenv("GATEWAY_LOG_LEVEL")
+  if level == nil or level == "" then level = "warning" end
+  local ok, host = pcall(th.new, config, url, level)
   if not ok then
     stopRedis(th, redis)
     error("gateway.test.start: " .. tostring(host), 2)
