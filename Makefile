@@ -131,7 +131,7 @@ test-unit-asan:
 	@set -e; for t in $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/tests/%); do echo "== $$t"; \
 	  GW_OOM_STEP=3 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $$t; done
 
-test-lua: $(BUILD)/lua/gateway/core.so $(BUILD)/lua/gateway/testhost.so $(BUILD)/gateway
+test-lua: $(BUILD)/lua/gateway/core.so $(BUILD)/lua/gateway/testhost.so $(BUILD)/gateway modules
 	GATEWAY_LOG_LEVEL=crit busted --lua=lua5.4 tests/lua
 
 test-integration: $(BUILD)/gateway modules $(BUILD)/lua/gateway/testhost.so

@@ -34,6 +34,18 @@ local function hostPath()
   return path
 end
 
+-- The checkout this file is in (for specs that need its build/ folder).
+function H._root()
+  local source = debug.getinfo(1, "S").source:gsub("^@", "")
+  local root = dirOf(dirOf(dirOf(source)))
+  if root:sub(1, 1) ~= "/" then
+    local p = assert(io.popen("pwd"))
+    root = p:read("l") .. "/" .. root
+    p:close()
+  end
+  return root
+end
+
 local testhost
 local function loadHost()
   if testhost then return testhost end
@@ -97,6 +109,20 @@ end
 local Connection = {}
 Connection.__index = Connection
 
+-- The C core keeps one runtime per process (a worker is a process: the CPU watchdog and the
+-- built-in modules know one Lua state), so one helper runtime runs at a time.
+local running = nil
+
+-- helper.redisServer([binary]) -> { url, pid, dir, stop = function() end }: a private
+-- redis-server as start() makes one, for specs that start several runtimes in turn on
+-- one Redis (start{ redis = server.url }).
+function H.redisServer(binary)
+  local th = loadHost()
+  local redis = startRedis(th, binary or "redis-server")
+  redis.stop = function() stopRedis(th, redis) end
+  return redis
+end
+
 -- Start a runtime. opts:
 --   config     the gateway.lua to load (default ./gateway.lua; relative paths in it are
 --              relative to it, as for the gateway)
@@ -106,6 +132,10 @@ Connection.__index = Connection
 --   redisServer  the redis-server to run (default "redis-server", from PATH)
 function H.start(opts)
   opts = opts or {}
+  if running then
+    error("gateway.test.start: a runtime is already running in this process (the gateway's C core " ..
+      "runs one per process): stop it first with h.stop()", 2)
+  end
   local th = loadHost()
   local json = th.json
   local config = opts.config
@@ -142,11 +172,13 @@ function H.start(opts)
   local h = { null = json.null, json = json, url = url,
     redisServer = redis and { pid = redis.pid, dir = redis.dir } }
   local stopped = false
+  running = h
   -- Stops the private redis-server when the spec forgets stop() (busted closes its state
   -- at exit); a crash of this process stops it too (it gets SIGTERM).
   local guard = setmetatable({}, { __gc = function()
     if not stopped then
       stopped = true
+      if running == h then running = nil end
       host:close()
       stopRedis(th, redis)
     end
@@ -259,6 +291,7 @@ function H.start(opts)
   function h.stop()
     if stopped then return end
     stopped = true
+    if running == h then running = nil end
     host:close()
     stopRedis(th, redis)
   end

@@ -64,6 +64,13 @@ return {
       return { sent = api.connections.send(data.params.id, { hello = "there" }) }
     end,
   },
+  signin = {
+    name = "signin", description = "I start a session",
+    inputs = { user = { required = true } },
+    run = function(api, data)
+      return { token = api.session.create(data.connection, { name = data.params.user }) }
+    end,
+  },
   stamp = {
     name = "stamp", description = "I remember on my connection",
     run = function(api, data)
@@ -94,17 +101,29 @@ return {
 end
 
 describe("the spec helper", function()
-  local dir, h
+  local dir, h, server
 
+  -- One Redis for the whole file, so that a spec can stop `h` to start another runtime
+  -- (one runs at a time) and start `h` again on the same data.
   setup(function()
     dir = tempProject()
-    h = helper.start({ config = dir .. "/gateway.lua" })
+    server = helper.redisServer()
+    h = helper.start({ config = dir .. "/gateway.lua", redis = server.url })
   end)
 
   teardown(function()
     if h then h.stop() end
+    server.stop()
     os.execute("rm -rf " .. dir)
   end)
+
+  -- Run fn while `h` is stopped.
+  local function without_h(fn)
+    h.stop()
+    local ok, err = pcall(fn)
+    h = helper.start({ config = dir .. "/gateway.lua", redis = server.url })
+    assert(ok, err)
+  end
 
   it("runs actions that wait on Redis, the cache and timers", function()
     h.flush()
@@ -183,31 +202,71 @@ describe("the spec helper", function()
     assert.equal(404, nowhere.status)
   end)
 
-  it("shares a Redis given by URL", function()
+  it("runs one runtime at a time, and shares a Redis given by URL", function()
+    local ok, err = pcall(helper.start, { config = dir .. "/gateway.lua", redis = server.url })
+    assert.is_false(ok)
+    assert.matches("a runtime is already running in this process", err)
     h.flush()
     h.redis.call("SET", "helper:shared", "yes")
-    local other = helper.start({ config = dir .. "/gateway.lua", redis = h.url })
-    assert.equal("yes", other.redis.call("GET", "helper:shared"))
-    assert.is_nil(other.redisServer)
-    other.stop()
+    without_h(function()
+      local other = helper.start({ config = dir .. "/gateway.lua", redis = server.url })
+      assert.equal("yes", other.redis.call("GET", "helper:shared"))
+      assert.is_nil(other.redisServer)
+      assert.equal(1, other.runAction("counter").response.n)
+      other.stop()
+    end)
     assert.equal("yes", h.redis.call("GET", "helper:shared"))
+    assert.equal(2, h.runAction("counter").response.n)
+  end)
+
+  it("loads the C modules the config lists (make modules)", function()
+    local mdir = dir .. "/with_module"
+    assert(os.execute("mkdir -p " .. mdir .. "/actions"))
+    local so = helper._root() .. "/build/modules/hello.so"
+    write(mdir .. "/gateway.lua", string.format(
+      'return { modules = { { name = "hello", path = %q, config = { greeting = "Hi" } } } }', so))
+    write(mdir .. "/actions/greet.lua", [[
+return { name = "greet", description = "d", run = function(api, data) return { text = api.hello.greet("Ann") } end }
+]])
+    without_h(function()
+      local other = helper.start({ config = mdir .. "/gateway.lua", redis = server.url })
+      assert.equal("Hi, Ann!", other.runAction("greet").response.text)
+      other.stop()
+    end)
+  end)
+
+  it("restores a session from the upgrade's Bearer header on a consumer URL", function()
+    local login = h.connection({ type = "socket" })
+    local r = h.runAction("signin", { user = "zoe" }, login)
+    local token = r.response.token
+    assert.is_string(token, h.json.encode(r))
+    -- The project's vip consumer needs an authenticated connection.
+    local c = assert(h.connection({ url = "/ws/vip/lobby/", headers = { Authorization = "Bearer " .. token } }))
+    assert.same({ name = "zoe" }, c.user)
+    assert.equal(200, h.runRoute("", "where", {}, c).status)
+    c:close()
+    login:close()
   end)
 
   it("reports a config that does not load", function()
     write(dir .. "/bad.lua", "return { nope = 1 }")
-    local ok, err = pcall(helper.start, { config = dir .. "/bad.lua" })
-    assert.is_false(ok)
-    assert.matches("nope: unknown key", err)
+    without_h(function()
+      local ok, err = pcall(helper.start, { config = dir .. "/bad.lua", redis = server.url })
+      assert.is_false(ok)
+      assert.matches("nope: unknown key", err)
+    end)
   end)
 
   it("stops its private redis-server and removes its folder", function()
-    local other = helper.start({ config = dir .. "/gateway.lua" })
-    local server = other.redisServer
-    assert.is_truthy(server.pid)
-    assert.is_true(os.execute("kill -0 " .. server.pid .. " 2>/dev/null") == true)
-    other.stop()
-    assert.is_not_true(os.execute("kill -0 " .. server.pid .. " 2>/dev/null"))
-    assert.is_nil(os.rename(server.dir, server.dir))
-    assert.has_error(function() other.runAction("counter") end)
+    without_h(function()
+      local other = helper.start({ config = dir .. "/gateway.lua" })
+      local private = other.redisServer
+      assert.is_truthy(private.pid)
+      assert.is_true(os.execute("kill -0 " .. private.pid .. " 2>/dev/null") == true)
+      other.stop()
+      assert.is_not_true(os.execute("kill -0 " .. private.pid .. " 2>/dev/null"))
+      assert.is_nil(os.rename(private.dir, private.dir))
+      assert.has_error(function() other.runAction("counter") end)
+    end)
   end)
 end)
