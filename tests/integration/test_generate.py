@@ -93,6 +93,7 @@ def test_refuses_to_overwrite_and_writes_nothing(tmp_path):
     assert _files(project) == before
 
 
+@pytest.mark.asan
 @pytest.mark.parametrize("name", ["1abc", "a-b", "../evil", "a/b", "", "x" * 65, "a b", "é"])
 def test_refuses_a_bad_name(tmp_path, name):
     project = _project(tmp_path)
@@ -102,6 +103,7 @@ def test_refuses_a_bad_name(tmp_path, name):
     assert _files(project) == ["gateway.lua"]
 
 
+@pytest.mark.asan
 @pytest.mark.parametrize("args,message", [
     (["generate"], "usage: gateway generate"),
     (["generate", "action"], "usage: gateway generate"),

@@ -195,3 +195,32 @@ return c
                 token = decoded["token"]
         ran += 1
     assert ran >= 6, ran
+
+
+def test_readme_specs_pass_with_the_example_actions(tmp_path):
+    """README's busted specs (a ```lua block starting `-- tests/..._spec.lua`), run as a
+    project of the example actions runs them."""
+    specs = {}
+    for lang, body in readme_blocks():
+        m = re.match(r"-- (tests/[\w/]+_spec\.lua)\n", body)
+        if lang == "lua" and m:
+            specs[m.group(1)] = body
+    assert specs, "README has no spec block"
+    project = tmp_path / "project"
+    for rel, text in specs.items():
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(text)
+    repo = gw.REPO
+    (project / "gateway.lua").write_text("""
+local c = dofile(%s)
+c.paths.actions = { %s }
+c.paths.middleware = { %s }
+return c
+""" % (json.dumps(os.path.join(repo, "gateway.lua.example")), json.dumps(os.path.join(repo, "actions")),
+       json.dumps(os.path.join(repo, "middleware"))))
+    env = gw.child_env({"GATEWAY_LOG_LEVEL": "crit"})
+    proc = subprocess.run(["busted", "--lua=lua5.4", "--lpath=" + os.path.join(repo, "lua", "?.lua"),
+                           "--output=plainTerminal", "tests"], cwd=str(project), env=env,
+                          capture_output=True, text=True, timeout=gw.bound(60))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert " 0 failures / 0 errors" in proc.stdout, proc.stdout
