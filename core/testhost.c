@@ -258,6 +258,16 @@ static int m_redis(lua_State *L) {
     return p.pushed;
 }
 
+/* host:run(ms): turn the loop for 'ms' (timers an action left, pushes). */
+static int m_run(lua_State *L) {
+    struct host *h = check_host(L);
+    lua_Integer ms = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, ms >= 0 && ms <= 3600000, 2, "0 to 3600000 ms");
+    int never = 0;
+    run_until(h, &never, (long)ms);
+    return 0;
+}
+
 /* host:close(): stop the clients and the runtime, close the loop. */
 static int m_close(lua_State *L) {
     struct host *h = luaL_checkudata(L, 1, HOST_META);
@@ -342,7 +352,7 @@ static int l_sleep(lua_State *L) {
 }
 
 static const luaL_Reg host_methods[] = {
-    {"wait_redis", m_wait_redis}, {"call", m_call}, {"redis", m_redis}, {"close", m_close}, {NULL, NULL}};
+    {"wait_redis", m_wait_redis}, {"call", m_call}, {"redis", m_redis}, {"run", m_run}, {"close", m_close}, {NULL, NULL}};
 
 static const luaL_Reg lib[] = {{"new", host_new},         {"spawn", l_spawn}, {"stop", l_stop},
                                {"mkdtemp", l_mkdtemp}, {"sleep", l_sleep}, {NULL, NULL}};

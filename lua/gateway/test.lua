@@ -283,6 +283,13 @@ function H.start(opts)
     pcall = function(...) return host:redis(...) end,
   }
 
+  -- h.wait(ms): turn the event loop for `ms` without a request, so that what an action
+  -- left behind runs (an api.timer.after callback, a push to a connection).
+  function h.wait(ms)
+    if stopped then error("gateway.test: the runtime is stopped", 2) end
+    host:run(ms)
+  end
+
   -- Empty the Redis database (between specs).
   function h.flush()
     return h.redis.call("FLUSHDB")

@@ -39,6 +39,12 @@ return {
       return { loaded = loaded.value }
     end,
   },
+  background = {
+    name = "background", description = "I answer, then work from a timer",
+    run = function(api, data)
+      api.timer.after(20, function() api.redis.call("SET", "helper:background", "done") end)
+    end,
+  },
   later = {
     name = "later", description = "I answer from a timer",
     run = function(api, data, next)
@@ -133,6 +139,17 @@ describe("the spec helper", function()
     assert.equal("v1", h.runAction("cached", { value = "v1" }).response.loaded)
     assert.is_true(h.redis.call("EXISTS", "gateway:cache:helper-key") == 1)
     assert.is_true(h.runAction("later").response.late)
+  end)
+
+  it("turns the loop on h.wait, for work an action left behind", function()
+    h.flush()
+    assert.equal(200, h.runAction("background").status)
+    assert.is_nil(h.redis.call("GET", "helper:background"))
+    for _ = 1, 100 do
+      h.wait(10)
+      if h.redis.call("GET", "helper:background") then break end
+    end
+    assert.equal("done", h.redis.call("GET", "helper:background"))
   end)
 
   it("answers 504 when an action never finishes (general.actionTimeout)", function()
