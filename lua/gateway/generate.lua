@@ -370,6 +370,8 @@ function G.main(args, fs, luaDir)
   if not create(file, fill(k.template, vars)) or not create(spec, fill(k.spec, vars)) then return 1 end
   if not fs.exists(under(".busted")) then create(".busted", bustedConfig(luaDir)) end
   for _, path in ipairs(written) do io.stdout:write("created ", path, "\n") end
+  io.stdout:write("run the specs with `busted` in ", dir == "." and "this folder" or dir,
+    " (the spec helper needs the gateway's `make testhost`; docs/testing.md)\n")
   if kind == "task" then
     io.stdout:write("note: tasks are not implemented in the gateway yet; see the comment in ", file, "\n")
   end
