@@ -224,6 +224,7 @@ function H.start(opts)
   -- web, websocket or socket; web by default).
   function h.runAction(name, params, conn)
     local answer = call(target({ kind = "action", name = name, params = params or {} }, conn))
+    if answer.response == nil then error("gateway.test.runAction: " .. tostring(answer.error), 2) end
     if getmetatable(conn) == Connection then refresh(conn, answer.connection) end
     return answer
   end
@@ -231,10 +232,11 @@ function H.start(opts)
   -- h.runRoute(route, action, params [, connection]) -> the envelope { errors, data,
   -- action, route, status } of a message with that route (handlers, SPEC §6), on a
   -- WebSocket connection by default; { url = "/ws/items/1/" } sends it on a connection
-  -- to that consumer URL.
+  -- to that consumer URL (nil and { status, error } when it refuses the connection).
   function h.runRoute(route, action, params, conn)
     local answer = call(target({ kind = "route", route = route, action = action, params = params or {} }, conn))
-    if answer.envelope == nil then return answer end
+    if answer.misuse then error("gateway.test.runRoute: " .. tostring(answer.error), 2) end
+    if answer.envelope == nil then return nil, answer end -- a consumer URL that refused
     if getmetatable(conn) == Connection then refresh(conn, answer.connection) end
     if answer.envelope == json.null then return nil end
     return answer.envelope

@@ -187,6 +187,10 @@ describe("the spec helper", function()
     assert.same({ { hello = "there" } }, c:messages())
     c:close()
     assert.is_false(h.runAction("pushTo", { id = c.id }).response.sent)
+    assert.has_error(function() h.runAction("stamp", {}, c) end,
+      "gateway.test.runAction: no open test connection " .. c.id)
+    assert.has_error(function() h.runAction("stamp", {}, { type = "carrier-pigeon" }) end,
+      "gateway.test.runAction: connection type must be web, websocket or socket")
   end)
 
   it("runs handler routes: generics on a Redis resource", function()
@@ -217,6 +221,11 @@ describe("the spec helper", function()
     local none, nowhere = h.connection({ url = "/ws/elsewhere/" })
     assert.is_nil(none)
     assert.equal(404, nowhere.status)
+    assert.has_error(function() h.runRoute("items/", "list", {}, { type = "web" }) end,
+      "gateway.test.runRoute: a route runs on a websocket or socket connection")
+    local no, refusal = h.runRoute("", "where", {}, { url = "/ws/vip/closed/" })
+    assert.is_nil(no)
+    assert.equal(403, refusal.status)
   end)
 
   it("runs one runtime at a time, and shares a Redis given by URL", function()

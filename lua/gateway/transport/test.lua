@@ -168,7 +168,7 @@ end
 
 local function runAction(rt, ctx, req)
   local connection, oneShot = connectionFor(rt, req)
-  if not connection then return encode(rt, { status = 400, error = oneShot }) end
+  if not connection then return encode(rt, { status = 400, error = oneShot, misuse = true }) end
   ctx.connection, ctx.oneShot, ctx.kind = connection, oneShot, "action"
   if not oneShot then connection.messageCount = connection.messageCount + 1 end
   local params = type(req.params) == "table" and req.params or {}
@@ -188,9 +188,12 @@ local function runRoute(rt, ctx, req)
   else
     if not req.connection and not req.type then req.type = "websocket" end
     connection, oneShot = connectionFor(rt, req)
-    if not connection then return encode(rt, { status = 400, error = oneShot }) end
+    if not connection then return encode(rt, { status = 400, error = oneShot, misuse = true }) end
   end
-  if connection.type == "web" then return encode(rt, { status = 400, error = "a route runs on a websocket or socket connection" }) end
+  if connection.type == "web" then
+    if oneShot then connections.destroy(rt, connection) end
+    return encode(rt, { status = 400, error = "a route runs on a websocket or socket connection", misuse = true })
+  end
   ctx.connection, ctx.oneShot, ctx.kind = connection, oneShot, "route"
   if not oneShot then connection.messageCount = connection.messageCount + 1 end
   local params = type(req.params) == "table" and req.params or {}
