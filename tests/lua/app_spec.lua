@@ -86,6 +86,20 @@ describe("the example actions, through the spec helper", function()
       c:close()
     end)
 
+    it("restores the user from a web request's Bearer header, until logout ends the session", function()
+      local token = h.runAction("login", { user = "carol", password = "secret" }).response.token
+      local bearer = { headers = { Authorization = "Bearer " .. token } }
+      assert.same({ name = "carol" }, h.runAction("profile", {}, bearer).response.user)
+      -- A logout on another connection ends the session everywhere: a WebSocket that
+      -- authenticated with it loses its user on its next message.
+      local ws = h.connection({ type = "websocket", user = { name = "carol" }, session = token })
+      assert.is_true(h.runAction("logout", {}, bearer).response.loggedOut)
+      assert.equal(401, h.runAction("profile", {}, bearer).status)
+      assert.equal(401, h.runAction("profile", {}, ws).status)
+      assert.is_nil(ws.user)
+      ws:close()
+    end)
+
     it("refuses a wrong password", function()
       local r = h.runAction("login", { user = "alice", password = "guess" })
       assert.equal(401, r.status)

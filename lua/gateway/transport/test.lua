@@ -19,6 +19,7 @@ local groups = require("gateway.services.consumers")
 local messages = require("gateway.transport.messages")
 local web = require("gateway.transport.web")
 local websocket = require("gateway.transport.websocket")
+local session = require("gateway.services.session")
 
 local T = {}
 
@@ -99,7 +100,7 @@ local function connectionFor(rt, req)
   local fields = { remoteIP = "127.0.0.1", remotePort = 0 }
   if type_ == "web" then
     fields.rawConnection = { method = "POST", path = "/" .. rt.config.servers.web.urlPathForActions,
-      headers = {}, query = {} }
+      headers = lowerKeys(req.headers), query = {} }
   end
   for k, v in pairs(req.fields or {}) do fields[k] = v end
   local c = connections.new(rt, type_, fields)
@@ -166,9 +167,33 @@ local function actionAnswer(rt, ctx, data)
   return encode(rt, answer)
 end
 
+-- Sessions as the transports have them (README "Sessions"): a web request's
+-- `Authorization: Bearer` header restores its user; a persistent connection's session is
+-- checked before each message. Returns the error to answer (Redis failing), or nil.
+local function sessionError(rt, connection, oneShot)
+  if connection.type == "web" then
+    local headers = oneShot and connection.rawConnection and connection.rawConnection.headers
+    local token = headers and session.bearer(headers.authorization)
+    if not token then return nil end
+    local user, err = rt.api.session.restore(token)
+    if err then return err end
+    if user ~= nil then connection.user, connection.session = user, token end
+    return nil
+  end
+  if connection.session ~= nil then return rt.api.session.check(connection) end
+  return nil
+end
+
 local function runAction(rt, ctx, req)
   local connection, oneShot = connectionFor(rt, req)
   if not connection then return encode(rt, { status = 400, error = oneShot, misuse = true }) end
+  local refused = sessionError(rt, connection, oneShot)
+  if refused then
+    local answer = { status = refused.status, error = refused.message, errors = { refused.message },
+      response = { error = refused.message, errors = { refused.message } }, connection = snapshot(rt, connection) }
+    if oneShot then connections.destroy(rt, connection) end
+    return encode(rt, answer)
+  end
   ctx.connection, ctx.oneShot, ctx.kind = connection, oneShot, "action"
   if not oneShot then connection.messageCount = connection.messageCount + 1 end
   local params = type(req.params) == "table" and req.params or {}
