@@ -1,11 +1,8 @@
-/* gateway.testhost: the gateway's runtime inside a test process (busted), for
- * the spec helper lua/gateway/test.lua. A host is the composition main.c makes
- * for a worker, minus the listeners: a libuv loop, gw_runtime_new with the
- * user's config, the Redis client api.redis uses, and the loop driven from the
- * caller until each request has its answer. Requests go through runtime/call.c
- * (general.actionTimeout included) to the Lua transport "test"
- * (lua/gateway/transport/test.lua); what it answers is JSON text. The runtime
- * has its Lua state of its own: only text crosses between it and the caller's. */
+/* gateway.testhost: the runtime inside a test process, for the spec helper
+ * (lua/gateway/test.lua, docs/testing.md). What main.c makes for a worker, minus
+ * the listeners: a loop, the runtime, its Redis client; each request goes
+ * through runtime/call.c to the Lua transport "test" and the loop turns until
+ * its answer, JSON text, is there. Only text crosses between the two states. */
 #include "base/gw.h"
 #include "base/log.h"
 #include "base/redis.h"
@@ -49,7 +46,8 @@ static int run_until(struct host *h, const int *flag, long ms) {
     uv_timer_t tick;
     uv_timer_init(&h->loop, &tick);
     /* A timer so that UV_RUN_ONCE returns even when nothing else is due. */
-    uv_timer_start(&tick, on_tick, 50, 50);
+    uint64_t period = ms < 1 ? 1 : ms < 50 ? (uint64_t)ms : 50;
+    uv_timer_start(&tick, on_tick, period, period);
     while (!*flag && uv_now(&h->loop) < deadline) uv_run(&h->loop, UV_RUN_ONCE);
     uv_timer_stop(&tick);
     uv_close((uv_handle_t *)&tick, NULL);
@@ -86,7 +84,7 @@ static void host_close(struct host *h) {
 }
 
 /* testhost.new(config_path | nil, redis_url, log_level | nil) -> host */
-static int host_new(lua_State *L) {
+static int testhost_new(lua_State *L) {
     const char *config = luaL_optstring(L, 1, NULL);
     const char *url = luaL_checkstring(L, 2);
     const char *level = luaL_optstring(L, 3, NULL);
@@ -117,7 +115,7 @@ static int host_new(lua_State *L) {
 }
 
 /* host:wait_redis(ms) -> true | false: both clients connected within 'ms'. */
-static int m_wait_redis(lua_State *L) {
+static int testhost_m_wait_redis(lua_State *L) {
     struct host *h = check_host(L);
     long ms = (long)luaL_optinteger(L, 2, CONNECT_MS);
     uv_update_time(&h->loop);
@@ -154,7 +152,7 @@ static void on_reply(void *ud, lua_State *L, int base, int n) {
  * request, and the loop until it answers. 'guard_ms' bounds the wait when
  * general.actionTimeout does not (0 disables it): past it the request is
  * cancelled and nil, "no answer within N ms" returned. */
-static int m_call(lua_State *L) {
+static int testhost_m_call(lua_State *L) {
     struct host *h = check_host(L);
     size_t len;
     const char *req = luaL_checklstring(L, 2, &len);
@@ -238,7 +236,7 @@ static void on_peek(void *ud, const struct redisReply *reply, const char *err) {
 
 /* host:redis(cmd, ...) -> reply | nil, err: on the test's own connection to
  * the gateway's Redis; nothing is refused there (FLUSHDB included). */
-static int m_redis(lua_State *L) {
+static int testhost_m_redis(lua_State *L) {
     struct host *h = check_host(L);
     int argc = lua_gettop(L) - 1;
     if (argc < 1) return luaL_error(L, "redis: a command is needed");
@@ -259,7 +257,7 @@ static int m_redis(lua_State *L) {
 }
 
 /* host:run(ms): turn the loop for 'ms' (timers an action left, pushes). */
-static int m_run(lua_State *L) {
+static int testhost_m_run(lua_State *L) {
     struct host *h = check_host(L);
     lua_Integer ms = luaL_checkinteger(L, 2);
     luaL_argcheck(L, ms >= 0 && ms <= 3600000, 2, "0 to 3600000 ms");
@@ -269,7 +267,7 @@ static int m_run(lua_State *L) {
 }
 
 /* host:close(): stop the clients and the runtime, close the loop. */
-static int m_close(lua_State *L) {
+static int testhost_m_close(lua_State *L) {
     struct host *h = luaL_checkudata(L, 1, HOST_META);
     host_close(h);
     return 0;
@@ -278,7 +276,7 @@ static int m_close(lua_State *L) {
 /* testhost.spawn({ argv... }, logfile) -> pid: a child that gets SIGTERM when
  * this process ends (PR_SET_PDEATHSIG), so a private redis-server never
  * outlives the specs; its stdout and stderr go to 'logfile'. */
-static int l_spawn(lua_State *L) {
+static int testhost_spawn(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     const char *logfile = luaL_checkstring(L, 2);
     int n = (int)luaL_len(L, 1);
@@ -309,7 +307,7 @@ static int l_spawn(lua_State *L) {
 }
 
 /* testhost.stop(pid) -> exit status: SIGTERM, then SIGKILL after 5 s. */
-static int l_stop(lua_State *L) {
+static int testhost_stop(lua_State *L) {
     pid_t pid = (pid_t)luaL_checkinteger(L, 1);
     if (pid <= 0) return luaL_argerror(L, 1, "not a process id");
     kill(pid, SIGTERM);
@@ -334,7 +332,7 @@ static int l_stop(lua_State *L) {
 }
 
 /* testhost.mkdtemp() -> a new private folder under $TMPDIR (or /tmp). */
-static int l_mkdtemp(lua_State *L) {
+static int testhost_mkdtemp(lua_State *L) {
     const char *tmp = getenv("TMPDIR");
     char path[4096];
     gw_fmt(path, sizeof path, "%s/gateway-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -344,7 +342,7 @@ static int l_mkdtemp(lua_State *L) {
 }
 
 /* testhost.sleep(ms): for the caller's own waits (a socket file to appear). */
-static int l_sleep(lua_State *L) {
+static int testhost_sleep(lua_State *L) {
     lua_Integer ms = luaL_checkinteger(L, 1);
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -352,10 +350,10 @@ static int l_sleep(lua_State *L) {
 }
 
 static const luaL_Reg host_methods[] = {
-    {"wait_redis", m_wait_redis}, {"call", m_call}, {"redis", m_redis}, {"run", m_run}, {"close", m_close}, {NULL, NULL}};
+    {"wait_redis", testhost_m_wait_redis}, {"call", testhost_m_call}, {"redis", testhost_m_redis}, {"run", testhost_m_run}, {"close", testhost_m_close}, {NULL, NULL}};
 
-static const luaL_Reg lib[] = {{"new", host_new},         {"spawn", l_spawn}, {"stop", l_stop},
-                               {"mkdtemp", l_mkdtemp}, {"sleep", l_sleep}, {NULL, NULL}};
+static const luaL_Reg lib[] = {{"new", testhost_new},         {"spawn", testhost_spawn}, {"stop", testhost_stop},
+                               {"mkdtemp", testhost_mkdtemp}, {"sleep", testhost_sleep}, {NULL, NULL}};
 
 int luaopen_gateway_testhost(lua_State *L);
 
@@ -363,9 +361,9 @@ int luaopen_gateway_testhost(lua_State *L) {
     if (luaL_newmetatable(L, HOST_META)) {
         luaL_newlib(L, host_methods);
         lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, m_close);
+        lua_pushcfunction(L, testhost_m_close);
         lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, m_close);
+        lua_pushcfunction(L, testhost_m_close);
         lua_setfield(L, -2, "__close");
     }
     lua_pop(L, 1);
