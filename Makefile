@@ -37,7 +37,7 @@ STATIC_MODULES ?=
 STATIC_LDLIBS  ?=
 STATIC_A := $(BUILD)/static/modules.a
 
-.PHONY: test-layers fuzz fuzz-bins fuzz-run fuzz-long test-fuzz smoke all run test test-unit test-unit-asan test-lua test-integration test-asan asan clean deps bench modules FORCE
+.PHONY: testhost test-layers fuzz fuzz-bins fuzz-run fuzz-long test-fuzz smoke all run test test-unit test-unit-asan test-lua test-integration test-asan asan clean deps bench modules FORCE
 
 all: $(BUILD)/gateway $(BUILD)/lua/gateway/core.so
 
@@ -47,7 +47,7 @@ $(BUILD)/obj/%.o: core/%.c
 
 $(BUILD)/pic/%.o: core/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -DGW_LUA_DIR='"$(LUA_DIR)"' -fPIC -c $< -o $@
 
 $(BUILD)/libgw.a: $(CORE_OBJ)
 	@rm -f $@
@@ -70,6 +70,22 @@ $(BUILD)/lua/gateway/core.so: $(PIC_OBJ)
 	$(CC) $(CFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libpcre2-8)
 	ln -sf core.so $(BUILD)/lua/gateway/regex.so
 	ln -sf core.so $(BUILD)/lua/gateway/json.so
+
+# The spec helper's host (lua/gateway/test.lua, docs/testing.md): the whole core,
+# position-independent, as a Lua C module that runs the runtime and its event loop
+# inside busted. It resolves lua_* from the interpreter, as core.so does.
+TESTHOST_OBJ  := $(CORE_SRC:core/%.c=$(BUILD)/pic/%.o) $(BUILD)/pic/testhost.o
+TESTHOST_LIBS := $(shell pkg-config --libs libwebsockets libuv libpcre2-8 hiredis 2>/dev/null) \
+                 -llua5.4-cjson -lhttp_parser -lm -lpthread
+
+testhost: $(BUILD)/lua/gateway/testhost.so
+
+$(BUILD)/pic/static/modules.a: FORCE
+	@scripts/static-modules.sh $(BUILD)/pic/static "$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Icore -fPIC" $(STATIC_MODULES)
+
+$(BUILD)/lua/gateway/testhost.so: $(TESTHOST_OBJ) $(BUILD)/pic/static/modules.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -shared -o $@ $(TESTHOST_OBJ) $(BUILD)/pic/static/modules.a $(TESTHOST_LIBS) $(STATIC_LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libgw.a $(STATIC_A)
 	@mkdir -p $(dir $@)
@@ -115,10 +131,10 @@ test-unit-asan:
 	@set -e; for t in $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/tests/%); do echo "== $$t"; \
 	  GW_OOM_STEP=3 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $$t; done
 
-test-lua: $(BUILD)/lua/gateway/core.so
+test-lua: $(BUILD)/lua/gateway/core.so $(BUILD)/lua/gateway/testhost.so $(BUILD)/gateway modules
 	GATEWAY_LOG_LEVEL=crit busted --lua=lua5.4 tests/lua
 
-test-integration: $(BUILD)/gateway modules
+test-integration: $(BUILD)/gateway modules $(BUILD)/lua/gateway/testhost.so
 	/usr/bin/python3 -m pytest -q tests/integration
 
 # The abuse tests again, against the sanitizer build.
@@ -185,4 +201,4 @@ smoke: all
 clean:
 	rm -rf $(BUILD)
 
--include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/*/*.d $(BUILD)/pic/*/*.d)
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/obj/*/*.d $(BUILD)/pic/*.d $(BUILD)/pic/*/*.d)

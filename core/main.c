@@ -10,12 +10,16 @@
 #include "net/server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <lauxlib.h>
+#include <lualib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +28,7 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: gateway [--config FILE] [--host ADDR] [--port N] [--workers N]\n"
             "               [--redis URL] [--log-level LEVEL] [--check] [--version] [--help]\n"
+            "       gateway generate action|middleware|handler|task NAME [--dir DIR]\n"
             "\n"
             "  --config FILE     config file (default: ./gateway.lua if present)\n"
             "  --host ADDR       web listener address (servers.web.host)\n"
@@ -35,6 +40,119 @@ static void usage(FILE *out) {
             "\n"
             "Environment: GATEWAY_PORT, GATEWAY_REDIS_URL, GATEWAY_LOG_LEVEL\n"
             "(flags beat the environment, which beats the config file).\n");
+}
+
+#ifndef GW_LUA_DIR
+#define GW_LUA_DIR "lua"
+#endif
+
+/* `gateway generate`'s file system, for lua/gateway/generate.lua: what plain
+ * Lua lacks. fs.exists(path) -> bool */
+static int fs_exists(lua_State *L) {
+    struct stat st;
+    lua_pushboolean(L, lstat(luaL_checkstring(L, 1), &st) == 0);
+    return 1;
+}
+
+/* fs.mkdir(path) -> true | nil, err: the folder and its parents (mkdir -p). */
+static int fs_mkdir(lua_State *L) {
+    char path[4096];
+    const char *arg = luaL_checkstring(L, 1);
+    if (gw_fmt(path, sizeof path, "%s", arg) == NULL || strlen(arg) >= sizeof path)
+        return luaL_error(L, "path too long");
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char c = *p;
+        *p = '\0';
+        struct stat st;
+        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "cannot create %s: %s", path, strerror(errno));
+            return 2;
+        }
+        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "%s is not a folder", path);
+            return 2;
+        }
+        *p = c;
+        if (c == '\0') break;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* fs.create(path, text) -> true | nil, err: a new file; one that exists is
+ * never overwritten (O_EXCL). */
+static int fs_create(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    size_t len;
+    const char *text = luaL_checklstring(L, 2, &len);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot create %s: %s", path, strerror(errno));
+        return 2;
+    }
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, text + off, len - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            close(fd);
+            lua_pushnil(L);
+            lua_pushfstring(L, "cannot write %s: %s", path, strerror(errno));
+            return 2;
+        }
+        off += (size_t)n;
+    }
+    close(fd);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* [-0, +1] generate(argc, argv): require("gateway.generate").main(args, fs, dir). */
+static int generate_main(lua_State *L) {
+    int argc = (int)lua_tointeger(L, 1);
+    char **argv = lua_touserdata(L, 2);
+    const char *dir = getenv("GATEWAY_LUA_DIR");
+    if (!dir || !*dir) dir = GW_LUA_DIR;
+    luaL_openlibs(L);
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", dir, dir);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "gateway.generate");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "main");
+    lua_createtable(L, argc, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    static const luaL_Reg fs[] = {{"exists", fs_exists}, {"mkdir", fs_mkdir}, {"create", fs_create}, {NULL, NULL}};
+    luaL_newlib(L, fs);
+    lua_pushstring(L, dir);
+    lua_call(L, 3, 1);
+    return 1;
+}
+
+/* gateway generate KIND NAME [--dir DIR] (lua/gateway/generate.lua). */
+static int run_generate(int argc, char **argv) {
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        fprintf(stderr, "gateway: not enough memory\n");
+        return 1;
+    }
+    lua_pushcfunction(L, generate_main);
+    lua_pushinteger(L, argc);
+    lua_pushlightuserdata(L, argv);
+    int rc = 1;
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) fprintf(stderr, "gateway: generate: %s\n", lua_tostring(L, -1));
+    else rc = (int)lua_tointeger(L, -1);
+    lua_close(L);
+    return rc;
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out) {
@@ -254,6 +372,8 @@ int main(int argc, char **argv) {
     struct gw_config_overrides ov = {NULL, -1, -1, NULL, NULL};
     const char *config = NULL;
     int check = 0, c;
+
+    if (argc >= 2 && strcmp(argv[1], "generate") == 0) return run_generate(argc - 2, argv + 2);
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {

@@ -14,7 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum kind { K_TABLE, K_STRING, K_INT, K_BOOL, K_LIST, K_PATH, K_PATHLIST, K_ANY_LIST };
+/* K_FREE: a table whose keys are the user's (not checked). */
+enum kind { K_TABLE, K_STRING, K_INT, K_BOOL, K_LIST, K_PATH, K_PATHLIST, K_ANY_LIST, K_FREE };
 
 struct key {
     const char *path; /* dotted */
@@ -91,6 +92,8 @@ static const struct key schema[] = {
     {"logging.format", K_STRING, "'text'", 0, 0},
     {"logging.filteredParams", K_LIST, "{'password'}", 0, 0},
     {"modules", K_ANY_LIST, "{}", 0, 0},
+    /* The project's own settings, read by its actions as api.config.app (issue 16: apps). */
+    {"app", K_FREE, "{}", 0, 0},
 };
 #define NKEYS (sizeof schema / sizeof schema[0])
 
@@ -163,7 +166,7 @@ static const struct key *lookup(const char *path) {
 
 static const char *kind_name(enum kind k) {
     switch (k) {
-    case K_TABLE: return "a table";
+    case K_TABLE: case K_FREE: return "a table";
     case K_STRING: case K_PATH: return "a string";
     case K_INT: return "an integer";
     case K_BOOL: return "a boolean";
@@ -192,7 +195,7 @@ static int check_table(struct loader *ld, const char *prefix) {
         int t = lua_type(L, -1);
         int ok = 1;
         switch (key->kind) {
-        case K_TABLE: case K_ANY_LIST: ok = t == LUA_TTABLE; break;
+        case K_TABLE: case K_ANY_LIST: case K_FREE: ok = t == LUA_TTABLE; break;
         case K_STRING: case K_PATH: ok = t == LUA_TSTRING; break;
         case K_BOOL: ok = t == LUA_TBOOLEAN; break;
         case K_INT: /* an integer, or a float with an integer's value (not inf, nan or 1e300) */

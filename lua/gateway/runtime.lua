@@ -30,6 +30,7 @@ local transports = {
   websocket = require("gateway.transport.websocket"),
   upgrade = require("gateway.transport.websocket").upgrade,
   socket = require("gateway.transport.socket"),
+  test = require("gateway.transport.test"), -- the spec helper's (core/testhost.c)
 }
 
 local function publish(reg)

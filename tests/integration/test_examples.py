@@ -38,6 +38,8 @@ def test_random_number_by_action_param(gateway):
 
 
 # -- moneyInCents -------------------------------------------------------------------------
+# ActionHero's documented table for this action: 4 and "4" -> 4; "-4" -> "money cannot be
+# negative"; "" and null (and absent) -> the default 0; "hello" -> "not a number".
 
 def test_money_in_cents_json_number(gateway):
     status, body = gateway.json("POST", "/api/moneyInCents", {"moneyInCents": 4})
@@ -64,31 +66,32 @@ def test_money_in_cents_negative(gateway, how):
     else:
         status, body = gateway.json("POST", "/api/moneyInCents", {"moneyInCents": "-4"})
     assert status == 422, body
-    assert errors_of(body) == ["must be > 0"], body
+    assert errors_of(body) == ["money cannot be negative"], body
+    assert body["error"] == "money cannot be negative", body
     gateway.assert_serving()
 
 
 @pytest.mark.parametrize("how", ["query", "json"])
-def test_money_in_cents_empty_is_missing(gateway, how):
+def test_money_in_cents_empty_gets_the_default(gateway, how):
     if how == "query":
         status, body = gateway.get("/api/moneyInCents?moneyInCents=")
     else:
         status, body = gateway.json("POST", "/api/moneyInCents", {"moneyInCents": ""})
-    assert status == 422, body
-    assert errors_of(body) == ["moneyInCents is a required parameter for this action"], body
+    assert status == 200, body
+    assert body["moneyInCents"] == 0 and "error" not in body, body
 
 
-def test_money_in_cents_absent_is_missing(gateway):
+def test_money_in_cents_absent_gets_the_default(gateway):
     status, body = gateway.get("/api/moneyInCents")
-    assert status == 422, body
-    assert errors_of(body) == ["moneyInCents is a required parameter for this action"], body
+    assert status == 200, body
+    assert body["moneyInCents"] == 0, body
 
 
 @pytest.mark.asan
-def test_money_in_cents_json_null_is_missing(gateway):
+def test_money_in_cents_json_null_gets_the_default(gateway):
     status, body = gateway.json("POST", "/api/moneyInCents", {"moneyInCents": None})
-    assert status == 422, body
-    assert errors_of(body) == ["moneyInCents is a required parameter for this action"], body
+    assert status == 200, body
+    assert body["moneyInCents"] == 0, body
 
 
 @pytest.mark.parametrize("how", ["query", "json"])
@@ -99,7 +102,7 @@ def test_money_in_cents_not_a_number(gateway, how):
     else:
         status, body = gateway.json("POST", "/api/moneyInCents", {"moneyInCents": "hello"})
     assert status == 422, body
-    assert errors_of(body) == ["must be a number"], body
+    assert errors_of(body) == ["not a number"], body
     gateway.assert_serving()
 
 

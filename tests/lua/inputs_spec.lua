@@ -426,21 +426,23 @@ describe("inputs.process", function()
       assert.are.equal("integer", math.type(params.moneyInCents))
     end)
 
-    it("rejects \"-4\" with must be > 0", function()
-      assert.are.same({ { key = "moneyInCents", message = "must be > 0" } }, check("-4"))
+    it("rejects \"-4\" with money cannot be negative", function()
+      assert.are.same({ { key = "moneyInCents", message = "money cannot be negative" } }, check("-4"))
     end)
 
-    it("rejects \"\", JSON null and an absent value as required", function()
-      local expected = { { key = "moneyInCents", required = true,
-                           message = "moneyInCents is a required parameter for this action" } }
-      assert.are.same(expected, check(""))
-      assert.are.same(expected, check(NULL))
-      assert.are.same(expected, check(nil))
+    it("gives \"\", JSON null and an absent value the default 0", function()
+      for _, value in ipairs({ "", NULL, false }) do
+        if value == false then value = nil end
+        local failures, params = check(value)
+        assert.is_nil(failures)
+        assert.are.equal(0, params.moneyInCents)
+        assert.are.equal("integer", math.type(params.moneyInCents))
+      end
     end)
 
-    it("rejects \"hello\" with must be a number", function()
+    it("rejects \"hello\" with not a number", function()
       local failures, params = check("hello")
-      assert.are.same({ { key = "moneyInCents", message = "must be a number" } }, failures)
+      assert.are.same({ { key = "moneyInCents", message = "not a number" } }, failures)
       assert.are.equal("hello", params.moneyInCents)
     end)
   end)

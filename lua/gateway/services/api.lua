@@ -23,7 +23,14 @@ local function readonly(t, path)
     __newindex = function(_, k)
       error(path .. " is read-only (tried to set " .. tostring(k) .. ")", 2)
     end,
-    __pairs = function() return next, t, nil end,
+    -- Nested tables come out read-only too, as through __index.
+    __pairs = function(proxy)
+      return function(_, k)
+        local nk, v = next(t, k)
+        if type(v) == "table" then v = proxy[nk] end
+        return nk, v
+      end, proxy, nil
+    end,
     __len = function() return #t end,
   })
 end

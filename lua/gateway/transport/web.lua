@@ -170,6 +170,7 @@ local function bodyTable(rt, data)
   end
   return body
 end
+W.bodyTable = bodyTable -- the spec helper's answers too (transport/test.lua)
 
 local function jsonpName(params)
   local cb = params and params.callback
