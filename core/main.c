@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "runtime/runtime.h"
 #include "net/server.h"
+#include "base/metrics.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -151,6 +153,10 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
     }
     struct worker *w = calloc((size_t)n, sizeof *w);
     if (!w) gw_panic("out of memory");
+    /* The restart count, in a page the workers share, so each worker's
+     * /metrics shows the master's count as it is now (base/metrics.h). */
+    void *page = mmap(NULL, sizeof(long), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page != MAP_FAILED) gw_metrics.worker_restarts = page;
     pid_t master = getpid();
     sigset_t set, old;
     sigemptyset(&set);
@@ -182,6 +188,7 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                  * getppid(). */
                 prctl(PR_SET_PDEATHSIG, SIGTERM);
                 if (getppid() != master) exit(0);
+                gw_metrics.worker = i;
                 exit(run_worker(config, ov, &web, &sock, !printed));
             }
             if (pid < 0) {
@@ -233,12 +240,15 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                     break;
                 }
                 schedule_restart(&w[i], gw_now_ms());
+                if (gw_metrics.worker_restarts) (*gw_metrics.worker_restarts)++;
                 gw_log(GW_LOG_ERROR, "worker %d (pid %d) exited with status %d; restarting in %d ms", i,
                        (int)pid, code, w[i].delay_ms);
             }
         }
     }
     free(w);
+    if (gw_metrics.worker_restarts) munmap((void *)gw_metrics.worker_restarts, sizeof(long));
+    gw_metrics.worker_restarts = NULL;
     if (web.fd >= 0) close(web.fd);
     if (sock.fd >= 0) close(sock.fd);
     return status;

@@ -19,6 +19,7 @@
 #include "net/socket.h"
 #include "net/ws.h"
 #include "net/conncap.h"
+#include "base/metrics.h"
 
 #include <libwebsockets.h>
 #include <lauxlib.h>
@@ -117,6 +118,7 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
     if (!s) gw_panic("out of memory");
     s->loop = loop;
     s->rt = rt;
+    gw_metrics.start_wall_ms = gw_wall_ms();
     gw_conncap_init(cfg->max_connections, cfg->max_connections_per_ip);
 
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit);

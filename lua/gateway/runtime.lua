@@ -30,6 +30,7 @@ local transports = {
   websocket = require("gateway.transport.websocket"),
   upgrade = require("gateway.transport.websocket").upgrade,
   socket = require("gateway.transport.socket"),
+  metrics = require("gateway.transport.metrics"),
 }
 
 local function publish(reg)
