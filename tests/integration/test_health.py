@@ -125,3 +125,20 @@ def test_not_counted_as_actions(make_gateway):
     assert promtext.series(samples, "gateway_requests_total") == []
     # Nor logged as actions.
     assert "path=/health" not in g.log_text()
+
+
+def test_pipelined_and_http10(make_gateway):
+    g = make_gateway()
+    wait_ready(g, 200)
+    raw = g.raw(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"GET /api/randomNumber HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"HEAD /ready HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    statuses = [int(s) for s in __import__("re").findall(rb"HTTP/1\.1 (\d{3}) ", raw)]
+    assert statuses == [200, 200, 200, 200, 200], raw[:2000]
+    assert raw.count(b'{"status":"ok"}') == 2 and b"gateway_requests_total" in raw
+    # HTTP/1.0 without keep-alive: answered, then closed.
+    raw = g.raw(b"GET /health HTTP/1.0\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 200 ") and b"Connection: close\r\n" in raw
+    assert raw.endswith(b'{"status":"ok"}')
