@@ -65,7 +65,8 @@ static int worker_listen(const struct listener *l, char *err, size_t errlen) {
 }
 
 static int run_worker(const char *config, const struct gw_config_overrides *ov,
-                      const struct listener *web, const struct listener *sock, int print_listening) {
+                      const struct listener *web, const struct listener *sock,
+                      const struct listener *metrics, int print_listening) {
     char err[1024];
     struct gw_config cfg;
     uv_loop_t loop;
@@ -73,6 +74,7 @@ static int run_worker(const char *config, const struct gw_config_overrides *ov,
     /* The master's reserving sockets are no business of a worker's. */
     if (web->reuseport) close(web->fd);
     if (sock->reuseport) close(sock->fd);
+    if (metrics->reuseport) close(metrics->fd);
     struct gw_runtime *rt = gw_runtime_new(&loop, config, ov, &cfg, err, sizeof err);
     if (!rt) {
         fprintf(stderr, "gateway: %s\n", err);
@@ -82,10 +84,11 @@ static int run_worker(const char *config, const struct gw_config_overrides *ov,
     /* Listen only once loaded: the kernel routes connections to a socket
      * as soon as it listens. */
     struct gw_server *s = NULL;
-    int web_fd = -1, socket_fd = -1;
+    int web_fd = -1, socket_fd = -1, metrics_fd = -1;
     if ((web->fd < 0 || (web_fd = worker_listen(web, err, sizeof err)) >= 0) &&
-        (sock->fd < 0 || (socket_fd = worker_listen(sock, err, sizeof err)) >= 0))
-        s = gw_server_new(&loop, rt, web_fd, socket_fd, print_listening, err, sizeof err);
+        (sock->fd < 0 || (socket_fd = worker_listen(sock, err, sizeof err)) >= 0) &&
+        (metrics->fd < 0 || (metrics_fd = worker_listen(metrics, err, sizeof err)) >= 0))
+        s = gw_server_new(&loop, rt, web_fd, socket_fd, metrics_fd, print_listening, err, sizeof err);
     if (!s) {
         fprintf(stderr, "gateway: %s\n", err);
         gw_runtime_free(rt);
@@ -143,12 +146,15 @@ static void signal_workers(const struct worker *w, int n, int sig) {
 static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                       const struct gw_config *cfg) {
     char err[512];
-    struct listener web = {NULL, 0, -1, 0}, sock = {NULL, 0, -1, 0};
+    struct listener web = {NULL, 0, -1, 0}, sock = {NULL, 0, -1, 0}, metrics = {NULL, 0, -1, 0};
     if ((cfg->web_enabled && master_listen(&web, cfg->web_host, cfg->web_port, err, sizeof err) != GW_OK) ||
         (cfg->socket_enabled &&
-         master_listen(&sock, cfg->socket_host, cfg->socket_port, err, sizeof err) != GW_OK)) {
+         master_listen(&sock, cfg->socket_host, cfg->socket_port, err, sizeof err) != GW_OK) ||
+        (cfg->web_enabled && cfg->metrics_port >= 0 &&
+         master_listen(&metrics, cfg->metrics_host, cfg->metrics_port, err, sizeof err) != GW_OK)) {
         fprintf(stderr, "gateway: %s\n", err);
         if (web.fd >= 0) close(web.fd);
+        if (sock.fd >= 0) close(sock.fd);
         return 1;
     }
     struct worker *w = calloc((size_t)n, sizeof *w);
@@ -189,7 +195,7 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                 prctl(PR_SET_PDEATHSIG, SIGTERM);
                 if (getppid() != master) exit(0);
                 gw_metrics.worker = i;
-                exit(run_worker(config, ov, &web, &sock, !printed));
+                exit(run_worker(config, ov, &web, &sock, &metrics, !printed));
             }
             if (pid < 0) {
                 w[i].started = now; /* so that failing again doubles the delay */
@@ -251,6 +257,7 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
     gw_metrics.worker_restarts = NULL;
     if (web.fd >= 0) close(web.fd);
     if (sock.fd >= 0) close(sock.fd);
+    if (metrics.fd >= 0) close(metrics.fd);
     return status;
 }
 
@@ -326,7 +333,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (cfg.workers <= 1) {
-        struct gw_server *s = gw_server_new(&loop, rt, -1, -1, 1, err, sizeof err);
+        struct gw_server *s = gw_server_new(&loop, rt, -1, -1, -1, 1, err, sizeof err);
         if (!s) {
             fprintf(stderr, "gateway: %s\n", err);
             gw_runtime_free(rt);

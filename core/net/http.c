@@ -102,6 +102,7 @@ struct gw_http {
     uv_timer_t sweep;
     int stopping;
     int probe_fixed;              /* GATEWAY_BENCH_PROBE=fixed: answer without Lua */
+    int ops_only;                 /* the metrics listener: net/ops.h's paths, else 404 */
 };
 
 /* Buffers, not state: the process runs one loop, a read is parsed and an
@@ -173,6 +174,8 @@ struct gw_http *gw_http_new(struct gw_runtime *rt, uv_loop_t *loop, struct lws_v
     uv_timer_start(&h->sweep, sweep_tick, SWEEP_MS, SWEEP_MS);
     return h;
 }
+
+void gw_http_serve_ops_only(struct gw_http *h) { h->ops_only = 1; }
 
 /* --- Writing ---------------------------------------------------------- */
 
@@ -774,10 +777,16 @@ static void dispatch(struct http_conn *c) {
         return;
     }
     decoded[dlen] = '\0';
-    enum gw_ops_kind ops = gw_ops_route(cfg, decoded, (size_t)dlen);
+    enum gw_ops_kind ops = gw_ops_route(cfg, decoded, (size_t)dlen, h->ops_only || cfg->metrics_port < 0);
     if (ops != GW_OPS_NONE && (c->head_only || strcmp(method, "GET") == 0)) {
         answer_ops(c, ops, method, decoded, (size_t)dlen, raw, raw_len);
         if (decoded != small) free(decoded);
+        return;
+    }
+    if (h->ops_only) {
+        static const char none[] = "{\"error\":\"not found\",\"errors\":[\"not found\"]}";
+        if (decoded != small) free(decoded);
+        answer_fixed(c, 404, none, sizeof none - 1);
         return;
     }
     const char *rest;
@@ -870,7 +879,9 @@ static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len, 
 static int is_ws_upgrade(const struct http_conn *c) {
     const struct gw_http1 *hp = c->parser;
     const char *up = gw_http1_header(hp, "upgrade");
-    if (!gw_runtime_config(c->server->rt)->ws_enabled || !up || strcasecmp(up, "websocket") != 0) return 0;
+    if (c->server->ops_only || !gw_runtime_config(c->server->rt)->ws_enabled || !up ||
+        strcasecmp(up, "websocket") != 0)
+        return 0;
     return strcmp(gw_http1_method(hp), "GET") == 0;
 }
 

@@ -14,10 +14,10 @@ static int same(const char *want, const char *path, size_t len) {
     return want[0] && strlen(want) == len && memcmp(want, path, len) == 0;
 }
 
-enum gw_ops_kind gw_ops_route(const struct gw_config *cfg, const char *path, size_t len) {
+enum gw_ops_kind gw_ops_route(const struct gw_config *cfg, const char *path, size_t len, int metrics_here) {
     if (same(cfg->health_path, path, len)) return GW_OPS_HEALTH;
     if (same(cfg->ready_path, path, len)) return GW_OPS_READY;
-    if (same(cfg->metrics_path, path, len)) return GW_OPS_METRICS;
+    if (metrics_here && same(cfg->metrics_path, path, len)) return GW_OPS_METRICS;
     return GW_OPS_NONE;
 }
 

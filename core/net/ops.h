@@ -13,8 +13,10 @@
 
 enum gw_ops_kind { GW_OPS_NONE, GW_OPS_HEALTH, GW_OPS_READY, GW_OPS_METRICS };
 
-/* Which endpoint the decoded 'path' names, if any. */
-enum gw_ops_kind gw_ops_route(const struct gw_config *cfg, const char *path, size_t len);
+/* Which endpoint the decoded 'path' names, if any; /metrics only where
+ * 'metrics_here' (the web listener when the metrics have no listener of
+ * their own, or that listener). */
+enum gw_ops_kind gw_ops_route(const struct gw_config *cfg, const char *path, size_t len, int metrics_here);
 
 /* The /ready answer: 200 or 503, its JSON body in 'body' ('stopping': the
  * server drains). */

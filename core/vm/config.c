@@ -56,6 +56,8 @@ static const struct key schema[] = {
     {"servers.web.metrics.enabled", K_BOOL, "true", 0, 0},
     {"servers.web.metrics.path", K_STRING, "'/metrics'", 0, 0},
     {"servers.web.metrics.allow", K_LIST, "{'127.0.0.1/8', '::1'}", 0, 0},
+    {"servers.web.metrics.host", K_STRING, "''", 0, 0},
+    {"servers.web.metrics.port", K_INT, "-1", -1, 65535},
     {"servers.websocket", K_TABLE, NULL, 0, 0},
     {"servers.websocket.enabled", K_BOOL, "true", 0, 0},
     {"servers.websocket.path", K_STRING, "'/ws'", 0, 0},
@@ -443,6 +445,10 @@ static int load_ops(struct loader *ld, struct gw_config *out) {
     lua_getfield(L, -1, "enabled");
     if (!lua_toboolean(L, -1)) out->metrics_path[0] = '\0';
     lua_pop(L, 4);
+    /* A listener of its own (port -1: none), on the web listener's host unless named. */
+    out->metrics_port = (int)get_int(L, "servers.web.metrics.port");
+    get_string(L, "servers.web.metrics.host", out->metrics_host, sizeof out->metrics_host);
+    if (!out->metrics_host[0]) get_string(L, "servers.web.host", out->metrics_host, sizeof out->metrics_host);
     if (load_cidrs(ld, "servers.web.metrics.allow", &out->metrics_allow) != GW_OK ||
         load_cidrs(ld, "servers.web.trustedProxies", &out->trusted_proxies) != GW_OK)
         return GW_ERR;

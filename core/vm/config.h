@@ -26,6 +26,10 @@ struct gw_config {
      * X-Forwarded-For names the client. */
     char health_path[128], ready_path[128], metrics_path[128];
     struct gw_cidr_list metrics_allow, trusted_proxies;
+    /* The metrics listener of its own (servers.web.metrics.host/port): port
+     * -1 when /metrics is served on the web listener. */
+    char metrics_host[256];
+    int metrics_port;
     int ws_enabled;
     char ws_path[256];
     long ws_max_message;

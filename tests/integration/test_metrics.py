@@ -5,8 +5,10 @@ up share one label value; the allow-list; the gauges; Redis's state, latency and
 worker restarts seen by the workers; answered before user middleware."""
 
 import asyncio
+import http.client
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -270,3 +272,71 @@ def test_worker_restarts_are_seen_by_every_worker(make_gateway):
         seen.add(info[0]["worker"])
         assert time.monotonic() < deadline, "one worker never answered: %r" % seen
     assert seen == {"0", "1"}
+
+
+def metrics_listener(g):
+    """(host, port) of the `listening metrics http://...` line."""
+    deadline = time.monotonic() + gw.bound(5)
+    while True:
+        for line in g.stdout_text().splitlines():
+            m = re.match(r"listening metrics http://\[?([^\]]+?)\]?:(\d+)$", line)
+            if m:
+                return m.group(1), int(m.group(2))
+        assert time.monotonic() < deadline, g.describe()
+        time.sleep(0.02)
+
+
+def ops_request(host, port, method, path):
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request(method, path)
+        r = conn.getresponse()
+        return r.status, r.headers, r.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_listener_of_its_own(make_gateway, workers):
+    g = make_gateway({"workers": workers, "servers": {"web": {"metrics": {"port": 0}}}})
+    host, port = metrics_listener(g)
+    assert host == "127.0.0.1" and port != g.port
+    assert g.get("/api/randomNumber")[0] == 200
+    status, headers, body = ops_request(host, port, "GET", "/metrics")
+    assert status == 200 and headers["Content-Type"] == CONTENT_TYPE
+    samples, types, _ = promtext.parse(body.decode())
+    promtext.check_histograms(samples, types)
+    if workers == 1:
+        assert requests_total(samples, "randomNumber", "web", 200) == 1
+    assert ops_request(host, port, "GET", "/health")[0] == 200
+    assert ops_request(host, port, "GET", "/ready")[0] in (200, 503)
+    # Nothing else there, and no /metrics on the web listener any more.
+    status, _, body = ops_request(host, port, "GET", "/api/randomNumber")
+    assert status == 404 and json.loads(body)["error"] == "not found"
+    assert ops_request(host, port, "GET", "/ws")[0] == 404
+    assert g.request("GET", "/metrics").status == 404
+    assert g.request("GET", "/health").status == 200
+    # The web listener's 404 for /metrics is counted; the metrics listener's are not.
+    if workers == 1:
+        status, _, body = ops_request(host, port, "GET", "/metrics")
+        samples, _, _ = promtext.parse(body.decode())
+        assert requests_total(samples, "", "web", 404) == 1
+
+
+def test_metrics_listener_keeps_the_allow_list(make_gateway):
+    g = make_gateway({"servers": {"web": {"metrics": {"port": 0, "allow": ["10.0.0.0/8"]}}}})
+    host, port = metrics_listener(g)
+    assert ops_request(host, port, "GET", "/metrics")[0] == 403
+    assert ops_request(host, port, "GET", "/health")[0] == 200
+
+
+def test_metrics_port_in_use_is_a_startup_error(make_gateway):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        g = make_gateway({"servers": {"web": {"metrics": {"port": port}}}}, start=False, expect_exit=1)
+        with pytest.raises(gw.PortInUse):
+            g.start()
+        assert g.wait(10) == 1
