@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "runtime/runtime.h"
 #include "net/server.h"
+#include "base/metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -181,7 +183,8 @@ static int worker_listen(const struct listener *l, char *err, size_t errlen) {
 }
 
 static int run_worker(const char *config, const struct gw_config_overrides *ov,
-                      const struct listener *web, const struct listener *sock, int print_listening) {
+                      const struct listener *web, const struct listener *sock,
+                      const struct listener *metrics, int print_listening) {
     char err[1024];
     struct gw_config cfg;
     uv_loop_t loop;
@@ -189,6 +192,7 @@ static int run_worker(const char *config, const struct gw_config_overrides *ov,
     /* The master's reserving sockets are no business of a worker's. */
     if (web->reuseport) close(web->fd);
     if (sock->reuseport) close(sock->fd);
+    if (metrics->reuseport) close(metrics->fd);
     struct gw_runtime *rt = gw_runtime_new(&loop, config, ov, &cfg, err, sizeof err);
     if (!rt) {
         fprintf(stderr, "gateway: %s\n", err);
@@ -198,10 +202,11 @@ static int run_worker(const char *config, const struct gw_config_overrides *ov,
     /* Listen only once loaded: the kernel routes connections to a socket
      * as soon as it listens. */
     struct gw_server *s = NULL;
-    int web_fd = -1, socket_fd = -1;
+    int web_fd = -1, socket_fd = -1, metrics_fd = -1;
     if ((web->fd < 0 || (web_fd = worker_listen(web, err, sizeof err)) >= 0) &&
-        (sock->fd < 0 || (socket_fd = worker_listen(sock, err, sizeof err)) >= 0))
-        s = gw_server_new(&loop, rt, web_fd, socket_fd, print_listening, err, sizeof err);
+        (sock->fd < 0 || (socket_fd = worker_listen(sock, err, sizeof err)) >= 0) &&
+        (metrics->fd < 0 || (metrics_fd = worker_listen(metrics, err, sizeof err)) >= 0))
+        s = gw_server_new(&loop, rt, web_fd, socket_fd, metrics_fd, print_listening, err, sizeof err);
     if (!s) {
         fprintf(stderr, "gateway: %s\n", err);
         gw_runtime_free(rt);
@@ -259,16 +264,23 @@ static void signal_workers(const struct worker *w, int n, int sig) {
 static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                       const struct gw_config *cfg) {
     char err[512];
-    struct listener web = {NULL, 0, -1, 0}, sock = {NULL, 0, -1, 0};
+    struct listener web = {NULL, 0, -1, 0}, sock = {NULL, 0, -1, 0}, metrics = {NULL, 0, -1, 0};
     if ((cfg->web_enabled && master_listen(&web, cfg->web_host, cfg->web_port, err, sizeof err) != GW_OK) ||
         (cfg->socket_enabled &&
-         master_listen(&sock, cfg->socket_host, cfg->socket_port, err, sizeof err) != GW_OK)) {
+         master_listen(&sock, cfg->socket_host, cfg->socket_port, err, sizeof err) != GW_OK) ||
+        (cfg->web_enabled && cfg->metrics_port >= 0 &&
+         master_listen(&metrics, cfg->metrics_host, cfg->metrics_port, err, sizeof err) != GW_OK)) {
         fprintf(stderr, "gateway: %s\n", err);
         if (web.fd >= 0) close(web.fd);
+        if (sock.fd >= 0) close(sock.fd);
         return 1;
     }
     struct worker *w = calloc((size_t)n, sizeof *w);
     if (!w) gw_panic("out of memory");
+    /* The restart count, in a page the workers share, so each worker's
+     * /metrics shows the master's count as it is now (base/metrics.h). */
+    void *page = mmap(NULL, sizeof(long), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page != MAP_FAILED) gw_metrics.worker_restarts = page;
     pid_t master = getpid();
     sigset_t set, old;
     sigemptyset(&set);
@@ -300,7 +312,8 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                  * getppid(). */
                 prctl(PR_SET_PDEATHSIG, SIGTERM);
                 if (getppid() != master) exit(0);
-                exit(run_worker(config, ov, &web, &sock, !printed));
+                gw_metrics.worker = i;
+                exit(run_worker(config, ov, &web, &sock, &metrics, !printed));
             }
             if (pid < 0) {
                 w[i].started = now; /* so that failing again doubles the delay */
@@ -351,14 +364,18 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                     break;
                 }
                 schedule_restart(&w[i], gw_now_ms());
+                if (gw_metrics.worker_restarts) (*gw_metrics.worker_restarts)++;
                 gw_log(GW_LOG_ERROR, "worker %d (pid %d) exited with status %d; restarting in %d ms", i,
                        (int)pid, code, w[i].delay_ms);
             }
         }
     }
     free(w);
+    if (gw_metrics.worker_restarts) munmap((void *)gw_metrics.worker_restarts, sizeof(long));
+    gw_metrics.worker_restarts = NULL;
     if (web.fd >= 0) close(web.fd);
     if (sock.fd >= 0) close(sock.fd);
+    if (metrics.fd >= 0) close(metrics.fd);
     return status;
 }
 
@@ -436,7 +453,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (cfg.workers <= 1) {
-        struct gw_server *s = gw_server_new(&loop, rt, -1, -1, 1, err, sizeof err);
+        struct gw_server *s = gw_server_new(&loop, rt, -1, -1, -1, 1, err, sizeof err);
         if (!s) {
             fprintf(stderr, "gateway: %s\n", err);
             gw_runtime_free(rt);

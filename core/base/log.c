@@ -177,6 +177,12 @@ size_t gw_log_format(char *buf, size_t len, double wall_ms, int level, const cha
             if (!fits(&o, 1, 6 + kesc + vesc, 6 + kesc + TRUNC_LEN)) break;
             puts_(&o, ",\"");
             put_escaped(&o, fields[i].key, klen, 1, KEY_MAX);
+            if (fields[i].raw) {
+                /* A number or boolean: short, no byte to escape, never cut. */
+                puts_(&o, "\":");
+                put(&o, fields[i].value, fields[i].value_len);
+                continue;
+            }
             puts_(&o, "\":\"");
             put_escaped(&o, fields[i].value, fields[i].value_len, 1, min_size(VALUE_MAX, room(&o, 2)));
             puts_(&o, "\"");

@@ -13,6 +13,7 @@ struct gw_log_field {
     const char *key;
     const char *value;
     size_t value_len;
+    int raw; /* 'value' is a JSON number or boolean: unquoted in JSON lines */
 };
 
 /* Level name ("debug" .. "crit") to level, or -1 when unknown. */

@@ -10,6 +10,7 @@
  * The context sits on the loop through a copy of hiredis 1.0's libuv
  * adapter (see poller_cb for why not the 0.14 one). */
 #include "base/redis.h"
+#include "base/metrics.h"
 #include "base/gw.h"
 #include "base/log.h"
 #include "base/query.h"
@@ -41,6 +42,7 @@ struct gw_redis_cmd {
     gw_redis_reply_fn fn; /* NULL once the caller left: the reply is dropped */
     void *ud;
     uint64_t deadline;    /* uv_now() ms; unused without a timeout */
+    double sent_ms;       /* gw_now_ms() when the caller sent it, for its latency */
     char *queued;         /* the formatted command until it is sent */
     size_t queued_len;
 };
@@ -429,6 +431,7 @@ static void on_cmd_timer(uv_timer_t *h) {
         } else {
             r->timeouts_in_row++;
         }
+        if (fn) gw_metrics.redis_errors[GW_METRICS_REDIS_TIMEOUT]++;
         if (fn) fn(ud, NULL, "redis timeout");
     }
     if (r->timeouts_in_row >= RESET_AFTER_TIMEOUTS && r->state == ST_READY && r->ac) reset(r);
@@ -446,6 +449,7 @@ static void fail_queued(struct gw_redis *r) {
         void *ud = c->ud;
         cmd_unlink(r, c);
         cmd_free(c);
+        if (fn) gw_metrics.redis_errors[GW_METRICS_REDIS_UNAVAILABLE]++;
         if (fn) fn(ud, NULL, "redis unavailable");
     }
 }
@@ -457,10 +461,18 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     struct gw_redis *r = c->r;
     gw_redis_reply_fn fn = c->fn;
     void *ud = c->ud;
+    double sent_ms = c->sent_ms;
     (void)ac;
     cmd_unlink(r, c);
     cmd_free(c);
     if (reply) r->timeouts_in_row = 0;
+    if (fn) { /* a reply its caller still waits for (a timed-out one was counted) */
+        if (!reply) gw_metrics.redis_errors[GW_METRICS_REDIS_UNAVAILABLE]++;
+        else {
+            gw_metrics_redis_latency((gw_now_ms() - sent_ms) / 1000.0);
+            if (((redisReply *)reply)->type == REDIS_REPLY_ERROR) gw_metrics.redis_errors[GW_METRICS_REDIS_REPLY]++;
+        }
+    }
     if (fn) fn(ud, reply, reply ? NULL : "redis unavailable");
 }
 
@@ -537,6 +549,7 @@ static void log_outage(struct gw_redis *r, const char *what, const char *why) {
 static void on_conn_timer(uv_timer_t *h);
 
 static void schedule_retry(struct gw_redis *r) {
+    gw_metrics.redis_connected = 0;
     r->state = ST_DOWN;
     uv_timer_start(&r->conn_timer, on_conn_timer, r->retry_ms, 0);
     r->retry_ms = r->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : r->retry_ms * 2;
@@ -571,6 +584,7 @@ static void reset(struct gw_redis *r) {
 
 static void became_ready(struct gw_redis *r) {
     r->state = ST_READY;
+    gw_metrics.redis_connected = 1;
     r->timeouts_in_row = 0;
     r->retry_ms = RETRY_MIN_MS;
     r->outage_logged = 0;
@@ -726,6 +740,7 @@ struct gw_redis *gw_redis_new(uv_loop_t *loop, const char *url, long command_tim
 void gw_redis_free(struct gw_redis *r) {
     if (!r) return;
     r->state = ST_STOPPED;
+    gw_metrics.redis_connected = 0;
     uv_timer_stop(&r->conn_timer);
     uv_timer_stop(&r->cmd_timer);
     fail_queued(r);
@@ -748,8 +763,12 @@ int gw_redis_connected(const struct gw_redis *r) {
 
 struct gw_redis_cmd *gw_redis_command(struct gw_redis *r, int argc, const char **argv,
                                       const size_t *argvlen, gw_redis_reply_fn fn, void *ud) {
-    if (r->state != ST_READY && r->state != ST_CONNECTING) return NULL;
+    if (r->state != ST_READY && r->state != ST_CONNECTING) {
+        gw_metrics.redis_errors[GW_METRICS_REDIS_UNAVAILABLE]++;
+        return NULL;
+    }
     if (r->npending >= r->max_pending) {
+        gw_metrics.redis_errors[GW_METRICS_REDIS_UNAVAILABLE]++;
         if (!r->full_logged)
             gw_log(GW_LOG_WARNING, "redis: %ld commands are waiting for %s (redis.maxPending); new "
                    "ones fail with \"redis unavailable\" until it answers", r->npending, r->name);
@@ -762,6 +781,7 @@ struct gw_redis_cmd *gw_redis_command(struct gw_redis *r, int argc, const char *
     c->r = r;
     c->fn = fn;
     c->ud = ud;
+    c->sent_ms = gw_now_ms();
     if (r->timeout_ms > 0) {
         /* Lua may have run for a while since the loop last read the clock. */
         uv_update_time(r->loop);

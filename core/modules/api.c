@@ -27,7 +27,7 @@ void gateway_log(struct gateway_module *m, enum gateway_log_level level, const c
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    struct gw_log_field f = {"module", m->name, strlen(m->name)};
+    struct gw_log_field f = {"module", m->name, strlen(m->name), 0};
     gw_log_fields(lv, msg, &f, 1);
 }
 

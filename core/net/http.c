@@ -17,6 +17,10 @@
 #include "net/ws.h"
 #include "runtime/drain.h"
 #include "net/conncap.h"
+#include "net/ops.h"
+#include "base/cidr.h"
+#include "base/metrics.h"
+#include "base/random.h"
 
 #include <arpa/inet.h>
 #include <lauxlib.h>
@@ -26,6 +30,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <stdint.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +39,7 @@
 #define SWEEP_MS 1000      /* how often the time limits (servers.web.*Timeout) are checked */
 #define RATE_GRACE_MS 5000 /* a body's first seconds, before minBodyRate applies */
 #define JSON_TYPE "application/json; charset=utf-8"
+#define REQUEST_ID_MAX 200 /* a client's X-Request-Id longer than this is replaced */
 
 struct out_req {
     uv_write_t req;
@@ -75,6 +81,10 @@ struct http_conn {
     int upgrading, upgrade_state, upgrade_ref;
     struct gw_conncap_peer *peer;        /* its place under general.maxConnections */
     int counted;
+    int open;                            /* counted in gw_metrics.conns */
+    /* The request id of the request in flight (X-Request-Id, echoed). */
+    char rid[REQUEST_ID_MAX + 1];
+    size_t rid_len;
     char ip[INET6_ADDRSTRLEN];
     int port;
 };
@@ -92,6 +102,7 @@ struct gw_http {
     uv_timer_t sweep;
     int stopping;
     int probe_fixed;              /* GATEWAY_BENCH_PROBE=fixed: answer without Lua */
+    int ops_only;                 /* the metrics listener: net/ops.h's paths, else 404 */
 };
 
 /* Buffers, not state: the process runs one loop, a read is parsed and an
@@ -163,6 +174,8 @@ struct gw_http *gw_http_new(struct gw_runtime *rt, uv_loop_t *loop, struct lws_v
     uv_timer_start(&h->sweep, sweep_tick, SWEEP_MS, SWEEP_MS);
     return h;
 }
+
+void gw_http_serve_ops_only(struct gw_http *h) { h->ops_only = 1; }
 
 /* --- Writing ---------------------------------------------------------- */
 
@@ -416,8 +429,10 @@ static void http_reply(void *ud, lua_State *L, int base, int n) {
             lua_pop(L, 1);
         }
     }
+    cap += c->rid_len;
     start = p = out_reserve(cap + (send_body ? blen : 0));
     p = put_head(p, status, connection);
+    if (c->rid_len) p = put_field(p, "X-Request-Id", 12, c->rid, c->rid_len);
     if (n >= 2 && lua_istable(L, base + 1)) {
         lua_pushnil(L);
         while (lua_next(L, base + 1)) {
@@ -431,6 +446,8 @@ static void http_reply(void *ud, lua_State *L, int base, int n) {
                 } else if (kl == 12 && strcasecmp(k, "content-type") == 0) {
                     p = put_field(p, "Content-Type", 12, v, vl);
                     ctype = NULL;
+                } else if (kl == 12 && c->rid_len && strcasecmp(k, "x-request-id") == 0) {
+                    /* the gateway's own, below */
                 } else if (!framing_header(k, kl)) {
                     p = put_field(p, k, kl, v, vl);
                 }
@@ -525,6 +542,93 @@ static int method_served(const char *m) {
 
 static const struct gw_static_out static_out;
 
+/* A request id the gateway makes: 32 hex digits from a splitmix64 sequence
+ * seeded from /dev/urandom once per process (a worker seeds its own after
+ * the fork), so ids are unique within a process and unpredictable across
+ * processes without a read per request. */
+static void make_request_id(char out[32]) {
+    static const char digits[] = "0123456789abcdef";
+    static uint64_t state;
+    static int seeded;
+    if (!seeded) {
+        char hex[32];
+        if (gw_random_hex(hex) == GW_OK)
+            for (int i = 0; i < 16; i++) state = state << 4 | (uint64_t)(strchr(digits, hex[i]) - digits);
+        state ^= (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+        seeded = 1;
+    }
+    for (int half = 0; half < 2; half++) {
+        uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        z ^= z >> 31;
+        for (int i = 0; i < 16; i++) out[half * 16 + i] = digits[(z >> (60 - 4 * i)) & 15];
+    }
+}
+
+/* The request's id into c->rid: the client's X-Request-Id when it is 1 to
+ * REQUEST_ID_MAX visible ASCII characters (33-126), else a new one. */
+static void set_request_id(struct http_conn *c) {
+    const char *given = gw_http1_header(c->parser, "x-request-id");
+    if (given) {
+        size_t n = 0;
+        while (n <= REQUEST_ID_MAX && given[n] > 32 && given[n] < 127) n++;
+        if (n > 0 && n <= REQUEST_ID_MAX && given[n] == '\0') {
+            memcpy(c->rid, given, n);
+            c->rid_len = n;
+            return;
+        }
+    }
+    make_request_id(c->rid);
+    c->rid_len = 32;
+}
+
+/* The client's address into 'out': the peer's, or, when the peer is one
+ * of servers.web.trustedProxies, the one its X-Forwarded-For names (every
+ * such header, in order, as one list: RFC 9110 §5.3), read from the right
+ * (base/cidr.h). Returns its length. */
+static size_t client_ip(const struct http_conn *c, char out[INET6_ADDRSTRLEN]) {
+    const struct gw_config *cfg = gw_runtime_config(c->server->rt);
+    const struct gw_http1 *hp = c->parser;
+    size_t len = strlen(c->ip);
+    memcpy(out, c->ip, len + 1);
+    if (!cfg->trusted_proxies.n || !gw_cidr_match_text(&cfg->trusted_proxies, c->ip, len)) return len;
+    char small[1024], *list = small;
+    size_t total = 0, cap = sizeof small;
+    int nf = gw_http1_nfields(hp);
+    for (int i = 0; i < nf; i++) {
+        const char *name, *value;
+        size_t nl, vl;
+        gw_http1_field(hp, i, &name, &nl, &value, &vl);
+        if (nl != 15 || memcmp(name, "x-forwarded-for", 15) != 0) continue;
+        if (total + vl + 2 > cap) {
+            while (total + vl + 2 > cap) cap *= 2;
+            char *b = list == small ? malloc(cap) : realloc(list, cap);
+            if (!b) break;
+            if (list == small) memcpy(b, small, total);
+            list = b;
+        }
+        if (total) {
+            list[total++] = ',';
+            list[total++] = ' ';
+        }
+        memcpy(list + total, value, vl);
+        total += vl;
+    }
+    size_t flen;
+    const char *found = gw_cidr_forwarded(&cfg->trusted_proxies, list, total, &flen);
+    unsigned char a[16];
+    if (found && gw_cidr_addr(found, flen, a) == GW_OK) {
+        /* Written as inet_ntop writes a peer's, whatever the header's spelling. */
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        int v4 = memcmp(a, mapped, 12) == 0;
+        if (inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? a + 12 : a, out, INET6_ADDRSTRLEN)) len = strlen(out);
+        else memcpy(out, c->ip, len + 1);
+    }
+    if (list != small) free(list);
+    return len;
+}
+
 /* [-0, +1, m] The request's ctx table for the runtime: method, path
  * (decoded), rawPath, query, headers, body, remoteIP, remotePort. */
 static void push_ctx(struct http_conn *c, lua_State *L, const char *method, const char *path,
@@ -548,10 +652,77 @@ static void push_ctx(struct http_conn *c, lua_State *L, const char *method, cons
         lua_pushlstring(L, body, body_len);
         lua_setfield(L, -2, "body");
     }
-    lua_pushstring(L, c->ip);
+    char ip[INET6_ADDRSTRLEN];
+    size_t ip_len = client_ip(c, ip);
+    lua_pushlstring(L, ip, ip_len);
     lua_setfield(L, -2, "remoteIP");
     lua_pushinteger(L, c->port);
     lua_setfield(L, -2, "remotePort");
+    set_request_id(c);
+    lua_pushlstring(L, c->rid, c->rid_len);
+    lua_setfield(L, -2, "requestId");
+}
+
+/* A fixed answer of the operations endpoints, the connection kept. */
+static void answer_fixed(struct http_conn *c, int status, const char *body, size_t blen) {
+    char *p = out_reserve(512 + blen), *start = p;
+    p = put_head(p, status, connection_value(c));
+    p = put_str(p, "Content-Type: " JSON_TYPE "\r\nCache-Control: no-store\r\nContent-Length: ");
+    p = put_uint(p, blen);
+    p = put_str(p, "\r\n\r\n");
+    if (!c->head_only) {
+        memcpy(p, body, blen);
+        p += blen;
+    }
+    if (!c->keep_alive || c->server->stopping) c->close_after = 1;
+    if (conn_write(c, start, (size_t)(p - start)) != GW_OK) {
+        conn_close(c);
+        return;
+    }
+    if (c->nwrites) {
+        gw_drain_hold(GW_DRAIN_UNSENT);
+        c->in_flight = 2; /* written once the queue drains */
+        return;
+    }
+    request_done(c);
+}
+
+/* /health, /ready and /metrics (net/ops.h), before routes and middleware:
+ * a load balancer's check is never refused by an action's API key. */
+static void answer_ops(struct http_conn *c, enum gw_ops_kind kind, const char *method, const char *path,
+                       size_t path_len, const char *raw, size_t raw_len) {
+    struct gw_http *h = c->server;
+    const struct gw_config *cfg = gw_runtime_config(h->rt);
+    if (kind == GW_OPS_HEALTH) {
+        static const char ok[] = "{\"status\":\"ok\"}";
+        answer_fixed(c, 200, ok, sizeof ok - 1);
+        return;
+    }
+    if (kind == GW_OPS_READY) {
+        char body[256];
+        size_t blen;
+        int status = gw_ops_ready(h->stopping, body, sizeof body, &blen);
+        answer_fixed(c, status, body, blen);
+        return;
+    }
+    char ip[INET6_ADDRSTRLEN];
+    size_t ip_len = client_ip(c, ip);
+    if (!gw_cidr_match_text(&cfg->metrics_allow, ip, ip_len)) {
+        static const char no[] = "{\"error\":\"metrics are not served to this address "
+                                 "(servers.web.metrics.allow)\",\"errors\":[\"metrics are not served "
+                                 "to this address (servers.web.metrics.allow)\"]}";
+        answer_fixed(c, 403, no, sizeof no - 1);
+        return;
+    }
+    lua_State *L = gw_vm_state(gw_runtime_vm(h->rt));
+    push_ctx(c, L, method, path, path_len, raw, raw_len, "", 0);
+    gw_ops_push_figures(L);
+    lua_setfield(L, -2, "figures");
+    c->dispatching = 1;
+    c->call = gw_call_new(h->rt, "metrics", http_reply, c);
+    gw_call_run(c->call);
+    c->dispatching = 0;
+    if (c->in_flight == 1 && !c->call && !c->closing) request_done(c);
 }
 
 /* The request's path and query (raw); GW_ERR once a 400 is answered: an
@@ -602,6 +773,7 @@ static void dispatch(struct http_conn *c) {
     c->keep_alive = gw_http1_keep_alive(hp);
     c->minor = gw_http1_minor(hp);
     c->head_only = strcmp(method, "HEAD") == 0;
+    c->rid_len = 0;
     if (!method_served(method)) {
         answer_error(c, 501, "method not implemented");
         return;
@@ -627,6 +799,18 @@ static void dispatch(struct http_conn *c) {
     long dlen;
     char *decoded = decode_path(c, raw, raw_len, small, sizeof small, &dlen);
     if (!decoded) return;
+    enum gw_ops_kind ops = gw_ops_route(cfg, decoded, (size_t)dlen, h->ops_only || cfg->metrics_port < 0);
+    if (ops != GW_OPS_NONE && (c->head_only || strcmp(method, "GET") == 0)) {
+        answer_ops(c, ops, method, decoded, (size_t)dlen, raw, raw_len);
+        if (decoded != small) free(decoded);
+        return;
+    }
+    if (h->ops_only) {
+        static const char none[] = "{\"error\":\"not found\",\"errors\":[\"not found\"]}";
+        if (decoded != small) free(decoded);
+        answer_fixed(c, 404, none, sizeof none - 1);
+        return;
+    }
     const char *rest;
     if ((strcmp(method, "GET") == 0 || c->head_only) && (rest = gw_static_rest(cfg->files_path, decoded))) {
         c->file = gw_static_new(&static_out, c, h->loop, cfg->public_dir, decoded, rest,
@@ -717,7 +901,9 @@ static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len, 
 static int is_ws_upgrade(const struct http_conn *c) {
     const struct gw_http1 *hp = c->parser;
     const char *up = gw_http1_header(hp, "upgrade");
-    if (!gw_runtime_config(c->server->rt)->ws_enabled || !up || strcasecmp(up, "websocket") != 0) return 0;
+    if (c->server->ops_only || !gw_runtime_config(c->server->rt)->ws_enabled || !up ||
+        strcasecmp(up, "websocket") != 0)
+        return 0;
     return strcmp(gw_http1_method(hp), "GET") == 0;
 }
 
@@ -1013,6 +1199,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void on_closed(uv_handle_t *h) {
     struct http_conn *c = h->data;
+    if (c->open) gw_metrics.conns[GW_METRICS_HTTP]--;
     if (c->counted) gw_conncap_leave(c->peer);
     gw_http1_free(c->parser);
     free(c->pending);
@@ -1107,6 +1294,8 @@ void gw_http_accept(struct gw_http *h, int fd) {
         }
     }
     c->last_active = c->started = uv_now(h->loop);
+    c->open = 1;
+    gw_metrics.conns[GW_METRICS_HTTP]++;
     c->next = h->conns;
     if (h->conns) h->conns->prev = c;
     h->conns = c;

@@ -24,6 +24,10 @@ struct gw_http;
 struct gw_http *gw_http_new(struct gw_runtime *rt, uv_loop_t *loop, struct lws_vhost *vhost,
                             struct gw_ws *ws);
 
+/* Serve only /metrics, /health and /ready (net/ops.h), 404 otherwise:
+ * the metrics listener of its own (servers.web.metrics.port). */
+void gw_http_serve_ops_only(struct gw_http *h);
+
 /* Serve a newly accepted socket; takes ownership of 'fd'. */
 void gw_http_accept(struct gw_http *h, int fd);
 

@@ -19,6 +19,7 @@
 #include "net/socket.h"
 #include "net/ws.h"
 #include "net/conncap.h"
+#include "base/metrics.h"
 
 #include <libwebsockets.h>
 #include <lauxlib.h>
@@ -42,6 +43,10 @@ struct gw_server {
     struct gw_listener web;
     int web_fd;
     struct gw_http *http;
+    /* The metrics listener of its own (servers.web.metrics.port >= 0). */
+    struct gw_listener metrics;
+    int metrics_fd;
+    struct gw_http *metrics_http;
     struct gw_ws *ws;
     struct gw_socket *socket;
     struct gw_redis *redis;
@@ -67,6 +72,14 @@ static void on_web_accept(void *ud, int fd) {
     struct gw_server *s = ud;
     gw_http_accept(s->http, fd);
 }
+
+static void on_metrics_accept(void *ud, int fd) {
+    struct gw_server *s = ud;
+    gw_http_accept(s->metrics_http, fd);
+}
+
+/* Is there a metrics listener of its own? */
+static int own_metrics(const struct gw_config *cfg) { return cfg->web_enabled && cfg->metrics_port >= 0; }
 
 /* The one lws protocol: WebSocket connections gw_http hands over with
  * their upgrade request (lws binds upgrades without a subprotocol to the
@@ -111,12 +124,13 @@ static void set_idle_policy(struct gw_server *s, const struct gw_config *cfg,
 }
 
 struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_fd, int socket_fd,
-                                int print_listening, char *err, size_t errlen) {
+                                int metrics_fd, int print_listening, char *err, size_t errlen) {
     const struct gw_config *cfg = gw_runtime_config(rt);
     struct gw_server *s = calloc(1, sizeof *s);
     if (!s) gw_panic("out of memory");
     s->loop = loop;
     s->rt = rt;
+    gw_metrics.start_wall_ms = gw_wall_ms();
     gw_conncap_init(cfg->max_connections, cfg->max_connections_per_ip);
 
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit);
@@ -147,6 +161,10 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
     if (cfg->web_enabled && s->web_fd < 0 &&
         (s->web_fd = gw_listen_open(cfg->web_host, cfg->web_port, err, errlen)) < 0)
         goto fail;
+    s->metrics_fd = metrics_fd;
+    if (own_metrics(cfg) && s->metrics_fd < 0 &&
+        (s->metrics_fd = gw_listen_open(cfg->metrics_host, cfg->metrics_port, err, errlen)) < 0)
+        goto fail;
     s->socket_fd = socket_fd;
     if (cfg->socket_enabled && s->socket_fd < 0) {
         if ((s->socket_fd = gw_listen_open(cfg->socket_host, cfg->socket_port, err, errlen)) < 0) goto fail;
@@ -161,6 +179,10 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
         gw_fmt(err, errlen, "cannot poll the web listener");
         goto fail;
     }
+    if (own_metrics(cfg) && gw_listener_start(&s->metrics, loop, s->metrics_fd, on_metrics_accept, s) != GW_OK) {
+        gw_fmt(err, errlen, "cannot poll the metrics listener");
+        goto fail;
+    }
     if (cfg->socket_enabled && !(s->socket = gw_socket_new(rt, loop, s->socket_fd))) {
         gw_fmt(err, errlen, "cannot poll the socket listener");
         goto fail;
@@ -169,6 +191,10 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
      * after everything that can fail; nothing is accepted before the loop
      * runs. */
     s->http = gw_http_new(rt, loop, s->vhost, s->ws);
+    if (own_metrics(cfg)) {
+        s->metrics_http = gw_http_new(rt, loop, s->vhost, s->ws);
+        gw_http_serve_ops_only(s->metrics_http);
+    }
 
     uv_signal_init(loop, &s->sigterm);
     uv_signal_init(loop, &s->sigint);
@@ -189,11 +215,13 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
 
     if (print_listening && cfg->web_enabled) print_listener("web", "http", cfg->web_host, s->web_fd);
     if (print_listening && cfg->socket_enabled) print_listener("socket", "tcp", cfg->socket_host, s->socket_fd);
+    if (print_listening && own_metrics(cfg)) print_listener("metrics", "http", cfg->metrics_host, s->metrics_fd);
     return s;
 fail:
     if (s->ctx) lws_context_destroy(s->ctx);
     gw_ws_free(s->ws);
     if (s->web_fd >= 0 && web_fd < 0) close(s->web_fd);
+    if (s->metrics_fd >= 0 && metrics_fd < 0) close(s->metrics_fd);
     if (s->own_socket_fd) close(s->socket_fd);
     free(s);
     return NULL;
@@ -222,6 +250,7 @@ static void finish_shutdown(struct gw_server *s) {
                stopped == 1 ? "" : "s");
     if (s->socket) gw_socket_close(s->socket, 0);
     gw_http_close_all(s->http);
+    if (s->metrics_http) gw_http_close_all(s->metrics_http);
     gw_conncap_close_all();
     lws_context_destroy(s->ctx);
     s->ctx = NULL;
@@ -270,6 +299,10 @@ static void start_shutdown(struct gw_server *s) {
     }
     if (gw_runtime_config(s->rt)->web_enabled) gw_listener_stop(&s->web, 1);
     gw_http_stop(s->http);
+    if (s->metrics_http) {
+        gw_listener_stop(&s->metrics, 1);
+        gw_http_stop(s->metrics_http);
+    }
     if (s->socket) gw_socket_stop_accepting(s->socket);
     s->drain_started = gw_now_ms();
     gw_loop_shutdown_begin();
@@ -293,6 +326,7 @@ int gw_server_run(struct gw_server *s) {
     if (s->ctx) lws_context_destroy(s->ctx);
     if (s->socket) gw_socket_free(s->socket);
     gw_http_free(s->http);
+    gw_http_free(s->metrics_http);
     gw_ws_free(s->ws);
     if (s->own_socket_fd) close(s->socket_fd);
     free(s);

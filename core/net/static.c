@@ -426,12 +426,12 @@ static void log_request(struct gw_static *st) {
     snprintf(ms, sizeof ms, "%.3f", gw_now_ms() - st->started);
     const char *err = st->done ? NULL : st->failed ? "cannot send the file" : "the client went away";
     struct gw_log_field f[] = {
-        {"path", st->url_path, strlen(st->url_path)},
-        {"type", "web", 3},
-        {"status", status, strlen(status)},
-        {"bytes", bytes, strlen(bytes)},
-        {"duration_ms", ms, strlen(ms)},
-        {"error", err ? err : "", err ? strlen(err) : 0},
+        {"path", st->url_path, strlen(st->url_path), 0},
+        {"type", "web", 3, 0},
+        {"status", status, strlen(status), 1},
+        {"bytes", bytes, strlen(bytes), 1},
+        {"duration_ms", ms, strlen(ms), 1},
+        {"error", err ? err : "", err ? strlen(err) : 0, 0},
     };
     gw_log_fields(GW_LOG_DEBUG, "static file", f, err ? 6 : 5);
 }

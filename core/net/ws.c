@@ -194,7 +194,11 @@ static void open_conn(struct gw_ws *ws, struct gw_ws_session *s, struct lws *wsi
     lua_State *L = gw_vm_state(gw_runtime_vm(ws->rt));
     lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    gw_conn_push_peer(L, lws_get_socket_fd(wsi));
+    /* The upgrade request named the client already (remoteIP: the peer, or
+     * the client behind a trusted proxy, net/http.c); else the peer's. */
+    int named = lua_getfield(L, -1, "remoteIP") == LUA_TSTRING;
+    lua_pop(L, 1);
+    if (!named) gw_conn_push_peer(L, lws_get_socket_fd(wsi));
     c->conn = gw_conn_open(ws->rt, "websocket", &ws_ops, c);
 }
 

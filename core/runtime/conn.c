@@ -9,10 +9,12 @@
 #include "runtime/call.h"
 #include "base/log.h"
 #include "runtime/drain.h"
+#include "base/metrics.h"
 
 #include <arpa/inet.h>
 #include <lauxlib.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 
 struct message {
@@ -31,6 +33,7 @@ struct gw_conn {
     struct gw_conn_handle *handle;
     struct message *inflight;
     int finishing; /* close once nothing is in flight (gw_conn_finish) */
+    int counted;   /* its gw_metrics.conns slot */
 };
 
 static void unlink_message(struct message *m) {
@@ -135,6 +138,8 @@ struct gw_conn *gw_conn_open(struct gw_runtime *rt, const char *type, const stru
     c->conn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, fields - 1);
     gw_drain_hold(GW_DRAIN_CONNS);
+    c->counted = strcmp(type, "websocket") == 0 ? GW_METRICS_WEBSOCKET : GW_METRICS_SOCKET;
+    gw_metrics.conns[c->counted]++;
     return c;
 }
 
@@ -163,6 +168,7 @@ void gw_conn_closed(struct gw_conn *c) {
      * back to what it was instead of waiting for the next cycle. */
     lua_gc(L, LUA_GCSTEP, 0);
     gw_drain_release(GW_DRAIN_CONNS);
+    gw_metrics.conns[c->counted]--;
     free(c);
 }
 

@@ -7,6 +7,7 @@
 
 #include <lauxlib.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,16 @@ static const struct key schema[] = {
     {"servers.web.minBodyRate", K_INT, "1024", 0, LONG_MAX},
     {"servers.web.keepAliveTimeout", K_INT, "60000", 1, LONG_MAX},
     {"servers.web.sendTimeout", K_INT, "60000", 1, LONG_MAX},
+    /* Operations (issue 16): health, readiness, metrics, trusted proxies. */
+    {"servers.web.healthPath", K_STRING, "'/health'", 0, 0},
+    {"servers.web.readyPath", K_STRING, "'/ready'", 0, 0},
+    {"servers.web.trustedProxies", K_LIST, "{}", 0, 0},
+    {"servers.web.metrics", K_TABLE, NULL, 0, 0},
+    {"servers.web.metrics.enabled", K_BOOL, "true", 0, 0},
+    {"servers.web.metrics.path", K_STRING, "'/metrics'", 0, 0},
+    {"servers.web.metrics.allow", K_LIST, "{'127.0.0.1/8', '::1'}", 0, 0},
+    {"servers.web.metrics.host", K_STRING, "''", 0, 0},
+    {"servers.web.metrics.port", K_INT, "-1", -1, 65535},
     {"servers.websocket", K_TABLE, NULL, 0, 0},
     {"servers.websocket.enabled", K_BOOL, "true", 0, 0},
     {"servers.websocket.path", K_STRING, "'/ws'", 0, 0},
@@ -396,6 +407,57 @@ static int apply_overrides(struct loader *ld, const struct gw_config_overrides *
     return GW_OK;
 }
 
+/* The address list at 'path' into 'list': each entry an address or CIDR block. */
+static int load_cidrs(struct loader *ld, const char *path, struct gw_cidr_list *list) {
+    lua_State *L = ld->L;
+    char seg[128], why[160];
+    lua_pushvalue(L, -1);
+    const char *last = descend(L, path, seg, sizeof seg);
+    lua_getfield(L, -1, last);
+    list->n = 0;
+    for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
+        lua_rawgeti(L, -1, i);
+        int ok = gw_cidr_add(list, lua_tostring(L, -1), why, sizeof why);
+        lua_pop(L, 1);
+        if (ok != GW_OK) {
+            lua_pop(L, 2);
+            return fail(ld, path, "%s", why);
+        }
+    }
+    lua_pop(L, 2);
+    return GW_OK;
+}
+
+/* The operations endpoints (net/ops.c): their paths ("" turns one off),
+ * the metrics allow-list and the trusted proxies. */
+static int load_ops(struct loader *ld, struct gw_config *out) {
+    lua_State *L = ld->L;
+    static const struct { const char *key; size_t off; } paths[] = {
+        {"servers.web.healthPath", offsetof(struct gw_config, health_path)},
+        {"servers.web.readyPath", offsetof(struct gw_config, ready_path)},
+        {"servers.web.metrics.path", offsetof(struct gw_config, metrics_path)},
+    };
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        char *dst = (char *)out + paths[i].off;
+        get_string(L, paths[i].key, dst, sizeof out->health_path);
+        if (dst[0] && dst[0] != '/') return fail(ld, paths[i].key, "must start with '/' (or be \"\" for none)");
+    }
+    lua_getfield(L, -1, "servers");
+    lua_getfield(L, -1, "web");
+    lua_getfield(L, -1, "metrics");
+    lua_getfield(L, -1, "enabled");
+    if (!lua_toboolean(L, -1)) out->metrics_path[0] = '\0';
+    lua_pop(L, 4);
+    /* A listener of its own (port -1: none), on the web listener's host unless named. */
+    out->metrics_port = (int)get_int(L, "servers.web.metrics.port");
+    get_string(L, "servers.web.metrics.host", out->metrics_host, sizeof out->metrics_host);
+    if (!out->metrics_host[0]) get_string(L, "servers.web.host", out->metrics_host, sizeof out->metrics_host);
+    if (load_cidrs(ld, "servers.web.metrics.allow", &out->metrics_allow) != GW_OK ||
+        load_cidrs(ld, "servers.web.trustedProxies", &out->trusted_proxies) != GW_OK)
+        return GW_ERR;
+    return GW_OK;
+}
+
 int gw_config_load(lua_State *L, const char *path, const struct gw_config_overrides *ov,
                    struct gw_config *out, char *err, size_t errlen) {
     struct loader ld = {L, path ? path : "(defaults)", NULL, err, errlen, NULL, NULL};
@@ -498,6 +560,7 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
         fail(&ld, "servers.websocket.path", "must start with '/'");
         goto fail;
     }
+    if (load_ops(&ld, out) != GW_OK) goto fail;
 
     get_string(L, "name", out->name, sizeof out->name);
     out->workers = (int)get_int(L, "workers");

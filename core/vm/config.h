@@ -6,6 +6,8 @@
 
 #include <lua.h>
 
+#include "base/cidr.h"
+
 /* What C needs from the config; the full table stays in Lua (api.config). */
 struct gw_config {
     char name[128];
@@ -19,6 +21,15 @@ struct gw_config {
      * keep-alive connection; a client not taking its answer. Bytes/s: a body's least
      * average rate after its first 5 s (0: none). */
     long header_timeout, body_timeout, keep_alive_timeout, send_timeout, min_body_rate;
+    /* The operations endpoints (net/ops.c), "" when off (metrics.enabled =
+     * false empties metrics_path); who may read /metrics; the proxies whose
+     * X-Forwarded-For names the client. */
+    char health_path[128], ready_path[128], metrics_path[128];
+    struct gw_cidr_list metrics_allow, trusted_proxies;
+    /* The metrics listener of its own (servers.web.metrics.host/port): port
+     * -1 when /metrics is served on the web listener. */
+    char metrics_host[256];
+    int metrics_port;
     int ws_enabled;
     char ws_path[256];
     long ws_max_message;

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,14 +305,30 @@ static int core_log_enabled(lua_State *L) {
 static const char *field_text(lua_State *L, int idx, size_t *len) {
     int t = lua_type(L, idx);
     if (t == LUA_TSTRING || t == LUA_TNUMBER) return lua_tolstring(L, idx, len);
+    if (t == LUA_TBOOLEAN) {
+        lua_pushstring(L, lua_toboolean(L, idx) ? "true" : "false");
+        lua_replace(L, idx);
+        return lua_tolstring(L, idx, len);
+    }
     luaL_tolstring(L, idx, NULL);
     lua_replace(L, idx);
     return lua_tolstring(L, idx, len);
 }
 
+/* Is the value at 'idx' one a JSON line writes as it is: a boolean, an
+ * integer or a finite float? (inf and nan are not JSON: they are quoted.) */
+static int field_raw(lua_State *L, int idx) {
+    int t = lua_type(L, idx);
+    if (t == LUA_TBOOLEAN || lua_isinteger(L, idx)) return 1;
+    if (t != LUA_TNUMBER) return 0;
+    lua_Number v = lua_tonumber(L, idx);
+    return v == v && v != HUGE_VAL && v != -HUGE_VAL;
+}
+
 /* core.log(level, msg|nil, fields)
  * 'fields' is either a list {k1, v1, k2, v2, ...} (kept in that order) or
- * a map (written in key order). Values are converted with tostring. The
+ * a map (written in key order). Values are converted with tostring;
+ * numbers and booleans stay numbers and booleans in JSON lines. The
  * texts stay on the stack while the line is written. */
 #define MAX_FIELDS 32
 static int core_log(lua_State *L) {
@@ -329,6 +346,7 @@ static int core_log(lua_State *L) {
             lua_rawgeti(L, 3, i + 1);
             int top = lua_gettop(L);
             fields[n].key = field_text(L, top - 1, NULL);
+            fields[n].raw = field_raw(L, top);
             fields[n].value = field_text(L, top, &fields[n].value_len);
             n++;
         }
@@ -355,12 +373,19 @@ static int core_log(lua_State *L) {
             lua_rawget(L, 3);
             int top = lua_gettop(L);
             fields[n].key = lua_tostring(L, top - 1);
+            fields[n].raw = field_raw(L, top);
             fields[n].value = field_text(L, top, &fields[n].value_len);
             n++;
         }
     }
     gw_log_fields(level, msg, fields, n);
     return 0;
+}
+
+/* core.pid() -> this process's id (each worker has its own) */
+static int core_pid(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)getpid());
+    return 1;
 }
 
 /* core.random_id() -> 32 hex characters */
@@ -385,7 +410,7 @@ static const luaL_Reg core_funcs[] = {
     {"readdir", core_readdir},
     {"is_dir", core_is_dir},         {"mime_type", core_mime_type},
     {"log", core_log},               {"log_enabled", core_log_enabled},
-    {"random_id", core_random_id},
+    {"random_id", core_random_id},   {"pid", core_pid},
     {"regex_match", core_regex_match}, {"regex_test", core_regex_test},
     {NULL, NULL}};
 

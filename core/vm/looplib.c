@@ -68,8 +68,8 @@ static void log_dropped(struct timer_wait *tw) {
     size_t n = strftime(due_at, sizeof due_at, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(due_at + n, sizeof due_at - n, ".%03dZ", (int)((long long)at % 1000));
     struct gw_log_field fields[] = {
-        {"due_in_ms", due_in_text, strlen(due_in_text)},
-        {"due_at", due_at, strlen(due_at)},
+        {"due_in_ms", due_in_text, strlen(due_in_text), 1},
+        {"due_at", due_at, strlen(due_at), 0},
     };
     gw_log_fields(GW_LOG_WARNING, "api.timer.after callback dropped at shutdown", fields, 2);
 }

@@ -31,6 +31,7 @@ local transports = {
   upgrade = require("gateway.transport.websocket").upgrade,
   socket = require("gateway.transport.socket"),
   test = require("gateway.transport.test"), -- the spec helper's (core/testhost.c)
+  metrics = require("gateway.transport.metrics"),
 }
 
 local function publish(reg)

@@ -89,7 +89,7 @@ def test_json_log_lines_stay_valid_with_a_huge_value(make_gateway, tmp_path):
     assert lines
     parsed = [json.loads(line) for line in lines]  # every line is JSON
     (action,) = [p for p in parsed if p.get("action") == "echoLog"]
-    assert action["status"] == "200" and action["type"] == "web", action
+    assert action["status"] == 200 and action["type"] == "web", action
     assert action["params"].endswith("...[truncated]"), action["params"][-100:]
     assert len(action["params"]) < 20000
     (msg,) = [p for p in parsed if p.get("msg", "").startswith("mmm")]

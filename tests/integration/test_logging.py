@@ -94,12 +94,14 @@ def test_json_format(make_gateway):
         records
     ok = [r for r in records if r.get("action") == "randomNumber"]
     assert len(ok) == 1, records
-    # The fields of the text line, as strings (as they are in the text line).
+    # The fields of the text line; numbers are JSON numbers (issue 16: typed values).
     assert set(ok[0]) == {"time", "level", "action", "type", "status", "duration_ms",
+                          "method", "path", "bytes", "requestId", "remoteIP", "pid",
                           "connection", "params"}, ok[0]
-    assert (ok[0]["level"], ok[0]["type"], ok[0]["status"]) == ("info", "web", "200"), ok[0]
-    assert re.fullmatch(r"\d+\.\d", ok[0]["duration_ms"]), ok[0]
+    assert (ok[0]["level"], ok[0]["type"], ok[0]["status"]) == ("info", "web", 200), ok[0]
+    assert isinstance(ok[0]["duration_ms"], float) and ok[0]["duration_ms"] >= 0, ok[0]
+    assert isinstance(ok[0]["bytes"], int) and isinstance(ok[0]["pid"], int), ok[0]
     assert json.loads(ok[0]["params"])["action"] == "randomNumber", ok[0]
     bad = [r for r in records if r.get("action") == "fail_string"]
     assert len(bad) == 1, records
-    assert (bad[0]["status"], bad[0]["error"]) == ("400", "broken"), bad
+    assert (bad[0]["status"], bad[0]["error"]) == (400, "broken"), bad

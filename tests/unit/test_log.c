@@ -15,7 +15,7 @@
 #define T0 1795392000123.0
 #define TS0 "2026-11-23T00:00:00.123Z"
 
-#define FIELD(k, v) {k, v, sizeof(v) - 1}
+#define FIELD(k, v) {k, v, sizeof(v) - 1, 0}
 
 static char line[1024];
 
@@ -162,7 +162,7 @@ static void test_text_quoted_values(void **state) {
 static void test_text_value_len(void **state) {
     (void)state;
     /* value_len counts, not the NUL: a prefix, and bytes after a NUL. */
-    struct gw_log_field f[] = {{"k", "abcdef", 3}, {"z", "a\0b", 3}};
+    struct gw_log_field f[] = {{"k", "abcdef", 3, 0}, {"z", "a\0b", 3, 0}};
     assert_string_equal(fmt(GW_LOG_INFO, NULL, f, 1), TS0 " info k=abc");
     fmt(GW_LOG_INFO, NULL, &f[1], 1);
     assert_string_equal(line, TS0 " info z=\"a\\u0000b\"");
@@ -179,6 +179,16 @@ static void test_json_basic(void **state) {
     assert_string_equal(fmt(GW_LOG_INFO, NULL, f, 1),
                         "{\"time\":\"" TS0 "\",\"level\":\"info\",\"zeta\":\"1\"}");
     assert_null(strstr(line, "msg"));
+}
+
+/* Numbers and booleans (raw) are written as JSON literals, strings quoted. */
+static void test_json_raw_values(void **state) {
+    (void)state;
+    struct gw_log_field f[] = {{"status", "200", 3, 1}, {"ms", "0.4", 3, 1}, {"ok", "true", 4, 1},
+                               FIELD("s", "200")};
+    assert_string_equal(fmt(GW_LOG_INFO, NULL, f, 4),
+                        "{\"time\":\"" TS0 "\",\"level\":\"info\",\"status\":200,\"ms\":0.4,"
+                        "\"ok\":true,\"s\":\"200\"}");
 }
 
 static void test_json_escaping(void **state) {
@@ -207,12 +217,12 @@ static void test_json_control_chars(void **state) {
     /* Every control character comes out escaped, in some JSON form. */
     for (int c = 1; c < 0x20; c++) {
         char v[3] = {'a', (char)c, 'b'};
-        struct gw_log_field f = {"k", v, 3};
+        struct gw_log_field f = {"k", v, 3, 0};
         fmt(GW_LOG_INFO, NULL, &f, 1);
         for (const char *p = line; *p; p++) assert_true((unsigned char)*p >= 0x20);
         assert_non_null(strstr(line, "\"k\":\"a\\"));
     }
-    struct gw_log_field nul = {"k", "a\0b", 3};
+    struct gw_log_field nul = {"k", "a\0b", 3, 0};
     fmt(GW_LOG_INFO, NULL, &nul, 1);
     assert_non_null(strstr(line, "\"k\":\"a\\u0000b\"}"));
 }
@@ -286,7 +296,7 @@ static void test_json_long_value_cut_inside(void **state) {
     big[5000] = '"';
     big[6000] = '\n';
     memcpy(big + 4090, "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 8); /* é around the cut */
-    struct gw_log_field f[] = {{"params", big, sizeof big}, FIELD("status", "200")};
+    struct gw_log_field f[] = {{"params", big, sizeof big, 0}, FIELD("status", "200")};
     size_t n = gw_log_format(buf, sizeof buf, T0, GW_LOG_INFO, "m", f, 2);
     assert_true(n < sizeof buf - 1);
     assert_int_equal(buf[n - 1], '}');
@@ -324,7 +334,7 @@ static void test_truncation_long_value(void **state) {
     static char big[20000];
     char buf[256];
     memset(big, 'v', sizeof big);
-    struct gw_log_field f = {"big", big, sizeof big};
+    struct gw_log_field f = {"big", big, sizeof big, 0};
     memset(buf, 'X', sizeof buf);
     size_t n = gw_log_format(buf, 100, T0, GW_LOG_INFO, "m", &f, 1);
     assert_int_equal(n, 99);
@@ -353,6 +363,7 @@ int main(void) {
         cmocka_unit_test_setup(test_truncation_long_value, text_mode),
         cmocka_unit_test_setup_teardown(test_json_long_value_cut_inside, json_mode, text_mode),
         cmocka_unit_test_setup(test_text_escapes_everywhere, text_mode),
+        cmocka_unit_test_setup_teardown(test_json_raw_values, json_mode, text_mode),
     };
     return cmocka_run_group_tests_name("gw_log", tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
 local core = require("gateway.core")
 local inputs = require("gateway.pipeline.inputs")
 local permissions = require("gateway.pipeline.permissions")
+local metrics = require("gateway.pipeline.metrics")
 
 local P = {}
 
@@ -535,23 +536,49 @@ function P.statusText(status, fallback)
 end
 local statusText = P.statusText
 
-function P.log(rt, data, transport)
-  local level = data.actionTemplate and data.actionTemplate.logLevel or "info"
-  if data.status and data.status >= 500 and level ~= "crit" then level = "error" end
+local observe = metrics.observe
+local PID = core.pid()
+
+-- The access log line, and the request counted for /metrics (pipeline/metrics.lua,
+-- before the level check: metrics count whatever is logged). Numbers are numbers, so a
+-- JSON line carries them as JSON numbers. `ctx` is the transport's (method, path,
+-- requestId on the web) and `bytes` the length of the answer's body, when known.
+function P.log(rt, data, transport, ctx, bytes)
+  local template = data.actionTemplate
+  local status = data.status
+  observe(transport, template and data.action or "", status, data.duration)
+  local level = template and template.logLevel or "info"
+  if status and status >= 500 and level ~= "crit" then level = "error" end
   if not core.log_enabled(level) then return end
   local params = data.params
   if not (params and loggableAsIs(rt, params)) then params = P.loggableParams(rt, params) end
   local okJson, paramsText = pcall(rt.json.encode, params)
-  local status = data.status
+  local c = data.connection
   local fields = {
     "action", tostring(data.action), "type", transport,
-    "status", statusText(status),
-    "duration_ms", string.format("%.1f", data.duration or 0),
-    "connection", tostring(data.connection.id), "params", okJson and paramsText or "?",
+    "status", math.tointeger(status) or statusText(status),
+    "duration_ms", math.floor((data.duration or 0) * 10 + 0.5) / 10,
   }
+  local n = #fields
+  if ctx and ctx.method then
+    fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = "method", ctx.method, "path", ctx.path
+    n = n + 4
+  end
+  if bytes then
+    fields[n + 1], fields[n + 2] = "bytes", bytes
+    n = n + 2
+  end
+  local requestId = c.requestId
+  if requestId then
+    fields[n + 1], fields[n + 2] = "requestId", requestId
+    n = n + 2
+  end
+  fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = "remoteIP", tostring(c.remoteIP), "pid", PID
+  fields[n + 5], fields[n + 6], fields[n + 7], fields[n + 8] =
+    "connection", tostring(c.id), "params", okJson and paramsText or "?"
   if data.error then
-    fields[#fields + 1] = "error"
-    fields[#fields + 1] = data.error.message
+    fields[n + 9] = "error"
+    fields[n + 10] = data.error.message
   end
   core.log(level, nil, fields)
 end

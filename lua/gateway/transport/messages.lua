@@ -5,6 +5,7 @@
 local core = require("gateway.core")
 local inputs = require("gateway.pipeline.inputs")
 local processor = require("gateway.pipeline.processor")
+local metrics = require("gateway.pipeline.metrics")
 local handlers = require("gateway.registry.handlers")
 local consumers = require("gateway.registry.consumers")
 local permissions = require("gateway.pipeline.permissions")
@@ -65,7 +66,8 @@ M.envelope = envelope
 
 -- An error answered without running an action (bad message, over-long line).
 local function reject(rt, ctx, transport, status, message, reply)
-  core.log("info", nil, { "type", transport, "status", tostring(status), "error", message,
+  metrics.observe(transport, "", status)
+  core.log("info", nil, { "type", transport, "status", status, "error", message,
     "connection", tostring(ctx.connection.id) })
   return envelope(rt, reply or {}, status, { message })
 end
@@ -236,7 +238,8 @@ end
 function M.authenticate(rt, ctx, transport, msg)
   local token = msg.params.token
   if token == nil or token == rt.json.null or token == "" then
-    core.log("info", nil, { "action", "authenticate", "type", transport, "status", "422",
+    metrics.observe(transport, "authenticate", 422)
+    core.log("info", nil, { "action", "authenticate", "type", transport, "status", 422,
       "error", "token is required", "connection", tostring(ctx.connection.id) })
     return envelope(rt, msg.reply, 422, { { token = { inputs.REQUIRED_TEXT } } })
   end
@@ -244,7 +247,8 @@ function M.authenticate(rt, ctx, transport, msg)
   if err then return reject(rt, ctx, transport, err.status, err.message, msg.reply) end
   if user == nil then return reject(rt, ctx, transport, 401, session.INVALID, msg.reply) end
   ctx.connection.user, ctx.connection.session = user, token
-  core.log("info", nil, { "action", "authenticate", "type", transport, "status", "200",
+  metrics.observe(transport, "authenticate", 200)
+  core.log("info", nil, { "action", "authenticate", "type", transport, "status", 200,
     "connection", tostring(ctx.connection.id) })
   return envelope(rt, msg.reply, 200, nil, { user = user })
 end
@@ -252,13 +256,21 @@ end
 -- Log the action and render its envelope (nil when the action asked not to render).
 -- The reply echoed is ctx.reply, or the ctx itself (see runParsed).
 function M.complete(rt, ctx, data)
-  processor.log(rt, data, ctx.transport)
-  if data.toRender == false then return nil end
+  if data.toRender == false then
+    processor.log(rt, data, ctx.transport)
+    return nil
+  end
   local reply = ctx.reply or ctx
-  if data.error then return envelope(rt, reply, data.status, errorsOf(data)) end
-  local body = data.body
-  if body == nil then body = data.response end
-  return envelope(rt, reply, data.status, nil, body)
+  local text
+  if data.error then
+    text = envelope(rt, reply, data.status, errorsOf(data))
+  else
+    local body = data.body
+    if body == nil then body = data.response end
+    text = envelope(rt, reply, data.status, nil, body)
+  end
+  processor.log(rt, data, ctx.transport, nil, text and #text)
+  return text
 end
 
 -- One text message from a client.

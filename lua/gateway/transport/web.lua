@@ -8,6 +8,7 @@ local processor = require("gateway.pipeline.processor")
 local connections = require("gateway.services.connections")
 local router = require("gateway.registry.router")
 local session = require("gateway.services.session")
+local metrics = require("gateway.pipeline.metrics")
 
 local W = {}
 
@@ -239,8 +240,12 @@ local function errorAnswer(rt, status, message)
 end
 W.errorAnswer = errorAnswer
 
+-- Counted for /metrics under action "" (no action ran), and logged.
+local PID = core.pid()
 local function plainError(rt, status, message, ctx)
-  core.log("info", nil, { "path", ctx.path, "type", "web", "status", tostring(status), "error", message })
+  metrics.observe("web", "", status)
+  core.log("info", nil, { "type", "web", "status", status, "method", ctx.method, "path", ctx.path,
+    "requestId", ctx.requestId, "remoteIP", ctx.remoteIP, "pid", PID, "error", message })
   return errorAnswer(rt, status, message)
 end
 
@@ -335,7 +340,7 @@ function W.handle(rt, ctx)
     id = core.random_id(), type = "web", params = watched and {} or params, pendingActions = 0,
     totalActions = 0, messageCount = watched and 0 or 1, connectedAt = math.floor(core.wall_ms()),
     remoteIP = ctx.remoteIP, remotePort = ctx.remotePort, extension = extension,
-    rawConnection = { method = method, path = path, headers = ctx.headers, query = query, body = ctx.body },
+    requestId = ctx.requestId, rawConnection = { method = method, path = path, headers = ctx.headers, query = query, body = ctx.body },
   }
   connections.open(rt, connection)
   if watched then
@@ -349,11 +354,13 @@ function W.handle(rt, ctx)
   return W.complete(rt, ctx, data)
 end
 
--- Log, release the connection and render; also the path of runtime.fail.
+-- Render, log (with the body's length) and release the connection; also the path of
+-- runtime.fail.
 function W.complete(rt, ctx, data)
-  processor.log(rt, data, "web")
+  local status, headers, body = render(rt, data, ctx)
+  processor.log(rt, data, "web", ctx, #body)
   connections.destroy(rt, ctx.connection)
-  return render(rt, data, ctx)
+  return status, headers, body
 end
 
 function W.fail(rt, ctx, status, message)

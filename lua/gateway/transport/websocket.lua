@@ -55,7 +55,7 @@ local function upgrade(rt, ctx)
   local connection = {
     id = core.random_id(), type = "websocket", params = {}, pendingActions = 0, totalActions = 0,
     messageCount = 0, connectedAt = math.floor(core.wall_ms()),
-    remoteIP = ctx.remoteIP, remotePort = ctx.remotePort, kwargs = kwargs,
+    remoteIP = ctx.remoteIP, remotePort = ctx.remotePort, kwargs = kwargs, requestId = ctx.requestId,
     rawConnection = { path = ctx.path, headers = ctx.headers, query = ctx.query },
   }
   local auth = ctx.headers.authorization

@@ -19,6 +19,7 @@ return {
     data.response.totalActions = c.totalActions
     data.response.sticky = params
     data.response.user = c.user
+    data.response.requestId = c.requestId
     data.response.note = c.note
     data.response.path = raw.path
     data.response.headers = headers
