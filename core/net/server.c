@@ -19,6 +19,7 @@
 #include "net/socket.h"
 #include "net/ws.h"
 #include "net/conncap.h"
+#include "net/notify.h"
 
 #include <libwebsockets.h>
 #include <lauxlib.h>
@@ -189,6 +190,8 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
 
     if (print_listening && cfg->web_enabled) print_listener("web", "http", cfg->web_host, s->web_fd);
     if (print_listening && cfg->socket_enabled) print_listener("socket", "tcp", cfg->socket_host, s->socket_fd);
+    /* systemd (Type=notify): ready once the first process listens. */
+    if (print_listening) gw_notify("READY=1");
     return s;
 fail:
     if (s->ctx) lws_context_destroy(s->ctx);
@@ -260,6 +263,7 @@ static void drain_tick(uv_timer_t *h) {
 static void start_shutdown(struct gw_server *s) {
     if (s->stopping) return;
     s->stopping = 1;
+    gw_notify("STOPPING=1");
     gw_log(GW_LOG_NOTICE, "shutting down: waiting for %d in-flight actions",
            gw_drain_count(GW_DRAIN_CALLS));
     lua_State *L = gw_vm_state(gw_runtime_vm(s->rt));

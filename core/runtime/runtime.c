@@ -9,10 +9,14 @@
 #include "vm/libs.h"
 
 #include <lauxlib.h>
+#include <limits.h>
 #include <lua-cjson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+/* The source tree's lua/ folder, baked in by the Makefile. */
 #ifndef GW_LUA_DIR
 #define GW_LUA_DIR "lua"
 #endif
@@ -43,6 +47,30 @@ void gw_runtime_set_redis(struct gw_runtime *rt, struct gw_redis *r) {
     gw_module_set_redis(rt->modules, r);
 }
 
+/* Where the Lua runtime (gateway/runtime.lua) is, first found of:
+ * GATEWAY_LUA_DIR; <the binary's folder>/../share/gateway/lua, so an
+ * installed copy (make install) finds its own wherever it was put; the
+ * source tree's lua/ the binary was built from. */
+const char *gw_runtime_lua_dir(void) {
+    static char dir[PATH_MAX];
+    const char *env = getenv("GATEWAY_LUA_DIR");
+    if (env && *env) return env;
+    char exe[PATH_MAX], probe[PATH_MAX + 64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            gw_fmt(probe, sizeof probe, "%s/../share/gateway/lua", exe);
+            char runtime[PATH_MAX + 96];
+            gw_fmt(runtime, sizeof runtime, "%s/gateway/runtime.lua", probe);
+            if (access(runtime, R_OK) == 0 && realpath(probe, dir)) return dir;
+        }
+    }
+    return GW_LUA_DIR;
+}
+
 /* What gw_runtime_new asks of setup, and its answer. */
 struct setup {
     struct gw_runtime *rt;
@@ -71,8 +99,7 @@ static int setup(lua_State *L) {
     lua_settop(L, 0);
     s->rc = GW_ERR;
 
-    const char *dir = getenv("GATEWAY_LUA_DIR");
-    if (!dir || !*dir) dir = GW_LUA_DIR;
+    const char *dir = gw_runtime_lua_dir();
     lua_getglobal(L, "package");
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
     lua_getfield(L, -2, "path");

@@ -45,6 +45,12 @@ void gw_runtime_push(struct gw_runtime *rt, const char *name);
  * and the reason is logged. Returns GW_OK or GW_ERR. */
 int gw_runtime_reload(struct gw_runtime *rt);
 
+/* The folder the Lua runtime is loaded from: GATEWAY_LUA_DIR, else
+ * <bindir>/../share/gateway/lua when it holds gateway/runtime.lua (an
+ * installed copy), else the source tree's lua/ baked in at build time.
+ * Static storage; the same answer on every call. */
+const char *gw_runtime_lua_dir(void);
+
 /* --check: print what was loaded. */
 void gw_runtime_print_summary(struct gw_runtime *rt);
 
