@@ -183,9 +183,9 @@ smoke: all
 	python3 scripts/smoke.py --gateway $(BUILD)/gateway --seconds $(SMOKE_SECONDS) --log $(BUILD)/smoke-inputs.jsonl
 
 # Install (docs/install.md): `make install PREFIX=/usr/local DESTDIR=`.
-# The binary finds its Lua runtime at <bindir>/../share/gateway/lua, so the
-# tree can be moved as a whole (PREFIX is baked into gateway.pc and the
-# systemd unit only).
+# The binary finds its Lua runtime at <bindir>/../share/gateway/lua and
+# gateway.pc its headers relative to itself, so the tree can be moved as a
+# whole (PREFIX is baked into the systemd unit only).
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 BINDIR      := $(PREFIX)/bin
@@ -197,9 +197,9 @@ UNITDIR     ?= $(LIBDIR)/systemd/system
 LUA_FILES   := $(shell cd lua && find . -name '*.lua' | sort)
 INSTALL     ?= install
 
-$(BUILD)/gateway.pc: scripts/gateway.pc.in core/base/gw.h FORCE
+$(BUILD)/gateway.pc: scripts/gateway.pc.in core/base/gw.h
 	@mkdir -p $(dir $@)
-	@sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(shell sed -n 's/^#define GW_VERSION "\(.*\)"/\1/p' core/base/gw.h)|g' \
+	@sed -e 's|@VERSION@|$(shell sed -n 's/^#define GW_VERSION "\(.*\)"/\1/p' core/base/gw.h)|g' \
 	  scripts/gateway.pc.in > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/gateway.service: scripts/gateway.service FORCE
