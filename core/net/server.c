@@ -285,8 +285,12 @@ static void start_shutdown(struct gw_server *s) {
 static void on_signal(uv_signal_t *h, int signum) {
     struct gw_server *s = h->data;
     if (signum == SIGHUP) {
-        gw_log(GW_LOG_NOTICE, "SIGHUP: reloading actions, middleware and routes");
-        if (gw_runtime_reload(s->rt) == GW_OK) gw_log(GW_LOG_NOTICE, "reload done");
+        gw_log(GW_LOG_NOTICE, "SIGHUP: reloading the config, actions, middleware and routes");
+        int rc = gw_runtime_reload(s->rt);
+        /* The caps are the one live limit kept outside the config. */
+        const struct gw_config *cfg = gw_runtime_config(s->rt);
+        gw_conncap_init(cfg->max_connections, cfg->max_connections_per_ip);
+        if (rc == GW_OK) gw_log(GW_LOG_NOTICE, "reload done");
         return;
     }
     start_shutdown(s);
