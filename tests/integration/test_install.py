@@ -17,11 +17,17 @@ import gateway as gw
 
 
 def _copy_sources(dest):
-    files = subprocess.run(["git", "-C", gw.REPO, "ls-files", "-z", "--cached", "--others",
-                            "--exclude-standard"], capture_output=True, check=True).stdout
-    os.makedirs(dest)
-    subprocess.run("tar -C '%s' --null -T - -cf - | tar -C '%s' -xf -" % (gw.REPO, dest),
-                   shell=True, input=files, check=True, timeout=120)
+    """The repository's files (git's tracked and untracked ones, not the ignored build/), or,
+    outside a git checkout (a tarball, the bare-Debian test's copy), everything but build/."""
+    if os.path.isdir(os.path.join(gw.REPO, ".git")) and shutil.which("git"):
+        files = subprocess.run(["git", "-C", gw.REPO, "ls-files", "-z", "--cached", "--others",
+                                "--exclude-standard"], capture_output=True, check=True).stdout
+        os.makedirs(dest)
+        subprocess.run("tar -C '%s' --null -T - -cf - | tar -C '%s' -xf -" % (gw.REPO, dest),
+                       shell=True, input=files, check=True, timeout=120)
+    else:
+        shutil.copytree(gw.REPO, dest, symlinks=True,
+                        ignore=lambda d, names: ["build"] if d == gw.REPO else [])
 
 
 @pytest.fixture(scope="module")
