@@ -5,7 +5,11 @@ to the config file's folder) and its busted spec passes."""
 import os
 import subprocess
 
+import pytest
+
 import gateway as gw
+
+pytestmark = pytest.mark.asan
 
 FILES = ("gateway.lua", "routes.lua", "actions/hello.lua", "middleware/requireUser.lua",
          "public/index.html", "tests/hello_spec.lua", "README.md")
