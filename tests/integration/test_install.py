@@ -155,3 +155,13 @@ def test_installed_gateway_serves_a_new_project_with_a_module(installed, redis_u
     finally:
         g.stop()
     assert g.teardown_problems() == []
+
+
+def test_uninstall_removes_every_file(installed):
+    """Last in this file: it empties the installed tree."""
+    res = subprocess.run(["make", "-C", installed["moved_src"], "uninstall",
+                          "DESTDIR=" + installed["dest"], "PREFIX=/usr"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    left = [os.path.join(d, f) for d, _, files in os.walk(installed["dest"]) for f in files]
+    assert left == [], left
