@@ -12,7 +12,7 @@ case "${1:-build}" in
   build) want=("${build[@]}") ;;
   run)   want=("${build[@]}" redis-server) ;;
   test)  want=("${build[@]}" redis-server libcmocka-dev lua5.4 lua-busted
-               python3 python3-pytest python3-websockets curl groff-base systemd iproute2 clang libclang-rt-14-dev) ;;
+               python3 python3-pytest python3-websockets curl groff-base systemd procps iproute2 clang libclang-rt-14-dev) ;;
   bench) want=("${build[@]}" wrk nginx libnginx-mod-http-lua lua-nginx-websocket
                redis-server redis-tools linux-perf) ;;
   *) echo "usage: $0 build|run|test|bench" >&2; exit 2 ;;

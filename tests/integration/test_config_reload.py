@@ -6,6 +6,7 @@ real gateway, with one process and with workers."""
 import copy
 import re
 import signal
+import time
 
 import pytest
 
@@ -21,6 +22,9 @@ CONFIG_VIEW = """return {
     data.response.simultaneousActions = api.config.general.simultaneousActions
     data.response.urlPathForActions = api.config.servers.web.urlPathForActions
     data.response.level = api.config.logging.level
+    local f = io.open("/proc/self/stat")  -- the pid of the worker serving it
+    data.response.pid = tonumber(f:read("l"):match("^(%d+)"))
+    f:close()
     next()
   end,
 }
@@ -123,7 +127,17 @@ def test_a_config_that_fails_keeps_the_one_in_force(make_gateway, tmp_path, redi
 def test_every_worker_applies_the_reload(make_gateway, tmp_path, redis_url):
     wd, config = _config(tmp_path, redis_url)
     g = make_gateway(config=config, workdir=wd, args=["--workers", "2"])
-    assert g.wait_for_log(r"worker 1 started", timeout=gw.bound(5))
+    # A worker still loading ignores SIGHUP: wait until both have answered (each has its
+    # signal handlers in place then).
+    deadline = time.monotonic() + gw.bound(10)
+    while len(g.children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    children, seen = set(g.children()), set()
+    for _ in range(400):
+        seen.add(g.get("/api/configView")[1]["pid"])
+        if seen >= children:
+            break
+    assert len(children) == 2 and seen >= children, (children, seen)
     new = copy.deepcopy(config)
     new["servers"]["web"]["maxBodySize"] = 1000
     new["workers"] = 3
@@ -131,10 +145,9 @@ def test_every_worker_applies_the_reload(make_gateway, tmp_path, redis_url):
     gw.write_config(g.config_path, new)
     g.signal(signal.SIGHUP)
     # --workers on the command line beats the file: workers stays 2, unchanged.
-    for _ in range(int(gw.bound(50))):
-        if g.log_since(offset).count("reload done") >= 2:
-            break
-        g.wait_for_log(r"$^", timeout=0.1)
+    deadline = time.monotonic() + gw.bound(10)
+    while g.log_since(offset).count("reload done") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     log = g.log_since(offset)
     assert log.count("servers.web.maxBodySize: 1048576 -> 1000 (applied)") == 2, log
     assert log.count("reload done") == 2, log
