@@ -651,7 +651,25 @@ static const char *show(lua_State *L, int idx, const char *path, char *buf, size
         return "(hidden)";
     switch (lua_type(L, idx)) {
     case LUA_TNIL: return "(none)";
-    case LUA_TTABLE: return "(a table)";
+    case LUA_TTABLE: { /* a list of strings as {"a", "b"}; anything else as "(a table)" */
+        size_t n = lua_rawlen(L, idx), used = 1;
+        if (len < 8) return "(a table)";
+        buf[0] = '{';
+        for (size_t i = 1; i <= n; i++) {
+            int t = lua_rawgeti(L, idx, (lua_Integer)i);
+            const char *v = t == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+            lua_pop(L, 1); /* the string stays valid: the table holds it */
+            if (!v) return "(a table)";
+            int w = snprintf(buf + used, len - used, "%s\"%s\"", i > 1 ? ", " : "", v);
+            if (w < 0 || (size_t)w >= len - used - 5) { /* no room: end it short */
+                gw_fmt(buf + used, len - used, "...}");
+                return buf;
+            }
+            used += (size_t)w;
+        }
+        gw_fmt(buf + used, len - used, "}");
+        return buf;
+    }
     case LUA_TSTRING: return gw_fmt(buf, len, "\"%s\"", lua_tostring(L, idx));
     case LUA_TBOOLEAN: return lua_toboolean(L, idx) ? "true" : "false";
     case LUA_TNUMBER: /* not lua_tostring: it would turn the value itself into a string */

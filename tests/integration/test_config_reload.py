@@ -22,6 +22,7 @@ CONFIG_VIEW = """return {
     data.response.simultaneousActions = api.config.general.simultaneousActions
     data.response.urlPathForActions = api.config.servers.web.urlPathForActions
     data.response.level = api.config.logging.level
+    data.response.filtered = api.config.logging.filteredParams[1]
     local f = io.open("/proc/self/stat")  -- the pid of the worker serving it
     data.response.pid = tonumber(f:read("l"):match("^(%d+)"))
     f:close()
@@ -71,6 +72,7 @@ def test_live_keys_apply_and_others_wait_for_a_restart(make_gateway, tmp_path, r
     new["servers"]["web"]["maxBodySize"] = 1000
     new["servers"]["web"]["urlPathForActions"] = "v2"   # needs a restart
     new["redis"]["url"] = "redis://127.0.0.1:1/0"       # needs a restart (and is not shown)
+    new["logging"]["filteredParams"] = ["secret"]
     new["logging"]["level"] = "warning"  # so "reload done" (notice) is not logged
     log = _reload(g, new, expect=r"changes applied")
 
@@ -82,14 +84,15 @@ def test_live_keys_apply_and_others_wait_for_a_restart(make_gateway, tmp_path, r
                      r'not applied', log), log
     assert re.search(r"reload: redis\.url: \(hidden\) -> \(hidden\) needs a restart", log), log
     assert "127.0.0.1:1/0" not in log
-    assert re.search(r"reload: \S+: 4 changes applied, 2 waiting for a restart", log), log
+    assert re.search(r'reload: logging\.filteredParams: \{"password"\} -> \{"secret"\} \(applied\)', log), log
+    assert re.search(r"reload: \S+: 5 changes applied, 2 waiting for a restart", log), log
 
     # Applied: the new limits, api.config, the log level (info lines are gone).
     offset = g.log_size()
     status, body = g.get("/api/configView")  # still under /api: the path waits for a restart
     assert status == 200, body
     assert body == {**body, "actionTimeout": 300, "simultaneousActions": 9,
-                    "urlPathForActions": "api", "level": "warning"}
+                    "urlPathForActions": "api", "level": "warning", "filtered": "secret"}
     assert _post(g, 3000) == 413
     assert _post(g, 500) == 200
     assert g.get("/api/never_next", timeout=5)[0] == 504       # actionTimeout 300 ms
@@ -117,10 +120,14 @@ def test_a_config_that_fails_keeps_the_one_in_force(make_gateway, tmp_path, redi
     assert "(applied)" not in log
     assert g.get("/api/configView")[1]["actionTimeout"] == 60000
 
-    # A good file again applies.
+    # A good file again applies. A long list is shown cut short.
     config["servers"]["web"]["maxBodySize"] = 5000
+    config["logging"]["filteredParams"] = ["param%d" % i for i in range(60)]
     log = _reload(g, config)
     assert "servers.web.maxBodySize: 1000 -> 5000 (applied)" in log
+    line = re.search(r"reload: logging\.filteredParams: .*", log).group(0)
+    assert line.startswith('reload: logging.filteredParams: {"password"} -> {"param0", "param1", ')
+    assert line.endswith('...} (applied)') and len(line) < 250, line
     assert _post(g, 3000) == 200
 
 
