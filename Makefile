@@ -37,7 +37,7 @@ STATIC_MODULES ?=
 STATIC_LDLIBS  ?=
 STATIC_A := $(BUILD)/static/modules.a
 
-.PHONY: testhost test-layers fuzz fuzz-bins fuzz-run fuzz-long test-fuzz smoke all run test test-unit test-unit-asan test-lua test-integration test-asan asan clean deps bench modules FORCE
+.PHONY: install uninstall testhost test-layers fuzz fuzz-bins fuzz-run fuzz-long test-fuzz smoke all run test test-unit test-unit-asan test-lua test-integration test-asan asan clean deps bench modules FORCE
 
 all: $(BUILD)/gateway $(BUILD)/lua/gateway/core.so
 
@@ -197,6 +197,54 @@ fuzz-long:
 SMOKE_SECONDS ?= 60
 smoke: all
 	python3 scripts/smoke.py --gateway $(BUILD)/gateway --seconds $(SMOKE_SECONDS) --log $(BUILD)/smoke-inputs.jsonl
+
+# Install (docs/install.md): `make install PREFIX=/usr/local DESTDIR=`.
+# The binary finds its Lua runtime at <bindir>/../share/gateway/lua and
+# gateway.pc its headers relative to itself, so the tree can be moved as a
+# whole (PREFIX is baked into the systemd unit only).
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+BINDIR      := $(PREFIX)/bin
+SHAREDIR    := $(PREFIX)/share/gateway
+INCLUDEDIR  := $(PREFIX)/include/gateway
+LIBDIR      := $(PREFIX)/lib
+MANDIR      := $(PREFIX)/share/man/man1
+UNITDIR     ?= $(LIBDIR)/systemd/system
+LUA_FILES   := $(shell cd lua && find . -name '*.lua' | sort)
+INSTALL     ?= install
+
+$(BUILD)/gateway.pc: scripts/gateway.pc.in core/base/gw.h
+	@mkdir -p $(dir $@)
+	@sed -e 's|@VERSION@|$(shell sed -n 's/^#define GW_VERSION "\(.*\)"/\1/p' core/base/gw.h)|g' \
+	  scripts/gateway.pc.in > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gateway.service: scripts/gateway.service FORCE
+	@mkdir -p $(dir $@)
+	@sed -e 's|/usr/local/bin/gateway|$(BINDIR)/gateway|g' -e 's|/usr/local/share/gateway|$(SHAREDIR)|g' \
+	  scripts/gateway.service > $@.tmp && mv $@.tmp $@
+
+install: all $(BUILD)/gateway.pc $(BUILD)/gateway.service
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/lua $(DESTDIR)$(INCLUDEDIR) \
+	  $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/gateway/lua/gateway $(DESTDIR)$(MANDIR) \
+	  $(DESTDIR)$(UNITDIR)
+	$(INSTALL) -m 755 $(BUILD)/gateway $(DESTDIR)$(BINDIR)/gateway
+	@set -e; for f in $(LUA_FILES); do \
+	  $(INSTALL) -D -m 644 lua/$$f $(DESTDIR)$(SHAREDIR)/lua/$$f; done
+	$(INSTALL) -m 644 $(BUILD)/lua/gateway/core.so $(DESTDIR)$(LIBDIR)/gateway/lua/gateway/core.so
+	ln -sf core.so $(DESTDIR)$(LIBDIR)/gateway/lua/gateway/regex.so
+	ln -sf core.so $(DESTDIR)$(LIBDIR)/gateway/lua/gateway/json.so
+	$(INSTALL) -m 644 core/gateway.h $(DESTDIR)$(INCLUDEDIR)/gateway.h
+	$(INSTALL) -m 644 $(BUILD)/gateway.pc $(DESTDIR)$(LIBDIR)/pkgconfig/gateway.pc
+	$(INSTALL) -m 644 docs/gateway.1 $(DESTDIR)$(MANDIR)/gateway.1
+	$(INSTALL) -m 644 gateway.lua.example $(DESTDIR)$(SHAREDIR)/gateway.lua.example
+	$(INSTALL) -m 644 $(BUILD)/gateway.service $(DESTDIR)$(UNITDIR)/gateway.service
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/gateway $(DESTDIR)$(INCLUDEDIR)/gateway.h \
+	  $(DESTDIR)$(LIBDIR)/pkgconfig/gateway.pc $(DESTDIR)$(MANDIR)/gateway.1 \
+	  $(DESTDIR)$(UNITDIR)/gateway.service
+	rm -rf $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(LIBDIR)/gateway
+	-rmdir $(DESTDIR)$(INCLUDEDIR) 2>/dev/null
 
 clean:
 	rm -rf $(BUILD)

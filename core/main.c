@@ -7,6 +7,7 @@
 #include "net/listen.h"
 #include "base/log.h"
 #include "runtime/runtime.h"
+#include "runtime/cli.h"
 #include "net/server.h"
 #include "base/metrics.h"
 
@@ -31,6 +32,7 @@ static void usage(FILE *out) {
             "usage: gateway [--config FILE] [--host ADDR] [--port N] [--workers N]\n"
             "               [--redis URL] [--log-level LEVEL] [--check] [--version] [--help]\n"
             "       gateway generate action|middleware|handler|task NAME [--dir DIR]\n"
+            "       gateway new DIR   create a project in DIR (gateway.lua, actions/, ...)\n"
             "\n"
             "  --config FILE     config file (default: ./gateway.lua if present)\n"
             "  --host ADDR       web listener address (servers.web.host)\n"
@@ -41,7 +43,8 @@ static void usage(FILE *out) {
             "  --check           load config, actions, middleware and routes, then exit\n"
             "\n"
             "Environment: GATEWAY_PORT, GATEWAY_REDIS_URL, GATEWAY_LOG_LEVEL\n"
-            "(flags beat the environment, which beats the config file).\n");
+            "(flags beat the environment, which beats the config file);\n"
+            "GATEWAY_LUA_DIR: the Lua runtime's folder (see man gateway).\n");
 }
 
 #ifndef GW_LUA_DIR
@@ -391,6 +394,8 @@ int main(int argc, char **argv) {
     int check = 0, c;
 
     if (argc >= 2 && strcmp(argv[1], "generate") == 0) return run_generate(argc - 2, argv + 2);
+    /* Commands: the first argument names one (gateway new DIR). */
+    if (argc >= 2 && strcmp(argv[1], "new") == 0) return gw_cli_run("gateway.new", argc - 2, argv + 2);
 
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -447,6 +452,7 @@ int main(int argc, char **argv) {
     }
     if (check) {
         printf("config %s: ok\n", config ? config : "(defaults)");
+        printf("lua %s\n", gw_runtime_lua_dir());
         gw_runtime_print_summary(rt);
         gw_runtime_free(rt);
         uv_loop_close(&loop);

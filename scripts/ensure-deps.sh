@@ -12,7 +12,8 @@ case "${1:-build}" in
   build) want=("${build[@]}") ;;
   run)   want=("${build[@]}" redis-server) ;;
   test)  want=("${build[@]}" redis-server libcmocka-dev lua5.4 lua-busted
-               python3 python3-pytest python3-websockets curl clang libclang-rt-14-dev
+               python3 python3-pytest python3-websockets curl groff-base systemd procps iproute2
+               clang libclang-rt-14-dev
                chromium) ;;  # chromium: the browser client's tests (headless, over DevTools)
   bench) want=("${build[@]}" wrk nginx libnginx-mod-http-lua lua-nginx-websocket
                redis-server redis-tools linux-perf) ;;

@@ -20,6 +20,7 @@
 #include "net/ws.h"
 #include "net/conncap.h"
 #include "base/metrics.h"
+#include "net/notify.h"
 
 #include <libwebsockets.h>
 #include <lauxlib.h>
@@ -216,6 +217,8 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
     if (print_listening && cfg->web_enabled) print_listener("web", "http", cfg->web_host, s->web_fd);
     if (print_listening && cfg->socket_enabled) print_listener("socket", "tcp", cfg->socket_host, s->socket_fd);
     if (print_listening && own_metrics(cfg)) print_listener("metrics", "http", cfg->metrics_host, s->metrics_fd);
+    /* systemd (Type=notify): ready once the first process listens. */
+    if (print_listening) gw_notify("READY=1");
     return s;
 fail:
     if (s->ctx) lws_context_destroy(s->ctx);
@@ -289,6 +292,7 @@ static void drain_tick(uv_timer_t *h) {
 static void start_shutdown(struct gw_server *s) {
     if (s->stopping) return;
     s->stopping = 1;
+    gw_notify("STOPPING=1");
     gw_log(GW_LOG_NOTICE, "shutting down: waiting for %d in-flight actions",
            gw_drain_count(GW_DRAIN_CALLS));
     lua_State *L = gw_vm_state(gw_runtime_vm(s->rt));
@@ -314,8 +318,12 @@ static void start_shutdown(struct gw_server *s) {
 static void on_signal(uv_signal_t *h, int signum) {
     struct gw_server *s = h->data;
     if (signum == SIGHUP) {
-        gw_log(GW_LOG_NOTICE, "SIGHUP: reloading actions, middleware and routes");
-        if (gw_runtime_reload(s->rt) == GW_OK) gw_log(GW_LOG_NOTICE, "reload done");
+        gw_log(GW_LOG_NOTICE, "SIGHUP: reloading the config, actions, middleware and routes");
+        int rc = gw_runtime_reload(s->rt);
+        /* The caps are the one live limit kept outside the config. */
+        const struct gw_config *cfg = gw_runtime_config(s->rt);
+        gw_conncap_init(cfg->max_connections, cfg->max_connections_per_ip);
+        if (rc == GW_OK) gw_log(GW_LOG_NOTICE, "reload done");
         return;
     }
     start_shutdown(s);

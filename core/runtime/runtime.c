@@ -9,10 +9,14 @@
 #include "vm/libs.h"
 
 #include <lauxlib.h>
+#include <limits.h>
 #include <lua-cjson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+/* The source tree's lua/ folder, baked in by the Makefile. */
 #ifndef GW_LUA_DIR
 #define GW_LUA_DIR "lua"
 #endif
@@ -20,6 +24,9 @@
 struct gw_runtime {
     struct gw_vm *vm;
     struct gw_config cfg;
+    char *config_path;              /* NULL: defaults; re-read on reload */
+    struct gw_config_overrides ov;  /* the command line's, applied again on reload */
+    int config_ref;                 /* the config table in force (api.config) */
     int runtime_ref;                /* the gateway.runtime table */
     struct gateway_module *modules; /* C modules, loaded before the runtime */
 };
@@ -42,6 +49,32 @@ const struct gw_config *gw_runtime_config(struct gw_runtime *rt) { return &rt->c
 void gw_runtime_set_redis(struct gw_runtime *rt, struct gw_redis *r) {
     gw_module_set_redis(rt->modules, r);
 }
+
+/* Where the Lua runtime (gateway/runtime.lua) is, first found of:
+ * GATEWAY_LUA_DIR; <the binary's folder>/../share/gateway/lua, so an
+ * installed copy (make install) finds its own wherever it was put; the
+ * source tree's lua/ the binary was built from. */
+const char *gw_runtime_lua_dir(void) {
+    static char dir[PATH_MAX];
+    const char *env = getenv("GATEWAY_LUA_DIR");
+    if (env && *env) return env;
+    char exe[PATH_MAX], probe[PATH_MAX + 64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            gw_fmt(probe, sizeof probe, "%s/../share/gateway/lua", exe);
+            char runtime[PATH_MAX + 96];
+            gw_fmt(runtime, sizeof runtime, "%s/gateway/runtime.lua", probe);
+            if (access(runtime, R_OK) == 0 && realpath(probe, dir)) return dir;
+        }
+    }
+    return GW_LUA_DIR;
+}
+
+#define RELOAD_ERR 1024
 
 /* What gw_runtime_new asks of setup, and its answer. */
 struct setup {
@@ -71,8 +104,7 @@ static int setup(lua_State *L) {
     lua_settop(L, 0);
     s->rc = GW_ERR;
 
-    const char *dir = getenv("GATEWAY_LUA_DIR");
-    if (!dir || !*dir) dir = GW_LUA_DIR;
+    const char *dir = gw_runtime_lua_dir();
     lua_getglobal(L, "package");
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
     lua_getfield(L, -2, "path");
@@ -87,6 +119,8 @@ static int setup(lua_State *L) {
     lua_pop(L, 1);
 
     if (gw_config_load(L, s->config_path, s->ov, &rt->cfg, s->err, s->errlen) != GW_OK) return 0;
+    lua_pushvalue(L, -1);
+    rt->config_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     gw_log_set_level(rt->cfg.log_level);
     gw_log_set_json(rt->cfg.log_json);
     gw_vm_limit_cpu(rt->vm, rt->cfg.cpu_timeout);
@@ -127,7 +161,10 @@ struct gw_runtime *gw_runtime_new_alloc(lua_Alloc alloc, void *ud, uv_loop_t *lo
                                         struct gw_config *cfg, char *err, size_t errlen) {
     struct gw_runtime *rt = calloc(1, sizeof *rt);
     if (!rt) gw_panic("out of memory");
-    rt->runtime_ref = LUA_NOREF;
+    rt->runtime_ref = rt->config_ref = LUA_NOREF;
+    if (ov) rt->ov = *ov;
+    else rt->ov = (struct gw_config_overrides){NULL, -1, -1, NULL, NULL};
+    if (config_path && !(rt->config_path = strdup(config_path))) gw_panic("out of memory");
     if (!(rt->vm = gw_vm_new(alloc, ud, loop))) {
         gw_fmt(err, errlen, "cannot create the Lua state: not enough memory");
         goto fail;
@@ -156,6 +193,7 @@ void gw_runtime_free(struct gw_runtime *rt) {
     gw_module_close_all(rt->modules);
     gw_vm_free(rt->vm);
     gw_module_unload_all(rt->modules);
+    free(rt->config_path);
     free(rt);
 }
 
@@ -166,8 +204,43 @@ void gw_runtime_push(struct gw_runtime *rt, const char *name) {
     lua_remove(L, -2);
 }
 
+/* [-0, +1] reload_config(rt, err) -> true | false: gw_config_reload on the
+ * config in force, under a pcall (the file runs Lua). */
+static int reload_config(lua_State *L) {
+    struct gw_runtime *rt = lua_touserdata(L, 1);
+    char *err = lua_touserdata(L, 2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->config_ref);
+    struct gw_config cfg = rt->cfg;
+    int ok = gw_config_reload(L, -1, rt->config_path, &rt->ov, &cfg, err, RELOAD_ERR) == GW_OK;
+    if (ok) rt->cfg = cfg;
+    lua_pushboolean(L, ok);
+    return 1;
+}
+
 int gw_runtime_reload(struct gw_runtime *rt) {
-    char err[1024];
+    char err[RELOAD_ERR];
+    lua_State *L = gw_vm_state(rt->vm);
+    /* The config first: its live keys apply to the actions loaded next
+     * (paths, defaultMiddlewarePriority). One that fails keeps the old. */
+    lua_pushcfunction(L, reload_config);
+    lua_pushlightuserdata(L, rt);
+    lua_pushlightuserdata(L, err);
+    err[0] = '\0';
+    int ok = gw_vm_pcall_msg(rt->vm, 2, 1, err, sizeof err) == GW_OK;
+    if (ok) {
+        ok = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    if (!ok) {
+        gw_log(GW_LOG_ERROR, "reload: keeping the config in force: %s", err);
+    } else {
+        gw_log_set_level(rt->cfg.log_level);
+        gw_log_set_json(rt->cfg.log_json);
+        gw_vm_limit_memory(rt->vm, (size_t)rt->cfg.lua_memory_limit);
+        gw_runtime_push(rt, "reconfigure");
+        if (gw_vm_pcall_msg(rt->vm, 0, 0, err, sizeof err) != GW_OK)
+            gw_log(GW_LOG_ERROR, "reload: runtime.reconfigure: %s", err);
+    }
     gw_runtime_push(rt, "reload");
     if (gw_vm_pcall_msg(rt->vm, 0, 0, err, sizeof err) != GW_OK) {
         gw_log(GW_LOG_ERROR, "reload failed, keeping the loaded actions: %s", err);

@@ -17,7 +17,8 @@ struct gw_redis;
 /* Create the vm, load 'config_path' (NULL for defaults) with the
  * overrides, the C modules, then the Lua runtime with its actions and
  * middleware; '*cfg' gets the config. On error returns NULL and a one-line
- * message in 'err'. */
+ * message in 'err'. Keeps a copy of the path and of 'ov' for reloads ('ov''s
+ * strings must outlive the runtime, as argv's do). */
 struct gw_runtime *gw_runtime_new(uv_loop_t *loop, const char *config_path,
                                   const struct gw_config_overrides *ov, struct gw_config *cfg,
                                   char *err, size_t errlen);
@@ -41,9 +42,18 @@ void gw_runtime_set_redis(struct gw_runtime *rt, struct gw_redis *r);
 /* [-0, +1, m] Push field 'name' of the Lua runtime (gateway.runtime). */
 void gw_runtime_push(struct gw_runtime *rt, const char *name);
 
-/* Re-read actions, middleware and routes; on failure the old set stays
- * and the reason is logged. Returns GW_OK or GW_ERR. */
+/* SIGHUP: re-read the config file with the same overrides (gw_config_reload:
+ * live keys applied, the others logged as needing a restart; a file that
+ * fails keeps the config in force), then actions, middleware and routes; on
+ * failure the old set stays and the reason is logged. Returns GW_OK, or
+ * GW_ERR when the actions could not be reloaded. */
 int gw_runtime_reload(struct gw_runtime *rt);
+
+/* The folder the Lua runtime is loaded from: GATEWAY_LUA_DIR, else
+ * <bindir>/../share/gateway/lua when it holds gateway/runtime.lua (an
+ * installed copy), else the source tree's lua/ baked in at build time.
+ * Static storage; the same answer on every call. */
+const char *gw_runtime_lua_dir(void);
 
 /* --check: print what was loaded. */
 void gw_runtime_print_summary(struct gw_runtime *rt);

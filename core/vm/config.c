@@ -108,6 +108,27 @@ static const struct key schema[] = {
 };
 #define NKEYS (sizeof schema / sizeof schema[0])
 
+/* The keys a SIGHUP applies to the running gateway (gw_config_reload); a
+ * change to any other key is logged as needing a restart. Each is read
+ * where it is used (a new connection's limits, each sweep, each call), or
+ * re-applied after a reload (log level, memory limit, connection caps, the
+ * Lua runtime's derived values, the action paths the reload reads). */
+static const char *const live_keys[] = {
+    "name", "paths.actions", "paths.middleware", "paths.routes", "paths.public",
+    "servers.web.metadata", "servers.web.maxBodySize", "servers.web.maxHeaderSize",
+    "servers.web.maxHeaders", "servers.web.headerTimeout", "servers.web.bodyTimeout",
+    "servers.web.minBodyRate", "servers.web.keepAliveTimeout", "servers.web.sendTimeout",
+    "servers.websocket.maxMessageSize", "servers.websocket.fragmentTimeout",
+    "servers.socket.maxLineLength", "servers.socket.maxParams", "servers.socket.maxParamBytes",
+    "general.simultaneousActions", "general.maxOutputBuffer", "general.actionTimeout",
+    "general.luaMemoryLimit", "general.jsonMaxDepth", "general.jsonMaxElements",
+    "general.shutdownTimeout", "general.missingParamChecks", "general.disableParamScrubbing",
+    "general.defaultMiddlewarePriority", "general.maxConnections",
+    "general.maxConnectionsPerIP", "redis.maxListSize", "logging.level", "logging.format",
+    "logging.filteredParams",
+};
+#define NLIVE (sizeof live_keys / sizeof live_keys[0])
+
 struct loader {
     lua_State *L;
     const char *file;  /* for messages */
@@ -458,47 +479,12 @@ static int load_ops(struct loader *ld, struct gw_config *out) {
     return GW_OK;
 }
 
-int gw_config_load(lua_State *L, const char *path, const struct gw_config_overrides *ov,
-                   struct gw_config *out, char *err, size_t errlen) {
-    struct loader ld = {L, path ? path : "(defaults)", NULL, err, errlen, NULL, NULL};
-    const char *text = NULL;
-    int top = lua_gettop(L);
-
-    memset(out, 0, sizeof *out);
-    if (path) {
-        const char *slash = strrchr(path, '/');
-        char cwd[4096];
-        if (!slash) gw_fmt(out->config_dir, sizeof out->config_dir, "%s", getcwd(cwd, sizeof cwd) ? cwd : ".");
-        else if (path[0] == '/') gw_fmt(out->config_dir, sizeof out->config_dir, "%.*s", (int)(slash - path), path);
-        else gw_fmt(out->config_dir, sizeof out->config_dir, "%s/%.*s", getcwd(cwd, sizeof cwd) ? cwd : ".", (int)(slash - path), path);
-        if (slash == path) gw_fmt(out->config_dir, sizeof out->config_dir, "/");
-
-        if (!(text = push_file(L, path))) {
-            gw_fmt(err, errlen, "%s: cannot read the config file", path);
-            return GW_ERR;
-        }
-        ld.text = text; /* the file stays at top + 1 until the end */
-        if (luaL_loadbuffer(L, text, strlen(text), lua_pushfstring(L, "@%s", path)) != LUA_OK ||
-            lua_pcall(L, 0, 1, 0) != LUA_OK) {
-            gw_fmt(err, errlen, "%s", lua_tostring(L, -1));
-            goto fail;
-        }
-        lua_remove(L, -2); /* the chunk name */
-        if (!lua_istable(L, -1)) {
-            gw_fmt(err, errlen, "%s: the config file must return a table, got %s", path, luaL_typename(L, -1));
-            goto fail;
-        }
-        if (check_table(&ld, "") != GW_OK) goto fail;
-    } else {
-        char cwd[4096];
-        gw_fmt(out->config_dir, sizeof out->config_dir, "%s", getcwd(cwd, sizeof cwd) ? cwd : ".");
-        lua_newtable(L);
-    }
-
-    if (apply_overrides(&ld, ov) != GW_OK) goto fail;
-    ld.text = text;
-    complete(L, out->config_dir);
-
+/* Check the values of the completed config at the top of L whose range a
+ * type cannot express, and fill 'out' from it (all but config_dir). */
+static int finish(struct loader *ld_, struct gw_config *out) {
+    struct loader ld = *ld_;
+    lua_State *L = ld.L;
+    out->redis_allow = 0;
     /* Values whose range a type cannot express. */
     char buf[256];
     get_string(L, "logging.level", buf, sizeof buf);
@@ -506,12 +492,12 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
         if (ld.level_from) ld.text = NULL; /* not the file's fault */
         fail(&ld, "logging.level", "unknown level \"%s\"%s%s (debug, info, notice, warning, error, crit)",
              buf, ld.level_from ? " from " : "", ld.level_from ? ld.level_from : "");
-        goto fail;
+        return GW_ERR;
     }
     get_string(L, "logging.format", buf, sizeof buf);
     if (strcmp(buf, "text") != 0 && strcmp(buf, "json") != 0) {
         fail(&ld, "logging.format", "must be \"text\" or \"json\", got \"%s\"", buf);
-        goto fail;
+        return GW_ERR;
     }
     out->log_json = strcmp(buf, "json") == 0;
     lua_getfield(L, -1, "general");
@@ -521,7 +507,7 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
         const char *c = lua_tostring(L, -1);
         if (strcmp(c, "nil") != 0 && strcmp(c, "null") != 0 && strcmp(c, "") != 0) {
             fail(&ld, "general.missingParamChecks", "unknown check \"%s\" (\"nil\", \"null\", \"\")", c);
-            goto fail;
+            return GW_ERR;
         }
         lua_pop(L, 1);
     }
@@ -537,7 +523,7 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
             } else {
                 fail(&ld, "redis.url", "%s", why);
             }
-            goto fail;
+            return GW_ERR;
         }
     }
     lua_getfield(L, -1, "redis");
@@ -549,7 +535,7 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
         if (bit < 0) {
             fail(&ld, "redis.allowCommands", "\"%s\" is not a command the gateway refuses unless "
                  "allowed (%s)", c, gw_redis_allowable_names());
-            goto fail;
+            return GW_ERR;
         }
         out->redis_allow |= 1UL << bit;
         lua_pop(L, 1);
@@ -558,9 +544,9 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
     get_string(L, "servers.websocket.path", buf, sizeof buf);
     if (buf[0] != '/') {
         fail(&ld, "servers.websocket.path", "must start with '/'");
-        goto fail;
+        return GW_ERR;
     }
-    if (load_ops(&ld, out) != GW_OK) goto fail;
+    if (load_ops(&ld, out) != GW_OK) return GW_ERR;
 
     get_string(L, "name", out->name, sizeof out->name);
     out->workers = (int)get_int(L, "workers");
@@ -616,9 +602,192 @@ int gw_config_load(lua_State *L, const char *path, const struct gw_config_overri
     out->redis_max_pending = get_int(L, "redis.maxPending");
     get_string(L, "paths.public", out->public_dir, sizeof out->public_dir);
 
+    return GW_OK;
+}
+
+int gw_config_load(lua_State *L, const char *path, const struct gw_config_overrides *ov,
+                   struct gw_config *out, char *err, size_t errlen) {
+    struct loader ld = {L, path ? path : "(defaults)", NULL, err, errlen, NULL, NULL};
+    const char *text = NULL;
+    int top = lua_gettop(L);
+
+    memset(out, 0, sizeof *out);
+    if (path) {
+        const char *slash = strrchr(path, '/');
+        char cwd[4096];
+        if (!slash) gw_fmt(out->config_dir, sizeof out->config_dir, "%s", getcwd(cwd, sizeof cwd) ? cwd : ".");
+        else if (path[0] == '/') gw_fmt(out->config_dir, sizeof out->config_dir, "%.*s", (int)(slash - path), path);
+        else gw_fmt(out->config_dir, sizeof out->config_dir, "%s/%.*s", getcwd(cwd, sizeof cwd) ? cwd : ".", (int)(slash - path), path);
+        if (slash == path) gw_fmt(out->config_dir, sizeof out->config_dir, "/");
+
+        if (!(text = push_file(L, path))) {
+            gw_fmt(err, errlen, "%s: cannot read the config file", path);
+            return GW_ERR;
+        }
+        ld.text = text; /* the file stays at top + 1 until the end */
+        if (luaL_loadbuffer(L, text, strlen(text), lua_pushfstring(L, "@%s", path)) != LUA_OK ||
+            lua_pcall(L, 0, 1, 0) != LUA_OK) {
+            gw_fmt(err, errlen, "%s", lua_tostring(L, -1));
+            goto fail;
+        }
+        lua_remove(L, -2); /* the chunk name */
+        if (!lua_istable(L, -1)) {
+            gw_fmt(err, errlen, "%s: the config file must return a table, got %s", path, luaL_typename(L, -1));
+            goto fail;
+        }
+        if (check_table(&ld, "") != GW_OK) goto fail;
+    } else {
+        char cwd[4096];
+        gw_fmt(out->config_dir, sizeof out->config_dir, "%s", getcwd(cwd, sizeof cwd) ? cwd : ".");
+        lua_newtable(L);
+    }
+
+    if (apply_overrides(&ld, ov) != GW_OK) goto fail;
+    ld.text = text;
+    complete(L, out->config_dir);
+    if (finish(&ld, out) != GW_OK) goto fail;
+
     if (text) lua_remove(L, top + 1);
     return GW_OK;
 fail:
     lua_settop(L, top);
     return GW_ERR;
+}
+
+
+/* --- reload (SIGHUP) ----------------------------------------------------- */
+
+static int is_live(const char *path) {
+    for (size_t i = 0; i < NLIVE; i++)
+        if (strcmp(live_keys[i], path) == 0) return 1;
+    return 0;
+}
+
+/* [-0, +1] Push the value at dotted 'path' in the table at 'idx' (nil when
+ * a section is missing). */
+static void push_key(lua_State *L, int idx, const char *path) {
+    char seg[128];
+    lua_pushvalue(L, idx);
+    for (const char *p = path;;) {
+        const char *dot = strchr(p, '.');
+        gw_fmt(seg, sizeof seg, "%.*s", (int)(dot ? dot - p : (long)strlen(p)), p);
+        if (!lua_istable(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushnil(L);
+            return;
+        }
+        lua_getfield(L, -1, seg);
+        lua_remove(L, -2);
+        if (!dot) return;
+        p = dot + 1;
+    }
+}
+
+/* Do the values at 'a' and 'b' hold the same data? Tables are compared key
+ * by key (a config is a tree, so 'depth' only guards against a cycle). */
+static int same(lua_State *L, int a, int b, int depth) {
+    a = lua_absindex(L, a);
+    b = lua_absindex(L, b);
+    if (lua_type(L, a) != lua_type(L, b)) return 0;
+    if (!lua_istable(L, a)) return lua_rawequal(L, a, b);
+    if (lua_rawequal(L, a, b)) return 1;
+    if (depth > 16) return 0;
+    for (int pass = 0; pass < 2; pass++) { /* a's keys in b, then b's keys in a */
+        int from = pass ? b : a, to = pass ? a : b;
+        lua_pushnil(L);
+        while (lua_next(L, from)) {
+            lua_pushvalue(L, -2);
+            lua_rawget(L, to);
+            int eq = pass ? !lua_isnil(L, -1) : same(L, -2, -1, depth + 1);
+            lua_pop(L, 2);
+            if (!eq) {
+                lua_pop(L, 1);
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+/* A value for a log line; secrets (a URL may carry a password) are not shown. */
+static const char *show(lua_State *L, int idx, const char *path, char *buf, size_t len) {
+    const char *name = strrchr(path, '.') ? strrchr(path, '.') + 1 : path;
+    if (strcmp(name, "url") == 0 || strcmp(name, "key") == 0 || strstr(name, "assword") ||
+        strstr(name, "ecret") || strstr(name, "oken"))
+        return "(hidden)";
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL: return "(none)";
+    case LUA_TTABLE: { /* a list of strings as {"a", "b"}; anything else as "(a table)" */
+        size_t n = lua_rawlen(L, idx), used = 1;
+        if (len < 8) return "(a table)";
+        buf[0] = '{';
+        for (size_t i = 1; i <= n; i++) {
+            int t = lua_rawgeti(L, idx, (lua_Integer)i);
+            const char *v = t == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+            lua_pop(L, 1); /* the string stays valid: the table holds it */
+            if (!v) return "(a table)";
+            int w = snprintf(buf + used, len - used, "%s\"%s\"", i > 1 ? ", " : "", v);
+            if (w < 0 || (size_t)w >= len - used - 5) { /* no room: end it short */
+                gw_fmt(buf + used, len - used, "...}");
+                return buf;
+            }
+            used += (size_t)w;
+        }
+        gw_fmt(buf + used, len - used, "}");
+        return buf;
+    }
+    case LUA_TSTRING: return gw_fmt(buf, len, "\"%s\"", lua_tostring(L, idx));
+    case LUA_TBOOLEAN: return lua_toboolean(L, idx) ? "true" : "false";
+    case LUA_TNUMBER: /* not lua_tostring: it would turn the value itself into a string */
+        if (lua_isinteger(L, idx)) return gw_fmt(buf, len, "%lld", (long long)lua_tointeger(L, idx));
+        return gw_fmt(buf, len, "%.14g", (double)lua_tonumber(L, idx));
+    default: return luaL_typename(L, idx);
+    }
+}
+
+int gw_config_reload(lua_State *L, int current, const char *path, const struct gw_config_overrides *ov,
+                     struct gw_config *out, char *err, size_t errlen) {
+    current = lua_absindex(L, current);
+    int top = lua_gettop(L);
+    struct gw_config fresh;
+    if (gw_config_load(L, path, ov, &fresh, err, errlen) != GW_OK) return GW_ERR;
+    int nt = lua_gettop(L);
+    int changed = 0, held = 0;
+    char a[160], b[160], seg[128];
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &schema[i];
+        if (k->kind == K_TABLE) continue; /* its keys are compared one by one */
+        push_key(L, current, k->path);
+        push_key(L, nt, k->path);
+        if (!same(L, -2, -1, 0)) {
+            if (is_live(k->path)) {
+                gw_log(GW_LOG_NOTICE, "reload: %s: %s -> %s (applied)", k->path,
+                       show(L, -2, k->path, a, sizeof a), show(L, -1, k->path, b, sizeof b));
+                lua_pushvalue(L, current);
+                const char *last = descend(L, k->path, seg, sizeof seg);
+                lua_pushvalue(L, -2);
+                lua_setfield(L, -2, last);
+                lua_pop(L, 1);
+                changed++;
+            } else {
+                gw_log(GW_LOG_WARNING, "reload: %s: %s -> %s needs a restart: not applied", k->path,
+                       show(L, -2, k->path, a, sizeof a), show(L, -1, k->path, b, sizeof b));
+                held++;
+            }
+        }
+        lua_pop(L, 2);
+    }
+    /* The config in force, with the live changes, gives the struct again. */
+    struct loader ld = {L, path ? path : "(defaults)", NULL, err, errlen, NULL, NULL};
+    lua_pushvalue(L, current);
+    struct gw_config next = *out;
+    if (finish(&ld, &next) != GW_OK) { /* each value passed in one file or the other */
+        lua_settop(L, top);
+        return GW_ERR;
+    }
+    *out = next;
+    lua_settop(L, top);
+    gw_log(GW_LOG_NOTICE, "reload: %s: %d change%s applied, %d waiting for a restart",
+           path ? path : "(defaults)", changed, changed == 1 ? "" : "s", held);
+    return GW_OK;
 }

@@ -73,4 +73,15 @@ struct gw_config_overrides {
 int gw_config_load(lua_State *L, const char *path, const struct gw_config_overrides *ov,
                    struct gw_config *out, char *err, size_t errlen);
 
+/* Re-read 'path' with the same overrides for a reload (SIGHUP), against
+ * the config table in force at index 'current'. Each changed key that can
+ * change live is copied into that table, with a log line; each other
+ * changed key is left as it is, with a log line saying it needs a restart.
+ * Then 'out' is filled again from the table. Returns GW_OK; on a file that
+ * fails to load, GW_ERR with the reason in 'err', and nothing changed.
+ * [-0, +0, m] */
+int gw_config_reload(lua_State *L, int current, const char *path,
+                     const struct gw_config_overrides *ov, struct gw_config *out, char *err,
+                     size_t errlen);
+
 #endif

@@ -1,4 +1,4 @@
--- The runtime C talks to: init, reload, summary, handle, fail, open, close and
+-- The runtime C talks to: init, reload, reconfigure, summary, handle, fail, open, close and
 -- shutdown. It owns the loaded registry and the `api` global, and routes each
 -- request to its transport module. The modules it puts together sit in one folder per
 -- layer, each requiring only its own layer and those below (tests/lua/layers_spec.lua):
@@ -62,6 +62,16 @@ local function addModules(api, modules)
   end
 end
 
+-- What the runtime keeps computed from the config: again after a reload changed it.
+local function derive(config)
+  rt.inputOpts = { missing = processor.missingChecks(config), null = rt.json.null }
+  rt.jsonMaxDepth = config.general.jsonMaxDepth
+  rt.jsonMaxElements = config.general.jsonMaxElements
+  rt.filtered = {}
+  -- Names compared without case (processor.loggableParams): `password` filters PASSWORD.
+  for _, name in ipairs(config.logging.filteredParams) do rt.filtered[tostring(name):lower()] = true end
+end
+
 function R.init(config, modules)
   -- Forked workers would otherwise share Lua's time-based seed.
   local id = core.random_id()
@@ -72,12 +82,7 @@ function R.init(config, modules)
   -- The gateway's own reference: users replacing api.json.encode change only theirs.
   rt.json = {}
   for k, v in pairs(rt.api.json) do rt.json[k] = v end
-  rt.inputOpts = { missing = processor.missingChecks(config), null = rt.json.null }
-  rt.jsonMaxDepth = config.general.jsonMaxDepth
-  rt.jsonMaxElements = config.general.jsonMaxElements
-  rt.filtered = {}
-  -- Names compared without case (processor.loggableParams): `password` filters PASSWORD.
-  for _, name in ipairs(config.logging.filteredParams) do rt.filtered[tostring(name):lower()] = true end
+  derive(config)
   rt.modules = listed
   addModules(rt.api, rt.modules)
   _G.api = rt.api
@@ -88,6 +93,12 @@ end
 -- requests in flight keep the actions they started with.
 function R.reload()
   publish(loader.load(rt.config, rt.api, nil, rt.modules))
+end
+
+-- After a SIGHUP changed live keys of the config table in place (core/vm/config.c
+-- gw_config_reload): api.config is a view of that same table and shows them already.
+function R.reconfigure()
+  derive(rt.config)
 end
 
 function R.summary()

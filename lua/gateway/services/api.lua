@@ -9,14 +9,20 @@ local permissions = require("gateway.pipeline.permissions")
 
 local M = {}
 
+-- A view of `t` that refuses writes. The views of its tables are cached by the table, not
+-- the key, so a key that a reload points at a new table (core/vm/config.c) shows the new one.
 local function readonly(t, path)
-  local proxies = {}
+  local proxies = setmetatable({}, { __mode = "k" })
   return setmetatable({}, {
     __index = function(_, k)
       local v = t[k]
       if type(v) == "table" then
-        proxies[k] = proxies[k] or readonly(v, path .. "." .. tostring(k))
-        return proxies[k]
+        local p = proxies[v]
+        if not p then
+          p = readonly(v, path .. "." .. tostring(k))
+          proxies[v] = p
+        end
+        return p
       end
       return v
     end,
