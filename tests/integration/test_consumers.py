@@ -436,3 +436,16 @@ def test_only_the_author_may_change_a_note_looked_up_by_its_slug(g):
     removed, gone = run(g, path, {"action": "remove"}, {"action": "retrieve"}, headers=alice)
     assert removed["status"] == 204 and removed["data"] is None, removed
     assert gone["status"] == 404 and gone["errors"] == ["Not found."], gone
+
+
+def test_a_connect_that_takes_too_long_is_504(make_gateway, tmp_path):
+    actions = tmp_path / "slow_actions"
+    actions.mkdir()
+    (actions / "slow.lua").write_text('''return {
+  consumer = [[^/ws/slow/$]],
+  connect = function(connection) api.sleep(2000) end,
+}
+''')
+    g = make_gateway({"paths": {"actions": [str(actions)]}, "general": {"actionTimeout": 300}})
+    assert handshake_status(g, "/ws/slow/") == 504
+    assert g.alive()
