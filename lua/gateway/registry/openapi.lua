@@ -337,8 +337,8 @@ local function inputsOperation(a, method, pathParams)
     local props, required = {}, A()
     for _, key in ipairs(keys) do
       if not taken[key] then
-        props[key] = inputSchema(a.inputs[key])
-        if isRequired(a.inputs[key]) then required[#required + 1] = key end
+        props[tostring(key)] = inputSchema(a.inputs[key])
+        if isRequired(a.inputs[key]) then required[#required + 1] = tostring(key) end
       end
     end
     if next(props) then
@@ -356,7 +356,7 @@ local function inputsOperation(a, method, pathParams)
     for _, key in ipairs(keys) do
       if not taken[key] then
         local input = a.inputs[key]
-        local param = { name = key, ["in"] = "query", schema = inputSchema(input) }
+        local param = { name = tostring(key), ["in"] = "query", schema = inputSchema(input) }
         param.description, param.schema.description = param.schema.description, nil
         if isRequired(input) then param.required = true end
         params[#params + 1] = param
@@ -384,7 +384,7 @@ local function actionOperation(st, a, method, pathParams, tag, routeVersion)
   local taken = {}
   for _, p in ipairs(params) do taken[p.name] = true end
   if versions and #versions > 1 and not taken.apiVersion then
-    params[#params + 1] = versionParameter(versions, routeVersion or versions[#versions])
+    params[#params + 1] = versionParameter(versions, tonumber(routeVersion) or versions[#versions])
   end
   local op = {
     summary = a.name, description = a.description, tags = A({ tag }),
@@ -463,6 +463,13 @@ local function addRoutes(st)
       return
     end
     local parts, pathParams, names = {}, {}, {}
+    for _, seg in ipairs(r.segments) do
+      if seg.literal and seg.literal:find("[{}]") then
+        unmapped(st, { route = routeLabel(st, r), method = string.upper(method),
+          reason = "a { or } in the path cannot be written in an OpenAPI path" })
+        return
+      end
+    end
     for i, seg in ipairs(r.segments) do
       if seg.literal then
         -- The route's own spelling (static segments match in any case).
