@@ -10,6 +10,7 @@ the served document equal to the printed one, the config block, the project's ov
 import json
 import os
 import shutil
+import signal
 import subprocess
 
 import pytest
@@ -302,6 +303,7 @@ return {
       state = { type = "string", choices = { "open", "closed" }, default = "open" },
       kind = { choices = { { "bug", "A bug" }, { "idea", "An idea" } } },
       count = { type = "integer" },
+      priority = { choices = { low = "Low", high = "High" } },
       created = { type = "datetime", readOnly = true },
     },
     pageSize = 3,
@@ -319,6 +321,7 @@ return {
     assert req["properties"]["state"] == {"type": "string", "enum": ["open", "closed"], "default": "open"}
     assert req["properties"]["kind"]["enum"] == ["bug", "idea"]
     assert req["properties"]["count"] == {"type": "integer"}
+    assert req["properties"]["priority"] == {"enum": ["high", "low"]}
     assert "created" not in req["properties"]
     obj = schemas["Ticket"]["properties"]
     assert obj["created"] == {"type": "string", "format": "date-time", "readOnly": True, "nullable": True}
@@ -357,6 +360,23 @@ def test_served_document_equals_printed(validator, make_gateway, redis_url, tmp_
     assert answer["status"] == 200
     assert answer["data"]["paths"] == printed["paths"]
     assert answer["data"]["paths"]["/api/profile"]["get"]["security"] == [{"bearerAuth": []}]
+
+
+def test_reload_serves_the_new_document(make_gateway, redis_url, tmp_path):
+    actions = tmp_path / "actions"
+    actions.mkdir()
+    config = gw.default_config(str(tmp_path), redis_url, actions=[str(actions)])
+    (actions / "one.lua").write_text('return { name = "one", description = "1", run = function() end }\n')
+    g = make_gateway(config=config)
+    assert set(json.loads(g.request("GET", "/api/openapi.json").body)["paths"]) == {"/api/one"}
+    (actions / "two.lua").write_text('return { name = "two", description = "2", '
+                                     'inputs = { n = { required = true } }, run = function() end }\n')
+    since = g.log_size()
+    g.signal(signal.SIGHUP)
+    g.wait_for_log(r"reload done", timeout=gw.bound(5), since=since)
+    doc = json.loads(g.request("GET", "/api/openapi.json").body)
+    assert set(doc["paths"]) == {"/api/one", "/api/two"}
+    assert param(doc["paths"]["/api/two"]["get"], "n")["required"] is True
 
 
 def test_host_header_is_checked(make_gateway, tmp_path):

@@ -651,10 +651,14 @@ local function fieldSchema(field)
   if (s.maxLength or s.minLength) and not s.type then s.type = "string" end
   if field.blank == false and not s.minLength and (s.type == nil or s.type == "string") then s.minLength = 1 end
   if type(field.choices) == "table" then
+    -- A list of values, of { value, label } pairs, or a map of value -> label.
     local enum = A()
     for _, c in ipairs(field.choices) do
       if type(c) == "table" then c = c.value or c[1] end
       if c ~= nil then enum[#enum + 1] = c end
+    end
+    if #enum == 0 then
+      for _, k in ipairs(sortedKeys(field.choices)) do enum[#enum + 1] = k end
     end
     if #enum > 0 then s.enum = enum end
   end
