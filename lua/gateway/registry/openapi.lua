@@ -1,10 +1,8 @@
--- OpenAPI 3.0.3 from what is loaded (docs/openapi.md): actions at /api/<name>, web routes,
--- handler routes over HTTP with their generics, the shared errors, Bearer sessions; the
--- WebSocket side, which OpenAPI cannot describe, under `x-websocket`. Which operation a
--- path and method reach follows router.resolve's precedence (SPEC §6); an operation that
--- an earlier rule always takes is left out and listed in `x-unmapped-routes`, with the
--- handler patterns that are not a plain path. The text is written with sorted keys (the
--- gateway's JSON encoder for every value), so two runs over the same files are the same.
+-- The OpenAPI 3.0.3 document of what is loaded (docs/openapi.md): actions, web routes and
+-- handler routes with their generics, in router.resolve's precedence (what an earlier rule
+-- always takes goes to x-unmapped-routes), the shared errors, Bearer sessions, and the
+-- WebSocket side under x-websocket. Written with sorted keys through the gateway's JSON
+-- encoder, so the same files give the same text. Serving it is the built-in `openapi`.
 
 local core = require("gateway.core")
 local json = require("gateway.json")
@@ -231,16 +229,15 @@ local FIVE = { "get", "post", "put", "patch", "delete" }
 
 local function newState(reg, config)
   local web = config.servers.web
-  local st = {
+  return {
     reg = reg, config = config,
     base = "/" .. web.urlPathForActions,
-    items = {},      -- template with "{}" for params -> { key, path, params (names), ops }
-    opIds = {},
-    unmapped = A(),
-    schemas = {}, schemaOf = {},
-    handlerPaths = {}, -- mapped handler templates already taken (handler order)
+    items = {},       -- templateKey -> { path, names (of its path parameters), ops by method }
+    opIds = {},       -- operationIds given
+    unmapped = A(),   -- x-unmapped-routes
+    schemas = {},     -- components.schemas
+    schemaOf = {},    -- resource table -> its schema names
   }
-  return st
 end
 
 -- "/api/users/{id}" -> "/api/users/{}" (templates that differ only in names are the same path).
@@ -426,6 +423,8 @@ local function covers(a, segs, trailing)
     if as.literal then
       if not (bs.literal and bs.literal:lower() == as.literal) then return false end
     elseif as.regex then
+      -- A trailing variable's regex sees the rest of the path joined: not tried here.
+      if a.trailing and i == n and #segs > n then return false end
       if not (bs.literal and core.regex_test(bs.literal, as.regex)) then return false end
     end
   end
@@ -500,7 +499,7 @@ end
 
 -- A name /api/<name> reaches (router.resolve step 3): one segment, no extension to strip.
 local function pathSegmentName(name)
-  return name ~= "" and not name:find("[^%w_%-~!$&'*+,;=:@]")
+  return name ~= "" and not name:find("[^%w_%-~!$&'*+,;=:@\128-\255]")
 end
 
 -- Actions by name at /api/<name>: GET (inputs in the query) and POST (in the body).
@@ -936,15 +935,17 @@ local function components(st)
   }
 end
 
--- The servers: openapi.servers when the config lists some; else `origin` (the URL the
--- document was asked at), else the web listener of the config, else "/" (the document's own
--- origin: OpenAPI resolves a relative URL against where the document was found).
+-- The servers: openapi.servers when the config lists some; else `origin`, the URL the
+-- document was asked at (false: asked, at an unknown URL); else (not asked: the command)
+-- the web listener of the config. "/" when none is known: OpenAPI resolves a relative URL
+-- against where the document was found.
 local function serverList(config, origin)
   local list = A()
   local cfg = config.openapi or {}
   for _, url in ipairs(cfg.servers or {}) do list[#list + 1] = { url = url } end
   if #list > 0 then return list end
   if origin then return A({ { url = origin } }) end
+  if origin == false then return A({ { url = "/" } }) end
   local web = config.servers.web
   local scheme = type(web.tls) == "table" and "https" or "http"
   if web.port and web.port > 0 then
@@ -956,7 +957,8 @@ local function serverList(config, origin)
   return A({ { url = "/" } })
 end
 
--- The document for the registry `reg` under `config`, as a table (encode with O.encode).
+-- The document for the registry `reg` under `config`, as a table (encode with O.encode);
+-- `origin` as for serverList.
 function O.build(reg, config, origin)
   local st = newState(reg, config)
   addRoutes(st)
@@ -1017,7 +1019,7 @@ function O.addBuiltin(reg, api, config, lib)
     matchExtensionMimeType = true, outputExample = { openapi = O.VERSION },
     run = function(_, data)
       local connection = data.connection
-      local origin = originOf(config, connection)
+      local origin = originOf(config, connection) or false
       if connection.type == "web" then
         connection.extension = "json"
         local key = origin or ""
