@@ -860,9 +860,12 @@ end
 
 -- WebSocket ------------------------------------------------------------------------------
 
+-- The names of the actions of a handler or consumer, but those with toDocument = false.
 local function actionNames(actions)
   local names = A()
-  for _, k in ipairs(sortedKeys(actions or {})) do names[#names + 1] = k end
+  for _, k in ipairs(sortedKeys(actions or {})) do
+    if actions[k].toDocument ~= false then names[#names + 1] = k end
+  end
   return names
 end
 
