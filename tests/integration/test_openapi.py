@@ -429,6 +429,25 @@ def test_disabled_and_overridden(make_gateway, redis_url, tmp_path):
     assert status == 200 and body["mine"] is True
 
 
+def test_guarded_by_global_middleware(make_gateway, redis_url, tmp_path):
+    """The built-in runs the usual pipeline: a global middleware can keep it private."""
+    mw = tmp_path / "mw"
+    mw.mkdir()
+    (mw / "guard.lua").write_text('''return { name = "guard", global = true,
+  preProcessor = function(data)
+    if data.action == "openapi" and data.connection.rawConnection.headers["x-key"] ~= "k" then
+      return nil, { status = 403, message = "no" }
+    end
+  end }
+''')
+    config = gw.default_config(str(tmp_path), redis_url, actions=[gw.EXAMPLE_ACTIONS], middleware=[str(mw)])
+    g = make_gateway(config=config)
+    status, body = g.get("/api/openapi.json")
+    assert status == 403 and body["error"] == "no"
+    r = g.request("GET", "/api/openapi.json", headers={"X-Key": "k"})
+    assert r.status == 200 and json.loads(r.body)["openapi"] == "3.0.3"
+
+
 def test_cli_errors(tmp_path):
     # A config that does not load: exit 1, the reason on stderr, nothing on stdout.
     bad = gw.write_config(os.path.join(str(tmp_path), "bad.lua"), "return { openapi = { title = 3 } }\n")
