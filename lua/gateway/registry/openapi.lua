@@ -511,7 +511,7 @@ local function addActions(st)
     if documented(a) and name ~= O.ACTION then
       if not pathSegmentName(name) then
         unmapped(st, { action = name, reason = "the name is not a path segment: call it as "
-          .. st.base .. "?action=<name>" })
+          .. st.base .. "/?action=<name>" })
       else
         for _, method in ipairs({ "get", "post" }) do
           local taken = shadowingRoute(st, method, { { literal = name } })
