@@ -123,7 +123,7 @@ end
 
 -- `gateway openapi`: the OpenAPI document of what is loaded, pretty-printed.
 function R.openapi()
-  return openapi.encode(openapi.build(rt.reg, rt.config), "  ", rt.json)
+  return openapi.encode(openapi.build(rt.reg, rt.config, nil, rt.json), "  ", rt.json)
 end
 
 function R.handle(transport, ctx)

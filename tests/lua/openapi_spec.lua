@@ -60,15 +60,15 @@ end)
 describe("openapi.encode", function()
   it("sorts keys, keeps marked empty arrays and unescapes slashes", function()
     local doc = { b = 1, a = { z = openapi.array(), y = {} }, ["/p/{x}"] = json.null, list = { 3, "x/y" } }
-    assert.are.equal('{"/p/{x}":null,"a":{"y":{},"z":[]},"b":1,"list":[3,"x/y"]}', openapi.encode(doc))
-    assert.are.equal('[]', openapi.encode(json.empty_array))
-    assert.are.equal('"a\\\\/b"', openapi.encode("a\\/b")) -- a backslash before a slash stays one
-    assert.are.equal('{\n  "a": [\n    1\n  ]\n}\n', openapi.encode({ a = { 1 } }, "  "))
+    assert.are.equal('{"/p/{x}":null,"a":{"y":{},"z":[]},"b":1,"list":[3,"x/y"]}', openapi.encode(doc, nil, json))
+    assert.are.equal('[]', openapi.encode(json.empty_array, nil, json))
+    assert.are.equal('"a\\\\/b"', openapi.encode("a\\/b", nil, json)) -- a backslash before a slash stays one
+    assert.are.equal('{\n  "a": [\n    1\n  ]\n}\n', openapi.encode({ a = { 1 } }, "  ", json))
   end)
 
   it("refuses a cycle instead of looping", function()
     local t = {}
     t.self = t
-    assert.has_error(function() openapi.encode(t) end)
+    assert.has_error(function() openapi.encode(t, nil, json) end)
   end)
 end)

@@ -5,7 +5,9 @@
 -- encoder, so the same files give the same text. Serving it is the built-in `openapi`.
 
 local core = require("gateway.core")
-local json = require("gateway.json")
+-- The gateway's JSON table (api.json's own copy), given by the caller of each entry point:
+-- requiring gateway.json here would make a cjson instance of its own.
+local json
 local router = require("gateway.registry.router")
 local handlers = require("gateway.registry.handlers")
 local inputs = require("gateway.pipeline.inputs")
@@ -54,7 +56,7 @@ local MAX_DEPTH = 100
 local function encodeInto(out, v, indent, depth, lib)
   if depth > MAX_DEPTH then error("the OpenAPI document nests too deeply (a cycle in an outputExample?)", 0) end
   local t = type(v)
-  if v == json.null or v == nil then
+  if v == lib.null or v == nil then
     out[#out + 1] = "null"
   elseif v == lib.empty_array then
     out[#out + 1] = "[]"
@@ -100,8 +102,9 @@ end
 -- is the gateway's JSON table (api.json's own copy: its empty_array is the one users put in
 -- an outputExample); gateway.json by default.
 function O.encode(value, indent, lib)
+  json = lib
   local out = {}
-  encodeInto(out, value, indent, 0, lib or json)
+  encodeInto(out, value, indent, 0, lib)
   if indent then out[#out + 1] = "\n" end
   return table.concat(out)
 end
@@ -961,8 +964,9 @@ local function serverList(config, origin)
 end
 
 -- The document for the registry `reg` under `config`, as a table (encode with O.encode);
--- `origin` as for serverList.
-function O.build(reg, config, origin)
+-- `origin` as for serverList, `lib` the gateway's JSON table.
+function O.build(reg, config, origin, lib)
+  json = lib
   local st = newState(reg, config)
   addRoutes(st)
   addActions(st)
@@ -1009,7 +1013,6 @@ end
 -- then sends data.body as application/json, without the metadata an action's body gets);
 -- over WebSocket and TCP the document is the message's data.
 function O.addBuiltin(reg, api, config, lib)
-  lib = lib or json
   if reg.actions[O.ACTION] then return end
   local cfg = config.openapi or {}
   if cfg.enabled == false then return end
@@ -1028,13 +1031,13 @@ function O.addBuiltin(reg, api, config, lib)
         local key = origin or ""
         local text = texts[key]
         if not text then
-          text = O.encode(O.build(reg, config, origin), nil, lib)
+          text = O.encode(O.build(reg, config, origin, lib), nil, lib)
           if count >= 8 then texts, count = {}, 0 end
           texts[key], count = text, count + 1
         end
         data.body = text
       else
-        data.response = O.plain(O.build(reg, config, origin), lib)
+        data.response = O.plain(O.build(reg, config, origin, lib), lib)
       end
     end,
   }
