@@ -1,4 +1,4 @@
--- The runtime C talks to: init, reload, summary, handle, fail, open, close and
+-- The runtime C talks to: init, reload, summary, openapi, handle, fail, open, close and
 -- shutdown. It owns the loaded registry and the `api` global, and routes each
 -- request to its transport module. The modules it puts together sit in one folder per
 -- layer, each requiring only its own layer and those below (tests/lua/layers_spec.lua):
