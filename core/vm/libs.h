@@ -39,8 +39,9 @@ int gw_regex_lua_test(lua_State *L, int limit_is_nomatch);
 int gw_lib_add_pair(void *ud, const char *key, size_t klen, const char *val, size_t vlen);
 
 /* A protected call with the luaMemoryLimit cap lifted, which vm.c puts in the
- * registry under GW_UNCAPPED_KEY (a light userdata to this struct) when it
- * sets a cap; the libraries look it up there, as core.so has no vm.c. It is
+ * registry of every state it makes under GW_UNCAPPED_KEY (a light userdata to
+ * this struct, the same for all); the libraries look it up there, as core.so
+ * has no vm.c. Without a cap it is a plain lua_pcall. It is
  * for a C library that leaks when an allocation fails inside it: lua-cjson's
  * decode keeps a malloc'd buffer on its C stack. What the call made past the
  * cap is measured once it returns: its 'nres' results are then dropped and

@@ -204,8 +204,6 @@ void gw_vm_limit_memory(struct gw_vm *vm, size_t bytes) {
     vm->mem.used = gc_count(vm->L);
     lua_setallocf(vm->L, vm->mem.alloc ? mem_alloc_with : mem_alloc, &vm->mem);
     vm->mem.counting = 1;
-    lua_pushlightuserdata(vm->L, (void *)&uncapped);
-    lua_setfield(vm->L, LUA_REGISTRYINDEX, GW_UNCAPPED_KEY);
 }
 
 size_t gw_vm_memory(struct gw_vm *vm) { return vm->mem.counting ? vm->mem.used : gc_count(vm->L); }
@@ -831,6 +829,8 @@ static int vm_open(lua_State *L) {
     luaL_openlibs(L);
     lua_pushlightuserdata(L, vm);
     lua_setfield(L, LUA_REGISTRYINDEX, VM_KEY);
+    lua_pushlightuserdata(L, (void *)&uncapped);
+    lua_setfield(L, LUA_REGISTRYINDEX, GW_UNCAPPED_KEY);
     return 0;
 }
 
