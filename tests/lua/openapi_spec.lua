@@ -57,6 +57,30 @@ describe("openapi.patternPath", function()
   end)
 end)
 
+describe("openapi.fieldSchema", function()
+  local function schema(field) return openapi.fieldSchema(field, json) end
+
+  it("reads the keys a resource field may carry", function()
+    assert.are.same({ type = "string", format = "date-time", readOnly = true },
+      schema({ type = "datetime", readOnly = true }))
+    assert.are.same({ type = "string", format = "email" }, schema({ type = "email" }))
+    assert.are.same({ type = "integer" }, schema({ type = "INT" }))
+    assert.are.same({ type = "array", items = {} }, schema({ type = "list" }))
+    assert.are.same({ type = "string", maxLength = 5, minLength = 1, description = "d" },
+      schema({ maxLength = 5, blank = false, description = "d" }))
+    assert.are.same({ type = "string", minLength = 3 }, schema({ minLength = 3, blank = false }))
+    assert.are.same({ default = "x", type = "string" }, schema({ default = "x" }))
+    assert.are.same({}, schema({ default = function() return 1 end, type = "no such type" }))
+  end)
+
+  it("takes choices as a list, as { value, label } pairs, or as a map", function()
+    assert.are.same({ "a", "b" }, schema({ choices = { "a", "b" } }).enum)
+    assert.are.same({ "bug", "idea" }, schema({ choices = { { "bug", "A bug" }, { value = "idea" } } }).enum)
+    assert.are.same({ "high", "low" }, schema({ choices = { low = "Low", high = "High" } }).enum)
+    assert.is_nil(schema({ choices = {} }).enum)
+  end)
+end)
+
 describe("openapi.encode", function()
   it("sorts keys, keeps marked empty arrays and unescapes slashes", function()
     local doc = { b = 1, a = { z = openapi.array(), y = {} }, ["/p/{x}"] = json.null, list = { 3, "x/y" } }

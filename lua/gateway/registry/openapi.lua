@@ -669,6 +669,12 @@ local function fieldSchema(field)
   return s
 end
 
+-- fieldSchema for the specs, with the gateway's JSON table.
+function O.fieldSchema(field, lib)
+  json = lib
+  return fieldSchema(field)
+end
+
 local function componentName(st, wanted)
   local base = wanted:gsub("[^%w%.%-_]", "_")
   local name, n = base, 1
