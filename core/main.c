@@ -33,6 +33,7 @@ static void usage(FILE *out) {
             "               [--redis URL] [--log-level LEVEL] [--check] [--version] [--help]\n"
             "       gateway generate action|middleware|handler|task NAME [--dir DIR]\n"
             "       gateway new DIR   create a project in DIR (gateway.lua, actions/, ...)\n"
+            "       gateway openapi [--config FILE]   print the OpenAPI 3 document (JSON)\n"
             "\n"
             "  --config FILE     config file (default: ./gateway.lua if present)\n"
             "  --host ADDR       web listener address (servers.web.host)\n"
@@ -431,6 +432,12 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    /* `gateway openapi`: load as --check does, print the document instead. */
+    int openapi = 0;
+    if (optind < argc && strcmp(argv[optind], "openapi") == 0) {
+        openapi = 1;
+        optind++;
+    }
     if (optind < argc) {
         fprintf(stderr, "gateway: unexpected argument \"%s\"\n", argv[optind]);
         usage(stderr);
@@ -449,6 +456,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "gateway: %s\n", err);
         uv_loop_close(&loop);
         return 1;
+    }
+    if (openapi) {
+        int rc = gw_runtime_print_openapi(rt) == GW_OK ? 0 : 1;
+        gw_runtime_free(rt);
+        uv_loop_close(&loop);
+        return rc;
     }
     if (check) {
         printf("config %s: ok\n", config ? config : "(defaults)");

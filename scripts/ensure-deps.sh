@@ -14,7 +14,8 @@ case "${1:-build}" in
   test)  want=("${build[@]}" redis-server libcmocka-dev lua5.4 lua-busted
                python3 python3-pytest python3-websockets curl groff-base systemd procps iproute2
                clang libclang-rt-14-dev
-               chromium) ;;  # chromium: the browser client's tests (headless, over DevTools)
+               chromium    # the browser client's tests (headless, over DevTools)
+               nodejs npm) ;;  # the OpenAPI validator (tests/integration/openapi/install.sh)
   bench) want=("${build[@]}" wrk nginx libnginx-mod-http-lua lua-nginx-websocket
                redis-server redis-tools linux-perf) ;;
   *) echo "usage: $0 build|run|test|bench" >&2; exit 2 ;;

@@ -11,6 +11,7 @@
 #include <lauxlib.h>
 #include <limits.h>
 #include <lua-cjson.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,4 +260,23 @@ void gw_runtime_print_summary(struct gw_runtime *rt) {
     }
     fputs(lua_tostring(L, -1) ? lua_tostring(L, -1) : "", stdout);
     lua_pop(L, 1);
+}
+
+int gw_runtime_print_openapi(struct gw_runtime *rt) {
+    char err[1024];
+    size_t len;
+    lua_State *L = gw_vm_state(rt->vm);
+    gw_runtime_push(rt, "openapi");
+    if (gw_vm_pcall_msg(rt->vm, 0, 1, err, sizeof err) != GW_OK) {
+        fprintf(stderr, "gateway: openapi: %s\n", err);
+        return GW_ERR;
+    }
+    const char *text = lua_tolstring(L, -1, &len);
+    int ok = text && fwrite(text, 1, len, stdout) == len && fflush(stdout) == 0;
+    lua_pop(L, 1);
+    if (!ok) {
+        fprintf(stderr, "gateway: openapi: cannot write the document: %s\n", strerror(errno));
+        return GW_ERR;
+    }
+    return GW_OK;
 }

@@ -58,4 +58,8 @@ const char *gw_runtime_lua_dir(void);
 /* --check: print what was loaded. */
 void gw_runtime_print_summary(struct gw_runtime *rt);
 
+/* `gateway openapi`: print the OpenAPI document of what was loaded to stdout.
+ * GW_ERR (the reason on stderr) when it cannot be built or written. */
+int gw_runtime_print_openapi(struct gw_runtime *rt);
+
 #endif

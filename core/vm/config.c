@@ -105,6 +105,13 @@ static const struct key schema[] = {
     {"modules", K_ANY_LIST, "{}", 0, 0},
     /* The project's own settings, read by its actions as api.config.app (issue 16: apps). */
     {"app", K_FREE, "{}", 0, 0},
+    /* The OpenAPI document (docs/openapi.md): /api/openapi.json and `gateway openapi`. */
+    {"openapi", K_TABLE, NULL, 0, 0},
+    {"openapi.enabled", K_BOOL, "true", 0, 0},
+    {"openapi.title", K_STRING, "''", 0, 0},
+    {"openapi.version", K_STRING, "'1.0.0'", 0, 0},
+    {"openapi.description", K_STRING, "''", 0, 0},
+    {"openapi.servers", K_LIST, "{}", 0, 0},
 };
 #define NKEYS (sizeof schema / sizeof schema[0])
 

@@ -38,6 +38,20 @@ int gw_regex_lua_test(lua_State *L, int limit_is_nomatch);
  * transport's query table and core.parse_query share the rule. */
 int gw_lib_add_pair(void *ud, const char *key, size_t klen, const char *val, size_t vlen);
 
+/* A protected call with the luaMemoryLimit cap lifted, which vm.c puts in the
+ * registry of every state it makes under GW_UNCAPPED_KEY (a light userdata to
+ * this struct, the same for all); the libraries look it up there, as core.so
+ * has no vm.c. Without a cap it is a plain lua_pcall. It is
+ * for a C library that leaks when an allocation fails inside it: lua-cjson's
+ * decode keeps a malloc'd buffer on its C stack. What the call made past the
+ * cap is measured once it returns: its 'nres' results are then dropped and
+ * LUA_ERRMEM is returned with the memory error message on the stack, as if
+ * the cap had refused an allocation (the task's log line names the limit). */
+struct gw_uncapped {
+    int (*pcall)(lua_State *L, int nargs, int nres);
+};
+#define GW_UNCAPPED_KEY "gw.vm.uncapped"
+
 /* Graceful shutdown has begun: from now on a timer cancelled is logged as
  * dropped, and one set by a timer callback is not counted by
  * gw_loop_timers_due. */

@@ -7,6 +7,7 @@
  * Finished tasks keep their coroutine in a pool for the next spawn. */
 #include "vm/vm.h"
 #include "base/gw.h"
+#include "vm/libs.h"
 #include "base/log.h"
 #include "base/regex.h"
 
@@ -173,6 +174,27 @@ static void cap_restore(struct gw_vm *vm, size_t was) { vm->mem.cap = was; }
 static size_t gc_count(lua_State *L) {
     return (size_t)lua_gc(L, LUA_GCCOUNT) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB);
 }
+
+/* struct gw_uncapped's call (vm/libs.h). */
+static int pcall_uncapped(lua_State *L, int nargs, int nres) {
+    void *ud;
+    lua_Alloc f = lua_getallocf(L, &ud);
+    if (f != mem_alloc && f != mem_alloc_with) return lua_pcall(L, nargs, nres, 0);
+    struct memory *m = ud;
+    size_t was = m->cap;
+    m->cap = SIZE_MAX;
+    int rc = lua_pcall(L, nargs, nres, 0);
+    m->cap = was;
+    if (rc == LUA_OK && m->used > was) {
+        lua_pop(L, nres);
+        m->refused = 1;
+        lua_pushliteral(L, "not enough memory"); /* Lua's own, interned for good: no allocation */
+        return LUA_ERRMEM;
+    }
+    return rc;
+}
+
+static const struct gw_uncapped uncapped = {pcall_uncapped};
 
 /* The allocator goes in with the first cap, so that a state without one
  * (luaMemoryLimit = 0) allocates as it did, without the count. */
@@ -807,6 +829,8 @@ static int vm_open(lua_State *L) {
     luaL_openlibs(L);
     lua_pushlightuserdata(L, vm);
     lua_setfield(L, LUA_REGISTRYINDEX, VM_KEY);
+    lua_pushlightuserdata(L, (void *)&uncapped);
+    lua_setfield(L, LUA_REGISTRYINDEX, GW_UNCAPPED_KEY);
     return 0;
 }
 

@@ -1,10 +1,10 @@
--- The runtime C talks to: init, reload, reconfigure, summary, handle, fail, open, close and
+-- The runtime C talks to: init, reload, reconfigure, summary, openapi, handle, fail, open, close and
 -- shutdown. It owns the loaded registry and the `api` global, and routes each
 -- request to its transport module. The modules it puts together sit in one folder per
 -- layer, each requiring only its own layer and those below (tests/lua/layers_spec.lua):
 --   transport/  web, websocket, socket, and messages (the envelope protocol WebSocket and
 --               TCP share): a transport's input made into a processor call, the answer rendered
---   registry/   loader, router, handlers, resources, docs: what is loaded, and which
+--   registry/   loader, router, handlers, resources, docs, openapi: what is loaded, and which
 --               action a request names (router.resolve)
 --   services/   api and what actions use through it: cache, session, connections
 --   pipeline/   processor, inputs, validators, formatters, permissions: what runs for one
@@ -21,6 +21,7 @@ local groups = require("gateway.services.consumers")
 local router = require("gateway.registry.router")
 local handlers = require("gateway.registry.handlers")
 local consumers = require("gateway.registry.consumers")
+local openapi = require("gateway.registry.openapi")
 
 local R = {}
 
@@ -36,6 +37,7 @@ local transports = {
 
 local function publish(reg)
   docs.addBuiltins(reg, rt.api)
+  openapi.addBuiltin(reg, rt.api, rt.config, rt.json)
   processor.buildPlans(reg)
   rt.reg = reg
   rt.api.actions.actions = reg.actions
@@ -130,6 +132,11 @@ function R.summary()
     end
   end
   return table.concat(lines, "\n") .. "\n"
+end
+
+-- `gateway openapi`: the OpenAPI document of what is loaded, pretty-printed.
+function R.openapi()
+  return openapi.encode(openapi.build(rt.reg, rt.config, nil, rt.json), "  ", rt.json)
 end
 
 function R.handle(transport, ctx)

@@ -28,7 +28,7 @@ describe("the example files", function()
     local names = {}
     for name in pairs(st.rt.reg.versions) do names[#names + 1] = name end
     table.sort(names)
-    assert.same({ "greeting", "login", "logout", "moneyInCents", "profile", "randomNumber",
+    assert.same({ "greeting", "login", "logout", "moneyInCents", "openapi", "profile", "randomNumber",
       "showDocumentation", "sleepTest", "status", "userAdd", "userDelete" }, names)
     assert.equal(state.ROOT .. "/actions/users.lua", st.rt.reg.actions.userAdd[1]._file)
     assert.equal(state.ROOT .. "/actions/users.lua", st.rt.reg.actions.userDelete[1]._file)

@@ -86,6 +86,7 @@ local function genericAction(name, handler, inherited, make, generics)
   }
   def.permissions = def.permissions or inherited
   def._handler = true
+  def._generic = name -- which generic it is (gateway.registry.openapi documents it)
   return make(def, name)
 end
 
