@@ -6,6 +6,7 @@
 #include "base/gw.h"
 #include "base/log.h"
 #include "base/redis.h"
+#include "modules/mods.h"
 #include "runtime/call.h"
 #include "runtime/runtime.h"
 #include "vm/config.h"
@@ -183,34 +184,6 @@ static int testhost_m_call(lua_State *L) {
     return 1;
 }
 
-/* A Redis reply as Redis's own Lua scripting maps it (README "Redis"). */
-static void push_reply(lua_State *L, const redisReply *r, int depth) {
-    switch (r->type) {
-    case REDIS_REPLY_INTEGER: lua_pushinteger(L, (lua_Integer)r->integer); break;
-    case REDIS_REPLY_STRING: lua_pushlstring(L, r->str, r->len); break;
-    case REDIS_REPLY_STATUS:
-        lua_createtable(L, 0, 1);
-        lua_pushlstring(L, r->str, r->len);
-        lua_setfield(L, -2, "ok");
-        break;
-    case REDIS_REPLY_ERROR:
-        lua_createtable(L, 0, 1);
-        lua_pushlstring(L, r->str, r->len);
-        lua_setfield(L, -2, "err");
-        break;
-    case REDIS_REPLY_ARRAY:
-        luaL_checkstack(L, 2, "redis reply");
-        lua_createtable(L, (int)r->elements, 0);
-        for (size_t i = 0; i < r->elements; i++) {
-            if (depth > 32 || r->element[i]->type == REDIS_REPLY_NIL) lua_pushboolean(L, 0);
-            else push_reply(L, r->element[i], depth + 1);
-            lua_rawseti(L, -2, (lua_Integer)i + 1);
-        }
-        break;
-    default: lua_pushnil(L); break;
-    }
-}
-
 struct peek {
     int done;
     lua_State *L;
@@ -229,7 +202,7 @@ static void on_peek(void *ud, const struct redisReply *reply, const char *err) {
         lua_pushlstring(p->L, reply->str, reply->len);
         p->pushed = 2;
     } else {
-        push_reply(p->L, reply, 0);
+        mod_redis_push_reply(p->L, reply);
         p->pushed = 1;
     }
 }

@@ -117,6 +117,8 @@ static void push_reply(lua_State *L, const redisReply *r, int nested) {
     }
 }
 
+void mod_redis_push_reply(lua_State *L, const redisReply *r) { push_reply(L, r, 0); }
+
 /* Where call/pcall continue when the reply (or a failure) resumes them. */
 static int redis_k(lua_State *L, int status, lua_KContext ctx) {
     const redisReply *reply = lua_touserdata(L, 1);
