@@ -14,8 +14,11 @@ case "${1:-build}" in
   test)  want=("${build[@]}" redis-server libcmocka-dev lua5.4 lua-busted
                python3 python3-pytest python3-websockets curl groff-base systemd procps iproute2
                clang libclang-rt-14-dev
-               chromium    # the browser client's tests (headless, over DevTools)
-               nodejs npm) ;;  # the OpenAPI validator (tests/integration/openapi/install.sh)
+               chromium)   # the browser client's tests (headless, over DevTools)
+         # The OpenAPI validator (tests/integration/openapi/install.sh) needs node and npm:
+         # Debian's, unless a Node.js with its own npm is there already (NodeSource's
+         # nodejs bundles npm and conflicts with Debian's npm package).
+         command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm) ;;
   bench) want=("${build[@]}" wrk nginx libnginx-mod-http-lua lua-nginx-websocket
                redis-server redis-tools linux-perf) ;;
   *) echo "usage: $0 build|run|test|bench" >&2; exit 2 ;;
