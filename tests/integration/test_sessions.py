@@ -181,7 +181,9 @@ def test_ttl_expiry(g):
         now = time.monotonic()
         if body["pttl"] == -2:
             assert now - t0 >= ttl / 1000, "gone %.3f s after it was created" % (now - t0)
-            assert body["user"] is None, body
+            # sessionInspect loads the user, then reads PTTL, then GETs the key: the key may
+            # expire between the load and PTTL (seen under ASan), never come back after it.
+            assert body["stored"] is None, body
             break
         assert body["user"] == {"name": "gina"}, body
         assert now < deadline, "the session outlived its ttl: %r" % body
