@@ -169,6 +169,11 @@ def test_url_kwargs_reach_consumer_child_and_named_actions(g):
     assert room["data"] == {"pk": "3", "room_id": "lobby"}, room
     [wins] = run(g, "/ws/rooms/lobby/", {"action": "echo", "route": "kw/hall/x/"})
     assert wins["data"] == {"room_id": "hall"}, wins
+    # A query string on the route cannot override the URL's kwargs; a named group can.
+    [query] = run(g, "/ws/items/42/", {"action": "echo", "route": "kw/lobby/x/?pk=9"})
+    assert query["data"] == {"pk": "42", "room_id": "lobby"}, query
+    [fallback] = run(g, "/ws/items/42/", {"action": "whoami", "route": "nowhere/?pk=9"})
+    assert fallback["data"]["pk"] == "42", fallback
 
 
 def test_messages_without_a_route_order(g):

@@ -156,28 +156,29 @@ local function routeConsumer(rt, ctx, transport, consumer, action, route, params
   end
   local chosen, routeParams, pattern, named = handlers.resolve(consumer.children, route, action)
   if chosen then
-    for k, v in pairs(routeParams) do params[k] = v end
-    -- Never scrubbed: the URL kwargs under the route's named groups.
-    local kept = named
-    if kwargs and next(kwargs) then
-      kept = {}
-      for k, v in pairs(kwargs) do kept[k] = v end
-      for k, v in pairs(named) do kept[k] = v end
-    end
-    ctx.matchedRoute, ctx.routeParams = pattern, kept
-    return chosen
-  end
-  if pattern == 404 and own then
+    ctx.matchedRoute = pattern
+  elseif pattern == 404 and own then
+    -- No child takes the route: the consumer's own action, with the route's query.
     local query = route:match("%?(.*)$")
-    if query and query ~= "" then
-      for k, v in pairs(core.parse_query(query)) do
-        if kwargs == nil or kwargs[k] == nil then params[k] = v end
-      end
-    end
-    ctx.routeParams = kwargs
-    return own
+    chosen, named = own, {}
+    routeParams = query and query ~= "" and core.parse_query(query) or named
+  else
+    return nil, false, reject(rt, ctx, transport, pattern, routeParams, ctx)
   end
-  return nil, false, reject(rt, ctx, transport, pattern, routeParams, ctx)
+  -- The route's query and groups win over the message's data; the URL kwargs give way
+  -- only to a named group of the route, never to its query string.
+  for k, v in pairs(routeParams) do
+    if named[k] ~= nil or kwargs == nil or kwargs[k] == nil then params[k] = v end
+  end
+  -- Never scrubbed: the URL kwargs under the route's named groups.
+  local kept = named
+  if kwargs and next(kwargs) then
+    kept = {}
+    for k, v in pairs(kwargs) do kept[k] = v end
+    for k, v in pairs(named) do kept[k] = v end
+  end
+  ctx.routeParams = kept
+  return chosen
 end
 
 -- Run a parsed message's action on the connection and answer with the envelope. With a
