@@ -33,13 +33,19 @@ function C.open(rt, connection, handle)
   return connection
 end
 
-function C.new(rt, type_, fields, handle)
+-- A new persistent connection's object, not open yet: its id, type and counters, and
+-- `fields` (remoteIP, rawConnection...). A WebSocket's is made on its upgrade request.
+function C.make(type_, fields)
   local connection = {
     id = core.random_id(), type = type_, params = {}, pendingActions = 0, totalActions = 0,
     messageCount = 0, connectedAt = math.floor(core.wall_ms()),
   }
   for k, v in pairs(fields or {}) do connection[k] = v end
-  return C.open(rt, connection, handle)
+  return connection
+end
+
+function C.new(rt, type_, fields, handle)
+  return C.open(rt, C.make(type_, fields), handle)
 end
 
 -- Runs destroy middleware once and forgets the connection.

@@ -9,6 +9,7 @@ local consumers = require("gateway.registry.consumers")
 local permissions = require("gateway.pipeline.permissions")
 local session = require("gateway.services.session")
 local groups = require("gateway.services.consumers")
+local connections = require("gateway.services.connections")
 
 local W = {}
 
@@ -52,12 +53,10 @@ local function upgrade(rt, ctx)
   if not consumer then return end
   if rt.shuttingDown then return refuse(rt, ctx, 503, "the server is shutting down", consumer) end
   if ctx.badHandshake then return refuse(rt, ctx, 400, "invalid WebSocket handshake: " .. ctx.badHandshake, consumer) end
-  local connection = {
-    id = core.random_id(), type = "websocket", params = {}, pendingActions = 0, totalActions = 0,
-    messageCount = 0, connectedAt = math.floor(core.wall_ms()),
+  local connection = connections.make("websocket", {
     remoteIP = ctx.remoteIP, remotePort = ctx.remotePort, kwargs = kwargs, requestId = ctx.requestId,
     rawConnection = { path = ctx.path, headers = ctx.headers, query = ctx.query },
-  }
+  })
   local auth = ctx.headers.authorization
   local token = auth and session.bearer(auth)
   if token then
