@@ -111,6 +111,9 @@ function M.new(config, builtins)
     return n
   end
 
+  -- api.cluster: messages between the workers sharing this Redis (gateway.services.cluster).
+  api.cluster = require("gateway.services.cluster").new(json)
+
   -- api.consumers.broadcast / groupSend / members: see gateway.services.consumers.
   api.consumers = require("gateway.services.consumers").api(json)
 
