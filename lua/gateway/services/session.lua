@@ -88,6 +88,20 @@ function M.new(api)
     return user
   end
 
+  -- The session an `Authorization: Bearer <token>` header value names, for the
+  -- transports that restore one before the connection exists (web requests, WebSocket
+  -- upgrades, the spec helper): user, token when it is a live session; nothing for no
+  -- header, another scheme, or an unknown or expired token (the client stays
+  -- unauthenticated); nil, nil, err when Redis failed (err as in restore: answer it).
+  function S.fromHeader(header)
+    local token = M.bearer(header)
+    if not token then return nil end
+    local user, err = S.restore(token)
+    if err then return nil, nil, err end
+    if user == nil then return nil end
+    return user, token
+  end
+
   -- Is the session of a persistent connection still there? Each message on a WebSocket
   -- or TCP connection that holds one asks before its action runs, so a logout elsewhere
   -- (any connection, worker or node) or an expiry ends it here too: connection.user and

@@ -19,7 +19,6 @@ local groups = require("gateway.services.consumers")
 local messages = require("gateway.transport.messages")
 local web = require("gateway.transport.web")
 local websocket = require("gateway.transport.websocket")
-local session = require("gateway.services.session")
 
 local T = {}
 
@@ -173,9 +172,8 @@ end
 local function sessionError(rt, connection, oneShot)
   if connection.type == "web" then
     local headers = oneShot and connection.rawConnection and connection.rawConnection.headers
-    local token = headers and session.bearer(headers.authorization)
-    if not token then return nil end
-    local user, err = rt.api.session.restore(token)
+    if not headers then return nil end
+    local user, token, err = rt.api.session.fromHeader(headers.authorization)
     if err then return err end
     if user ~= nil then connection.user, connection.session = user, token end
     return nil

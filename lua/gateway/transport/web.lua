@@ -7,7 +7,6 @@ local core = require("gateway.core")
 local processor = require("gateway.pipeline.processor")
 local connections = require("gateway.services.connections")
 local router = require("gateway.registry.router")
-local session = require("gateway.services.session")
 local metrics = require("gateway.pipeline.metrics")
 
 local W = {}
@@ -324,13 +323,10 @@ function W.handle(rt, ctx)
   -- middleware and permissions run; an unknown or expired token leaves the request
   -- unauthenticated; Redis failing answers its 503 (looked up before the connection exists).
   local auth = ctx.headers.authorization
-  local token, user, sessionErr
+  local user, token, sessionErr
   if auth then
-    token = session.bearer(auth)
-    if token then
-      user, sessionErr = rt.api.session.restore(token)
-      if sessionErr then return plainError(rt, sessionErr.status, sessionErr.message, ctx) end
-    end
+    user, token, sessionErr = rt.api.session.fromHeader(auth)
+    if sessionErr then return plainError(rt, sessionErr.status, sessionErr.message, ctx) end
   end
 
   -- The connection, built whole. Create middleware, when there is some, sees it as it is

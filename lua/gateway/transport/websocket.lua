@@ -7,7 +7,6 @@ local messages = require("gateway.transport.messages")
 local web = require("gateway.transport.web")
 local consumers = require("gateway.registry.consumers")
 local permissions = require("gateway.pipeline.permissions")
-local session = require("gateway.services.session")
 local groups = require("gateway.services.consumers")
 local connections = require("gateway.services.connections")
 
@@ -57,14 +56,10 @@ local function upgrade(rt, ctx)
     remoteIP = ctx.remoteIP, remotePort = ctx.remotePort, kwargs = kwargs, requestId = ctx.requestId,
     rawConnection = { path = ctx.path, headers = ctx.headers, query = ctx.query },
   })
-  local auth = ctx.headers.authorization
-  local token = auth and session.bearer(auth)
-  if token then
-    -- An unknown or expired token leaves the connection unauthenticated, as on the web.
-    local user, err = rt.api.session.restore(token)
-    if err then return refuse(rt, ctx, err.status, err.message, consumer) end
-    if user ~= nil then connection.user, connection.session = user, token end
-  end
+  -- An unknown or expired token leaves the connection unauthenticated, as on the web.
+  local user, token, err = rt.api.session.fromHeader(ctx.headers.authorization)
+  if err then return refuse(rt, ctx, err.status, err.message, consumer) end
+  if user ~= nil then connection.user, connection.session = user, token end
   if consumer.connect then
     local ok, allowed, reason = xpcall(consumer.connect, debug.traceback, connection, kwargs)
     if not ok then
