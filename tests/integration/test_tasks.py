@@ -26,7 +26,7 @@ PREFIX = "tt:"
 def config(workdir, redis_url, **tasks):
     c = gw.default_config(str(workdir), redis_url, actions=[TASK_ACTIONS], middleware=[])
     c["paths"]["tasks"] = [TASK_FILES]
-    c["redis"]["prefix"] = PREFIX
+    c.setdefault("redis", {})["prefix"] = PREFIX
     c["general"]["actionTimeout"] = 30000
     c["logging"]["level"] = "info"
     c["app"] = {"recurKey": "recur:runs"}
@@ -260,3 +260,73 @@ def test_redis_restart_mid_load_loses_no_job(make_gateway, private_redis, tmp_pa
     r.start(keep_port=True)
     wait_until(lambda: set(hash_counts(r, "rr")) >= set(ids), 60, "a job was lost", g.describe)
     assert set(hash_counts(r, "rr")) == set(ids)
+
+
+def test_shutdown_lets_running_job_finish(make_gateway, private_redis, tmp_path):
+    r = private_redis()
+    g = start(make_gateway, r, tmp_path, "g")
+    op(g, "enqueue", "slow", {"key": "sd", "ms": 1000})
+    wait_until(lambda: llen(r, "sd:started") == 1, 5, "job did not start", g.describe)
+    op(g, "enqueue", "count", {"key": "sd:later"})  # queued behind it: not taken while draining
+    g.stop()  # SIGTERM; shutdownTimeout is 5 s
+    assert g.returncode == 0
+    assert llen(r, "sd:done") == 1, "the running job was not let finish"
+    assert int(r.command("ZCARD", PREFIX + "tasks:processing")) == 0
+    assert r.command("EXISTS", "sd:later") == 0 and llen(r, PREFIX + "tasks:queue:default") == 1
+
+
+def test_shutdown_past_its_timeout_leaves_job_for_the_visibility_timeout(make_gateway, private_redis,
+                                                                         tmp_path):
+    r = private_redis()
+    wd = tmp_path / "a"
+    os.makedirs(wd)
+    c = config(wd, r.url(), visibilityTimeout=1500)
+    c["general"]["shutdownTimeout"] = 300
+    a = make_gateway(config=c, workdir=wd)
+    wait_redis(a)
+    op(a, "enqueue", "slow", {"key": "st", "ms": 3000})
+    wait_until(lambda: llen(r, "st:started") == 1, 5, "job did not start", a.describe)
+    a.stop()
+    assert a.returncode == 0 and llen(r, "st:done") == 0
+    assert int(r.command("ZCARD", PREFIX + "tasks:processing")) == 1  # still claimed
+    b = start(make_gateway, r, tmp_path, "b", visibilityTimeout=1500)
+    wait_until(lambda: llen(r, "st:done") == 1, 15, "job did not run again", b.describe)
+
+
+def test_bad_task_files_fail_check(gateway_bin, tmp_path, private_redis):
+    cases = {
+        "norun.lua": ('return { name = "x", description = "d" }', "has no run function"),
+        "badretries.lua": ('return { name = "x", description = "d", retries = -1, run = function() end }',
+                           "'retries' must be a whole number"),
+        "badmw.lua": ('return { name = "x", description = "d", middleware = { "nope" }, run = function() end }',
+                      'unknown task middleware "nope"'),
+        "badinput.lua": ('return { name = "x", description = "d", inputs = { a = { validator = "nosuch" } }, '
+                         'run = function() end }', 'input "a"'),
+        "notable.lua": ("return 42", "a task file must return a table"),
+    }
+    for fname, (src, message) in cases.items():
+        d = tmp_path / fname.replace(".lua", "")
+        os.makedirs(d / "tasks")
+        (d / "tasks" / fname).write_text(src)
+        c = config(d, None)
+        c["paths"]["tasks"] = [str(d / "tasks")]
+        cfg = gw.write_config(str(d / "gateway.lua"), c)
+        proc = gw.run_cli(["--config", cfg, "--check"])
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 1, out
+        assert str(d / "tasks" / fname) in out and message in out, (fname, out)
+
+
+def test_show_documentation_lists_tasks(make_gateway, private_redis, tmp_path):
+    r = private_redis()
+    g = start(make_gateway, r, tmp_path, "g", enabled=False)
+    body = g.request("GET", "/api/showDocumentation").json()
+    t = body["tasks"]["flaky"]
+    assert t["description"] == "Always fails" and t["retries"] == 2 and t["queue"] == "default"
+    assert body["tasks"]["recur"]["frequency"] == 1000
+    assert body["tasks"]["count"]["inputs"]["key"]["required"] is True
+    # A process with tasks disabled enqueues but does not run.
+    jid = op(g, "enqueue", "count", {"key": "nd"})["result"]
+    time.sleep(0.3)
+    assert r.command("EXISTS", "nd") == 0
+    assert [j["id"] for j in op(g, "queued", "default")["result"]] == [jid]
