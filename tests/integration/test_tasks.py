@@ -16,6 +16,7 @@ import urllib.parse
 import pytest
 
 import gateway as gw
+import promtext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TASK_FILES = os.path.join(HERE, "task_files")
@@ -97,6 +98,10 @@ def test_enqueue_run_ack(make_gateway, private_redis, tmp_path):
     assert stats["processing"] == 0 and stats["queues"]["default"] == 0
     assert stats["counters"]["processed"] >= 1 and stats["counters"]["processed:count"] == 1
     g.wait_for_log(r"task job ok task=count job=%s duration_ms=" % jid, timeout=gw.bound(3))
+    # /metrics: this worker's job counts, and the queue lengths its scheduler read.
+    samples, _, _ = promtext.parse(g.request("GET", "/metrics").body.decode())
+    assert promtext.value(samples, "gateway_task_jobs_total", task="count", result="ok") == 1
+    assert ("gateway_task_jobs", frozenset({"state": "failed"}.items())) in samples
     assert "task job start task=count job=%s queue=default attempt=1" % jid in g.log_text()
     # Inputs are checked at enqueue: a missing required input is a 422 to the caller.
     body = op(g, "enqueue", "count", {}, status=422)

@@ -27,6 +27,7 @@ local M = {}
 M.HEARTBEAT_DIVISOR = 3 -- heartbeats per visibilityTimeout
 M.MOVE_LIMIT = 1000     -- due jobs moved per scheduler pass (the rest on the next)
 M.REAP_LIMIT = 100      -- expired claims re-queued per poll
+M.STATS_EVERY = 5000    -- ms between two reads of the queue lengths for /metrics
 M.MAX_OUTAGES = 100     -- retries of a job that met a Redis outage, on top of its own
 
 -- Scripts ---------------------------------------------------------------------------
@@ -710,6 +711,12 @@ function M.new(api, config)
       end
     end
     if tconf.enabled and ((ok and moved > 0) or enq > 0) then schedulePoll(0) end
+    -- Queue lengths for /metrics, refreshed every STATS_EVERY ms.
+    if core.now_ms() - (state.statsAt or -math.huge) >= M.STATS_EVERY then
+      state.statsAt = core.now_ms()
+      local okS, st = pcall(tasks.stats)
+      if okS then tasks.lastStats = st end
+    end
     loop.after(tconf.schedulerInterval or 250, schedule)
   end
 
