@@ -255,8 +255,11 @@ def hash_counts_str(redis, key):
 
 
 def test_redis_restart_mid_load_loses_no_job(make_gateway, private_redis, tmp_path):
-    r = private_redis(fsync_always=True)
-    g = start(make_gateway, r, tmp_path, "g", concurrency=2, visibilityTimeout=1500)
+    r = private_redis(fsync_always=True, tcp=True)
+    wd = tmp_path / "g"
+    os.makedirs(wd)
+    g = make_gateway(config=config(wd, r.tcp_url(), concurrency=2, visibilityTimeout=1500), workdir=wd)
+    wait_redis(g)
     ids = op(g, "enqueue", "count", {"key": "rr", "sleep": 5}, times=300)["results"]
     wait_until(lambda: len(hash_counts(r, "rr")) >= 20, 10, "jobs did not start", g.describe)
     # Stopped by PID mid-load, restarted on the same port and folder (its AOF).
@@ -335,3 +338,20 @@ def test_show_documentation_lists_tasks(make_gateway, private_redis, tmp_path):
     time.sleep(0.3)
     assert r.command("EXISTS", "nd") == 0
     assert [j["id"] for j in op(g, "queued", "default")["result"]] == [jid]
+
+
+def test_job_of_a_task_this_node_lacks_is_put_back(make_gateway, private_redis, tmp_path):
+    """A rolling deploy: a job of a task only newer nodes have is delayed again, not failed;
+    a job that is not JSON goes to the failed list."""
+    r = private_redis()
+    g = start(make_gateway, r, tmp_path, "g")
+    job = json.dumps({"id": "ghost1", "task": "ghost", "params": {}, "queue": "default",
+                      "enqueuedAt": 1, "attempts": 0})
+    r.command("SADD", PREFIX + "tasks:queues", "default")
+    r.command("RPUSH", PREFIX + "tasks:queue:default", job)
+    g.wait_for_log(r"task job failed; retrying task=ghost job=ghost1 attempt=0", timeout=gw.bound(5))
+    assert int(r.command("ZCARD", PREFIX + "tasks:delayed")) == 1
+    assert llen(r, PREFIX + "tasks:failed") == 0
+    r.command("RPUSH", PREFIX + "tasks:queue:default", "not json")
+    wait_until(lambda: llen(r, PREFIX + "tasks:failed") == 1, 5, "bad job not failed", g.describe)
+    assert "not valid JSON" in op(g, "failed")["result"][0]["error"]

@@ -525,6 +525,10 @@ function M.new(api, config)
     end
   end
 
+  -- A stand-in for a task this process does not have (a rolling deploy: newer nodes have
+  -- it): its jobs are put back, due in a second, as a Redis outage's are.
+  local ELSEWHERE = { retries = 0, backoff = { 1000 } }
+
   local function fail(member, job, task, err, tb, started)
     local attempts = (tonumber(job.attempts) or 0) + 1
     local ms = core.now_ms() - started
@@ -533,6 +537,7 @@ function M.new(api, config)
     -- A Redis outage met by the job (api.redis raised status 503) is the cluster's trouble,
     -- not the job's: it is retried without using up one of its retries, up to MAX_OUTAGES.
     local outages = tonumber(job.outages) or 0
+    if task == ELSEWHERE and outages >= M.MAX_OUTAGES then task = nil end
     local outage = task and type(err) == "table" and err.status == 503 and outages < M.MAX_OUTAGES
     if outage then attempts = attempts - 1 end
     if task and (outage or attempts <= retries) then
@@ -543,7 +548,7 @@ function M.new(api, config)
       local due = now() + math.floor(M.backoffFor(task, math.max(attempts, 1)))
       settle(function() return eval(RETRY, 3, K.processing, K.delayed, K.stats, member, due, json.encode(next)) end,
         "schedule its retry", job)
-      count(job.task, "retried")
+      count(reg.tasks[job.task] and job.task or "?", "retried")
       core.log("warning", "task job failed; retrying", { "task", job.task, "job", job.id,
         "attempt", attempts, "retries", retries, "retry_in_ms", due - now(), "duration_ms", math.floor(ms * 1000) / 1000, "error", msg })
       return
@@ -560,7 +565,7 @@ function M.new(api, config)
     settle(function()
       return eval(FAIL, 3, K.processing, K.failed, K.stats, member, record, tconf.maxFailed or 10000, job.task)
     end, "move it to the failed list", job)
-    count(job.task, "failed")
+    count(reg.tasks[job.task] and job.task or "?", "failed")
     core.log("error", "task job failed", { "task", job.task, "job", job.id, "attempt", attempts,
       "duration_ms", math.floor(ms * 1000) / 1000, "error", msg })
   end
@@ -582,7 +587,8 @@ function M.new(api, config)
     end
     local task = reg.tasks[job.task]
     if not task then
-      return fail(member, job, nil, 'unknown task "' .. job.task .. '" (no task file here defines it)', nil, started)
+      return fail(member, job, ELSEWHERE, { status = 503,
+        message = 'unknown task "' .. job.task .. '" (no task file here defines it)' }, nil, started)
     end
     core.log("info", "task job start", { "task", job.task, "job", job.id, "queue", job.queue,
       "attempt", (tonumber(job.attempts) or 0) + 1 })
