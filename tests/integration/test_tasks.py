@@ -86,6 +86,7 @@ def lrange(redis, key):
     return [x.decode() if isinstance(x, bytes) else x for x in (redis.command("LRANGE", key, 0, -1) or [])]
 
 
+@pytest.mark.asan
 def test_enqueue_run_ack(make_gateway, private_redis, tmp_path):
     r = private_redis()
     g = start(make_gateway, r, tmp_path, "g")
@@ -144,8 +145,8 @@ def test_delayed_job_runs_on_time(make_gateway, private_redis, tmp_path, how):
 
 def test_recurring_once_per_period_three_gateways(make_gateway, private_redis, tmp_path):
     r = private_redis()
-    gs = [start(make_gateway, r, tmp_path, "g%d" % i) for i in range(3)]
     t0 = time.monotonic()
+    gs = [start(make_gateway, r, tmp_path, "g%d" % i) for i in range(3)]
     wait_until(lambda: llen(r, "recur:runs") >= 4, 10, "recurring task did not run 4 times",
                gs[0].describe)
     elapsed = time.monotonic() - t0
@@ -184,6 +185,7 @@ def test_thousand_jobs_two_gateways_exactly_once(make_gateway, private_redis, tm
     assert ran_a + ran_b == n and ran_a > 0 and ran_b > 0, (ran_a, ran_b)
 
 
+@pytest.mark.asan
 def test_killed_worker_job_runs_again_elsewhere(make_gateway, private_redis, tmp_path):
     r = private_redis()
     vis = 1500
@@ -254,6 +256,7 @@ def hash_counts_str(redis, key):
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
+@pytest.mark.asan
 def test_redis_restart_mid_load_loses_no_job(make_gateway, private_redis, tmp_path):
     r = private_redis(fsync_always=True, tcp=True)
     wd = tmp_path / "g"
@@ -270,6 +273,7 @@ def test_redis_restart_mid_load_loses_no_job(make_gateway, private_redis, tmp_pa
     assert set(hash_counts(r, "rr")) == set(ids)
 
 
+@pytest.mark.asan
 def test_shutdown_lets_running_job_finish(make_gateway, private_redis, tmp_path):
     r = private_redis()
     g = start(make_gateway, r, tmp_path, "g")
@@ -283,6 +287,7 @@ def test_shutdown_lets_running_job_finish(make_gateway, private_redis, tmp_path)
     assert r.command("EXISTS", "sd:later") == 0 and llen(r, PREFIX + "tasks:queue:default") == 1
 
 
+@pytest.mark.asan
 def test_shutdown_past_its_timeout_leaves_job_for_the_visibility_timeout(make_gateway, private_redis,
                                                                          tmp_path):
     r = private_redis()
@@ -340,6 +345,7 @@ def test_show_documentation_lists_tasks(make_gateway, private_redis, tmp_path):
     assert [j["id"] for j in op(g, "queued", "default")["result"]] == [jid]
 
 
+@pytest.mark.asan
 def test_job_of_a_task_this_node_lacks_is_put_back(make_gateway, private_redis, tmp_path):
     """A rolling deploy: a job of a task only newer nodes have is delayed again, not failed;
     a job that is not JSON goes to the failed list."""

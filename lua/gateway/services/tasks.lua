@@ -495,18 +495,30 @@ function M.new(api, config)
 
   local poll
 
+  -- Runs fn in a protected call, logging what it raises: the chains of timers below go on
+  -- whatever one pass meets.
+  local function guarded(what, fn)
+    local ok, err = xpcall(fn, debug.traceback)
+    if not ok then
+      state.polling = false
+      core.log("error", "tasks: " .. what .. " failed", { "error", errText(err) })
+    end
+  end
+
   -- Poll again in ms (0: on the loop's next turn), unless a poll is due sooner already.
   local function schedulePoll(ms)
     if state.stopping or not loop then return end
     local at = core.now_ms() + ms
-    if state.pollAt and state.pollAt <= at then return end
+    -- A poke due over a second ago that never fired was cancelled with the task that set
+    -- it (one stopped by cpuTimeout): it holds nothing back.
+    if state.pollAt and state.pollAt <= at and state.pollAt > core.now_ms() - 1000 then return end
     state.pollToken = state.pollToken + 1
     state.pollAt = at
     local token = state.pollToken
     loop.after(ms, function()
       if token ~= state.pollToken then return end -- replaced by a sooner one
       state.pollAt = nil
-      poll()
+      guarded("poll", poll)
     end)
   end
 
@@ -659,18 +671,24 @@ function M.new(api, config)
     end
     state.polling = false
     if state.stopping then return end
+    -- More may be waiting: look again at once. Otherwise the tick (every pollInterval) or
+    -- the end of a running job is the next look.
     if state.again or (got > 0 and nrunning() < (tconf.concurrency or 1)) then
       state.again = false
       schedulePoll(0)
-    elseif nrunning() < (tconf.concurrency or 1) then
-      schedulePoll(tconf.pollInterval or 1000)
     end
+  end
+
+  -- The worker's steady look at its queues, every pollInterval whatever else happens.
+  local function tick()
+    if state.stopping then return end
+    guarded("poll", poll)
+    if not state.stopping then loop.after(tconf.pollInterval or 1000, tick) end
   end
 
   -- Extends the deadline of every job this process runs, so a slow live job is not
   -- taken for a dead one.
-  local function heartbeat()
-    if state.stopping then return end
+  local function beat()
     local args = {}
     local deadline = now() + (tconf.visibilityTimeout or 30000)
     for member in pairs(state.running) do
@@ -681,14 +699,19 @@ function M.new(api, config)
       local ok, err = pcall(redis.call, "ZADD", K.processing, "XX", table.unpack(args))
       if not ok then warn("tasks: cannot extend the deadline of running jobs", err) end
     end
+  end
+
+  local function heartbeat()
+    if state.stopping then return end
+    guarded("heartbeat", beat)
+    if state.stopping then return end
     loop.after(math.max(10, (tconf.visibilityTimeout or 30000) // M.HEARTBEAT_DIVISOR), heartbeat)
   end
 
   -- One scheduler pass: due delayed jobs to their queues, recurring tasks enqueued once
   -- per frequency across the cluster. Both are atomic scripts, so any number of
   -- processes may run them at once: no lock is needed for a job to move exactly once.
-  local function schedule()
-    if state.stopping then return end
+  local function pass()
     local t = now()
     local ok, moved = pcall(eval, MOVE_DUE, 2, K.delayed, K.queues, t, K.queuePrefix, M.MOVE_LIMIT)
     if not ok then warn("tasks: cannot move due jobs", moved) end
@@ -719,10 +742,18 @@ function M.new(api, config)
     if tconf.enabled and ((ok and moved > 0) or enq > 0) then schedulePoll(0) end
     -- Queue lengths for /metrics, refreshed every STATS_EVERY ms.
     if core.now_ms() - (state.statsAt or -math.huge) >= M.STATS_EVERY then
-      state.statsAt = core.now_ms()
       local okS, st = pcall(tasks.stats)
-      if okS then tasks.lastStats = st end
+      if okS then
+        state.statsAt = core.now_ms()
+        tasks.lastStats = st
+      end
     end
+  end
+
+  local function schedule()
+    if state.stopping then return end
+    guarded("scheduler pass", pass)
+    if state.stopping then return end
     loop.after(tconf.schedulerInterval or 250, schedule)
   end
 
@@ -744,7 +775,7 @@ function M.new(api, config)
     state.started = true
     core.log("info", "tasks: worker started", { "queues", table.concat(tconf.queues or { "*" }, ","),
       "concurrency", tconf.concurrency or 1 })
-    loop.after(0, poll)
+    loop.after(0, tick)
     loop.after((tconf.visibilityTimeout or 30000) // M.HEARTBEAT_DIVISOR, heartbeat)
     if tconf.scheduler ~= false then loop.after(0, schedule) end
   end
