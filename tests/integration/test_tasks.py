@@ -361,3 +361,30 @@ def test_job_of_a_task_this_node_lacks_is_put_back(make_gateway, private_redis, 
     r.command("RPUSH", PREFIX + "tasks:queue:default", "not json")
     wait_until(lambda: llen(r, PREFIX + "tasks:failed") == 1, 5, "bad job not failed", g.describe)
     assert "not valid JSON" in op(g, "failed")["result"][0]["error"]
+
+
+def test_reload_loads_a_new_task_file(make_gateway, private_redis, tmp_path):
+    r = private_redis()
+    wd = tmp_path / "g"
+    tdir = tmp_path / "tasks"
+    os.makedirs(wd)
+    os.makedirs(tdir)
+    c = config(wd, r.url())
+    c["paths"]["tasks"] = [str(tdir)]
+    g = make_gateway(config=c, workdir=wd)
+    wait_redis(g)
+    op(g, "enqueue", "late", {}, status=500)  # unknown task
+    (tdir / "late.lua").write_text(
+        'return { name = "late", description = "d", run = function(api, p, job) '
+        'api.redis.call("SET", "late:" .. job.id, "1") end }')
+    since = g.log_size()
+    g.signal(signal.SIGHUP)
+    g.wait_for_log(r"reload done", timeout=gw.bound(5), since=since)
+    jid = op(g, "enqueue", "late", {})["result"]
+    wait_until(lambda: r.command("EXISTS", "late:" + jid) == 1, 5, "new task did not run", g.describe)
+    # A broken task file is refused by the reload, naming it; the loaded tasks stay.
+    (tdir / "broken.lua").write_text('return { name = "broken", description = "d" }')
+    since = g.log_size()
+    g.signal(signal.SIGHUP)
+    g.wait_for_log(r"broken\.lua: task broken has no run function", timeout=gw.bound(5), since=since)
+    assert isinstance(op(g, "enqueue", "late", {})["result"], str)

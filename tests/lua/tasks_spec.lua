@@ -192,3 +192,16 @@ describe("api.tasks.enqueue", function()
     assert.equal(99999999, calls[2][3])
   end)
 end)
+
+describe("api.tasks.enqueue and the caller's params", function()
+  it("leaves the caller's table as it was", function()
+    local fake = { json = api.json, now = function() return 1 end, sleep = noop,
+      redis = { call = function(c) if c == "SCRIPT" then return "sha" end return 1 end } }
+    local t = service.new(fake, { redis = { prefix = "p:" }, tasks = {} })
+    t.setRegistry(load({ ["t.lua"] = { name = "a", description = "d", run = noop,
+      inputs = { n = { formatter = "toNumber" }, d = { default = "x" } } } }), st.rt.inputOpts)
+    local params = { n = "5" }
+    t.enqueue("a", params)
+    assert.same({ n = "5" }, params)
+  end)
+end)

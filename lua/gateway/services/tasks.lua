@@ -179,6 +179,17 @@ function M.backoffFor(task, n)
   return b[math.min(n, #b)] or 0
 end
 
+-- A deep copy, so enqueue's inputs and middleware never change the caller's table.
+local function copy(v, seen)
+  if type(v) ~= "table" then return v end
+  seen = seen or {}
+  if seen[v] then return seen[v] end
+  local out = {}
+  seen[v] = out
+  for k, x in pairs(v) do out[copy(k, seen)] = copy(x, seen) end
+  return setmetatable(out, getmetatable(v))
+end
+
 -- Deep equality of two decoded values (del/delDelayed/scheduledAt match params so).
 local function same(a, b)
   if a == b then return true end
@@ -308,6 +319,7 @@ function M.new(api, config)
       error("api.tasks." .. fn .. ": params must be a table, got " .. type(params), 3)
     end
     queue = checkQueue(fn, queue, task)
+    params = copy(params)
     checkInputs(task, params)
     local job = {
       id = core.random_id(), task = name, params = params, queue = queue,
