@@ -388,3 +388,18 @@ def test_reload_loads_a_new_task_file(make_gateway, private_redis, tmp_path):
     g.signal(signal.SIGHUP)
     g.wait_for_log(r"broken\.lua: task broken has no run function", timeout=gw.bound(5), since=since)
     assert isinstance(op(g, "enqueue", "late", {})["result"], str)
+
+
+def test_due_job_wakes_a_worker_on_another_node(make_gateway, private_redis, tmp_path):
+    """The scheduler that moves a due job is on a node that does not take its queue; the
+    worker that does has no scheduler and a long pollInterval, and still starts it on time."""
+    r = private_redis()
+    a = start(make_gateway, r, tmp_path, "a", queues=["elsewhere"])
+    b = start(make_gateway, r, tmp_path, "b", scheduler=False, pollInterval=10000)
+    time.sleep(0.3)  # b's first look at its queues is behind it
+    due = int(time.time() * 1000) + 1500
+    jid = op(a, "enqueueAt", due, "count", {"key": "x:1"})["result"]
+    wait_until(lambda: hash_counts(r, "x:1").get(jid) == 1, 10, "job not run", b.describe)
+    ran = int(lrange(r, "x:1:at")[0])
+    assert due <= ran <= due + 1000, ran - due
+    assert "task job ok task=count job=%s" % jid in b.log_text()

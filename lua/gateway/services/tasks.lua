@@ -15,6 +15,8 @@
 --   P .. "stats"         a hash of counters: processed, failed, retried, reaped, and
 --                        "processed:<task>", "failed:<task>"
 --   P .. "recurring:" .. name   SET NX PX frequency: one enqueue per period per cluster
+--   P .. "moves"         bumped by each scheduler pass that moved due jobs: every worker
+--                        reads it each schedulerInterval and looks at its queues when it changed
 -- Every operation of more than one command is one server-side script (EVALSHA), so it is
 -- atomic: two processes can never take the same job, nor move the same due job twice.
 -- Scripts reach keys they build from the prefix, so Redis Cluster is not supported here.
@@ -47,7 +49,9 @@ redis.call('SADD', KEYS[2], ARGV[1])
 return redis.call('RPUSH', KEYS[1], ARGV[2])
 ]]
 
--- KEYS: delayed, queues set. ARGV: now, queue key prefix, limit. -> jobs moved
+-- KEYS: delayed, queues set, moves counter. ARGV: now, queue key prefix, limit.
+-- -> { jobs moved, moves counter } (the counter tells every scheduler that some other one
+-- moved jobs, so each wakes its own worker at once)
 local MOVE_DUE = QUEUE_OF .. [[
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, job in ipairs(due) do
@@ -56,7 +60,8 @@ for _, job in ipairs(due) do
   redis.call('SADD', KEYS[2], q)
   redis.call('RPUSH', ARGV[2] .. q, job)
 end
-return #due
+if #due > 0 then redis.call('INCR', KEYS[3]) end
+return { #due, tonumber(redis.call('GET', KEYS[3]) or '0') }
 ]]
 
 -- KEYS: processing, queues set, seq, stats. ARGV: now, deadline, queue key prefix, max
@@ -212,7 +217,7 @@ function M.new(api, config)
   local K = {
     queuePrefix = P .. "queue:", queues = P .. "queues", delayed = P .. "delayed",
     processing = P .. "processing", failed = P .. "failed", stats = P .. "stats",
-    seq = P .. "seq", recurring = P .. "recurring:",
+    seq = P .. "seq", recurring = P .. "recurring:", moves = P .. "moves",
   }
   local shas = {}
   local reg = { tasks = {}, middleware = {}, plans = {} }
@@ -725,8 +730,22 @@ function M.new(api, config)
   -- processes may run them at once: no lock is needed for a job to move exactly once.
   local function pass()
     local t = now()
-    local ok, moved = pcall(eval, MOVE_DUE, 2, K.delayed, K.queues, t, K.queuePrefix, M.MOVE_LIMIT)
-    if not ok then warn("tasks: cannot move due jobs", moved) end
+    local ok, r
+    if tconf.scheduler ~= false then
+      ok, r = pcall(eval, MOVE_DUE, 3, K.delayed, K.queues, K.moves, t, K.queuePrefix, M.MOVE_LIMIT)
+    else
+      -- A worker without a scheduler still wakes when another node's scheduler moved jobs.
+      ok, r = pcall(redis.call, "GET", K.moves)
+      if ok then r = { 0, tonumber(r) or 0 } end
+    end
+    local moved = 0
+    if not ok then
+      warn("tasks: cannot move due jobs", r)
+    else
+      -- Jobs moved here, or by another node's scheduler since this one last looked.
+      if r[1] > 0 or (state.moves and r[2] ~= state.moves) then moved = 1 end
+      state.moves = r[2]
+    end
     -- Recurring tasks: whoever sets the task's key (NX, expiring after its frequency)
     -- enqueues it, so it is enqueued once per period however many schedulers run.
     local names = {}
@@ -735,7 +754,7 @@ function M.new(api, config)
     local enq = 0
     for _, name in ipairs(names) do
       local task = reg.tasks[name]
-      if task.frequency > 0 and not state.stopping then
+      if task.frequency > 0 and not state.stopping and tconf.scheduler ~= false then
         local okSet, r = pcall(redis.call, "SET", K.recurring .. name, "1", "NX", "PX", task.frequency)
         if not okSet then
           warn("tasks: cannot enqueue recurring tasks", r)
@@ -751,7 +770,7 @@ function M.new(api, config)
         end
       end
     end
-    if tconf.enabled and ((ok and moved > 0) or enq > 0) then schedulePoll(0) end
+    if tconf.enabled and (moved > 0 or enq > 0) then schedulePoll(0) end
     -- Queue lengths for /metrics, refreshed every STATS_EVERY ms.
     if core.now_ms() - (state.statsAt or -math.huge) >= M.STATS_EVERY then
       local okS, st = pcall(tasks.stats)
@@ -789,7 +808,7 @@ function M.new(api, config)
       "concurrency", tconf.concurrency or 1 })
     loop.after(0, tick)
     loop.after((tconf.visibilityTimeout or 30000) // M.HEARTBEAT_DIVISOR, heartbeat)
-    if tconf.scheduler ~= false then loop.after(0, schedule) end
+    loop.after(0, schedule)
   end
 
   -- Shutdown: take no more jobs. Running ones may finish within general.shutdownTimeout;
