@@ -104,6 +104,7 @@ end
 -- gw_config_reload): api.config is a view of that same table and shows them already.
 function R.reconfigure()
   derive(rt.config)
+  rt.api.tasks.setRegistry(rt.reg.tasks, rt.inputOpts)
 end
 
 function R.summary()
