@@ -213,6 +213,14 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
                                   cfg->redis_max_pending, err, errlen)))
         gw_panic("redis.url passed the config check but not gw_redis_new: %s", err);
     gw_runtime_set_redis(rt, s->redis);
+    /* runtime.start: background work (the tasks worker and scheduler) begins
+     * with the loop; --check and the spec helper never get here. */
+    lua_State *L = gw_vm_state(gw_runtime_vm(rt));
+    gw_runtime_push(rt, "start");
+    if (gw_vm_pcall(gw_runtime_vm(rt), 0, 0) != LUA_OK) {
+        gw_log(GW_LOG_ERROR, "runtime.start: %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
 
     if (print_listening && cfg->web_enabled) print_listener("web", "http", cfg->web_host, s->web_fd);
     if (print_listening && cfg->socket_enabled) print_listener("socket", "tcp", cfg->socket_host, s->socket_fd);

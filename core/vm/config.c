@@ -33,6 +33,7 @@ static const struct key schema[] = {
     {"paths.middleware", K_PATHLIST, "{'middleware'}", 0, 0},
     {"paths.routes", K_PATH, "'routes.lua'", 0, 0},
     {"paths.public", K_PATH, "'public'", 0, 0},
+    {"paths.tasks", K_PATHLIST, "{'tasks'}", 0, 0},
     {"servers", K_TABLE, NULL, 0, 0},
     {"servers.web", K_TABLE, NULL, 0, 0},
     {"servers.web.enabled", K_BOOL, "true", 0, 0},
@@ -112,6 +113,16 @@ static const struct key schema[] = {
     {"openapi.version", K_STRING, "'1.0.0'", 0, 0},
     {"openapi.description", K_STRING, "''", 0, 0},
     {"openapi.servers", K_LIST, "{}", 0, 0},
+    /* Background tasks on Redis (issue 18, docs/tasks.md). */
+    {"tasks", K_TABLE, NULL, 0, 0},
+    {"tasks.enabled", K_BOOL, "false", 0, 0},
+    {"tasks.scheduler", K_BOOL, "true", 0, 0},
+    {"tasks.queues", K_LIST, "{'*'}", 0, 0},
+    {"tasks.concurrency", K_INT, "1", 1, 10000},
+    {"tasks.pollInterval", K_INT, "1000", 10, 3600000},
+    {"tasks.schedulerInterval", K_INT, "250", 10, 3600000},
+    {"tasks.visibilityTimeout", K_INT, "30000", 100, LONG_MAX},
+    {"tasks.maxFailed", K_INT, "10000", 1, LONG_MAX},
 };
 #define NKEYS (sizeof schema / sizeof schema[0])
 
@@ -121,7 +132,7 @@ static const struct key schema[] = {
  * re-applied after a reload (log level, memory limit, connection caps, the
  * Lua runtime's derived values, the action paths the reload reads). */
 static const char *const live_keys[] = {
-    "name", "paths.actions", "paths.middleware", "paths.routes", "paths.public",
+    "name", "paths.actions", "paths.middleware", "paths.routes", "paths.public", "paths.tasks",
     "servers.web.metadata", "servers.web.maxBodySize", "servers.web.maxHeaderSize",
     "servers.web.maxHeaders", "servers.web.headerTimeout", "servers.web.bodyTimeout",
     "servers.web.minBodyRate", "servers.web.keepAliveTimeout", "servers.web.sendTimeout",

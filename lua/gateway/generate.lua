@@ -232,43 +232,45 @@ end)
 ]==]
 
 local TASK = [==[
--- The task `{{name}}`, in ActionHero's task format. NOTE: tasks are not implemented in
--- the gateway yet: nothing loads tasks/ or runs this file. Until they are, run periodic
--- work from api.timer.after (README "Running it"); this skeleton and its spec
--- ({{spec}}) keep the shape ActionHero's tasks have, so the work can move in later.
+-- The task `{{name}}` (docs/tasks.md): loaded from paths.tasks, enqueued with
+-- api.tasks.enqueue("{{name}}", params), run by a gateway with tasks.enabled = true.
+-- Jobs run at least once: a job whose worker died runs again, so make run idempotent.
 return {
   name = "{{name}}",
   description = "I do {{name}} in the background",
   queue = "default",
-  frequency = 0, -- ms between periodic runs; 0: only when enqueued
+  frequency = 0,               -- ms between recurring runs across the cluster; 0: only when enqueued
+  retries = 0,                 -- runs after the first that failed, before the failed list
+  backoff = { 1000, 5000, 30000 }, -- ms before each retry (the last repeats)
+  middleware = {},             -- names of task middleware
+  inputs = {
+    x = { required = false, default = 1 },
+  },
 
-  -- params: what the task was enqueued with; next(err) when done, or return a value.
-  run = function(api, params, next)
-    next(nil, { ran = true, params = params })
+  -- params: what the task was enqueued with, through its inputs; job: { id, task, queue,
+  -- enqueuedAt, attempts }. Raise to fail the attempt; may wait (api.redis, api.sleep).
+  run = function(api, params, job)
+    return { ran = true, x = params.x }
   end,
 }
 ]==]
 
 local TASK_SPEC = [==[
--- Specs of the task `{{name}}`. Tasks are not implemented in the gateway yet, so this
--- spec loads tasks/{{name}}.lua itself and calls its `run`; the spec helper
--- (docs/testing.md) only checks that the project around it still loads.
+-- Specs of the task `{{name}}`: its shape, its run on a stand-in api, and that the
+-- project (task files included) still loads in the spec helper (docs/testing.md).
 local helper = require("gateway.test")
 
 describe("the task {{name}}", function()
-  it("has ActionHero's task shape", function()
+  it("has the task shape", function()
     local task = dofile("tasks/{{name}}.lua")
     assert.equal("{{name}}", task.name)
     assert.is_string(task.description)
     assert.is_function(task.run)
   end)
 
-  it("runs and finishes with next", function()
+  it("runs", function()
     local task = dofile("tasks/{{name}}.lua")
-    local err, result
-    task.run({}, { x = 1 }, function(e, r) err, result = e, r end)
-    assert.is_nil(err)
-    assert.same({ ran = true, params = { x = 1 } }, result)
+    assert.same({ ran = true, x = 2 }, task.run({}, { x = 2 }, { id = "job1", attempts = 0 }))
   end)
 
   it("leaves the project loadable", function()
@@ -373,7 +375,7 @@ function G.main(args, fs, luaDir)
   io.stdout:write("run the specs with `busted` in ", dir == "." and "this folder" or dir,
     " (the spec helper needs the gateway's `make testhost`; docs/testing.md)\n")
   if kind == "task" then
-    io.stdout:write("note: tasks are not implemented in the gateway yet; see the comment in ", file, "\n")
+    io.stdout:write("note: tasks run where the config has tasks = { enabled = true } (docs/tasks.md)\n")
   end
   return 0
 end

@@ -22,6 +22,7 @@ local router = require("gateway.registry.router")
 local handlers = require("gateway.registry.handlers")
 local consumers = require("gateway.registry.consumers")
 local openapi = require("gateway.registry.openapi")
+local tasksRegistry = require("gateway.registry.tasks")
 
 local R = {}
 
@@ -43,6 +44,8 @@ local function publish(reg)
   rt.api.actions.actions = reg.actions
   rt.api.actions.versions = reg.versions
   rt.api.documentation.documentation = docs.build(reg)
+  rt.api.documentation.tasks = tasksRegistry.document(reg.tasks)
+  rt.api.tasks.setRegistry(reg.tasks, rt.inputOpts)
 end
 
 -- C modules (core/modules/loader.c): each { name, path, functions } the config lists becomes
@@ -101,6 +104,7 @@ end
 -- gw_config_reload): api.config is a view of that same table and shows them already.
 function R.reconfigure()
   derive(rt.config)
+  rt.api.tasks.setRegistry(rt.reg.tasks, rt.inputOpts)
 end
 
 function R.summary()
@@ -123,6 +127,15 @@ function R.summary()
   for _, m in ipairs(mw) do lines[#lines + 1] = "  " .. m end
   lines[#lines + 1] = string.format("modules: %d", #rt.modules)
   for _, m in ipairs(rt.modules) do lines[#lines + 1] = string.format("  %s  %s", m.name, m.path) end
+  local tnames = {}
+  for name in pairs(rt.reg.tasks.tasks) do tnames[#tnames + 1] = name end
+  table.sort(tnames)
+  if #tnames > 0 then lines[#lines + 1] = string.format("tasks: %d", #tnames) end
+  for _, name in ipairs(tnames) do
+    local t = rt.reg.tasks.tasks[name]
+    lines[#lines + 1] = string.format("  %s (queue %s%s)  %s", name, t.queue,
+      t.frequency > 0 and (", every " .. t.frequency .. " ms") or "", t._file)
+  end
   lines[#lines + 1] = string.format("routes: %d", router.count(rt.reg.routes))
   lines[#lines + 1] = string.format("handlers: %d (%d routes)", #rt.reg.handlers, handlers.count(rt.reg.handlerIndex))
   if consumers.count(rt.reg.consumers) > 0 then
@@ -165,8 +178,14 @@ function R.close(_, connection)
   connections.destroy(rt, connection)
 end
 
+-- The server is up and its Redis client made (net/server.c): background work starts.
+function R.start()
+  rt.api.tasks.start()
+end
+
 function R.shutdown()
   rt.shuttingDown = true
+  rt.api.tasks.stop()
 end
 
 R.rt = rt

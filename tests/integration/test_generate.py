@@ -44,8 +44,8 @@ def test_each_kind_is_generated_loaded_and_its_spec_passes(tmp_path):
             assert (project / path).is_file(), path
             assert "created " + path in res.stdout, res.stdout
         if kind == "task":
-            assert "tasks are not implemented" in res.stdout
-            assert "not implemented in\n-- the gateway yet" in (project / "tasks/myTask.lua").read_text()
+            assert "tasks run where the config has tasks = { enabled = true }" in res.stdout
+            assert "so make run idempotent" in (project / "tasks/myTask.lua").read_text()
     assert (project / ".busted").is_file()
 
     res = gw.run_cli(["--config", str(project / "gateway.lua"), "--check"])
@@ -53,6 +53,7 @@ def test_each_kind_is_generated_loaded_and_its_spec_passes(tmp_path):
     for name in ("myAction", "myMiddleware"):
         assert name in res.stdout, res.stdout
     assert "handlers: 1 (2 routes)" in res.stdout, res.stdout
+    assert "myTask (queue default)" in res.stdout, res.stdout  # loaded from tasks/
 
     # The generated specs, as the project runs them: `busted` in its folder (.busted
     # names Lua 5.4, the gateway's lua/ folder and tests/).

@@ -41,6 +41,8 @@ function D.addBuiltins(reg, api)
     outputExample = { documentation = {} },
     run = function(a, data)
       data.response.documentation = a.documentation.documentation
+      -- The loaded tasks (docs/tasks.md), when there are any.
+      if next(a.documentation.tasks or {}) ~= nil then data.response.tasks = a.documentation.tasks end
     end,
   }
   inputs.compile(action, api)

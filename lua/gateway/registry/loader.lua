@@ -283,6 +283,8 @@ function M.loadInto(config, api, env, modules)
 
   sortVersions(reg)
   reg.routes = M.loadRoutes(config.paths.routes, reg, env)
+  -- Task files and task middleware (paths.tasks, docs/tasks.md).
+  reg.tasks = require("gateway.registry.tasks").load(config, api, env, luaFiles, loadFile)
   return reg
 end
 

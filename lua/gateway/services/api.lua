@@ -111,6 +111,9 @@ function M.new(config, builtins)
     return n
   end
 
+  -- api.tasks: background jobs on Redis (docs/tasks.md). See gateway/services/tasks.lua.
+  api.tasks = require("gateway.services.tasks").new(api, config)
+
   -- api.cluster: messages between the workers sharing this Redis (gateway.services.cluster).
   api.cluster = require("gateway.services.cluster").new(json)
 

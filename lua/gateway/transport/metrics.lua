@@ -96,6 +96,32 @@ local function render(rt, f)
     end
   end
 
+  -- Tasks (docs/tasks.md): jobs this worker ran, and the queues as its scheduler last saw them.
+  local tasks = rt.api and rt.api.tasks
+  if tasks and next(tasks.counts) ~= nil then
+    family(out, "gateway_task_jobs_total", "counter", "Task jobs this worker ran, by task and result (ok, failed, retried).")
+    for _, name in ipairs(sorted(tasks.counts)) do
+      local c = tasks.counts[name]
+      for _, result in ipairs({ "ok", "failed", "retried" }) do
+        out[#out + 1] = 'gateway_task_jobs_total{task="' .. label(name) .. '",result="' .. result .. '"} ' .. value(c[result])
+      end
+    end
+  end
+  local st = tasks and tasks.lastStats
+  if st then
+    family(out, "gateway_task_queue_length", "gauge", "Jobs waiting in each task queue (read every 5 s by the scheduler).")
+    local n = 0
+    for _, q in ipairs(sorted(st.queues)) do
+      n = n + 1
+      if n > 100 then break end
+      out[#out + 1] = 'gateway_task_queue_length{queue="' .. label(q) .. '"} ' .. value(st.queues[q])
+    end
+    family(out, "gateway_task_jobs", "gauge", "Task jobs delayed, claimed by a worker, and in the failed list.")
+    out[#out + 1] = 'gateway_task_jobs{state="delayed"} ' .. value(st.delayed)
+    out[#out + 1] = 'gateway_task_jobs{state="processing"} ' .. value(st.processing)
+    out[#out + 1] = 'gateway_task_jobs{state="failed"} ' .. value(st.failed)
+  end
+
   family(out, "gateway_open_connections", "gauge", "Client connections open in this worker, by type.")
   out[#out + 1] = 'gateway_open_connections{type="web"} ' .. value(f.connectionsHttp)
   out[#out + 1] = 'gateway_open_connections{type="websocket"} ' .. value(f.connectionsWebsocket)
