@@ -178,6 +178,30 @@ def test_send_reaches_a_websocket_on_another_node(make_gateway, private_redis, t
     assert extra == []
 
 
+def test_subscriber_authenticates_like_the_command_connection(make_gateway, private_redis, tmp_path):
+    """A Redis with a password, and a database other than 0: the pub/sub connection does AUTH
+    (and SELECT, which channels ignore) as the command connection does."""
+    redis = private_redis(tcp=True, password="s3cret")
+    url = "redis://:s3cret@127.0.0.1:%d/3" % redis.port
+    nodes = []
+    for name in ("a", "c"):
+        wd = tmp_path / name
+        os.makedirs(wd, exist_ok=True)
+        config = cluster_config(wd, redis, "cl:")
+        config["redis"]["url"] = url
+        nodes.append(make_gateway(config=config, workdir=wd))
+    a, c = nodes
+    deadline = time.monotonic() + gw.bound(10)
+    while len(redis.command("ZRANGE", "cl:cluster:workers", 0, -1, db=3)) < 2:
+        assert time.monotonic() < deadline, "the workers did not beat in db 3"
+        time.sleep(0.05)
+    assert metric(a, "gateway_redis_subscriber_connected") == 1
+    [(client, cid)] = connect_clients(a, 1)
+    assert push(c, cid, {"auth": True}) is True
+    assert json.loads(client.read_line(timeout=gw.bound(5))) == {"auth": True}
+    client.close()
+
+
 def test_send_to_an_unknown_id_is_published_and_dropped(make_gateway, private_redis, tmp_path):
     redis = private_redis(tcp=True)
     c = start_node(make_gateway, tmp_path, redis, "c")
