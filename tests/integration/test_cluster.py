@@ -363,6 +363,13 @@ def test_cluster_disabled_stays_in_process(make_gateway, private_redis, tmp_path
     assert call(g, "POST", "/api/cluster_publish", {"tag": "local"})["published"] is True
     assert len(wait_list(redis, "cl:test:echo:local", 1, gw.bound(5))) == 1
     assert workers_of(redis, "cl:") == []
+    # api.connections.send reaches this worker's connections only: false for any other id.
+    assert push(g, "elsewhere", {"x": 1}) is False
+    [(client, cid)] = connect_clients(g, 1)
+    assert push(g, cid, {"here": 1}) is True
+    assert json.loads(client.read_line(timeout=gw.bound(5))) == {"here": 1}
+    client.close()
+    assert metric(g, "gateway_redis_subscriber_connected") == 0
 
 
 def test_dead_after_below_three_heartbeats_is_a_startup_error(private_redis, tmp_path):
