@@ -164,6 +164,7 @@ function M.new(json, config, redis)
   -- sweeps only once that is deadAfter ago: after a Redis outage every beat in Redis is
   -- stale, and the others need a beat of their own before anyone may judge them.
   local healthySince
+  local refusedLogged = false
 
   -- Claim the dead workers' cleanups and run the onWorkerGone handlers for each, in this
   -- task, one after the other; then forget the worker.
@@ -185,10 +186,15 @@ function M.new(json, config, redis)
 
   local function beat()
     beating = true
-    local added = redis.pcall("EVAL", BEAT, 1, workersKey, cluster.id)
+    local added, err = redis.pcall("EVAL", BEAT, 1, workersKey, cluster.id)
     beating = false
     if added == nil then
       healthySince = nil
+      -- Redis down or slow is said by the Redis client; a refusal (an ACL without EVAL) only here.
+      if err ~= "redis unavailable" and err ~= "redis timeout" and not refusedLogged then
+        refusedLogged = true
+        core.log("error", "cluster: Redis refused this worker's beat; presence is off", { "error", tostring(err) })
+      end
       return
     end
     if added == 1 and beaten then
