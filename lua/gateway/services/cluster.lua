@@ -23,6 +23,10 @@
 --   cluster.distributed()               -> true when messages go through Redis to other
 --       workers; false when they stay in this process (no server: busted specs, the spec
 --       helper; or cluster.enabled = false)
+--   cluster.command(cmd, ...)           -> true | false, reason: a Redis command over the
+--       shared connection without waiting for its reply (an error reply is logged), for
+--       cleanup where nothing can wait (a close callback); false, reason when Redis is
+--       unreachable or there is no server. Commands api.redis refuses raise.
 --   cluster.stop()                      graceful shutdown: no more beats, and this worker
 --       leaves the presence set at once (others run no onWorkerGone for it)
 --
@@ -148,6 +152,11 @@ function M.new(json, config, redis)
   function cluster.on(topic, fn) handlers[topic] = fn end
   function cluster.onWorkerGone(fn) goneHandlers[#goneHandlers + 1] = fn end
   function cluster.onResubscribed(fn) resubscribedHandlers[#resubscribedHandlers + 1] = fn end
+
+  function cluster.command(...)
+    if not cluster.distributed() then return false, "the cluster is not connected" end
+    return wire.send(...)
+  end
 
   if not wire then
     function cluster.stop() end
