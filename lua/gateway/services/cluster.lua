@@ -47,6 +47,8 @@ local M = {}
 -- A dead worker's cleanup is claimed for this long (ms): should the claimer die while it
 -- runs the onWorkerGone handlers, another survivor takes the work over after it.
 M.REAP_TTL = 30000
+-- How long onResubscribed handlers wait for the command connection to be back (ms).
+M.RESYNC_WAIT = 5000
 
 -- Record this worker's beat in Redis time; 1 when the entry was new.
 local BEAT = [[
@@ -163,8 +165,21 @@ function M.new(json, config, redis)
     return cluster
   end
 
-  -- Each onResubscribed handler in a task of its own.
+  -- Suspend the calling task for `ms` milliseconds.
+  local function pause(ms)
+    local co = coroutine.running()
+    loop.after(ms, function() loop.wake(co) end)
+    loop.wait()
+  end
+
+  -- Each onResubscribed handler in a task of its own, once the command connection is back
+  -- too (the two reconnect on their own; handlers put state back into Redis), or after
+  -- RESYNC_WAIT ms without it.
   local function resubscribed()
+    for _ = 1, M.RESYNC_WAIT // 50 do
+      if redis.connected() then break end
+      pause(50)
+    end
     for _, fn in ipairs(resubscribedHandlers) do loop.after(0, runHandler, fn) end
   end
 
