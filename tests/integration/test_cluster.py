@@ -358,6 +358,24 @@ def test_killed_node_is_cleaned_up_once_within_the_bound(make_gateway, private_r
     b.stop()
 
 
+def test_killed_two_worker_node_each_worker_cleaned_up_once(make_gateway, private_redis, tmp_path):
+    redis = private_redis(tcp=True)
+    a, b, c = three(make_gateway, tmp_path, redis)
+    before = wait_workers(redis, "cl:", 4)
+    survivors = {call(b, "GET", "/api/cluster_id")["id"], call(c, "GET", "/api/cluster_id")["id"]}
+    victims = set(before) - survivors
+    assert len(victims) == 2, (before, survivors)
+    a.expect_exit = -signal.SIGKILL
+    os.killpg(a.pid, signal.SIGKILL)  # the master and both workers, as a node losing power
+    gone = wait_list(redis, "cl:test:gone", 2, gw.bound(GONE_BOUND))
+    time.sleep(2 * HEARTBEAT_MS / 1000.0 + 0.5)
+    gone = lrange(redis, "cl:test:gone")
+    assert sorted(g.split(" by ")[0] for g in gone) == sorted(victims), gone
+    assert {g.split(" by ")[1] for g in gone} <= survivors, gone
+    assert sorted(workers_of(redis, "cl:")) == sorted(survivors)
+    a.stop()
+
+
 def test_clean_shutdown_leaves_at_once_and_is_not_reaped(make_gateway, private_redis, tmp_path):
     redis = private_redis(tcp=True)
     a = start_node(make_gateway, tmp_path, redis, "a")
