@@ -186,6 +186,7 @@ end
 function R.shutdown()
   rt.shuttingDown = true
   rt.api.tasks.stop()
+  rt.api.cluster.stop()
 end
 
 R.rt = rt
