@@ -112,6 +112,12 @@ static const struct key schema[] = {
     {"openapi.version", K_STRING, "'1.0.0'", 0, 0},
     {"openapi.description", K_STRING, "''", 0, 0},
     {"openapi.servers", K_LIST, "{}", 0, 0},
+    /* Rooms (issue 17: docs/realtime.md): api.rooms and the room messages. */
+    {"rooms", K_TABLE, NULL, 0, 0},
+    {"rooms.autoCreate", K_BOOL, "true", 0, 0},
+    {"rooms.maxNameLength", K_INT, "256", 1, 65536},
+    {"rooms.maxRoomsPerConnection", K_INT, "100", 1, 1000000},
+    {"rooms.viewLimit", K_INT, "1000", 0, 1000000},
 };
 #define NKEYS (sizeof schema / sizeof schema[0])
 
@@ -133,6 +139,8 @@ static const char *const live_keys[] = {
     "general.defaultMiddlewarePriority", "general.maxConnections",
     "general.maxConnectionsPerIP", "redis.maxListSize", "logging.level", "logging.format",
     "logging.filteredParams",
+    /* Rooms (issue 17) */
+    "rooms.autoCreate", "rooms.maxNameLength", "rooms.maxRoomsPerConnection", "rooms.viewLimit",
 };
 #define NLIVE (sizeof live_keys / sizeof live_keys[0])
 
