@@ -443,3 +443,31 @@ def test_auto_create_off_and_view_limit(gateway_bin, redis_url, tmp_path):
                 await p.close()
 
         run(go())
+
+
+def test_clean_shutdown_leaves_no_members(gateway_bin, redis_url, tmp_path):
+    """SIGTERM closes the connections; their memberships leave Redis before the exit."""
+    config = room_config(tmp_path, redis_url)
+    g2 = gw.Gateway(tmp_path, config).start()
+    try:
+        async def go():
+            peers = [await Peer.open(g2, kind) for kind in ("websocket", "socket")]
+            for p in peers:
+                ok(await p.call("roomAdd", {"room": "bye"}))
+                ok(await p.call("roomsApi", {"op": "add", "room": "stays"}))
+                ok(await p.call("roomAdd", {"room": "stays"}))
+            g2.stop()
+            for p in peers:
+                try:
+                    await p.close()
+                except Exception:
+                    pass
+        run(go())
+    finally:
+        g2.stop()
+        problems = g2.teardown_problems()
+        assert not problems, "%s\n%s" % ("; ".join(problems), g2.describe())
+    assert redis_cmd(g2, "HLEN", key(g2, "room:stays")) == 0
+    assert redis_cmd(g2, "EXISTS", key(g2, "room:bye")) == 0
+    assert redis_cmd(g2, "HKEYS", key(g2, "rooms")) == ["stays"]
+    assert redis_cmd(g2, "KEYS", key(g2, "rooms:worker:*")) == []
