@@ -55,6 +55,7 @@ class Peer:
         self.answers = {}
         self.next_id = 0
         self.id = None
+        self.worker = None
 
     @classmethod
     async def open(cls, g, kind="websocket"):
@@ -63,7 +64,8 @@ class Peer:
             p.ws = await g.ws_connect()
         else:
             p.reader, p.writer = await asyncio.open_connection(g.socket_host, g.socket_port)
-        p.id = (await p.call("whoami"))["data"]["id"]
+        me = (await p.call("whoami"))["data"]
+        p.id, p.worker = me["id"], me["worker"]
         return p
 
     async def send_text(self, text):
@@ -471,3 +473,212 @@ def test_clean_shutdown_leaves_no_members(gateway_bin, redis_url, tmp_path):
     assert redis_cmd(g2, "EXISTS", key(g2, "room:bye")) == 0
     assert redis_cmd(g2, "HKEYS", key(g2, "rooms")) == ["stays"]
     assert redis_cmd(g2, "KEYS", key(g2, "rooms:worker:*")) == []
+
+
+# -- several gateways on one Redis (the cluster: docs/realtime.md) ------------------------
+
+# Fast presence, so a killed node's members go within a few seconds.
+HEARTBEAT_MS, DEAD_AFTER_MS = 250, 1000
+GONE_BOUND = (DEAD_AFTER_MS + HEARTBEAT_MS) / 1000.0 + 3.0
+
+
+def node(make_gateway, tmp_path, redis, name, prefix, workers=1):
+    wd = tmp_path / name
+    os.makedirs(wd, exist_ok=True)
+    config = room_config(wd, redis.tcp_url())
+    config["redis"]["prefix"] = prefix
+    config["cluster"] = {"heartbeat": HEARTBEAT_MS, "deadAfter": DEAD_AFTER_MS}
+    args = ["--workers", str(workers)] if workers > 1 else []
+    return make_gateway(config=config, workdir=wd, args=args)
+
+
+async def spread(g, n_workers, kinds=("websocket", "socket"), limit=40):
+    """Clients on g until every one of its n_workers workers holds at least one (bounded)."""
+    peers, workers = [], set()
+    for i in range(limit):
+        p = await Peer.open(g, kinds[i % len(kinds)])
+        peers.append(p)
+        workers.add(p.worker)
+        if len(workers) >= n_workers and len(peers) >= 2:
+            return peers
+    raise AssertionError("%d clients reached only workers %s" % (len(peers), workers))
+
+
+def three_nodes(make_gateway, private_redis, tmp_path):
+    redis = private_redis(tcp=True)
+    prefix = "rooms:%s:" % uuid.uuid4().hex[:6]
+    a = node(make_gateway, tmp_path, redis, "a", prefix)
+    b = node(make_gateway, tmp_path, redis, "b", prefix, workers=2)
+    c = node(make_gateway, tmp_path, redis, "c", prefix)
+    return redis, a, b, c
+
+
+def test_say_reaches_every_node_exactly_once(make_gateway, private_redis, tmp_path):
+    """A say from a client on C reaches the members on A and on both workers of B (and C's
+    own), exactly once each; roomView from any node lists them all."""
+    _, a, b, c = three_nodes(make_gateway, private_redis, tmp_path)
+
+    async def go():
+        on_a = await spread(a, 1)
+        on_b = await spread(b, 2)
+        sender = await Peer.open(c)
+        members = on_a + on_b + [sender]
+        assert len({p.worker for p in members}) == 4, [p.worker for p in members]
+        for p in members:
+            ok(await p.call("roomAdd", {"room": "R"}))
+        for p in (on_a[0], on_b[0], sender):
+            view = ok(await p.call("roomView", {"room": "R"}))
+            assert view["membersCount"] == len(members), view
+            assert set(view["members"]) == {m.id for m in members}, view
+        messages = ["one", {"two": 2}, None]
+        for m in messages:
+            ok(await sender.call("say", {"room": "R", "message": m}))
+        for p in members:
+            await p.wait_events(len(messages))
+        for p in members:
+            await p.quiet()
+            assert p.events == [say_event("R", sender.id, m) for m in messages], (p.worker, p.events)
+        # api.rooms from an action on A: destroy tells the members on every node.
+        for p in members:
+            p.events.clear()
+        ok(await on_a[0].call("roomsApi", {"op": "destroy", "room": "R"}))
+        for p in members:
+            await p.wait_events(1)
+            await p.quiet()
+            assert p.events == [{"event": "roomDestroyed", "room": "R"}], (p.worker, p.events)
+            assert ok(await p.call("whoami"))["rooms"] == []
+        for p in members:
+            await p.close()
+
+    run(go())
+
+
+def test_add_and_remove_member_on_another_node(make_gateway, private_redis, tmp_path):
+    """api.rooms.addMember/removeMember from an action on A, for a connection held by C: the
+    holder applies it (its join hooks run there)."""
+    _, a, b, c = three_nodes(make_gateway, private_redis, tmp_path)
+
+    async def go():
+        caller = await Peer.open(a)
+        target = await Peer.open(c, "socket")
+        ok(await caller.call("roomsApi", {"op": "add", "room": "remote"}))
+        ok(await caller.call("roomsApi", {"op": "addMember", "id": target.id, "room": "remote"}),
+           {"result": True})
+
+        async def member():
+            view = ok(await caller.call("roomView", {"room": "remote"}))
+            return target.id in view["members"]
+        await wait_until(member, what="the remote member to join")
+        assert ok(await target.call("whoami"))["rooms"] == ["remote"]
+        # The holder's join hooks decide: "forbidden" is refused there (logged), nothing joins.
+        ok(await caller.call("roomsApi", {"op": "add", "room": "forbidden"}))
+        ok(await caller.call("roomsApi", {"op": "addMember", "id": target.id, "room": "forbidden"}))
+        c.wait_for_log(r"rooms: add refused.*forbidden", gw.bound(5))
+        assert ok(await caller.call("roomView", {"room": "forbidden"}))["membersCount"] == 0
+        # A say from A reaches the member on C.
+        ok(await caller.call("roomsApi", {"op": "broadcast", "room": "remote", "message": "hi"}))
+        await target.wait_events(1)
+        assert target.events == [say_event("remote", None, "hi")]
+        ok(await caller.call("roomsApi", {"op": "removeMember", "id": target.id, "room": "remote"}),
+           {"result": True})
+
+        async def left():
+            view = ok(await caller.call("roomView", {"room": "remote"}))
+            return target.id not in view["members"]
+        await wait_until(left, what="the remote member to leave")
+        assert ok(await target.call("whoami"))["rooms"] == []
+        ok(await caller.call("roomsApi", {"op": "removeMember", "id": target.id, "room": "remote"}),
+           {"result": False})
+        await caller.close()
+        await target.close()
+
+    run(go())
+
+
+def test_killed_node_members_leave_within_the_bound(make_gateway, private_redis, tmp_path):
+    """kill -9 of a node: its members leave roomView within deadAfter + heartbeat (+ slack),
+    and says go on reaching the others exactly once."""
+    import signal
+    import time
+    redis, a, b, c = three_nodes(make_gateway, private_redis, tmp_path)
+    # The victim: a one-worker node of its own (C), so kill -9 of its pid is the whole node.
+    victim_node = c
+
+    async def go():
+        on_a = await spread(a, 1)
+        on_b = await spread(b, 2)
+        doomed = [await Peer.open(victim_node, kind) for kind in ("websocket", "socket")]
+        for p in on_a + on_b + doomed:
+            ok(await p.call("roomAdd", {"room": "K"}))
+        view = ok(await on_a[0].call("roomView", {"room": "K"}))
+        assert view["membersCount"] == len(on_a + on_b + doomed), view
+        victim_node.expect_exit = -signal.SIGKILL
+        os.kill(victim_node.pid, signal.SIGKILL)
+        killed = time.monotonic()
+
+        async def gone():
+            v = ok(await on_a[0].call("roomView", {"room": "K"}))
+            return not ({p.id for p in doomed} & set(v["members"])) and v
+        v = await wait_until(gone, timeout=GONE_BOUND, what="the killed node's members to leave")
+        took = time.monotonic() - killed
+        print("the killed node's members left roomView %.2f s after the kill -9" % took)
+        assert v["membersCount"] == len(on_a + on_b), v
+        assert set(v["members"]) == {p.id for p in on_a + on_b}, v
+        keys = redis.command("KEYS", a.config["redis"]["prefix"] + "rooms:worker:*")
+        assert len(keys) == 3, keys  # A's worker and B's two; the victim's set is gone
+        ok(await on_b[0].call("say", {"room": "K", "message": "still"}))
+        for p in on_a + on_b:
+            await p.wait_events(1)
+            await p.quiet()
+            assert p.events == [say_event("K", on_b[0].id, "still")], p.events
+        for p in on_a + on_b:
+            await p.close()
+        for p in doomed:
+            try:
+                await p.close()
+            except Exception:
+                pass
+
+    run(go())
+
+
+def test_memberships_come_back_after_being_taken_for_dead(make_gateway, private_redis, tmp_path):
+    """A worker the cluster took for dead (its beat gone from Redis, its memberships cleaned
+    up by a survivor) writes its members back when it beats again (onResubscribed)."""
+    redis = private_redis(tcp=True)
+    prefix = "rooms:%s:" % uuid.uuid4().hex[:6]
+    a = node(make_gateway, tmp_path, redis, "a", prefix)
+
+    async def go():
+        p = await Peer.open(a)
+        q = await Peer.open(a, "socket")
+        for peer in (p, q):
+            ok(await peer.call("roomAdd", {"room": "back"}))
+        ok(await p.call("roomsApi", {"op": "add", "room": "kept"}))
+        ok(await q.call("roomAdd", {"room": "kept"}))
+        # What a survivor's cleanup does, and the beat gone.
+        redis.command("DEL", prefix + "room:back", prefix + "room:kept",
+                      prefix + "rooms:worker:" + p.worker)
+        redis.command("HDEL", prefix + "rooms", "back")
+        redis.command("ZREM", prefix + "cluster:workers", p.worker)
+
+        async def back():
+            if not ok(await p.call("roomsApi", {"op": "exists", "room": "back"}))["result"]:
+                return False
+            v = ok(await p.call("roomView", {"room": "back"}))
+            return v["membersCount"] == 2 and v
+        v = await wait_until(back, what="the memberships to be written again")
+        assert set(v["members"]) == {p.id, q.id}, v
+        kept = ok(await p.call("roomView", {"room": "kept"}))
+        assert set(kept["members"]) == {q.id}, kept
+        a.wait_for_log(r"rooms: wrote this worker's memberships to Redis again", gw.bound(3))
+        # ...and they still leave on close.
+        await p.close()
+        await q.close()
+
+        async def empty():
+            return redis.command("EXISTS", prefix + "room:back") == 0 and \
+                redis.command("HLEN", prefix + "room:kept") == 0
+        await wait_until(empty, what="the members to leave on close")
+
+    run(go())

@@ -162,6 +162,19 @@ redis.call('DEL', KEYS[2])
 return #entries
 ]]
 
+-- KEYS rooms, rooms:worker:<w>; ARGV P.."room:", then room, id, "<joinedAt> <worker>"
+-- for each membership -> memberships written. Puts back what a worker holds after the
+-- cluster took it for dead and cleaned up after it (an auto room made again if it went).
+local RESTORE = [[
+for i = 2, #ARGV, 3 do
+  local room, id = ARGV[i], ARGV[i + 1]
+  if not redis.call('HGET', KEYS[1], room) then redis.call('HSET', KEYS[1], room, 'auto') end
+  redis.call('HSET', ARGV[1] .. room, id, ARGV[i + 2])
+  redis.call('SADD', KEYS[2], id .. ' ' .. room)
+end
+return (#ARGV - 1) / 3
+]]
+
 -- KEYS rooms, room:<r>; ARGV room, limit -> nil (no such room) | { count, {id, value...} }
 -- At most `limit` members, read with HSCAN so a huge room costs no more than that.
 local STATUS = [[
@@ -419,11 +432,39 @@ function M.new(api, config)
     end
   end
 
+  -- After an outage long enough for the cluster to take this worker for dead, its
+  -- memberships may have been removed from Redis: write them again, 300 at a time.
+  local function onResubscribed()
+    local args, n = {}, 0
+    local function flush()
+      if #args == 0 then return end
+      call("EVAL", RESTORE, 2, roomsKey(), workerKey(cluster.id), prefix() .. "room:", table.unpack(args))
+      args = {}
+    end
+    for room, set in pairs(byRoom) do
+      for c in pairs(set) do
+        local joinedAt = memberOf[c] and memberOf[c][room]
+        if joinedAt then
+          args[#args + 1] = room
+          args[#args + 1] = c.id
+          args[#args + 1] = joinedAt .. " " .. cluster.id
+          n = n + 1
+          if #args >= 900 then flush() end
+        end
+      end
+    end
+    flush()
+    if n > 0 then
+      core.log("notice", "rooms: wrote this worker's memberships to Redis again", { "memberships", tostring(n) })
+    end
+  end
+
   local okLoop, loop = pcall(require, "gateway.loop")
   if okLoop then svc.loop = loop end
   if cluster then
     cluster.on(M.TOPIC, onMessage)
     cluster.onWorkerGone(onWorkerGone)
+    if cluster.onResubscribed then cluster.onResubscribed(onResubscribed) end
   end
 
   -- api.rooms ------------------------------------------------------------------------
