@@ -197,6 +197,9 @@ def test_join_view_say_leave(g, kind):
         assert b.events == [], b.events
         err(await b.call("say", {"room": room, "message": "x"}), 403,
             'you are not a member of room "%s"' % room)
+        # roomView is for members (the list holds connection ids), as in ActionHero.
+        err(await b.call("roomView", {"room": room}), 403,
+            'you are not a member of room "%s"' % room)
         # Leaving a room one is not in is fine; a room that does not exist is 404.
         ok(await b.call("roomLeave", {"room": room}))
         err(await b.call("roomLeave", {"room": "nowhere"}), 404, 'room "nowhere" not found')
@@ -354,7 +357,7 @@ def test_auto_room_goes_with_its_last_member(g):
         ok(await a.call("roomsApi", {"op": "add", "room": "kept"}), {"result": False})
         ok(await a.call("roomAdd", {"room": "kept"}))
         ok(await a.call("roomLeave", {"room": "kept"}))
-        view = ok(await a.call("roomView", {"room": "kept"}))
+        view = ok(await a.call("roomsApi", {"op": "status", "room": "kept"}))["result"]
         assert view == {"room": "kept", "membersCount": 0, "members": {}}, view
         await a.close()
 
@@ -566,7 +569,7 @@ def test_add_and_remove_member_on_another_node(make_gateway, private_redis, tmp_
            {"result": True})
 
         async def member():
-            view = ok(await caller.call("roomView", {"room": "remote"}))
+            view = ok(await caller.call("roomsApi", {"op": "status", "room": "remote"}))["result"]
             return target.id in view["members"]
         await wait_until(member, what="the remote member to join")
         assert ok(await target.call("whoami"))["rooms"] == ["remote"]
@@ -574,7 +577,8 @@ def test_add_and_remove_member_on_another_node(make_gateway, private_redis, tmp_
         ok(await caller.call("roomsApi", {"op": "add", "room": "forbidden"}))
         ok(await caller.call("roomsApi", {"op": "addMember", "id": target.id, "room": "forbidden"}))
         c.wait_for_log(r"rooms: add refused.*forbidden", gw.bound(5))
-        assert ok(await caller.call("roomView", {"room": "forbidden"}))["membersCount"] == 0
+        assert ok(await caller.call("roomsApi", {"op": "status", "room": "forbidden"}))["result"][
+            "membersCount"] == 0
         # A say from A reaches the member on C.
         ok(await caller.call("roomsApi", {"op": "broadcast", "room": "remote", "message": "hi"}))
         await target.wait_events(1)
@@ -583,7 +587,7 @@ def test_add_and_remove_member_on_another_node(make_gateway, private_redis, tmp_
            {"result": True})
 
         async def left():
-            view = ok(await caller.call("roomView", {"room": "remote"}))
+            view = ok(await caller.call("roomsApi", {"op": "status", "room": "remote"}))["result"]
             return target.id not in view["members"]
         await wait_until(left, what="the remote member to leave")
         assert ok(await target.call("whoami"))["rooms"] == []
@@ -669,7 +673,7 @@ def test_memberships_come_back_after_being_taken_for_dead(make_gateway, private_
             return v["membersCount"] == 2 and v
         v = await wait_until(back, what="the memberships to be written again")
         assert set(v["members"]) == {p.id, q.id}, v
-        kept = ok(await p.call("roomView", {"room": "kept"}))
+        kept = ok(await q.call("roomView", {"room": "kept"}))
         assert set(kept["members"]) == {q.id}, kept
         a.wait_for_log(r"rooms: wrote this worker's memberships to Redis again", gw.bound(3))
         # ...and they still leave on close.

@@ -34,6 +34,10 @@ function M.notFound(room)
   return 'room "' .. room .. '" not found'
 end
 
+function M.notMember(room)
+  return 'you are not a member of room "' .. room .. '"'
+end
+
 -- The problem with a room name, or nil: a non-empty string of valid UTF-8 of at most
 -- maxLength bytes.
 function M.checkName(room, maxLength)
@@ -339,7 +343,7 @@ function M.new(api, config)
   function svc.say(connection, room, message)
     if connection and not svc.isMember(connection, room) then
       if not svc.exists(room) then return 404, M.notFound(room) end
-      return 403, 'you are not a member of room "' .. room .. '"'
+      return 403, M.notMember(room)
     end
     if connection then
       local ok, rewritten, status = M.runHooks(svc.middleware, "say", connection, room, message)

@@ -276,8 +276,14 @@ ROOM_ACTIONS = {
     if status ~= 200 then return status, message end
     return 200, { room = room }
   end,
-  roomView = function(rt, _, room)
-    local view = svcOf(rt).status(room)
+  -- Members only (as ActionHero's roomView): the member list holds connection ids.
+  roomView = function(rt, connection, room)
+    local svc = svcOf(rt)
+    if not svc.isMember(connection, room) then
+      if not svc.exists(room) then return 404, rooms.notFound(room) end
+      return 403, rooms.notMember(room)
+    end
+    local view = svc.status(room)
     if not view then return 404, rooms.notFound(room) end
     return 200, view
   end,
