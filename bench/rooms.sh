@@ -118,9 +118,16 @@ c.redis = c.redis or {}
 c.redis.url = [==[unix://$SOCK?db=0]==]
 c.redis.prefix = 'bench:'"
 launch_gateway "$cfg" "$TMP/gateway.stdout" "$TMP/gateway.stderr"
-sleep 0.5
-mapfile -t GW_PIDS < <(children_of "$GATEWAY_PID")
-((${#GW_PIDS[@]} > 0)) || GW_PIDS=("$GATEWAY_PID")
+GW_PIDS=()
+if ((WORKERS > 1)); then
+  for ((i = 0; i < 100 && ${#GW_PIDS[@]} < WORKERS; i++)); do
+    sleep 0.1
+    mapfile -t GW_PIDS < <(children_of "$GATEWAY_PID")
+  done
+  ((${#GW_PIDS[@]} == WORKERS)) || die "found ${#GW_PIDS[@]} of $WORKERS workers"
+else
+  GW_PIDS=("$GATEWAY_PID")
+fi
 log "gateway pid $GATEWAY_PID on 127.0.0.1:$GATEWAY_PORT, workers ${GW_PIDS[*]}"
 rss_kb() { local p t=0; for p in "${GW_PIDS[@]}"; do t=$((t + $(status_kb "$p" VmRSS))); done; echo "$t"; }
 
