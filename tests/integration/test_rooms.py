@@ -686,3 +686,39 @@ def test_memberships_come_back_after_being_taken_for_dead(make_gateway, private_
         await wait_until(empty, what="the members to leave on close")
 
     run(go())
+
+
+def test_close_while_redis_is_down_leaves_once_it_is_back(make_gateway, private_redis, tmp_path):
+    """A member that closes while Redis is down is removed once Redis is back (the leave is
+    retried), and the others' memberships survive the restart."""
+    redis = private_redis(tcp=True)
+    prefix = "rooms:%s:" % uuid.uuid4().hex[:6]
+    a = node(make_gateway, tmp_path, redis, "a", prefix)
+
+    async def go():
+        p = await Peer.open(a)
+        q = await Peer.open(a, "socket")
+        for peer in (p, q):
+            ok(await peer.call("roomAdd", {"room": "outage"}))
+        since = a.log_size()
+        redis.stop()
+        err(await q.call("roomView", {"room": "outage"}), 503)
+        await p.close()
+        a.wait_for_log(r"could not remove a closed connection's memberships; retrying",
+                       gw.bound(5), since=since)
+        redis.start(keep_port=True)
+
+        async def left():
+            try:
+                members = redis.command("HKEYS", prefix + "room:outage")
+            except Exception:
+                return False
+            members = [m.decode() if isinstance(m, bytes) else m for m in members]
+            return p.id not in members and members
+        members = await wait_until(left, timeout=15, what="the closed member to be removed")
+        assert members == [q.id], members
+        v = ok(await q.call("roomView", {"room": "outage"}))
+        assert set(v["members"]) == {q.id}, v
+        await q.close()
+
+    run(go())

@@ -387,11 +387,43 @@ function M.new(api, config)
       for _, room in ipairs(rooms) do M.runHooks(svc.middleware, "leave", connection, room) end
       local ok, err = pcall(svc.leaveRedis, connection.id, rooms)
       if not ok then
-        core.log("warning", "rooms: could not remove a closed connection's memberships",
+        core.log("warning", "rooms: could not remove a closed connection's memberships; retrying",
           { "connection", connection.id, "error", tostring(err) })
+        svc.retryLeave(connection.id, rooms)
       end
     end
     if svc.loop then svc.loop.after(0, cleanup) else cleanup() end
+  end
+
+  -- Memberships of closed connections Redis could not take (it was down): tried again
+  -- every second, then every 2, 4... up to 10 s, until Redis takes them. At most
+  -- RETRY_MAX connections wait; past that the oldest are left to the dead-worker cleanup.
+  local retries, retrying, retryDelay = {}, false, 1000
+  local RETRY_MAX = 100000
+  local function retryRun()
+    local batch = retries
+    retries = {}
+    for i, entry in ipairs(batch) do
+      local ok = pcall(svc.leaveRedis, entry[1], entry[2])
+      if not ok then
+        for j = i, #batch do retries[#retries + 1] = batch[j] end
+        break
+      end
+    end
+    if #retries == 0 then
+      retrying, retryDelay = false, 1000
+      return
+    end
+    retryDelay = math.min(retryDelay * 2, 10000)
+    svc.loop.after(retryDelay, retryRun)
+  end
+  function svc.retryLeave(id, rooms)
+    if #retries >= RETRY_MAX then table.remove(retries, 1) end
+    retries[#retries + 1] = { id, rooms }
+    if not retrying and svc.loop then
+      retrying = true
+      svc.loop.after(retryDelay, retryRun)
+    end
   end
 
   -- Cluster messages: a broadcast, a destroyed room, a membership change for a connection
