@@ -123,6 +123,7 @@ static const struct key schema[] = {
     {"rooms.maxNameLength", K_INT, "256", 1, 65536},
     {"rooms.maxRoomsPerConnection", K_INT, "100", 1, 1000000},
     {"rooms.viewLimit", K_INT, "1000", 0, 1000000},
+    {"rooms.maxMessageBytes", K_INT, "65536", 1, LONG_MAX},
 };
 #define NKEYS (sizeof schema / sizeof schema[0])
 
@@ -146,6 +147,7 @@ static const char *const live_keys[] = {
     "logging.filteredParams",
     /* Rooms (issue 17) */
     "rooms.autoCreate", "rooms.maxNameLength", "rooms.maxRoomsPerConnection", "rooms.viewLimit",
+    "rooms.maxMessageBytes",
 };
 #define NLIVE (sizeof live_keys / sizeof live_keys[0])
 

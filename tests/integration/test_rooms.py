@@ -38,7 +38,8 @@ def room_config(workdir, redis_url, **rooms):
 @pytest.fixture(scope="module")
 def g(gateway_bin, redis_url, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("rooms")
-    with gw.serving(workdir, room_config(workdir, redis_url, maxRoomsPerConnection=5)) as g:
+    config = room_config(workdir, redis_url, maxRoomsPerConnection=5, maxMessageBytes=100)
+    with gw.serving(workdir, config) as g:
         yield g
 
 
@@ -250,6 +251,26 @@ def test_rooms_per_connection_limit(g):
         ok(await p.call("roomLeave", {"room": "cap-0"}))
         ok(await p.call("roomAdd", {"room": "cap-5"}))
         await p.close()
+
+    run(go())
+
+
+def test_say_message_size(g):
+    async def go():
+        a = await Peer.open(g)
+        b = await Peer.open(g, "socket")
+        for p in (a, b):
+            ok(await p.call("roomAdd", {"room": "big"}))
+        ok(await a.call("say", {"room": "big", "message": "x" * 98}))  # 100 bytes as JSON
+        err(await a.call("say", {"room": "big", "message": "x" * 99}), 413,
+            "message too large (rooms.maxMessageBytes is 100)")
+        err(await a.call("say", {"room": "big", "message": {"k": "x" * 100}}), 413)
+        for p in (a, b):
+            await p.wait_events(1)
+            await p.quiet()
+            assert p.events == [say_event("big", a.id, "x" * 98)], p.events
+        await a.close()
+        await b.close()
 
     run(go())
 

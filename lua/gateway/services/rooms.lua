@@ -49,13 +49,13 @@ function M.checkName(room, maxLength)
 end
 
 -- {"event":"say","room":...,"from":...,"message":...}, keys in that order; encoded once
--- by the sender's worker and sent as it is to every member. nil and the reason when the
--- message cannot be encoded.
+-- by the sender's worker and sent as it is to every member, and the message's own length
+-- as JSON. nil and the reason when the message cannot be encoded.
 function M.sayText(json, room, from, message)
   local ok, text = pcall(json.encode, message)
   if not ok then return nil, text end
   return '{"event":"say","room":' .. json.encode(room) .. ',"from":'
-    .. (from == nil and "null" or json.encode(from)) .. ',"message":' .. text .. "}"
+    .. (from == nil and "null" or json.encode(from)) .. ',"message":' .. text .. "}", nil, #text
 end
 
 function M.destroyedText(json, room)
@@ -350,8 +350,10 @@ function M.new(api, config)
       if not ok then return status, rewritten end
       message = rewritten
     end
-    local text, why = M.sayText(json, room, connection and connection.id or nil, message)
+    local text, why, size = M.sayText(json, room, connection and connection.id or nil, message)
     if not text then return 422, "message cannot be sent as JSON: " .. tostring(why) end
+    local max = settings().maxMessageBytes or 65536
+    if size > max then return 413, "message too large (rooms.maxMessageBytes is " .. max .. ")" end
     local sent, reason = cluster.publish(M.TOPIC, { op = "say", room = room, text = text })
     if not sent then return 503, "redis unavailable" .. (reason and (" (" .. tostring(reason) .. ")") or "") end
     return 200
