@@ -743,3 +743,19 @@ def test_close_while_redis_is_down_leaves_once_it_is_back(make_gateway, private_
         await q.close()
 
     run(go())
+
+
+def test_check_lists_room_middleware_and_refuses_a_bad_hook(tmp_path, redis_url):
+    config = room_config(tmp_path, redis_url)
+    path = gw.write_config(str(tmp_path / "gateway.lua"), config)
+    res = gw.run_cli(["--config", path, "--check"])
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "roomRules (room)" in res.stdout and "roomStamp (room)" in res.stdout, res.stdout
+    bad = tmp_path / "bad_mw"
+    os.makedirs(bad)
+    (bad / "bad.lua").write_text('return { name = "bad", join = "not a function" }\n')
+    config["paths"]["middleware"] = [str(bad)]
+    gw.write_config(path, config)
+    res = gw.run_cli(["--config", path, "--check"])
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "middleware bad: 'join' must be a function" in res.stdout + res.stderr, res.stderr
