@@ -19,7 +19,7 @@ local connections = require("gateway.services.connections")
 
 local M = {}
 
-M.TOPIC = "rooms"
+M.TOPIC = "gateway.rooms" -- the gateway's own topics start "gateway." (services/cluster.lua)
 M.REQUIRED = "This field is required."
 
 -- Errors raised by api.rooms: a table with status and message (what an action's raised
