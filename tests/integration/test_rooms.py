@@ -711,7 +711,7 @@ def test_memberships_come_back_after_being_taken_for_dead(make_gateway, private_
 
 def test_close_while_redis_is_down_leaves_once_it_is_back(make_gateway, private_redis, tmp_path):
     """A member that closes while Redis is down is removed once Redis is back (the leave is
-    retried), and the others' memberships survive the restart."""
+    retried), the others' memberships survive the restart, and says reach them again."""
     redis = private_redis(tcp=True)
     prefix = "rooms:%s:" % uuid.uuid4().hex[:6]
     a = node(make_gateway, tmp_path, redis, "a", prefix)
@@ -740,6 +740,11 @@ def test_close_while_redis_is_down_leaves_once_it_is_back(make_gateway, private_
         assert members == [q.id], members
         v = ok(await q.call("roomView", {"room": "outage"}))
         assert set(v["members"]) == {q.id}, v
+        # Broadcasts resume once the pub/sub connection is back.
+        a.wait_for_log(r"subscribed again after an outage", gw.bound(10), since=since)
+        ok(await q.call("say", {"room": "outage", "message": "back"}))
+        await q.wait_events(1)
+        assert q.events == [say_event("outage", q.id, "back")], q.events
         await q.close()
 
     run(go())
