@@ -437,7 +437,14 @@ function M.new(api, config)
       local set = byRoom[room]
       if not set then return end
       local text = payload.text
-      for c in pairs(set) do connections.sendText(c, text) end
+      -- The gateway's own loop, not a project's runaway code: general.cpuTimeout must not
+      -- stop it halfway through a big room (a few µs per member; reset every 1000).
+      local n, reset = 0, svc.loop and svc.loop.reset_slice
+      for c in pairs(set) do
+        connections.sendText(c, text)
+        n = n + 1
+        if reset and n % 1000 == 0 then reset() end
+      end
     elseif op == "destroy" then
       local set = byRoom[room]
       if not set then return end
