@@ -17,6 +17,22 @@
  *       over, then holds them for HOLD_SECONDS or until SIGTERM/SIGINT, and prints
  *       WSLOAD_RESULT mode=idle conns=… open=… failed=… closed_during_hold=… held_s=…
  *
+ *   wsload room HOST PORT PATH CONNS MESSAGES [SECONDS]
+ *       Opens CONNS connections and has each join one room ({"action":"roomAdd"}); then
+ *       connection 0 says MESSAGES messages one at a time ({"action":"say","data":{"room":
+ *       R,"message":K}}), each as soon as every member (itself included) received the one
+ *       before, recording the time from sending the say to its last delivery; then, for
+ *       SECONDS (default 5), keeps WSLOAD_WINDOW (default 4) broadcasts in flight and counts
+ *       those delivered to every member. Prints
+ *       WSLOAD_RESULT mode=room conns=… open=… joined=… messages=… p50_us=… p90_us=… p99_us=…
+ *       max_us=… seconds=… broadcasts=… broadcast_rate=… delivery_rate=… duplicates=…
+ *       errors=… bad_answers=… conn_errors=… failed=… unexpected=… open_s=… join_s=…
+ *       server_cpu_us=… server_cpu_us_per_broadcast=… server_cpu_ns_per_delivery=…
+ *       (a duplicate is a delivery beyond one per member; the server's CPU time is that of
+ *       the pids in WSLOAD_SERVER_PIDS over the rate run). WSLOAD_ROOM names the room
+ *       (default "bench"); WSLOAD_HOLD=S keeps the members connected S seconds after the
+ *       report (printing WSLOAD_HOLDING), for the caller to read the server's memory.
+ *
  * Environment: WSLOAD_ACTION (default randomNumber), WSLOAD_ROUTE (a handler route to send
  * with it, default none), WSLOAD_ECHO=N (print the first N answers as "WSLOAD_ANSWER <text>"
  * lines), WSLOAD_OPEN_BATCH (connections being
@@ -56,7 +72,7 @@
 #define REQ_MAX 320                            /* longest request payload */
 
 enum { ST_FREE, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_DEAD };
-enum { MODE_LOAD, MODE_IDLE };
+enum { MODE_LOAD, MODE_IDLE, MODE_ROOM };
 
 typedef struct {
     uint64_t id;       /* request_id sent */
@@ -95,6 +111,16 @@ static int g_running;            /* load mode: measurement window open, keep sen
 static int g_inflight = 1;       /* requests kept outstanding per connection */
 static uint64_t g_next_id = 1;
 static uint32_t g_rng = 0x9e3779b9u;
+
+/* room mode: message K's send time and deliveries; phase 0 join, 1 latency, 2 rate */
+#define ROOM_MAX_MSGS 4000000u
+static const char *g_room = "bench";
+static uint64_t *g_say_sent;
+static uint32_t *g_say_got;
+static uint64_t g_say_next = 1;  /* the next message number to say */
+static uint64_t g_say_done;      /* messages delivered to every member */
+static long g_joined, g_dupes, g_members, g_window = 4, g_room_inflight;
+static int g_phase;
 
 /* counters */
 static long g_open, g_failed, g_closed_hold, g_conn_errors, g_bad, g_unexpected, g_diag;
@@ -284,8 +310,14 @@ static int find_slot(const conn_t *c, const char *s, size_t len) {
 
 /* One answer: match it to its request, record the round trip, queue the next request
  * (flushed by on_readable once the whole read is parsed). */
+static void room_message(conn_t *c, const char *data, size_t len);
+
 static void on_message(conn_t *c, const char *data, size_t len) {
     uint64_t t = now_ns();
+    if (g_mode == MODE_ROOM) {
+        room_message(c, data, len);
+        return;
+    }
     if (c->nout == 0) {
         g_unexpected++;
         diag(c, "message with no request outstanding", data, len);
@@ -308,6 +340,62 @@ static void on_message(conn_t *c, const char *data, size_t len) {
         }
         if (queue_request(c) < 0) conn_close(c, 1);
     }
+}
+
+/* Room mode: connection 0 says message K. 0 = sent, -1 = failed. */
+static int room_say(void) {
+    conn_t *c = &g_conns[0];
+    char msg[REQ_MAX];
+    if (c->state != ST_OPEN || g_say_next >= ROOM_MAX_MSGS) return -1;
+    uint64_t k = g_say_next++;
+    int n = snprintf(msg, sizeof msg,
+                     "{\"action\":\"say\",\"data\":{\"room\":\"%s\",\"message\":%" PRIu64
+                     "},\"request_id\":%" PRIu64 "}", g_room, k, k);
+    if (n < 0 || (size_t)n >= sizeof msg) return -1;
+    g_say_sent[k] = now_ns();
+    g_room_inflight++;
+    if (queue_frame(c, 1, msg, (size_t)n) < 0 || flush(c) < 0) {
+        conn_close(c, 1);
+        return -1;
+    }
+    return 0;
+}
+
+/* Room mode: a say event (count the delivery; the last one completes the message) or an
+ * answer (roomAdd joins; any status but 200 is a bad answer). */
+static void room_message(conn_t *c, const char *data, size_t len) {
+    if (memmem(data, len, "\"event\":\"say\"", 13)) {
+        const char *m = memmem(data, len, "\"message\":", 10);
+        uint64_t k = 0;
+        if (m) {
+            for (m += 10; m < data + len && *m >= '0' && *m <= '9'; m++) k = k * 10 + (uint64_t)(*m - '0');
+        }
+        if (k == 0 || k >= g_say_next) {
+            g_unexpected++;
+            diag(c, "say event for no message sent", data, len);
+            return;
+        }
+        uint32_t got = ++g_say_got[k];
+        if (got > (uint32_t)g_members) {
+            g_dupes++;
+            return;
+        }
+        if (got < (uint32_t)g_members) return;
+        g_say_done++;
+        g_room_inflight--;
+        if (g_phase == 1) {
+            record(now_ns() - g_say_sent[k]);
+        } else if (g_phase == 2 && g_running) {
+            while (g_room_inflight < g_window && room_say() == 0) {}
+        }
+        return;
+    }
+    if (!memmem(data, len, "\"status\":200", 12)) {
+        g_bad++;
+        diag(c, "bad answer", data, len);
+        return;
+    }
+    if (memmem(data, len, "\"action\":\"roomAdd\"", 18)) g_joined++;
 }
 
 /* Parse complete frames out of rbuf. 0 = fine, -1 = connection closed. */
@@ -557,6 +645,118 @@ static void handle_events(int timeout_ms) {
     }
 }
 
+static double parse_num(const char *s, const char *what);
+
+/* Wait, handling events, until *done says so or `secs` pass; 0 when done. */
+static int wait_for(int (*done)(void), double secs) {
+    uint64_t end = now_ns() + (uint64_t)(secs * 1e9);
+    while (!done()) {
+        if (g_stop || now_ns() >= end || g_conns[0].state != ST_OPEN) return -1;
+        handle_events(100);
+    }
+    return 0;
+}
+
+/* User + system CPU time (µs) of the processes listed in WSLOAD_SERVER_PIDS (the server's
+ * workers), from /proc/<pid>/stat; 0 when unset or unreadable. */
+static uint64_t server_cpu_us(void) {
+    const char *list = getenv("WSLOAD_SERVER_PIDS");
+    if (!list) return 0;
+    uint64_t ticks = 0;
+    long hz = sysconf(_SC_CLK_TCK);
+    char path[64], buf[1024];
+    for (const char *p = list; *p;) {
+        char *end;
+        long pid = strtol(p, &end, 10);
+        if (end == p) { p++; continue; }
+        p = end;
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *q = strrchr(buf, ')');
+        unsigned long long ut = 0, st = 0;
+        /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+        if (q && sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
+            ticks += ut + st;
+    }
+    return hz > 0 ? ticks * 1000000u / (uint64_t)hz : 0;
+}
+
+static int all_joined(void) { return g_joined >= g_open; }
+static int say_idle(void) { return g_room_inflight == 0; }
+
+/* Room mode after the opening phase: join, the latency run, the rate run, the report. */
+static int room_run(long opened, uint64_t messages, double seconds, double open_s, int rc) {
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < g_nconns; i++) {
+        conn_t *c = &g_conns[i];
+        if (c->state != ST_OPEN) continue;
+        char msg[REQ_MAX];
+        int n = snprintf(msg, sizeof msg, "{\"action\":\"roomAdd\",\"data\":{\"room\":\"%s\"},"
+                         "\"request_id\":0}", g_room);
+        if (n < 0 || (size_t)n >= sizeof msg || queue_frame(c, 1, msg, (size_t)n) < 0 || flush(c) < 0)
+            conn_close(c, 1);
+        if ((i & 255) == 255) handle_events(0);
+    }
+    if (wait_for(all_joined, 120) < 0) {
+        fprintf(stderr, "wsload: %ld of %ld joined the room\n", g_joined, g_open);
+        rc = 1;
+    }
+    double join_s = (double)(now_ns() - t0) / 1e9;
+    g_members = g_joined;
+    g_phase = 1;
+    for (uint64_t i = 0; i < messages && rc == 0; i++) {
+        if (room_say() < 0 || wait_for(say_idle, 60) < 0) {
+            fprintf(stderr, "wsload: message %" PRIu64 " reached %u of %ld members\n", g_say_next - 1,
+                    g_say_got[g_say_next - 1], g_members);
+            rc = 1;
+        }
+    }
+    uint64_t latency_done = g_say_done;
+    g_phase = 2;
+    g_running = 1;
+    uint64_t scpu0 = server_cpu_us();
+    uint64_t start = now_ns(), end = start + (uint64_t)(seconds * 1e9);
+    while (rc == 0 && g_room_inflight < g_window && room_say() == 0) {}
+    while (rc == 0 && !g_stop && now_ns() < end && g_conns[0].state == ST_OPEN) handle_events(100);
+    g_running = 0;
+    double elapsed = (double)(now_ns() - start) / 1e9;
+    uint64_t rated = g_say_done - latency_done;
+    uint64_t scpu = server_cpu_us() - scpu0;
+    if (rc == 0 && wait_for(say_idle, 60) < 0) rc = 1; /* the last ones must arrive too */
+    qsort(g_samples, g_nsamples, sizeof *g_samples, cmp_u64);
+    long errors = g_bad + g_conn_errors + g_unexpected + g_failed + g_dupes;
+    printf("WSLOAD_RESULT mode=room conns=%d open=%ld joined=%ld messages=%zu p50_us=%.1f p90_us=%.1f "
+           "p99_us=%.1f max_us=%.1f seconds=%.3f window=%ld broadcasts=%" PRIu64
+           " broadcast_rate=%.1f delivery_rate=%.0f duplicates=%ld errors=%ld bad_answers=%ld "
+           "conn_errors=%ld failed=%ld unexpected=%ld open_s=%.2f join_s=%.2f server_cpu_us=%" PRIu64
+           " server_cpu_us_per_broadcast=%.1f server_cpu_ns_per_delivery=%.0f\n",
+           g_nconns, opened, g_joined, g_nsamples, pct_us(0.50), pct_us(0.90), pct_us(0.99),
+           g_nsamples ? (double)g_samples[g_nsamples - 1] / 1000.0 : 0, elapsed, g_window, rated,
+           elapsed > 0 ? (double)rated / elapsed : 0,
+           elapsed > 0 ? (double)rated * (double)g_members / elapsed : 0, g_dupes, errors, g_bad,
+           g_conn_errors, g_failed, g_unexpected, open_s, join_s, scpu,
+           rated ? (double)scpu / (double)rated : 0,
+           rated && g_members ? (double)scpu * 1000.0 / ((double)rated * (double)g_members) : 0);
+    if (errors) rc = 1;
+    fflush(stdout);
+    /* WSLOAD_HOLD=S: keep the members connected S seconds more (or until SIGTERM), so the
+     * caller can read the server's memory with the room full. */
+    const char *hold = getenv("WSLOAD_HOLD");
+    if (hold && *hold) {
+        uint64_t until = now_ns() + (uint64_t)(parse_num(hold, "WSLOAD_HOLD") * 1e9);
+        puts("WSLOAD_HOLDING");
+        fflush(stdout);
+        while (!g_stop && now_ns() < until) handle_events(200);
+    }
+    free(g_say_sent);
+    free(g_say_got);
+    return rc;
+}
+
 static double parse_num(const char *s, const char *what) {
     char *end;
     double v = strtod(s, &end);
@@ -569,7 +769,8 @@ static double parse_num(const char *s, const char *what) {
 
 static void usage(void) {
     fputs("usage: wsload load HOST PORT PATH CONNS SECONDS [INFLIGHT]\n"
-          "       wsload idle HOST PORT PATH CONNS HOLD_SECONDS\n", stderr);
+          "       wsload idle HOST PORT PATH CONNS HOLD_SECONDS\n"
+          "       wsload room HOST PORT PATH CONNS MESSAGES [SECONDS]\n", stderr);
     exit(2);
 }
 
@@ -577,9 +778,10 @@ int main(int argc, char **argv) {
     if (argc < 7) usage();
     if (strcmp(argv[1], "load") == 0) g_mode = MODE_LOAD;
     else if (strcmp(argv[1], "idle") == 0) g_mode = MODE_IDLE;
+    else if (strcmp(argv[1], "room") == 0) g_mode = MODE_ROOM;
     else usage();
-    if (argc > (g_mode == MODE_LOAD ? 8 : 7)) usage();
-    if (argc == 8) {
+    if (argc > (g_mode == MODE_IDLE ? 7 : 8)) usage();
+    if (argc == 8 && g_mode == MODE_LOAD) {
         double k = parse_num(argv[7], "INFLIGHT");
         if (k < 1 || k > MAX_INFLIGHT || k != (int)k) {
             fprintf(stderr, "wsload: INFLIGHT must be a whole number from 1 to %d\n", MAX_INFLIGHT);
@@ -597,6 +799,17 @@ int main(int argc, char **argv) {
     if ((s = getenv("WSLOAD_ACTION")) && *s) g_action = s;
     if ((s = getenv("WSLOAD_ROUTE")) && *s) g_route = s;
     if ((s = getenv("WSLOAD_ECHO")) && *s) g_echo = (long)parse_num(s, "WSLOAD_ECHO");
+    if ((s = getenv("WSLOAD_ROOM")) && *s) g_room = s;
+    if ((s = getenv("WSLOAD_WINDOW")) && *s) g_window = (long)parse_num(s, "WSLOAD_WINDOW");
+    if (g_window < 1) g_window = 1;
+    double room_seconds = 5;
+    if (g_mode == MODE_ROOM) {
+        if (argc == 8) room_seconds = parse_num(argv[7], "SECONDS");
+        if (seconds < 1 || seconds > 1000000) { fputs("wsload: MESSAGES must be 1 to 1000000\n", stderr); return 2; }
+        g_say_sent = calloc(ROOM_MAX_MSGS, sizeof *g_say_sent);
+        g_say_got = calloc(ROOM_MAX_MSGS, sizeof *g_say_got);
+        if (!g_say_sent || !g_say_got) die("out of memory");
+    }
     int batch = 200;
     if ((s = getenv("WSLOAD_OPEN_BATCH")) && *s) batch = (int)parse_num(s, "WSLOAD_OPEN_BATCH");
     if (batch < 1) batch = 1;
@@ -680,6 +893,8 @@ int main(int argc, char **argv) {
                "open_s=%.2f held_s=%.2f\n",
                g_nconns, opened, g_failed, g_closed_hold, open_s, held);
         if (g_closed_hold) rc = 1;
+    } else if (g_mode == MODE_ROOM) {
+        rc = room_run(opened, (uint64_t)seconds, room_seconds, open_s, rc);
     } else {
         uint64_t cpu0 = cpu_us(), start = now_ns(), end = start + (uint64_t)(seconds * 1e9);
         g_running = 1;

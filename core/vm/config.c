@@ -128,6 +128,13 @@ static const struct key schema[] = {
     {"tasks.schedulerInterval", K_INT, "250", 10, 3600000},
     {"tasks.visibilityTimeout", K_INT, "30000", 100, LONG_MAX},
     {"tasks.maxFailed", K_INT, "10000", 1, LONG_MAX},
+    /* Rooms (issue 17: docs/realtime.md): api.rooms and the room messages. */
+    {"rooms", K_TABLE, NULL, 0, 0},
+    {"rooms.autoCreate", K_BOOL, "true", 0, 0},
+    {"rooms.maxNameLength", K_INT, "256", 1, 65536},
+    {"rooms.maxRoomsPerConnection", K_INT, "100", 1, 1000000},
+    {"rooms.viewLimit", K_INT, "1000", 0, 1000000},
+    {"rooms.maxMessageBytes", K_INT, "65536", 1, LONG_MAX},
 };
 #define NKEYS (sizeof schema / sizeof schema[0])
 
@@ -149,6 +156,9 @@ static const char *const live_keys[] = {
     "general.defaultMiddlewarePriority", "general.maxConnections",
     "general.maxConnectionsPerIP", "redis.maxListSize", "logging.level", "logging.format",
     "logging.filteredParams",
+    /* Rooms (issue 17) */
+    "rooms.autoCreate", "rooms.maxNameLength", "rooms.maxRoomsPerConnection", "rooms.viewLimit",
+    "rooms.maxMessageBytes",
 };
 #define NLIVE (sizeof live_keys / sizeof live_keys[0])
 

@@ -23,6 +23,7 @@ local handlers = require("gateway.registry.handlers")
 local consumers = require("gateway.registry.consumers")
 local openapi = require("gateway.registry.openapi")
 local tasksRegistry = require("gateway.registry.tasks")
+local rooms = require("gateway.services.rooms")
 
 local R = {}
 
@@ -41,6 +42,7 @@ local function publish(reg)
   openapi.addBuiltin(reg, rt.api, rt.config, rt.json)
   processor.buildPlans(reg)
   rt.reg = reg
+  rooms.setMiddleware(rt.rooms, reg.roomMiddlewareList)
   rt.api.actions.actions = reg.actions
   rt.api.actions.versions = reg.versions
   rt.api.documentation.documentation = docs.build(reg)
@@ -84,6 +86,7 @@ function R.init(config, modules)
   rt.config = config
   local builtins, listed = splitModules(modules)
   rt.api = apiModule.new(config, builtins)
+  rt.rooms = rooms.of(rt.api)
   -- The gateway's own reference: users replacing api.json.encode change only theirs.
   rt.json = {}
   for k, v in pairs(rt.api.json) do rt.json[k] = v end
@@ -122,6 +125,7 @@ function R.summary()
   local mw = {}
   for name, m in pairs(rt.reg.middleware) do mw[#mw + 1] = name .. (m.global and " (global)" or "") end
   for name in pairs(rt.reg.connectionMiddleware) do mw[#mw + 1] = name .. " (connection)" end
+  for name in pairs(rt.reg.roomMiddleware) do mw[#mw + 1] = name .. " (room)" end
   table.sort(mw)
   lines[#lines + 1] = string.format("middleware: %d", #mw)
   for _, m in ipairs(mw) do lines[#lines + 1] = "  " .. m end
@@ -175,6 +179,7 @@ end
 -- It closed: destroy middleware, and it is forgotten.
 function R.close(_, connection)
   groups.closed(connection)
+  rt.rooms.closed(connection)
   connections.destroy(rt, connection)
 end
 

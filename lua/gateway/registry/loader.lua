@@ -135,12 +135,18 @@ local function validateMiddleware(m, path, reg, defaultPriority)
   if m.priority == nil then m.priority = defaultPriority end
   if type(m.priority) ~= "number" then fileError(path, "middleware " .. m.name .. ": 'priority' must be a number") end
   local isConnection = m.create ~= nil or m.destroy ~= nil
-  for _, f in ipairs({ "preProcessor", "postProcessor", "create", "destroy" }) do
+  -- Room middleware (docs/realtime.md): join, leave and say hooks.
+  local isRoom = m.join ~= nil or m.leave ~= nil or m.say ~= nil
+  for _, f in ipairs({ "preProcessor", "postProcessor", "create", "destroy", "join", "leave", "say" }) do
     if m[f] ~= nil and type(m[f]) ~= "function" then
       fileError(path, "middleware " .. m.name .. ": '" .. f .. "' must be a function")
     end
   end
+  if isRoom and (isConnection or m.preProcessor ~= nil or m.postProcessor ~= nil) then
+    fileError(path, "middleware " .. m.name .. ": room hooks (join, leave, say) go in a middleware of their own")
+  end
   local bucket = isConnection and reg.connectionMiddleware or reg.middleware
+  if isRoom then bucket = reg.roomMiddleware end
   if bucket[m.name] then
     fileError(path, "middleware " .. m.name .. " is defined twice (also in " .. bucket[m.name]._file .. ")")
   end
@@ -185,6 +191,7 @@ function M.loadInto(config, api, env, modules)
     actions = {}, versions = {}, handlers = {}, consumerFiles = {},
     middleware = {}, connectionMiddleware = {}, middlewareCount = 0,
     globalMiddleware = {}, connectionMiddlewareList = {},
+    roomMiddleware = {}, roomMiddlewareList = {},
   }
   local defaultPriority = config.general.defaultMiddlewarePriority
 
@@ -221,6 +228,10 @@ function M.loadInto(config, api, env, modules)
     reg.connectionMiddlewareList[#reg.connectionMiddlewareList + 1] = m
   end
   byPriority(reg.connectionMiddlewareList)
+  for _, m in pairs(reg.roomMiddleware) do
+    reg.roomMiddlewareList[#reg.roomMiddlewareList + 1] = m
+  end
+  byPriority(reg.roomMiddlewareList)
 
   for _, dir in ipairs(config.paths.actions) do
     for _, path in ipairs(luaFiles(dir, {})) do

@@ -117,6 +117,9 @@ function M.new(config, builtins)
   -- api.cluster: messages between the workers sharing this Redis (gateway.services.cluster).
   api.cluster = require("gateway.services.cluster").new(json, config, redis)
 
+  -- api.rooms: ActionHero's chatRoom across the cluster (gateway.services.rooms).
+  api.rooms = require("gateway.services.rooms").attach(api, config)
+
   -- api.consumers.broadcast / groupSend / members: see gateway.services.consumers.
   api.consumers = require("gateway.services.consumers").api(json)
 

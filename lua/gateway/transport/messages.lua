@@ -10,12 +10,15 @@ local handlers = require("gateway.registry.handlers")
 local consumers = require("gateway.registry.consumers")
 local permissions = require("gateway.pipeline.permissions")
 local session = require("gateway.services.session")
+local rooms = require("gateway.services.rooms")
 
 local M = {}
 
 -- Top-level keys of a message that are not params.
 local ENVELOPE_KEYS = { action = true, route = true, data = true, params = true, request_id = true,
   messageId = true }
+
+local ROOM_ACTIONS -- the built-in room messages: see M.room
 
 
 local encode = processor.encode
@@ -206,6 +209,12 @@ local function runParsed(rt, ctx, transport, action, route, params)
     local err = rt.api.session.check(connection)
     if err then return reject(rt, ctx, transport, err.status, err.message, ctx) end
   end
+  -- Rooms (docs/realtime.md): the built-in roomAdd, roomLeave, roomView and say, unless
+  -- the project (or the consumer) defines an action of that name.
+  if ROOM_ACTIONS[action] and route == "" and not rt.reg.versions[action]
+      and not (consumer and consumer.actions[action]) then
+    return M.room(rt, ctx, transport, action, params)
+  end
   if consumer then
     local chosen, ok, refusal = routeConsumer(rt, ctx, transport, consumer, action, route, params)
     if ok == false then return refusal end
@@ -254,6 +263,88 @@ function M.authenticate(rt, ctx, transport, msg)
   return envelope(rt, msg.reply, 200, nil, { user = user })
 end
 
+-- The room messages: each function(rt, connection, room, params) -> status, data | message.
+local svcOf = function(rt) return rt.rooms end
+ROOM_ACTIONS = {
+  roomAdd = function(rt, connection, room)
+    local status, message = svcOf(rt).join(connection, room, rt.config.rooms.autoCreate ~= false)
+    if status ~= 200 then return status, message end
+    return 200, { room = room }
+  end,
+  roomLeave = function(rt, connection, room)
+    local status, message = svcOf(rt).leave(connection, room, false)
+    if status ~= 200 then return status, message end
+    return 200, { room = room }
+  end,
+  -- Members only (as ActionHero's roomView): the member list holds connection ids.
+  roomView = function(rt, connection, room)
+    local svc = svcOf(rt)
+    if not svc.isMember(connection, room) then
+      if not svc.exists(room) then return 404, rooms.notFound(room) end
+      return 403, rooms.notMember(room)
+    end
+    local view = svc.status(room)
+    if not view then return 404, rooms.notFound(room) end
+    return 200, view
+  end,
+  say = function(rt, connection, room, params)
+    local message = params.message
+    if message == nil then return 422, { message = { inputs.REQUIRED_TEXT } } end
+    local status, why = svcOf(rt).say(connection, room, message)
+    if status ~= 200 then return status, why end
+    return 200, { room = room }
+  end,
+}
+M.ROOM_ACTIONS = ROOM_ACTIONS
+
+-- A room message: checked as an action is (shutting down, simultaneousActions), its room
+-- name validated (422 as an input failure), then run; Redis's 503 when it cannot answer.
+function M.room(rt, ctx, transport, action, params)
+  local connection = ctx.connection
+  local function answer(status, result)
+    local fields = { "action", action, "type", transport, "status", status,
+      "connection", tostring(connection.id) }
+    metrics.observe(transport, action, status)
+    if status == 200 then
+      core.log("info", nil, fields)
+      return envelope(rt, ctx, status, nil, result)
+    end
+    fields[#fields + 1] = "error"
+    fields[#fields + 1] = type(result) == "string" and result or "invalid input"
+    core.log("info", nil, fields)
+    return envelope(rt, ctx, status, { result })
+  end
+  if rt.shuttingDown then return answer(503, "the server is shutting down") end
+  if params.room == rt.json.null then params.room = nil end
+  local problem = rt.rooms.checkName(params.room)
+  if problem then
+    if problem == rooms.REQUIRED then problem = inputs.REQUIRED_TEXT end
+    return answer(422, { room = { problem } })
+  end
+  if connection.pendingActions >= rt.config.general.simultaneousActions then
+    return answer(429, "you have too many pending requests")
+  end
+  connection.pendingActions = connection.pendingActions + 1
+  ctx.roomSlot = true
+  local ok, status, result = xpcall(ROOM_ACTIONS[action], function(e)
+    if type(e) == "table" then return e end
+    return debug.traceback(tostring(e), 2)
+  end, rt, connection, params.room, params)
+  if ctx.roomSlot then
+    ctx.roomSlot = nil
+    connection.pendingActions = connection.pendingActions - 1
+  end
+  if not ok then
+    local e = status
+    if type(e) == "table" and e.status then
+      return answer(math.tointeger(tonumber(e.status)) or 500, tostring(e.message))
+    end
+    core.log("error", "room message failed", { "action", action, "error", tostring(e) })
+    return answer(500, processor.INTERNAL)
+  end
+  return answer(status, result)
+end
+
 -- Log the action and render its envelope (nil when the action asked not to render).
 -- The reply echoed is ctx.reply, or the ctx itself (see runParsed).
 function M.complete(rt, ctx, data)
@@ -291,6 +382,11 @@ end
 -- CPU limit, or its client went away (status nil: bookkeeping only, nothing to send).
 function M.fail(rt, ctx, status, message)
   local data = ctx.data
+  if ctx.roomSlot then
+    -- A room message that will not complete: its pending slot goes back.
+    ctx.roomSlot = nil
+    ctx.connection.pendingActions = ctx.connection.pendingActions - 1
+  end
   if not data then
     if status then return envelope(rt, ctx.reply or ctx, status, { message }) end
     return nil
