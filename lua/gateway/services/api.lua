@@ -114,6 +114,9 @@ function M.new(config, builtins)
   -- api.cluster: messages between the workers sharing this Redis (gateway.services.cluster).
   api.cluster = require("gateway.services.cluster").new(json)
 
+  -- api.resources.notify: live resources (gateway.services.live).
+  api.resources = require("gateway.services.live").api(json, api.cluster, config)
+
   -- api.consumers.broadcast / groupSend / members: see gateway.services.consumers.
   api.consumers = require("gateway.services.consumers").api(json)
 
