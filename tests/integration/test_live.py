@@ -510,3 +510,89 @@ def test_subscribe_without_resource_is_a_load_error(gateway_bin, redis_url, tmp_
     r = gw.run_cli(["--config", str(cfg), "--check"])
     assert r.returncode == 1, r
     assert "bad.lua" in r.stderr + r.stdout and "resource" in r.stderr + r.stdout, r
+
+
+# -- across gateways and workers (one Redis; the cluster service's pub/sub) ----------------
+
+@pytest.fixture
+def three(gateway_bin, redis_url, tmp_path):
+    """Gateways A, B and C on their own ports, sharing one Redis and prefix."""
+    prefix = "itest:live3:%s:" % uuid.uuid4().hex[:8]
+    started = []
+    try:
+        for name in "abc":
+            workdir = tmp_path / name
+            workdir.mkdir()
+            g = gw.Gateway(str(workdir), live_config(workdir, redis_url, prefix)).start()
+            started.append(g)
+            wait_ready(g)
+        yield started
+    finally:
+        problems = []
+        for g in started:
+            g.stop()
+            problems += g.teardown_problems()
+        assert not problems, problems
+
+
+NEEDS_PUBSUB = pytest.mark.xfail(reason="needs cluster pub/sub", strict=False)
+
+
+@NEEDS_PUBSUB
+def test_patch_on_a_pushes_to_c(three):
+    a, b, c = three
+    obj = create(a, "spread")
+    route = "items/%d/" % obj["id"]
+    on_c, on_b = WS(c), TCP(b)
+    try:
+        assert on_c.call({"action": "subscribe", "route": route})["status"] == 200
+        assert on_b.call({"action": "subscribe", "route": "items/"})["status"] == 200
+        status, body = a.json("PATCH", "/api/" + route, {"note": "from a"})
+        assert status == 200, body
+        want = push("partial_update", route, dict(obj, note="from a"), 200)
+        assert on_c.recv() == want
+        assert on_b.recv() == want
+        # a create on C reaches the collection subscriber on B, not the instance one on C
+        other = create(c, "on c")
+        assert on_b.recv() == push("create", "items/%d/" % other["id"], other, 201)
+        nothing_more(on_c)
+        r = a.request("DELETE", "/api/" + route)
+        assert r.status == 204
+        assert on_c.recv() == push("remove", route, None, 204)
+        assert on_b.recv() == push("remove", route, None, 204)
+        nothing_more(on_c)
+        nothing_more(on_b)
+    finally:
+        on_c.close()
+        on_b.close()
+
+
+@NEEDS_PUBSUB
+def test_two_workers(gateway_bin, redis_url, tmp_path):
+    prefix = "itest:live2w:%s:" % uuid.uuid4().hex[:8]
+    with gw.serving(tmp_path, live_config(tmp_path, redis_url, prefix, workers=2)) as g:
+        wait_ready(g)
+        obj = create(g, "workers")
+        route = "items/%d/" % obj["id"]
+        subs, pids = [], set()
+        try:
+            # WebSockets until both workers hold some (the kernel spreads them)
+            for _ in range(40):
+                s = WS(g)
+                subs.append(s)
+                pids.add(s.call({"action": "livePid"})["data"]["pid"])
+                if len(pids) == 2 and len(subs) >= 4:
+                    break
+            assert len(pids) == 2, "every connection landed on one worker"
+            for s in subs:
+                assert s.call({"action": "subscribe", "route": route})["status"] == 200
+            for i in range(4):
+                status, _ = g.json("PATCH", "/api/" + route, {"note": "w%d" % i})
+                assert status == 200
+            for s in subs:
+                notes = [s.recv()["data"]["note"] for _ in range(4)]
+                assert notes == ["w0", "w1", "w2", "w3"], notes
+                nothing_more(s, 0.05)
+        finally:
+            for s in subs:
+                s.close()
