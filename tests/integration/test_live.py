@@ -471,7 +471,7 @@ def test_consumer_generics_subscribe(g):
         # instance route of its own, so the push names the collection's ("")
         other = create(g, "other")
         got = every.recv()
-        assert got["action"] == "create" and got["data"] == other, got
+        assert got == push("create", "", other, 201), got
         nothing_more(mine)
         # a consumer for an item that does not exist: 404
         gone = WS(g, "/ws/item/999999/")
