@@ -280,6 +280,18 @@ def test_subscribe_collection(g, kind):
         writer.close()
 
 
+def test_push_carries_the_object_as_answered(g):
+    sub = WS(g)
+    try:
+        assert sub.call({"action": "subscribe", "route": "items/"})["status"] == 200
+        note = {"empty": [], "obj": {}, "list": [1, "two", None, {"x": []}], "u": "caf\u00e9 \u2603"}
+        status, obj = g.json("POST", "/api/items/", {"title": "shapes", "note": note})
+        assert status == 201, obj
+        assert sub.recv() == push("create", "items/%d/" % obj["id"], obj, 201)
+    finally:
+        sub.close()
+
+
 def test_instance_and_collection_deliver_once(g):
     obj = create(g, "both")
     route = "items/%d/" % obj["id"]
