@@ -185,6 +185,7 @@ end
 
 function R.shutdown()
   rt.shuttingDown = true
+  rt.api.cluster.stop()
 end
 
 R.rt = rt
