@@ -178,21 +178,57 @@ def wait_ready(g):
         time.sleep(0.05)
 
 
+# A write's message reaches the workers a moment after its answer (Redis pub/sub), so a
+# create answered just before a client subscribes to that object could still be pushed to
+# it. The tests make that deterministic: a "barrier" connection on each gateway watches
+# the collection, and create() returns once every barrier got the create's push: the
+# worker has then handled that message for all its subscribers.
+
+def open_barrier(g):
+    b = WS(g)
+    assert b.call({"action": "subscribe", "route": "items/"})["status"] == 200
+    g.barriers = getattr(g, "barriers", []) + [b]
+    return b
+
+
+def settle(g, obj_id):
+    for b in getattr(g, "barriers", []):
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            got = b.recv(max(0.01, deadline - time.monotonic()))
+            assert got is not None, "the barrier saw no create of %d" % obj_id
+            if got["action"] == "create" and got["data"]["id"] == obj_id:
+                break
+
+
+def close_barriers(g):
+    for b in getattr(g, "barriers", []):
+        b.close()
+    g.barriers = []
+
+
 @pytest.fixture(scope="module")
 def g(gateway_bin, redis_url, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("livegw")
     prefix = "itest:live:%s:" % uuid.uuid4().hex[:8]
     with gw.serving(workdir, live_config(workdir, redis_url, prefix)) as gateway:
         wait_ready(gateway)
-        yield gateway
+        open_barrier(gateway)
+        try:
+            yield gateway
+        finally:
+            close_barriers(gateway)
 
 
-def create(g, title="t", note=None):
+def create(g, title="t", note=None, settled=None):
+    """POST an item on g; returns once the barriers of `settled` (default: g) saw it."""
     body = {"title": title}
     if note is not None:
         body["note"] = note
     status, obj = g.json("POST", "/api/items/", body)
     assert status == 201, obj
+    for other in settled if settled is not None else [g]:
+        settle(other, obj["id"])
     return obj
 
 
@@ -404,9 +440,16 @@ def test_permissions_refuse_subscribing(g):
         assert got["status"] == 401, got
         assert alice.call({"action": "liveLogin", "data": {"name": "alice"}})["status"] == 200
         assert bob.call({"action": "liveLogin", "data": {"name": "bob"}})["status"] == 200
-        mine = alice.call({"action": "create", "route": "private/",
-                           "data": {"title": "secret", "owner": "alice"}})["data"]
+        # alice watches the collection first (so her create's push has come before she
+        # subscribes to the object: see the barrier above)
+        assert alice.call({"action": "subscribe", "route": "private/"})["status"] == 200
+        alice.send({"action": "create", "route": "private/", "request_id": 1,
+                    "data": {"title": "secret", "owner": "alice"}})
+        got = [alice.recv(), alice.recv()]
+        answer = [m for m in got if m.get("request_id") == 1][0]
+        mine = answer["data"]
         route = "private/%d/" % mine["id"]
+        assert push("create", route, mine, 201) in got, got
         # object permissions on an instance: 403 for bob, 200 for alice
         got = bob.call({"action": "subscribe", "route": route})
         assert got["status"] == 403 and got["errors"] == [
@@ -415,10 +458,13 @@ def test_permissions_refuse_subscribing(g):
         # bob may watch the collection (as list is not object-checked), but pushes of
         # objects he may not see do not reach him
         assert bob.call({"action": "subscribe", "route": "private/"})["status"] == 200
-        alice.call({"action": "partial_update", "route": route, "data": {"title": "s2"}})
-        # alice: her answer and the push, in either order
+        alice.send({"action": "partial_update", "route": route, "data": {"title": "s2"},
+                    "request_id": 2})
+        # alice: her answer and one push (instance and collection: once), in either order
         got = [alice.recv(), alice.recv()]
         assert push("partial_update", route, dict(mine, title="s2"), 200) in got, got
+        assert [m.get("request_id") for m in got].count(2) == 1, got
+        nothing_more(alice)
         nothing_more(bob)
         # an object bob owns reaches him through the collection
         his = bob.call({"action": "create", "route": "private/",
@@ -445,11 +491,13 @@ def test_lookup_field_routes(g):
     sub = WS(g)
     try:
         slug = "s-" + uuid.uuid4().hex[:6]
+        assert sub.call({"action": "subscribe", "route": "slugs/"})["status"] == 200
         status, obj = g.json("POST", "/api/slugs/", {"slug": slug, "body": "b"})
         assert status == 201, obj
+        # the collection's push names the object by its lookupField
+        assert sub.recv() == push("create", "slugs/%s/" % slug, obj, 201)
         got = sub.call({"action": "subscribe", "route": "slugs/%s/" % slug})
         assert got["status"] == 200 and got["data"]["route"] == "slugs/%s/" % slug, got
-        assert sub.call({"action": "subscribe", "route": "slugs/"})["status"] == 200
         g.json("PATCH", "/api/slugs/%s/" % slug, {"body": "c"})
         assert sub.recv() == push("partial_update", "slugs/%s/" % slug, dict(obj, body="c"), 200)
         r = g.request("DELETE", "/api/slugs/%s/" % slug)
@@ -538,22 +586,21 @@ def three(gateway_bin, redis_url, tmp_path):
             g = gw.Gateway(str(workdir), live_config(workdir, redis_url, prefix)).start()
             started.append(g)
             wait_ready(g)
+        for g in started[1:]:
+            open_barrier(g)
         yield started
     finally:
         problems = []
         for g in started:
+            close_barriers(g)
             g.stop()
             problems += g.teardown_problems()
         assert not problems, problems
 
 
-NEEDS_PUBSUB = pytest.mark.xfail(reason="needs cluster pub/sub", strict=False)
-
-
-@NEEDS_PUBSUB
 def test_patch_on_a_pushes_to_c(three):
     a, b, c = three
-    obj = create(a, "spread")
+    obj = create(a, "spread", settled=[b, c])
     route = "items/%d/" % obj["id"]
     on_c, on_b = WS(c), TCP(b)
     try:
@@ -565,7 +612,7 @@ def test_patch_on_a_pushes_to_c(three):
         assert on_c.recv() == want
         assert on_b.recv() == want
         # a create on C reaches the collection subscriber on B, not the instance one on C
-        other = create(c, "on c")
+        other = create(c, "on c", settled=[b, c])
         assert on_b.recv() == push("create", "items/%d/" % other["id"], other, 201)
         nothing_more(on_c)
         r = a.request("DELETE", "/api/" + route)
@@ -579,13 +626,10 @@ def test_patch_on_a_pushes_to_c(three):
         on_b.close()
 
 
-@NEEDS_PUBSUB
 def test_two_workers(gateway_bin, redis_url, tmp_path):
     prefix = "itest:live2w:%s:" % uuid.uuid4().hex[:8]
     with gw.serving(tmp_path, live_config(tmp_path, redis_url, prefix, workers=2)) as g:
         wait_ready(g)
-        obj = create(g, "workers")
-        route = "items/%d/" % obj["id"]
         subs, pids = [], set()
         try:
             # WebSockets until both workers hold some (the kernel spreads them)
@@ -596,6 +640,14 @@ def test_two_workers(gateway_bin, redis_url, tmp_path):
                 if len(pids) == 2 and len(subs) >= 4:
                     break
             assert len(pids) == 2, "every connection landed on one worker"
+            # each watches the collection, sees the create, then the instance too
+            for s in subs:
+                assert s.call({"action": "subscribe", "route": "items/"})["status"] == 200
+            status, obj = g.json("POST", "/api/items/", {"title": "workers"})
+            assert status == 201
+            route = "items/%d/" % obj["id"]
+            for s in subs:
+                assert s.recv() == push("create", route, obj, 201)
             for s in subs:
                 assert s.call({"action": "subscribe", "route": route})["status"] == 200
             for i in range(4):
