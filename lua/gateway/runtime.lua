@@ -35,25 +35,7 @@ local transports = {
   metrics = require("gateway.transport.metrics"),
 }
 
--- The resources some handler or consumer lists "subscribe" for: this worker handles
--- their live messages from the load on (gateway.services.live).
-local function liveResources(reg)
-  local names = {}
-  for _, list in ipairs({ reg.handlers or {}, reg.consumerFiles or {} }) do
-    for _, item in ipairs(list) do
-      local h = item.handler or item.consumer
-      for _, g in ipairs(type(h.generics) == "table" and h.generics or {}) do
-        if g == "subscribe" and type(h.resource) == "table" and type(h.resource.name) == "string" then
-          names[#names + 1] = h.resource.name
-        end
-      end
-    end
-  end
-  return names
-end
-
 local function publish(reg)
-  rt.api.resources._watch(liveResources(reg))
   docs.addBuiltins(reg, rt.api)
   openapi.addBuiltin(reg, rt.api, rt.config, rt.json)
   processor.buildPlans(reg)

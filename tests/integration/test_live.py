@@ -630,15 +630,23 @@ def test_two_workers(gateway_bin, redis_url, tmp_path):
     prefix = "itest:live2w:%s:" % uuid.uuid4().hex[:8]
     with gw.serving(tmp_path, live_config(tmp_path, redis_url, prefix, workers=2)) as g:
         wait_ready(g)
-        subs, pids = [], set()
+        subs = []
         try:
-            # WebSockets until both workers hold some (the kernel spreads them)
-            for _ in range(40):
+            # WebSockets until both workers hold two (the kernel spreads them; the second
+            # worker may start listening a moment after the first answers)
+            per_pid = {}
+            deadline = time.monotonic() + gw.bound(10)
+            for _ in range(300):
                 s = WS(g)
-                subs.append(s)
-                pids.add(s.call({"action": "livePid"})["data"]["pid"])
-                if len(pids) == 2 and len(subs) >= 4:
+                pid = s.call({"action": "livePid"})["data"]["pid"]
+                if len(per_pid.get(pid, [])) >= 2:
+                    s.close()
+                else:
+                    per_pid.setdefault(pid, []).append(s)
+                    subs.append(s)
+                if len(per_pid) == 2 and len(subs) == 4 or time.monotonic() > deadline:
                     break
+            pids = set(per_pid)
             assert len(pids) == 2, "every connection landed on one worker"
             # each watches the collection, sees the create, then the instance too
             for s in subs:

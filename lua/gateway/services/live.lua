@@ -27,15 +27,29 @@ M.STATUS = { create = 201, update = 200, partial_update = 200, remove = 204 }
 local byInstance, byCollection = {}, {}
 -- connection -> { [resource .. "\0" .. key] = sub }, and how many it holds.
 local byConnection, counts = {}, {}
--- cluster -> resources whose topic it handles for this worker.
-local watching = setmetatable({}, { __mode = "k" })
+-- resource -> the cluster whose topic for it this worker handles, and how many local
+-- subscriptions it holds: a worker handles a resource's messages only while it has
+-- subscribers for it, so the others drop them unread (the cluster reads a message's topic
+-- before decoding it).
+local watching, held = {}, {}
 
 local function add(set, sub)
   set[sub] = true
 end
 
+local function unwatch(resource)
+  local cluster = watching[resource]
+  watching[resource] = nil
+  if cluster then cluster.on(M.TOPIC .. resource, nil) end
+end
+
 local function unindex(sub)
   sub.active = false
+  local n = (held[sub.resource] or 1) - 1
+  if n > 0 then held[sub.resource] = n else
+    held[sub.resource] = nil
+    unwatch(sub.resource)
+  end
   if sub.id then
     local ids = byInstance[sub.resource]
     local set = ids and ids[sub.id]
@@ -120,16 +134,12 @@ function M.deliver(json, payload)
   return sent
 end
 
--- Handle the resource's topic on this worker (once; again after nothing: cluster.on
--- replaces its handler with the same one).
+-- Handle the resource's topic on this worker (from its first local subscription on; the
+-- cluster's one channel is subscribed already, so no message published after this call
+-- is missed).
 function M.watch(cluster, json, resource)
-  local mine = watching[cluster]
-  if not mine then
-    mine = {}
-    watching[cluster] = mine
-  end
-  if mine[resource] then return end
-  mine[resource] = true
+  if watching[resource] == cluster then return end
+  watching[resource] = cluster
   cluster.on(M.TOPIC .. resource, function(payload) M.deliver(json, payload) end)
 end
 
@@ -178,6 +188,7 @@ function M.api(json, cluster, config)
     if old then unindex(old) else counts[connection] = (counts[connection] or 0) + 1 end
     sub.connection, sub.active = connection, true
     subs[name] = sub
+    held[sub.resource] = (held[sub.resource] or 0) + 1
     if sub.id then
       local ids = byInstance[sub.resource]
       if not ids then
@@ -235,13 +246,6 @@ function M.api(json, cluster, config)
       { resource = resource, id = id, action = action, object = object })
     if not ok then return false, tostring(sent) end
     return sent, reason
-  end
-
-  -- Handle the topics of these resources from now on (the runtime calls it at each load
-  -- for the resources a handler or consumer lists "subscribe" for, so a subscriber's
-  -- worker already listens when its first write comes).
-  function resources._watch(names)
-    for _, name in ipairs(names) do M.watch(cluster, json, name) end
   end
 
   return resources
