@@ -668,3 +668,38 @@ def test_two_workers(gateway_bin, redis_url, tmp_path):
         finally:
             for s in subs:
                 s.close()
+
+
+def test_redis_restart_pushes_resume(gateway_bin, private_redis, tmp_path):
+    redis = private_redis(tcp=True)
+    prefix = "itest:liver:"
+    with gw.serving(tmp_path, live_config(tmp_path, redis.tcp_url(), prefix)) as g:
+        wait_ready(g)
+        open_barrier(g)
+        try:
+            obj = create(g, "restart")
+            route = "items/%d/" % obj["id"]
+            sub = WS(g)
+            try:
+                assert sub.call({"action": "subscribe", "route": route})["status"] == 200
+                since = g.log_size()
+                redis.stop()
+                assert g.wait_for_log(r"redis subscriber: lost the connection",
+                                      timeout=gw.bound(5), since=since)
+                redis.start(keep_port=True)
+                assert g.wait_for_log(r"subscribed again after an outage",
+                                      timeout=gw.bound(10), since=since)
+                # the subscription outlived the outage: the next write is pushed
+                deadline = time.monotonic() + gw.bound(5)
+                while True:
+                    status, body = g.json("PATCH", "/api/" + route, {"note": "after"})
+                    if status == 200:
+                        break
+                    assert status == 503 and time.monotonic() < deadline, (status, body)
+                    time.sleep(0.05)
+                assert sub.recv() == push("partial_update", route, dict(obj, note="after"), 200)
+                nothing_more(sub)
+            finally:
+                sub.close()
+        finally:
+            close_barriers(g)
