@@ -1,6 +1,7 @@
 -- The Redis-backed generic handlers of SPEC §6 (rest_framework_channels generics):
 -- retrieve, list, create, update, partial_update, remove/destroy on a handler's
--- `resource = { name, fields, pageSize }`. The loader hands `M.generics` to
+-- `resource = { name, fields, pageSize }`, and subscribe/unsubscribe (live resources,
+-- docs/realtime.md: the writes announce themselves through api.resources). The loader hands `M.generics` to
 -- handlers.compile, which asks `generics[name](handler, name)` for an action definition.
 --
 -- Keys (SPEC §9), P = redis.prefix .. "resource:<name>:":
