@@ -2,8 +2,8 @@
 -- worker's persistent connections to objects and collections of a resource, and the
 -- pushes after a write. The generics (gateway.registry.resources) subscribe and announce
 -- writes through api.resources; a write is one cluster message (api.cluster, topic
--- "live:<resource>") that every worker watching the resource delivers to its own
--- subscribers, each connection at most once, through connections.sendText.
+-- "live:<resource>") that every worker holding subscriptions to the resource delivers to
+-- its own subscribers, each connection at most once, through connections.sendText.
 --
 --   api.resources.notify(resource, id, action, object) -> true | false, reason
 --       announce a write done outside the generics (action: create, update,
@@ -37,6 +37,8 @@ local function add(set, sub)
   set[sub] = true
 end
 
+-- The last local subscription to the resource ended: stop handling its topic (a handler
+-- of nil is none: the cluster then drops its messages unread).
 local function unwatch(resource)
   local cluster = watching[resource]
   watching[resource] = nil
@@ -46,7 +48,9 @@ end
 local function unindex(sub)
   sub.active = false
   local n = (held[sub.resource] or 1) - 1
-  if n > 0 then held[sub.resource] = n else
+  if n > 0 then
+    held[sub.resource] = n
+  else
     held[sub.resource] = nil
     unwatch(sub.resource)
   end
