@@ -7,6 +7,7 @@ Three gateways A (two workers), B and C, each with the TCP socket server, on a p
 redis-server; tests/integration/cluster_actions/cluster_probe.lua records in Redis what each
 worker hears (under its redis.prefix), so the test reads it there."""
 
+import asyncio
 import json
 import os
 import signal
@@ -144,6 +145,63 @@ def test_send_reaches_a_connection_on_another_node_exactly_once(make_gateway, pr
         client.close()
 
 
+def test_send_reaches_a_websocket_on_another_node(make_gateway, private_redis, tmp_path):
+    redis = private_redis(tcp=True)
+    a = start_node(make_gateway, tmp_path, redis, "a", workers=2)
+    c = start_node(make_gateway, tmp_path, redis, "c")
+    wait_workers(redis, "cl:", 3)
+
+    async def go():
+        sockets = [await a.ws_connect() for _ in range(4)]
+        try:
+            ids = []
+            for ws in sockets:
+                await ws.send(json.dumps({"action": "connection_info"}))
+                env = json.loads(await asyncio.wait_for(ws.recv(), gw.bound(5)))
+                ids.append(env["data"]["id"])
+            for i, cid in enumerate(ids):
+                assert await asyncio.to_thread(push, c, cid, {"ws": i}) is True
+            got = [json.loads(await asyncio.wait_for(ws.recv(), gw.bound(5))) for ws in sockets]
+            extra = []
+            for ws in sockets:
+                try:
+                    extra.append(await asyncio.wait_for(ws.recv(), 0.3))
+                except asyncio.TimeoutError:
+                    pass
+            return got, extra
+        finally:
+            for ws in sockets:
+                await ws.close()
+
+    got, extra = asyncio.run(go())
+    assert got == [{"ws": i} for i in range(4)]
+    assert extra == []
+
+
+def test_subscriber_authenticates_like_the_command_connection(make_gateway, private_redis, tmp_path):
+    """A Redis with a password, and a database other than 0: the pub/sub connection does AUTH
+    (and SELECT, which channels ignore) as the command connection does."""
+    redis = private_redis(tcp=True, password="s3cret")
+    url = "redis://:s3cret@127.0.0.1:%d/3" % redis.port
+    nodes = []
+    for name in ("a", "c"):
+        wd = tmp_path / name
+        os.makedirs(wd, exist_ok=True)
+        config = cluster_config(wd, redis, "cl:")
+        config["redis"]["url"] = url
+        nodes.append(make_gateway(config=config, workdir=wd))
+    a, c = nodes
+    deadline = time.monotonic() + gw.bound(10)
+    while len(redis.command("ZRANGE", "cl:cluster:workers", 0, -1, db=3)) < 2:
+        assert time.monotonic() < deadline, "the workers did not beat in db 3"
+        time.sleep(0.05)
+    assert metric(a, "gateway_redis_subscriber_connected") == 1
+    [(client, cid)] = connect_clients(a, 1)
+    assert push(c, cid, {"auth": True}) is True
+    assert json.loads(client.read_line(timeout=gw.bound(5))) == {"auth": True}
+    client.close()
+
+
 def test_send_to_an_unknown_id_is_published_and_dropped(make_gateway, private_redis, tmp_path):
     redis = private_redis(tcp=True)
     c = start_node(make_gateway, tmp_path, redis, "c")
@@ -275,6 +333,7 @@ def test_killed_node_is_cleaned_up_once_within_the_bound(make_gateway, private_r
     assert gone[0].split(" by ")[0] == victim, gone
     assert gone[0].split(" by ")[1] in ids and gone[0].split(" by ")[1] != victim, gone
     assert took <= gw.bound(GONE_BOUND), took
+    print("onWorkerGone ran %.2f s after the kill -9" % took)
     # Exactly once in the cluster: two more sweep rounds change nothing.
     time.sleep(2 * HEARTBEAT_MS / 1000.0 + 0.5)
     assert lrange(redis, "cl:test:gone") == gone
@@ -304,6 +363,13 @@ def test_cluster_disabled_stays_in_process(make_gateway, private_redis, tmp_path
     assert call(g, "POST", "/api/cluster_publish", {"tag": "local"})["published"] is True
     assert len(wait_list(redis, "cl:test:echo:local", 1, gw.bound(5))) == 1
     assert workers_of(redis, "cl:") == []
+    # api.connections.send reaches this worker's connections only: false for any other id.
+    assert push(g, "elsewhere", {"x": 1}) is False
+    [(client, cid)] = connect_clients(g, 1)
+    assert push(g, cid, {"here": 1}) is True
+    assert json.loads(client.read_line(timeout=gw.bound(5))) == {"here": 1}
+    client.close()
+    assert metric(g, "gateway_redis_subscriber_connected") == 0
 
 
 def test_dead_after_below_three_heartbeats_is_a_startup_error(private_redis, tmp_path):

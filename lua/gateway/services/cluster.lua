@@ -168,7 +168,7 @@ function M.new(json, config, redis)
   -- Claim the dead workers' cleanups and run the onWorkerGone handlers for each, in this
   -- task, one after the other; then forget the worker.
   local function sweep()
-    sweeping = true
+    sweeping = core.now_ms()
     local ok, err = xpcall(function()
       local claimed = redis.pcall("EVAL", SWEEP, 2, workersKey, reapPrefix, deadAfter, cluster.id, M.REAP_TTL)
       if type(claimed) ~= "table" then return end
@@ -200,7 +200,10 @@ function M.new(json, config, redis)
     beaten = true
     local now = core.now_ms()
     healthySince = healthySince or now
-    if not sweeping and now - healthySince >= deadAfter then sweep() end
+    -- A sweep whose handlers still wait after REAP_TTL (its claims have expired: others
+    -- took them over) no longer holds this worker's sweeps up.
+    local free = not sweeping or now - sweeping > M.REAP_TTL
+    if free and now - healthySince >= deadAfter then sweep() end
   end
 
   local first = true
