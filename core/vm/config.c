@@ -92,6 +92,8 @@ static const struct key schema[] = {
     {"general.defaultMiddlewarePriority", K_INT, "100", LONG_MIN, LONG_MAX},
     {"general.maxConnections", K_INT, "16384", 1, LONG_MAX},
     {"general.maxConnectionsPerIP", K_INT, "0", 0, LONG_MAX},
+    /* Live resources (issue 17): subscriptions one WebSocket/TCP connection may hold. */
+    {"general.maxSubscriptions", K_INT, "1000", 0, 1000000},
     {"redis", K_TABLE, NULL, 0, 0},
     {"redis.url", K_STRING, "'redis://127.0.0.1:6379/0'", 0, 0},
     {"redis.prefix", K_STRING, "'gateway:'", 0, 0},
@@ -154,7 +156,7 @@ static const char *const live_keys[] = {
     "general.luaMemoryLimit", "general.jsonMaxDepth", "general.jsonMaxElements",
     "general.shutdownTimeout", "general.missingParamChecks", "general.disableParamScrubbing",
     "general.defaultMiddlewarePriority", "general.maxConnections",
-    "general.maxConnectionsPerIP", "redis.maxListSize", "logging.level", "logging.format",
+    "general.maxConnectionsPerIP", "general.maxSubscriptions", "redis.maxListSize", "logging.level", "logging.format",
     "logging.filteredParams",
     /* Rooms (issue 17) */
     "rooms.autoCreate", "rooms.maxNameLength", "rooms.maxRoomsPerConnection", "rooms.viewLimit",

@@ -90,7 +90,7 @@ return {
 return {
   routes = { [=[^items/$]=], [=[^items/(?P<pk>[-\w]+)/$]=] },
   resource = { name = "item", fields = { title = { required = true, maxLength = 10 } } },
-  generics = { "retrieve", "list", "create", "remove" },
+  generics = { "retrieve", "list", "create", "remove", "subscribe" },
 }
 ]])
   write(dir .. "/actions/vip.lua", [[
@@ -207,6 +207,28 @@ describe("the spec helper", function()
     assert.equal(422, bad.status)
     assert.equal(404, h.runRoute("nothing/", "list").status)
     assert.equal(405, h.runRoute("items/", "update").status)
+  end)
+
+  it("pushes a resource's writes to a subscribed connection (live resources)", function()
+    h.flush()
+    local c = h.connection({ type = "websocket" })
+    local answer = h.runRoute("items/", "subscribe", {}, c)
+    assert.equal(200, answer.status)
+    assert.same({ subscribed = true, route = "items/" }, answer.data)
+    local created = h.runRoute("items/", "create", { title = "live" })
+    h.wait(10)
+    local route = "items/" .. created.data.id .. "/"
+    assert.same({ { errors = {}, data = created.data, action = "create", route = route, status = 201 } },
+      c:messages())
+    assert.equal(204, h.runRoute(route, "remove").status)
+    h.wait(10)
+    local removed = c:messages()
+    assert.equal(1, #removed)
+    assert.equal(h.null, removed[1].data)
+    assert.same({ "remove", route, 204 }, { removed[1].action, removed[1].route, removed[1].status })
+    c:close()
+    assert.equal(201, h.runRoute("items/", "create", { title = "after" }).status)
+    h.wait(10)
   end)
 
   it("runs a consumer's actions on a connection to its URL, after its checks", function()

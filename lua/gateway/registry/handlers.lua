@@ -12,7 +12,7 @@ local pcre = require("gateway.regex")
 local M = {}
 
 M.GENERICS = { retrieve = true, list = true, create = true, update = true,
-  partial_update = true, remove = true, destroy = true }
+  partial_update = true, remove = true, destroy = true, subscribe = true }
 
 -- HTTP method -> handler action name (GET depends on whether the route names a `pk`, or
 -- the handler's lookupField).
@@ -113,6 +113,12 @@ function M.compileActions(h, file, make, generics, inherit)
       actions[g] = a
       if g == "remove" and not actions.destroy then actions.destroy = actions[g] end
       if g == "destroy" and not actions.remove then actions.remove = actions[g] end
+      -- Live resources: "subscribe" enables its pair.
+      if g == "subscribe" and not actions.unsubscribe then
+        a, err = genericAction("unsubscribe", h, inherited, mk, generics)
+        if not a then error(file .. ": " .. err, 0) end
+        actions.unsubscribe = a
+      end
     end
   end
   return actions
@@ -226,6 +232,96 @@ function M.resolve(index, route, name, method)
 end
 
 M.namedGroups = namedGroups
+
+-- The route a pattern names for given group values (live resources push an object's
+-- instance route: gateway.registry.resources). A template is the pattern read as
+-- literal text and named groups: { "items/", { group = "pk" }, "/" } for
+-- ^items/(?P<pk>\d+)/$. Only patterns made of literal characters (escaped
+-- punctuation included), named groups and the anchors ^ and $ have one; nil otherwise
+-- (a class, an alternation or a quantifier outside a group: no single route to build).
+function M.routeTemplate(pattern)
+  if type(pattern) ~= "string" then return nil end
+  local s = pattern
+  if s:sub(1, 1) == "^" then s = s:sub(2) end
+  if s:sub(-1) == "$" and s:sub(-2, -2) ~= "\\" then s = s:sub(1, -2) end
+  local out, lit = {}, {}
+  local function flush()
+    if #lit > 0 then
+      out[#out + 1] = table.concat(lit)
+      lit = {}
+    end
+  end
+  local i, n = 1, #s
+  while i <= n do
+    local c = s:sub(i, i)
+    if c == "\\" then
+      local e = s:sub(i + 1, i + 1)
+      if e == "" or e:match("[%w]") then return nil end -- \d, \w, \b...: not one text
+      lit[#lit + 1] = e
+      i = i + 2
+    elseif c == "(" then
+      local name, body = s:match("^%(%?P?<([%a_][%w_]*)>()", i)
+      if not name then name, body = s:match("^%(%?'([%a_][%w_]*)'()", i) end
+      if not name then return nil end
+      -- Skip to the group's closing parenthesis (escapes and classes included).
+      local depth, j, class = 1, body, false
+      while j <= n and depth > 0 do
+        local d = s:sub(j, j)
+        if d == "\\" then
+          j = j + 1
+        elseif class then
+          if d == "]" then class = false end
+        elseif d == "[" then
+          class = true
+          if s:sub(j + 1, j + 1) == "]" then j = j + 1 end
+        elseif d == "(" then
+          depth = depth + 1
+        elseif d == ")" then
+          depth = depth - 1
+        end
+        j = j + 1
+      end
+      if depth > 0 then return nil end
+      if s:sub(j, j):match("[%?%*%+{]") then return nil end -- an optional or repeated group
+      flush()
+      out[#out + 1] = { group = name }
+      i = j
+    elseif c:match("[%.%[%]%(%)|%?%*%+{}%^%$]") then
+      return nil
+    else
+      if s:sub(i + 1, i + 1):match("[%?%*%+{]") then return nil end -- "s?" is two routes
+      lit[#lit + 1] = c
+      i = i + 1
+    end
+  end
+  flush()
+  return out
+end
+
+-- Does a template have a group of this name?
+function M.templateHas(template, name)
+  for _, part in ipairs(template) do
+    if type(part) == "table" and part.group == name then return true end
+  end
+  return false
+end
+
+-- The route of a template, each group's value from valueOf(name) (a string or a
+-- number), or nil when one has none.
+function M.buildRoute(template, valueOf)
+  local parts = {}
+  for i, part in ipairs(template) do
+    if type(part) == "string" then
+      parts[i] = part
+    else
+      local v = valueOf(part.group)
+      if type(v) == "number" then v = tostring(math.tointeger(v) or v) end
+      if type(v) ~= "string" or v == "" then return nil end
+      parts[i] = v
+    end
+  end
+  return table.concat(parts)
+end
 
 function M.count(index)
   return #index.entries

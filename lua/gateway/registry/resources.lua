@@ -1,6 +1,7 @@
 -- The Redis-backed generic handlers of SPEC §6 (rest_framework_channels generics):
 -- retrieve, list, create, update, partial_update, remove/destroy on a handler's
--- `resource = { name, fields, pageSize }`. The loader hands `M.generics` to
+-- `resource = { name, fields, pageSize }`, and subscribe/unsubscribe (live resources,
+-- docs/realtime.md: the writes announce themselves through api.resources). The loader hands `M.generics` to
 -- handlers.compile, which asks `generics[name](handler, name)` for an action definition.
 --
 -- Keys (SPEC §9), P = redis.prefix .. "resource:<name>:":
@@ -28,6 +29,7 @@
 
 local inputs = require("gateway.pipeline.inputs")
 local permissions = require("gateway.pipeline.permissions")
+local handlers = require("gateway.registry.handlers")
 
 local M = {}
 
@@ -432,6 +434,34 @@ local compiled = setmetatable({}, { __mode = "k" })
 -- on a resource keeps the union of their lookupFields indexed. A load is told by its
 -- api.permissions table (each load makes a new one).
 local indexedByLoad = setmetatable({}, { __mode = "k" })
+-- Per load, resource name -> { on = true } once some handler or consumer of the load
+-- lists "subscribe" for it: then its writes are announced (gateway.services.live).
+local liveByLoad = setmetatable({}, { __mode = "k" })
+
+-- The instance routes a push can name (live resources): the templates of the handler's
+-- patterns that capture the lookup param, or of a consumer's URL pattern (as a path with
+-- its leading "/"); and the names of their groups.
+local function instanceTemplates(handler, lookupParam)
+  local patterns, slash = handler.routes, ""
+  if type(handler.consumer) == "string" then
+    patterns = { handler.consumer }
+    local c = handler.consumer
+    if c:sub(1, 2) ~= "^/" and c:sub(1, 1) ~= "/" then slash = "/" end
+  end
+  local templates, groups = {}, {}
+  for _, pattern in ipairs(type(patterns) == "table" and patterns or {}) do
+    local t = handlers.routeTemplate(pattern)
+    if t and handlers.templateHas(t, lookupParam) then
+      if slash ~= "" then table.insert(t, 1, slash) end
+      templates[#templates + 1] = t
+      for _, part in ipairs(t) do
+        if type(part) == "table" then groups[part.group] = true end
+      end
+    end
+  end
+  return templates, groups
+end
+
 local function compile(handler)
   if compiled[handler] then return compiled[handler] end
   local r = handler.resource
@@ -498,6 +528,14 @@ local function compile(handler)
     table.sort(indexed)
   end
   res.indexed = indexed
+  liveByLoad[load] = liveByLoad[load] or {}
+  local live = liveByLoad[load][r.name] or { on = false }
+  liveByLoad[load][r.name] = live
+  for _, g in ipairs(type(handler.generics) == "table" and handler.generics or {}) do
+    if g == "subscribe" then live.on = true end
+  end
+  res.live = live
+  res.templates, res.templateGroups = instanceTemplates(handler, res.lookupParam)
   -- An update or remove compares the object it writes with the one it loaded when the
   -- load decided something (a permission, or which object a lookupField names).
   res.careful = #objectPermissions > 0 or lookupField ~= nil
@@ -741,7 +779,106 @@ end
 -- Resources whose unpaged list was cut to redis.maxListSize (logged once each).
 local truncatedLogged = {}
 
+-- Live resources: announce a write to the subscribers of the resource, wherever they are
+-- (api.resources, gateway.services.live), when some handler of this load lists
+-- "subscribe" for it. A failed announce (Redis unreachable) is logged; the write stands.
+local function announce(api, res, action, id, object)
+  if not res.live.on then return end
+  local resources = api.resources
+  if not resources then return end
+  local ok, sent, reason = pcall(resources.notify, res.name, id, action, object)
+  if not ok or not sent then
+    api.log(string.format('resource "%s": the %s of %s was not announced to subscribers: %s',
+      res.name, action, tostring(id), tostring(ok and reason or sent)), "warning")
+  end
+end
+
+-- The route of a push for subscription `sub`: the first instance template whose groups
+-- all have a value (the lookup param: the object's id, or its lookupField value; "pk" and
+-- "id": the id; another group: the object's field of that name, else the value the
+-- subscription's route or URL kwargs gave it); else the route it subscribed on.
+local function pushRoute(res, sub, object, id)
+  local null = sub.null
+  local function valueOf(name)
+    if name == res.lookupParam and res.lookupField then
+      local v = object and object[res.lookupField]
+      if v ~= null then return v end
+      return nil
+    end
+    if name == res.lookupParam or name == "pk" or name == "id" then return id end
+    local v = object and object[name]
+    if v ~= nil and v ~= null and type(v) ~= "table" then return v end
+    return sub.params[name]
+  end
+  for _, t in ipairs(res.templates) do
+    local route = handlers.buildRoute(t, valueOf)
+    if route then return route end
+  end
+  return sub.route
+end
+
+-- subscribe and unsubscribe: an instance when the request names one (its route's lookup
+-- group, or a consumer's URL kwarg), else the collection.
+local function subscription(api, res, data)
+  local value = data.params[res.lookupParam]
+  if value == api.json.null or value == "" then value = nil end
+  if type(value) == "table" then value = nil end
+  local key = value ~= nil and ("i" .. tostring(value)) or "c"
+  return value, key
+end
+
 local IMPL = {}
+
+function IMPL.subscribe(res)
+  return {
+    run = function(api, data)
+      local value, key = subscription(api, res, data)
+      local sub = { resource = res.name, key = key, null = api.json.null, params = {},
+        route = (data.route or ""):match("^[^?]*") }
+      for name in pairs(res.templateGroups) do
+        local v = data.params[name]
+        if type(v) == "string" or type(v) == "number" then sub.params[name] = v end
+      end
+      local answer = { subscribed = true }
+      if value ~= nil then
+        local id, flat = find(api, res, data)
+        if not id then return fail(data, 404, NOT_FOUND) end
+        local obj = toObject(api, res, flat)
+        if res.objectPermissions[1] and not objectAllowed(api, res, data, obj) then return end
+        sub.id = id
+        answer.id = obj.id
+        answer.route = pushRoute(res, sub, obj, id)
+      else
+        answer.route = sub.route
+      end
+      if res.objectPermissions[1] then
+        local registry = res.objectRegistry or api.permissions.objects
+        local check = { connection = data.connection, params = data.params, action = data.action,
+          route = data.route }
+        sub.allowed = function(object)
+          if object == nil then return true end -- a remove that did not load the object
+          return permissions.check(registry, res.objectPermissions, check, object) == nil
+        end
+      end
+      sub.routeOf = function(object, id) return pushRoute(res, sub, object, id) end
+      local ok, message, status = api.resources._subscribe(data.connection, sub)
+      if not ok then return fail(data, status, message) end
+      data.response = answer
+    end,
+  }
+end
+
+-- Always 200: unsubscribing what is not subscribed changes nothing (as a repeated
+-- remove of a subscription would). The object is not loaded: it may be gone.
+function IMPL.unsubscribe(res)
+  return {
+    run = function(api, data)
+      local _, key = subscription(api, res, data)
+      api.resources._unsubscribe(data.connection, res.name, key)
+      data.response = { subscribed = false, route = (data.route or ""):match("^[^?]*") }
+    end,
+  }
+end
 
 function IMPL.create(res)
   return {
@@ -756,6 +893,7 @@ function IMPL.create(res)
       local flat = write(api, CREATE, { p .. "id", p .. "index" }, args)
       data.response = toObject(api, res, flat)
       data.status = 201
+      announce(api, res, "create", data.response.id, data.response)
     end,
   }
 end
@@ -798,6 +936,7 @@ local function updater(partial)
           if type(reply) == "table" then
             if #reply == 0 then return fail(data, 404, NOT_FOUND) end
             data.response = toObject(api, res, reply)
+            announce(api, res, partial and "partial_update" or "update", id, data.response)
             return
           end
         end
@@ -831,6 +970,7 @@ function IMPL.remove(res)
         if n == 1 then
           data.body = api.json.null -- no body; data.response stays an object (see processor)
           data.status = 204
+          announce(api, res, "remove", id, flat and toObject(api, res, flat) or nil)
           return
         end
       end

@@ -48,11 +48,22 @@ function C.new(rt, type_, fields, handle)
   return C.open(rt, C.make(type_, fields), handle)
 end
 
+-- What other services forget of a connection when it closes (live subscriptions): each
+-- fn(connection), registered once at load, runs before the destroy middleware.
+local closers = {}
+function C.onDestroy(fn)
+  closers[#closers + 1] = fn
+end
+
 -- Runs destroy middleware once and forgets the connection.
 function C.destroy(rt, connection)
   if not connection or connection._destroyed then return end
   connection._destroyed = true
   handles[connection] = nil
+  for i = 1, #closers do
+    local ok, err = xpcall(closers[i], debug.traceback, connection)
+    if not ok then core.log("error", "closing a connection failed", { "error", tostring(err) }) end
+  end
   local list = rt.reg.connectionMiddlewareList
   for i = 1, #list do
     local m = list[i]
@@ -67,6 +78,11 @@ local function push(handle, text)
   if type(handle) == "function" then return handle(text) == true end
   if not conn then return false end
   return conn.send(handle, text)
+end
+
+-- Can the gateway push to this connection (an open WebSocket or TCP one)?
+function C.canPush(connection)
+  return handles[connection] ~= nil
 end
 
 -- Push `text` to an open persistent connection: true when it was queued.
