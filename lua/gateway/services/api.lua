@@ -119,6 +119,7 @@ function M.new(config, builtins)
 
   -- api.rooms: ActionHero's chatRoom across the cluster (gateway.services.rooms).
   api.rooms = require("gateway.services.rooms").attach(api, config)
+
   -- api.resources.notify: live resources (gateway.services.live).
   api.resources = require("gateway.services.live").api(json, api.cluster, config)
 
