@@ -10,6 +10,7 @@
 #include "base/gw.h"
 #include "runtime/call.h"
 #include "net/http1.h"
+#include "net/h2.h"
 #include "vm/libs.h"
 #include "base/log.h"
 #include "base/query.h"
@@ -40,6 +41,7 @@
 #define RATE_GRACE_MS 5000 /* a body's first seconds, before minBodyRate applies */
 #define JSON_TYPE "application/json; charset=utf-8"
 #define REQUEST_ID_MAX 200 /* a client's X-Request-Id longer than this is replaced */
+#define H2_QUEUE_MAX (256 * 1024) /* HTTP/2 output queued on the socket: stop framing and reading beyond */
 
 struct out_req {
     uv_write_t req;
@@ -87,6 +89,18 @@ struct http_conn {
     size_t rid_len;
     char ip[INET6_ADDRSTRLEN];
     int port;
+    /* HTTP/2 (net/h2.h). A connection that began with the preface holds the
+     * session and its streams; each stream is an http_conn of its own with
+     * no socket ('parent' set), answering one request through the same
+     * code as HTTP/1.1, its bytes written into the session. */
+    int fresh;                           /* nothing read yet: the preface is looked for */
+    struct gw_h2 *h2;
+    struct http_conn *streams;           /* the session's streams (sprev/snext) */
+    int h2_unsent;                       /* holds GW_DRAIN_UNSENT for the socket's queue */
+    struct http_conn *parent, *sprev, *snext;
+    int32_t stream_id;                   /* 0 once the session has closed the stream */
+    int delivered;                       /* the stream's request was handed over */
+    long long h2_got;                    /* its body bytes so far */
 };
 
 enum { UPGRADE_ACCEPTED = 1, UPGRADE_PASS };
@@ -119,6 +133,10 @@ static void pump(struct http_conn *c);
 static void sweep_tick(uv_timer_t *t);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static int stream_write(struct http_conn *c, const char *data, size_t len);
+static void stream_close(struct http_conn *c);
+static void h2_flush(struct http_conn *c);
+static int h2_sniff(struct http_conn *c, const char *data, size_t len);
 
 /* --- Deferred work -------------------------------------------------------- */
 
@@ -210,6 +228,7 @@ static void on_written(uv_write_t *w, int status) {
  * queued, in order. GW_ERR when the connection has failed. */
 static int conn_write(struct http_conn *c, const char *data, size_t len) {
     if (c->closing) return GW_ERR;
+    if (c->parent) return stream_write(c, data, len);
     size_t done = 0;
     if (c->nwrites == 0) {
         uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
@@ -367,7 +386,7 @@ static int framing_header(const char *k, size_t kl) {
  * read its next request. */
 static void request_done(struct http_conn *c) {
     c->in_flight = 0;
-    c->started = uv_now(c->tcp.loop); /* for a pipelined request already read */
+    c->started = uv_now(c->server->loop); /* for a pipelined request already read */
     c->idle = 1;
     c->body_mark = 0;
     if (!c->keep_alive || c->server->stopping || (c->eof && !c->pending_len)) c->close_after = 1;
@@ -1057,6 +1076,10 @@ static void process(struct http_conn *c, const char *data, size_t len) {
 /* Deferred work for 'c': the next chunk of a file, or the next request. */
 static void pump(struct http_conn *c) {
     if (c->closing) return;
+    if (c->h2) {
+        h2_flush(c);
+        return;
+    }
     if (c->upgrade_state) {
         finish_upgrade(c);
         if (c->closing) return;
@@ -1103,7 +1126,7 @@ static void pump(struct http_conn *c) {
 
 static int static_write(void *conn, const char *data, size_t len) {
     struct http_conn *c = conn;
-    c->last_active = uv_now(c->tcp.loop);
+    c->last_active = uv_now(c->server->loop);
     return conn_write(c, data, len);
 }
 
@@ -1144,6 +1167,10 @@ static int peer_reset(struct http_conn *c) {
  * which a closed socket answers with a reset, seen below or by the sweep;
  * then its call is cancelled as before. */
 static void half_closed(struct http_conn *c) {
+    if (c->h2) { /* HTTP/2 has no half-close of its own: the client is gone */
+        conn_close(c);
+        return;
+    }
     c->eof = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
     if (!(c->in_flight || c->file || c->nwrites || c->pending_len)) {
@@ -1171,7 +1198,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         c->started = c->last_active;
     }
     if (nread > 0) {
-        if (c->pending_len) {
+        if ((c->h2 || c->fresh) && h2_sniff(c, buf->base, (size_t)nread)) {
+            /* HTTP/2's, or the first bytes of its preface */
+        } else if (c->pending_len) {
             /* Behind bytes already waiting: append, parse in order. */
             size_t len = c->pending_len;
             if (len + (size_t)nread > c->pending_cap) {
@@ -1199,6 +1228,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void on_closed(uv_handle_t *h) {
     struct http_conn *c = h->data;
+    while (c->streams) {
+        struct http_conn *s = c->streams;
+        c->streams = s->snext;
+        gw_http1_free(s->parser);
+        free(s);
+    }
+    gw_h2_free(c->h2);
     if (c->open) gw_metrics.conns[GW_METRICS_HTTP]--;
     if (c->counted) gw_conncap_leave(c->peer);
     gw_http1_free(c->parser);
@@ -1207,9 +1243,16 @@ static void on_closed(uv_handle_t *h) {
 }
 
 static void conn_close(struct http_conn *c) {
+    if (c->parent) {
+        stream_close(c);
+        return;
+    }
     if (c->closing) return;
     c->closing = 1;
     unschedule(c);
+    for (struct http_conn *s = c->streams; s; s = s->snext) stream_close(s);
+    if (c->h2_unsent) gw_drain_release(GW_DRAIN_UNSENT);
+    c->h2_unsent = 0;
     if (c->in_flight == 2) gw_drain_release(GW_DRAIN_UNSENT);
     if (c->call) {
         struct gw_call *call = c->call;
@@ -1294,6 +1337,7 @@ void gw_http_accept(struct gw_http *h, int fd) {
         }
     }
     c->last_active = c->started = uv_now(h->loop);
+    c->fresh = cfg->h2_enabled;
     c->open = 1;
     gw_metrics.conns[GW_METRICS_HTTP]++;
     c->next = h->conns;
@@ -1316,6 +1360,242 @@ static int body_too_slow(struct http_conn *c, const struct gw_config *cfg, doubl
            (double)(got - c->body_mark_len) * 1000.0 < (double)cfg->min_body_rate * elapsed;
 }
 
+/* --- HTTP/2 ------------------------------------------------------------- */
+
+/* A stream's answer, as HTTP/1.1 text, into the session: framed when the
+ * connection is next flushed. */
+static int stream_write(struct http_conn *c, const char *data, size_t len) {
+    struct http_conn *p = c->parent;
+    int r = c->stream_id && !p->closing ? gw_h2_write(p->h2, c->stream_id, data, len) : GW_ERR;
+    if (r < 0) return GW_ERR;
+    c->nwrites = r; /* bytes wait in the session: h2_sent() says when they have gone */
+    schedule(p);
+    return GW_OK;
+}
+
+/* The stream is done with on our side (answered, failed, or its client
+ * went away): its action is cancelled, its file closed. It is freed when
+ * the session closes it (h2_closed) or with its connection. */
+static void stream_close(struct http_conn *c) {
+    if (c->closing) return;
+    c->closing = 1;
+    unschedule(c);
+    if (c->in_flight == 2) gw_drain_release(GW_DRAIN_UNSENT);
+    if (c->call) {
+        struct gw_call *call = c->call;
+        c->call = NULL;
+        gw_call_cancel(call);
+    }
+    if (c->file) {
+        gw_static_free(c->file);
+        c->file = NULL;
+    }
+    if (c->stream_id && !c->parent->closing) {
+        gw_h2_reset(c->parent->h2, c->stream_id); /* nothing when its answer is whole */
+        schedule(c->parent);
+    }
+}
+
+static void *h2_open(void *conn, int32_t id) {
+    struct http_conn *p = conn;
+    struct gw_http *h = p->server;
+    const struct gw_config *cfg = gw_runtime_config(h->rt);
+    struct gw_http1_limits lim = {(uint32_t)cfg->max_header_size, cfg->max_headers, cfg->max_body_size};
+    struct http_conn *c = calloc(1, sizeof *c);
+    if (!c || !(c->parser = gw_http1_new(&lim))) {
+        free(c);
+        return NULL;
+    }
+    c->server = h;
+    c->parent = p;
+    c->stream_id = id;
+    memcpy(c->ip, p->ip, sizeof c->ip);
+    c->port = p->port;
+    c->last_active = c->started = uv_now(h->loop);
+    c->snext = p->streams;
+    if (p->streams) p->streams->sprev = c;
+    p->streams = c;
+    return c;
+}
+
+/* A stream's whole request: parsed as the HTTP/1.1 text it was written
+ * as, then answered as an HTTP/1.1 request is. */
+static void h2_request(void *stream, const char *text, size_t len, int status, const char *message) {
+    struct http_conn *c = stream;
+    if (c->delivered || c->closing) return; /* answered already (a timeout) */
+    c->delivered = 1;
+    if (status) {
+        answer_error(c, status, message);
+        return;
+    }
+    while (len && !c->closing) {
+        enum gw_http1_event ev;
+        size_t n = gw_http1_feed(c->parser, text, len, &ev);
+        text += n;
+        len -= n;
+        if (ev == GW_HTTP1_ERROR) {
+            answer_error(c, gw_http1_status(c->parser), gw_http1_message(c->parser));
+            return;
+        }
+        if (ev == GW_HTTP1_REQUEST || ev == GW_HTTP1_UPGRADE) {
+            dispatch(c); /* CONNECT comes as an upgrade: 501 */
+            return;
+        }
+    }
+    if (!c->closing) answer_error(c, 400, "malformed HTTP request");
+}
+
+static void h2_received(void *stream, size_t len) {
+    struct http_conn *c = stream;
+    c->last_active = uv_now(c->server->loop);
+    c->h2_got += (long long)len;
+}
+
+static void h2_sent(void *stream) {
+    struct http_conn *c = stream;
+    c->nwrites = 0;
+    schedule(c);
+}
+
+/* The session closed the stream: after its answer, or on a reset (the
+ * client cancelled it: its action is cancelled, as a closed HTTP/1.1
+ * connection's is). */
+static void h2_closed(void *stream, uint32_t error) {
+    (void)error;
+    struct http_conn *c = stream, *p = c->parent;
+    c->stream_id = 0;
+    stream_close(c);
+    if (c->sprev) c->sprev->snext = c->snext;
+    else p->streams = c->snext;
+    if (c->snext) c->snext->sprev = c->sprev;
+    gw_http1_free(c->parser);
+    free(c);
+}
+
+static const struct gw_h2_ops h2_ops = {h2_open, h2_request, h2_received, h2_sent, h2_closed};
+
+/* Frame what the session has for the client onto the socket, as far as
+ * the socket's queue allows; close once the session is over. */
+static void h2_flush(struct http_conn *c) {
+    int over = 0;
+    while (!c->closing) {
+        if (c->queued >= H2_QUEUE_MAX) break; /* on_written comes back here */
+        const char *data;
+        ssize_t n = gw_h2_pull(c->h2, &data);
+        if (n == 0) {
+            over = 1;
+            break;
+        }
+        if (n < 0 || conn_write(c, data, (size_t)n) != GW_OK) {
+            conn_close(c);
+            return;
+        }
+    }
+    if (c->closing) return;
+    int held = c->nwrites > 0;
+    if (held != c->h2_unsent) {
+        if (held) gw_drain_hold(GW_DRAIN_UNSENT);
+        else gw_drain_release(GW_DRAIN_UNSENT);
+        c->h2_unsent = held;
+    }
+    if (over && (c->close_after || gw_h2_done(c->h2))) {
+        if (c->nwrites == 0) conn_close(c);
+        return;
+    }
+    /* A client that sends but does not read (pings, resets) waits for its queue. */
+    if (c->queued >= H2_QUEUE_MAX && !c->reading_stopped) {
+        c->reading_stopped = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    } else if (c->queued < H2_QUEUE_MAX && c->reading_stopped && !c->close_after) {
+        c->reading_stopped = 0;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
+
+/* Bytes for the session; then what it answers goes out. */
+static void h2_input(struct http_conn *c, const char *data, size_t len) {
+    if (gw_h2_feed(c->h2, data, len) != GW_OK) {
+        c->close_after = 1; /* the GOAWAY the session queued goes first */
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading_stopped = 1;
+    }
+    if (!c->closing) h2_flush(c);
+}
+
+/* Serve HTTP/2 on 'c', whose first bytes (the client's preface, then
+ * whatever followed it) are 'data'. */
+static void start_h2(struct http_conn *c, const char *data, size_t len) {
+    const struct gw_config *cfg = gw_runtime_config(c->server->rt);
+    struct gw_h2_limits lim = {(uint32_t)cfg->max_header_size, cfg->max_headers, cfg->max_body_size,
+                               (uint32_t)cfg->h2_max_streams, (uint32_t)cfg->h2_window};
+    c->fresh = 0;
+    c->idle = 0;
+    if (!(c->h2 = gw_h2_new(&lim, &h2_ops, c))) {
+        conn_close(c);
+        return;
+    }
+    h2_input(c, data, len);
+}
+
+/* A read on a connection that may speak HTTP/2: its bytes go to the
+ * session, or (the first bytes) are matched against the preface. Returns
+ * 0 when the connection speaks HTTP/1.1 and 'data' is still to be read
+ * as such. */
+static int h2_sniff(struct http_conn *c, const char *data, size_t len) {
+    if (c->h2) {
+        if (!c->close_after) h2_input(c, data, len);
+        return 1;
+    }
+    size_t have = c->pending_len, n = have + len;
+    size_t cmp = n < GW_H2_PREFACE_LEN ? len : GW_H2_PREFACE_LEN - have;
+    if (memcmp(data, GW_H2_PREFACE + have, cmp) != 0) {
+        c->fresh = 0;
+        return 0;
+    }
+    if (n > c->pending_cap) { /* once per connection: the bytes that came before are kept */
+        char *p = realloc(c->pending, n);
+        if (!p) gw_panic("out of memory");
+        c->pending = p;
+        c->pending_cap = n;
+    }
+    memcpy(c->pending + have, data, len);
+    c->pending_len = n;
+    if (n < GW_H2_PREFACE_LEN) return 1;
+    /* 'pending' is moved out first: the session may schedule work on it. */
+    char *bytes = c->pending;
+    c->pending = NULL;
+    c->pending_len = c->pending_cap = 0;
+    start_h2(c, bytes, n);
+    free(bytes);
+    return 1;
+}
+
+/* The time limits of an HTTP/2 connection, once a second: a stream whose
+ * body stalls or trickles gets 408; a connection without streams closes
+ * after keepAliveTimeout (GOAWAY first), one that takes none of its
+ * answers after sendTimeout. */
+static void h2_sweep(struct http_conn *c, const struct gw_config *cfg, double now) {
+    if (c->nwrites) {
+        if (now - c->last_active > (double)cfg->send_timeout) conn_close(c);
+        return;
+    }
+    if (!gw_h2_streams(c->h2)) {
+        if (now - c->last_active > (double)cfg->keep_alive_timeout && !c->close_after) {
+            gw_h2_shutdown(c->h2);
+            c->close_after = 1;
+            schedule(c);
+        }
+        return;
+    }
+    for (struct http_conn *s = c->streams, *next; s; s = next) {
+        next = s->snext;
+        if (!s->delivered && !s->closing && body_too_slow(s, cfg, now, s->h2_got)) {
+            s->delivered = 1;
+            answer_error(s, 408, "request body timeout");
+        }
+    }
+}
+
 /* The time limits, once a second: a head that does not arrive within
  * headerTimeout and a body that stalls or trickles get 408 and close; an
  * idle keep-alive connection (or a new one that sent nothing) closes
@@ -1327,6 +1607,10 @@ static void sweep_tick(uv_timer_t *t) {
     double now = uv_now(h->loop);
     for (struct http_conn *c = h->conns, *next; c; c = next) {
         next = c->next;
+        if (c->h2) {
+            h2_sweep(c, cfg, now);
+            continue;
+        }
         if (c->call) {
             if (c->eof && peer_reset(c)) conn_close(c); /* see half_closed */
             continue;
@@ -1350,6 +1634,13 @@ void gw_http_stop(struct gw_http *h) {
     /* Open connections are still answered (the runtime says 503 to new
      * actions), each answer with "Connection: close". */
     h->stopping = 1;
+    /* HTTP/2 says so at once (GOAWAY): its streams are answered, no new one is taken. */
+    for (struct http_conn *c = h->conns; c; c = c->next) {
+        if (c->h2 && !c->closing) {
+            gw_h2_shutdown(c->h2);
+            schedule(c);
+        }
+    }
 }
 
 void gw_http_close_all(struct gw_http *h) {

@@ -59,6 +59,11 @@ static const struct key schema[] = {
     {"servers.web.metrics.allow", K_LIST, "{'127.0.0.1/8', '::1'}", 0, 0},
     {"servers.web.metrics.host", K_STRING, "''", 0, 0},
     {"servers.web.metrics.port", K_INT, "-1", -1, 65535},
+    /* HTTP/2 (net/h2.c): prior knowledge on the plain listener, ALPN "h2" under TLS. */
+    {"servers.web.http2", K_TABLE, NULL, 0, 0},
+    {"servers.web.http2.enabled", K_BOOL, "true", 0, 0},
+    {"servers.web.http2.maxConcurrentStreams", K_INT, "100", 1, 2147483647L},
+    {"servers.web.http2.initialWindowSize", K_INT, "65535", 1, 2147483647L},
     {"servers.websocket", K_TABLE, NULL, 0, 0},
     {"servers.websocket.enabled", K_BOOL, "true", 0, 0},
     {"servers.websocket.path", K_STRING, "'/ws'", 0, 0},
@@ -133,6 +138,8 @@ static const char *const live_keys[] = {
     "general.defaultMiddlewarePriority", "general.maxConnections",
     "general.maxConnectionsPerIP", "redis.maxListSize", "logging.level", "logging.format",
     "logging.filteredParams",
+    "servers.web.http2.enabled", "servers.web.http2.maxConcurrentStreams",
+    "servers.web.http2.initialWindowSize",
 };
 #define NLIVE (sizeof live_keys / sizeof live_keys[0])
 
@@ -366,6 +373,16 @@ static long get_int(lua_State *L, const char *path) {
     return v;
 }
 
+static int get_bool(lua_State *L, const char *path) {
+    char seg[128];
+    lua_pushvalue(L, -1);
+    const char *last = descend(L, path, seg, sizeof seg);
+    lua_getfield(L, -1, last);
+    int v = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    return v;
+}
+
 static void get_string(lua_State *L, const char *path, char *out, size_t outlen) {
     char seg[128];
     lua_pushvalue(L, -1);
@@ -586,6 +603,9 @@ static int finish(struct loader *ld_, struct gw_config *out) {
     out->min_body_rate = get_int(L, "servers.web.minBodyRate");
     out->keep_alive_timeout = get_int(L, "servers.web.keepAliveTimeout");
     out->send_timeout = get_int(L, "servers.web.sendTimeout");
+    out->h2_enabled = get_bool(L, "servers.web.http2.enabled");
+    out->h2_max_streams = get_int(L, "servers.web.http2.maxConcurrentStreams");
+    out->h2_window = get_int(L, "servers.web.http2.initialWindowSize");
     get_string(L, "servers.websocket.path", out->ws_path, sizeof out->ws_path);
     out->ws_max_message = get_int(L, "servers.websocket.maxMessageSize");
     out->ws_ping_interval = get_int(L, "servers.websocket.pingInterval");
