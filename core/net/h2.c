@@ -314,7 +314,7 @@ static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *dst, siz
     return (ssize_t)n;
 }
 
-/* Fields HTTP/2 forbids (RFC 9113 §8.2.2). */
+/* Fields HTTP/2 forbids (RFC 9113 §8.2.2); a 204's Content-Length too (RFC 9110 §8.6). */
 static int connection_specific(const char *k, size_t kl) {
     return (kl == 10 && strncasecmp(k, "connection", kl) == 0) ||
            (kl == 10 && strncasecmp(k, "keep-alive", kl) == 0) ||
@@ -347,7 +347,8 @@ static int submit_head(struct stream *s, size_t end) {
         for (size_t i = 0; i < kl; i++)
             if (line[i] >= 'A' && line[i] <= 'Z') line[i] = (char)(line[i] + 32);
         if (kl == 14 && memcmp(line, "content-length", 14) == 0) length = strtoll(v, NULL, 10);
-        if (!connection_specific(line, kl) && n < sizeof nv / sizeof nv[0])
+        int forbidden = connection_specific(line, kl) || (status == 204 && kl == 14 && !memcmp(line, "content-length", 14));
+        if (!forbidden && n < sizeof nv / sizeof nv[0])
             nv[n++] = (nghttp2_nv){(uint8_t *)line, (uint8_t *)v, kl, vl, NGHTTP2_NV_FLAG_NONE};
         line = eol + 2;
     }

@@ -1454,6 +1454,7 @@ static void h2_received(void *stream, size_t len) {
 static void h2_sent(void *stream) {
     struct http_conn *c = stream;
     c->nwrites = 0;
+    c->last_active = uv_now(c->server->loop);
     schedule(c);
 }
 
@@ -1571,9 +1572,10 @@ static int h2_sniff(struct http_conn *c, const char *data, size_t len) {
 }
 
 /* The time limits of an HTTP/2 connection, once a second: a stream whose
- * body stalls or trickles gets 408; a connection without streams closes
- * after keepAliveTimeout (GOAWAY first), one that takes none of its
- * answers after sendTimeout. */
+ * body stalls or trickles gets 408, one whose answer the client lets no
+ * byte of through its window for sendTimeout is reset; a connection
+ * without streams closes after keepAliveTimeout (GOAWAY first), one that
+ * takes none of its output for sendTimeout is dropped. */
 static void h2_sweep(struct http_conn *c, const struct gw_config *cfg, double now) {
     if (c->nwrites) {
         if (now - c->last_active > (double)cfg->send_timeout) conn_close(c);
@@ -1589,9 +1591,12 @@ static void h2_sweep(struct http_conn *c, const struct gw_config *cfg, double no
     }
     for (struct http_conn *s = c->streams, *next; s; s = next) {
         next = s->snext;
-        if (!s->delivered && !s->closing && body_too_slow(s, cfg, now, s->h2_got)) {
+        if (s->closing) continue;
+        if (!s->delivered && body_too_slow(s, cfg, now, s->h2_got)) {
             s->delivered = 1;
             answer_error(s, 408, "request body timeout");
+        } else if (s->nwrites && now - s->last_active > (double)cfg->send_timeout) {
+            conn_close(s); /* its window stays shut: RST_STREAM */
         }
     }
 }

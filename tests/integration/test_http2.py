@@ -1,0 +1,453 @@
+"""HTTP/2 on the web listener (issue 16, docs/http.md "HTTP/2"): cleartext with prior knowledge,
+driven by real clients: curl --http2-prior-knowledge, nghttp and h2load (Debian's
+nghttp2-client), and Python's h2 (Debian's python3-h2) for what a well-behaved client does not
+do (resets, oversized header blocks, too many streams, garbage)."""
+
+import collections
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+
+import pytest
+
+import gateway as gw
+
+h2 = pytest.importorskip("h2")
+import h2.config  # noqa: E402
+import h2.connection  # noqa: E402
+import h2.events  # noqa: E402
+import h2.settings  # noqa: E402
+import h2.errors  # noqa: E402
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def curl(g, path, *args, timeout=10.0):
+    """curl --http2-prior-knowledge: (status, headers dict, body bytes, http_version)."""
+    out = subprocess.run(
+        ["curl", "-s", "-S", "--http2-prior-knowledge", "-D", "-", "-o", "-",
+         "-w", "\n%{http_version}", "--max-time", str(gw.bound(timeout))] + list(args)
+        + ["http://%s:%d%s" % (g.host, g.port, path)],
+        capture_output=True, timeout=gw.bound(timeout + 5))
+    assert out.returncode == 0, out.stderr
+    raw, _, version = out.stdout.rpartition(b"\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0].startswith(b"HTTP/2 "), lines[0]
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(b":")
+        headers[k.strip().decode().lower()] = v.strip().decode()
+    return int(lines[0].split()[1]), headers, body, version.decode()
+
+
+class Client:
+    """A plain-socket HTTP/2 client on python3-h2, for exact frames."""
+
+    def __init__(self, g, timeout=5.0, **settings):
+        self.sock = socket.create_connection((g.host, g.port), timeout=gw.bound(timeout))
+        cfg = h2.config.H2Configuration(client_side=True, header_encoding="utf-8",
+                                        validate_outbound_headers=False,
+                                        normalize_outbound_headers=False)
+        self.conn = h2.connection.H2Connection(config=cfg)
+        self.conn.initiate_connection()
+        self.conn.update_settings(settings) if settings else None
+        self.flush()
+        self.events = []
+        self.closed = False
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def request(self, path, method="GET", headers=(), body=None, end=True):
+        sid = self.conn.get_next_available_stream_id()
+        hs = [(":method", method), (":path", path), (":scheme", "http"), (":authority", "x")]
+        self.conn.send_headers(sid, hs + list(headers), end_stream=end and body is None)
+        if body is not None:
+            self.conn.send_data(sid, body, end_stream=end)
+        self.flush()
+        return sid
+
+    def read(self, until, limit=200):
+        """Read events until until(events) is true (or the server closes)."""
+        for _ in range(limit):
+            if until(self.events):
+                return self.events
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                break
+            if not data:
+                self.closed = True
+                break
+            try:
+                self.events.extend(self.conn.receive_data(data))
+            except h2.exceptions.ProtocolError:
+                break
+            self.flush()
+        return self.events
+
+    def answer(self, sid):
+        """(status, headers, body) of stream 'sid', read to its end."""
+        ended = lambda ev: any(isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset))
+                               and e.stream_id == sid for e in ev)
+        self.read(ended)
+        status, headers, body = None, {}, b""
+        for e in self.events:
+            if getattr(e, "stream_id", None) != sid:
+                continue
+            if isinstance(e, h2.events.ResponseReceived):
+                headers = dict(e.headers)
+                status = int(headers[":status"])
+            elif isinstance(e, h2.events.DataReceived):
+                body += e.data
+                self.conn.acknowledge_received_data(e.flow_controlled_length, sid)
+        self.flush()
+        return status, headers, body
+
+    def reset_code(self, sid):
+        for e in self.events:
+            if isinstance(e, h2.events.StreamReset) and e.stream_id == sid:
+                return e.error_code
+        return None
+
+    def close(self):
+        self.sock.close()
+
+
+def read_frames(sock, timeout=3.0):
+    """Raw frames (type, flags, stream, payload) until the server closes."""
+    sock.settimeout(gw.bound(timeout))
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (socket.timeout, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    frames = []
+    while len(data) >= 9:
+        length = int.from_bytes(data[:3], "big")
+        ftype, flags, sid = data[3], data[4], struct.unpack(">I", data[5:9])[0] & 0x7FFFFFFF
+        frames.append((ftype, flags, sid, data[9:9 + length]))
+        data = data[9 + length:]
+    return frames
+
+
+def goaway_code(frames):
+    for ftype, _, _, payload in frames:
+        if ftype == 7:
+            return struct.unpack(">I", payload[4:8])[0]
+    return None
+
+
+# --- curl ----------------------------------------------------------------------------
+
+
+def test_get_action(gateway):
+    status, headers, body, version = curl(gateway, "/api/randomNumber")
+    assert version == "2"
+    assert status == 200
+    assert headers["content-type"].startswith("application/json")
+    assert int(headers["content-length"]) == len(body)
+    assert "randomNumber" in json.loads(body)
+
+
+def test_post_json_body(gateway):
+    status, _, body, _ = curl(gateway, "/api/echo_params", "-H", "Content-Type: application/json",
+                              "--data-binary", '{"a":"b","n":3}')
+    assert status == 200, body
+    params = json.loads(body)["params"]
+    assert params["a"] == "b" and params["n"] == 3
+
+
+def test_not_found(gateway):
+    status, _, body, _ = curl(gateway, "/api/noSuchAction")
+    assert status == 404
+    assert json.loads(body)["error"]
+
+
+def test_static_file_and_head(gateway):
+    data = os.urandom(300000)  # several chunks of the file streamer, past the stream window
+    with open(os.path.join(gateway.workdir, "public", "h2.bin"), "wb") as f:
+        f.write(data)
+    status, headers, body, _ = curl(gateway, "/public/h2.bin")
+    assert status == 200
+    assert body == data
+    assert headers["content-length"] == str(len(data))
+    status, headers, _, _ = curl(gateway, "/public/h2.bin", "-I")  # (-I prints the head as body)
+    assert status == 200 and headers["content-length"] == str(len(data))
+    status, _, _, _ = curl(gateway, "/public/h2.bin", "-H", "If-None-Match: " + headers["etag"])
+    assert status == 304
+
+
+def test_health_and_ready(gateway):
+    status, headers, body, _ = curl(gateway, "/health")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    assert headers["cache-control"] == "no-store"
+
+
+def test_request_headers_reach_ctx(gateway):
+    status, headers, body, _ = curl(gateway, "/api/connection_info", "-H", "X-Custom: one",
+                                    "-H", "X-Request-Id: h2-req-1", "-H", "Cookie: a=1",
+                                    "-H", "Cookie: b=2")
+    assert status == 200, body
+    got = json.loads(body)
+    seen = got["headers"]
+    assert seen["x-custom"] == "one"
+    assert seen["host"] == "%s:%d" % (gateway.host, gateway.port)  # from :authority
+    assert seen["cookie"] == "a=1; b=2"  # RFC 9113 §8.2.3
+    assert got["remoteIP"] == "127.0.0.1"
+    assert headers["x-request-id"] == "h2-req-1"
+
+
+def test_response_headers(gateway):
+    status, headers, body, _ = curl(gateway, "/api/set_headers")
+    assert status == 200, body
+    assert headers["x-kept"] == "yes"
+    # What HTTP/2 forbids or frames itself is not sent as the action set it.
+    assert "connection" not in headers and "transfer-encoding" not in headers
+    assert headers["content-length"] == str(len(body))
+
+
+def test_http11_still_served(gateway):
+    assert gateway.get("/api/randomNumber")[0] == 200
+
+
+# --- several streams on one connection --------------------------------------------------
+
+
+def test_concurrent_streams_one_connection(gateway):
+    c = Client(gateway)
+    try:
+        slow = c.request("/api/sleep_then")
+        fast = [c.request("/api/randomNumber?i=%d" % i) for i in range(5)]
+        for sid in fast:
+            status, _, body = c.answer(sid)
+            assert status == 200 and b"randomNumber" in body
+        # The slow stream does not hold the others back: it ends after them.
+        ends = [e.stream_id for e in c.events if isinstance(e, h2.events.StreamEnded)]
+        assert slow not in ends, ends
+        status, _, body = c.answer(slow)
+        assert status == 200 and b'"slept":true' in body
+    finally:
+        c.close()
+
+
+def test_nghttp_many_streams(gateway):
+    urls = ["http://%s:%d/api/sleep_then?i=%d" % (gateway.host, gateway.port, i) for i in range(8)]
+    out = subprocess.run(["nghttp", "-n", "-s", "-t", str(int(gw.bound(10)))] + urls,
+                         capture_output=True, timeout=gw.bound(20))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count(b" 200 ") == 8, out.stdout
+
+
+def test_h2load(gateway):
+    out = subprocess.run(["h2load", "-n", "300", "-c", "2", "-m", "10",
+                          "http://%s:%d/api/randomNumber" % (gateway.host, gateway.port)],
+                         capture_output=True, timeout=gw.bound(30))
+    assert out.returncode == 0, out.stderr
+    assert b"300 succeeded, 0 failed" in out.stdout, out.stdout
+
+
+# --- cancel, limits, abuse --------------------------------------------------------------
+
+
+@pytest.mark.asan
+def test_stream_reset_cancels_the_action(gateway):
+    offset = gateway.log_size()
+    c = Client(gateway)
+    try:
+        sid = c.request("/api/never_next")
+        assert gateway.wait_for_log(r"connLogger create id=", timeout=gw.bound(3), since=offset)
+        c.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+        c.flush()
+        m = gateway.wait_for_log(r"action=never_next type=web status=(\d+)", timeout=gw.bound(3),
+                                 since=offset)
+        assert m and m.group(1) == "499", gateway.log_since(offset)
+        # The connection goes on.
+        status, _, _ = c.answer(c.request("/api/randomNumber"))
+        assert status == 200
+    finally:
+        c.close()
+
+
+@pytest.mark.asan
+def test_huge_header_block_gets_431(gateway):
+    c = Client(gateway)
+    try:
+        sid = c.request("/api/randomNumber", headers=[("x-big", "a" * 20000)])
+        status, _, body = c.answer(sid)
+        assert status == 431, body
+        assert json.loads(body)["error"] == "request headers are too large"
+        many = [("x-h%d" % i, "v") for i in range(150)]
+        status, _, body = c.answer(c.request("/api/randomNumber", headers=many))
+        assert status == 431 and json.loads(body)["error"] == "too many request headers"
+        status, _, _ = c.answer(c.request("/api/randomNumber"))
+        assert status == 200
+    finally:
+        c.close()
+    gateway.assert_serving()
+
+
+@pytest.mark.asan
+def test_body_over_max_body_size_gets_413(make_gateway):
+    g = make_gateway({"servers": {"web": {"maxBodySize": 1000}}})
+    c = Client(g)
+    try:
+        sid = c.request("/api/echo_params", method="POST",
+                        headers=[("content-type", "application/json")], body=b"x" * 5000)
+        status, _, body = c.answer(sid)
+        assert status == 413, body
+        # Announced too large: refused from the head alone.
+        sid = c.request("/api/echo_params", method="POST",
+                        headers=[("content-length", "100000")], end=False)
+        status, _, _ = c.answer(sid)
+        assert status == 413
+    finally:
+        c.close()
+    g.assert_serving()
+
+
+@pytest.mark.asan
+def test_too_many_streams_refused(make_gateway):
+    g = make_gateway({"servers": {"web": {"http2": {"maxConcurrentStreams": 4}}}})
+    c = Client(g)
+    try:
+        c.read(lambda ev: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in ev))
+        # Ignore the advertised limit: open 6 streams whose requests never end.
+        c.conn.remote_settings._settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = \
+            collections.deque([100])
+        sids = [c.request("/api/echo_params", method="POST", end=False) for _ in range(6)]
+        c.read(lambda ev: any(isinstance(e, (h2.events.StreamReset, h2.events.ConnectionTerminated))
+                              for e in ev))
+        resets = {e.stream_id: e.error_code for e in c.events if isinstance(e, h2.events.StreamReset)}
+        terminated = [e for e in c.events if isinstance(e, h2.events.ConnectionTerminated)]
+        assert resets or terminated, c.events
+        if resets:
+            assert set(resets) <= set(sids[4:]), resets
+            assert all(code in (h2.errors.ErrorCodes.REFUSED_STREAM, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+                       for code in resets.values()), resets
+    finally:
+        c.close()
+    g.assert_serving()
+
+
+@pytest.mark.asan
+def test_garbage_after_preface_goaway(gateway):
+    with socket.create_connection((gateway.host, gateway.port), timeout=5) as s:
+        s.sendall(PREFACE + b"\xff" * 64)
+        frames = read_frames(s)
+    assert goaway_code(frames) == 1, frames  # PROTOCOL_ERROR
+    gateway.assert_serving()
+
+
+@pytest.mark.asan
+def test_bad_frames_and_early_close(gateway):
+    # A DATA frame on stream 0, then a HEADERS frame with an HPACK block that does not decode.
+    with socket.create_connection((gateway.host, gateway.port), timeout=5) as s:
+        s.sendall(PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+                  + b"\x00\x00\x04\x00\x01\x00\x00\x00\x00" + b"abcd")
+        assert goaway_code(read_frames(s)) == 1
+    with socket.create_connection((gateway.host, gateway.port), timeout=5) as s:
+        s.sendall(PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+                  + b"\x00\x00\x05\x01\x05\x00\x00\x00\x01" + b"\xff\xff\xff\xff\xff")
+        assert goaway_code(read_frames(s)) == 9  # COMPRESSION_ERROR
+    # A preface cut short, then the close.
+    with socket.create_connection((gateway.host, gateway.port), timeout=5) as s:
+        s.sendall(PREFACE[:10])
+    c = Client(gateway)
+    c.request("/api/sleep_then")
+    c.close()  # while the action runs
+    gateway.assert_serving()
+
+
+def test_preface_split_across_reads(gateway):
+    with socket.create_connection((gateway.host, gateway.port), timeout=5) as s:
+        s.sendall(PREFACE[:5])
+        s.sendall(PREFACE[5:20])
+        s.sendall(PREFACE[20:] + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        s.settimeout(gw.bound(3))
+        head = s.recv(9)
+        assert head[3] == 4, head  # the server's SETTINGS
+
+
+def test_disabled_is_http11(make_gateway):
+    # Read as an HTTP/1.1 request with an unknown method, as before HTTP/2 was served.
+    g = make_gateway({"servers": {"web": {"http2": {"enabled": False}}}})
+    raw = g.raw(PREFACE)
+    assert raw.startswith(b"HTTP/1.1 501"), raw
+
+
+def test_goaway_on_shutdown_after_answers(make_gateway):
+    # SIGTERM: GOAWAY (NO_ERROR, naming stream 1) at once, stream 1 still answered, then the
+    # close. Read as raw frames: python3-h2 stops reading frames once it has seen a GOAWAY.
+    g = make_gateway()
+    c = Client(g)
+    try:
+        c.read(lambda ev: any(isinstance(e, h2.events.SettingsAcknowledged) for e in ev))
+        sid = c.request("/api/sleep_then")
+        assert g.wait_for_log(r"connLogger create id=", timeout=gw.bound(3))
+        g.signal(signal.SIGTERM)
+        frames = read_frames(c.sock, timeout=5.0)
+    finally:
+        c.close()
+    kinds = [(ftype, sid_) for ftype, _, sid_, _ in frames]
+    goaway = kinds.index((7, 0))
+    assert struct.unpack(">II", frames[goaway][3][:8]) == (sid, 0), frames
+    data = [f for f in frames if f[0] == 0 and f[2] == sid]
+    assert data and data[-1][1] & 1 and b'"slept":true' in b"".join(f[3] for f in data), frames
+    assert kinds.index((0, sid)) > goaway, kinds
+    assert g.wait(timeout=gw.bound(10)) == 0
+
+
+@pytest.mark.skipif(not shutil.which("h2load"), reason="h2load")
+def test_tools_present():
+    assert shutil.which("nghttp")
+
+
+@pytest.mark.asan
+def test_stalled_body_gets_408_and_idle_connection_goaway(make_gateway):
+    g = make_gateway({"servers": {"web": {"bodyTimeout": 1000, "keepAliveTimeout": 1500}}})
+    c = Client(g, timeout=8.0)
+    try:
+        sid = c.request("/api/echo_params", method="POST", body=b'{"a":', end=False)
+        status, _, body = c.answer(sid)
+        assert status == 408, body
+        assert json.loads(body)["error"] == "request body timeout"
+        # No stream left: after keepAliveTimeout, GOAWAY and the close.
+        frames = read_frames(c.sock, timeout=6.0)
+        assert goaway_code(frames) == 0, frames
+    finally:
+        c.close()
+    g.assert_serving()
+
+
+@pytest.mark.asan
+def test_closed_window_answer_reset_after_send_timeout(make_gateway):
+    # The client opens no window for the body of a file: its stream is reset after sendTimeout.
+    g = make_gateway({"servers": {"web": {"sendTimeout": 1000}}})
+    with open(os.path.join(g.workdir, "public", "w.bin"), "wb") as f:
+        f.write(b"w" * 200000)
+    c = Client(g, timeout=8.0)
+    try:
+        c.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        c.flush()
+        sid = c.request("/public/w.bin")
+        c.read(lambda ev: any(isinstance(e, h2.events.StreamReset) and e.stream_id == sid for e in ev))
+        assert c.reset_code(sid) == h2.errors.ErrorCodes.INTERNAL_ERROR, c.events
+        c.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 65535})
+        c.flush()
+        status, _, body = c.answer(c.request("/api/randomNumber"))
+        assert status == 200 and b"randomNumber" in body
+    finally:
+        c.close()
+    g.assert_serving()
