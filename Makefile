@@ -162,7 +162,7 @@ bench:
 # $(BUILD)/fuzz/<target>.log. FUZZ_TARGETS picks some; FUZZ_JOBS runs that
 # many targets at once.
 FUZZ_CC      ?= clang
-FUZZ_TARGETS ?= http1 query wsmsg lines message socket router config
+FUZZ_TARGETS ?= http1 query wsmsg lines message socket router config h2
 FUZZ_SECONDS ?= 60
 FUZZ_LONG_SECONDS ?= 3600
 FUZZ_JOBS    ?= 1
