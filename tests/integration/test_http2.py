@@ -218,6 +218,16 @@ def test_response_headers(gateway):
     assert headers["content-length"] == str(len(body))
 
 
+def test_upgrade_h2c_is_answered_as_http11(gateway):
+    # curl --http2 on an http:// URL asks Upgrade: h2c; it is not taken, so the answer is the
+    # HTTP/1.1 one to the request as it is (RFC 9110 §7.8), which curl accepts.
+    out = subprocess.run(["curl", "-s", "-S", "--http2", "-o", "/dev/null", "-w", "%{http_code} %{http_version}",
+                          "--max-time", str(gw.bound(10)),
+                          "http://%s:%d/api/randomNumber" % (gateway.host, gateway.port)],
+                         capture_output=True, timeout=gw.bound(15))
+    assert out.stdout == b"200 1.1", out
+
+
 def test_http11_still_served(gateway):
     assert gateway.get("/api/randomNumber")[0] == 200
 
