@@ -349,8 +349,10 @@ run_slice() { # key id transport(http|ws) path conns seconds [warm]
     errs=${f[errors]}
     if [[ -s $err ]]; then log "wsload diagnostics:"; head -n 6 "$err" >&2; fi
   fi
-  RES[$key.p50s]="${RES[$key.p50s]:-} ${f[p50_us]}"
-  RES[$key.p99s]="${RES[$key.p99s]:-} ${f[p99_us]}"
+  if [[ ${f[p50_us]} != - ]]; then   # h2load reports no percentiles
+    RES[$key.p50s]="${RES[$key.p50s]:-} ${f[p50_us]}"
+    RES[$key.p99s]="${RES[$key.p99s]:-} ${f[p99_us]}"
+  fi
   add "$key.errors" "$errs"
   add "$key.slices" 1
   add "$key.srv_us" "$(ticks_us $((t1 - t0)))"

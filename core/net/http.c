@@ -1173,8 +1173,8 @@ static void half_closed(struct http_conn *c) {
     }
     c->eof = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
-    if (!(c->in_flight || c->file || c->nwrites || c->pending_len)) {
-        conn_close(c); /* nothing asked, or a request that can no longer complete */
+    if (c->fresh || !(c->in_flight || c->file || c->nwrites || c->pending_len)) {
+        conn_close(c); /* nothing asked (or part of a preface), or a request that can no longer complete */
         return;
     }
     if (c->call && c->in_flight == 1 && !c->nwrites && c->minor >= 1 && !c->upgrading) {

@@ -371,9 +371,12 @@ def test_bad_frames_and_early_close(gateway):
         s.sendall(PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
                   + b"\x00\x00\x05\x01\x05\x00\x00\x00\x01" + b"\xff\xff\xff\xff\xff")
         assert goaway_code(read_frames(s)) == 9  # COMPRESSION_ERROR
-    # A preface cut short, then the close.
+    # A preface cut short, then the close: closed at once.
     with socket.create_connection((gateway.host, gateway.port), timeout=5) as s:
         s.sendall(PREFACE[:10])
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(gw.bound(2))
+        assert s.recv(100) == b""
     c = Client(gateway)
     c.request("/api/sleep_then")
     c.close()  # while the action runs
