@@ -7,6 +7,7 @@
 #include "net/h2.h"
 #include "base/gw.h"
 
+#include <limits.h>
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,10 @@ struct gw_h2 {
     void *conn;
     struct stream *streams;
     int nstreams;
+    /* Request bodies held by the streams not yet handed over, and how much
+     * they may hold together: each stream may hold max_body, not all of
+     * them at once. */
+    long long body_held, body_budget;
 };
 
 /* --- Buffers ------------------------------------------------------------- */
@@ -78,8 +83,14 @@ static void buf_free(struct buf *b) {
     b->len = b->cap = 0;
 }
 
+static void drop_body(struct stream *s) {
+    s->h2->body_held -= (long long)s->body.len;
+    buf_free(&s->body);
+}
+
 static void stream_free(struct stream *s) {
     struct gw_h2 *h2 = s->h2;
+    drop_body(s);
     if (s->prev) s->prev->next = s->next;
     else h2->streams = s->next;
     if (s->next) s->next->prev = s->prev;
@@ -135,7 +146,7 @@ static void deliver(struct stream *s) {
         ok = buf_add(&t, num, (size_t)n) == GW_OK;
     }
     if (ok) ok = buf_add(&t, "\r\n", 2) == GW_OK && buf_add(&t, s->body.p, s->body.len) == GW_OK;
-    buf_free(&s->body);
+    drop_body(s);
     if (ok) h2->ops->request(s->user, t.p, t.len, 0, NULL);
     else h2->ops->request(s->user, NULL, 0, 500, "out of memory");
     buf_free(&t);
@@ -228,13 +239,21 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 
 static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data,
                          size_t len, void *ud) {
-    (void)session;
     (void)flags;
     struct stream *s = stream_of(ud, id);
     if (!s || s->delivered) return 0;
-    if ((long long)(s->body.len + len) > s->h2->lim.max_body) {
+    struct gw_h2 *h2 = s->h2;
+    if ((long long)(s->body.len + len) > h2->lim.max_body) {
         refuse(s, 413, TOO_LARGE);
         deliver(s);
+        return 0;
+    }
+    if (h2->body_held + (long long)len > h2->body_budget) {
+        /* The connection holds enough bodies: this stream may be sent again
+         * (REFUSED_STREAM: nothing of it was processed, RFC 9113 §8.7). */
+        s->delivered = 1;
+        drop_body(s);
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
         return 0;
     }
     if (buf_add(&s->body, data, len) != GW_OK) {
@@ -242,7 +261,8 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
         deliver(s);
         return 0;
     }
-    s->h2->ops->received(s->user, len);
+    h2->body_held += (long long)len;
+    h2->ops->received(s->user, len);
     return 0;
 }
 
@@ -418,6 +438,8 @@ struct gw_h2 *gw_h2_new(const struct gw_h2_limits *lim, const struct gw_h2_ops *
     nghttp2_option *opt = NULL;
     if (!h2 || nghttp2_session_callbacks_new(&cbs) != 0 || nghttp2_option_new(&opt) != 0) goto fail;
     h2->lim = *lim;
+    h2->body_budget = lim->max_body > LLONG_MAX / GW_H2_BODY_STREAMS ? LLONG_MAX : lim->max_body * GW_H2_BODY_STREAMS;
+    if (h2->body_budget < GW_H2_BODY_MIN) h2->body_budget = GW_H2_BODY_MIN;
     h2->ops = ops;
     h2->conn = conn;
     nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);

@@ -14,6 +14,11 @@
 
 #define GW_H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define GW_H2_PREFACE_LEN 24
+/* The request bodies a connection's streams may hold at once, waiting for
+ * their END_STREAM: this many times max_body (at least GW_H2_BODY_MIN);
+ * a stream whose DATA would pass it is reset with REFUSED_STREAM. */
+#define GW_H2_BODY_STREAMS 4
+#define GW_H2_BODY_MIN (1024 * 1024)
 
 struct gw_h2_limits {
     uint32_t max_header_size;        /* request line and headers as HTTP/1.1 text (431; 414 in the path) */

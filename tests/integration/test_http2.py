@@ -464,3 +464,47 @@ def test_closed_window_answer_reset_after_send_timeout(make_gateway):
     finally:
         c.close()
     g.assert_serving()
+
+
+def send_body(c, sid, n):
+    """Send n bytes on stream sid as the flow control windows open; returns what was sent
+    before the stream was reset or closed."""
+    sent = 0
+    for _ in range(1000):
+        if c.reset_code(sid) is not None or sent >= n:
+            break
+        room = min(c.conn.local_flow_control_window(sid), c.conn.max_outbound_frame_size, n - sent)
+        if room > 0:
+            c.conn.send_data(sid, b"x" * room)
+            c.flush()
+            sent += room
+            continue
+        data = c.sock.recv(65536)  # the window is shut: wait for a WINDOW_UPDATE (or a reset)
+        if not data:
+            break
+        c.events.extend(c.conn.receive_data(data))
+        c.flush()
+    return sent
+
+
+@pytest.mark.asan
+def test_bodies_held_by_one_connection_are_bounded(make_gateway):
+    # Each stream may send maxBodySize; together they may hold 4 x maxBodySize (1 MiB at
+    # least): the stream whose DATA would pass that is refused (REFUSED_STREAM, retryable).
+    g = make_gateway({"servers": {"web": {"maxBodySize": 300000,
+                                          "http2": {"initialWindowSize": 1000000}}}})
+    c = Client(g, timeout=8.0)
+    try:
+        sids = [c.request("/api/echo_params", method="POST", end=False) for _ in range(5)]
+        for sid in sids[:4]:
+            assert send_body(c, sid, 250000) == 250000
+        send_body(c, sids[4], 250000)
+        c.read(lambda ev: c.reset_code(sids[4]) is not None)
+        assert c.reset_code(sids[4]) == h2.errors.ErrorCodes.REFUSED_STREAM, c.events
+        c.conn.end_stream(sids[0])
+        c.flush()
+        status, _, _ = c.answer(sids[0])
+        assert status == 200  # the body held to its end is answered
+    finally:
+        c.close()
+    g.assert_serving()
