@@ -478,6 +478,62 @@ void gw_h2_free(struct gw_h2 *h2) {
     free(h2);
 }
 
+/* base64url without padding (RFC 4648 §5), as HTTP2-Settings carries it;
+ * returns the length decoded into 'out', or -1. */
+static long base64url(const char *in, unsigned char *out, size_t cap) {
+    unsigned acc = 0;
+    int bits = 0;
+    size_t n = 0;
+    for (; *in && *in != '='; in++) {
+        char ch = *in;
+        int v = ch >= 'A' && ch <= 'Z'   ? ch - 'A'
+                : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
+                : ch >= '0' && ch <= '9' ? ch - '0' + 52
+                : ch == '-' || ch == '+' ? 62
+                : ch == '_' || ch == '/' ? 63
+                                         : -1;
+        if (v < 0) return -1;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n == cap) return -1;
+            out[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return (long)n;
+}
+
+int gw_h2_upgrade(struct gw_h2 *h2, const char *settings, int head_only, void *stream) {
+    unsigned char payload[256]; /* six bytes a setting: a client sends a few */
+    long n = base64url(settings, payload, sizeof payload);
+    struct stream *s = n >= 0 && n % 6 == 0 ? calloc(1, sizeof *s) : NULL;
+    if (!s) {
+        nghttp2_session_terminate_session(h2->session, NGHTTP2_PROTOCOL_ERROR);
+        return GW_ERR;
+    }
+    s->h2 = h2;
+    s->id = 1;
+    s->user = stream;
+    s->length = -1;
+    s->body_left = -1;
+    s->delivered = 1; /* the owner has the request */
+    s->remote_done = 1;
+    s->head_only = head_only;
+    /* A server's stream_user_data is set apart: upgrade2 keeps it for clients only. */
+    if (nghttp2_session_upgrade2(h2->session, payload, (size_t)n, head_only, NULL) != 0 ||
+        nghttp2_session_set_stream_user_data(h2->session, 1, s) != 0) {
+        free(s);
+        nghttp2_session_terminate_session(h2->session, NGHTTP2_PROTOCOL_ERROR);
+        return GW_ERR;
+    }
+    s->next = h2->streams;
+    if (h2->streams) h2->streams->prev = s;
+    h2->streams = s;
+    h2->nstreams++;
+    return GW_OK;
+}
+
 int gw_h2_feed(struct gw_h2 *h2, const char *data, size_t len) {
     ssize_t n = nghttp2_session_mem_recv(h2->session, (const uint8_t *)data, len);
     if (n < 0) {

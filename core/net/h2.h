@@ -61,6 +61,16 @@ struct gw_h2 *gw_h2_new(const struct gw_h2_limits *lim, const struct gw_h2_ops *
 /* Free without calling ops (the owner drops its streams itself). Accepts NULL. */
 void gw_h2_free(struct gw_h2 *h2);
 
+/* HTTP/1.1 "Upgrade: h2c" (RFC 7540 §3.2, cleartext only): after the
+ * 101 is written, make the request already read stream 1, with the
+ * client's HTTP2-Settings header value 'settings' (base64url). 'stream' is
+ * the owner's object for it (as ops->open returns; no ops->request
+ * follows: the owner answers the request it has). 'head_only' for HEAD.
+ * Then feed the client's preface and frames as usual. GW_ERR when the
+ * settings do not decode: a GOAWAY PROTOCOL_ERROR is queued (pull it,
+ * then close). */
+int gw_h2_upgrade(struct gw_h2 *h2, const char *settings, int head_only, void *stream);
+
 /* Take bytes from the client. GW_ERR when the connection cannot go on
  * (a GOAWAY may be queued: pull it, then close). */
 int gw_h2_feed(struct gw_h2 *h2, const char *data, size_t len);

@@ -137,6 +137,8 @@ static int stream_write(struct http_conn *c, const char *data, size_t len);
 static void stream_close(struct http_conn *c);
 static void h2_flush(struct http_conn *c);
 static int h2_sniff(struct http_conn *c, const char *data, size_t len);
+static int is_h2c_upgrade(const struct http_conn *c);
+static void start_h2c(struct http_conn *c, const char *rest, size_t rest_len);
 
 /* --- Deferred work -------------------------------------------------------- */
 
@@ -1062,6 +1064,10 @@ static void process(struct http_conn *c, const char *data, size_t len) {
                 start_upgrade(c);
                 return;
             }
+            if (is_h2c_upgrade(c)) {
+                start_h2c(c, data, len);
+                return;
+            }
             /* Not ours to switch: answered as plain HTTP (RFC 9110 §7.8). */
             /* fall through */
         case GW_HTTP1_REQUEST:
@@ -1536,6 +1542,58 @@ static void start_h2(struct http_conn *c, const char *data, size_t len) {
         return;
     }
     h2_input(c, data, len);
+}
+
+/* "Upgrade: h2c" with HTTP2-Settings on a request without a body (RFC 7540
+ * §3.2; a body would have to be read before the switch): served. */
+static int is_h2c_upgrade(const struct http_conn *c) {
+    const struct gw_http1 *hp = c->parser;
+    const char *up = gw_http1_header(hp, "upgrade");
+    size_t blen;
+    return up && strcasecmp(up, "h2c") == 0 && gw_http1_header(hp, "http2-settings") &&
+           !gw_http1_body(hp, &blen) && gw_runtime_config(c->server->rt)->h2_enabled;
+}
+
+/* Switch to HTTP/2 after the request the parser holds: 101, then that
+ * request answered on stream 1, then the client's preface and frames
+ * ('rest' is what followed the request). */
+static void start_h2c(struct http_conn *c, const char *rest, size_t rest_len) {
+    static const char ok[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+    const struct gw_config *cfg = gw_runtime_config(c->server->rt);
+    struct gw_h2_limits lim = {(uint32_t)cfg->max_header_size, cfg->max_headers, cfg->max_body_size,
+                               (uint32_t)cfg->h2_max_streams, (uint32_t)cfg->h2_window};
+    char *tail = rest_len ? malloc(rest_len) : NULL; /* 'rest' may lie in 'pending' */
+    if (rest_len && !tail) gw_panic("out of memory");
+    if (rest_len) memcpy(tail, rest, rest_len);
+    c->pending_len = 0;
+    c->fresh = 0;
+    struct http_conn *s = NULL;
+    if (conn_write(c, ok, sizeof ok - 1) != GW_OK || !(c->h2 = gw_h2_new(&lim, &h2_ops, c)) ||
+        !(s = h2_open(c, 1))) {
+        conn_close(c);
+        free(tail);
+        return;
+    }
+    struct gw_http1 *request = c->parser; /* the stream takes the request read */
+    c->parser = s->parser;
+    s->parser = request;
+    s->delivered = 1;
+    if (gw_h2_upgrade(c->h2, gw_http1_header(request, "http2-settings"),
+                      strcmp(gw_http1_method(request), "HEAD") == 0, s) != GW_OK) {
+        c->close_after = 1; /* after the GOAWAY; the stream goes with the connection */
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading_stopped = 1;
+        stream_close(s);
+        h2_flush(c);
+        free(tail);
+        return;
+    }
+    dispatch(s);
+    if (!c->closing) {
+        if (tail) h2_input(c, tail, rest_len);
+        else h2_flush(c);
+    }
+    free(tail);
 }
 
 /* A read on a connection that may speak HTTP/2: its bytes go to the

@@ -218,14 +218,52 @@ def test_response_headers(gateway):
     assert headers["content-length"] == str(len(body))
 
 
-def test_upgrade_h2c_is_answered_as_http11(gateway):
-    # curl --http2 on an http:// URL asks Upgrade: h2c; it is not taken, so the answer is the
-    # HTTP/1.1 one to the request as it is (RFC 9110 §7.8), which curl accepts.
-    out = subprocess.run(["curl", "-s", "-S", "--http2", "-o", "/dev/null", "-w", "%{http_code} %{http_version}",
-                          "--max-time", str(gw.bound(10)),
-                          "http://%s:%d/api/randomNumber" % (gateway.host, gateway.port)],
+def curl_h2c(g, path, *args):
+    """curl --http2 on http:// (Upgrade: h2c): (status, http_version, body)."""
+    out = subprocess.run(["curl", "-s", "-S", "--http2", "-w", "\n%{http_code} %{http_version}",
+                          "--max-time", str(gw.bound(10))] + list(args)
+                         + ["http://%s:%d%s" % (g.host, g.port, path)],
                          capture_output=True, timeout=gw.bound(15))
-    assert out.stdout == b"200 1.1", out
+    assert out.returncode == 0, out.stderr
+    body, _, tail = out.stdout.rpartition(b"\n")
+    status, version = tail.decode().split()
+    return int(status), version, body
+
+
+def test_upgrade_h2c(gateway):
+    # The request that asks is answered on stream 1 after the 101; the next ones on the same
+    # connection are HTTP/2 streams.
+    status, version, body = curl_h2c(gateway, "/api/randomNumber")
+    assert (status, version) == (200, "2") and b"randomNumber" in body
+    with open(os.path.join(gateway.workdir, "public", "up.txt"), "w") as f:
+        f.write("upgraded\n")
+    status, version, body = curl_h2c(gateway, "/public/up.txt")
+    assert (status, version, body) == (200, "2", b"upgraded\n")
+    out = subprocess.run(["curl", "-s", "-S", "--http2", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code} %{http_version} ",
+                          "--max-time", str(gw.bound(10)),
+                          "http://%s:%d/api/randomNumber" % (gateway.host, gateway.port),
+                          "http://%s:%d/health" % (gateway.host, gateway.port)],
+                         capture_output=True, timeout=gw.bound(15))
+    assert out.stdout == b"200 2 200 2 ", out
+    # A request with a body is not upgraded (its body would come before the switch).
+    status, version, body = curl_h2c(gateway, "/api/echo_params", "-H", "Content-Type: application/json",
+                                     "--data-binary", '{"a":"b"}')
+    assert (status, version) == (200, "1.1") and json.loads(body)["params"]["a"] == "b"
+
+
+@pytest.mark.asan
+def test_upgrade_h2c_bad_settings(gateway):
+    raw = gateway.raw(b"GET /api/randomNumber HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                      b"Upgrade: h2c\r\nHTTP2-Settings: !!!\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 101 "), raw
+    frames = []
+    data = raw.split(b"\r\n\r\n", 1)[1]
+    while len(data) >= 9:
+        length = int.from_bytes(data[:3], "big")
+        frames.append((data[3], 0, 0, data[9:9 + length]))
+        data = data[9 + length:]
+    assert goaway_code(frames) == 1, raw
+    gateway.assert_serving()
 
 
 def test_http11_still_served(gateway):
