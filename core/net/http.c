@@ -1,11 +1,13 @@
-/* See gw_http.h. A connection reads into one buffer shared by the whole
+/* See http.h. A connection reads into one buffer shared by the whole
  * process; bytes that are not parsed at once (a request still arriving,
  * or pipelined behind one in flight) move to the connection's own
  * 'pending' buffer. One request is in flight at a time; the next is parsed
  * once its answer is written. Answers are assembled in a shared buffer
  * and written with one uv_try_write; what the socket does not take is
  * copied and queued. Deferred work (the next pipelined request, a file's
- * next chunk) runs from the loop's idle phase, never from inside a reply. */
+ * next chunk) runs from the loop's idle phase, never from inside a reply.
+ * An HTTP/2 connection (the section "HTTP/2" below) gives each stream an
+ * http_conn without a socket whose writes go into the session. */
 #include "net/http.h"
 #include "base/gw.h"
 #include "runtime/call.h"

@@ -1,5 +1,7 @@
 /* The web transport: HTTP/1.1 on the web listener's sockets, driven by
- * libuv and parsed by gw_http1. Each request becomes a ctx table for
+ * libuv and parsed by gw_http1, and HTTP/2 on the same sockets (gw_h2:
+ * prior knowledge, Upgrade: h2c), each stream answered as an HTTP/1.1
+ * request with a connection of its own. Each request becomes a ctx table for
  * runtime.handle("web", ctx); its (status, headers, body) answer goes back
  * in one write. Keep-alive and pipelining (answers in order, one request
  * in flight per connection), Expect: 100-continue, chunked bodies. Static
