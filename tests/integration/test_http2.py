@@ -547,3 +547,74 @@ def test_bodies_held_by_one_connection_are_bounded(make_gateway):
     finally:
         c.close()
     g.assert_serving()
+
+
+# --- under TLS: ALPN "h2" ---------------------------------------------------------------
+# Active once the web listener has TLS (servers.web.tls): skipped by a binary without it.
+
+
+def _binary_has_tls(folder):
+    path = os.path.join(folder, "tls-probe.lua")
+    with open(path, "w") as f:
+        f.write('return { servers = { web = { tls = { cert = "/nonexistent", key = "/nonexistent" } } } }\n')
+    out = subprocess.run([gw.gateway_binary(), "--check", "--config", path], capture_output=True,
+                         timeout=gw.bound(30))
+    return b"servers.web.tls: unknown key" not in out.stdout + out.stderr
+
+
+@pytest.fixture(scope="module")
+def tls_gateway(redis_url, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("h2tls")
+    if not shutil.which("openssl") or not _binary_has_tls(str(workdir)):
+        pytest.skip("this binary has no TLS listener (servers.web.tls)")
+    cert, key = os.path.join(str(workdir), "cert.pem"), os.path.join(str(workdir), "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True, timeout=gw.bound(30))
+    config = gw.default_config(str(workdir), redis_url)
+    config["servers"]["web"]["tls"] = {"cert": cert, "key": key}
+    with open(os.path.join(str(workdir), "public", "big.bin"), "wb") as f:
+        f.write(b"b" * 1000003)
+    with gw.serving(workdir, config) as g:
+        g.cert = cert
+        yield g
+
+
+@pytest.mark.asan
+def test_tls_alpn_h2_with_curl(tls_gateway):
+    g = tls_gateway
+    base = "https://localhost:%d" % g.port
+    common = ["curl", "-sS", "--http2", "--cacert", g.cert, "--resolve", "localhost:%d:127.0.0.1" % g.port,
+              "--max-time", str(gw.bound(10))]
+    out = subprocess.run(common + ["-w", "\n%{http_code} %{http_version}", base + "/api/connection_info"],
+                         capture_output=True, timeout=gw.bound(15))
+    body, _, tail = out.stdout.rpartition(b"\n")
+    assert tail == b"200 2", out
+    assert json.loads(body)["headers"]["host"] == "localhost:%d" % g.port
+    out = subprocess.run(common + ["-o", "-", base + "/public/big.bin"], capture_output=True,
+                         timeout=gw.bound(15))
+    assert out.stdout == b"b" * 1000003, out.stderr
+
+
+@pytest.mark.asan
+def test_tls_many_streams_with_nghttp(tls_gateway):
+    g = tls_gateway
+    urls = ["https://127.0.0.1:%d/api/sleep_then?i=%d" % (g.port, i) for i in range(6)]
+    out = subprocess.run(["nghttp", "-n", "-s", "-t", str(int(gw.bound(10)))] + urls,
+                         capture_output=True, timeout=gw.bound(20))
+    assert out.returncode == 0, out.stderr  # nghttp does not check the certificate
+    assert out.stdout.count(b" 200 ") == 6, out.stdout
+
+
+@pytest.mark.asan
+def test_tls_no_h2c_upgrade(tls_gateway):
+    # Under TLS a protocol is chosen by ALPN only: Upgrade: h2c is answered as HTTP/1.1.
+    g = tls_gateway
+    out = subprocess.run(["curl", "-sS", "--http1.1", "--cacert", g.cert, "--resolve",
+                          "localhost:%d:127.0.0.1" % g.port, "-H", "Connection: Upgrade, HTTP2-Settings",
+                          "-H", "Upgrade: h2c", "-H", "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA",
+                          "-o", "/dev/null", "-w", "%{http_code} %{http_version}", "--max-time", str(gw.bound(10)),
+                          "https://localhost:%d/api/randomNumber" % g.port], capture_output=True,
+                         timeout=gw.bound(15))
+    assert out.stdout == b"200 1.1", out
