@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,20 +93,27 @@ static SSL_CTX *load_ctx(struct gw_tls *t, const char *cert, const char *key, co
                ssl_reason(why, sizeof why));
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+    /* Read apart from its use, so that a key that does not parse and one
+     * that does not match the certificate get messages of their own. */
+    BIO *kb = BIO_new_file(key, "r");
+    EVP_PKEY *pkey = kb ? PEM_read_bio_PrivateKey(kb, NULL, no_passphrase, NULL) : NULL;
+    BIO_free(kb);
+    if (!pkey) {
         gw_fmt(err, errlen, "servers.web.tls.key: \"%s\" is not an unencrypted PEM private key (%s)", key,
                ssl_reason(why, sizeof why));
         goto fail;
     }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
+    int used = SSL_CTX_use_PrivateKey(ctx, pkey) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+    EVP_PKEY_free(pkey);
+    if (!used) {
         ERR_clear_error();
         gw_fmt(err, errlen, "servers.web.tls.key: \"%s\" does not match the certificate in \"%s\"", key, cert);
         goto fail;
     }
     SSL_CTX_set_min_proto_version(ctx, version);
     /* A client-started renegotiation costs the server a handshake each
-     * time and gains nothing here; a peer that sent unused buffers back
-     * to the allocator keeps an idle connection small. */
+     * time and gains nothing here; buffers given back between records keep
+     * an idle keep-alive connection small. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, t);
