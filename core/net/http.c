@@ -141,8 +141,8 @@ static char read_buf[READ_BUF];
 static int read_buf_busy;
 static char *obuf; /* answers are assembled here */
 static size_t obuf_cap;
-static char tls_plain[TLS_PLAIN_BUF];   /* decrypted, about to be parsed */
-static char tls_cipher[TLS_CIPHER_BUF]; /* encrypted, about to be written */
+static char *tls_plain;  /* decrypted, about to be parsed (TLS_PLAIN_BUF) */
+static char *tls_cipher; /* encrypted, about to be written (TLS_CIPHER_BUF) */
 
 static void conn_close(struct http_conn *c);
 static void process(struct http_conn *c, const char *data, size_t len);
@@ -210,7 +210,11 @@ struct gw_http *gw_http_new(struct gw_runtime *rt, uv_loop_t *loop, struct lws_v
 
 void gw_http_serve_ops_only(struct gw_http *h) { h->ops_only = 1; }
 
-void gw_http_use_tls(struct gw_http *h, struct gw_tls *tls) { h->tls = tls; }
+void gw_http_use_tls(struct gw_http *h, struct gw_tls *tls) {
+    h->tls = tls;
+    if (!tls_plain && (!(tls_plain = malloc(TLS_PLAIN_BUF)) || !(tls_cipher = malloc(TLS_CIPHER_BUF))))
+        gw_panic("out of memory");
+}
 
 void gw_http_serve_redirect(struct gw_http *h, int https_port) { h->redirect_port = https_port; }
 
@@ -245,7 +249,7 @@ static void on_written(uv_write_t *w, int status) {
 
 /* Hand bytes to the socket: what it does not take now is copied and
  * queued, in order. GW_ERR when the connection has failed. */
-static int raw_write(struct http_conn *c, const char *data, size_t len) {
+static inline __attribute__((always_inline)) int raw_write(struct http_conn *c, const char *data, size_t len) {
     if (c->closing) return GW_ERR;
     size_t done = 0;
     if (c->nwrites == 0) {
@@ -274,7 +278,7 @@ static int raw_write(struct http_conn *c, const char *data, size_t len) {
 /* Send the ciphertext TLS has produced (records, handshake messages). */
 static int tls_flush(struct http_conn *c) {
     size_t n;
-    while ((n = gw_tls_take(c->tls, tls_cipher, sizeof tls_cipher)) > 0)
+    while ((n = gw_tls_take(c->tls, tls_cipher, TLS_CIPHER_BUF)) > 0)
         if (raw_write(c, tls_cipher, n) != GW_OK) return GW_ERR;
     return GW_OK;
 }
@@ -981,7 +985,7 @@ static void tunnel_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     (void)h;
     (void)suggested;
     buf->base = tls_plain;
-    buf->len = sizeof tls_plain;
+    buf->len = TLS_PLAIN_BUF;
 }
 
 /* What lws wrote: encrypted to the client. The reading stops while the
@@ -1448,7 +1452,7 @@ static void half_closed(struct http_conn *c) {
 
 /* Bytes of requests (plaintext) read: parsed now, or kept behind those
  * waiting. */
-static void got_bytes(struct http_conn *c, const char *data, size_t nread) {
+static inline __attribute__((always_inline)) void got_bytes(struct http_conn *c, const char *data, size_t nread) {
     if (c->pending_len) {
         /* Behind bytes already waiting: append, parse in order. */
         size_t len = c->pending_len;
@@ -1497,7 +1501,7 @@ static void refuse_plain_http(struct http_conn *c) {
 static void tls_read(struct http_conn *c, const char *data, size_t len) {
     gw_tls_feed(c->tls, data, len);
     for (;;) {
-        long n = gw_tls_read(c->tls, tls_plain, sizeof tls_plain);
+        long n = gw_tls_read(c->tls, tls_plain, TLS_PLAIN_BUF);
         if (n > 0) {
             if (c->tunnel) tunnel_send(c, tls_plain, (size_t)n);
             else got_bytes(c, tls_plain, (size_t)n);
@@ -1583,7 +1587,7 @@ static void conn_close(struct http_conn *c) {
         /* A close_notify, if the socket takes it now: a client reading to
          * the end can tell the end from a cut. */
         gw_tls_close_notify(c->tls);
-        size_t n = gw_tls_take(c->tls, tls_cipher, sizeof tls_cipher);
+        size_t n = gw_tls_take(c->tls, tls_cipher, TLS_CIPHER_BUF);
         uv_buf_t b = uv_buf_init(tls_cipher, (unsigned)n);
         if (n) uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     }
@@ -1742,6 +1746,11 @@ void gw_http_close_all(struct gw_http *h) {
     free(obuf);
     obuf = NULL;
     obuf_cap = 0;
+    if (h->tls) {
+        free(tls_plain);
+        free(tls_cipher);
+        tls_plain = tls_cipher = NULL;
+    }
 }
 
 void gw_http_free(struct gw_http *h) { free(h); }
