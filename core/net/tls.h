@@ -74,7 +74,8 @@ size_t gw_tls_take(struct gw_tls_conn *c, char *buf, size_t cap);
 int gw_tls_ready(const struct gw_tls_conn *c);
 
 /* The protocol ALPN selected ("h2", "http/1.1"), NUL-terminated, or NULL
- * when the client asked for none (or before the handshake completed). */
+ * when none was (the client asked for none, or for none offered, or the
+ * handshake has not completed). The string is valid until the next call. */
 const char *gw_tls_alpn(const struct gw_tls_conn *c);
 
 /* The negotiated version ("TLSv1.3") or "" before the handshake. */

@@ -243,6 +243,62 @@ def test_wss_many_connections_closed_by_either_side(g, certs):
     assert alive(g, certs)
 
 
+def test_shutdown_closes_open_wss_connections_with_1001(certs, make_gateway, redis_url, tmp_path):
+    pytest.importorskip("websockets")
+    import websockets
+    g = make_gateway(config=tls_config(tmp_path / "w", redis_url, *certs), workdir=tmp_path / "w")
+
+    async def go():
+        async with websockets.connect("wss://localhost:%d/ws" % g.port, ssl=client_context(certs[0]),
+                                      ping_interval=None, open_timeout=WAIT, close_timeout=3) as ws:
+            await ws.send(json.dumps({"action": "scheme"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), WAIT))["data"]["secure"] is True
+            g.signal(signal.SIGTERM)
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), gw.bound(8))
+            return closed.value.code
+    assert asyncio.run(asyncio.wait_for(go(), 30)) == 1001
+    assert g.wait(gw.bound(8)) == 0
+
+
+def test_wss_client_that_does_not_read_is_dropped_not_buffered(certs, make_gateway, redis_url, tmp_path):
+    """The tunnel stops reading lws's end while the client's queue is full, so lws's own
+    queue fills and general.maxOutputBuffer drops the client, as on ws://."""
+    pytest.importorskip("websockets")
+    import websockets
+    config = tls_config(tmp_path / "w", redis_url, *certs)
+    config["general"]["maxOutputBuffer"] = 1048576
+    g = make_gateway(config=config, workdir=tmp_path / "w")
+
+    async def go():
+        ws = await websockets.connect("wss://localhost:%d/ws" % g.port, ssl=client_context(certs[0]),
+                                      ping_interval=None, open_timeout=WAIT, close_timeout=3,
+                                      max_size=2 ** 24, max_queue=1, read_limit=2 ** 16)
+        sock = ws.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        ws.transport.pause_reading()
+        try:
+            for i in range(150):  # paced: lws writes each answer out before the next comes
+                await ws.send(json.dumps({"action": "scheme", "data": {"size": 200000}, "request_id": i}))
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(gw.bound(2))
+        except (websockets.exceptions.ConnectionClosed, ConnectionResetError):
+            return 0  # dropped already
+        ws.transport.resume_reading()
+        got = 0
+        try:
+            while True:
+                await asyncio.wait_for(ws.recv(), gw.bound(5))
+                got += 1
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        return got
+    got = asyncio.run(asyncio.wait_for(go(), 60))
+    assert got < 150, "30 MB of answers were buffered for a client that did not read"
+    assert g.wait_for_log(r"maxOutputBuffer|output buffer", timeout=gw.bound(3)), g.describe()
+    assert alive(g, certs)
+
+
 # -- the redirect listener ---------------------------------------------------------------------
 
 def raw_http(port, data):
