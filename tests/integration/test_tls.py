@@ -160,6 +160,16 @@ def test_static_files(g, certs):
         assert res.stdout == f.read()
 
 
+def test_openapi_servers_say_https(g, certs):
+    c = https(g, certs)
+    try:
+        c.request("GET", "/api/openapi.json")
+        doc = json.loads(c.getresponse().read())
+    finally:
+        c.close()
+    assert doc["servers"] == [{"url": "https://127.0.0.1:%d" % g.port}], doc["servers"]
+
+
 def test_alpn_offers_http11_only(g, certs):
     for offered, selected in ((["h2", "http/1.1"], "http/1.1"), (["h2"], None), (None, None)):
         with socket.create_connection(("127.0.0.1", g.port), timeout=WAIT) as raw:
