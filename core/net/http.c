@@ -5,7 +5,10 @@
  * once its answer is written. Answers are assembled in a shared buffer
  * and written with one uv_try_write; what the socket does not take is
  * copied and queued. Deferred work (the next pipelined request, a file's
- * next chunk) runs from the loop's idle phase, never from inside a reply. */
+ * next chunk) runs from the loop's idle phase, never from inside a reply.
+ * On a TLS listener (net/tls.h) the same path runs on the plaintext: reads
+ * are decrypted before the parser, writes encrypted before the socket; a
+ * wss:// upgrade keeps the connection as a tunnel to lws's socket pair. */
 #include "net/http.h"
 #include "base/gw.h"
 #include "runtime/call.h"
