@@ -7,13 +7,13 @@ set -euo pipefail
 
 build=(make gcc pkg-config liblua5.4-dev libwebsockets-dev libwebsockets-evlib-uv
        libuv1-dev libpcre2-dev libhiredis-dev lua-cjson-dev lua-cjson
-       libhttp-parser-dev
+       libhttp-parser-dev libssl-dev
        libnghttp2-dev)   # HTTP/2 framing and HPACK (core/net/h2.c)
 case "${1:-build}" in
   build) want=("${build[@]}") ;;
   run)   want=("${build[@]}" redis-server) ;;
   test)  want=("${build[@]}" redis-server libcmocka-dev lua5.4 lua-busted
-               python3 python3-pytest python3-websockets curl groff-base systemd procps iproute2
+               python3 python3-pytest python3-websockets curl openssl groff-base systemd procps iproute2
                clang libclang-rt-14-dev
                chromium    # the browser client's tests (headless, over DevTools)
                nghttp2-client python3-h2)   # HTTP/2 clients for tests/integration/test_http2.py

@@ -6,6 +6,9 @@
  * and written with one uv_try_write; what the socket does not take is
  * copied and queued. Deferred work (the next pipelined request, a file's
  * next chunk) runs from the loop's idle phase, never from inside a reply.
+ * On a TLS listener (net/tls.h) the same path runs on the plaintext: reads
+ * are decrypted before the parser, writes encrypted before the socket; a
+ * wss:// upgrade keeps the connection as a tunnel to lws's socket pair.
  * An HTTP/2 connection (the section "HTTP/2" below) gives each stream an
  * http_conn without a socket whose writes go into the session. */
 #include "net/http.h"
@@ -21,11 +24,13 @@
 #include "runtime/drain.h"
 #include "net/conncap.h"
 #include "net/ops.h"
+#include "net/tls.h"
 #include "base/cidr.h"
 #include "base/metrics.h"
 #include "base/random.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <lauxlib.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -44,6 +49,9 @@
 #define JSON_TYPE "application/json; charset=utf-8"
 #define REQUEST_ID_MAX 200 /* a client's X-Request-Id longer than this is replaced */
 #define H2_QUEUE_MAX (256 * 1024) /* HTTP/2 output queued on the socket: stop framing and reading beyond */
+#define TLS_PLAIN_BUF (32 * 1024)  /* plaintext out of one SSL_read (a record is at most 16 KiB) */
+#define TLS_CIPHER_BUF (64 * 1024) /* ciphertext moved to the socket at a time */
+#define TUNNEL_MAX (256 * 1024)    /* a wss:// tunnel's queue, either way, before reading stops */
 
 struct out_req {
     uv_write_t req;
@@ -103,6 +111,28 @@ struct http_conn {
     int32_t stream_id;                   /* 0 once the session has closed the stream */
     int delivered;                       /* the stream's request was handed over */
     long long h2_got;                    /* its body bytes so far */
+    /* TLS (servers.web.tls): the connection's state, NULL on a plain
+     * listener; after a WebSocket upgrade, the socket pair to lws. */
+    struct gw_tls_conn *tls;
+    struct tunnel *tunnel;
+};
+
+/* A wss:// connection after its upgrade: lws runs the WebSocket on one end
+ * of a socket pair (as it would a plain socket), and the TLS connection
+ * moves bytes between the other end and the client, decrypting one way and
+ * encrypting the other. Its own struct: the pipe closes on its own time. */
+struct tunnel {
+    uv_pipe_t pipe;
+    struct http_conn *c; /* NULL once the TLS connection has closed */
+    size_t queued;       /* plaintext written to lws, not yet taken */
+    int reading;         /* reading what lws writes */
+};
+
+struct tunnel_write {
+    uv_write_t req;
+    struct tunnel *t;
+    size_t len;
+    char data[];
 };
 
 enum { UPGRADE_ACCEPTED = 1, UPGRADE_PASS };
@@ -119,6 +149,9 @@ struct gw_http {
     int stopping;
     int probe_fixed;              /* GATEWAY_BENCH_PROBE=fixed: answer without Lua */
     int ops_only;                 /* the metrics listener: net/ops.h's paths, else 404 */
+    struct gw_tls *tls;           /* servers.web.tls: connections speak TLS */
+    int alpn_h2;                  /* ALPN offers "h2" (servers.web.http2.enabled, per accept) */
+    int redirect_port;            /* the redirect listener: 308 to https on this port */
 };
 
 /* Buffers, not state: the process runs one loop, a read is parsed and an
@@ -128,6 +161,8 @@ static char read_buf[READ_BUF];
 static int read_buf_busy;
 static char *obuf; /* answers are assembled here */
 static size_t obuf_cap;
+static char *tls_plain;  /* decrypted, about to be parsed (TLS_PLAIN_BUF) */
+static char *tls_cipher; /* encrypted, about to be written (TLS_CIPHER_BUF) */
 
 static void conn_close(struct http_conn *c);
 static void process(struct http_conn *c, const char *data, size_t len);
@@ -141,6 +176,8 @@ static void h2_flush(struct http_conn *c);
 static int h2_sniff(struct http_conn *c, const char *data, size_t len);
 static int is_h2c_upgrade(const struct http_conn *c);
 static void start_h2c(struct http_conn *c, const char *rest, size_t rest_len);
+static void tunnel_pump(struct http_conn *c);
+static void tunnel_closed(uv_handle_t *h);
 
 /* --- Deferred work -------------------------------------------------------- */
 
@@ -199,6 +236,14 @@ struct gw_http *gw_http_new(struct gw_runtime *rt, uv_loop_t *loop, struct lws_v
 
 void gw_http_serve_ops_only(struct gw_http *h) { h->ops_only = 1; }
 
+void gw_http_use_tls(struct gw_http *h, struct gw_tls *tls) {
+    h->tls = tls;
+    if (!tls_plain && (!(tls_plain = malloc(TLS_PLAIN_BUF)) || !(tls_cipher = malloc(TLS_CIPHER_BUF))))
+        gw_panic("out of memory");
+}
+
+void gw_http_serve_redirect(struct gw_http *h, int https_port) { h->redirect_port = https_port; }
+
 /* --- Writing ---------------------------------------------------------- */
 
 static char *out_reserve(size_t need) {
@@ -230,7 +275,7 @@ static void on_written(uv_write_t *w, int status) {
 
 /* Hand bytes to the socket: what it does not take now is copied and
  * queued, in order. GW_ERR when the connection has failed. */
-static int conn_write(struct http_conn *c, const char *data, size_t len) {
+static inline __attribute__((always_inline)) int raw_write(struct http_conn *c, const char *data, size_t len) {
     if (c->closing) return GW_ERR;
     if (c->parent) return stream_write(c, data, len);
     size_t done = 0;
@@ -255,6 +300,21 @@ static int conn_write(struct http_conn *c, const char *data, size_t len) {
     c->nwrites++;
     c->queued += rest;
     return GW_OK;
+}
+
+/* Send the ciphertext TLS has produced (records, handshake messages). */
+static int tls_flush(struct http_conn *c) {
+    size_t n;
+    while ((n = gw_tls_take(c->tls, tls_cipher, TLS_CIPHER_BUF)) > 0)
+        if (raw_write(c, tls_cipher, n) != GW_OK) return GW_ERR;
+    return GW_OK;
+}
+
+/* Plaintext out: encrypted on a TLS connection, as it is on a plain one. */
+static int conn_write(struct http_conn *c, const char *data, size_t len) {
+    if (!c->tls) return raw_write(c, data, len);
+    if (c->closing || gw_tls_write(c->tls, data, len) != GW_OK) return GW_ERR;
+    return tls_flush(c);
 }
 
 static const char *reason(int status) {
@@ -684,6 +744,10 @@ static void push_ctx(struct http_conn *c, lua_State *L, const char *method, cons
     set_request_id(c);
     lua_pushlstring(L, c->rid, c->rid_len);
     lua_setfield(L, -2, "requestId");
+    if (c->tls || (c->parent && c->parent->tls)) { /* an HTTP/2 stream: its connection's */
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "secure");
+    }
 }
 
 /* A fixed answer of the operations endpoints, the connection kept. */
@@ -786,6 +850,88 @@ static char *decode_path(struct http_conn *c, const char *raw, size_t raw_len, c
     return decoded;
 }
 
+/* The host of a Host header, without its port, when it is a name or an
+ * address (an IPv6 one in brackets); its length, or 0. */
+static size_t redirect_host(const char *host) {
+    size_t n = 0;
+    if (host[0] == '[') {
+        while (host[++n] && host[n] != ']')
+            if (!isxdigit((unsigned char)host[n]) && host[n] != ':' && host[n] != '.') return 0;
+        return host[n] == ']' && n > 1 ? n + 1 : 0;
+    }
+    for (; host[n] && host[n] != ':'; n++)
+        if (!isalnum((unsigned char)host[n]) && host[n] != '-' && host[n] != '.' && host[n] != '_') return 0;
+    return n;
+}
+
+/* The redirect listener (servers.web.tls.redirectPort): every request gets
+ * 308 to the same host, path and query on the TLS listener's port. */
+static void answer_redirect(struct http_conn *c) {
+    const char *host = gw_http1_header(c->parser, "host");
+    size_t host_len = host ? redirect_host(host) : 0, raw_len, query_len, url_len;
+    const char *raw, *query, *url = gw_http1_url(c->parser, &url_len);
+    if (!host_len) {
+        answer_error(c, 400, host ? "invalid Host header" : "missing Host header");
+        return;
+    }
+    if (gw_http1_split_target(url, url_len, &raw, &raw_len, &query, &query_len) != GW_OK) {
+        answer_error(c, 400, "invalid request target");
+        return;
+    }
+    size_t target_len = query_len ? (size_t)(query + query_len - raw) : raw_len;
+    char *loc = malloc(host_len + target_len + 32), *l = loc;
+    if (!loc) gw_panic("out of memory");
+    l = put_str(l, "https://");
+    memcpy(l, host, host_len);
+    l += host_len;
+    if (c->server->redirect_port != 443) {
+        *l++ = ':';
+        l = put_uint(l, (size_t)c->server->redirect_port);
+    }
+    memcpy(l, raw, target_len);
+    l += target_len;
+    size_t loc_len = (size_t)(l - loc);
+    /* The body names the location too, escaped for JSON. */
+    char *p = out_reserve(512 + loc_len * 7), *start = p;
+    p = put_head(p, 308, connection_value(c));
+    p = put_field(p, "Location", 8, loc, loc_len);
+    char *body = p + 256; /* written behind the head, then moved up */
+    char *b = body;
+    b = put_str(b, "{\"location\":\"");
+    for (size_t i = 0; i < loc_len; i++) {
+        unsigned char ch = (unsigned char)loc[i];
+        if (ch == '"' || ch == '\\') {
+            *b++ = '\\';
+            *b++ = (char)ch;
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            b += sprintf(b, "\\u%04x", ch);
+        } else {
+            *b++ = (char)ch;
+        }
+    }
+    b = put_str(b, "\"}");
+    size_t blen = (size_t)(b - body);
+    free(loc);
+    p = put_str(p, "Content-Type: " JSON_TYPE "\r\nContent-Length: ");
+    p = put_uint(p, blen);
+    p = put_str(p, "\r\n\r\n");
+    if (!c->head_only) {
+        memmove(p, body, blen);
+        p += blen;
+    }
+    if (!c->keep_alive || c->server->stopping) c->close_after = 1;
+    if (conn_write(c, start, (size_t)(p - start)) != GW_OK) {
+        conn_close(c);
+        return;
+    }
+    if (c->nwrites) {
+        gw_drain_hold(GW_DRAIN_UNSENT);
+        c->in_flight = 2; /* written once the queue drains */
+        return;
+    }
+    request_done(c);
+}
+
 /* A complete request: a file, the probe, or the runtime. */
 static void dispatch(struct http_conn *c) {
     struct gw_http *h = c->server;
@@ -797,6 +943,10 @@ static void dispatch(struct http_conn *c) {
     c->minor = gw_http1_minor(hp);
     c->head_only = strcmp(method, "HEAD") == 0;
     c->rid_len = 0;
+    if (h->redirect_port) {
+        answer_redirect(c);
+        return;
+    }
     if (!method_served(method)) {
         answer_error(c, 501, "method not implemented");
         return;
@@ -856,6 +1006,133 @@ static void dispatch(struct http_conn *c) {
     if (c->in_flight == 1 && !c->call && !c->closing) request_done(c);
 }
 
+/* --- wss:// ------------------------------------------------------------ */
+
+static void tunnel_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)h;
+    (void)suggested;
+    buf->base = tls_plain;
+    buf->len = TLS_PLAIN_BUF;
+}
+
+/* What lws wrote: encrypted to the client. The reading stops while the
+ * client's queue is over TUNNEL_MAX (pump restarts it). */
+static void tunnel_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    struct tunnel *t = s->data;
+    struct http_conn *c = t->c;
+    if (!c) return;
+    if (nread < 0) { /* lws closed the WebSocket: the client's connection follows */
+        uv_read_stop(s);
+        t->reading = 0;
+        c->close_after = 1;
+        if (!c->nwrites) conn_close(c);
+        return;
+    }
+    if (nread == 0) return;
+    c->last_active = uv_now(c->tcp.loop);
+    if (conn_write(c, buf->base, (size_t)nread) != GW_OK) {
+        conn_close(c);
+        return;
+    }
+    if (c->queued > TUNNEL_MAX) {
+        uv_read_stop(s);
+        t->reading = 0;
+    }
+}
+
+static void tunnel_written(uv_write_t *w, int status) {
+    struct tunnel_write *o = (struct tunnel_write *)w;
+    struct tunnel *t = o->t;
+    t->queued -= o->len;
+    free(o);
+    struct http_conn *c = t->c;
+    if (!c) return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->eof && !t->queued) {
+        conn_close(c);
+        return;
+    }
+    if (t->queued <= TUNNEL_MAX && c->reading_stopped && !c->eof) {
+        c->reading_stopped = 0;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
+
+/* What the client sent, decrypted: written to lws. The client's reading
+ * stops while lws has more than TUNNEL_MAX not taken. */
+static void tunnel_send(struct http_conn *c, const char *data, size_t len) {
+    struct tunnel *t = c->tunnel;
+    size_t done = 0;
+    if (!t->queued) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&t->pipe, &b, 1);
+        if (n < 0 && n != UV_EAGAIN) {
+            conn_close(c);
+            return;
+        }
+        if (n > 0) done = (size_t)n;
+        if (done == len) return;
+    }
+    struct tunnel_write *o = malloc(sizeof *o + len - done);
+    if (!o) gw_panic("out of memory");
+    o->t = t;
+    o->len = len - done;
+    memcpy(o->data, data + done, o->len);
+    uv_buf_t b = uv_buf_init(o->data, (unsigned)o->len);
+    if (uv_write(&o->req, (uv_stream_t *)&t->pipe, &b, 1, tunnel_written) != 0) {
+        free(o);
+        conn_close(c);
+        return;
+    }
+    t->queued += o->len;
+    if (t->queued > TUNNEL_MAX && !c->reading_stopped) {
+        c->reading_stopped = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+}
+
+/* pump() of a tunnel: the client has taken some of its queue. */
+static void tunnel_pump(struct http_conn *c) {
+    struct tunnel *t = c->tunnel;
+    if (c->close_after) {
+        if (!c->nwrites) conn_close(c);
+        return;
+    }
+    if (!t->reading && c->queued <= TUNNEL_MAX) {
+        t->reading = 1;
+        uv_read_start((uv_stream_t *)&t->pipe, tunnel_alloc, tunnel_read);
+    }
+}
+
+/* The socket pair of a wss:// upgrade: returns lws's end, or -1. */
+static int tunnel_open(struct http_conn *c) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) return -1;
+    struct tunnel *t = calloc(1, sizeof *t);
+    if (!t) gw_panic("out of memory");
+    if (uv_pipe_init(c->tcp.loop, &t->pipe, 0) != 0) {
+        free(t);
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    t->pipe.data = t;
+    t->c = c;
+    if (uv_pipe_open(&t->pipe, sv[1]) != 0) {
+        close(sv[1]);
+        uv_close((uv_handle_t *)&t->pipe, tunnel_closed);
+        close(sv[0]);
+        return -1;
+    }
+    c->tunnel = t;
+    t->reading = 1;
+    uv_read_start((uv_stream_t *)&t->pipe, tunnel_alloc, tunnel_read);
+    return sv[0];
+}
+
 /* Rebuild the upgrade request for libwebsockets, with what followed it,
  * and hand it the socket with the connection object the runtime prepared
  * ('ref'): lws parses the request again and runs the handshake. */
@@ -879,7 +1156,8 @@ static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len, 
     char *buf = malloc(need);
     int fd = -1;
     uv_os_fd_t ufd;
-    if (!buf || uv_fileno((uv_handle_t *)&c->tcp, &ufd) != 0 || (fd = dup(ufd)) < 0) {
+    if (!buf || (c->tls ? (fd = tunnel_open(c)) < 0
+                        : uv_fileno((uv_handle_t *)&c->tcp, &ufd) != 0 || (fd = dup(ufd)) < 0)) {
         free(buf);
         luaL_unref(gw_vm_state(gw_runtime_vm(c->server->rt)), LUA_REGISTRYINDEX, ref);
         conn_close(c);
@@ -907,10 +1185,23 @@ static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len, 
     *p++ = '\n';
     if (rest_len) memcpy(p, rest, rest_len); /* 'rest' is NULL when nothing was read behind */
     p += rest_len;
-    /* The WebSocket takes its own place once open (ws.c). */
-    gw_conncap_leave(c->peer);
-    c->counted = 0;
-    conn_close(c); /* closes our descriptor; lws owns the duplicate */
+    if (c->tls) {
+        /* The TLS connection stays, as the tunnel's client side (it keeps
+         * its place under the caps; the WebSocket takes one more). */
+        c->pending_len = 0;
+        c->in_flight = 0;
+        c->open = 0;
+        gw_metrics.conns[GW_METRICS_HTTP]--;
+        if (c->reading_stopped && !c->eof) {
+            c->reading_stopped = 0;
+            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        }
+    } else {
+        /* The WebSocket takes its own place once open (ws.c). */
+        gw_conncap_leave(c->peer);
+        c->counted = 0;
+        conn_close(c); /* closes our descriptor; lws owns the duplicate */
+    }
     /* lws closes 'fd' itself when it refuses the handshake (later, from a
      * libuv close callback: closing it here too would close whatever
      * socket has taken its number by then). */
@@ -924,7 +1215,7 @@ static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len, 
 static int is_ws_upgrade(const struct http_conn *c) {
     const struct gw_http1 *hp = c->parser;
     const char *up = gw_http1_header(hp, "upgrade");
-    if (c->server->ops_only || !gw_runtime_config(c->server->rt)->ws_enabled || !up ||
+    if (c->server->ops_only || c->server->redirect_port || !gw_runtime_config(c->server->rt)->ws_enabled || !up ||
         strcasecmp(up, "websocket") != 0)
         return 0;
     return strcmp(gw_http1_method(hp), "GET") == 0;
@@ -1088,6 +1379,10 @@ static void pump(struct http_conn *c) {
         h2_flush(c);
         return;
     }
+    if (c->tunnel) {
+        tunnel_pump(c);
+        return;
+    }
     if (c->upgrade_state) {
         finish_upgrade(c);
         if (c->closing) return;
@@ -1181,12 +1476,92 @@ static void half_closed(struct http_conn *c) {
     }
     c->eof = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
+    if (c->tunnel) { /* closed once lws has taken what it was sent */
+        if (!c->tunnel->queued) conn_close(c);
+        return;
+    }
     if (c->fresh || !(c->in_flight || c->file || c->nwrites || c->pending_len)) {
         conn_close(c); /* nothing asked (or part of a preface), or a request that can no longer complete */
         return;
     }
     if (c->call && c->in_flight == 1 && !c->nwrites && c->minor >= 1 && !c->upgrading) {
         if (conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) != GW_OK || peer_reset(c)) conn_close(c);
+    }
+}
+
+/* Bytes of requests (plaintext) read: parsed now, or kept behind those
+ * waiting. */
+static inline __attribute__((always_inline)) void got_bytes(struct http_conn *c, const char *data, size_t nread) {
+    if ((c->h2 || c->fresh) && h2_sniff(c, data, nread)) return; /* HTTP/2's, or the first bytes of its preface */
+    if (c->pending_len) {
+        /* Behind bytes already waiting: append, parse in order. */
+        size_t len = c->pending_len;
+        if (len + (size_t)nread > c->pending_cap) {
+            size_t cap = c->pending_cap * 2;
+            while (cap < len + (size_t)nread) cap *= 2;
+            char *b = realloc(c->pending, cap);
+            if (!b) gw_panic("out of memory");
+            c->pending = b;
+            c->pending_cap = cap;
+        }
+        memcpy(c->pending + len, data, (size_t)nread);
+        c->pending_len = len + (size_t)nread;
+        if (!(c->in_flight || c->file || c->nwrites)) process(c, c->pending, c->pending_len);
+    } else {
+        process(c, data, (size_t)nread);
+    }
+    if (!c->closing && c->pending_len >= PENDING_MAX && !c->reading_stopped) {
+        c->reading_stopped = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+}
+
+static void tunnel_send(struct http_conn *c, const char *data, size_t len);
+
+/* Plain HTTP sent to the TLS listener: a plaintext 400 (as nginx does)
+ * that a person trying http:// there can read, then close. */
+static void refuse_plain_http(struct http_conn *c) {
+    static const char body[] = "{\"error\":\"plain HTTP request sent to the HTTPS port\","
+                               "\"errors\":[\"plain HTTP request sent to the HTTPS port\"]}";
+    char *p = out_reserve(512 + sizeof body), *start = p;
+    p = put_head(p, 400, "close");
+    p = put_str(p, "Content-Type: " JSON_TYPE "\r\nContent-Length: ");
+    p = put_uint(p, sizeof body - 1);
+    p = put_str(p, "\r\n\r\n");
+    memcpy(p, body, sizeof body - 1);
+    p += sizeof body - 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading_stopped = 1;
+    c->close_after = 1;
+    if (raw_write(c, start, (size_t)(p - start)) != GW_OK || c->nwrites == 0) conn_close(c);
+}
+
+/* Ciphertext read on a TLS connection: the handshake, then plaintext for
+ * the parser (or, once upgraded, for lws). */
+static void tls_read(struct http_conn *c, const char *data, size_t len) {
+    gw_tls_feed(c->tls, data, len);
+    for (;;) {
+        long n = gw_tls_read(c->tls, tls_plain, TLS_PLAIN_BUF);
+        if (n > 0) {
+            if (c->tunnel) tunnel_send(c, tls_plain, (size_t)n);
+            else got_bytes(c, tls_plain, (size_t)n);
+            if (c->closing) return;
+            continue;
+        }
+        if (tls_flush(c) != GW_OK) { /* what the handshake wrote, an alert */
+            conn_close(c);
+            return;
+        }
+        if (n == GW_TLS_AGAIN) return;
+        if (n == GW_TLS_CLOSED) {
+            half_closed(c);
+        } else if (n == GW_TLS_PLAIN_HTTP) {
+            refuse_plain_http(c);
+        } else {
+            gw_log(GW_LOG_DEBUG, "TLS from %s: %s", c->ip, gw_tls_error(c->tls));
+            conn_close(c);
+        }
+        return;
     }
 }
 
@@ -1206,29 +1581,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         c->started = c->last_active;
     }
     if (nread > 0) {
-        if ((c->h2 || c->fresh) && h2_sniff(c, buf->base, (size_t)nread)) {
-            /* HTTP/2's, or the first bytes of its preface */
-        } else if (c->pending_len) {
-            /* Behind bytes already waiting: append, parse in order. */
-            size_t len = c->pending_len;
-            if (len + (size_t)nread > c->pending_cap) {
-                size_t cap = c->pending_cap * 2;
-                while (cap < len + (size_t)nread) cap *= 2;
-                char *b = realloc(c->pending, cap);
-                if (!b) gw_panic("out of memory");
-                c->pending = b;
-                c->pending_cap = cap;
-            }
-            memcpy(c->pending + len, buf->base, (size_t)nread);
-            c->pending_len = len + (size_t)nread;
-            if (!(c->in_flight || c->file || c->nwrites)) process(c, c->pending, c->pending_len);
-        } else {
-            process(c, buf->base, (size_t)nread);
-        }
-        if (!c->closing && c->pending_len >= PENDING_MAX && !c->reading_stopped) {
-            c->reading_stopped = 1;
-            uv_read_stop(s);
-        }
+        if (c->tls) tls_read(c, buf->base, (size_t)nread);
+        else got_bytes(c, buf->base, (size_t)nread);
     }
     if (own) read_buf_busy = 0;
     else free(buf->base);
@@ -1245,10 +1599,13 @@ static void on_closed(uv_handle_t *h) {
     gw_h2_free(c->h2);
     if (c->open) gw_metrics.conns[GW_METRICS_HTTP]--;
     if (c->counted) gw_conncap_leave(c->peer);
+    gw_tls_conn_free(c->tls);
     gw_http1_free(c->parser);
     free(c->pending);
     free(c);
 }
+
+static void tunnel_closed(uv_handle_t *h) { free(h->data); }
 
 static void conn_close(struct http_conn *c) {
     if (c->parent) {
@@ -1275,6 +1632,19 @@ static void conn_close(struct http_conn *c) {
         luaL_unref(gw_vm_state(gw_runtime_vm(c->server->rt)), LUA_REGISTRYINDEX, c->upgrade_ref);
         c->upgrade_ref = 0;
     }
+    if (c->tunnel) {
+        c->tunnel->c = NULL;
+        uv_close((uv_handle_t *)&c->tunnel->pipe, tunnel_closed);
+        c->tunnel = NULL;
+    }
+    if (c->tls && !c->nwrites) {
+        /* A close_notify, if the socket takes it now: a client reading to
+         * the end can tell the end from a cut. */
+        gw_tls_close_notify(c->tls);
+        size_t n = gw_tls_take(c->tls, tls_cipher, TLS_CIPHER_BUF);
+        uv_buf_t b = uv_buf_init(tls_cipher, (unsigned)n);
+        if (n) uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    }
     if (c->prev) c->prev->next = c->next;
     else c->server->conns = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -1296,7 +1666,8 @@ void gw_http_accept(struct gw_http *h, int fd) {
     struct gw_conncap_peer *peer;
     const char *why;
     if (gw_conncap_take(fd, 0, &peer, &why) != GW_OK) {
-        refuse(h, fd, why);
+        if (h->tls) close(fd); /* a plaintext 503 would be noise to a TLS client */
+        else refuse(h, fd, why);
         return;
     }
     struct http_conn *c = calloc(1, sizeof *c);
@@ -1308,17 +1679,25 @@ void gw_http_accept(struct gw_http *h, int fd) {
     c->server = h;
     c->peer = peer;
     c->counted = 1;
+    if (h->tls && !(c->tls = gw_tls_conn_new(h->tls))) {
+        gw_conncap_leave(peer);
+        close(fd);
+        free(c);
+        return;
+    }
     const struct gw_config *cfg = gw_runtime_config(h->rt);
     struct gw_http1_limits lim = {(uint32_t)cfg->max_header_size, cfg->max_headers, cfg->max_body_size};
     if (!(c->parser = gw_http1_new(&lim))) {
         gw_conncap_leave(peer);
         close(fd);
+        gw_tls_conn_free(c->tls);
         free(c);
         return;
     }
     if (uv_tcp_init(h->loop, &c->tcp) != 0) {
         gw_conncap_leave(peer);
         close(fd);
+        gw_tls_conn_free(c->tls);
         gw_http1_free(c->parser);
         free(c);
         return;
@@ -1346,6 +1725,12 @@ void gw_http_accept(struct gw_http *h, int fd) {
     }
     c->last_active = c->started = uv_now(h->loop);
     c->fresh = cfg->h2_enabled;
+    if (h->tls && h->alpn_h2 != cfg->h2_enabled) {
+        /* ALPN "h2": the client's first bytes are then the preface, which
+         * h2_sniff finds in the plaintext as on a plain connection. */
+        gw_tls_set_alpn(h->tls, cfg->h2_enabled ? "h2,http/1.1" : "http/1.1");
+        h->alpn_h2 = cfg->h2_enabled;
+    }
     c->open = 1;
     gw_metrics.conns[GW_METRICS_HTTP]++;
     c->next = h->conns;
@@ -1552,7 +1937,7 @@ static int is_h2c_upgrade(const struct http_conn *c) {
     const struct gw_http1 *hp = c->parser;
     const char *up = gw_http1_header(hp, "upgrade");
     size_t blen;
-    return up && strcasecmp(up, "h2c") == 0 && gw_http1_header(hp, "http2-settings") &&
+    return !c->tls && up && strcasecmp(up, "h2c") == 0 && gw_http1_header(hp, "http2-settings") &&
            !gw_http1_body(hp, &blen) && gw_runtime_config(c->server->rt)->h2_enabled;
 }
 
@@ -1672,6 +2057,12 @@ static void sweep_tick(uv_timer_t *t) {
     double now = uv_now(h->loop);
     for (struct http_conn *c = h->conns, *next; c; c = next) {
         next = c->next;
+        if (c->tunnel) continue; /* a WebSocket: lws's pings and limits */
+        if (c->tls && !gw_tls_ready(c->tls)) {
+            /* A handshake, whatever it waits for, within headerTimeout of accept. */
+            if (now - c->started > (double)cfg->header_timeout) conn_close(c);
+            continue;
+        }
         if (c->h2) {
             h2_sweep(c, cfg, now);
             continue;
@@ -1720,6 +2111,11 @@ void gw_http_close_all(struct gw_http *h) {
     free(obuf);
     obuf = NULL;
     obuf_cap = 0;
+    if (h->tls) {
+        free(tls_plain);
+        free(tls_cipher);
+        tls_plain = tls_cipher = NULL;
+    }
 }
 
 void gw_http_free(struct gw_http *h) { free(h); }

@@ -33,6 +33,11 @@ struct gw_config {
      * -1 when /metrics is served on the web listener. */
     char metrics_host[256];
     int metrics_port;
+    /* servers.web.tls: absolute paths ("" when TLS is off), "1.2" or "1.3",
+     * the plain redirect listener's port (-1: none). */
+    char tls_cert[4096], tls_key[4096];
+    char tls_min_version[8];
+    int tls_redirect_port;
     int ws_enabled;
     char ws_path[256];
     long ws_max_message;
