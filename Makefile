@@ -1,7 +1,7 @@
 # Gateway build. `make` builds build/gateway; `make run` and `make test`
 # first install any missing Debian packages (scripts/ensure-deps.sh).
 
-PKGS     := lua5.4 libwebsockets libuv libpcre2-8 hiredis lua5.4-cjson
+PKGS     := lua5.4 libwebsockets libuv libpcre2-8 hiredis lua5.4-cjson libnghttp2 openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -75,7 +75,7 @@ $(BUILD)/lua/gateway/core.so: $(PIC_OBJ)
 # position-independent, as a Lua C module that runs the runtime and its event loop
 # inside busted. It resolves lua_* from the interpreter, as core.so does.
 TESTHOST_OBJ  := $(CORE_SRC:core/%.c=$(BUILD)/pic/%.o) $(BUILD)/pic/testhost.o
-TESTHOST_LIBS := $(shell pkg-config --libs libwebsockets libuv libpcre2-8 hiredis 2>/dev/null) \
+TESTHOST_LIBS := $(shell pkg-config --libs libwebsockets libuv libpcre2-8 hiredis libnghttp2 openssl 2>/dev/null) \
                  -llua5.4-cjson -lhttp_parser -lm -lpthread
 
 testhost: $(BUILD)/lua/gateway/testhost.so
@@ -162,7 +162,7 @@ bench:
 # $(BUILD)/fuzz/<target>.log. FUZZ_TARGETS picks some; FUZZ_JOBS runs that
 # many targets at once.
 FUZZ_CC      ?= clang
-FUZZ_TARGETS ?= http1 query wsmsg lines message socket router config
+FUZZ_TARGETS ?= http1 query wsmsg lines message socket router config h2
 FUZZ_SECONDS ?= 60
 FUZZ_LONG_SECONDS ?= 3600
 FUZZ_JOBS    ?= 1

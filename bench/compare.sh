@@ -14,10 +14,14 @@
 #   --warmup S         unmeasured load per server and transport before its cells (default 1; 0 = none)
 #   --workers "1 2"    worker counts to measure
 #   --conns "50 1"     connection counts to measure
-#   --only LIST        any of http,ws,floor,redis (default: all)
+#   --only LIST        any of http,ws,floor,redis,h2 (default: all but h2)
+#   --h2-streams M     h2: requests in flight per HTTP/2 connection (default 1, as wrk's keep-alive)
 #   --inflight K       WebSocket requests kept outstanding per connection (default 1: strict
 #                      request/response, as wrk does for HTTP)
 #   --no-pin           do not pin server and client to separate CPUs
+# h2 loads both servers over cleartext HTTP/2 with prior knowledge (h2load, Debian's
+# nghttp2-client; nginx with `listen ... http2`): `bench/compare.sh --only http,h2` puts HTTP/2
+# next to HTTP/1.1 keep-alive.
 #   --skip-build       use the existing build/gateway
 # Environment: BENCH_DURATION, BENCH_WARMUP, BENCH_PIN=0, BENCH_SKIP_BUILD=1 do the same.
 #
@@ -37,6 +41,7 @@ WORKERS_LIST="1 2"
 CONNS_LIST="50 1"
 ONLY="http ws floor redis"
 INFLIGHT=1
+H2_STREAMS=1
 PIN=${BENCH_PIN:-1}
 SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
 START_TIMEOUT=20
@@ -53,6 +58,7 @@ while (($# > 0)); do
     --conns) CONNS_LIST=${2:?}; shift ;;
     --only) ONLY=${2:?}; ONLY=${ONLY//,/ }; shift ;;
     --inflight) INFLIGHT=${2:?}; shift ;;
+    --h2-streams) H2_STREAMS=${2:?}; shift ;;
     --no-pin) PIN=0 ;;
     --skip-build) SKIP_BUILD=1 ;;
     -h|--help) usage 0 ;;
@@ -67,11 +73,11 @@ SLICE=$(duration_secs "$SLICE")
 NSLICES=$(((DURATION + SLICE / 2) / SLICE))
 DURATION=$((NSLICES * SLICE))
 if [[ $WARMUP == 0 || $WARMUP == 0s ]]; then WARMUP=0; else WARMUP=$(duration_secs "$WARMUP"); fi
-for n in $WORKERS_LIST $CONNS_LIST $INFLIGHT; do
+for n in $WORKERS_LIST $CONNS_LIST $INFLIGHT $H2_STREAMS; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || die "worker, connection and in-flight counts must be positive numbers (got '$n')"
 done
 for o in $ONLY; do
-  [[ $o == http || $o == ws || $o == floor || $o == redis ]] || die "unknown --only part '$o' (http, ws, floor, redis)"
+  [[ $o == http || $o == ws || $o == floor || $o == redis || $o == h2 ]] || die "unknown --only part '$o' (http, ws, floor, redis, h2)"
 done
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 
@@ -93,6 +99,7 @@ if want redis; then
   command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
 fi
 command -v cc >/dev/null 2>&1 || need+=(gcc)
+if want h2; then command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client); fi
 ((${#need[@]} == 0)) || die "missing: ${need[*]} (scripts/ensure-deps.sh bench installs them)"
 command -v timeout >/dev/null 2>&1 || die "timeout (coreutils) is required"
 
@@ -115,7 +122,7 @@ fi
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/gateway-compare.XXXXXX")
 STARTED=()        # every server this script started, stopped by PID in reverse order
 LOAD_PID=
-declare -A SRV_PID=() SRV_KIND=() SRV_PORT=() SRV_LOG=() SRV_KIDS=()
+declare -A SRV_PID=() SRV_KIND=() SRV_PORT=() SRV_H2PORT=() SRV_LOG=() SRV_KIDS=()
 declare -A RES=()
 
 cleanup() {
@@ -193,12 +200,14 @@ check_server() { # id
 }
 
 start_nginx() { # id workers
-  local id=$1 w=$2 prefix=$TMP/$1 port conf tries cpus
+  local id=$1 w=$2 prefix=$TMP/$1 port h2port conf tries cpus
   mkdir -p "$prefix"/{client_body,proxy,fastcgi,uwsgi,scgi,logs}
   port=$(free_port)
+  h2port=$(free_port)
   conf=$(<"$BENCH_DIR/nginx/nginx.conf.in")
   conf=${conf//@PREFIX@/"$prefix"}
   conf=${conf//@PORT@/"$port"}
+  conf=${conf//@H2PORT@/"$h2port"}
   conf=${conf//@WORKERS@/"$w"}
   conf=${conf//@NDK_MODULE@/"$NDK_MODULE"}
   conf=${conf//@LUA_MODULE@/"$LUA_MODULE"}
@@ -209,7 +218,7 @@ start_nginx() { # id workers
     -g 'daemon off;' >"$prefix/stdout.log" 2>&1 &
   SRV_PID[$id]=$!
   STARTED+=("${SRV_PID[$id]}")
-  SRV_KIND[$id]=nginx SRV_PORT[$id]=$port SRV_LOG[$id]=$prefix/error.log
+  SRV_KIND[$id]=nginx SRV_PORT[$id]=$port SRV_H2PORT[$id]=$h2port SRV_LOG[$id]=$prefix/error.log
   for ((tries = START_TIMEOUT * 10; tries > 0; tries--)); do
     alive "${SRV_PID[$id]}" || break
     port_open "$port" && break
@@ -269,6 +278,17 @@ busy_ticks() { # CPU time the whole machine spent busy (/proc/stat: user nice sy
 
 add() { RES[$1]=$(awk -v a="${RES[$1]:-0}" -v b="$2" 'BEGIN { printf "%.0f", a + b }'); }  # key number
 
+# h2load's summary as one line of key=value pairs, as wrk-report.lua prints (no percentiles:
+# h2load reports none per request; its "time for request" line has only min, max, mean).
+h2load_result() { # file
+  awk '/^finished in/ { t = $3; sub(/s,$/, "", t); if (t ~ /ms$/) { sub(/ms$/, "", t); t /= 1000 } }
+    /^requests:/ { done = $8; failed = $12; errored = $14; timeout = $16 }
+    /^status codes:/ { bad = $5 + $7 + $9 }
+    END { if (t == "") exit
+      printf "BENCH_RESULT requests=%d duration_us=%.0f http_errors=%d connect_errors=%d read_errors=%d write_errors=0 timeouts=%d p50_us=- p99_us=-\n",
+        done, t * 1e6, bad + failed, errored, 0, timeout }' "$1"
+}
+
 # One slice of a load: runs the tool once against a server and adds, under RES[key.*], the
 # answers, the time, the server's, the client's and the whole machine's CPU time, the errors
 # and the slice's percentiles. EXTRA_PID (redis-server) has its CPU time summed too.
@@ -276,6 +296,7 @@ EXTRA_PID=
 run_slice() { # key id transport(http|ws) path conns seconds [warm]
   local key=$1 id=$2 tr=$3 path=$4 conns=$5 secs=$6 warm=${7:-} rc=0 line t0 t1 c0 c1 w0 w1 b0 b1 bw0 bw1 x0=0 x1=0
   local port=${SRV_PORT[$id]} out=$TMP/load.out err=$TMP/load.err
+  [[ $tr != h2 ]] || port=${SRV_H2PORT[$id]:-$port}   # nginx serves h2c on a port of its own
   check_server "$id"
   now_us bw0
   b0=$(busy_ticks)
@@ -287,6 +308,10 @@ run_slice() { # key id transport(http|ws) path conns seconds [warm]
     # shellcheck disable=SC2046
     timeout $((secs + 30)) $(on_cpus "$CLIENT_CPUS") wrk --latency -t 1 -c "$conns" -d "${secs}s" \
       --timeout 5s -s "$BENCH_DIR/wrk-report.lua" "http://127.0.0.1:$port$path" >"$out" 2>"$err" &
+  elif [[ $tr == h2 ]]; then
+    # shellcheck disable=SC2046
+    timeout $((secs + 30)) $(on_cpus "$CLIENT_CPUS") h2load -t 1 -c "$conns" -m "$H2_STREAMS" -D "$secs" \
+      "http://127.0.0.1:$port$path" >"$out" 2>"$err" &
   else
     # shellcheck disable=SC2046
     WSLOAD_ACTION=${WS_ACTION:-randomNumber} WSLOAD_ROUTE=${WS_ROUTE:-} \
@@ -305,6 +330,7 @@ run_slice() { # key id transport(http|ws) path conns seconds [warm]
   check_server "$id"
   [[ -n $warm ]] && return 0
   if [[ $tr == http ]]; then line=$(grep -m1 '^BENCH_RESULT ' "$out" || true)
+  elif [[ $tr == h2 ]]; then line=$(h2load_result "$out")
   else line=$(grep -m1 '^WSLOAD_RESULT ' "$out" || true); fi
   if [[ -z $line ]]; then
     cat "$out" "$err" >&2
@@ -313,7 +339,7 @@ run_slice() { # key id transport(http|ws) path conns seconds [warm]
   local kv errs
   declare -A f=()
   for kv in ${line#* }; do f[${kv%%=*}]=${kv#*=}; done
-  if [[ $tr == http ]]; then
+  if [[ $tr == http || $tr == h2 ]]; then
     add "$key.requests" "${f[requests]}"
     add "$key.tool_us" "${f[duration_us]}"
     errs=$((f[http_errors] + f[connect_errors] + f[read_errors] + f[write_errors] + f[timeouts]))
@@ -323,8 +349,10 @@ run_slice() { # key id transport(http|ws) path conns seconds [warm]
     errs=${f[errors]}
     if [[ -s $err ]]; then log "wsload diagnostics:"; head -n 6 "$err" >&2; fi
   fi
-  RES[$key.p50s]="${RES[$key.p50s]:-} ${f[p50_us]}"
-  RES[$key.p99s]="${RES[$key.p99s]:-} ${f[p99_us]}"
+  if [[ ${f[p50_us]} != - ]]; then   # h2load reports no percentiles
+    RES[$key.p50s]="${RES[$key.p50s]:-} ${f[p50_us]}"
+    RES[$key.p99s]="${RES[$key.p99s]:-} ${f[p99_us]}"
+  fi
   add "$key.errors" "$errs"
   add "$key.slices" 1
   add "$key.srv_us" "$(ticks_us $((t1 - t0)))"
@@ -406,6 +434,14 @@ check_ws() { # id -> prints one answer; dies unless a 1-connection load got only
   fi
 }
 
+check_h2() { # id -> dies unless GET /api/randomNumber over h2c prior knowledge answers 200
+  local port=${SRV_H2PORT[$1]:-${SRV_PORT[$1]}} body
+  body=$(curl -s -f --http2-prior-knowledge --max-time 5 "http://127.0.0.1:$port/api/randomNumber") ||
+    die "$1: GET /api/randomNumber over HTTP/2 (h2c, prior knowledge) failed on port $port"
+  [[ $body =~ $BODY_RE ]] || die "$1: HTTP/2 answer: $body"
+  RES[$1.sample.h2]=$body
+}
+
 # ---------------------------------------------------------------- the run
 
 SECONDS=0
@@ -416,6 +452,7 @@ for w in $WORKERS_LIST; do
     want http && ncells=$((ncells + 2))
     want ws && ncells=$((ncells + 2))
     want floor && ncells=$((ncells + 2))
+    want h2 && ncells=$((ncells + 2))
   done
 done
 want redis && ncells=$((ncells + 4))
@@ -455,8 +492,8 @@ for w in $WORKERS_LIST; do
   log "---- $w worker(s): $(pin_note "$w")"
   RES[pin.$w]=$(pin_note "$w")
   ids=()
-  if want http || want ws || want floor; then start_nginx "nginx$w" "$w"; ids+=("nginx$w"); fi
-  if want http || want ws || { want redis && ((w == 1)); }; then
+  if want http || want ws || want floor || want h2; then start_nginx "nginx$w" "$w"; ids+=("nginx$w"); fi
+  if want http || want ws || want h2 || { want redis && ((w == 1)); }; then
     start_gateway "gw$w" "$w" "$(gateway_config "$w")"
     ids+=("gw$w")
   fi
@@ -496,6 +533,13 @@ for w in $WORKERS_LIST; do
     warm "nginx$w" ws /ws; warm "gw$w" ws /ws
     for c in $CONNS_LIST; do
       run_cells "$c" "ws.nginx.$w.$c|nginx$w|ws|/ws" "ws.gw.$w.$c|gw$w|ws|/ws"
+    done
+  fi
+  if want h2; then
+    check_h2 "nginx$w"; check_h2 "gw$w"
+    warm "nginx$w" h2 /api/randomNumber; warm "gw$w" h2 /api/randomNumber
+    for c in $CONNS_LIST; do
+      run_cells "$c" "h2.nginx.$w.$c|nginx$w|h2|/api/randomNumber" "h2.gw.$w.$c|gw$w|h2|/api/randomNumber"
     done
   fi
   if want floor; then
@@ -637,6 +681,23 @@ if want http || want ws; then
     done
   done
 fi
+if want h2; then
+  echo
+  echo "### HTTP/2 (cleartext, prior knowledge): h2load, $H2_STREAMS request(s) in flight per connection"
+  echo
+  echo "| server | workers | conns | req/s | server CPU µs/req | client CPU µs/req | errors | CPU vs nginx h2 | CPU vs its HTTP/1.1 |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  for w in $WORKERS_LIST; do
+    for c in $CONNS_LIST; do
+      for s in nginx gw; do
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s× | %s× |\n' "$([[ $s == nginx ]] && echo "nginx + Lua" || echo gateway)" \
+          "$w" "$c" "$(num "h2.$s.$w.$c.rps")" "$(val "h2.$s.$w.$c.cpu_us_req")" "$(val "h2.$s.$w.$c.client_us_req")" \
+          "$(val "h2.$s.$w.$c.errors")" "$(ratio "h2.$s.$w.$c.cpu_us_req" "h2.nginx.$w.$c.cpu_us_req")" \
+          "$(ratio "h2.$s.$w.$c.cpu_us_req" "http.$s.$w.$c.cpu_us_req")"
+      done
+    done
+  done
+fi
 if want redis; then
   echo
   echo "### Redis-backed actions: gateway, 1 worker, $HEAD_CONNS connections, private redis-server on a unix socket"
@@ -671,12 +732,13 @@ for w in $WORKERS_LIST; do
   done
 done
 echo
-if want http || want ws; then
+if want http || want ws || want h2; then
   w=${WORKERS_LIST%% *}
   echo "Answers checked before the loads ($w worker(s)):"
   for id in "nginx$w" "gw$w"; do
     want http && echo "- $id HTTP: ${RES[$id.sample./api/randomNumber]:-}"
     want ws && echo "- $id WebSocket: ${RES[$id.sample.ws]:-}"
+    want h2 && echo "- $id HTTP/2: ${RES[$id.sample.h2]:-}"
   done
 fi
 [[ -z $PROBE_NOTE ]] || echo "- $PROBE_NOTE"

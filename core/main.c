@@ -9,6 +9,7 @@
 #include "runtime/runtime.h"
 #include "runtime/cli.h"
 #include "net/server.h"
+#include "net/tls.h"
 #include "base/metrics.h"
 
 #include <errno.h>
@@ -188,7 +189,8 @@ static int worker_listen(const struct listener *l, char *err, size_t errlen) {
 
 static int run_worker(const char *config, const struct gw_config_overrides *ov,
                       const struct listener *web, const struct listener *sock,
-                      const struct listener *metrics, int print_listening) {
+                      const struct listener *metrics, const struct listener *redirect,
+                      int print_listening) {
     char err[1024];
     struct gw_config cfg;
     uv_loop_t loop;
@@ -197,6 +199,7 @@ static int run_worker(const char *config, const struct gw_config_overrides *ov,
     if (web->reuseport) close(web->fd);
     if (sock->reuseport) close(sock->fd);
     if (metrics->reuseport) close(metrics->fd);
+    if (redirect->reuseport) close(redirect->fd);
     struct gw_runtime *rt = gw_runtime_new(&loop, config, ov, &cfg, err, sizeof err);
     if (!rt) {
         fprintf(stderr, "gateway: %s\n", err);
@@ -206,11 +209,13 @@ static int run_worker(const char *config, const struct gw_config_overrides *ov,
     /* Listen only once loaded: the kernel routes connections to a socket
      * as soon as it listens. */
     struct gw_server *s = NULL;
-    int web_fd = -1, socket_fd = -1, metrics_fd = -1;
+    int web_fd = -1, socket_fd = -1, metrics_fd = -1, redirect_fd = -1;
     if ((web->fd < 0 || (web_fd = worker_listen(web, err, sizeof err)) >= 0) &&
         (sock->fd < 0 || (socket_fd = worker_listen(sock, err, sizeof err)) >= 0) &&
-        (metrics->fd < 0 || (metrics_fd = worker_listen(metrics, err, sizeof err)) >= 0))
-        s = gw_server_new(&loop, rt, web_fd, socket_fd, metrics_fd, print_listening, err, sizeof err);
+        (metrics->fd < 0 || (metrics_fd = worker_listen(metrics, err, sizeof err)) >= 0) &&
+        (redirect->fd < 0 || (redirect_fd = worker_listen(redirect, err, sizeof err)) >= 0))
+        s = gw_server_new(&loop, rt, web_fd, socket_fd, metrics_fd, redirect_fd, print_listening, err,
+                          sizeof err);
     if (!s) {
         fprintf(stderr, "gateway: %s\n", err);
         gw_runtime_free(rt);
@@ -268,15 +273,19 @@ static void signal_workers(const struct worker *w, int n, int sig) {
 static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                       const struct gw_config *cfg) {
     char err[512];
-    struct listener web = {NULL, 0, -1, 0}, sock = {NULL, 0, -1, 0}, metrics = {NULL, 0, -1, 0};
+    struct listener web = {NULL, 0, -1, 0}, sock = {NULL, 0, -1, 0}, metrics = {NULL, 0, -1, 0},
+                    redirect = {NULL, 0, -1, 0};
     if ((cfg->web_enabled && master_listen(&web, cfg->web_host, cfg->web_port, err, sizeof err) != GW_OK) ||
         (cfg->socket_enabled &&
          master_listen(&sock, cfg->socket_host, cfg->socket_port, err, sizeof err) != GW_OK) ||
         (cfg->web_enabled && cfg->metrics_port >= 0 &&
-         master_listen(&metrics, cfg->metrics_host, cfg->metrics_port, err, sizeof err) != GW_OK)) {
+         master_listen(&metrics, cfg->metrics_host, cfg->metrics_port, err, sizeof err) != GW_OK) ||
+        (cfg->web_enabled && cfg->tls_cert[0] && cfg->tls_redirect_port >= 0 &&
+         master_listen(&redirect, cfg->web_host, cfg->tls_redirect_port, err, sizeof err) != GW_OK)) {
         fprintf(stderr, "gateway: %s\n", err);
         if (web.fd >= 0) close(web.fd);
         if (sock.fd >= 0) close(sock.fd);
+        if (metrics.fd >= 0) close(metrics.fd);
         return 1;
     }
     struct worker *w = calloc((size_t)n, sizeof *w);
@@ -317,7 +326,7 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
                 prctl(PR_SET_PDEATHSIG, SIGTERM);
                 if (getppid() != master) exit(0);
                 gw_metrics.worker = i;
-                exit(run_worker(config, ov, &web, &sock, &metrics, !printed));
+                exit(run_worker(config, ov, &web, &sock, &metrics, &redirect, !printed));
             }
             if (pid < 0) {
                 w[i].started = now; /* so that failing again doubles the delay */
@@ -380,6 +389,7 @@ static int run_master(int n, const char *config, struct gw_config_overrides *ov,
     if (web.fd >= 0) close(web.fd);
     if (sock.fd >= 0) close(sock.fd);
     if (metrics.fd >= 0) close(metrics.fd);
+    if (redirect.fd >= 0) close(redirect.fd);
     return status;
 }
 
@@ -463,6 +473,19 @@ int main(int argc, char **argv) {
         uv_loop_close(&loop);
         return rc;
     }
+    /* The certificate and key, read once here so that --check and a
+     * startup (before any fork) name a bad file; each process then loads
+     * its own context. */
+    if (cfg.web_enabled && cfg.tls_cert[0]) {
+        struct gw_tls *tls = gw_tls_new(cfg.tls_cert, cfg.tls_key, cfg.tls_min_version, err, sizeof err);
+        if (!tls) {
+            fprintf(stderr, "gateway: %s\n", err);
+            gw_runtime_free(rt);
+            uv_loop_close(&loop);
+            return 1;
+        }
+        gw_tls_free(tls);
+    }
     if (check) {
         printf("config %s: ok\n", config ? config : "(defaults)");
         printf("lua %s\n", gw_runtime_lua_dir());
@@ -472,7 +495,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (cfg.workers <= 1) {
-        struct gw_server *s = gw_server_new(&loop, rt, -1, -1, -1, 1, err, sizeof err);
+        struct gw_server *s = gw_server_new(&loop, rt, -1, -1, -1, -1, 1, err, sizeof err);
         if (!s) {
             fprintf(stderr, "gateway: %s\n", err);
             gw_runtime_free(rt);

@@ -7,19 +7,21 @@ set -euo pipefail
 
 build=(make gcc pkg-config liblua5.4-dev libwebsockets-dev libwebsockets-evlib-uv
        libuv1-dev libpcre2-dev libhiredis-dev lua-cjson-dev lua-cjson
-       libhttp-parser-dev)
+       libhttp-parser-dev libssl-dev
+       libnghttp2-dev)   # HTTP/2 framing and HPACK (core/net/h2.c)
 case "${1:-build}" in
   build) want=("${build[@]}") ;;
   run)   want=("${build[@]}" redis-server) ;;
   test)  want=("${build[@]}" redis-server libcmocka-dev lua5.4 lua-busted
-               python3 python3-pytest python3-websockets curl groff-base systemd procps iproute2
+               python3 python3-pytest python3-websockets curl openssl groff-base systemd procps iproute2
                clang libclang-rt-14-dev
-               chromium)   # the browser client's tests (headless, over DevTools)
+               chromium    # the browser client's tests (headless, over DevTools)
+               nghttp2-client python3-h2)   # HTTP/2 clients for tests/integration/test_http2.py
          # The OpenAPI validator (tests/integration/openapi/install.sh) needs node and npm:
          # Debian's, unless a Node.js with its own npm is there already (NodeSource's
          # nodejs bundles npm and conflicts with Debian's npm package).
          command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm) ;;
-  bench) want=("${build[@]}" wrk nginx libnginx-mod-http-lua lua-nginx-websocket
+  bench) want=("${build[@]}" wrk nghttp2-client nginx libnginx-mod-http-lua lua-nginx-websocket
                redis-server redis-tools linux-perf) ;;
   *) echo "usage: $0 build|run|test|bench" >&2; exit 2 ;;
 esac

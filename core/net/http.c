@@ -1,15 +1,21 @@
-/* See gw_http.h. A connection reads into one buffer shared by the whole
+/* See http.h. A connection reads into one buffer shared by the whole
  * process; bytes that are not parsed at once (a request still arriving,
  * or pipelined behind one in flight) move to the connection's own
  * 'pending' buffer. One request is in flight at a time; the next is parsed
  * once its answer is written. Answers are assembled in a shared buffer
  * and written with one uv_try_write; what the socket does not take is
  * copied and queued. Deferred work (the next pipelined request, a file's
- * next chunk) runs from the loop's idle phase, never from inside a reply. */
+ * next chunk) runs from the loop's idle phase, never from inside a reply.
+ * On a TLS listener (net/tls.h) the same path runs on the plaintext: reads
+ * are decrypted before the parser, writes encrypted before the socket; a
+ * wss:// upgrade keeps the connection as a tunnel to lws's socket pair.
+ * An HTTP/2 connection (the section "HTTP/2" below) gives each stream an
+ * http_conn without a socket whose writes go into the session. */
 #include "net/http.h"
 #include "base/gw.h"
 #include "runtime/call.h"
 #include "net/http1.h"
+#include "net/h2.h"
 #include "vm/libs.h"
 #include "base/log.h"
 #include "base/query.h"
@@ -18,11 +24,13 @@
 #include "runtime/drain.h"
 #include "net/conncap.h"
 #include "net/ops.h"
+#include "net/tls.h"
 #include "base/cidr.h"
 #include "base/metrics.h"
 #include "base/random.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <lauxlib.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -40,6 +48,10 @@
 #define RATE_GRACE_MS 5000 /* a body's first seconds, before minBodyRate applies */
 #define JSON_TYPE "application/json; charset=utf-8"
 #define REQUEST_ID_MAX 200 /* a client's X-Request-Id longer than this is replaced */
+#define H2_QUEUE_MAX (256 * 1024) /* HTTP/2 output queued on the socket: stop framing and reading beyond */
+#define TLS_PLAIN_BUF (32 * 1024)  /* plaintext out of one SSL_read (a record is at most 16 KiB) */
+#define TLS_CIPHER_BUF (64 * 1024) /* ciphertext moved to the socket at a time */
+#define TUNNEL_MAX (256 * 1024)    /* a wss:// tunnel's queue, either way, before reading stops */
 
 struct out_req {
     uv_write_t req;
@@ -87,6 +99,40 @@ struct http_conn {
     size_t rid_len;
     char ip[INET6_ADDRSTRLEN];
     int port;
+    /* HTTP/2 (net/h2.h). A connection that began with the preface holds the
+     * session and its streams; each stream is an http_conn of its own with
+     * no socket ('parent' set), answering one request through the same
+     * code as HTTP/1.1, its bytes written into the session. */
+    int fresh;                           /* nothing read yet: the preface is looked for */
+    struct gw_h2 *h2;
+    struct http_conn *streams;           /* the session's streams (sprev/snext) */
+    int h2_unsent;                       /* holds GW_DRAIN_UNSENT for the socket's queue */
+    struct http_conn *parent, *sprev, *snext;
+    int32_t stream_id;                   /* 0 once the session has closed the stream */
+    int delivered;                       /* the stream's request was handed over */
+    long long h2_got;                    /* its body bytes so far */
+    /* TLS (servers.web.tls): the connection's state, NULL on a plain
+     * listener; after a WebSocket upgrade, the socket pair to lws. */
+    struct gw_tls_conn *tls;
+    struct tunnel *tunnel;
+};
+
+/* A wss:// connection after its upgrade: lws runs the WebSocket on one end
+ * of a socket pair (as it would a plain socket), and the TLS connection
+ * moves bytes between the other end and the client, decrypting one way and
+ * encrypting the other. Its own struct: the pipe closes on its own time. */
+struct tunnel {
+    uv_pipe_t pipe;
+    struct http_conn *c; /* NULL once the TLS connection has closed */
+    size_t queued;       /* plaintext written to lws, not yet taken */
+    int reading;         /* reading what lws writes */
+};
+
+struct tunnel_write {
+    uv_write_t req;
+    struct tunnel *t;
+    size_t len;
+    char data[];
 };
 
 enum { UPGRADE_ACCEPTED = 1, UPGRADE_PASS };
@@ -103,6 +149,9 @@ struct gw_http {
     int stopping;
     int probe_fixed;              /* GATEWAY_BENCH_PROBE=fixed: answer without Lua */
     int ops_only;                 /* the metrics listener: net/ops.h's paths, else 404 */
+    struct gw_tls *tls;           /* servers.web.tls: connections speak TLS */
+    int alpn_h2;                  /* ALPN offers "h2" (servers.web.http2.enabled, per accept) */
+    int redirect_port;            /* the redirect listener: 308 to https on this port */
 };
 
 /* Buffers, not state: the process runs one loop, a read is parsed and an
@@ -112,6 +161,8 @@ static char read_buf[READ_BUF];
 static int read_buf_busy;
 static char *obuf; /* answers are assembled here */
 static size_t obuf_cap;
+static char *tls_plain;  /* decrypted, about to be parsed (TLS_PLAIN_BUF) */
+static char *tls_cipher; /* encrypted, about to be written (TLS_CIPHER_BUF) */
 
 static void conn_close(struct http_conn *c);
 static void process(struct http_conn *c, const char *data, size_t len);
@@ -119,6 +170,14 @@ static void pump(struct http_conn *c);
 static void sweep_tick(uv_timer_t *t);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static int stream_write(struct http_conn *c, const char *data, size_t len);
+static void stream_close(struct http_conn *c);
+static void h2_flush(struct http_conn *c);
+static int h2_sniff(struct http_conn *c, const char *data, size_t len);
+static int is_h2c_upgrade(const struct http_conn *c);
+static void start_h2c(struct http_conn *c, const char *rest, size_t rest_len);
+static void tunnel_pump(struct http_conn *c);
+static void tunnel_closed(uv_handle_t *h);
 
 /* --- Deferred work -------------------------------------------------------- */
 
@@ -177,6 +236,14 @@ struct gw_http *gw_http_new(struct gw_runtime *rt, uv_loop_t *loop, struct lws_v
 
 void gw_http_serve_ops_only(struct gw_http *h) { h->ops_only = 1; }
 
+void gw_http_use_tls(struct gw_http *h, struct gw_tls *tls) {
+    h->tls = tls;
+    if (!tls_plain && (!(tls_plain = malloc(TLS_PLAIN_BUF)) || !(tls_cipher = malloc(TLS_CIPHER_BUF))))
+        gw_panic("out of memory");
+}
+
+void gw_http_serve_redirect(struct gw_http *h, int https_port) { h->redirect_port = https_port; }
+
 /* --- Writing ---------------------------------------------------------- */
 
 static char *out_reserve(size_t need) {
@@ -208,8 +275,9 @@ static void on_written(uv_write_t *w, int status) {
 
 /* Hand bytes to the socket: what it does not take now is copied and
  * queued, in order. GW_ERR when the connection has failed. */
-static int conn_write(struct http_conn *c, const char *data, size_t len) {
+static inline __attribute__((always_inline)) int raw_write(struct http_conn *c, const char *data, size_t len) {
     if (c->closing) return GW_ERR;
+    if (c->parent) return stream_write(c, data, len);
     size_t done = 0;
     if (c->nwrites == 0) {
         uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
@@ -232,6 +300,21 @@ static int conn_write(struct http_conn *c, const char *data, size_t len) {
     c->nwrites++;
     c->queued += rest;
     return GW_OK;
+}
+
+/* Send the ciphertext TLS has produced (records, handshake messages). */
+static int tls_flush(struct http_conn *c) {
+    size_t n;
+    while ((n = gw_tls_take(c->tls, tls_cipher, TLS_CIPHER_BUF)) > 0)
+        if (raw_write(c, tls_cipher, n) != GW_OK) return GW_ERR;
+    return GW_OK;
+}
+
+/* Plaintext out: encrypted on a TLS connection, as it is on a plain one. */
+static int conn_write(struct http_conn *c, const char *data, size_t len) {
+    if (!c->tls) return raw_write(c, data, len);
+    if (c->closing || gw_tls_write(c->tls, data, len) != GW_OK) return GW_ERR;
+    return tls_flush(c);
 }
 
 static const char *reason(int status) {
@@ -367,7 +450,7 @@ static int framing_header(const char *k, size_t kl) {
  * read its next request. */
 static void request_done(struct http_conn *c) {
     c->in_flight = 0;
-    c->started = uv_now(c->tcp.loop); /* for a pipelined request already read */
+    c->started = uv_now(c->server->loop); /* for a pipelined request already read */
     c->idle = 1;
     c->body_mark = 0;
     if (!c->keep_alive || c->server->stopping || (c->eof && !c->pending_len)) c->close_after = 1;
@@ -661,6 +744,10 @@ static void push_ctx(struct http_conn *c, lua_State *L, const char *method, cons
     set_request_id(c);
     lua_pushlstring(L, c->rid, c->rid_len);
     lua_setfield(L, -2, "requestId");
+    if (c->tls || (c->parent && c->parent->tls)) { /* an HTTP/2 stream: its connection's */
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "secure");
+    }
 }
 
 /* A fixed answer of the operations endpoints, the connection kept. */
@@ -763,6 +850,88 @@ static char *decode_path(struct http_conn *c, const char *raw, size_t raw_len, c
     return decoded;
 }
 
+/* The host of a Host header, without its port, when it is a name or an
+ * address (an IPv6 one in brackets); its length, or 0. */
+static size_t redirect_host(const char *host) {
+    size_t n = 0;
+    if (host[0] == '[') {
+        while (host[++n] && host[n] != ']')
+            if (!isxdigit((unsigned char)host[n]) && host[n] != ':' && host[n] != '.') return 0;
+        return host[n] == ']' && n > 1 ? n + 1 : 0;
+    }
+    for (; host[n] && host[n] != ':'; n++)
+        if (!isalnum((unsigned char)host[n]) && host[n] != '-' && host[n] != '.' && host[n] != '_') return 0;
+    return n;
+}
+
+/* The redirect listener (servers.web.tls.redirectPort): every request gets
+ * 308 to the same host, path and query on the TLS listener's port. */
+static void answer_redirect(struct http_conn *c) {
+    const char *host = gw_http1_header(c->parser, "host");
+    size_t host_len = host ? redirect_host(host) : 0, raw_len, query_len, url_len;
+    const char *raw, *query, *url = gw_http1_url(c->parser, &url_len);
+    if (!host_len) {
+        answer_error(c, 400, host ? "invalid Host header" : "missing Host header");
+        return;
+    }
+    if (gw_http1_split_target(url, url_len, &raw, &raw_len, &query, &query_len) != GW_OK) {
+        answer_error(c, 400, "invalid request target");
+        return;
+    }
+    size_t target_len = query_len ? (size_t)(query + query_len - raw) : raw_len;
+    char *loc = malloc(host_len + target_len + 32), *l = loc;
+    if (!loc) gw_panic("out of memory");
+    l = put_str(l, "https://");
+    memcpy(l, host, host_len);
+    l += host_len;
+    if (c->server->redirect_port != 443) {
+        *l++ = ':';
+        l = put_uint(l, (size_t)c->server->redirect_port);
+    }
+    memcpy(l, raw, target_len);
+    l += target_len;
+    size_t loc_len = (size_t)(l - loc);
+    /* The body names the location too, escaped for JSON. */
+    char *p = out_reserve(512 + loc_len * 7), *start = p;
+    p = put_head(p, 308, connection_value(c));
+    p = put_field(p, "Location", 8, loc, loc_len);
+    char *body = p + 256; /* written behind the head, then moved up */
+    char *b = body;
+    b = put_str(b, "{\"location\":\"");
+    for (size_t i = 0; i < loc_len; i++) {
+        unsigned char ch = (unsigned char)loc[i];
+        if (ch == '"' || ch == '\\') {
+            *b++ = '\\';
+            *b++ = (char)ch;
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            b += sprintf(b, "\\u%04x", ch);
+        } else {
+            *b++ = (char)ch;
+        }
+    }
+    b = put_str(b, "\"}");
+    size_t blen = (size_t)(b - body);
+    free(loc);
+    p = put_str(p, "Content-Type: " JSON_TYPE "\r\nContent-Length: ");
+    p = put_uint(p, blen);
+    p = put_str(p, "\r\n\r\n");
+    if (!c->head_only) {
+        memmove(p, body, blen);
+        p += blen;
+    }
+    if (!c->keep_alive || c->server->stopping) c->close_after = 1;
+    if (conn_write(c, start, (size_t)(p - start)) != GW_OK) {
+        conn_close(c);
+        return;
+    }
+    if (c->nwrites) {
+        gw_drain_hold(GW_DRAIN_UNSENT);
+        c->in_flight = 2; /* written once the queue drains */
+        return;
+    }
+    request_done(c);
+}
+
 /* A complete request: a file, the probe, or the runtime. */
 static void dispatch(struct http_conn *c) {
     struct gw_http *h = c->server;
@@ -774,6 +943,10 @@ static void dispatch(struct http_conn *c) {
     c->minor = gw_http1_minor(hp);
     c->head_only = strcmp(method, "HEAD") == 0;
     c->rid_len = 0;
+    if (h->redirect_port) {
+        answer_redirect(c);
+        return;
+    }
     if (!method_served(method)) {
         answer_error(c, 501, "method not implemented");
         return;
@@ -833,6 +1006,133 @@ static void dispatch(struct http_conn *c) {
     if (c->in_flight == 1 && !c->call && !c->closing) request_done(c);
 }
 
+/* --- wss:// ------------------------------------------------------------ */
+
+static void tunnel_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)h;
+    (void)suggested;
+    buf->base = tls_plain;
+    buf->len = TLS_PLAIN_BUF;
+}
+
+/* What lws wrote: encrypted to the client. The reading stops while the
+ * client's queue is over TUNNEL_MAX (pump restarts it). */
+static void tunnel_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    struct tunnel *t = s->data;
+    struct http_conn *c = t->c;
+    if (!c) return;
+    if (nread < 0) { /* lws closed the WebSocket: the client's connection follows */
+        uv_read_stop(s);
+        t->reading = 0;
+        c->close_after = 1;
+        if (!c->nwrites) conn_close(c);
+        return;
+    }
+    if (nread == 0) return;
+    c->last_active = uv_now(c->tcp.loop);
+    if (conn_write(c, buf->base, (size_t)nread) != GW_OK) {
+        conn_close(c);
+        return;
+    }
+    if (c->queued > TUNNEL_MAX) {
+        uv_read_stop(s);
+        t->reading = 0;
+    }
+}
+
+static void tunnel_written(uv_write_t *w, int status) {
+    struct tunnel_write *o = (struct tunnel_write *)w;
+    struct tunnel *t = o->t;
+    t->queued -= o->len;
+    free(o);
+    struct http_conn *c = t->c;
+    if (!c) return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->eof && !t->queued) {
+        conn_close(c);
+        return;
+    }
+    if (t->queued <= TUNNEL_MAX && c->reading_stopped && !c->eof) {
+        c->reading_stopped = 0;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
+
+/* What the client sent, decrypted: written to lws. The client's reading
+ * stops while lws has more than TUNNEL_MAX not taken. */
+static void tunnel_send(struct http_conn *c, const char *data, size_t len) {
+    struct tunnel *t = c->tunnel;
+    size_t done = 0;
+    if (!t->queued) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&t->pipe, &b, 1);
+        if (n < 0 && n != UV_EAGAIN) {
+            conn_close(c);
+            return;
+        }
+        if (n > 0) done = (size_t)n;
+        if (done == len) return;
+    }
+    struct tunnel_write *o = malloc(sizeof *o + len - done);
+    if (!o) gw_panic("out of memory");
+    o->t = t;
+    o->len = len - done;
+    memcpy(o->data, data + done, o->len);
+    uv_buf_t b = uv_buf_init(o->data, (unsigned)o->len);
+    if (uv_write(&o->req, (uv_stream_t *)&t->pipe, &b, 1, tunnel_written) != 0) {
+        free(o);
+        conn_close(c);
+        return;
+    }
+    t->queued += o->len;
+    if (t->queued > TUNNEL_MAX && !c->reading_stopped) {
+        c->reading_stopped = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+}
+
+/* pump() of a tunnel: the client has taken some of its queue. */
+static void tunnel_pump(struct http_conn *c) {
+    struct tunnel *t = c->tunnel;
+    if (c->close_after) {
+        if (!c->nwrites) conn_close(c);
+        return;
+    }
+    if (!t->reading && c->queued <= TUNNEL_MAX) {
+        t->reading = 1;
+        uv_read_start((uv_stream_t *)&t->pipe, tunnel_alloc, tunnel_read);
+    }
+}
+
+/* The socket pair of a wss:// upgrade: returns lws's end, or -1. */
+static int tunnel_open(struct http_conn *c) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) return -1;
+    struct tunnel *t = calloc(1, sizeof *t);
+    if (!t) gw_panic("out of memory");
+    if (uv_pipe_init(c->tcp.loop, &t->pipe, 0) != 0) {
+        free(t);
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    t->pipe.data = t;
+    t->c = c;
+    if (uv_pipe_open(&t->pipe, sv[1]) != 0) {
+        close(sv[1]);
+        uv_close((uv_handle_t *)&t->pipe, tunnel_closed);
+        close(sv[0]);
+        return -1;
+    }
+    c->tunnel = t;
+    t->reading = 1;
+    uv_read_start((uv_stream_t *)&t->pipe, tunnel_alloc, tunnel_read);
+    return sv[0];
+}
+
 /* Rebuild the upgrade request for libwebsockets, with what followed it,
  * and hand it the socket with the connection object the runtime prepared
  * ('ref'): lws parses the request again and runs the handshake. */
@@ -856,7 +1156,8 @@ static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len, 
     char *buf = malloc(need);
     int fd = -1;
     uv_os_fd_t ufd;
-    if (!buf || uv_fileno((uv_handle_t *)&c->tcp, &ufd) != 0 || (fd = dup(ufd)) < 0) {
+    if (!buf || (c->tls ? (fd = tunnel_open(c)) < 0
+                        : uv_fileno((uv_handle_t *)&c->tcp, &ufd) != 0 || (fd = dup(ufd)) < 0)) {
         free(buf);
         luaL_unref(gw_vm_state(gw_runtime_vm(c->server->rt)), LUA_REGISTRYINDEX, ref);
         conn_close(c);
@@ -884,10 +1185,23 @@ static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len, 
     *p++ = '\n';
     if (rest_len) memcpy(p, rest, rest_len); /* 'rest' is NULL when nothing was read behind */
     p += rest_len;
-    /* The WebSocket takes its own place once open (ws.c). */
-    gw_conncap_leave(c->peer);
-    c->counted = 0;
-    conn_close(c); /* closes our descriptor; lws owns the duplicate */
+    if (c->tls) {
+        /* The TLS connection stays, as the tunnel's client side (it keeps
+         * its place under the caps; the WebSocket takes one more). */
+        c->pending_len = 0;
+        c->in_flight = 0;
+        c->open = 0;
+        gw_metrics.conns[GW_METRICS_HTTP]--;
+        if (c->reading_stopped && !c->eof) {
+            c->reading_stopped = 0;
+            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        }
+    } else {
+        /* The WebSocket takes its own place once open (ws.c). */
+        gw_conncap_leave(c->peer);
+        c->counted = 0;
+        conn_close(c); /* closes our descriptor; lws owns the duplicate */
+    }
     /* lws closes 'fd' itself when it refuses the handshake (later, from a
      * libuv close callback: closing it here too would close whatever
      * socket has taken its number by then). */
@@ -901,7 +1215,7 @@ static void hand_to_lws(struct http_conn *c, const char *rest, size_t rest_len, 
 static int is_ws_upgrade(const struct http_conn *c) {
     const struct gw_http1 *hp = c->parser;
     const char *up = gw_http1_header(hp, "upgrade");
-    if (c->server->ops_only || !gw_runtime_config(c->server->rt)->ws_enabled || !up ||
+    if (c->server->ops_only || c->server->redirect_port || !gw_runtime_config(c->server->rt)->ws_enabled || !up ||
         strcasecmp(up, "websocket") != 0)
         return 0;
     return strcmp(gw_http1_method(hp), "GET") == 0;
@@ -1043,6 +1357,10 @@ static void process(struct http_conn *c, const char *data, size_t len) {
                 start_upgrade(c);
                 return;
             }
+            if (is_h2c_upgrade(c)) {
+                start_h2c(c, data, len);
+                return;
+            }
             /* Not ours to switch: answered as plain HTTP (RFC 9110 §7.8). */
             /* fall through */
         case GW_HTTP1_REQUEST:
@@ -1057,6 +1375,14 @@ static void process(struct http_conn *c, const char *data, size_t len) {
 /* Deferred work for 'c': the next chunk of a file, or the next request. */
 static void pump(struct http_conn *c) {
     if (c->closing) return;
+    if (c->h2) {
+        h2_flush(c);
+        return;
+    }
+    if (c->tunnel) {
+        tunnel_pump(c);
+        return;
+    }
     if (c->upgrade_state) {
         finish_upgrade(c);
         if (c->closing) return;
@@ -1103,7 +1429,7 @@ static void pump(struct http_conn *c) {
 
 static int static_write(void *conn, const char *data, size_t len) {
     struct http_conn *c = conn;
-    c->last_active = uv_now(c->tcp.loop);
+    c->last_active = uv_now(c->server->loop);
     return conn_write(c, data, len);
 }
 
@@ -1144,14 +1470,98 @@ static int peer_reset(struct http_conn *c) {
  * which a closed socket answers with a reset, seen below or by the sweep;
  * then its call is cancelled as before. */
 static void half_closed(struct http_conn *c) {
+    if (c->h2) { /* HTTP/2 has no half-close of its own: the client is gone */
+        conn_close(c);
+        return;
+    }
     c->eof = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
-    if (!(c->in_flight || c->file || c->nwrites || c->pending_len)) {
-        conn_close(c); /* nothing asked, or a request that can no longer complete */
+    if (c->tunnel) { /* closed once lws has taken what it was sent */
+        if (!c->tunnel->queued) conn_close(c);
+        return;
+    }
+    if (c->fresh || !(c->in_flight || c->file || c->nwrites || c->pending_len)) {
+        conn_close(c); /* nothing asked (or part of a preface), or a request that can no longer complete */
         return;
     }
     if (c->call && c->in_flight == 1 && !c->nwrites && c->minor >= 1 && !c->upgrading) {
         if (conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) != GW_OK || peer_reset(c)) conn_close(c);
+    }
+}
+
+/* Bytes of requests (plaintext) read: parsed now, or kept behind those
+ * waiting. */
+static inline __attribute__((always_inline)) void got_bytes(struct http_conn *c, const char *data, size_t nread) {
+    if ((c->h2 || c->fresh) && h2_sniff(c, data, nread)) return; /* HTTP/2's, or the first bytes of its preface */
+    if (c->pending_len) {
+        /* Behind bytes already waiting: append, parse in order. */
+        size_t len = c->pending_len;
+        if (len + (size_t)nread > c->pending_cap) {
+            size_t cap = c->pending_cap * 2;
+            while (cap < len + (size_t)nread) cap *= 2;
+            char *b = realloc(c->pending, cap);
+            if (!b) gw_panic("out of memory");
+            c->pending = b;
+            c->pending_cap = cap;
+        }
+        memcpy(c->pending + len, data, (size_t)nread);
+        c->pending_len = len + (size_t)nread;
+        if (!(c->in_flight || c->file || c->nwrites)) process(c, c->pending, c->pending_len);
+    } else {
+        process(c, data, (size_t)nread);
+    }
+    if (!c->closing && c->pending_len >= PENDING_MAX && !c->reading_stopped) {
+        c->reading_stopped = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+}
+
+static void tunnel_send(struct http_conn *c, const char *data, size_t len);
+
+/* Plain HTTP sent to the TLS listener: a plaintext 400 (as nginx does)
+ * that a person trying http:// there can read, then close. */
+static void refuse_plain_http(struct http_conn *c) {
+    static const char body[] = "{\"error\":\"plain HTTP request sent to the HTTPS port\","
+                               "\"errors\":[\"plain HTTP request sent to the HTTPS port\"]}";
+    char *p = out_reserve(512 + sizeof body), *start = p;
+    p = put_head(p, 400, "close");
+    p = put_str(p, "Content-Type: " JSON_TYPE "\r\nContent-Length: ");
+    p = put_uint(p, sizeof body - 1);
+    p = put_str(p, "\r\n\r\n");
+    memcpy(p, body, sizeof body - 1);
+    p += sizeof body - 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading_stopped = 1;
+    c->close_after = 1;
+    if (raw_write(c, start, (size_t)(p - start)) != GW_OK || c->nwrites == 0) conn_close(c);
+}
+
+/* Ciphertext read on a TLS connection: the handshake, then plaintext for
+ * the parser (or, once upgraded, for lws). */
+static void tls_read(struct http_conn *c, const char *data, size_t len) {
+    gw_tls_feed(c->tls, data, len);
+    for (;;) {
+        long n = gw_tls_read(c->tls, tls_plain, TLS_PLAIN_BUF);
+        if (n > 0) {
+            if (c->tunnel) tunnel_send(c, tls_plain, (size_t)n);
+            else got_bytes(c, tls_plain, (size_t)n);
+            if (c->closing) return;
+            continue;
+        }
+        if (tls_flush(c) != GW_OK) { /* what the handshake wrote, an alert */
+            conn_close(c);
+            return;
+        }
+        if (n == GW_TLS_AGAIN) return;
+        if (n == GW_TLS_CLOSED) {
+            half_closed(c);
+        } else if (n == GW_TLS_PLAIN_HTTP) {
+            refuse_plain_http(c);
+        } else {
+            gw_log(GW_LOG_DEBUG, "TLS from %s: %s", c->ip, gw_tls_error(c->tls));
+            conn_close(c);
+        }
+        return;
     }
 }
 
@@ -1171,27 +1581,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         c->started = c->last_active;
     }
     if (nread > 0) {
-        if (c->pending_len) {
-            /* Behind bytes already waiting: append, parse in order. */
-            size_t len = c->pending_len;
-            if (len + (size_t)nread > c->pending_cap) {
-                size_t cap = c->pending_cap * 2;
-                while (cap < len + (size_t)nread) cap *= 2;
-                char *b = realloc(c->pending, cap);
-                if (!b) gw_panic("out of memory");
-                c->pending = b;
-                c->pending_cap = cap;
-            }
-            memcpy(c->pending + len, buf->base, (size_t)nread);
-            c->pending_len = len + (size_t)nread;
-            if (!(c->in_flight || c->file || c->nwrites)) process(c, c->pending, c->pending_len);
-        } else {
-            process(c, buf->base, (size_t)nread);
-        }
-        if (!c->closing && c->pending_len >= PENDING_MAX && !c->reading_stopped) {
-            c->reading_stopped = 1;
-            uv_read_stop(s);
-        }
+        if (c->tls) tls_read(c, buf->base, (size_t)nread);
+        else got_bytes(c, buf->base, (size_t)nread);
     }
     if (own) read_buf_busy = 0;
     else free(buf->base);
@@ -1199,17 +1590,34 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void on_closed(uv_handle_t *h) {
     struct http_conn *c = h->data;
+    while (c->streams) {
+        struct http_conn *s = c->streams;
+        c->streams = s->snext;
+        gw_http1_free(s->parser);
+        free(s);
+    }
+    gw_h2_free(c->h2);
     if (c->open) gw_metrics.conns[GW_METRICS_HTTP]--;
     if (c->counted) gw_conncap_leave(c->peer);
+    gw_tls_conn_free(c->tls);
     gw_http1_free(c->parser);
     free(c->pending);
     free(c);
 }
 
+static void tunnel_closed(uv_handle_t *h) { free(h->data); }
+
 static void conn_close(struct http_conn *c) {
+    if (c->parent) {
+        stream_close(c);
+        return;
+    }
     if (c->closing) return;
     c->closing = 1;
     unschedule(c);
+    for (struct http_conn *s = c->streams; s; s = s->snext) stream_close(s);
+    if (c->h2_unsent) gw_drain_release(GW_DRAIN_UNSENT);
+    c->h2_unsent = 0;
     if (c->in_flight == 2) gw_drain_release(GW_DRAIN_UNSENT);
     if (c->call) {
         struct gw_call *call = c->call;
@@ -1223,6 +1631,19 @@ static void conn_close(struct http_conn *c) {
     if (c->upgrade_ref) {
         luaL_unref(gw_vm_state(gw_runtime_vm(c->server->rt)), LUA_REGISTRYINDEX, c->upgrade_ref);
         c->upgrade_ref = 0;
+    }
+    if (c->tunnel) {
+        c->tunnel->c = NULL;
+        uv_close((uv_handle_t *)&c->tunnel->pipe, tunnel_closed);
+        c->tunnel = NULL;
+    }
+    if (c->tls && !c->nwrites) {
+        /* A close_notify, if the socket takes it now: a client reading to
+         * the end can tell the end from a cut. */
+        gw_tls_close_notify(c->tls);
+        size_t n = gw_tls_take(c->tls, tls_cipher, TLS_CIPHER_BUF);
+        uv_buf_t b = uv_buf_init(tls_cipher, (unsigned)n);
+        if (n) uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     }
     if (c->prev) c->prev->next = c->next;
     else c->server->conns = c->next;
@@ -1245,7 +1666,8 @@ void gw_http_accept(struct gw_http *h, int fd) {
     struct gw_conncap_peer *peer;
     const char *why;
     if (gw_conncap_take(fd, 0, &peer, &why) != GW_OK) {
-        refuse(h, fd, why);
+        if (h->tls) close(fd); /* a plaintext 503 would be noise to a TLS client */
+        else refuse(h, fd, why);
         return;
     }
     struct http_conn *c = calloc(1, sizeof *c);
@@ -1257,17 +1679,25 @@ void gw_http_accept(struct gw_http *h, int fd) {
     c->server = h;
     c->peer = peer;
     c->counted = 1;
+    if (h->tls && !(c->tls = gw_tls_conn_new(h->tls))) {
+        gw_conncap_leave(peer);
+        close(fd);
+        free(c);
+        return;
+    }
     const struct gw_config *cfg = gw_runtime_config(h->rt);
     struct gw_http1_limits lim = {(uint32_t)cfg->max_header_size, cfg->max_headers, cfg->max_body_size};
     if (!(c->parser = gw_http1_new(&lim))) {
         gw_conncap_leave(peer);
         close(fd);
+        gw_tls_conn_free(c->tls);
         free(c);
         return;
     }
     if (uv_tcp_init(h->loop, &c->tcp) != 0) {
         gw_conncap_leave(peer);
         close(fd);
+        gw_tls_conn_free(c->tls);
         gw_http1_free(c->parser);
         free(c);
         return;
@@ -1294,6 +1724,13 @@ void gw_http_accept(struct gw_http *h, int fd) {
         }
     }
     c->last_active = c->started = uv_now(h->loop);
+    c->fresh = cfg->h2_enabled;
+    if (h->tls && h->alpn_h2 != cfg->h2_enabled) {
+        /* ALPN "h2": the client's first bytes are then the preface, which
+         * h2_sniff finds in the plaintext as on a plain connection. */
+        gw_tls_set_alpn(h->tls, cfg->h2_enabled ? "h2,http/1.1" : "http/1.1");
+        h->alpn_h2 = cfg->h2_enabled;
+    }
     c->open = 1;
     gw_metrics.conns[GW_METRICS_HTTP]++;
     c->next = h->conns;
@@ -1316,6 +1753,299 @@ static int body_too_slow(struct http_conn *c, const struct gw_config *cfg, doubl
            (double)(got - c->body_mark_len) * 1000.0 < (double)cfg->min_body_rate * elapsed;
 }
 
+/* --- HTTP/2 ------------------------------------------------------------- */
+
+/* A stream's answer, as HTTP/1.1 text, into the session: framed when the
+ * connection is next flushed. */
+static int stream_write(struct http_conn *c, const char *data, size_t len) {
+    struct http_conn *p = c->parent;
+    int r = c->stream_id && !p->closing ? gw_h2_write(p->h2, c->stream_id, data, len) : GW_ERR;
+    if (r < 0) return GW_ERR;
+    c->nwrites = r; /* bytes wait in the session: h2_sent() says when they have gone */
+    schedule(p);
+    return GW_OK;
+}
+
+/* The stream is done with on our side (answered, failed, or its client
+ * went away): its action is cancelled, its file closed. It is freed when
+ * the session closes it (h2_closed) or with its connection. */
+static void stream_close(struct http_conn *c) {
+    if (c->closing) return;
+    c->closing = 1;
+    unschedule(c);
+    if (c->in_flight == 2) gw_drain_release(GW_DRAIN_UNSENT);
+    if (c->call) {
+        struct gw_call *call = c->call;
+        c->call = NULL;
+        gw_call_cancel(call);
+    }
+    if (c->file) {
+        gw_static_free(c->file);
+        c->file = NULL;
+    }
+    if (c->stream_id && !c->parent->closing) {
+        gw_h2_reset(c->parent->h2, c->stream_id); /* nothing when its answer is whole */
+        schedule(c->parent);
+    }
+}
+
+static void *h2_open(void *conn, int32_t id) {
+    struct http_conn *p = conn;
+    struct gw_http *h = p->server;
+    const struct gw_config *cfg = gw_runtime_config(h->rt);
+    struct gw_http1_limits lim = {(uint32_t)cfg->max_header_size, cfg->max_headers, cfg->max_body_size};
+    struct http_conn *c = calloc(1, sizeof *c);
+    if (!c || !(c->parser = gw_http1_new(&lim))) {
+        free(c);
+        return NULL;
+    }
+    c->server = h;
+    c->parent = p;
+    c->stream_id = id;
+    memcpy(c->ip, p->ip, sizeof c->ip);
+    c->port = p->port;
+    c->last_active = c->started = uv_now(h->loop);
+    c->snext = p->streams;
+    if (p->streams) p->streams->sprev = c;
+    p->streams = c;
+    return c;
+}
+
+/* A stream's whole request: parsed as the HTTP/1.1 text it was written
+ * as, then answered as an HTTP/1.1 request is. */
+static void h2_request(void *stream, const char *text, size_t len, int status, const char *message) {
+    struct http_conn *c = stream;
+    if (c->delivered || c->closing) return; /* answered already (a timeout) */
+    c->delivered = 1;
+    if (status) {
+        answer_error(c, status, message);
+        return;
+    }
+    while (len && !c->closing) {
+        enum gw_http1_event ev;
+        size_t n = gw_http1_feed(c->parser, text, len, &ev);
+        text += n;
+        len -= n;
+        if (ev == GW_HTTP1_ERROR) {
+            answer_error(c, gw_http1_status(c->parser), gw_http1_message(c->parser));
+            return;
+        }
+        if (ev == GW_HTTP1_REQUEST || ev == GW_HTTP1_UPGRADE) {
+            dispatch(c); /* CONNECT comes as an upgrade: 501 */
+            return;
+        }
+    }
+    if (!c->closing) answer_error(c, 400, "malformed HTTP request");
+}
+
+static void h2_received(void *stream, size_t len) {
+    struct http_conn *c = stream;
+    c->last_active = uv_now(c->server->loop);
+    c->h2_got += (long long)len;
+}
+
+static void h2_sent(void *stream) {
+    struct http_conn *c = stream;
+    c->nwrites = 0;
+    c->last_active = uv_now(c->server->loop);
+    schedule(c);
+}
+
+/* The session closed the stream: after its answer, or on a reset (the
+ * client cancelled it: its action is cancelled, as a closed HTTP/1.1
+ * connection's is). */
+static void h2_closed(void *stream, uint32_t error) {
+    (void)error;
+    struct http_conn *c = stream, *p = c->parent;
+    c->stream_id = 0;
+    stream_close(c);
+    if (c->sprev) c->sprev->snext = c->snext;
+    else p->streams = c->snext;
+    if (c->snext) c->snext->sprev = c->sprev;
+    gw_http1_free(c->parser);
+    free(c);
+}
+
+static const struct gw_h2_ops h2_ops = {h2_open, h2_request, h2_received, h2_sent, h2_closed};
+
+/* Frame what the session has for the client onto the socket, as far as
+ * the socket's queue allows; close once the session is over. */
+static void h2_flush(struct http_conn *c) {
+    int over = 0;
+    while (!c->closing) {
+        if (c->queued >= H2_QUEUE_MAX) break; /* on_written comes back here */
+        const char *data;
+        ssize_t n = gw_h2_pull(c->h2, &data);
+        if (n == 0) {
+            over = 1;
+            break;
+        }
+        if (n < 0 || conn_write(c, data, (size_t)n) != GW_OK) {
+            conn_close(c);
+            return;
+        }
+    }
+    if (c->closing) return;
+    int held = c->nwrites > 0;
+    if (held != c->h2_unsent) {
+        if (held) gw_drain_hold(GW_DRAIN_UNSENT);
+        else gw_drain_release(GW_DRAIN_UNSENT);
+        c->h2_unsent = held;
+    }
+    if (over && (c->close_after || gw_h2_done(c->h2))) {
+        if (c->nwrites == 0) conn_close(c);
+        return;
+    }
+    /* A client that sends but does not read (pings, resets) waits for its queue. */
+    if (c->queued >= H2_QUEUE_MAX && !c->reading_stopped) {
+        c->reading_stopped = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    } else if (c->queued < H2_QUEUE_MAX && c->reading_stopped && !c->close_after) {
+        c->reading_stopped = 0;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
+
+/* Bytes for the session; then what it answers goes out. */
+static void h2_input(struct http_conn *c, const char *data, size_t len) {
+    if (gw_h2_feed(c->h2, data, len) != GW_OK) {
+        c->close_after = 1; /* the GOAWAY the session queued goes first */
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading_stopped = 1;
+    }
+    if (!c->closing) h2_flush(c);
+}
+
+/* Serve HTTP/2 on 'c', whose first bytes (the client's preface, then
+ * whatever followed it) are 'data'. */
+static void start_h2(struct http_conn *c, const char *data, size_t len) {
+    const struct gw_config *cfg = gw_runtime_config(c->server->rt);
+    struct gw_h2_limits lim = {(uint32_t)cfg->max_header_size, cfg->max_headers, cfg->max_body_size,
+                               (uint32_t)cfg->h2_max_streams, (uint32_t)cfg->h2_window};
+    c->fresh = 0;
+    c->idle = 0;
+    if (!(c->h2 = gw_h2_new(&lim, &h2_ops, c))) {
+        conn_close(c);
+        return;
+    }
+    h2_input(c, data, len);
+}
+
+/* "Upgrade: h2c" with HTTP2-Settings on a request without a body (RFC 7540
+ * §3.2; a body would have to be read before the switch): served. */
+static int is_h2c_upgrade(const struct http_conn *c) {
+    const struct gw_http1 *hp = c->parser;
+    const char *up = gw_http1_header(hp, "upgrade");
+    size_t blen;
+    return !c->tls && up && strcasecmp(up, "h2c") == 0 && gw_http1_header(hp, "http2-settings") &&
+           !gw_http1_body(hp, &blen) && gw_runtime_config(c->server->rt)->h2_enabled;
+}
+
+/* Switch to HTTP/2 after the request the parser holds: 101, then that
+ * request answered on stream 1, then the client's preface and frames
+ * ('rest' is what followed the request). */
+static void start_h2c(struct http_conn *c, const char *rest, size_t rest_len) {
+    static const char ok[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+    const struct gw_config *cfg = gw_runtime_config(c->server->rt);
+    struct gw_h2_limits lim = {(uint32_t)cfg->max_header_size, cfg->max_headers, cfg->max_body_size,
+                               (uint32_t)cfg->h2_max_streams, (uint32_t)cfg->h2_window};
+    char *tail = rest_len ? malloc(rest_len) : NULL; /* 'rest' may lie in 'pending' */
+    if (rest_len && !tail) gw_panic("out of memory");
+    if (rest_len) memcpy(tail, rest, rest_len);
+    c->pending_len = 0;
+    c->fresh = 0;
+    struct http_conn *s = NULL;
+    if (conn_write(c, ok, sizeof ok - 1) != GW_OK || !(c->h2 = gw_h2_new(&lim, &h2_ops, c)) ||
+        !(s = h2_open(c, 1))) {
+        conn_close(c);
+        free(tail);
+        return;
+    }
+    struct gw_http1 *request = c->parser; /* the stream takes the request read */
+    c->parser = s->parser;
+    s->parser = request;
+    s->delivered = 1;
+    if (gw_h2_upgrade(c->h2, gw_http1_header(request, "http2-settings"),
+                      strcmp(gw_http1_method(request), "HEAD") == 0, s) != GW_OK) {
+        c->close_after = 1; /* after the GOAWAY; the stream goes with the connection */
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading_stopped = 1;
+        stream_close(s);
+        h2_flush(c);
+        free(tail);
+        return;
+    }
+    dispatch(s);
+    if (!c->closing) {
+        if (tail) h2_input(c, tail, rest_len);
+        else h2_flush(c);
+    }
+    free(tail);
+}
+
+/* A read on a connection that may speak HTTP/2: its bytes go to the
+ * session, or (the first bytes) are matched against the preface. Returns
+ * 0 when the connection speaks HTTP/1.1 and 'data' is still to be read
+ * as such. */
+static int h2_sniff(struct http_conn *c, const char *data, size_t len) {
+    if (c->h2) {
+        if (!c->close_after) h2_input(c, data, len);
+        return 1;
+    }
+    size_t have = c->pending_len, n = have + len;
+    size_t cmp = n < GW_H2_PREFACE_LEN ? len : GW_H2_PREFACE_LEN - have;
+    if (memcmp(data, GW_H2_PREFACE + have, cmp) != 0) {
+        c->fresh = 0;
+        return 0;
+    }
+    if (n > c->pending_cap) { /* once per connection: the bytes that came before are kept */
+        char *p = realloc(c->pending, n);
+        if (!p) gw_panic("out of memory");
+        c->pending = p;
+        c->pending_cap = n;
+    }
+    memcpy(c->pending + have, data, len);
+    c->pending_len = n;
+    if (n < GW_H2_PREFACE_LEN) return 1;
+    /* 'pending' is moved out first: the session may schedule work on it. */
+    char *bytes = c->pending;
+    c->pending = NULL;
+    c->pending_len = c->pending_cap = 0;
+    start_h2(c, bytes, n);
+    free(bytes);
+    return 1;
+}
+
+/* The time limits of an HTTP/2 connection, once a second: a stream whose
+ * body stalls or trickles gets 408, one whose answer the client lets no
+ * byte of through its window for sendTimeout is reset; a connection
+ * without streams closes after keepAliveTimeout (GOAWAY first), one that
+ * takes none of its output for sendTimeout is dropped. */
+static void h2_sweep(struct http_conn *c, const struct gw_config *cfg, double now) {
+    if (c->nwrites) {
+        if (now - c->last_active > (double)cfg->send_timeout) conn_close(c);
+        return;
+    }
+    if (!gw_h2_streams(c->h2)) {
+        if (now - c->last_active > (double)cfg->keep_alive_timeout && !c->close_after) {
+            gw_h2_shutdown(c->h2);
+            c->close_after = 1;
+            schedule(c);
+        }
+        return;
+    }
+    for (struct http_conn *s = c->streams, *next; s; s = next) {
+        next = s->snext;
+        if (s->closing) continue;
+        if (!s->delivered && body_too_slow(s, cfg, now, s->h2_got)) {
+            s->delivered = 1;
+            answer_error(s, 408, "request body timeout");
+        } else if (s->nwrites && now - s->last_active > (double)cfg->send_timeout) {
+            conn_close(s); /* its window stays shut: RST_STREAM */
+        }
+    }
+}
+
 /* The time limits, once a second: a head that does not arrive within
  * headerTimeout and a body that stalls or trickles get 408 and close; an
  * idle keep-alive connection (or a new one that sent nothing) closes
@@ -1327,6 +2057,16 @@ static void sweep_tick(uv_timer_t *t) {
     double now = uv_now(h->loop);
     for (struct http_conn *c = h->conns, *next; c; c = next) {
         next = c->next;
+        if (c->tunnel) continue; /* a WebSocket: lws's pings and limits */
+        if (c->tls && !gw_tls_ready(c->tls)) {
+            /* A handshake, whatever it waits for, within headerTimeout of accept. */
+            if (now - c->started > (double)cfg->header_timeout) conn_close(c);
+            continue;
+        }
+        if (c->h2) {
+            h2_sweep(c, cfg, now);
+            continue;
+        }
         if (c->call) {
             if (c->eof && peer_reset(c)) conn_close(c); /* see half_closed */
             continue;
@@ -1350,6 +2090,13 @@ void gw_http_stop(struct gw_http *h) {
     /* Open connections are still answered (the runtime says 503 to new
      * actions), each answer with "Connection: close". */
     h->stopping = 1;
+    /* HTTP/2 says so at once (GOAWAY): its streams are answered, no new one is taken. */
+    for (struct http_conn *c = h->conns; c; c = c->next) {
+        if (c->h2 && !c->closing) {
+            gw_h2_shutdown(c->h2);
+            schedule(c);
+        }
+    }
 }
 
 void gw_http_close_all(struct gw_http *h) {
@@ -1364,6 +2111,11 @@ void gw_http_close_all(struct gw_http *h) {
     free(obuf);
     obuf = NULL;
     obuf_cap = 0;
+    if (h->tls) {
+        free(tls_plain);
+        free(tls_cipher);
+        tls_plain = tls_cipher = NULL;
+    }
 }
 
 void gw_http_free(struct gw_http *h) { free(h); }

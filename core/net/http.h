@@ -1,5 +1,7 @@
 /* The web transport: HTTP/1.1 on the web listener's sockets, driven by
- * libuv and parsed by gw_http1. Each request becomes a ctx table for
+ * libuv and parsed by gw_http1, and HTTP/2 on the same sockets (gw_h2:
+ * prior knowledge, Upgrade: h2c), each stream answered as an HTTP/1.1
+ * request with a connection of its own. Each request becomes a ctx table for
  * runtime.handle("web", ctx); its (status, headers, body) answer goes back
  * in one write. Keep-alive and pipelining (answers in order, one request
  * in flight per connection), Expect: 100-continue, chunked bodies. Static
@@ -14,6 +16,7 @@
 #include <libwebsockets.h>
 #include <uv.h>
 
+#include "net/tls.h"
 #include "net/ws.h"
 #include "runtime/runtime.h"
 
@@ -27,6 +30,15 @@ struct gw_http *gw_http_new(struct gw_runtime *rt, uv_loop_t *loop, struct lws_v
 /* Serve only /metrics, /health and /ready (net/ops.h), 404 otherwise:
  * the metrics listener of its own (servers.web.metrics.port). */
 void gw_http_serve_ops_only(struct gw_http *h);
+
+/* Speak TLS from 'tls' on the connections accepted from now on (the web
+ * listener with servers.web.tls); 'tls' outlives them. A WebSocket upgrade
+ * runs through a socket pair to lws (wss://). */
+void gw_http_use_tls(struct gw_http *h, struct gw_tls *tls);
+
+/* Answer every request with 308 to https://<Host>:<https_port> and the
+ * same path and query (servers.web.tls.redirectPort's listener). */
+void gw_http_serve_redirect(struct gw_http *h, int https_port);
 
 /* Serve a newly accepted socket; takes ownership of 'fd'. */
 void gw_http_accept(struct gw_http *h, int fd);

@@ -21,6 +21,7 @@
 #include "net/conncap.h"
 #include "base/metrics.h"
 #include "net/notify.h"
+#include "net/tls.h"
 
 #include <libwebsockets.h>
 #include <lauxlib.h>
@@ -48,6 +49,12 @@ struct gw_server {
     struct gw_listener metrics;
     int metrics_fd;
     struct gw_http *metrics_http;
+    /* TLS on the web listener (servers.web.tls), this process's context,
+     * and the plain listener that redirects to it (tls.redirectPort). */
+    struct gw_tls *tls;
+    struct gw_listener redirect;
+    int redirect_fd;
+    struct gw_http *redirect_http;
     struct gw_ws *ws;
     struct gw_socket *socket;
     struct gw_redis *redis;
@@ -72,6 +79,16 @@ static void lws_emit(int level, const char *line) {
 static void on_web_accept(void *ud, int fd) {
     struct gw_server *s = ud;
     gw_http_accept(s->http, fd);
+}
+
+static void on_redirect_accept(void *ud, int fd) {
+    struct gw_server *s = ud;
+    gw_http_accept(s->redirect_http, fd);
+}
+
+/* Is there a plain listener redirecting to the TLS one? */
+static int own_redirect(const struct gw_config *cfg) {
+    return cfg->web_enabled && cfg->tls_cert[0] && cfg->tls_redirect_port >= 0;
 }
 
 static void on_metrics_accept(void *ud, int fd) {
@@ -125,7 +142,8 @@ static void set_idle_policy(struct gw_server *s, const struct gw_config *cfg,
 }
 
 struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_fd, int socket_fd,
-                                int metrics_fd, int print_listening, char *err, size_t errlen) {
+                                int metrics_fd, int redirect_fd, int print_listening, char *err,
+                                size_t errlen) {
     const struct gw_config *cfg = gw_runtime_config(rt);
     struct gw_server *s = calloc(1, sizeof *s);
     if (!s) gw_panic("out of memory");
@@ -166,6 +184,14 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
     if (own_metrics(cfg) && s->metrics_fd < 0 &&
         (s->metrics_fd = gw_listen_open(cfg->metrics_host, cfg->metrics_port, err, errlen)) < 0)
         goto fail;
+    s->redirect_fd = redirect_fd;
+    if (own_redirect(cfg) && s->redirect_fd < 0 &&
+        (s->redirect_fd = gw_listen_open(cfg->web_host, cfg->tls_redirect_port, err, errlen)) < 0)
+        goto fail;
+    /* Each process loads its own context (a worker after its fork). */
+    if (cfg->web_enabled && cfg->tls_cert[0] &&
+        !(s->tls = gw_tls_new(cfg->tls_cert, cfg->tls_key, cfg->tls_min_version, err, errlen)))
+        goto fail;
     s->socket_fd = socket_fd;
     if (cfg->socket_enabled && s->socket_fd < 0) {
         if ((s->socket_fd = gw_listen_open(cfg->socket_host, cfg->socket_port, err, errlen)) < 0) goto fail;
@@ -184,6 +210,10 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
         gw_fmt(err, errlen, "cannot poll the metrics listener");
         goto fail;
     }
+    if (own_redirect(cfg) && gw_listener_start(&s->redirect, loop, s->redirect_fd, on_redirect_accept, s) != GW_OK) {
+        gw_fmt(err, errlen, "cannot poll the redirect listener");
+        goto fail;
+    }
     if (cfg->socket_enabled && !(s->socket = gw_socket_new(rt, loop, s->socket_fd))) {
         gw_fmt(err, errlen, "cannot poll the socket listener");
         goto fail;
@@ -192,6 +222,11 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
      * after everything that can fail; nothing is accepted before the loop
      * runs. */
     s->http = gw_http_new(rt, loop, s->vhost, s->ws);
+    if (s->tls) gw_http_use_tls(s->http, s->tls);
+    if (own_redirect(cfg)) {
+        s->redirect_http = gw_http_new(rt, loop, s->vhost, s->ws);
+        gw_http_serve_redirect(s->redirect_http, gw_listen_port(s->web_fd));
+    }
     if (own_metrics(cfg)) {
         s->metrics_http = gw_http_new(rt, loop, s->vhost, s->ws);
         gw_http_serve_ops_only(s->metrics_http);
@@ -225,7 +260,8 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
         lua_pop(L, 1);
     }
 
-    if (print_listening && cfg->web_enabled) print_listener("web", "http", cfg->web_host, s->web_fd);
+    if (print_listening && cfg->web_enabled) print_listener("web", s->tls ? "https" : "http", cfg->web_host, s->web_fd);
+    if (print_listening && own_redirect(cfg)) print_listener("redirect", "http", cfg->web_host, s->redirect_fd);
     if (print_listening && cfg->socket_enabled) print_listener("socket", "tcp", cfg->socket_host, s->socket_fd);
     if (print_listening && own_metrics(cfg)) print_listener("metrics", "http", cfg->metrics_host, s->metrics_fd);
     /* systemd (Type=notify): ready once the first process listens. */
@@ -236,7 +272,9 @@ fail:
     gw_ws_free(s->ws);
     if (s->web_fd >= 0 && web_fd < 0) close(s->web_fd);
     if (s->metrics_fd >= 0 && metrics_fd < 0) close(s->metrics_fd);
+    if (s->redirect_fd >= 0 && redirect_fd < 0) close(s->redirect_fd);
     if (s->own_socket_fd) close(s->socket_fd);
+    gw_tls_free(s->tls);
     free(s);
     return NULL;
 }
@@ -266,6 +304,7 @@ static void finish_shutdown(struct gw_server *s) {
     if (s->socket) gw_socket_close(s->socket, 0);
     gw_http_close_all(s->http);
     if (s->metrics_http) gw_http_close_all(s->metrics_http);
+    if (s->redirect_http) gw_http_close_all(s->redirect_http);
     gw_conncap_close_all();
     lws_context_destroy(s->ctx);
     s->ctx = NULL;
@@ -319,12 +358,34 @@ static void start_shutdown(struct gw_server *s) {
         gw_listener_stop(&s->metrics, 1);
         gw_http_stop(s->metrics_http);
     }
+    if (s->redirect_http) {
+        gw_listener_stop(&s->redirect, 1);
+        gw_http_stop(s->redirect_http);
+    }
     if (s->socket) gw_socket_stop_accepting(s->socket);
     s->drain_started = gw_now_ms();
     gw_loop_shutdown_begin();
     uv_update_time(s->loop);
     s->drain_deadline = uv_now(s->loop) + (uint64_t)gw_runtime_config(s->rt)->shutdown_timeout;
     uv_timer_start(&s->drain, drain_tick, 0, 20);
+}
+
+/* SIGHUP: the certificate and key read again (rotation: new connections
+ * get them, open ones keep theirs); on an error the ones in use stay. */
+static void reload_tls(struct gw_server *s, const struct gw_config *cfg) {
+    char err[512];
+    if (!cfg->web_enabled || !s->tls != !cfg->tls_cert[0]) {
+        if (cfg->web_enabled)
+            gw_log(GW_LOG_WARNING, "reload: turning TLS %s needs a restart: not applied",
+                   s->tls ? "off" : "on");
+        return;
+    }
+    if (!s->tls) return;
+    if (gw_tls_reload(s->tls, cfg->tls_cert, cfg->tls_key, cfg->tls_min_version, err, sizeof err) != GW_OK)
+        gw_log(GW_LOG_ERROR, "reload: %s; still serving the certificate loaded before", err);
+    else
+        gw_log(GW_LOG_NOTICE, "reload: TLS certificate and key read again from %s and %s", cfg->tls_cert,
+               cfg->tls_key);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -335,6 +396,7 @@ static void on_signal(uv_signal_t *h, int signum) {
         /* The caps are the one live limit kept outside the config. */
         const struct gw_config *cfg = gw_runtime_config(s->rt);
         gw_conncap_init(cfg->max_connections, cfg->max_connections_per_ip);
+        if (rc == GW_OK) reload_tls(s, cfg);
         if (rc == GW_OK) gw_log(GW_LOG_NOTICE, "reload done");
         return;
     }
@@ -347,7 +409,9 @@ int gw_server_run(struct gw_server *s) {
     if (s->socket) gw_socket_free(s->socket);
     gw_http_free(s->http);
     gw_http_free(s->metrics_http);
+    gw_http_free(s->redirect_http);
     gw_ws_free(s->ws);
+    gw_tls_free(s->tls);
     if (s->own_socket_fd) close(s->socket_fd);
     free(s);
     return 0;

@@ -10,14 +10,16 @@
 
 struct gw_server;
 
-/* Serve as the config says, on 'web_fd', 'socket_fd' and 'metrics_fd' (the
- * metrics listener of its own, servers.web.metrics.port) when the caller
+/* Serve as the config says, on 'web_fd', 'socket_fd', 'metrics_fd' (the
+ * metrics listener of its own, servers.web.metrics.port) and 'redirect_fd'
+ * (the plain one redirecting to TLS, servers.web.tls.redirectPort) when the caller
  * opened them (a worker's own SO_REUSEPORT sockets, or sockets shared by all
  * workers; -1: open them here). 'print_listening' makes
  * this process print the "listening ..." lines. On error returns NULL with
  * a one-line reason in 'err'. */
 struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_fd, int socket_fd,
-                                int metrics_fd, int print_listening, char *err, size_t errlen);
+                                int metrics_fd, int redirect_fd, int print_listening, char *err,
+                                size_t errlen);
 
 /* Run until shut down; returns the exit status (0 after a clean stop).
  * Frees the server. */

@@ -60,6 +60,17 @@ static const struct key schema[] = {
     {"servers.web.metrics.allow", K_LIST, "{'127.0.0.1/8', '::1'}", 0, 0},
     {"servers.web.metrics.host", K_STRING, "''", 0, 0},
     {"servers.web.metrics.port", K_INT, "-1", -1, 65535},
+    /* TLS (issue 16, docs/http.md "TLS"): on when cert and key are given. */
+    {"servers.web.tls", K_TABLE, NULL, 0, 0},
+    {"servers.web.tls.cert", K_STRING, NULL, 0, 0},
+    {"servers.web.tls.key", K_STRING, NULL, 0, 0},
+    {"servers.web.tls.minVersion", K_STRING, "'1.2'", 0, 0},
+    {"servers.web.tls.redirectPort", K_INT, "-1", -1, 65535},
+    /* HTTP/2 (net/h2.c): prior knowledge on the plain listener, ALPN "h2" under TLS. */
+    {"servers.web.http2", K_TABLE, NULL, 0, 0},
+    {"servers.web.http2.enabled", K_BOOL, "true", 0, 0},
+    {"servers.web.http2.maxConcurrentStreams", K_INT, "100", 1, 2147483647L},
+    {"servers.web.http2.initialWindowSize", K_INT, "65535", 1, 2147483647L},
     {"servers.websocket", K_TABLE, NULL, 0, 0},
     {"servers.websocket.enabled", K_BOOL, "true", 0, 0},
     {"servers.websocket.path", K_STRING, "'/ws'", 0, 0},
@@ -161,6 +172,10 @@ static const char *const live_keys[] = {
     /* Rooms (issue 17) */
     "rooms.autoCreate", "rooms.maxNameLength", "rooms.maxRoomsPerConnection", "rooms.viewLimit",
     "rooms.maxMessageBytes",
+    /* re-read by the server after a reload (certificate rotation) */
+    "servers.web.tls.cert", "servers.web.tls.key", "servers.web.tls.minVersion",
+    "servers.web.http2.enabled", "servers.web.http2.maxConcurrentStreams",
+    "servers.web.http2.initialWindowSize",
 };
 #define NLIVE (sizeof live_keys / sizeof live_keys[0])
 
@@ -394,6 +409,16 @@ static long get_int(lua_State *L, const char *path) {
     return v;
 }
 
+static int get_bool(lua_State *L, const char *path) {
+    char seg[128];
+    lua_pushvalue(L, -1);
+    const char *last = descend(L, path, seg, sizeof seg);
+    lua_getfield(L, -1, last);
+    int v = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    return v;
+}
+
 static void get_string(lua_State *L, const char *path, char *out, size_t outlen) {
     char seg[128];
     lua_pushvalue(L, -1);
@@ -514,6 +539,31 @@ static int load_ops(struct loader *ld, struct gw_config *out) {
     return GW_OK;
 }
 
+/* servers.web.tls: both files or neither (relative to the config file's
+ * folder); the files themselves are read by net/tls.c. */
+static int load_tls(struct loader *ld, struct gw_config *out) {
+    lua_State *L = ld->L;
+    static const char *const keys[] = {"servers.web.tls.cert", "servers.web.tls.key"};
+    char *dst[] = {out->tls_cert, out->tls_key};
+    for (int i = 0; i < 2; i++) {
+        char path[4096];
+        get_string(L, keys[i], path, sizeof path);
+        if (path[0] && path[0] != '/') gw_fmt(dst[i], sizeof out->tls_cert, "%s/%s", out->config_dir, path);
+        else gw_fmt(dst[i], sizeof out->tls_cert, "%s", path);
+    }
+    if (!out->tls_cert[0] != !out->tls_key[0])
+        return fail(ld, out->tls_cert[0] ? "servers.web.tls.key" : "servers.web.tls.cert",
+                    "required with servers.web.tls.%s", out->tls_cert[0] ? "cert" : "key");
+    get_string(L, "servers.web.tls.minVersion", out->tls_min_version, sizeof out->tls_min_version);
+    if (strcmp(out->tls_min_version, "1.2") != 0 && strcmp(out->tls_min_version, "1.3") != 0)
+        return fail(ld, "servers.web.tls.minVersion", "must be \"1.2\" or \"1.3\", got \"%s\"",
+                    out->tls_min_version);
+    out->tls_redirect_port = (int)get_int(L, "servers.web.tls.redirectPort");
+    if (out->tls_redirect_port >= 0 && !out->tls_cert[0])
+        return fail(ld, "servers.web.tls.redirectPort", "needs servers.web.tls.cert and key (TLS on)");
+    return GW_OK;
+}
+
 /* Check the values of the completed config at the top of L whose range a
  * type cannot express, and fill 'out' from it (all but config_dir). */
 static int finish(struct loader *ld_, struct gw_config *out) {
@@ -587,6 +637,7 @@ static int finish(struct loader *ld_, struct gw_config *out) {
         return GW_ERR;
     }
     if (load_ops(&ld, out) != GW_OK) return GW_ERR;
+    if (load_tls(&ld, out) != GW_OK) return GW_ERR;
 
     get_string(L, "name", out->name, sizeof out->name);
     out->workers = (int)get_int(L, "workers");
@@ -619,6 +670,9 @@ static int finish(struct loader *ld_, struct gw_config *out) {
     out->min_body_rate = get_int(L, "servers.web.minBodyRate");
     out->keep_alive_timeout = get_int(L, "servers.web.keepAliveTimeout");
     out->send_timeout = get_int(L, "servers.web.sendTimeout");
+    out->h2_enabled = get_bool(L, "servers.web.http2.enabled");
+    out->h2_max_streams = get_int(L, "servers.web.http2.maxConcurrentStreams");
+    out->h2_window = get_int(L, "servers.web.http2.initialWindowSize");
     get_string(L, "servers.websocket.path", out->ws_path, sizeof out->ws_path);
     out->ws_max_message = get_int(L, "servers.websocket.maxMessageSize");
     out->ws_ping_interval = get_int(L, "servers.websocket.pingInterval");

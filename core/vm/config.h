@@ -21,6 +21,9 @@ struct gw_config {
      * keep-alive connection; a client not taking its answer. Bytes/s: a body's least
      * average rate after its first 5 s (0: none). */
     long header_timeout, body_timeout, keep_alive_timeout, send_timeout, min_body_rate;
+    /* HTTP/2: served at all; SETTINGS_MAX_CONCURRENT_STREAMS; SETTINGS_INITIAL_WINDOW_SIZE. */
+    int h2_enabled;
+    long h2_max_streams, h2_window;
     /* The operations endpoints (net/ops.c), "" when off (metrics.enabled =
      * false empties metrics_path); who may read /metrics; the proxies whose
      * X-Forwarded-For names the client. */
@@ -30,6 +33,11 @@ struct gw_config {
      * -1 when /metrics is served on the web listener. */
     char metrics_host[256];
     int metrics_port;
+    /* servers.web.tls: absolute paths ("" when TLS is off), "1.2" or "1.3",
+     * the plain redirect listener's port (-1: none). */
+    char tls_cert[4096], tls_key[4096];
+    char tls_min_version[8];
+    int tls_redirect_port;
     int ws_enabled;
     char ws_path[256];
     long ws_max_message;

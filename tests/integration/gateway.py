@@ -28,7 +28,8 @@ START_TIMEOUT = 10.0  # seconds to wait for the listening line
 STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
 REQUEST_TIMEOUT = 10.0  # socket timeout of every HTTP request
 
-LISTENING_RE = re.compile(r"listening web http://([0-9.]+|\[[0-9a-fA-F:]+\]|[\w.-]+):(\d+)")
+LISTENING_RE = re.compile(r"listening web https?://([0-9.]+|\[[0-9a-fA-F:]+\]|[\w.-]+):(\d+)")
+REDIRECT_LISTENING_RE = re.compile(r"listening redirect http://\S+:(\d+)")
 SOCKET_LISTENING_RE = re.compile(
     r"listening socket tcp://([0-9.]+|\[[0-9a-fA-F:]+\]|[\w.-]+):(\d+)")
 
@@ -322,6 +323,8 @@ class Gateway:
         self._stdout = []
         self._stdout_lock = threading.Lock()
         self._listening = threading.Event()
+        self.scheme = "http"  # "https" when the web listener speaks TLS (servers.web.tls)
+        self.redirect_port = None  # the `listening redirect http://...` line (tls.redirectPort)
         self.socket_host = None  # from the `listening socket tcp://...` line, when enabled
         self.socket_port = None
         self._socket_listening = threading.Event()
@@ -378,8 +381,12 @@ class Gateway:
             line = raw.decode(errors="replace").rstrip("\r\n")
             with self._stdout_lock:
                 self._stdout.append(line)
+            m = REDIRECT_LISTENING_RE.search(line)
+            if m:
+                self.redirect_port = int(m.group(1))
             m = LISTENING_RE.search(line)
             if m and not self._listening.is_set():
+                self.scheme = "https" if "listening web https:" in line else "http"
                 self.host = m.group(1).strip("[]")
                 self.port = int(m.group(2))
                 self._listening.set()
@@ -563,7 +570,7 @@ class Gateway:
     # -- persistent transports -----------------------------------------------------------
 
     def ws_url(self, path="/ws"):
-        return "ws://%s:%d%s" % (self.host, self.port, path)
+        return "%s://%s:%d%s" % ("wss" if self.scheme == "https" else "ws", self.host, self.port, path)
 
     def ws_connect(self, path="/ws", **kw):
         """websockets.connect(...) to this gateway (asyncio; use with `async with` or await):

@@ -959,7 +959,7 @@ local function serverList(config, origin)
   if origin then return A({ { url = origin } }) end
   if origin == false then return A({ { url = "/" } }) end
   local web = config.servers.web
-  local scheme = type(web.tls) == "table" and "https" or "http"
+  local scheme = type(web.tls) == "table" and web.tls.cert and "https" or "http" -- TLS on: a cert
   if web.port and web.port > 0 then
     local host = web.host
     if host == "0.0.0.0" or host == "" then host = "127.0.0.1" elseif host == "::" then host = "::1" end
@@ -1009,7 +1009,8 @@ local function originOf(config, connection)
     and not host:match("^[%w%.%-]+:%d+$") and not host:match("^%[[%x:%.]+%]:?%d*$") then
     return nil
   end
-  local scheme = type(config.servers.web.tls) == "table" and "https" or "http"
+  local tls = config.servers.web.tls
+  local scheme = type(tls) == "table" and tls.cert and "https" or "http"
   return scheme .. "://" .. host
 end
 

@@ -335,7 +335,7 @@ function W.handle(rt, ctx)
   local connection = {
     id = core.random_id(), type = "web", params = watched and {} or params, pendingActions = 0,
     totalActions = 0, messageCount = watched and 0 or 1, connectedAt = math.floor(core.wall_ms()),
-    remoteIP = ctx.remoteIP, remotePort = ctx.remotePort, extension = extension,
+    remoteIP = ctx.remoteIP, remotePort = ctx.remotePort, extension = extension, secure = ctx.secure == true,
     requestId = ctx.requestId, rawConnection = { method = method, path = path, headers = ctx.headers, query = query, body = ctx.body },
   }
   connections.open(rt, connection)

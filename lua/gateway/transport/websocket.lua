@@ -54,6 +54,7 @@ local function upgrade(rt, ctx)
   if ctx.badHandshake then return refuse(rt, ctx, 400, "invalid WebSocket handshake: " .. ctx.badHandshake, consumer) end
   local connection = connections.make("websocket", {
     remoteIP = ctx.remoteIP, remotePort = ctx.remotePort, kwargs = kwargs, requestId = ctx.requestId,
+    secure = ctx.secure == true, -- wss:// (servers.web.tls)
     rawConnection = { path = ctx.path, headers = ctx.headers, query = ctx.query },
   })
   -- An unknown or expired token leaves the connection unauthenticated, as on the web.
