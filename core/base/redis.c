@@ -10,6 +10,7 @@
  * The context sits on the loop through redis_poll.c. */
 #include "base/redis.h"
 #include "base/redis_poll.h"
+#include "base/sentinel.h"
 #include "base/metrics.h"
 #include "base/gw.h"
 #include "base/log.h"
@@ -66,6 +67,13 @@ struct gw_redis {
     struct gw_redis_cmd pending; /* list head */
     struct gw_redis_cmd *cursor; /* oldest command not yet timed out, or &pending */
     int open_handles;
+    /* With redis.sentinels: where the master is (url's host and port are
+     * its last known address), the ask under way, and the watch that says
+     * when it moved ('moved': conn_timer is to leave this one). */
+    struct gw_sentinel *sentinel;
+    struct gw_sentinel_ask *ask;
+    struct gw_sentinel_watch *watch;
+    int moved;
 };
 
 static void connect_start(struct gw_redis *r);
@@ -434,6 +442,7 @@ static void on_cmd_timer(uv_timer_t *h) {
         if (fn) gw_metrics.redis_errors[GW_METRICS_REDIS_TIMEOUT]++;
         if (fn) fn(ud, NULL, "redis timeout");
     }
+    if (r->sentinel && r->timeouts_in_row > 0) gw_sentinel_check(r->sentinel); /* a failover? */
     if (r->timeouts_in_row >= RESET_AFTER_TIMEOUTS && r->state == ST_READY && r->ac) reset(r);
     arm_timer(r);
 }
@@ -466,6 +475,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     cmd_unlink(r, c);
     cmd_free(c);
     if (reply) r->timeouts_in_row = 0;
+    if (reply && r->sentinel && ((redisReply *)reply)->type == REDIS_REPLY_ERROR &&
+        strncmp(((redisReply *)reply)->str, "READONLY", 8) == 0)
+        gw_sentinel_check(r->sentinel); /* the master we know became a replica */
     if (fn) { /* a reply its caller still waits for (a timed-out one was counted) */
         if (!reply) gw_metrics.redis_errors[GW_METRICS_REDIS_UNAVAILABLE]++;
         else {
@@ -544,14 +556,24 @@ static void became_ready(struct gw_redis *r) {
     if (failed) fail_queued(r);
 }
 
-/* Replies to AUTH, SELECT and the final PING. 'privdata' names the step. */
+/* ROLE's answer starts with "master" on a master. */
+static int role_is_master(const redisReply *rep) {
+    return rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 && rep->element[0]->type == REDIS_REPLY_STRING &&
+           strcmp(rep->element[0]->str, "master") == 0;
+}
+
+/* Replies to AUTH, SELECT, ROLE (with sentinels) and the final PING.
+ * 'privdata' names the step. */
 static void on_handshake(redisAsyncContext *ac, void *reply, void *privdata) {
     struct gw_redis *r = ac->data;
     redisReply *rep = reply;
     if (!r || r->ac != ac || !rep || r->handshake_failed) return;
-    if (rep->type == REDIS_REPLY_ERROR) {
+    int not_master = strcmp(privdata, "ROLE") == 0 && !role_is_master(rep);
+    if (rep->type == REDIS_REPLY_ERROR || not_master) {
         char why[512];
-        gw_fmt(why, sizeof why, "%s failed: %s", (const char *)privdata, rep->str);
+        if (not_master) /* the sentinels named it before a failover ended */
+            gw_fmt(why, sizeof why, "ROLE says it is not the master; asking the sentinels again");
+        else gw_fmt(why, sizeof why, "%s failed: %s", (const char *)privdata, rep->str);
         r->handshake_failed = 1;
         log_outage(r, "cannot use", why);
         redisAsyncDisconnect(ac); /* after the remaining replies; then on_disconnect */
@@ -601,12 +623,16 @@ static void send_handshake(struct gw_redis *r) {
     }
     const char *argv[1] = {"PING"};
     size_t lens[1] = {4};
+    if (r->sentinel) { /* a sentinel's answer may be stale: check it is the master */
+        const char *role[1] = {"ROLE"};
+        redisAsyncCommandArgv(r->ac, on_handshake, (void *)"ROLE", 1, role, lens);
+    }
     redisAsyncCommandArgv(r->ac, on_handshake, (void *)"PING", 1, argv, lens);
 }
 
-static void connect_start(struct gw_redis *r) {
-    r->state = ST_CONNECTING;
-    r->handshake_failed = 0;
+/* Where the client connects: r->url's host and port or socket (with
+ * sentinels, the master they named last: set_master_address). */
+static void connect_to(struct gw_redis *r) {
     redisAsyncContext *ac = r->url.is_unix ? redisAsyncConnectUnix(r->url.path)
                                            : redisAsyncConnect(r->url.host, r->url.port);
     if (!ac) {
@@ -631,8 +657,68 @@ static void connect_start(struct gw_redis *r) {
     uv_timer_start(&r->conn_timer, on_conn_timer, CONNECT_TIMEOUT_MS, 0);
 }
 
+static void set_master_address(struct gw_redis *r, const char *host, int port) {
+    char url[1024];
+    r->url.is_unix = 0;
+    gw_fmt(r->url.host, sizeof r->url.host, "%s", host);
+    r->url.port = port;
+    gw_redis_url_describe(&r->url, url, sizeof url);
+    gw_fmt(r->name, sizeof r->name, "%s (master \"%s\")", url, gw_sentinel_master(r->sentinel));
+}
+
+/* The sentinels' answer to this attempt's ask. */
+static void on_master_found(void *ud, const char *host, int port, const char *err) {
+    struct gw_redis *r = ud;
+    r->ask = NULL;
+    if (err) {
+        went_down(r, "cannot find", err);
+        return;
+    }
+    set_master_address(r, host, port);
+    connect_to(r);
+}
+
+static void connect_start(struct gw_redis *r) {
+    r->state = ST_CONNECTING;
+    r->handshake_failed = 0;
+    if (r->sentinel) r->ask = gw_sentinel_ask(r->sentinel, on_master_found, r);
+    else connect_to(r);
+}
+
+/* The sentinels name the master (after a poll, an ask or +switch-master).
+ * Elsewhere than this client is or is trying to be: leave from conn_timer,
+ * outside this callback. */
+static void on_master_named(void *ud, const char *host, int port, const char *err) {
+    struct gw_redis *r = ud;
+    (void)err;
+    if (r->state == ST_STOPPED || r->ask || r->moved) return;
+    if (!r->url.is_unix && strcmp(r->url.host, host) == 0 && r->url.port == port) return;
+    r->moved = 1;
+    uv_timer_start(&r->conn_timer, on_conn_timer, 0, 0);
+}
+
+/* Leave the old master now rather than wait for it to fail: commands sent
+ * to it get "redis unavailable" (a write among them may have run there);
+ * queued ones wait for the connection to the new one. */
+static void follow_master(struct gw_redis *r) {
+    redisAsyncContext *ac = r->ac;
+    if (ac) gw_log(GW_LOG_NOTICE, "redis: leaving %s: the sentinels name another master", r->name);
+    r->ac = NULL;
+    r->state = ST_CONNECTING; /* commands sent from the callbacks below wait in the queue */
+    gw_metrics.redis_connected = 0;
+    r->timeouts_in_row = 0;
+    r->retry_ms = RETRY_MIN_MS;
+    if (ac) redisAsyncFree(ac); /* on_reply with NULL for each sent command */
+    connect_start(r);
+}
+
 static void on_conn_timer(uv_timer_t *h) {
     struct gw_redis *r = h->data;
+    if (r->moved) {
+        r->moved = 0;
+        follow_master(r);
+        return;
+    }
     if (r->state == ST_DOWN) {
         connect_start(r);
         return;
@@ -647,6 +733,11 @@ static void on_conn_timer(uv_timer_t *h) {
 }
 
 /* --- the client --------------------------------------------------------- */
+
+/* Process-wide, as the config is: gw_redis_use_sentinel sets it at startup. */
+static struct gw_sentinel *use_sentinel;
+
+void gw_redis_use_sentinel(struct gw_sentinel *s) { use_sentinel = s; }
 
 static void handle_closed(uv_handle_t *h) {
     struct gw_redis *r = h->data;
@@ -671,6 +762,12 @@ struct gw_redis *gw_redis_new(uv_loop_t *loop, const char *url, long command_tim
     uv_timer_init(loop, &r->cmd_timer);
     r->conn_timer.data = r->cmd_timer.data = r;
     r->open_handles = 2;
+    if ((r->sentinel = use_sentinel)) { /* redis.url gives the password and db only */
+        r->url.host[0] = '\0';
+        r->url.port = 0;
+        gw_fmt(r->name, sizeof r->name, "master \"%s\" (through the sentinels)", gw_sentinel_master(r->sentinel));
+        r->watch = gw_sentinel_watch(r->sentinel, on_master_named, r);
+    }
     /* A write to a Redis that just died must be an error, not a signal. */
     signal(SIGPIPE, SIG_IGN);
     gw_log(GW_LOG_INFO, "redis: connecting to %s", r->name);
@@ -684,6 +781,10 @@ void gw_redis_free(struct gw_redis *r) {
     gw_metrics.redis_connected = 0;
     uv_timer_stop(&r->conn_timer);
     uv_timer_stop(&r->cmd_timer);
+    if (r->ask) gw_sentinel_cancel(r->ask);
+    r->ask = NULL;
+    gw_sentinel_unwatch(r->watch);
+    r->watch = NULL;
     fail_queued(r);
     if (r->ac) {
         /* Runs on_reply with NULL for every sent command (their callers

@@ -7,6 +7,7 @@
 #include <lua.h>
 
 #include "base/cidr.h"
+#include "base/sentinel.h"
 
 /* What C needs from the config; the full table stays in Lua (api.config). */
 struct gw_config {
@@ -51,6 +52,7 @@ struct gw_config {
     long redis_command_timeout; /* ms; 0: none */
     long redis_max_pending;     /* commands waiting for Redis; past it new ones fail */
     unsigned long redis_allow;  /* redis.allowCommands as gw_redis_allow's mask */
+    struct gw_sentinel_conf redis_sentinel; /* redis.sentinels...; n == 0: none */
     char config_dir[4096];
     char public_dir[4096];  /* paths.public, absolute */
 };
