@@ -1,9 +1,10 @@
-/* See sentinel.h. Two hiredis contexts at most: a short-lived one for the
- * sentinel being asked (a round asks them one at a time until one names
- * the master), and the listener subscribed to +switch-master on one
- * sentinel. Every answer and every notification is handed on from the
- * 'step' timer, outside any hiredis callback, so a caller may connect,
- * free or run Lua from its callback. */
+/* See sentinel.h. Two hiredis contexts at most: one to the sentinel being
+ * asked (a round asks them one at a time until one names the master; the
+ * connection to the one that answered is kept for the next round), and the
+ * listener subscribed to +switch-master on one sentinel. Every answer and
+ * every notification is handed on from the 'step' timer, outside any
+ * hiredis callback, so a caller may connect, free or run Lua from its
+ * callback. */
 #include "base/sentinel.h"
 #include "base/gw.h"
 #include "base/log.h"
@@ -51,7 +52,9 @@ struct gw_sentinel {
     int idx;                  /* the one being asked */
     int first;                /* the one to ask first: the last that answered */
     unsigned long round_switches; /* 'switches' when the round began */
-    redisAsyncContext *qac;
+    redisAsyncContext *qac;   /* to sentinel 'qidx', kept between rounds */
+    int qidx;
+    int waiting;              /* a question is on qac */
     int found;                /* qac's sentinel named the master: found_host:found_port */
     char found_host[256];
     int found_port;
@@ -199,6 +202,14 @@ static void query_failed(struct gw_sentinel *s, const char *why) {
     step_now(s);
 }
 
+/* qac is going away (hiredis frees it after this): a question on it failed. */
+static void query_lost(struct gw_sentinel *s, const redisAsyncContext *ac, const char *why) {
+    s->qac = NULL;
+    if (!s->waiting) return;
+    s->waiting = 0;
+    query_failed(s, ac->c.errstr[0] ? ac->c.errstr : why);
+}
+
 /* Replies to AUTH and to SENTINEL get-master-addr-by-name; NULL when the
  * context goes away (refused, closed, or freed by us). */
 static void on_query_reply(redisAsyncContext *ac, void *reply, void *privdata) {
@@ -207,8 +218,7 @@ static void on_query_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     int is_auth = privdata == NULL;
     if (!s || s->qac != ac) return;
     if (!rep) {
-        s->qac = NULL; /* hiredis is freeing it */
-        query_failed(s, ac->c.errstr[0] ? ac->c.errstr : "connection closed");
+        query_lost(s, ac, "connection closed");
         return;
     }
     if (is_auth && rep->type != REDIS_REPLY_ERROR) return;
@@ -228,31 +238,61 @@ static void on_query_reply(redisAsyncContext *ac, void *reply, void *privdata) {
         s->found_port = atoi(rep->element[1]->str);
         s->found = 1;
     }
+    s->waiting = 0;
+    if (s->found) { /* the connection stays for the next round */
+        step_now(s);
+        return;
+    }
     s->qac = NULL;
     redisAsyncFree(ac); /* inside its callback: hiredis frees it on return */
-    if (s->found) step_now(s);
-    else query_failed(s, why);
+    query_failed(s, why);
 }
 
 static void on_query_connect(const redisAsyncContext *ac, int status) {
     struct gw_sentinel *s = ac->data;
     if (!s || s->qac != ac || status == REDIS_OK) return;
-    s->qac = NULL; /* hiredis frees it after this */
-    query_failed(s, ac->c.errstr[0] ? ac->c.errstr : "cannot connect");
+    query_lost(s, ac, "cannot connect");
 }
 
+/* An idle connection kept between rounds closed (a question on it was
+ * answered NULL by on_query_reply first). */
+static void on_query_disconnect(const redisAsyncContext *ac, int status) {
+    struct gw_sentinel *s = ac->data;
+    (void)status;
+    if (s && s->qac == ac) query_lost(s, ac, "connection closed");
+}
+
+static void drop_query(struct gw_sentinel *s) {
+    redisAsyncContext *ac = s->qac;
+    s->qac = NULL; /* its callbacks see qac != ac */
+    s->waiting = 0;
+    if (ac) redisAsyncFree(ac);
+}
+
+/* Ask sentinel 'idx', on the connection kept from the last round when it
+ * goes there (host names are resolved, on the loop, only to make one). */
 static void query_start(struct gw_sentinel *s) {
     char why[256];
-    redisAsyncContext *ac = open_sentinel(s, s->idx, on_query_reply, why, sizeof why);
-    if (!ac) {
-        query_failed(s, why);
-        return;
+    if (s->qac && s->qidx != s->idx) drop_query(s);
+    if (!s->qac) {
+        redisAsyncContext *ac = open_sentinel(s, s->idx, on_query_reply, why, sizeof why);
+        if (!ac) {
+            query_failed(s, why);
+            return;
+        }
+        s->qac = ac;
+        s->qidx = s->idx;
+        redisAsyncSetConnectCallback(ac, on_query_connect);
+        redisAsyncSetDisconnectCallback(ac, on_query_disconnect);
     }
-    s->qac = ac;
-    redisAsyncSetConnectCallback(ac, on_query_connect);
     const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", s->conf.master};
     size_t lens[3] = {8, 23, strlen(s->conf.master)};
-    redisAsyncCommandArgv(ac, on_query_reply, (void *)"query", 3, argv, lens);
+    if (redisAsyncCommandArgv(s->qac, on_query_reply, (void *)"query", 3, argv, lens) != REDIS_OK) {
+        drop_query(s);
+        query_failed(s, "connection closing");
+        return;
+    }
+    s->waiting = 1;
     uv_timer_start(&s->step, on_step, GW_SENTINEL_ASK_MS, 0);
 }
 
@@ -288,8 +328,8 @@ static void round_end(struct gw_sentinel *s, const char *err) {
     if (s->again) round_start(s);
 }
 
-/* The asked sentinel answered, failed, or ran out of time (qac still set);
- * or a +switch-master asks for the watches to be told. */
+/* The asked sentinel answered, failed, or ran out of time ('waiting'
+ * still set); or a +switch-master asks for the watches to be told. */
 static void on_step(uv_timer_t *h) {
     struct gw_sentinel *s = h->data;
     if (s->notify && !s->round) {
@@ -298,10 +338,8 @@ static void on_step(uv_timer_t *h) {
         return;
     }
     if (!s->round) return;
-    if (s->qac) { /* no answer in time; its callbacks see qac != ac */
-        redisAsyncContext *ac = s->qac;
-        s->qac = NULL;
-        redisAsyncFree(ac);
+    if (s->waiting) { /* no answer in time */
+        drop_query(s);
         gw_fmt(s->why, sizeof s->why, "sentinel %s: no answer within %d ms", s->names[s->idx],
                GW_SENTINEL_ASK_MS);
         gw_log(GW_LOG_DEBUG, "redis: %s", s->why);
@@ -469,11 +507,7 @@ void gw_sentinel_free(struct gw_sentinel *s) {
     uv_timer_stop(&s->step);
     uv_timer_stop(&s->wtimer);
     uv_timer_stop(&s->poll);
-    if (s->qac) {
-        redisAsyncContext *ac = s->qac;
-        s->qac = NULL;
-        redisAsyncFree(ac);
-    }
+    drop_query(s);
     if (s->wac) {
         redisAsyncContext *ac = s->wac;
         s->wac = NULL;

@@ -271,7 +271,7 @@ class FakeSentinel(socketserver.ThreadingTCPServer):
 
     def __init__(self, port_named, password=None):
         self.port_named, self.password = port_named, password
-        self.asked = 0
+        self.asked = self.connections = 0
         super().__init__(("127.0.0.1", 0), FakeHandler)
         self.port = self.server_address[1]
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -286,6 +286,7 @@ class FakeSentinel(socketserver.ThreadingTCPServer):
 class FakeHandler(socketserver.StreamRequestHandler):
     def handle(self):
         srv = self.server
+        srv.connections += 1
         authed = srv.password is None
         while True:
             try:
@@ -350,6 +351,9 @@ def test_a_replica_named_as_master_is_refused_until_promoted(private_redis, fake
     wait_until("writes land on the master the sentinel names",
                lambda: incr(g, "itest:sentinel:moved")[0] == 200 and
                get(master, "itest:sentinel:moved") is not None, gw.bound(10), g.describe)
+    # The connection that asked is kept for the next question: the +switch-master listener's
+    # and the questions' (one more after a question that got no answer in time).
+    assert fake.asked >= 3 and fake.connections < fake.asked, (fake.asked, fake.connections)
 
 
 def test_wrong_sentinel_password_is_logged_and_retried(fake_sentinel, private_redis, make_gateway,
