@@ -74,6 +74,7 @@ struct gw_redis {
     struct gw_sentinel_ask *ask;
     struct gw_sentinel_watch *watch;
     int moved;
+    int role_warned;             /* ROLE was refused (NOPERM): logged once */
 };
 
 static void connect_start(struct gw_redis *r);
@@ -568,7 +569,16 @@ static void on_handshake(redisAsyncContext *ac, void *reply, void *privdata) {
     struct gw_redis *r = ac->data;
     redisReply *rep = reply;
     if (!r || r->ac != ac || !rep || r->handshake_failed) return;
-    int not_master = strcmp(privdata, "ROLE") == 0 && !role_is_master(rep);
+    int is_role = strcmp(privdata, "ROLE") == 0;
+    if (is_role && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOPERM", 6) == 0) {
+        /* An ACL user without ROLE: trust the sentinels (a READONLY reply still sends us back). */
+        if (!r->role_warned)
+            gw_log(GW_LOG_WARNING, "redis: %s: cannot check that it is the master (ROLE: %s); trusting "
+                   "the sentinels", r->name, rep->str);
+        r->role_warned = 1;
+        return;
+    }
+    int not_master = is_role && !role_is_master(rep);
     if (rep->type == REDIS_REPLY_ERROR || not_master) {
         char why[512];
         if (not_master) /* the sentinels named it before a failover ended */

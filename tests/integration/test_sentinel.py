@@ -400,3 +400,15 @@ def test_check_accepts_sentinel_settings(tmp_path):
     path = gw.write_config(str(tmp_path / "gateway.lua"), cfg)
     res = gw.run_cli(["--config", path, "--check"])
     assert res.returncode == 0, res.stderr
+
+
+def test_an_acl_user_without_role_trusts_the_sentinels(private_redis, fake_sentinel, make_gateway):
+    master = private_redis(tcp=True)
+    assert master.command("ACL", "SETUSER", "app", "on", ">apppw", "~*", "+@all", "-role") == "OK"
+    fake = fake_sentinel(master.port)
+    g = make_gateway(sentinel_config(["127.0.0.1:%d" % fake.port],
+                                     url="redis://app:apppw@127.0.0.1:1/0"))
+    wait_connected(g, gw.bound(10))
+    assert g.wait_for_log(r"cannot check that it is the master \(ROLE: NOPERM", timeout=1)
+    assert incr(g, "itest:sentinel:acl")[0] == 200
+    assert get(master, "itest:sentinel:acl") == "1"
