@@ -259,6 +259,25 @@ def test_follows_a_killed_master(cluster, make_gateway):
     g.assert_serving()
 
 
+def test_a_dead_sentinel_is_replaced_by_the_next(cluster, sentinels, redis_binary, make_gateway,
+                                                 tmp_path):
+    master, replica, s1 = cluster
+    s2 = sentinels(redis_binary, tmp_path / "sentinel2", master.port)
+    wait_until("the second sentinel knows the replica",
+               lambda: s2.command("SENTINEL", "replicas", "m"), gw.bound(15), s2.log_text)
+    g = make_gateway(sentinel_config(["127.0.0.1:%d" % s1.port, "127.0.0.1:%d" % s2.port]))
+    wait_connected(g, gw.bound(10))
+    assert g.wait_for_log(r"sentinel 127\.0\.0\.1:%d: listening for \+switch-master" % s1.port,
+                          timeout=gw.bound(5))
+    since = g.log_size()
+    s1.stop()
+    assert g.wait_for_log(r"sentinel 127\.0\.0\.1:%d: listening for \+switch-master" % s2.port,
+                          timeout=gw.bound(10), since=since)
+    assert s2.command("SENTINEL", "FAILOVER", "m") == "OK"
+    follow(g, master, replica, since, "itest:sentinel:%s" % uuid.uuid4().hex[:10])
+    assert re.search(r"switched: .* \(from sentinel 127\.0\.0\.1:%d\)" % s2.port, g.log_since(since))
+
+
 # -- a sentinel that names a replica -------------------------------------------------------
 
 
