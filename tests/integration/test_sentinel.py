@@ -246,7 +246,7 @@ def test_discovers_the_master_and_follows_a_failover(cluster, make_gateway):
 
 def test_follows_a_killed_master(cluster, make_gateway):
     master, replica, s = cluster
-    g = make_gateway(sentinel_config(["127.0.0.1:%d" % s.port]))
+    g = make_gateway(dict(sentinel_config(["127.0.0.1:%d" % s.port]), workers=2))
     wait_connected(g, gw.bound(10))
     k = "itest:sentinel:%s" % uuid.uuid4().hex[:10]
     assert incr(g, k)[0] == 200
@@ -256,6 +256,10 @@ def test_follows_a_killed_master(cluster, make_gateway):
         follow(g, master, replica, since, "itest:sentinel:%s" % uuid.uuid4().hex[:10])
     assert set(calls.statuses) <= {200, 503}, calls.statuses
     assert calls.statuses[-1] == 200
+    # Each worker follows on its own.
+    wait_until("both workers use the new master", lambda: len(re.findall(
+        r"connected to redis://127\.0\.0\.1:%d/0" % replica.port, g.log_since(since))) == 2,
+        gw.bound(10), g.describe)
     g.assert_serving()
 
 
