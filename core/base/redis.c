@@ -749,6 +749,16 @@ static struct gw_sentinel *use_sentinel;
 
 void gw_redis_use_sentinel(struct gw_sentinel *s) { use_sentinel = s; }
 
+/* Find the master through 's' from now on: redis.url gives only the user,
+ * password and db. */
+static void sentinel_attach(struct gw_redis *r, struct gw_sentinel *s) {
+    r->sentinel = s;
+    r->url.host[0] = '\0';
+    r->url.port = 0;
+    gw_fmt(r->name, sizeof r->name, "master \"%s\" (through the sentinels)", gw_sentinel_master(s));
+    r->watch = gw_sentinel_watch(s, on_master_named, r);
+}
+
 static void handle_closed(uv_handle_t *h) {
     struct gw_redis *r = h->data;
     if (--r->open_handles == 0) free(r);
@@ -772,12 +782,7 @@ struct gw_redis *gw_redis_new(uv_loop_t *loop, const char *url, long command_tim
     uv_timer_init(loop, &r->cmd_timer);
     r->conn_timer.data = r->cmd_timer.data = r;
     r->open_handles = 2;
-    if ((r->sentinel = use_sentinel)) { /* redis.url gives the password and db only */
-        r->url.host[0] = '\0';
-        r->url.port = 0;
-        gw_fmt(r->name, sizeof r->name, "master \"%s\" (through the sentinels)", gw_sentinel_master(r->sentinel));
-        r->watch = gw_sentinel_watch(r->sentinel, on_master_named, r);
-    }
+    if (use_sentinel) sentinel_attach(r, use_sentinel);
     /* A write to a Redis that just died must be an error, not a signal. */
     signal(SIGPIPE, SIG_IGN);
     gw_log(GW_LOG_INFO, "redis: connecting to %s", r->name);
