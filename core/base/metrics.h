@@ -25,6 +25,10 @@ struct gw_metrics {
     double start_wall_ms;               /* when this process started serving */
     long conns[GW_METRICS_CONN_KINDS];  /* open now */
     int redis_connected;
+    /* The cluster (issue 17): the pub/sub connection's state, and the
+     * cluster messages this worker published and received. */
+    int redis_subscriber_connected;
+    unsigned long long cluster_published, cluster_received;
     /* Commands that got a reply: counts per bucket (not cumulative; the
      * last is +Inf), their number and the sum of their latencies. */
     unsigned long long redis_buckets[GW_METRICS_REDIS_BUCKETS + 1];

@@ -3,19 +3,26 @@
 #include "base/gw.h"
 
 #include <fcntl.h>
+#include <sys/types.h>
 #include <stddef.h>
 #include <unistd.h>
 
-/* Read 4 KiB at a time: one read per 256 ids instead of one per request. */
+/* Read 4 KiB at a time: one read per 256 ids instead of one per request.
+ * A forked worker inherits the pool: it must not hand out the ids its
+ * master or a sibling hands out too (connection and session ids are
+ * unique across the workers), so a process refills a pool it did not
+ * fill itself. */
 int gw_random_hex(char out[32]) {
     static const char digits[] = "0123456789abcdef";
     static unsigned char pool[4096];
     static size_t used = sizeof pool;
     static int fd = -1;
-    if (used + 16 > sizeof pool) {
+    static pid_t filled_by;
+    if (used + 16 > sizeof pool || filled_by != getpid()) {
         if (fd < 0) fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
         if (fd < 0 || read(fd, pool, sizeof pool) != (ssize_t)sizeof pool) return GW_ERR;
         used = 0;
+        filled_by = getpid();
     }
     for (int i = 0; i < 16; i++) {
         out[2 * i] = digits[pool[used + (size_t)i] >> 4];

@@ -7,7 +7,10 @@
  * for the oldest command that has not timed out covers them all. A
  * command whose caller left (cancel, timeout) stays on the list with no
  * callback until its reply comes, so the reply finds it and is dropped.
- * The context sits on the loop through redis_poll.c. */
+ * The context sits on the loop through redis_poll.c.
+ * A subscriber (gw_redis_new_subscriber) is the same client with no user
+ * commands: once READY it sends SUBSCRIBE for each of its channels, and
+ * again after every reconnect. */
 #include "base/redis.h"
 #include "base/redis_poll.h"
 #include "base/sentinel.h"
@@ -50,6 +53,13 @@ struct gw_redis_cmd {
 
 struct gw_redis {
     uv_loop_t *loop;
+    /* A subscriber's: its channels, and where their messages go. */
+    int subscriber;
+    char **channels;
+    size_t nchannels;
+    int subs_waiting;            /* SUBSCRIBE confirmations still due after a connect */
+    gw_redis_message_fn on_message;
+    void *message_ud;
     struct gw_redis_url url;
     char name[1024];             /* the URL without its password */
     long timeout_ms;
@@ -78,6 +88,13 @@ struct gw_redis {
 };
 
 static void connect_start(struct gw_redis *r);
+
+/* The gauge of this client's state: the command connection's, or the
+ * subscriber's. */
+static void set_connected(struct gw_redis *r, int up) {
+    if (r->subscriber) gw_metrics.redis_subscriber_connected = up;
+    else gw_metrics.redis_connected = up;
+}
 
 /* --- URL ---------------------------------------------------------------- */
 
@@ -492,18 +509,21 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
 /* --- connecting ----------------------------------------------------------- */
 
 static void log_outage(struct gw_redis *r, const char *what, const char *why) {
-    if (!r->outage_logged)
+    if (!r->outage_logged && r->subscriber)
+        gw_log(GW_LOG_WARNING, "redis subscriber: %s %s: %s (cluster messages published meanwhile "
+               "are lost; retrying in the background)", what, r->name, why);
+    else if (!r->outage_logged)
         gw_log(GW_LOG_WARNING, "redis: %s %s: %s (Redis commands fail with \"redis unavailable\"; "
                "retrying in the background)", what, r->name, why);
     else
-        gw_log(GW_LOG_DEBUG, "redis: %s %s: %s", what, r->name, why);
+        gw_log(GW_LOG_DEBUG, "redis%s: %s %s: %s", r->subscriber ? " subscriber" : "", what, r->name, why);
     r->outage_logged = 1;
 }
 
 static void on_conn_timer(uv_timer_t *h);
 
 static void schedule_retry(struct gw_redis *r) {
-    gw_metrics.redis_connected = 0;
+    set_connected(r, 0);
     r->state = ST_DOWN;
     uv_timer_start(&r->conn_timer, on_conn_timer, r->retry_ms, 0);
     r->retry_ms = r->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : r->retry_ms * 2;
@@ -536,14 +556,21 @@ static void reset(struct gw_redis *r) {
     fail_queued(r);
 }
 
+static void send_subscribe(struct gw_redis *r, const char *channel);
+
 static void became_ready(struct gw_redis *r) {
     r->state = ST_READY;
-    gw_metrics.redis_connected = 1;
+    set_connected(r, 1);
     r->timeouts_in_row = 0;
     r->retry_ms = RETRY_MIN_MS;
     r->outage_logged = 0;
     uv_timer_stop(&r->conn_timer);
-    gw_log(GW_LOG_NOTICE, "redis: connected to %s", r->name);
+    gw_log(GW_LOG_NOTICE, "redis%s: connected to %s", r->subscriber ? " subscriber" : "", r->name);
+    if (r->subscriber) {
+        r->subs_waiting = (int)r->nchannels;
+        for (size_t i = 0; i < r->nchannels; i++) send_subscribe(r, r->channels[i]);
+        return;
+    }
     int failed = 0;
     for (struct gw_redis_cmd *c = r->pending.next; c != &r->pending; c = c->next) {
         if (!c->queued) continue;
@@ -640,11 +667,16 @@ static void send_handshake(struct gw_redis *r) {
     redisAsyncCommandArgv(r->ac, on_handshake, (void *)"PING", 1, argv, lens);
 }
 
-/* Where the client connects: r->url's host and port or socket (with
- * sentinels, the master they named last: set_master_address). */
+/* Where this attempt connects: the address in redis.url, or with
+ * sentinels the master they named last (set_master_address). The one step
+ * that decides the address, for the command connection and the
+ * subscriber alike. */
+static redisAsyncContext *open_context(struct gw_redis *r) {
+    return r->url.is_unix ? redisAsyncConnectUnix(r->url.path) : redisAsyncConnect(r->url.host, r->url.port);
+}
+
 static void connect_to(struct gw_redis *r) {
-    redisAsyncContext *ac = r->url.is_unix ? redisAsyncConnectUnix(r->url.path)
-                                           : redisAsyncConnect(r->url.host, r->url.port);
+    redisAsyncContext *ac = open_context(r);
     if (!ac) {
         went_down(r, "cannot connect to", "out of memory");
         return;
@@ -715,7 +747,7 @@ static void follow_master(struct gw_redis *r) {
     if (ac) gw_log(GW_LOG_NOTICE, "redis: leaving %s: the sentinels name another master", r->name);
     r->ac = NULL;
     r->state = ST_CONNECTING; /* commands sent from the callbacks below wait in the queue */
-    gw_metrics.redis_connected = 0;
+    set_connected(r, 0);
     r->timeouts_in_row = 0;
     r->retry_ms = RETRY_MIN_MS;
     if (ac) redisAsyncFree(ac); /* on_reply with NULL for each sent command */
@@ -761,20 +793,24 @@ static void sentinel_attach(struct gw_redis *r, struct gw_sentinel *s) {
 
 static void handle_closed(uv_handle_t *h) {
     struct gw_redis *r = h->data;
-    if (--r->open_handles == 0) free(r);
+    if (--r->open_handles > 0) return;
+    for (size_t i = 0; i < r->nchannels; i++) free(r->channels[i]);
+    free(r->channels);
+    free(r);
 }
 
-struct gw_redis *gw_redis_new(uv_loop_t *loop, const char *url, long command_timeout_ms,
-                              long max_pending, char *err, size_t errlen) {
+/* A client for 'url' on 'loop', not connecting yet; NULL for a bad URL. */
+static struct gw_redis *client_new(uv_loop_t *loop, const char *url, int subscriber, char *err,
+                                   size_t errlen) {
     struct gw_redis_url u;
     if (gw_redis_url_parse(url, &u, err, errlen) != GW_OK) return NULL;
     struct gw_redis *r = calloc(1, sizeof *r);
     if (!r) gw_panic("out of memory");
     r->loop = loop;
     r->url = u;
+    r->subscriber = subscriber;
     gw_redis_url_describe(&u, r->name, sizeof r->name);
-    r->timeout_ms = command_timeout_ms;
-    r->max_pending = max_pending > 0 ? max_pending : LONG_MAX;
+    r->max_pending = LONG_MAX;
     r->retry_ms = RETRY_MIN_MS;
     r->pending.next = r->pending.prev = &r->pending;
     r->cursor = &r->pending;
@@ -785,6 +821,15 @@ struct gw_redis *gw_redis_new(uv_loop_t *loop, const char *url, long command_tim
     if (use_sentinel) sentinel_attach(r, use_sentinel);
     /* A write to a Redis that just died must be an error, not a signal. */
     signal(SIGPIPE, SIG_IGN);
+    return r;
+}
+
+struct gw_redis *gw_redis_new(uv_loop_t *loop, const char *url, long command_timeout_ms,
+                              long max_pending, char *err, size_t errlen) {
+    struct gw_redis *r = client_new(loop, url, 0, err, errlen);
+    if (!r) return NULL;
+    r->timeout_ms = command_timeout_ms;
+    if (max_pending > 0) r->max_pending = max_pending;
     gw_log(GW_LOG_INFO, "redis: connecting to %s", r->name);
     connect_start(r);
     return r;
@@ -793,7 +838,7 @@ struct gw_redis *gw_redis_new(uv_loop_t *loop, const char *url, long command_tim
 void gw_redis_free(struct gw_redis *r) {
     if (!r) return;
     r->state = ST_STOPPED;
-    gw_metrics.redis_connected = 0;
+    set_connected(r, 0);
     uv_timer_stop(&r->conn_timer);
     uv_timer_stop(&r->cmd_timer);
     if (r->ask) gw_sentinel_cancel(r->ask);
@@ -820,6 +865,7 @@ int gw_redis_connected(const struct gw_redis *r) {
 
 struct gw_redis_cmd *gw_redis_command(struct gw_redis *r, int argc, const char **argv,
                                       const size_t *argvlen, gw_redis_reply_fn fn, void *ud) {
+    if (r->subscriber) gw_panic("redis: a command on the subscriber connection");
     if (r->state != ST_READY && r->state != ST_CONNECTING) {
         gw_metrics.redis_errors[GW_METRICS_REDIS_UNAVAILABLE]++;
         return NULL;
@@ -872,4 +918,55 @@ void gw_redis_cancel(struct gw_redis_cmd *c) {
         cmd_unlink(c->r, c);
         cmd_free(c);
     }
+}
+
+/* --- the subscriber -------------------------------------------------------- */
+
+/* Every reply on a subscribed channel: "subscribe" confirmations and
+ * "message"s. hiredis calls it with NULL when the context goes away. */
+static void on_subscribed(redisAsyncContext *ac, void *reply, void *privdata) {
+    struct gw_redis *r = privdata;
+    redisReply *rep = reply;
+    if (!rep || r->ac != ac || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3) return;
+    redisReply *kind = rep->element[0], *channel = rep->element[1], *payload = rep->element[2];
+    if (kind->type != REDIS_REPLY_STRING || channel->type != REDIS_REPLY_STRING) return;
+    if (strcasecmp(kind->str, "message") == 0 && payload->type == REDIS_REPLY_STRING) {
+        r->on_message(r->message_ud, channel->str, channel->len, payload->str, payload->len);
+    } else if (strcasecmp(kind->str, "subscribe") == 0 && r->subs_waiting > 0 && --r->subs_waiting == 0) {
+        r->on_message(r->message_ud, NULL, 0, NULL, 0);
+    }
+}
+
+static void send_subscribe(struct gw_redis *r, const char *channel) {
+    const char *argv[2] = {"SUBSCRIBE", channel};
+    size_t lens[2] = {9, strlen(channel)};
+    redisAsyncCommandArgv(r->ac, on_subscribed, r, 2, argv, lens);
+}
+
+struct gw_redis *gw_redis_new_subscriber(uv_loop_t *loop, const char *url, gw_redis_message_fn fn,
+                                         void *ud, char *err, size_t errlen) {
+    struct gw_redis *r = client_new(loop, url, 1, err, errlen);
+    if (!r) return NULL;
+    r->on_message = fn;
+    r->message_ud = ud;
+    gw_log(GW_LOG_INFO, "redis subscriber: connecting to %s", r->name);
+    connect_start(r);
+    return r;
+}
+
+int gw_redis_subscribe(struct gw_redis *r, const char *channel) {
+    if (!r->subscriber) gw_panic("redis: SUBSCRIBE on the command connection");
+    for (size_t i = 0; i < r->nchannels; i++)
+        if (strcmp(r->channels[i], channel) == 0) return GW_OK;
+    char **grown = realloc(r->channels, (r->nchannels + 1) * sizeof *grown);
+    char *copy = strdup(channel);
+    if (!grown || !copy) {
+        if (grown) r->channels = grown;
+        free(copy);
+        return GW_ERR;
+    }
+    r->channels = grown;
+    r->channels[r->nchannels++] = copy;
+    if (gw_redis_connected(r)) send_subscribe(r, copy);
+    return GW_OK;
 }

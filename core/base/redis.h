@@ -110,4 +110,24 @@ struct gw_redis_cmd *gw_redis_command(struct gw_redis *r, int argc, const char *
  * the reply is dropped when it arrives. 'c' is invalid afterwards. */
 void gw_redis_cancel(struct gw_redis_cmd *c);
 
+/* A subscriber's news: a message published on one of its channels
+ * ('channel' and 'msg' are valid only during the call), or, with 'channel'
+ * NULL, "every channel is subscribed": after each connect, once Redis has
+ * confirmed the SUBSCRIBE of every channel the client had then. */
+typedef void (*gw_redis_message_fn)(void *ud, const char *channel, size_t channel_len,
+                                    const char *msg, size_t len);
+
+/* A client in subscriber mode for pub/sub: the same connecting, AUTH,
+ * SELECT, backoff and logging as gw_redis_new, but no commands
+ * (gw_redis_command on it is a bug); once connected, and again after each
+ * reconnect, it subscribes to every channel given to gw_redis_subscribe.
+ * Messages published while it is down are lost (Redis pub/sub). Free it
+ * with gw_redis_free. NULL with a reason in 'err' only for a bad URL. */
+struct gw_redis *gw_redis_new_subscriber(uv_loop_t *loop, const char *url, gw_redis_message_fn fn,
+                                         void *ud, char *err, size_t errlen);
+
+/* Add 'channel' (copied) to the subscriber's channels, subscribing now
+ * when connected. GW_OK, or GW_ERR when out of memory. */
+int gw_redis_subscribe(struct gw_redis *r, const char *channel);
+
 #endif

@@ -48,12 +48,15 @@ static void set_integer(lua_State *L, const char *k, long long v) {
 
 void gw_ops_push_figures(lua_State *L) {
     const struct gw_metrics *m = &gw_metrics;
-    lua_createtable(L, 0, 16);
+    lua_createtable(L, 0, 19);
     set_integer(L, "connectionsHttp", m->conns[GW_METRICS_HTTP]);
     set_integer(L, "connectionsWebsocket", m->conns[GW_METRICS_WEBSOCKET]);
     set_integer(L, "connectionsSocket", m->conns[GW_METRICS_SOCKET]);
     set_integer(L, "pendingActions", gw_drain_count(GW_DRAIN_CALLS));
     set_integer(L, "redisConnected", m->redis_connected);
+    set_integer(L, "redisSubscriberConnected", m->redis_subscriber_connected);
+    set_integer(L, "clusterPublished", (long long)m->cluster_published);
+    set_integer(L, "clusterReceived", (long long)m->cluster_received);
     /* Cumulative, as the exposition format has them; the last is +Inf. */
     lua_createtable(L, GW_METRICS_REDIS_BUCKETS + 1, 0);
     unsigned long long cum = 0;

@@ -217,6 +217,9 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
                                   cfg->redis_max_pending, err, errlen)))
         gw_panic("redis.url passed the config check but not gw_redis_new: %s", err);
     gw_runtime_set_redis(rt, s->redis);
+    if (cfg->cluster_enabled &&
+        gw_pubsub_start(s->redis, cfg->redis_url, cfg->cluster_heartbeat, err, errlen) != GW_OK)
+        gw_panic("redis.url passed the config check but not the subscriber: %s", err);
 
     if (print_listening && cfg->web_enabled) print_listener("web", "http", cfg->web_host, s->web_fd);
     if (print_listening && cfg->socket_enabled) print_listener("socket", "tcp", cfg->socket_host, s->socket_fd);
@@ -247,6 +250,7 @@ static void finish_shutdown(struct gw_server *s) {
      * drain were aborted) get "redis unavailable" and may run on a little,
      * so this comes before the timers are cancelled and lws goes. */
     gw_runtime_set_redis(s->rt, NULL);
+    gw_pubsub_stop();
     gw_redis_free(s->redis);
     s->redis = NULL;
     gw_redis_use_sentinel(NULL);

@@ -39,6 +39,7 @@ static const luaL_Reg preloaded[] = {
     {"gateway.regex", gw_open_regex}, /* vm/regexlib.c */
     {"gateway.json", gw_open_json},   /* vm/jsonlib.c */
     {"gateway.loop", gw_open_loop},   /* vm/looplib.c */
+    {"gateway.pubsub", gw_open_pubsub}, /* vm/pubsublib.c */
     {"gateway.conn", gw_open_conn},   /* runtime/connlib.c */
     {"cjson", luaopen_cjson},
     {NULL, NULL},

@@ -103,6 +103,11 @@ static const struct key schema[] = {
     {"redis.sentinels", K_LIST, "{}", 0, 0},
     {"redis.masterName", K_STRING, "''", 0, 0},
     {"redis.sentinelPassword", K_STRING, "''", 0, 0},
+    /* The cluster (issue 17, docs/realtime.md): pub/sub between workers, presence. */
+    {"cluster", K_TABLE, NULL, 0, 0},
+    {"cluster.enabled", K_BOOL, "true", 0, 0},
+    {"cluster.heartbeat", K_INT, "1000", 100, 60000},
+    {"cluster.deadAfter", K_INT, "5000", 300, 3600000},
     {"logging", K_TABLE, NULL, 0, 0},
     {"logging.level", K_STRING, "'info'", 0, 0},
     {"logging.format", K_STRING, "'text'", 0, 0},
@@ -596,6 +601,11 @@ static int finish(struct loader *ld_, struct gw_config *out) {
         fail(&ld, "servers.websocket.path", "must start with '/'");
         return GW_ERR;
     }
+    if (get_int(L, "cluster.deadAfter") < 3 * get_int(L, "cluster.heartbeat")) {
+        fail(&ld, "cluster.deadAfter", "must be at least 3 times cluster.heartbeat (%ld), or a "
+             "worker late by one beat would be taken for dead", get_int(L, "cluster.heartbeat"));
+        return GW_ERR;
+    }
     if (load_ops(&ld, out) != GW_OK) return GW_ERR;
 
     get_string(L, "name", out->name, sizeof out->name);
@@ -650,6 +660,11 @@ static int finish(struct loader *ld_, struct gw_config *out) {
     get_string(L, "redis.url", out->redis_url, sizeof out->redis_url);
     out->redis_command_timeout = get_int(L, "redis.commandTimeout");
     out->redis_max_pending = get_int(L, "redis.maxPending");
+    lua_getfield(L, -1, "cluster");
+    lua_getfield(L, -1, "enabled");
+    out->cluster_enabled = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    out->cluster_heartbeat = get_int(L, "cluster.heartbeat");
     get_string(L, "paths.public", out->public_dir, sizeof out->public_dir);
 
     return GW_OK;

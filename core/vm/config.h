@@ -53,6 +53,8 @@ struct gw_config {
     long redis_max_pending;     /* commands waiting for Redis; past it new ones fail */
     unsigned long redis_allow;  /* redis.allowCommands as gw_redis_allow's mask */
     struct gw_sentinel_conf redis_sentinel; /* redis.sentinels...; n == 0: none */
+    int cluster_enabled;        /* the pub/sub connection and presence (docs/realtime.md) */
+    long cluster_heartbeat;     /* ms between this worker's beats (and sweeps) */
     char config_dir[4096];
     char public_dir[4096];  /* paths.public, absolute */
 };

@@ -10,6 +10,8 @@
  *                    instance of its own at each call
  *   gw_open_loop  -> "gateway.loop"  (looplib.c): after, wait/wake; needs
  *                    the event loop, so only inside the gateway
+ *   gw_open_pubsub -> "gateway.pubsub" (pubsublib.c): the cluster's Redis
+ *                    pub/sub connection and fire-and-forget commands
  * api.regex and api.json are registered by the built-in modules
  * (modules/builtins.c), from the same openers. */
 #ifndef GW_LIBS_H
@@ -24,6 +26,22 @@ int gw_open_core(lua_State *L);
 int gw_open_regex(lua_State *L);
 int gw_open_json(lua_State *L);
 int gw_open_loop(lua_State *L);
+int gw_open_pubsub(lua_State *L);
+
+struct gw_redis;
+
+/* Start this worker's pub/sub connection to 'url' (a subscriber on the
+ * loop of the state gateway.pubsub's start() was called in), subscribing
+ * to the channels Lua asked for, and its tick every 'tick_ms'; 'cmd' is
+ * the shared command connection publish() and send() use. Does nothing
+ * when Lua never called start(). GW_ERR with a reason in 'err' for a bad
+ * URL. */
+int gw_pubsub_start(struct gw_redis *cmd, const char *url, long tick_ms, char *err, size_t errlen);
+
+/* Stop the ticks and free the subscriber (the loop must run on to close
+ * it); publish() and send() return false from now on. Before the command
+ * connection is freed. */
+void gw_pubsub_stop(void);
 
 /* [-0, +1] match(subject, pattern [, flags]) and test(...) as gateway.regex
  * has them (regexlib.c); with 'limit_is_nomatch' a match over pcre2's

@@ -167,6 +167,7 @@ end
 
 function R.shutdown()
   rt.shuttingDown = true
+  rt.api.cluster.stop()
 end
 
 R.rt = rt

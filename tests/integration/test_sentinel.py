@@ -22,6 +22,7 @@ import gateway as gw
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REDIS_ACTIONS = os.path.join(HERE, "redis_actions")
+CLUSTER_ACTIONS = os.path.join(HERE, "cluster_actions")
 
 pytestmark = pytest.mark.asan
 
@@ -280,6 +281,47 @@ def test_a_dead_sentinel_is_replaced_by_the_next(cluster, sentinels, redis_binar
     assert s2.command("SENTINEL", "FAILOVER", "m") == "OK"
     follow(g, master, replica, since, "itest:sentinel:%s" % uuid.uuid4().hex[:10])
     assert re.search(r"switched: .* \(from sentinel 127\.0\.0\.1:%d\)" % s2.port, g.log_since(since))
+
+
+# -- the cluster's subscriber connection ------------------------------------------------------
+
+
+def lrange(server, k):
+    return [x.decode() if isinstance(x, bytes) else x for x in server.command("LRANGE", k, 0, -1)]
+
+
+def test_the_cluster_subscriber_follows_a_failover(cluster, make_gateway):
+    """Two nodes hear each other over pub/sub on the master; after a failover both the
+    command and the subscriber connection of each use the new master, every node says it
+    subscribed again (onResubscribed), and a message published on one reaches both."""
+    master, replica, s = cluster
+    nodes = []
+    for _ in range(2):
+        cfg = sentinel_config(["127.0.0.1:%d" % s.port])
+        cfg["paths"]["actions"].append(CLUSTER_ACTIONS)
+        cfg["redis"]["prefix"] = "sent:"
+        nodes.append(make_gateway(cfg))
+    for g in nodes:
+        wait_connected(g, gw.bound(10))
+        assert g.wait_for_log(r"redis subscriber: connected to redis://127\.0\.0\.1:%d/0" % master.port,
+                              timeout=gw.bound(10))
+    wait_until("both nodes beat", lambda: len(master.command("ZRANGE", "sent:cluster:workers", 0, -1)) == 2,
+               gw.bound(10))
+    since = [g.log_size() for g in nodes]
+    assert s.command("SENTINEL", "FAILOVER", "m") == "OK"
+    for g, off in zip(nodes, since):
+        for who in ("redis", "redis subscriber"):
+            assert g.wait_for_log(r"%s: connected to redis://127\.0\.0\.1:%d/0 \(master \"m\"\)"
+                                  % (who, replica.port), timeout=gw.bound(20), since=off), who
+    wait_until("both nodes subscribed again",
+               lambda: len(set(lrange(replica, "sent:test:resubscribed"))) == 2, gw.bound(10))
+    tag = uuid.uuid4().hex[:8]
+    status, body = nodes[0].json("POST", "/api/cluster_publish", {"tag": tag})
+    assert status == 200 and body["published"] is True, body
+    heard = wait_until("both nodes hear the message",
+                       lambda: len(lrange(replica, "sent:test:echo:" + tag)) == 2 and
+                       lrange(replica, "sent:test:echo:" + tag), gw.bound(5))
+    assert len({h.split(" from ")[0] for h in heard}) == 2, heard
 
 
 # -- a sentinel that names a replica -------------------------------------------------------

@@ -22,7 +22,7 @@ local MAY_REQUIRE = {
 -- Provided by the C core (preloaded), below every layer.
 local FROM_C = {
   ["gateway.core"] = true, ["gateway.regex"] = true, ["gateway.json"] = true,
-  ["gateway.loop"] = true, ["gateway.conn"] = true,
+  ["gateway.loop"] = true, ["gateway.conn"] = true, ["gateway.pubsub"] = true,
 }
 
 -- module name -> file path, for every .lua file under lua/gateway.

@@ -13,7 +13,8 @@ local rt = st.rt
 
 local FIGURES = {
   connectionsHttp = 1, connectionsWebsocket = 0, connectionsSocket = 0, pendingActions = 0,
-  redisConnected = 1, redisBounds = { 0.001 }, redisBuckets = { 2, 3 }, redisCount = 3, redisSum = 0.5,
+  redisConnected = 1, redisSubscriberConnected = 1, clusterPublished = 4, clusterReceived = 5,
+  redisBounds = { 0.001 }, redisBuckets = { 2, 3 }, redisCount = 3, redisSum = 0.5,
   redisErrorsReply = 0, redisErrorsTimeout = 0, redisErrorsUnavailable = 0, workerRestarts = 0,
   worker = -1, pid = 1, startTime = 1000, now = 1010,
 }
@@ -44,6 +45,9 @@ describe("pipeline.metrics", function()
     assert.truthy(body:find('duration_seconds_count{action="a",transport="web"} 3', 1, true))
     assert.falsy(body:find('duration_seconds_count{action="",', 1, true))
     assert.truthy(body:find('gateway_redis_command_duration_seconds_bucket{le="+Inf"} 3', 1, true))
+    assert.truthy(body:find('gateway_redis_subscriber_connected 1\n', 1, true))
+    assert.truthy(body:find('gateway_cluster_messages_total{direction="out"} 4\n', 1, true))
+    assert.truthy(body:find('gateway_cluster_messages_total{direction="in"} 5\n', 1, true))
     assert.are.equal("\n", body:sub(-1))
   end)
 

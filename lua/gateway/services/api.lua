@@ -112,16 +112,35 @@ function M.new(config, builtins)
   end
 
   -- api.cluster: messages between the workers sharing this Redis (gateway.services.cluster).
-  api.cluster = require("gateway.services.cluster").new(json)
+  api.cluster = require("gateway.services.cluster").new(json, config, redis)
 
   -- api.consumers.broadcast / groupSend / members: see gateway.services.consumers.
   api.consumers = require("gateway.services.consumers").api(json)
 
-  -- api.connections.send(id, message) -> true | false: server push to a WebSocket or
-  -- TCP connection; a table is sent as JSON.
+  -- api.connections.send(id, message) -> true | false, reason: server push to a WebSocket
+  -- or TCP connection on any worker or node; a table is sent as JSON. A connection of this
+  -- worker gets it at once (true: queued for it). Any other id is published to the
+  -- cluster on the topic "gateway.send", and the worker holding it queues it: true then
+  -- means published (whether a worker holds the id is not known here; a message to a
+  -- closed or unknown connection is dropped); false, reason when Redis is unreachable.
   function api.connections.send(id, message)
-    return connections.send(api.connections.connections, json, id, message)
+    local registry = api.connections.connections
+    if registry[id] or not api.cluster.distributed() then
+      return connections.send(registry, json, id, message)
+    end
+    local text = message
+    if type(message) ~= "string" then
+      local ok, encoded = pcall(json.encode, message)
+      if not ok then error("api.connections.send: " .. tostring(encoded), 2) end
+      text = encoded
+    end
+    return api.cluster.publish("gateway.send", { id = id, text = text })
   end
+  api.cluster.on("gateway.send", function(payload)
+    if type(payload) == "table" and type(payload.id) == "string" and type(payload.text) == "string" then
+      connections.send(api.connections.connections, json, payload.id, payload.text)
+    end
+  end)
 
   return api
 end

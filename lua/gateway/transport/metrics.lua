@@ -107,6 +107,15 @@ local function render(rt, f)
   family(out, "gateway_redis_connected", "gauge", "1 when this worker's Redis connection is ready, else 0.")
   out[#out + 1] = "gateway_redis_connected " .. value(f.redisConnected)
 
+  family(out, "gateway_redis_subscriber_connected", "gauge",
+    "1 when this worker's pub/sub connection (the cluster's) is ready, else 0.")
+  out[#out + 1] = "gateway_redis_subscriber_connected " .. value(f.redisSubscriberConnected)
+
+  family(out, "gateway_cluster_messages_total", "counter",
+    "Cluster messages this worker published, and received on its channel (its own included).")
+  out[#out + 1] = 'gateway_cluster_messages_total{direction="out"} ' .. value(f.clusterPublished)
+  out[#out + 1] = 'gateway_cluster_messages_total{direction="in"} ' .. value(f.clusterReceived)
+
   family(out, "gateway_redis_command_duration_seconds", "histogram",
     "Time from sending a Redis command to its reply, for commands that got one.")
   for i, b in ipairs(f.redisBounds) do
