@@ -241,7 +241,7 @@ def test_discovers_the_master_and_follows_a_failover(cluster, make_gateway):
     # Each call was answered: done, or 503 "redis unavailable" for one in flight at the switch.
     assert set(calls.statuses) <= {200, 503}, calls.statuses
     assert calls.statuses[-1] == 200
-    assert g.wait_for_log(r"connected to redis://127\.0\.0\.1:%d/0 \(master \"m\"\)" % replica.port,
+    assert g.wait_for_log(r"redis: connected to redis://127\.0\.0\.1:%d/0 \(master \"m\"\)" % replica.port,
                           timeout=1, since=since)
 
 
@@ -259,7 +259,7 @@ def test_follows_a_killed_master(cluster, make_gateway):
     assert calls.statuses[-1] == 200
     # Each worker follows on its own.
     wait_until("both workers use the new master", lambda: len(re.findall(
-        r"connected to redis://127\.0\.0\.1:%d/0" % replica.port, g.log_since(since))) == 2,
+        r"redis: connected to redis://127\.0\.0\.1:%d/0" % replica.port, g.log_since(since))) == 2,
         gw.bound(10), g.describe)
     g.assert_serving()
 
