@@ -4,6 +4,7 @@
  *   subscribe(channel)          add a channel to the pub/sub connection
  *   publish(channel, text)      -> true | false, reason
  *   send(cmd, ...)              -> true | false, reason
+ *                               (a command api.redis refuses raises)
  *   active()                    -> true once the server started the connection
  *   stop()                      no more ticks (graceful shutdown)
  * publish and send go over the shared command connection and never wait:
@@ -198,8 +199,19 @@ static int l_publish(lua_State *L) {
     return n;
 }
 
-/* pubsub.send(cmd, ...) -> true | false, reason */
-static int l_send(lua_State *L) { return send_args(L, 1); }
+/* pubsub.send(cmd, ...) -> true | false, reason; raises for a command the
+ * shared connection refuses (gw_redis_refuses), as api.redis does. */
+static int l_send(lua_State *L) {
+    int argc = lua_gettop(L);
+    if (argc >= 1 && argc <= STACK_ARGS) {
+        const char *argv[STACK_ARGS];
+        size_t lens[STACK_ARGS];
+        for (int i = 0; i < argc; i++) argv[i] = luaL_checklstring(L, i + 1, &lens[i]);
+        const char *why = gw_redis_refuses(argc, argv, lens);
+        if (why) return luaL_error(L, "%s is not allowed: %s", argv[0], why);
+    }
+    return send_args(L, 1);
+}
 
 /* pubsub.active() -> boolean */
 static int l_active(lua_State *L) {

@@ -244,6 +244,22 @@ def test_publish_reaches_every_worker_once_sender_included(make_gateway, private
     assert len(senders) == 1 and senders <= set(ids), heard
 
 
+def test_command_is_sent_without_waiting_and_refuses_what_api_redis_refuses(make_gateway, private_redis, tmp_path):
+    redis = private_redis(tcp=True)
+    g = start_node(make_gateway, tmp_path, redis, "g")
+    wait_workers(redis, "cl:", 1)
+    answer = call(g, "POST", "/api/cluster_command", {"key": "k1"})
+    assert answer["sent"] is True and answer["refused"] is True, answer
+    deadline = time.monotonic() + gw.bound(5)
+    while redis.command("GET", "cl:test:k1") != b"set":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    redis.kill()
+    assert g.wait_for_log(r"redis: lost the connection", timeout=gw.bound(5), since=0)
+    answer = call(g, "POST", "/api/cluster_command", {"key": "k2"})
+    assert answer["sent"] is False and answer["why"] == "redis unavailable", answer
+
+
 def test_different_prefixes_do_not_hear_each_other(make_gateway, private_redis, tmp_path):
     redis = private_redis(tcp=True)
     x = start_node(make_gateway, tmp_path, redis, "x", prefix="px:")
@@ -342,6 +358,24 @@ def test_killed_node_is_cleaned_up_once_within_the_bound(make_gateway, private_r
     b.stop()
 
 
+def test_killed_two_worker_node_each_worker_cleaned_up_once(make_gateway, private_redis, tmp_path):
+    redis = private_redis(tcp=True)
+    a, b, c = three(make_gateway, tmp_path, redis)
+    before = wait_workers(redis, "cl:", 4)
+    survivors = {call(b, "GET", "/api/cluster_id")["id"], call(c, "GET", "/api/cluster_id")["id"]}
+    victims = set(before) - survivors
+    assert len(victims) == 2, (before, survivors)
+    a.expect_exit = -signal.SIGKILL
+    os.killpg(a.pid, signal.SIGKILL)  # the master and both workers, as a node losing power
+    gone = wait_list(redis, "cl:test:gone", 2, gw.bound(GONE_BOUND))
+    time.sleep(2 * HEARTBEAT_MS / 1000.0 + 0.5)
+    gone = lrange(redis, "cl:test:gone")
+    assert sorted(g.split(" by ")[0] for g in gone) == sorted(victims), gone
+    assert {g.split(" by ")[1] for g in gone} <= survivors, gone
+    assert sorted(workers_of(redis, "cl:")) == sorted(survivors)
+    a.stop()
+
+
 def test_clean_shutdown_leaves_at_once_and_is_not_reaped(make_gateway, private_redis, tmp_path):
     redis = private_redis(tcp=True)
     a = start_node(make_gateway, tmp_path, redis, "a")
@@ -363,6 +397,13 @@ def test_cluster_disabled_stays_in_process(make_gateway, private_redis, tmp_path
     assert call(g, "POST", "/api/cluster_publish", {"tag": "local"})["published"] is True
     assert len(wait_list(redis, "cl:test:echo:local", 1, gw.bound(5))) == 1
     assert workers_of(redis, "cl:") == []
+    # api.connections.send reaches this worker's connections only: false for any other id.
+    assert push(g, "elsewhere", {"x": 1}) is False
+    [(client, cid)] = connect_clients(g, 1)
+    assert push(g, cid, {"here": 1}) is True
+    assert json.loads(client.read_line(timeout=gw.bound(5))) == {"here": 1}
+    client.close()
+    assert metric(g, "gateway_redis_subscriber_connected") == 0
 
 
 def test_dead_after_below_three_heartbeats_is_a_startup_error(private_redis, tmp_path):

@@ -23,6 +23,10 @@
 --   cluster.distributed()               -> true when messages go through Redis to other
 --       workers; false when they stay in this process (no server: busted specs, the spec
 --       helper; or cluster.enabled = false)
+--   cluster.command(cmd, ...)           -> true | false, reason: a Redis command over the
+--       shared connection without waiting for its reply (an error reply is logged), for
+--       cleanup where nothing can wait (a close callback); false, reason when Redis is
+--       unreachable or there is no server. Commands api.redis refuses raise.
 --   cluster.stop()                      graceful shutdown: no more beats, and this worker
 --       leaves the presence set at once (others run no onWorkerGone for it)
 --
@@ -43,6 +47,8 @@ local M = {}
 -- A dead worker's cleanup is claimed for this long (ms): should the claimer die while it
 -- runs the onWorkerGone handlers, another survivor takes the work over after it.
 M.REAP_TTL = 30000
+-- How long onResubscribed handlers wait for the command connection to be back (ms).
+M.RESYNC_WAIT = 5000
 
 -- Record this worker's beat in Redis time; 1 when the entry was new.
 local BEAT = [[
@@ -149,13 +155,31 @@ function M.new(json, config, redis)
   function cluster.onWorkerGone(fn) goneHandlers[#goneHandlers + 1] = fn end
   function cluster.onResubscribed(fn) resubscribedHandlers[#resubscribedHandlers + 1] = fn end
 
+  function cluster.command(...)
+    if not cluster.distributed() then return false, "the cluster is not connected" end
+    return wire.send(...)
+  end
+
   if not wire then
     function cluster.stop() end
     return cluster
   end
 
-  -- Each onResubscribed handler in a task of its own.
+  -- Suspend the calling task for `ms` milliseconds.
+  local function pause(ms)
+    local co = coroutine.running()
+    loop.after(ms, function() loop.wake(co) end)
+    loop.wait()
+  end
+
+  -- Each onResubscribed handler in a task of its own, once the command connection is back
+  -- too (the two reconnect on their own; handlers put state back into Redis), or after
+  -- RESYNC_WAIT ms without it.
   local function resubscribed()
+    for _ = 1, M.RESYNC_WAIT // 50 do
+      if redis.connected() then break end
+      pause(50)
+    end
     for _, fn in ipairs(resubscribedHandlers) do loop.after(0, runHandler, fn) end
   end
 
@@ -164,11 +188,12 @@ function M.new(json, config, redis)
   -- sweeps only once that is deadAfter ago: after a Redis outage every beat in Redis is
   -- stale, and the others need a beat of their own before anyone may judge them.
   local healthySince
+  local refusedLogged = false
 
   -- Claim the dead workers' cleanups and run the onWorkerGone handlers for each, in this
   -- task, one after the other; then forget the worker.
   local function sweep()
-    sweeping = true
+    sweeping = core.now_ms()
     local ok, err = xpcall(function()
       local claimed = redis.pcall("EVAL", SWEEP, 2, workersKey, reapPrefix, deadAfter, cluster.id, M.REAP_TTL)
       if type(claimed) ~= "table" then return end
@@ -185,10 +210,15 @@ function M.new(json, config, redis)
 
   local function beat()
     beating = true
-    local added = redis.pcall("EVAL", BEAT, 1, workersKey, cluster.id)
+    local added, err = redis.pcall("EVAL", BEAT, 1, workersKey, cluster.id)
     beating = false
     if added == nil then
       healthySince = nil
+      -- Redis down or slow is said by the Redis client; a refusal (an ACL without EVAL) only here.
+      if err ~= "redis unavailable" and err ~= "redis timeout" and not refusedLogged then
+        refusedLogged = true
+        core.log("error", "cluster: Redis refused this worker's beat; presence is off", { "error", tostring(err) })
+      end
       return
     end
     if added == 1 and beaten then
@@ -200,7 +230,10 @@ function M.new(json, config, redis)
     beaten = true
     local now = core.now_ms()
     healthySince = healthySince or now
-    if not sweeping and now - healthySince >= deadAfter then sweep() end
+    -- A sweep whose handlers still wait after REAP_TTL (its claims have expired: others
+    -- took them over) no longer holds this worker's sweeps up.
+    local free = not sweeping or now - sweeping > M.REAP_TTL
+    if free and now - healthySince >= deadAfter then sweep() end
   end
 
   local first = true

@@ -23,6 +23,19 @@ return {
     end,
   },
   {
+    name = "cluster_command",
+    description = "I send a Redis command without waiting for its reply",
+    inputs = { key = { required = true } },
+    run = function(api, data, next)
+      local ok, why = api.cluster.command("SET", prefix .. "test:" .. data.params.key, "set")
+      data.response.sent = ok
+      data.response.why = why
+      local refused, err = pcall(api.cluster.command, "FLUSHALL")
+      data.response.refused = not refused and tostring(err):find("FLUSHALL is not allowed", 1, true) ~= nil
+      next()
+    end,
+  },
+  {
     name = "cluster_publish",
     description = "I publish test.echo with a tag to the cluster",
     inputs = { tag = { required = true } },
