@@ -7,12 +7,13 @@
  * for the oldest command that has not timed out covers them all. A
  * command whose caller left (cancel, timeout) stays on the list with no
  * callback until its reply comes, so the reply finds it and is dropped.
- * The context sits on the loop through a copy of hiredis 1.0's libuv
- * adapter (see poller_cb for why not the 0.14 one).
+ * The context sits on the loop through redis_poll.c.
  * A subscriber (gw_redis_new_subscriber) is the same client with no user
  * commands: once READY it sends SUBSCRIBE for each of its channels, and
  * again after every reconnect. */
 #include "base/redis.h"
+#include "base/redis_poll.h"
+#include "base/sentinel.h"
 #include "base/metrics.h"
 #include "base/gw.h"
 #include "base/log.h"
@@ -76,6 +77,14 @@ struct gw_redis {
     struct gw_redis_cmd pending; /* list head */
     struct gw_redis_cmd *cursor; /* oldest command not yet timed out, or &pending */
     int open_handles;
+    /* With redis.sentinels: where the master is (url's host and port are
+     * its last known address), the ask under way, and the watch that says
+     * when it moved ('moved': conn_timer is to leave this one). */
+    struct gw_sentinel *sentinel;
+    struct gw_sentinel_ask *ask;
+    struct gw_sentinel_watch *watch;
+    int moved;
+    int role_warned;             /* ROLE was refused (NOPERM): logged once */
 };
 
 static void connect_start(struct gw_redis *r);
@@ -451,6 +460,7 @@ static void on_cmd_timer(uv_timer_t *h) {
         if (fn) gw_metrics.redis_errors[GW_METRICS_REDIS_TIMEOUT]++;
         if (fn) fn(ud, NULL, "redis timeout");
     }
+    if (r->sentinel && r->timeouts_in_row > 0) gw_sentinel_check(r->sentinel); /* a failover? */
     if (r->timeouts_in_row >= RESET_AFTER_TIMEOUTS && r->state == ST_READY && r->ac) reset(r);
     arm_timer(r);
 }
@@ -483,6 +493,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
     cmd_unlink(r, c);
     cmd_free(c);
     if (reply) r->timeouts_in_row = 0;
+    if (reply && r->sentinel && ((redisReply *)reply)->type == REDIS_REPLY_ERROR &&
+        strncmp(((redisReply *)reply)->str, "READONLY", 8) == 0)
+        gw_sentinel_check(r->sentinel); /* the master we know became a replica */
     if (fn) { /* a reply its caller still waits for (a timed-out one was counted) */
         if (!reply) gw_metrics.redis_errors[GW_METRICS_REDIS_UNAVAILABLE]++;
         else {
@@ -491,65 +504,6 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
         }
     }
     if (fn) fn(ud, reply, reply ? NULL : "redis unavailable");
-}
-
-/* --- the context on the loop -------------------------------------------- */
-
-/* hiredis's own libuv adapter (adapters/libuv.h) as of hiredis 1.0. The
- * 0.14 one Debian ships ignores a poll error: libuv reports POLLERR (a
- * refused connect, a reset connection) as a status with no events, so
- * hiredis would never look at the socket and the context would hang.
- * Here an error wakes hiredis for the events it asked for; its read,
- * write or connect check then meets the socket error and disconnects. */
-struct poller {
-    redisAsyncContext *ac; /* NULL once hiredis has let go of it */
-    uv_poll_t handle;
-    int events;
-};
-
-static void poller_cb(uv_poll_t *h, int status, int events) {
-    struct poller *p = h->data;
-    int ev = status < 0 ? p->events : events;
-    if (p->ac && (ev & UV_READABLE)) redisAsyncHandleRead(p->ac);
-    if (p->ac && (ev & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
-}
-
-static void poller_update(struct poller *p, int events) {
-    p->events = events;
-    if (events) uv_poll_start(&p->handle, events, poller_cb);
-    else uv_poll_stop(&p->handle);
-}
-
-static void poller_add_read(void *d) { struct poller *p = d; poller_update(p, p->events | UV_READABLE); }
-static void poller_del_read(void *d) { struct poller *p = d; poller_update(p, p->events & ~UV_READABLE); }
-static void poller_add_write(void *d) { struct poller *p = d; poller_update(p, p->events | UV_WRITABLE); }
-static void poller_del_write(void *d) { struct poller *p = d; poller_update(p, p->events & ~UV_WRITABLE); }
-
-static void poller_closed(uv_handle_t *h) { free(h->data); }
-
-/* hiredis is freeing the context (it closes the fd right after). */
-static void poller_cleanup(void *d) {
-    struct poller *p = d;
-    p->ac = NULL;
-    uv_close((uv_handle_t *)&p->handle, poller_closed);
-}
-
-static int poller_attach(redisAsyncContext *ac, uv_loop_t *loop) {
-    struct poller *p = calloc(1, sizeof *p);
-    if (!p) return GW_ERR;
-    if (uv_poll_init(loop, &p->handle, ac->c.fd) != 0) {
-        free(p);
-        return GW_ERR;
-    }
-    p->ac = ac;
-    p->handle.data = p;
-    ac->ev.data = p;
-    ac->ev.addRead = poller_add_read;
-    ac->ev.delRead = poller_del_read;
-    ac->ev.addWrite = poller_add_write;
-    ac->ev.delWrite = poller_del_write;
-    ac->ev.cleanup = poller_cleanup;
-    return GW_OK;
 }
 
 /* --- connecting ----------------------------------------------------------- */
@@ -630,14 +584,33 @@ static void became_ready(struct gw_redis *r) {
     if (failed) fail_queued(r);
 }
 
-/* Replies to AUTH, SELECT and the final PING. 'privdata' names the step. */
+/* ROLE's answer starts with "master" on a master. */
+static int role_is_master(const redisReply *rep) {
+    return rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 && rep->element[0]->type == REDIS_REPLY_STRING &&
+           strcmp(rep->element[0]->str, "master") == 0;
+}
+
+/* Replies to AUTH, SELECT, ROLE (with sentinels) and the final PING.
+ * 'privdata' names the step. */
 static void on_handshake(redisAsyncContext *ac, void *reply, void *privdata) {
     struct gw_redis *r = ac->data;
     redisReply *rep = reply;
     if (!r || r->ac != ac || !rep || r->handshake_failed) return;
-    if (rep->type == REDIS_REPLY_ERROR) {
+    int is_role = strcmp(privdata, "ROLE") == 0;
+    if (is_role && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOPERM", 6) == 0) {
+        /* An ACL user without ROLE: trust the sentinels (a READONLY reply still sends us back). */
+        if (!r->role_warned)
+            gw_log(GW_LOG_WARNING, "redis: %s: cannot check that it is the master (ROLE: %s); trusting "
+                   "the sentinels", r->name, rep->str);
+        r->role_warned = 1;
+        return;
+    }
+    int not_master = is_role && !role_is_master(rep);
+    if (rep->type == REDIS_REPLY_ERROR || not_master) {
         char why[512];
-        gw_fmt(why, sizeof why, "%s failed: %s", (const char *)privdata, rep->str);
+        if (not_master) /* the sentinels named it before a failover ended */
+            gw_fmt(why, sizeof why, "ROLE says it is not the master; asking the sentinels again");
+        else gw_fmt(why, sizeof why, "%s failed: %s", (const char *)privdata, rep->str);
         r->handshake_failed = 1;
         log_outage(r, "cannot use", why);
         redisAsyncDisconnect(ac); /* after the remaining replies; then on_disconnect */
@@ -687,25 +660,28 @@ static void send_handshake(struct gw_redis *r) {
     }
     const char *argv[1] = {"PING"};
     size_t lens[1] = {4};
+    if (r->sentinel) { /* a sentinel's answer may be stale: check it is the master */
+        const char *role[1] = {"ROLE"};
+        redisAsyncCommandArgv(r->ac, on_handshake, (void *)"ROLE", 1, role, lens);
+    }
     redisAsyncCommandArgv(r->ac, on_handshake, (void *)"PING", 1, argv, lens);
 }
 
-/* Where this attempt connects: the address in redis.url. The one step
+/* Where this attempt connects: the address in redis.url, or with
+ * sentinels the master they named last (set_master_address). The one step
  * that decides the address, for the command connection and the
  * subscriber alike. */
 static redisAsyncContext *open_context(struct gw_redis *r) {
     return r->url.is_unix ? redisAsyncConnectUnix(r->url.path) : redisAsyncConnect(r->url.host, r->url.port);
 }
 
-static void connect_start(struct gw_redis *r) {
-    r->state = ST_CONNECTING;
-    r->handshake_failed = 0;
+static void connect_to(struct gw_redis *r) {
     redisAsyncContext *ac = open_context(r);
     if (!ac) {
         went_down(r, "cannot connect to", "out of memory");
         return;
     }
-    if (ac->err || poller_attach(ac, r->loop) != GW_OK) {
+    if (ac->err || gw_redis_poll_attach(ac, r->loop) != GW_OK) {
         char why[256];
         gw_fmt(why, sizeof why, "%s", ac->err ? ac->c.errstr : "cannot poll the socket");
         redisAsyncFree(ac);
@@ -723,8 +699,68 @@ static void connect_start(struct gw_redis *r) {
     uv_timer_start(&r->conn_timer, on_conn_timer, CONNECT_TIMEOUT_MS, 0);
 }
 
+static void set_master_address(struct gw_redis *r, const char *host, int port) {
+    char url[1024];
+    r->url.is_unix = 0;
+    gw_fmt(r->url.host, sizeof r->url.host, "%s", host);
+    r->url.port = port;
+    gw_redis_url_describe(&r->url, url, sizeof url);
+    gw_fmt(r->name, sizeof r->name, "%s (master \"%s\")", url, gw_sentinel_master(r->sentinel));
+}
+
+/* The sentinels' answer to this attempt's ask. */
+static void on_master_found(void *ud, const char *host, int port, const char *err) {
+    struct gw_redis *r = ud;
+    r->ask = NULL;
+    if (err) {
+        went_down(r, "cannot find", err);
+        return;
+    }
+    set_master_address(r, host, port);
+    connect_to(r);
+}
+
+static void connect_start(struct gw_redis *r) {
+    r->state = ST_CONNECTING;
+    r->handshake_failed = 0;
+    if (r->sentinel) r->ask = gw_sentinel_ask(r->sentinel, on_master_found, r);
+    else connect_to(r);
+}
+
+/* The sentinels name the master (after a poll, an ask or +switch-master).
+ * Elsewhere than this client is or is trying to be: leave from conn_timer,
+ * outside this callback. */
+static void on_master_named(void *ud, const char *host, int port, const char *err) {
+    struct gw_redis *r = ud;
+    (void)err;
+    if (r->state == ST_STOPPED || r->ask || r->moved) return;
+    if (!r->url.is_unix && strcmp(r->url.host, host) == 0 && r->url.port == port) return;
+    r->moved = 1;
+    uv_timer_start(&r->conn_timer, on_conn_timer, 0, 0);
+}
+
+/* Leave the old master now rather than wait for it to fail: commands sent
+ * to it get "redis unavailable" (a write among them may have run there);
+ * queued ones wait for the connection to the new one. */
+static void follow_master(struct gw_redis *r) {
+    redisAsyncContext *ac = r->ac;
+    if (ac) gw_log(GW_LOG_NOTICE, "redis: leaving %s: the sentinels name another master", r->name);
+    r->ac = NULL;
+    r->state = ST_CONNECTING; /* commands sent from the callbacks below wait in the queue */
+    set_connected(r, 0);
+    r->timeouts_in_row = 0;
+    r->retry_ms = RETRY_MIN_MS;
+    if (ac) redisAsyncFree(ac); /* on_reply with NULL for each sent command */
+    connect_start(r);
+}
+
 static void on_conn_timer(uv_timer_t *h) {
     struct gw_redis *r = h->data;
+    if (r->moved) {
+        r->moved = 0;
+        follow_master(r);
+        return;
+    }
     if (r->state == ST_DOWN) {
         connect_start(r);
         return;
@@ -739,6 +775,21 @@ static void on_conn_timer(uv_timer_t *h) {
 }
 
 /* --- the client --------------------------------------------------------- */
+
+/* Process-wide, as the config is: gw_redis_use_sentinel sets it at startup. */
+static struct gw_sentinel *use_sentinel;
+
+void gw_redis_use_sentinel(struct gw_sentinel *s) { use_sentinel = s; }
+
+/* Find the master through 's' from now on: redis.url gives only the user,
+ * password and db. */
+static void sentinel_attach(struct gw_redis *r, struct gw_sentinel *s) {
+    r->sentinel = s;
+    r->url.host[0] = '\0';
+    r->url.port = 0;
+    gw_fmt(r->name, sizeof r->name, "master \"%s\" (through the sentinels)", gw_sentinel_master(s));
+    r->watch = gw_sentinel_watch(s, on_master_named, r);
+}
 
 static void handle_closed(uv_handle_t *h) {
     struct gw_redis *r = h->data;
@@ -767,6 +818,7 @@ static struct gw_redis *client_new(uv_loop_t *loop, const char *url, int subscri
     uv_timer_init(loop, &r->cmd_timer);
     r->conn_timer.data = r->cmd_timer.data = r;
     r->open_handles = 2;
+    if (use_sentinel) sentinel_attach(r, use_sentinel);
     /* A write to a Redis that just died must be an error, not a signal. */
     signal(SIGPIPE, SIG_IGN);
     return r;
@@ -789,6 +841,10 @@ void gw_redis_free(struct gw_redis *r) {
     set_connected(r, 0);
     uv_timer_stop(&r->conn_timer);
     uv_timer_stop(&r->cmd_timer);
+    if (r->ask) gw_sentinel_cancel(r->ask);
+    r->ask = NULL;
+    gw_sentinel_unwatch(r->watch);
+    r->watch = NULL;
     fail_queued(r);
     if (r->ac) {
         /* Runs on_reply with NULL for every sent command (their callers

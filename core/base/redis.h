@@ -57,6 +57,17 @@ const char *gw_redis_allowable_names(void);
  * in 'mask', for the whole process (redis.allowCommands); 0 by default. */
 void gw_redis_allow(unsigned long mask);
 
+struct gw_sentinel; /* base/sentinel.h */
+
+/* Make the clients created from now on find their Redis through 's' (NULL:
+ * redis.url's host, the default), for the whole process: each attempt
+ * asks the sentinels where the master is, checks that ROLE says master
+ * there, and a client leaves for the new master as soon as the sentinels
+ * name another one (commands sent to the old one get "redis unavailable").
+ * redis.url still gives the user, password and db. 's' must outlive the
+ * clients. */
+void gw_redis_use_sentinel(struct gw_sentinel *s);
+
 /* Called exactly once per command unless it was cancelled: with the reply
  * (valid only during the call; it may be an error reply) and err NULL, or
  * with reply NULL and err "redis unavailable" (connection lost or client

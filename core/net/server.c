@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "vm/vm.h"
 #include "base/redis.h"
+#include "base/sentinel.h"
 #include "net/socket.h"
 #include "net/ws.h"
 #include "net/conncap.h"
@@ -58,6 +59,7 @@ struct gw_server {
     struct gw_ws *ws;
     struct gw_socket *socket;
     struct gw_redis *redis;
+    struct gw_sentinel *sentinel; /* NULL without redis.sentinels */
     int socket_fd, own_socket_fd;
     struct lws_protocols protocols[2];
     lws_retry_bo_t idle_policy; /* WebSocket pings; lws keeps a pointer to it */
@@ -244,6 +246,8 @@ struct gw_server *gw_server_new(uv_loop_t *loop, struct gw_runtime *rt, int web_
 
     /* Last, as nothing after it can fail; Redis being down is not an error. */
     gw_redis_allow(cfg->redis_allow);
+    if (cfg->redis_sentinel.n) s->sentinel = gw_sentinel_new(loop, &cfg->redis_sentinel);
+    gw_redis_use_sentinel(s->sentinel);
     if (!(s->redis = gw_redis_new(loop, cfg->redis_url, cfg->redis_command_timeout,
                                   cfg->redis_max_pending, err, errlen)))
         gw_panic("redis.url passed the config check but not gw_redis_new: %s", err);
@@ -295,6 +299,9 @@ static void finish_shutdown(struct gw_server *s) {
     gw_pubsub_stop();
     gw_redis_free(s->redis);
     s->redis = NULL;
+    gw_redis_use_sentinel(NULL);
+    gw_sentinel_free(s->sentinel);
+    s->sentinel = NULL;
     gw_loop_shutdown();        /* timer.after callbacks not yet started: logged as dropped */
     /* Started ones still waiting (api.sleep, modules). */
     int stopped = gw_task_abort_unowned(gw_runtime_vm(s->rt));

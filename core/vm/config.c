@@ -4,6 +4,7 @@
 #include "base/gw.h"
 #include "base/log.h"
 #include "base/redis.h"
+#include "base/sentinel.h"
 
 #include <lauxlib.h>
 #include <limits.h>
@@ -112,6 +113,10 @@ static const struct key schema[] = {
     {"redis.maxPending", K_INT, "10000", 1, LONG_MAX},
     {"redis.allowCommands", K_LIST, "{}", 0, 0},
     {"redis.maxListSize", K_INT, "1000", 1, LONG_MAX},
+    /* Redis Sentinel (issue 17): find the master through these instead of redis.url's host. */
+    {"redis.sentinels", K_LIST, "{}", 0, 0},
+    {"redis.masterName", K_STRING, "''", 0, 0},
+    {"redis.sentinelPassword", K_STRING, "''", 0, 0},
     /* The cluster (issue 17, docs/realtime.md): pub/sub between workers, presence. */
     {"cluster", K_TABLE, NULL, 0, 0},
     {"cluster.enabled", K_BOOL, "true", 0, 0},
@@ -564,6 +569,43 @@ static int load_tls(struct loader *ld, struct gw_config *out) {
     return GW_OK;
 }
 
+/* redis.sentinels, redis.masterName and redis.sentinelPassword into
+ * 'sc' (sc->n == 0: no Sentinel). A name without sentinels, or sentinels
+ * without a name, is a mistake worth stopping for. */
+static int load_sentinels(struct loader *ld, struct gw_sentinel_conf *sc) {
+    lua_State *L = ld->L;
+    char why[512];
+    memset(sc, 0, sizeof *sc);
+    get_string(L, "redis.masterName", sc->master, sizeof sc->master);
+    get_string(L, "redis.sentinelPassword", sc->password, sizeof sc->password);
+    lua_getfield(L, -1, "redis");
+    lua_getfield(L, -1, "sentinels");
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    lua_pop(L, 2);
+    if (n > GW_SENTINEL_MAX) return fail(ld, "redis.sentinels", "at most %d sentinels", GW_SENTINEL_MAX);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_getfield(L, -1, "redis");
+        lua_getfield(L, -1, "sentinels");
+        lua_rawgeti(L, -1, i);
+        int ok = gw_sentinel_addr_parse(lua_tostring(L, -1), &sc->addr[i - 1], why, sizeof why);
+        lua_pop(L, 3);
+        if (ok != GW_OK) return fail(ld, "redis.sentinels", "%s", why);
+    }
+    if (n > 0 && !sc->master[0])
+        return fail(ld, "redis.masterName", "required with redis.sentinels: the name the sentinels "
+                    "monitor the master by (sentinel monitor <name> ...)");
+    if (n == 0 && sc->master[0])
+        return fail(ld, "redis.masterName", "set, but redis.sentinels is empty: list the sentinels "
+                    "(\"host:port\"), or remove masterName to use redis.url's host");
+    if (n == 0 && sc->password[0])
+        return fail(ld, "redis.sentinelPassword", "set, but redis.sentinels is empty");
+    for (const char *p = sc->master; *p; p++)
+        if ((unsigned char)*p <= ' ')
+            return fail(ld, "redis.masterName", "no spaces or control characters in a master name");
+    sc->n = (int)n;
+    return GW_OK;
+}
+
 /* Check the values of the completed config at the top of L whose range a
  * type cannot express, and fill 'out' from it (all but config_dir). */
 static int finish(struct loader *ld_, struct gw_config *out) {
@@ -626,6 +668,7 @@ static int finish(struct loader *ld_, struct gw_config *out) {
         lua_pop(L, 1);
     }
     lua_pop(L, 2);
+    if (load_sentinels(&ld, &out->redis_sentinel) != GW_OK) return GW_ERR;
     get_string(L, "servers.websocket.path", buf, sizeof buf);
     if (buf[0] != '/') {
         fail(&ld, "servers.websocket.path", "must start with '/'");

@@ -7,6 +7,7 @@
 #include <lua.h>
 
 #include "base/cidr.h"
+#include "base/sentinel.h"
 
 /* What C needs from the config; the full table stays in Lua (api.config). */
 struct gw_config {
@@ -59,6 +60,7 @@ struct gw_config {
     long redis_command_timeout; /* ms; 0: none */
     long redis_max_pending;     /* commands waiting for Redis; past it new ones fail */
     unsigned long redis_allow;  /* redis.allowCommands as gw_redis_allow's mask */
+    struct gw_sentinel_conf redis_sentinel; /* redis.sentinels...; n == 0: none */
     int cluster_enabled;        /* the pub/sub connection and presence (docs/realtime.md) */
     long cluster_heartbeat;     /* ms between this worker's beats (and sweeps) */
     char config_dir[4096];
