@@ -9,6 +9,7 @@
 #   --only LIST    http, ws or both (default both)
 #   --seconds S    measured load per transport (default 4)
 #   --conns N      connections (default 10)
+#   --keep DIR     keep each transport's dump as DIR/callgrind.<transport> (callgrind_annotate)
 #
 # One worker under `valgrind --tool=callgrind` (metadata off, TCP server off, log level
 # warning, cpuTimeout 0, a private redis-server when one is installed, else an unreachable
@@ -26,6 +27,7 @@ TREE=$(cd -- "$BENCH_DIR/.." && pwd -P)
 ONLY="http ws"
 SECS=4
 CONNS=10
+KEEP=
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
 while (($# > 0)); do
   case $1 in
@@ -33,6 +35,7 @@ while (($# > 0)); do
     --only) ONLY=${2:?}; ONLY=${ONLY//,/ }; shift ;;
     --seconds) SECS=${2:?}; shift ;;
     --conns) CONNS=${2:?}; shift ;;
+    --keep) KEEP=${2:?}; shift ;;
     -h|--help) usage 0 ;;
     *) printf 'unknown argument: %s\n\n' "$1" >&2; usage 2 ;;
   esac
@@ -117,6 +120,7 @@ measure() { # transport
   local ir
   ir=$(dump_ir)
   echo "INSTR transport=$tr requests=$n ir=$ir ir_per_req=$(awk -v a="$ir" -v b="$n" 'BEGIN { printf "%.0f", a / b }')"
+  if [[ -n $KEEP ]]; then mkdir -p "$KEEP"; cp "$(ls -t "$TMP"/callgrind.out.* | head -n1)" "$KEEP/callgrind.$tr"; fi
   rm -f "$TMP"/callgrind.out.*.[0-9]*
 }
 
