@@ -6,7 +6,8 @@
 # Usage: bench/instructions.sh [--tree DIR] [--only http,ws] [--seconds S] [--conns N]
 #   --tree DIR     measure DIR/build/gateway with DIR's example config, actions, middleware and
 #                  public folder (default: this checkout); run it once per tree to compare two
-#   --only LIST    http, ws or both (default both)
+#   --only LIST    http, ws or both (default both); `idle` adds a window without load (the
+#                  instructions of timers and background work, printed as a total)
 #   --seconds S    measured load per transport (default 4)
 #   --conns N      connections (default 10)
 #   --keep DIR     keep each transport's dump as DIR/callgrind.<transport> (callgrind_annotate)
@@ -125,7 +126,11 @@ measure() { # transport
 }
 
 for tr in $ONLY; do
-  [[ $tr == http || $tr == ws ]] || die "unknown transport '$tr' (http, ws)"
+  [[ $tr == http || $tr == ws || $tr == idle ]] || die "unknown transport '$tr' (http, ws)"
+  if [[ $tr == idle ]]; then
+    callgrind_control -z "$GATEWAY_PID" >/dev/null 2>&1; sleep "$SECS"; callgrind_control -d "$GATEWAY_PID" >/dev/null 2>&1
+    echo "INSTR idle ir=$(dump_ir)"; rm -f "$TMP"/callgrind.out.*.[0-9]*; continue
+  fi
   measure "$tr"
 done
 stop_pid "$GATEWAY_PID"
