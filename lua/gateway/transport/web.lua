@@ -303,8 +303,11 @@ function W.handle(rt, ctx)
   -- Which action (SPEC §6): the router decides, and merges the params of the route or
   -- handler that chose it into params. What the processor needs to know of the choice
   -- goes on ctx (its `extra`).
-  local extension = path:match("%.([^./]+)$")
-  local rawRest = ctx.rawPath and apiRest(rt, ctx.rawPath)
+  -- Plain finds first: an unanchored pattern is tried at every position of the path.
+  local extension = path:find(".", 1, true) and path:match("%.([^./]+)$") or nil
+  local rawPath = ctx.rawPath
+  local rawRest
+  if rawPath == path then rawRest = rest elseif rawPath then rawRest = apiRest(rt, rawPath) end
   local name, routeParams, matched, handlerAction =
     router.resolve(rt.reg, method, rest, rawRest, params, extension)
   if not name then return plainError(rt, matched, routeParams, ctx) end -- a handler's 405
