@@ -93,7 +93,10 @@ end
 local function parseInto(rt, r, text)
   local msg, why = processor.decode(rt, text)
   if why then return "invalid JSON: " .. why end
-  if type(msg) ~= "table" or text:match("^%s*%[") then return "invalid JSON" end
+  if type(msg) ~= "table" then return "invalid JSON" end
+  -- An array decodes to a table too: a non-empty one has [1], which an object (string
+  -- keys) never has; an empty one is told from {} by its text.
+  if (msg[1] ~= nil or next(msg) == nil) and text:match("^%s*%[") then return "invalid JSON" end
   local null = rt.json.null
   if msg.request_id ~= nil then
     r.idKey, r.id = "request_id", msg.request_id
