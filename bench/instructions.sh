@@ -91,12 +91,15 @@ launch_gateway "$TMP/gateway.lua" "$TMP/out" "$TMP/err" \
 PORT=$GATEWAY_PORT
 log "gateway (callgrind) pid $GATEWAY_PID on port $PORT; tree $TREE"
 
-# Total Ir of the newest dump of the gateway's process.
-dump_ir() {
-  local f
-  f=$(ls -t "$TMP"/callgrind.out.* | head -n1)
-  awk '/^(summary|totals):/ { print $2; exit }' "$f"
+# The newest callgrind dump of the gateway's process, and its total Ir.
+newest_dump() {
+  local f newest=''
+  for f in "$TMP"/callgrind.out.*; do
+    [[ -z $newest || $f -nt $newest ]] && newest=$f
+  done
+  printf '%s\n' "$newest"
 }
+dump_ir() { awk '/^(summary|totals):/ { print $2; exit }' "$(newest_dump)"; }
 
 measure() { # transport
   local tr=$1 n out
@@ -121,7 +124,7 @@ measure() { # transport
   local ir
   ir=$(dump_ir)
   echo "INSTR transport=$tr requests=$n ir=$ir ir_per_req=$(awk -v a="$ir" -v b="$n" 'BEGIN { printf "%.0f", a / b }')"
-  if [[ -n $KEEP ]]; then mkdir -p "$KEEP"; cp "$(ls -t "$TMP"/callgrind.out.* | head -n1)" "$KEEP/callgrind.$tr"; fi
+  if [[ -n $KEEP ]]; then mkdir -p "$KEEP"; cp "$(newest_dump)" "$KEEP/callgrind.$tr"; fi
   rm -f "$TMP"/callgrind.out.*.[0-9]*
 }
 
