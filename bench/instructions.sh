@@ -10,6 +10,7 @@
 #                  instructions of timers and background work, printed as a total)
 #   --seconds S    measured load per transport (default 4)
 #   --conns N      connections (default 10)
+#   --path P       the HTTP load's path (default /api/randomNumber; e.g. /api/nope for 404s)
 #   --keep DIR     keep each transport's dump as DIR/callgrind.<transport> (callgrind_annotate)
 #
 # One worker under `valgrind --tool=callgrind` (metadata off, TCP server off, log level
@@ -29,6 +30,7 @@ ONLY="http ws"
 SECS=4
 CONNS=10
 KEEP=
+URLPATH=/api/randomNumber
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
 while (($# > 0)); do
   case $1 in
@@ -37,6 +39,7 @@ while (($# > 0)); do
     --seconds) SECS=${2:?}; shift ;;
     --conns) CONNS=${2:?}; shift ;;
     --keep) KEEP=${2:?}; shift ;;
+    --path) URLPATH=${2:?}; shift ;;
     -h|--help) usage 0 ;;
     *) printf 'unknown argument: %s\n\n' "$1" >&2; usage 2 ;;
   esac
@@ -104,14 +107,14 @@ dump_ir() { awk '/^(summary|totals):/ { print $2; exit }' "$(newest_dump)"; }
 measure() { # transport
   local tr=$1 n out
   if [[ $tr == http ]]; then
-    wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$PORT/api/randomNumber" >/dev/null
+    wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$PORT$URLPATH" >/dev/null
   else
     "$WSLOAD" load 127.0.0.1 "$PORT" /ws "$CONNS" 2 >/dev/null
   fi
   callgrind_control -z "$GATEWAY_PID" >/dev/null 2>&1
   if [[ $tr == http ]]; then
     out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$BENCH_DIR/wrk-report.lua" \
-      "http://127.0.0.1:$PORT/api/randomNumber")
+      "http://127.0.0.1:$PORT$URLPATH")
     n=$(sed -n 's/^BENCH_RESULT .*requests=\([0-9]*\).*/\1/p' <<<"$out")
     grep -qE 'http_errors=0 connect_errors=0 read_errors=0 write_errors=0 timeouts=0' <<<"$out" || log "wrk reported errors: $(grep BENCH_RESULT <<<"$out")"
   else
