@@ -70,8 +70,10 @@ M.envelope = envelope
 -- An error answered without running an action (bad message, over-long line).
 local function reject(rt, ctx, transport, status, message, reply)
   metrics.observe(transport, "", status)
-  core.log("info", nil, { "type", transport, "status", status, "error", message,
-    "connection", tostring(ctx.connection.id) })
+  if core.log_enabled("info") then
+    core.log("info", nil, { "type", transport, "status", status, "error", message,
+      "connection", tostring(ctx.connection.id) })
+  end
   return envelope(rt, reply or {}, status, { message })
 end
 M.reject = reject

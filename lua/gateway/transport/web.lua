@@ -243,8 +243,10 @@ W.errorAnswer = errorAnswer
 local PID = core.pid()
 local function plainError(rt, status, message, ctx)
   metrics.observe("web", "", status)
-  core.log("info", nil, { "type", "web", "status", status, "method", ctx.method, "path", ctx.path,
-    "requestId", ctx.requestId, "remoteIP", ctx.remoteIP, "pid", PID, "error", message })
+  if core.log_enabled("info") then
+    core.log("info", nil, { "type", "web", "status", status, "method", ctx.method, "path", ctx.path,
+      "requestId", ctx.requestId, "remoteIP", ctx.remoteIP, "pid", PID, "error", message })
+  end
   return errorAnswer(rt, status, message)
 end
 
