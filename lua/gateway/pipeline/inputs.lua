@@ -179,8 +179,9 @@ local MEMORY_ERROR = "not enough memory"
 
 -- Runs the validators in order and returns the first failure's message, or nil.
 local function validate(input, key, value, connection, action)
-  for _, validator in ipairs(input._validators) do
-    local ok, result = pcall(validator, value, connection, action, key)
+  local validators = input._validators
+  for i = 1, #validators do
+    local ok, result = pcall(validators[i], value, connection, action, key)
     if not ok then
       -- Running out of memory is the server's trouble, not the input's: raise it on,
       -- so the processor answers 500 instead of a 422 blaming the value.
@@ -210,36 +211,54 @@ function inputs.process(action, params, connection, opts)
   if keys == nil then
     error(string.format("Action %s: inputs.compile was not called", actionName(action)), 2)
   end
-  opts = opts or {}
-  local missing = opts.missing or DEFAULT_MISSING
-  local null = opts.null
-  local failures = {}
+  local missing, null = DEFAULT_MISSING, nil
+  if opts then missing, null = opts.missing or DEFAULT_MISSING, opts.null end
+  -- isMissing's answers, read once per call instead of once per check.
+  local missNil, missNull, missEmpty = missing["nil"] == true, missing["null"] == true, missing[""] == true
+  local all = action.inputs
+  local failures
 
-  for _, key in ipairs(keys) do
-    local input = action.inputs[key]
+  for i = 1, #keys do
+    local key = keys[i]
+    local input = all[key]
     local value = params[key]
+    local absent
+    if value == nil then absent = missNil
+    elseif value == "" then absent = missEmpty
+    else absent = null ~= nil and value == null and missNull end
 
-    if isMissing(value, missing, null) and input.default ~= nil then
-      if type(input.default) == "function" then
-        value = input.default(value, connection, action, key)
+    if absent and input.default ~= nil then
+      local default = input.default
+      if type(default) == "function" then
+        value = default(value, connection, action, key)
       else
-        value = copy(input.default)
+        value = copy(default)
       end
       params[key] = value
+      absent = isMissing(value, missing, null)
     end
 
-    if not isMissing(value, missing, null) then
-      for _, formatter in ipairs(input._formatters) do
-        value = formatter(value, connection, action, key)
-        params[key] = value
+    if not absent then
+      local formatters = input._formatters
+      local n = #formatters
+      if n > 0 then
+        for j = 1, n do
+          value = formatters[j](value, connection, action, key)
+          params[key] = value
+        end
+        -- A formatter may have made the value missing (trim of "  "), so check again.
+        absent = isMissing(value, missing, null)
       end
     end
 
-    -- A formatter may have made the value missing (trim of "  "), so check again.
-    if not isMissing(value, missing, null) then
+    if not absent then
       local message = validate(input, key, value, connection, action)
-      if message then failures[#failures + 1] = { key = key, message = message } end
+      if message then
+        failures = failures or {}
+        failures[#failures + 1] = { key = key, message = message }
+      end
     elseif input.required == true then
+      failures = failures or {}
       failures[#failures + 1] = {
         key = key,
         message = key .. " is a required parameter for this action",
@@ -248,7 +267,6 @@ function inputs.process(action, params, connection, opts)
     end
   end
 
-  if #failures == 0 then return nil end
   return failures
 end
 

@@ -382,7 +382,8 @@ function P.finish(data)
   if data.error then
     data.status = data.error.status or math.tointeger(tonumber(data.status)) or 400
   else
-    data.status = math.tointeger(tonumber(data.status)) or 200
+    local status = data.status
+    data.status = status ~= nil and math.tointeger(tonumber(status)) or 200
   end
   data.duration = now_ms() - data._started
   return data

@@ -49,7 +49,9 @@ function C.new(rt, type_, fields, handle)
 end
 
 -- What other services forget of a connection when it closes (live subscriptions): each
--- fn(connection), registered once at load, runs before the destroy middleware.
+-- fn(connection), registered once at load, runs before the destroy middleware, for the
+-- connections the gateway can push to (WebSocket, TCP, the spec helper's): only those can
+-- hold what the services keep (a web request's connection skips them).
 local closers = {}
 function C.onDestroy(fn)
   closers[#closers + 1] = fn
@@ -59,10 +61,12 @@ end
 function C.destroy(rt, connection)
   if not connection or connection._destroyed then return end
   connection._destroyed = true
-  handles[connection] = nil
-  for i = 1, #closers do
-    local ok, err = xpcall(closers[i], debug.traceback, connection)
-    if not ok then core.log("error", "closing a connection failed", { "error", tostring(err) }) end
+  if handles[connection] ~= nil then
+    handles[connection] = nil
+    for i = 1, #closers do
+      local ok, err = xpcall(closers[i], debug.traceback, connection)
+      if not ok then core.log("error", "closing a connection failed", { "error", tostring(err) }) end
+    end
   end
   local list = rt.reg.connectionMiddlewareList
   for i = 1, #list do

@@ -70,8 +70,10 @@ M.envelope = envelope
 -- An error answered without running an action (bad message, over-long line).
 local function reject(rt, ctx, transport, status, message, reply)
   metrics.observe(transport, "", status)
-  core.log("info", nil, { "type", transport, "status", status, "error", message,
-    "connection", tostring(ctx.connection.id) })
+  if core.log_enabled("info") then
+    core.log("info", nil, { "type", transport, "status", status, "error", message,
+      "connection", tostring(ctx.connection.id) })
+  end
   return envelope(rt, reply or {}, status, { message })
 end
 M.reject = reject
@@ -93,7 +95,10 @@ end
 local function parseInto(rt, r, text)
   local msg, why = processor.decode(rt, text)
   if why then return "invalid JSON: " .. why end
-  if type(msg) ~= "table" or text:match("^%s*%[") then return "invalid JSON" end
+  if type(msg) ~= "table" then return "invalid JSON" end
+  -- An array decodes to a table too: a non-empty one has [1], which an object (string
+  -- keys) never has; an empty one is told from {} by its text.
+  if (msg[1] ~= nil or next(msg) == nil) and text:match("^%s*%[") then return "invalid JSON" end
   local null = rt.json.null
   if msg.request_id ~= nil then
     r.idKey, r.id = "request_id", msg.request_id

@@ -243,8 +243,10 @@ W.errorAnswer = errorAnswer
 local PID = core.pid()
 local function plainError(rt, status, message, ctx)
   metrics.observe("web", "", status)
-  core.log("info", nil, { "type", "web", "status", status, "method", ctx.method, "path", ctx.path,
-    "requestId", ctx.requestId, "remoteIP", ctx.remoteIP, "pid", PID, "error", message })
+  if core.log_enabled("info") then
+    core.log("info", nil, { "type", "web", "status", status, "method", ctx.method, "path", ctx.path,
+      "requestId", ctx.requestId, "remoteIP", ctx.remoteIP, "pid", PID, "error", message })
+  end
   return errorAnswer(rt, status, message)
 end
 
@@ -303,8 +305,11 @@ function W.handle(rt, ctx)
   -- Which action (SPEC §6): the router decides, and merges the params of the route or
   -- handler that chose it into params. What the processor needs to know of the choice
   -- goes on ctx (its `extra`).
-  local extension = path:match("%.([^./]+)$")
-  local rawRest = ctx.rawPath and apiRest(rt, ctx.rawPath)
+  -- Plain finds first: an unanchored pattern is tried at every position of the path.
+  local extension = path:find(".", 1, true) and path:match("%.([^./]+)$") or nil
+  local rawPath = ctx.rawPath
+  local rawRest
+  if rawPath == path then rawRest = rest elseif rawPath then rawRest = apiRest(rt, rawPath) end
   local name, routeParams, matched, handlerAction =
     router.resolve(rt.reg, method, rest, rawRest, params, extension)
   if not name then return plainError(rt, matched, routeParams, ctx) end -- a handler's 405
