@@ -643,14 +643,23 @@ class Gateway:
         /proc/net/tcp: {"state", "tx_queue", "rx_queue", "accepted"}, or None when there is
         none. tx_queue: bytes sent but not yet acknowledged (the client's window is full);
         rx_queue: bytes received that the gateway has not read; accepted: the gateway holds
-        it (a connection still in the listen queue has no inode)."""
+        it (a connection still in the listen queue has no inode). When several rows match
+        (a timewait entry left by an earlier connection between the same two ports, listed
+        with inode 0, besides the live one), the one the gateway holds is given."""
+        sides = self.server_sides(client_port)
+        return next((s for s in sides if s["accepted"]), sides[0] if sides else None)
+
+    def server_sides(self, client_port):
+        """Every row of /proc/net/tcp between the gateway's port and 'client_port', as
+        server_side() describes them, in the kernel's order (for failure messages)."""
+        out = []
         for fields in _proc_net("tcp"):
             local, remote = fields[1].rsplit(":", 1), fields[2].rsplit(":", 1)
             if int(local[1], 16) == self.port and int(remote[1], 16) == client_port:
                 tx, rx = fields[4].split(":")
-                return {"state": fields[3], "tx_queue": int(tx, 16), "rx_queue": int(rx, 16),
-                        "accepted": fields[9] != "0"}
-        return None
+                out.append({"state": fields[3], "tx_queue": int(tx, 16), "rx_queue": int(rx, 16),
+                            "accepted": fields[9] != "0"})
+        return out
 
     def wait_clients_closed(self, timeout=3.0):
         """Wait (bounded, 'timeout' scaled by bound()) until client_sockets() is empty: the

@@ -62,7 +62,8 @@ def _wait_read(g, sock, timeout=3.0):
         side = g.server_side(port)
         if side and side["accepted"] and side["rx_queue"] == 0:
             return
-        assert time.monotonic() < deadline, "the gateway never read the request: %r" % (side,)
+        assert time.monotonic() < deadline, "the gateway never read the request on port %d: %r" % (
+            port, g.server_sides(port))
         time.sleep(0.01)
 
 

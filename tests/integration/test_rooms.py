@@ -593,7 +593,12 @@ def test_add_and_remove_member_on_another_node(make_gateway, private_redis, tmp_
             view = ok(await caller.call("roomsApi", {"op": "status", "room": "remote"}))["result"]
             return target.id in view["members"]
         await wait_until(member, what="the remote member to join")
-        assert ok(await target.call("whoami"))["rooms"] == ["remote"]
+        # The holder writes Redis first, then its own index when Redis answers (svc.join): a
+        # whoami it reads between the two still says []. Wait for the holder's own view.
+
+        async def holder_sees():
+            return ok(await target.call("whoami"))["rooms"] == ["remote"]
+        await wait_until(holder_sees, what="the holder to list the room on the connection")
         # The holder's join hooks decide: "forbidden" is refused there (logged), nothing joins.
         ok(await caller.call("roomsApi", {"op": "add", "room": "forbidden"}))
         ok(await caller.call("roomsApi", {"op": "addMember", "id": target.id, "room": "forbidden"}))

@@ -270,6 +270,10 @@ def test_sighup_while_a_worker_loads_does_not_kill_it(make_gateway, tmp_path):
     g.start(timeout=gw.bound(20))
     children = worker_pids(g, 2)
     assert len(children) == 2, g.describe()
+    # start() returns once the first worker listens; the other may still be loading
+    # slow_load.lua. Both must serve before one is killed, or the one killed may be the
+    # only one listening (connection refused until another has loaded).
+    assert set(pids_answering(g, children, 2, 400)) == set(children), g.describe()
     offset = g.log_size()
     os.kill(children[0], signal.SIGKILL)
     started = g.wait_for_log(STARTED_RE, timeout=gw.bound(10), since=offset)
