@@ -16,6 +16,7 @@
 -- process's own name.
 
 local core = require("gateway.core")
+local scripts = require("gateway.services.scripts")
 
 local M = {}
 
@@ -82,10 +83,6 @@ redis.call('DEL', KEYS[1])
 return 1
 ]]
 
-local function isNoScript(e)
-  return type(e) == "table" and type(e.err) == "string" and e.err:find("^NOSCRIPT") ~= nil
-end
-
 -- The connection of the action running in this coroutine (nil outside an action).
 local function currentConnection()
   return require("gateway.pipeline.processor").connectionOf(coroutine.running())
@@ -98,7 +95,6 @@ function M.new(api, config)
   local prefix = ((config.redis and config.redis.prefix) or "") .. "cache:"
   local lockPrefix = prefix .. "lock:"
   local processId -- made on first use, after any fork
-  local shas = {}
 
   local cache = { prefix = prefix, lockPrefix = lockPrefix }
 
@@ -109,21 +105,7 @@ function M.new(api, config)
     return processId .. ":" .. (c and tostring(c.id) or "process")
   end
 
-  local function eval(script, nkeys, ...)
-    local sha = shas[script]
-    if sha then
-      local ok, r = pcall(redis.call, "EVALSHA", sha, nkeys, ...)
-      if ok then return r end
-      if not isNoScript(r) then error(r, 0) end
-    end
-    -- First use, or Redis lost its script cache (restart, SCRIPT FLUSH): EVAL caches it.
-    local r = redis.call("EVAL", script, nkeys, ...)
-    if not sha then
-      local okLoad, loaded = pcall(redis.call, "SCRIPT", "LOAD", script)
-      if okLoad and type(loaded) == "string" then shas[script] = loaded end
-    end
-    return r
-  end
+  local eval = scripts.runner(redis)
 
   local function checkKey(fn, key)
     if type(key) ~= "string" and type(key) ~= "number" then

@@ -22,6 +22,7 @@
 -- Scripts reach keys they build from the prefix, so Redis Cluster is not supported here.
 
 local core = require("gateway.core")
+local scripts = require("gateway.services.scripts")
 local inputs = require("gateway.pipeline.inputs")
 
 local M = {}
@@ -150,10 +151,6 @@ return { redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]), redis.call(
   lens, redis.call('HGETALL', KEYS[5]) }
 ]]
 
-local function isNoScript(e)
-  return type(e) == "table" and type(e.err) == "string" and e.err:find("^NOSCRIPT") ~= nil
-end
-
 -- cjson reads every number as a float: integral ones come back as integers.
 local MAXINT = 2 ^ 53
 local function integers(v)
@@ -219,7 +216,6 @@ function M.new(api, config)
     processing = P .. "processing", failed = P .. "failed", stats = P .. "stats",
     seq = P .. "seq", recurring = P .. "recurring:", moves = P .. "moves",
   }
-  local shas = {}
   local reg = { tasks = {}, middleware = {}, plans = {} }
   local inputOpts = {}
   local loop -- gateway.loop, when in the gateway
@@ -240,21 +236,7 @@ function M.new(api, config)
 
   local tasks = { tasks = reg.tasks, keys = K, counts = counts }
 
-  local function eval(script, nkeys, ...)
-    local sha = shas[script]
-    if sha then
-      local ok, r = pcall(redis.call, "EVALSHA", sha, nkeys, ...)
-      if ok then return r end
-      if not isNoScript(r) then error(r, 0) end
-    end
-    -- First use, or Redis lost its script cache (a restart): EVAL, then cache the sha.
-    local r = redis.call("EVAL", script, nkeys, ...)
-    if not sha then
-      local okLoad, loaded = pcall(redis.call, "SCRIPT", "LOAD", script)
-      if okLoad and type(loaded) == "string" then shas[script] = loaded end
-    end
-    return r
-  end
+  local eval = scripts.runner(redis)
   tasks._eval = eval
 
   local function now() return math.floor(api.now()) end
