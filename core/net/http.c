@@ -750,6 +750,23 @@ static void push_ctx(struct http_conn *c, lua_State *L, const char *method, cons
     }
 }
 
+/* Write an answer the core made itself (not the runtime's), closing after it
+ * when the connection is not kept alive or the server stops; the next
+ * request is read once it is all sent. */
+static void send_answer(struct http_conn *c, const char *start, size_t len) {
+    if (!c->keep_alive || c->server->stopping) c->close_after = 1;
+    if (conn_write(c, start, len) != GW_OK) {
+        conn_close(c);
+        return;
+    }
+    if (c->nwrites) {
+        gw_drain_hold(GW_DRAIN_UNSENT);
+        c->in_flight = 2; /* written once the queue drains */
+        return;
+    }
+    request_done(c);
+}
+
 /* A fixed answer of the operations endpoints, the connection kept. */
 static void answer_fixed(struct http_conn *c, int status, const char *body, size_t blen) {
     char *p = out_reserve(512 + blen), *start = p;
@@ -761,17 +778,7 @@ static void answer_fixed(struct http_conn *c, int status, const char *body, size
         memcpy(p, body, blen);
         p += blen;
     }
-    if (!c->keep_alive || c->server->stopping) c->close_after = 1;
-    if (conn_write(c, start, (size_t)(p - start)) != GW_OK) {
-        conn_close(c);
-        return;
-    }
-    if (c->nwrites) {
-        gw_drain_hold(GW_DRAIN_UNSENT);
-        c->in_flight = 2; /* written once the queue drains */
-        return;
-    }
-    request_done(c);
+    send_answer(c, start, (size_t)(p - start));
 }
 
 /* /health, /ready and /metrics (net/ops.h), before routes and middleware:
@@ -919,17 +926,7 @@ static void answer_redirect(struct http_conn *c) {
         memmove(p, body, blen);
         p += blen;
     }
-    if (!c->keep_alive || c->server->stopping) c->close_after = 1;
-    if (conn_write(c, start, (size_t)(p - start)) != GW_OK) {
-        conn_close(c);
-        return;
-    }
-    if (c->nwrites) {
-        gw_drain_hold(GW_DRAIN_UNSENT);
-        c->in_flight = 2; /* written once the queue drains */
-        return;
-    }
-    request_done(c);
+    send_answer(c, start, (size_t)(p - start));
 }
 
 /* A complete request: a file, the probe, or the runtime. */
