@@ -13,6 +13,10 @@
 -- wait (api.redis, api.sleep, api.cache, sessions, timers) run as in the gateway. The
 -- runtime has a Lua state of its own: params, connection fields and answers cross as JSON.
 
+-- JSON numbers decode as floats: answers get their whole numbers back as integers, so
+-- that an id is 1 and not 1.0 in a string ("items/" .. id .. "/").
+local integers = require("gateway.services.integers")
+
 local H = {}
 
 local function dirOf(path)
@@ -94,16 +98,6 @@ local function stopRedis(th, redis)
   os.remove(redis.dir .. "/redis.sock")
   os.remove(redis.dir .. "/redis.log")
   os.remove(redis.dir)
-end
-
--- JSON numbers decode as floats: whole ones become integers, so that an id is 1 and
--- not 1.0 in a string ("items/" .. id .. "/").
-local function integers(v)
-  if type(v) == "number" then return math.tointeger(v) or v end
-  if type(v) == "table" then
-    for k, x in pairs(v) do v[k] = integers(x) end
-  end
-  return v
 end
 
 local Connection = {}

@@ -16,6 +16,7 @@
 -- process's own name.
 
 local core = require("gateway.core")
+local integers = require("gateway.services.integers")
 local scripts = require("gateway.services.scripts")
 
 local M = {}
@@ -131,23 +132,6 @@ function M.new(api, config)
 
   local function now() return math.floor(api.now()) end
 
-  -- cjson reads every number as a float: give integral ones back as integers (as they
-  -- most likely were saved), so 42 does not come back as 42.0.
-  local MAXINT = 2 ^ 53
-  local function integers(v)
-    local t = type(v)
-    if t == "number" then
-      if math.type(v) == "float" and v == math.floor(v) and v >= -MAXINT and v <= MAXINT then
-        return math.tointeger(v)
-      end
-    elseif t == "table" then
-      for k, x in pairs(v) do
-        local y = integers(x)
-        if y ~= x then v[k] = y end
-      end
-    end
-    return v
-  end
   local function decode(s)
     local ok, value = pcall(json.decode, s)
     if not ok then return false end

@@ -22,6 +22,7 @@
 -- Scripts reach keys they build from the prefix, so Redis Cluster is not supported here.
 
 local core = require("gateway.core")
+local integers = require("gateway.services.integers")
 local scripts = require("gateway.services.scripts")
 local inputs = require("gateway.pipeline.inputs")
 
@@ -150,24 +151,6 @@ end
 return { redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]), redis.call('LLEN', KEYS[4]),
   lens, redis.call('HGETALL', KEYS[5]) }
 ]]
-
--- cjson reads every number as a float: integral ones come back as integers.
-local MAXINT = 2 ^ 53
-local function integers(v)
-  local t = type(v)
-  if t == "number" then
-    if math.type(v) == "float" and v == math.floor(v) and v >= -MAXINT and v <= MAXINT then
-      return math.tointeger(v)
-    end
-  elseif t == "table" then
-    for k, x in pairs(v) do
-      local y = integers(x)
-      -- 0 == 0.0 in Lua: compare the number subtypes too.
-      if y ~= x or math.type(y) ~= math.type(x) then v[k] = y end
-    end
-  end
-  return v
-end
 
 local function errText(e)
   if type(e) == "table" then return tostring(e.message or e.err or e.error or "error") end
