@@ -1604,6 +1604,21 @@ static void on_closed(uv_handle_t *h) {
 
 static void tunnel_closed(uv_handle_t *h) { free(h->data); }
 
+/* A closing connection or stream lets go of its request in flight: the
+ * drain's hold on an unsent answer, the action (cancelled), a static file. */
+static void drop_request(struct http_conn *c) {
+    if (c->in_flight == 2) gw_drain_release(GW_DRAIN_UNSENT);
+    if (c->call) {
+        struct gw_call *call = c->call;
+        c->call = NULL;
+        gw_call_cancel(call);
+    }
+    if (c->file) {
+        gw_static_free(c->file);
+        c->file = NULL;
+    }
+}
+
 static void conn_close(struct http_conn *c) {
     if (c->parent) {
         stream_close(c);
@@ -1615,16 +1630,7 @@ static void conn_close(struct http_conn *c) {
     for (struct http_conn *s = c->streams; s; s = s->snext) stream_close(s);
     if (c->h2_unsent) gw_drain_release(GW_DRAIN_UNSENT);
     c->h2_unsent = 0;
-    if (c->in_flight == 2) gw_drain_release(GW_DRAIN_UNSENT);
-    if (c->call) {
-        struct gw_call *call = c->call;
-        c->call = NULL;
-        gw_call_cancel(call);
-    }
-    if (c->file) {
-        gw_static_free(c->file);
-        c->file = NULL;
-    }
+    drop_request(c);
     if (c->upgrade_ref) {
         luaL_unref(gw_vm_state(gw_runtime_vm(c->server->rt)), LUA_REGISTRYINDEX, c->upgrade_ref);
         c->upgrade_ref = 0;
@@ -1770,16 +1776,7 @@ static void stream_close(struct http_conn *c) {
     if (c->closing) return;
     c->closing = 1;
     unschedule(c);
-    if (c->in_flight == 2) gw_drain_release(GW_DRAIN_UNSENT);
-    if (c->call) {
-        struct gw_call *call = c->call;
-        c->call = NULL;
-        gw_call_cancel(call);
-    }
-    if (c->file) {
-        gw_static_free(c->file);
-        c->file = NULL;
-    }
+    drop_request(c);
     if (c->stream_id && !c->parent->closing) {
         gw_h2_reset(c->parent->h2, c->stream_id); /* nothing when its answer is whole */
         schedule(c->parent);
