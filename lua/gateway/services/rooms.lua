@@ -515,6 +515,11 @@ function M.new(api, config)
   -- api.rooms ------------------------------------------------------------------------
   local R = {}
 
+  -- Tell every worker (op: destroy, say, add, remove); Redis unreachable raises 503.
+  local function tell(message)
+    if not cluster.publish(M.TOPIC, message) then fail(503, "redis unavailable") end
+  end
+
   -- api.rooms.add(room) -> true when created, false when it existed
   function R.add(room)
     checkName(room, "api.rooms.add")
@@ -527,8 +532,7 @@ function M.new(api, config)
     checkName(room, "api.rooms.destroy")
     local r = call("EVAL", DESTROY, 2, roomsKey(), roomKey(room), room, prefix() .. "rooms:worker:")
     if r == 0 then fail(404, M.notFound(room)) end
-    local sent = cluster.publish(M.TOPIC, { op = "destroy", room = room })
-    if not sent then fail(503, "redis unavailable") end
+    tell({ op = "destroy", room = room })
     return true
   end
 
@@ -562,9 +566,7 @@ function M.new(api, config)
     end
     local text, why = M.sayText(json, room, connection and connection.id or nil, message)
     if not text then fail(422, "api.rooms.broadcast: message cannot be sent as JSON: " .. tostring(why)) end
-    if not cluster.publish(M.TOPIC, { op = "say", room = room, text = text }) then
-      fail(503, "redis unavailable")
-    end
+    tell({ op = "say", room = room, text = text })
     return true
   end
 
@@ -590,9 +592,7 @@ function M.new(api, config)
       return true
     end
     if not svc.exists(room) then fail(404, M.notFound(room)) end
-    if not cluster.publish(M.TOPIC, { op = "add", id = id, room = room }) then
-      fail(503, "redis unavailable")
-    end
+    tell({ op = "add", id = id, room = room })
     return true
   end
 
@@ -613,9 +613,7 @@ function M.new(api, config)
     end
     if not svc.exists(room) then fail(404, M.notFound(room)) end
     if call("HEXISTS", roomKey(room), id) == 0 then return false end
-    if not cluster.publish(M.TOPIC, { op = "remove", id = id, room = room }) then
-      fail(503, "redis unavailable")
-    end
+    tell({ op = "remove", id = id, room = room })
     return true
   end
 
