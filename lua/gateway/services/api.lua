@@ -137,13 +137,7 @@ function M.new(config, builtins)
     if registry[id] or not api.cluster.distributed() then
       return connections.send(registry, json, id, message)
     end
-    local text = message
-    if type(message) ~= "string" then
-      local ok, encoded = pcall(json.encode, message)
-      if not ok then error("api.connections.send: " .. tostring(encoded), 2) end
-      text = encoded
-    end
-    return api.cluster.publish("gateway.send", { id = id, text = text })
+    return api.cluster.publish("gateway.send", { id = id, text = connections.text(json, message) })
   end
   api.cluster.on("gateway.send", function(payload)
     if type(payload) == "table" and type(payload.id) == "string" and type(payload.text) == "string" then

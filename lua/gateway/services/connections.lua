@@ -98,17 +98,20 @@ end
 
 -- Push `message` (a string as it is, anything else as JSON) to the open persistent
 -- connection `id`: true when it was queued.
+-- What api.connections.send writes: a string as it is, anything else as JSON (an error
+-- naming api.connections.send, at the caller's caller, when it does not encode).
+function C.text(json, message)
+  if type(message) == "string" then return message end
+  local ok, encoded = pcall(json.encode, message)
+  if not ok then error("api.connections.send: " .. tostring(encoded), 3) end
+  return encoded
+end
+
 function C.send(registry, json, id, message)
   local connection = registry[id]
   local handle = connection and handles[connection]
   if not handle then return false end
-  local text = message
-  if type(message) ~= "string" then
-    local ok, encoded = pcall(json.encode, message)
-    if not ok then error("api.connections.send: " .. tostring(encoded), 2) end
-    text = encoded
-  end
-  return push(handle, text)
+  return push(handle, C.text(json, message))
 end
 
 return C
